@@ -1,0 +1,65 @@
+# kaar: two commands matter on a fresh machine.
+#   make run    run kaar (with no kubeconfig it starts the local sandbox cluster with demo failures)
+#   make test   run every test (lint, unit, NATS, sandbox end-to-end), with -race
+# Everything else is installed by these targets: Go modules, the control plane
+# binaries (built once, cached), the linter, the npm tools.
+
+SHELL := /bin/bash
+GO ?= go
+ROOT := $(CURDIR)
+BIN := $(ROOT)/bin
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
+MODULES := $(shell $(GO) work edit -json | sed -n 's/.*"DiskPath": "\.\/\(.*\)".*/\1/p')
+
+.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench tidy clean
+
+help: ## show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+run: build ## run kaar serve (uses $$KUBECONFIG / ~/.kube/config, else starts the sandbox with demo failures)
+	$(BIN)/kaar serve $(ARGS)
+
+build: ## build bin/kaar and the per-service binaries
+	@mkdir -p $(BIN)
+	cd cmd/kaar && $(GO) build -o $(BIN)/kaar .
+	@for s in watcher planner executor mcpgateway; do \
+		(cd services/$$s && $(GO) build -o $(BIN)/kaar-$$s ./cmd/kaar-$$s) || exit 1; done
+
+test: lint ## lint, then every module's tests with -race against real NATS and the real sandbox
+	./hack/test.sh
+
+unit: ## every module's tests with -race, without the shared sandbox set-up
+	@for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
+
+lint: $(STATICCHECK) ## gofmt, go vet and staticcheck over every module
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
+	@echo "lint: ok (gofmt, go vet, staticcheck $(STATICCHECK_VERSION))"
+
+$(STATICCHECK):
+	@mkdir -p $(BIN)
+	@echo "installing staticcheck $(STATICCHECK_VERSION) into bin/ (once)"
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(BIN)/staticcheck $(STATICCHECK)
+
+fmt: ## gofmt every module
+	gofmt -w $(MODULES)
+
+sandbox: ## start the local sandbox cluster with the demo failures (idempotent); prints KUBECONFIG
+	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox up --demo --state-dir $(ROOT)/.sandbox
+
+sandbox-down: ## stop the sandbox
+	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox down --state-dir $(ROOT)/.sandbox
+
+sandbox-status: ## show what the sandbox runs
+	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox status --state-dir $(ROOT)/.sandbox
+
+bench: ## benchmarks of every module (go test -bench), printed as tables
+	@for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...) || exit 1; done
+
+tidy: ## go mod tidy in every module
+	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done
+
+clean: ## remove build outputs (keeps the cached control plane binaries)
+	rm -rf $(BIN)

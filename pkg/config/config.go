@@ -1,0 +1,396 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrInvalid is wrapped by every error Load returns for a bad file, key or
+// value, so callers can tell configuration mistakes from I/O failures.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the whole configuration. The first three sections keep the shape
+// of the original server's config.yaml; the rest are kaar's own.
+type Config struct {
+	Server      Server      `yaml:"server"`
+	Kubernetes  Kubernetes  `yaml:"kubernetes"`
+	Remediation Remediation `yaml:"remediation"`
+	NATS        NATS        `yaml:"nats"`
+	Policy      Policy      `yaml:"policy"`
+	MCP         MCP         `yaml:"mcp"`
+}
+
+// Server is where the gateway listens and how every service logs.
+type Server struct {
+	Host      string `yaml:"host"`
+	Port      int    `yaml:"port"`
+	LogLevel  string `yaml:"log_level"`
+	LogFile   string `yaml:"log_file"`
+	LogFormat string `yaml:"log_format"`
+	// MetricsAddr is the listen address of the Prometheus /metrics and the
+	// /healthz, /readyz endpoints of services that do not serve HTTP
+	// otherwise. Empty disables it.
+	MetricsAddr string `yaml:"metrics_addr"`
+}
+
+// Kubernetes selects the cluster and the scope kaar watches.
+type Kubernetes struct {
+	// Kubeconfig is the kubeconfig file; empty means $KUBECONFIG, then
+	// ~/.kube/config, then in-cluster configuration.
+	Kubeconfig string `yaml:"kubeconfig"`
+	Context    string `yaml:"context"`
+	// Namespace limits watching to one namespace; empty watches all.
+	Namespace string `yaml:"namespace"`
+	// ClusterName names the cluster on the bus and in every event. It must
+	// be a NATS subject token: lower-case letters, digits, '-' and '_'.
+	ClusterName string `yaml:"cluster_name"`
+}
+
+// Remediation is how plans are made and executed.
+type Remediation struct {
+	AutoApprove bool `yaml:"auto_approve"`
+	// AutoApproveMaxRisk is the highest step risk auto_approve may approve.
+	AutoApproveMaxRisk string `yaml:"auto_approve_max_risk"`
+	// MaxPods is how many pods one plan may touch.
+	MaxPods int `yaml:"max_pods"`
+	// Strategies maps an issue type to the remediation steps tried, in order.
+	Strategies map[string][]Strategy `yaml:"strategies"`
+	// ApprovalWindow is how long a proposed plan can be approved and started.
+	ApprovalWindow Duration `yaml:"approval_window"`
+	// VerifyTimeout bounds the wait for the workload to become healthy.
+	VerifyTimeout Duration `yaml:"verify_timeout"`
+	// MaxMemoryLimit caps what a raise-memory step may set.
+	MaxMemoryLimit string `yaml:"max_memory_limit"`
+	// MemoryFactor is how much a raise-memory step multiplies the limit by.
+	MemoryFactor float64 `yaml:"memory_factor"`
+	// Paused is the global kill switch: no plan is executed while it is set.
+	Paused bool `yaml:"paused"`
+}
+
+// Strategy is one entry of a strategy list: a catalogue step name, written
+// either as a plain string ("check_logs") or as a mapping with parameters
+// ({action: increase_memory, params: {factor: "2"}}).
+type Strategy struct {
+	Action string            `yaml:"action"`
+	Params map[string]string `yaml:"params,omitempty"`
+}
+
+// UnmarshalYAML accepts both the string and the mapping form.
+func (s *Strategy) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		s.Action = n.Value
+		return nil
+	}
+	type plain Strategy
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*s = Strategy(p)
+	return nil
+}
+
+// NATS is the bus: an external server by URL, or the embedded one.
+type NATS struct {
+	// URL of an external NATS server; empty runs an embedded server.
+	URL string `yaml:"url"`
+	// StoreDir is the embedded server's JetStream file storage.
+	StoreDir string `yaml:"store_dir"`
+	// Listen is the embedded server's client address ("" = in-process
+	// only, "127.0.0.1:4222" to let split services connect).
+	Listen string `yaml:"listen"`
+	// CredsFile, User, Password authenticate to an external server.
+	CredsFile string `yaml:"creds_file"`
+	User      string `yaml:"user"`
+	Password  string `yaml:"password"`
+	// AuditRetention is how long the audit stream keeps records.
+	AuditRetention Duration `yaml:"audit_retention"`
+}
+
+// Policy says where kaar may act.
+type Policy struct {
+	// ProtectedNamespaces are still analysed but only get diagnostic plans.
+	ProtectedNamespaces []string `yaml:"protected_namespaces"`
+	// IncludeNamespaces, when set, limits detection to these namespaces.
+	IncludeNamespaces []string `yaml:"include_namespaces"`
+	// ExcludeNamespaces are never analysed.
+	ExcludeNamespaces []string `yaml:"exclude_namespaces"`
+}
+
+// MCP configures the gateway's MCP and REST endpoints.
+type MCP struct {
+	// Path of the streamable HTTP endpoint.
+	Path string `yaml:"path"`
+	// Tokens are accepted bearer tokens; empty disables authentication,
+	// which is only allowed on a loopback host.
+	Tokens []Token `yaml:"tokens"`
+}
+
+// Token is one bearer token and who it stands for.
+type Token struct {
+	Token string `yaml:"token"`
+	User  string `yaml:"user"`
+	Role  string `yaml:"role"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("15m").
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 90s, 15m or 1h: %w", err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Known issue types, the keys of remediation.strategies.
+var IssueTypes = []string{
+	"CrashLoopBackOff", "ImagePullBackOff", "OOMKilled", "Pending", "Evicted",
+	"CreateContainerConfigError", "InitContainerFailing", "NotReady", "StuckTerminating",
+}
+
+// StrategyNames are the catalogue steps a strategy may name. The first four
+// are the original server's names and keep their meaning.
+var StrategyNames = []string{
+	"check_logs", "restart_pod", "check_image", "update_image",
+	"rollback", "set_image", "increase_memory", "rollout_restart", "delete_pod",
+	"delete_evicted_pods", "add_toleration", "set_node_selector", "lower_requests", "diagnostic",
+}
+
+// RiskLevels are the allowed values of remediation.auto_approve_max_risk.
+var RiskLevels = []string{"none", "low", "medium", "high"}
+
+// Default returns the configuration used when no file is given.
+func Default() Config {
+	return Config{
+		Server:     Server{Host: "127.0.0.1", Port: 8080, LogLevel: "info", LogFormat: "text"},
+		Kubernetes: Kubernetes{ClusterName: "default"},
+		Remediation: Remediation{
+			AutoApproveMaxRisk: "low",
+			MaxPods:            10,
+			ApprovalWindow:     Duration{15 * time.Minute},
+			VerifyTimeout:      Duration{3 * time.Minute},
+			MaxMemoryLimit:     "4Gi",
+			MemoryFactor:       2,
+			Strategies: map[string][]Strategy{
+				"CrashLoopBackOff": {{Action: "check_logs"}, {Action: "rollback"}, {Action: "restart_pod"}},
+				"ImagePullBackOff": {{Action: "check_image"}, {Action: "rollback"}, {Action: "update_image"}},
+				"OOMKilled":        {{Action: "increase_memory"}},
+				"Pending":          {{Action: "set_node_selector"}, {Action: "lower_requests"}, {Action: "diagnostic"}},
+				"Evicted":          {{Action: "delete_evicted_pods"}},
+			},
+		},
+		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}},
+		Policy: Policy{ProtectedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"}},
+		MCP:    MCP{Path: "/mcp"},
+	}
+}
+
+// LoadFile reads the file at path (if path is not empty) over the defaults,
+// applies environment overrides from environ (os.Environ() in main), and
+// validates the result.
+func LoadFile(path string, environ []string) (Config, error) {
+	var src []byte
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config: %w", err)
+		}
+		src = b
+	}
+	return Load(bytes.NewReader(src), environ)
+}
+
+// Load parses YAML from r over the defaults, applies environment overrides
+// and validates. An empty reader yields the defaults.
+func Load(r io.Reader, environ []string) (Config, error) {
+	cfg := Default()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) > 0 {
+		var root yaml.Node
+		if err := yaml.Unmarshal(b, &root); err != nil {
+			return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if err := checkKeys(&root, cfg); err != nil {
+			return Config{}, err
+		}
+		// Strategies given in the file replace the default map entries
+		// wholesale, so decode them into an empty map first.
+		cfg.Remediation.Strategies = nil
+		if err := root.Decode(&cfg); err != nil {
+			return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if cfg.Remediation.Strategies == nil {
+			cfg.Remediation.Strategies = Default().Remediation.Strategies
+		}
+	}
+	if err := applyEnv(&cfg, environ); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// FieldError names the configuration key at fault.
+type FieldError struct {
+	Key     string
+	Problem string
+	Allowed []string
+}
+
+func (e *FieldError) Error() string {
+	s := fmt.Sprintf("config key %q: %s", e.Key, e.Problem)
+	if len(e.Allowed) > 0 {
+		s += " (allowed: " + strings.Join(e.Allowed, ", ") + ")"
+	}
+	return s
+}
+
+// Unwrap makes every FieldError an ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+func fieldErr(key, problem string, allowed ...string) error {
+	return &FieldError{Key: key, Problem: problem, Allowed: allowed}
+}
+
+// Validate checks every value and returns the first problem, naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Server.Host == "" {
+		add(fieldErr("server.host", "must not be empty"))
+	}
+	if c.Server.Port < 1 || c.Server.Port > 65535 {
+		add(fieldErr("server.port", fmt.Sprintf("%d is out of range 1-65535", c.Server.Port)))
+	}
+	add(oneOf("server.log_level", c.Server.LogLevel, "debug", "info", "warn", "error"))
+	add(oneOf("server.log_format", c.Server.LogFormat, "text", "json"))
+	if !validToken(c.Kubernetes.ClusterName) {
+		add(fieldErr("kubernetes.cluster_name", fmt.Sprintf("%q is not a valid cluster name: use 1-63 lower-case letters, digits, '-' or '_', starting and ending with a letter or digit", c.Kubernetes.ClusterName)))
+	}
+	if ns := c.Kubernetes.Namespace; ns != "" && !validDNSLabel(ns) {
+		add(fieldErr("kubernetes.namespace", fmt.Sprintf("%q is not a valid namespace name", ns)))
+	}
+	add(oneOf("remediation.auto_approve_max_risk", c.Remediation.AutoApproveMaxRisk, RiskLevels...))
+	if c.Remediation.MaxPods < 1 {
+		add(fieldErr("remediation.max_pods", fmt.Sprintf("%d must be at least 1", c.Remediation.MaxPods)))
+	}
+	w := c.Remediation.ApprovalWindow.Duration
+	if w < time.Second || w > 24*time.Hour || w%time.Second != 0 {
+		add(fieldErr("remediation.approval_window", fmt.Sprintf("%s must be whole seconds between 1s and 24h", w)))
+	}
+	if v := c.Remediation.VerifyTimeout.Duration; v < time.Second || v > time.Hour {
+		add(fieldErr("remediation.verify_timeout", fmt.Sprintf("%s must be between 1s and 1h", v)))
+	}
+	if f := c.Remediation.MemoryFactor; f <= 1 || f > 8 {
+		add(fieldErr("remediation.memory_factor", fmt.Sprintf("%g must be greater than 1 and at most 8", f)))
+	}
+	if _, err := ParseQuantityBytes(c.Remediation.MaxMemoryLimit); err != nil {
+		add(fieldErr("remediation.max_memory_limit", err.Error()))
+	}
+	keys := make([]string, 0, len(c.Remediation.Strategies))
+	for k := range c.Remediation.Strategies {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, typ := range keys {
+		key := "remediation.strategies." + typ
+		if !contains(IssueTypes, typ) {
+			add(fieldErr(key, "unknown issue type", IssueTypes...))
+			continue
+		}
+		for i, s := range c.Remediation.Strategies[typ] {
+			if !contains(StrategyNames, s.Action) {
+				add(fieldErr(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("unknown strategy %q", s.Action), StrategyNames...))
+			}
+		}
+	}
+	if d := c.NATS.AuditRetention.Duration; d < time.Hour {
+		add(fieldErr("nats.audit_retention", fmt.Sprintf("%s must be at least 1h", d)))
+	}
+	for i, ns := range c.Policy.ProtectedNamespaces {
+		if !validDNSLabel(ns) {
+			add(fieldErr(fmt.Sprintf("policy.protected_namespaces[%d]", i), fmt.Sprintf("%q is not a valid namespace name", ns)))
+		}
+	}
+	for i, ns := range c.Policy.IncludeNamespaces {
+		if !validDNSLabel(ns) {
+			add(fieldErr(fmt.Sprintf("policy.include_namespaces[%d]", i), fmt.Sprintf("%q is not a valid namespace name", ns)))
+		}
+	}
+	for i, ns := range c.Policy.ExcludeNamespaces {
+		if !validDNSLabel(ns) {
+			add(fieldErr(fmt.Sprintf("policy.exclude_namespaces[%d]", i), fmt.Sprintf("%q is not a valid namespace name", ns)))
+		}
+	}
+	if !strings.HasPrefix(c.MCP.Path, "/") || strings.HasPrefix(c.MCP.Path, "/mcp/v1") {
+		add(fieldErr("mcp.path", fmt.Sprintf("%q must start with / and must not collide with the REST API under /mcp/v1", c.MCP.Path)))
+	}
+	for i, t := range c.MCP.Tokens {
+		key := fmt.Sprintf("mcp.tokens[%d]", i)
+		if len(t.Token) < 16 {
+			add(fieldErr(key+".token", "must be at least 16 characters"))
+		}
+		if t.User == "" {
+			add(fieldErr(key+".user", "must not be empty"))
+		}
+		add(oneOf(key+".role", t.Role, "read", "approver", "admin"))
+	}
+	return errors.Join(errs...)
+}
+
+func oneOf(key, v string, allowed ...string) error {
+	if contains(allowed, v) {
+		return nil
+	}
+	return fieldErr(key, fmt.Sprintf("%q is not allowed", v), allowed...)
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+func validToken(s string) bool {
+	if len(s) < 1 || len(s) > 63 {
+		return false
+	}
+	for i, r := range s {
+		alnum := (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')
+		if !alnum && (i == 0 || i == len(s)-1 || (r != '-' && r != '_')) {
+			return false
+		}
+	}
+	return true
+}
+
+func validDNSLabel(s string) bool {
+	return validToken(s) && !strings.Contains(s, "_")
+}

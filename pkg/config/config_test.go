@@ -1,0 +1,181 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The original server's config.yaml, as its README showed it.
+const original = `
+server:
+  host: "0.0.0.0"
+  port: 8080
+  log_level: "info"
+  log_file: "mcp-server.log"
+kubernetes:
+  context: "minikube"
+  namespace: "default"
+remediation:
+  auto_approve: false
+  max_pods: 5
+  strategies:
+    CrashLoopBackOff:
+      - check_logs
+      - restart_pod
+    ImagePullBackOff:
+      - check_image
+      - update_image
+`
+
+func TestLoadOriginalConfigAsIs(t *testing.T) {
+	cfg, err := Load(strings.NewReader(original), nil)
+	if err != nil {
+		t.Fatalf("original config.yaml refused: %v", err)
+	}
+	if cfg.Server.Host != "0.0.0.0" || cfg.Server.Port != 8080 || cfg.Server.LogFile != "mcp-server.log" {
+		t.Errorf("server = %+v", cfg.Server)
+	}
+	if cfg.Kubernetes.Context != "minikube" || cfg.Kubernetes.Namespace != "default" {
+		t.Errorf("kubernetes = %+v", cfg.Kubernetes)
+	}
+	if cfg.Remediation.MaxPods != 5 || cfg.Remediation.AutoApprove {
+		t.Errorf("remediation = %+v", cfg.Remediation)
+	}
+	got := cfg.Remediation.Strategies["ImagePullBackOff"]
+	if len(got) != 2 || got[0].Action != "check_image" || got[1].Action != "update_image" {
+		t.Errorf("ImagePullBackOff strategies = %+v", got)
+	}
+	if _, ok := cfg.Remediation.Strategies["OOMKilled"]; ok {
+		t.Errorf("strategies from the file must replace the defaults, got OOMKilled too")
+	}
+	// kaar's own keys keep their defaults.
+	if cfg.Remediation.ApprovalWindow.Duration != 15*time.Minute || cfg.Kubernetes.ClusterName != "default" {
+		t.Errorf("defaults lost: window=%s cluster=%q", cfg.Remediation.ApprovalWindow, cfg.Kubernetes.ClusterName)
+	}
+}
+
+func TestLoadEmptyIsDefault(t *testing.T) {
+	cfg, err := Load(strings.NewReader(""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Port != 8080 || len(cfg.Remediation.Strategies) == 0 || cfg.MCP.Path != "/mcp" {
+		t.Errorf("defaults = %+v", cfg)
+	}
+}
+
+func TestLoadKaarKeysAndStrategyMappings(t *testing.T) {
+	src := `
+kubernetes: {cluster_name: prod-eu-1}
+remediation:
+  approval_window: 90s
+  strategies:
+    OOMKilled:
+      - action: increase_memory
+        params: {factor: "1.5"}
+nats: {url: "nats://nats:4222"}
+policy: {protected_namespaces: [kube-system, payments]}
+`
+	cfg, err := Load(strings.NewReader(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kubernetes.ClusterName != "prod-eu-1" || cfg.Remediation.ApprovalWindow.Duration != 90*time.Second || cfg.NATS.URL != "nats://nats:4222" {
+		t.Errorf("cfg = %+v", cfg)
+	}
+	s := cfg.Remediation.Strategies["OOMKilled"]
+	if len(s) != 1 || s[0].Action != "increase_memory" || s[0].Params["factor"] != "1.5" {
+		t.Errorf("strategy = %+v", s)
+	}
+}
+
+func TestLoadErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		name, src, key, allowed string
+	}{
+		{"unknown top key", "sever: {}", `"sever"`, "kubernetes"},
+		{"unknown nested key", "server: {hots: x}", `"server.hots"`, "host"},
+		{"unknown deep key", "remediation: {strategies: {OOMKilled: [{action: increase_memory, parms: {}}]}}", `"remediation.strategies.OOMKilled[0].parms"`, "params"},
+		{"port out of range", "server: {port: 70000}", `"server.port"`, ""},
+		{"port not a number", "server: {port: eighty}", "", ""},
+		{"bad log level", "server: {log_level: loud}", `"server.log_level"`, "debug, info, warn, error"},
+		{"unknown issue type", "remediation: {strategies: {Crashing: [check_logs]}}", `"remediation.strategies.Crashing"`, "CrashLoopBackOff"},
+		{"unknown strategy", "remediation: {strategies: {OOMKilled: [pray]}}", `"remediation.strategies.OOMKilled[0]"`, "check_logs"},
+		{"max_pods zero", "remediation: {max_pods: 0}", `"remediation.max_pods"`, ""},
+		{"window too short", "remediation: {approval_window: 500ms}", `"remediation.approval_window"`, ""},
+		{"window not a duration", "remediation: {approval_window: soon}", "", ""},
+		{"bad cluster name", "kubernetes: {cluster_name: Prod.EU}", `"kubernetes.cluster_name"`, ""},
+		{"bad risk", "remediation: {auto_approve_max_risk: yolo}", `"remediation.auto_approve_max_risk"`, "none, low, medium, high"},
+		{"bad memory cap", "remediation: {max_memory_limit: lots}", `"remediation.max_memory_limit"`, ""},
+		{"short token", "mcp: {tokens: [{token: abc, user: ops, role: admin}]}", `"mcp.tokens[0].token"`, ""},
+		{"bad role", "mcp: {tokens: [{token: 0123456789abcdef0, user: ops, role: god}]}", `"mcp.tokens[0].role"`, "read, approver, admin"},
+		{"section not a mapping", "server: 8080", `"server"`, ""},
+		{"scalar given a list", "server: {host: [a, b]}", `"server.host"`, ""},
+		{"bad namespace", "policy: {protected_namespaces: [Kube_System]}", `"policy.protected_namespaces[0]"`, ""},
+		{"not yaml", "server: [", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(strings.NewReader(tc.src), nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v is not ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), tc.allowed) {
+				t.Errorf("error %q does not name %s (allowed %q)", err, tc.key, tc.allowed)
+			}
+		})
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	env := []string{"KAAR_SERVER_PORT=9090", "KAAR_NATS_URL=nats://x:4222", "KAAR_REMEDIATION_AUTO_APPROVE=true",
+		"KAAR_REMEDIATION_APPROVAL_WINDOW=2m", "KAAR_POLICY_PROTECTED_NAMESPACES=a, b", "PATH=/bin"}
+	cfg, err := Load(strings.NewReader(original), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Port != 9090 || cfg.NATS.URL != "nats://x:4222" || !cfg.Remediation.AutoApprove ||
+		cfg.Remediation.ApprovalWindow.Duration != 2*time.Minute || strings.Join(cfg.Policy.ProtectedNamespaces, "|") != "a|b" {
+		t.Errorf("cfg = %+v", cfg)
+	}
+	_, err = Load(strings.NewReader(""), []string{"KAAR_SERVER_PORT=http"})
+	if err == nil || !strings.Contains(err.Error(), `"server.port"`) || !strings.Contains(err.Error(), "KAAR_SERVER_PORT") {
+		t.Errorf("bad env value: %v", err)
+	}
+	_, err = Load(strings.NewReader(""), []string{"KAAR_SERVER_PORT=0"})
+	if err == nil || !strings.Contains(err.Error(), `"server.port"`) {
+		t.Errorf("env value must be validated: %v", err)
+	}
+}
+
+func TestParseQuantityBytes(t *testing.T) {
+	for in, want := range map[string]int64{"512Mi": 512 << 20, "4Gi": 4 << 30, "1G": 1e9, "100": 100, "64k": 64000} {
+		if got, err := ParseQuantityBytes(in); err != nil || got != want {
+			t.Errorf("%s = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "Mi", "-1Gi", "1.5Gi", "lots"} {
+		if _, err := ParseQuantityBytes(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add(original)
+	f.Add("server: {port: 1}")
+	f.Add("remediation: {strategies: {OOMKilled: [{action: x}]}}")
+	f.Fuzz(func(t *testing.T, src string) {
+		cfg, err := Load(strings.NewReader(src), nil)
+		if err == nil {
+			if verr := cfg.Validate(); verr != nil {
+				t.Fatalf("Load accepted an invalid config: %v", verr)
+			}
+		}
+	})
+}

@@ -1,0 +1,229 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var (
+	durationType = reflect.TypeOf(Duration{})
+	strategyType = reflect.TypeOf(Strategy{})
+)
+
+// checkKeys walks the YAML document alongside the Config type and reports
+// the first key that the type does not have, by its full path, with the keys
+// that are allowed there.
+func checkKeys(root *yaml.Node, cfg Config) error {
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	return walk(root, reflect.TypeOf(cfg), "")
+}
+
+func walk(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch {
+	case t == durationType || t == strategyType && n.Kind == yaml.ScalarNode:
+		return nil
+	case t.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return fieldErr(display(path), "must be a mapping of keys")
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			f, ok := fields[k]
+			if !ok {
+				return fieldErr(join(path, k), "unknown key", sortedKeys(fields)...)
+			}
+			if err := walk(n.Content[i+1], f.Type, join(path, k)); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			if n.Tag == "!!null" {
+				return nil
+			}
+			return fieldErr(display(path), "must be a mapping")
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := walk(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			if n.Tag == "!!null" {
+				return nil
+			}
+			return fieldErr(display(path), "must be a list")
+		}
+		for i, c := range n.Content {
+			if err := walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	default:
+		if n.Kind != yaml.ScalarNode {
+			return fieldErr(display(path), "must be a single value, not a list or mapping")
+		}
+	}
+	return nil
+}
+
+func yamlFields(t reflect.Type) map[string]reflect.StructField {
+	out := map[string]reflect.StructField{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		out[name] = f
+	}
+	return out
+}
+
+func sortedKeys(m map[string]reflect.StructField) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+func display(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+	return path
+}
+
+// applyEnv overrides scalar keys from KAAR_<SECTION>_<KEY> variables, for
+// example KAAR_SERVER_PORT=9090 or KAAR_NATS_URL=nats://nats:4222. List keys
+// take a comma-separated value (KAAR_POLICY_PROTECTED_NAMESPACES=a,b).
+func applyEnv(cfg *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "KAAR_") {
+			env[k] = v
+		}
+	}
+	if len(env) == 0 {
+		return nil
+	}
+	return envStruct(reflect.ValueOf(cfg).Elem(), "", env)
+}
+
+func envStruct(v reflect.Value, path string, env map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if name == "" || name == "-" {
+			continue
+		}
+		key := join(path, name)
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+			if err := envStruct(fv, key, env); err != nil {
+				return err
+			}
+			continue
+		}
+		envName := "KAAR_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		raw, ok := env[envName]
+		if !ok {
+			continue
+		}
+		if err := setScalar(fv, raw); err != nil {
+			return fieldErr(key, fmt.Sprintf("environment variable %s=%q: %v", envName, raw, err))
+		}
+	}
+	return nil
+}
+
+func setScalar(v reflect.Value, raw string) error {
+	if v.Type() == durationType {
+		var d Duration
+		if err := d.UnmarshalYAML(&yaml.Node{Kind: yaml.ScalarNode, Value: raw}); err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(raw)
+	case reflect.Int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("want an integer")
+		}
+		v.SetInt(int64(n))
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return fmt.Errorf("want a number")
+		}
+		v.SetFloat(f)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		v.SetBool(b)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("cannot be set from the environment")
+		}
+		var parts []string
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("cannot be set from the environment")
+	}
+	return nil
+}
+
+// ParseQuantityBytes parses a memory quantity such as 512Mi, 4Gi or 1G into
+// bytes. It accepts the binary (Ki, Mi, Gi, Ti) and decimal (k, M, G, T)
+// suffixes Kubernetes uses for memory, and plain byte counts.
+func ParseQuantityBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}}
+	num, mult := s, int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a memory quantity such as 512Mi or 4Gi", s)
+	}
+	return n * mult, nil
+}
