@@ -1,0 +1,13 @@
+// Package bus is kaar's NATS JetStream plumbing: an embedded server for the
+// all-in-one binary and the tests ([StartEmbedded]), a client connection
+// with production reconnect behaviour ([Connect]), the idempotent
+// declaration of every stream, key-value bucket and durable consumer named
+// in pkg/events ([Provision]), and the two typed helpers every service
+// shares: [Publish] (an envelope with a Nats-Msg-Id, reporting duplicates)
+// and [PlanStore] (plans in the kaar_plans bucket with a per-key TTL,
+// compare-and-set updates and expiry notifications).
+//
+// Everything else (consuming, request/reply endpoints, the incidents and
+// executions buckets) the services do with nats.go's jetstream and micro
+// packages directly, using the names from pkg/events.
+package bus

@@ -1,0 +1,154 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// RandomPort asks the embedded server to listen on a free port.
+const RandomPort = server.RANDOM_PORT
+
+// EmbeddedOptions configures an in-process NATS JetStream server.
+type EmbeddedOptions struct {
+	// ServerName defaults to "kaar-embedded".
+	ServerName string
+	// StoreDir is the JetStream file storage directory. Empty means a
+	// temporary directory removed by Shutdown (tests, demos).
+	StoreDir string
+	// Host defaults to 127.0.0.1.
+	Host string
+	// Port defaults to 4222; RandomPort picks a free one.
+	Port int
+	// DontListen serves in-process clients only (Embedded.Connect); no TCP
+	// port is opened.
+	DontListen bool
+	// MaxMemory and MaxStore bound JetStream memory and file storage in
+	// bytes; 0 lets the server choose (a share of RAM and disk).
+	MaxMemory int64
+	MaxStore  int64
+	// Logger receives the server's log lines; nil silences the server.
+	Logger *slog.Logger
+	// ReadyTimeout bounds the wait for the server to accept connections;
+	// default 10s.
+	ReadyTimeout time.Duration
+}
+
+// Embedded is a running in-process NATS server with JetStream.
+type Embedded struct {
+	srv     *server.Server
+	tempDir string
+	logger  *slog.Logger
+}
+
+// StartEmbedded starts a NATS server with JetStream in this process and
+// waits until it accepts connections.
+func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
+	if o.ServerName == "" {
+		o.ServerName = "kaar-embedded"
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.Port == 0 {
+		o.Port = server.DEFAULT_PORT
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 10 * time.Second
+	}
+	e := &Embedded{logger: o.Logger}
+	if o.StoreDir == "" {
+		dir, err := os.MkdirTemp("", "kaar-nats-")
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: temp store dir: %w", err)
+		}
+		e.tempDir, o.StoreDir = dir, dir
+	}
+	opts := &server.Options{
+		ServerName:         o.ServerName,
+		Host:               o.Host,
+		Port:               o.Port,
+		DontListen:         o.DontListen,
+		JetStream:          true,
+		StoreDir:           o.StoreDir,
+		JetStreamMaxMemory: o.MaxMemory,
+		JetStreamMaxStore:  o.MaxStore,
+		NoSigs:             true,
+		NoLog:              o.Logger == nil,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		e.removeTemp()
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if o.Logger != nil {
+		srv.SetLoggerV2(slogAdapter{o.Logger.With(slog.String("component", "nats-server"))}, false, false, false)
+	}
+	e.srv = srv
+	srv.Start()
+	wait := o.ReadyTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait = time.Until(dl)
+	}
+	if !srv.ReadyForConnections(wait) {
+		e.Shutdown()
+		return nil, fmt.Errorf("embedded nats: not ready for connections after %s", wait)
+	}
+	if !srv.JetStreamEnabled() {
+		e.Shutdown()
+		return nil, errors.New("embedded nats: JetStream did not start")
+	}
+	return e, nil
+}
+
+// ClientURL is the URL clients connect to. With DontListen it is a
+// placeholder: use Connect, which connects in-process.
+func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Server exposes the underlying server (monitoring, advanced tests).
+func (e *Embedded) Server() *server.Server { return e.srv }
+
+// Connect opens a client connection to the embedded server, in-process
+// (no TCP) so it also works with DontListen.
+func (e *Embedded) Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
+	o.Extra = append([]nats.Option{nats.InProcessServer(e.srv)}, o.Extra...)
+	if o.Logger == nil {
+		o.Logger = e.logger
+	}
+	return Connect(ctx, e.srv.ClientURL(), o)
+}
+
+// Shutdown stops the server, waits for it, and removes its temporary
+// store directory if it made one. Safe to call more than once.
+func (e *Embedded) Shutdown() {
+	if e.srv != nil {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+	}
+	e.removeTemp()
+}
+
+func (e *Embedded) removeTemp() {
+	if e.tempDir != "" {
+		_ = os.RemoveAll(e.tempDir)
+		e.tempDir = ""
+	}
+}
+
+// slogAdapter sends nats-server logs to slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Noticef(format string, v ...any) { a.l.Info(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Fatalf(format string, v ...any) {
+	a.l.Error(fmt.Sprintf(format, v...), slog.Bool("fatal", true))
+}
+func (a slogAdapter) Errorf(format string, v ...any) { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,137 @@
+package events
+
+import (
+	"strings"
+)
+
+// IssueType is the class of a workload's failure. The JSON value is the
+// Kubernetes-style name ("CrashLoopBackOff").
+type IssueType string
+
+// Issue types detected by the watcher.
+const (
+	// IssueCrashLoopBackOff: a container keeps exiting and is restarted with
+	// back-off.
+	IssueCrashLoopBackOff IssueType = "CrashLoopBackOff"
+	// IssueImagePullBackOff: the image cannot be pulled (also covers
+	// ErrImagePull and InvalidImageName).
+	IssueImagePullBackOff IssueType = "ImagePullBackOff"
+	// IssueOOMKilled: a container was killed for exceeding its memory limit.
+	IssueOOMKilled IssueType = "OOMKilled"
+	// IssuePending: the pod cannot be scheduled (or stays Pending for long).
+	IssuePending IssueType = "Pending"
+	// IssueEvicted: the kubelet evicted the pod (node pressure).
+	IssueEvicted IssueType = "Evicted"
+	// IssueCreateContainerConfigError: the container cannot be created,
+	// typically a missing ConfigMap or Secret.
+	IssueCreateContainerConfigError IssueType = "CreateContainerConfigError"
+	// IssueInitContainerFailing: an init container keeps failing.
+	IssueInitContainerFailing IssueType = "InitContainerFailing"
+	// IssueNotReady: a running container has failed its readiness probe for
+	// long.
+	IssueNotReady IssueType = "NotReady"
+	// IssueStuckTerminating: the pod has been terminating well past its
+	// grace period.
+	IssueStuckTerminating IssueType = "StuckTerminating"
+)
+
+// IssueTypes lists every IssueType in a stable order.
+func IssueTypes() []IssueType {
+	return []IssueType{
+		IssueCrashLoopBackOff, IssueImagePullBackOff, IssueOOMKilled,
+		IssuePending, IssueEvicted, IssueCreateContainerConfigError,
+		IssueInitContainerFailing, IssueNotReady, IssueStuckTerminating,
+	}
+}
+
+// issueAliases maps other Kubernetes reasons onto an IssueType.
+var issueAliases = map[string]IssueType{
+	"errimagepull":     IssueImagePullBackOff,
+	"invalidimagename": IssueImagePullBackOff,
+	"oomkill":          IssueOOMKilled,
+	"oom":              IssueOOMKilled,
+	"unschedulable":    IssuePending,
+	"terminating":      IssueStuckTerminating,
+}
+
+func normalizeName(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	return strings.NewReplacer("_", "", "-", "", " ", "").Replace(s)
+}
+
+// ParseIssueType accepts an issue type name in any case, with or without
+// '_', '-' or spaces ("crashloopbackoff", "crash_loop_back_off"), and the
+// Kubernetes reasons ErrImagePull and InvalidImageName (as
+// ImagePullBackOff). The error names field "type" and lists the allowed
+// values.
+func ParseIssueType(s string) (IssueType, error) {
+	n := normalizeName(s)
+	if n == "" {
+		return "", fieldErr("type", "required", enumStrings(IssueTypes())...)
+	}
+	for _, t := range IssueTypes() {
+		if normalizeName(string(t)) == n {
+			return t, nil
+		}
+	}
+	if t, ok := issueAliases[n]; ok {
+		return t, nil
+	}
+	return "", IssueType(s).Validate()
+}
+
+// Validate reports an unknown issue type (field "type").
+func (t IssueType) Validate() error { return validateEnum("type", t, IssueTypes()) }
+
+// DefaultSeverity is the severity of an incident of this type unless
+// configuration says otherwise.
+func (t IssueType) DefaultSeverity() Severity {
+	switch t {
+	case IssueCrashLoopBackOff, IssueImagePullBackOff, IssueOOMKilled,
+		IssueCreateContainerConfigError, IssueInitContainerFailing:
+		return SeverityHigh
+	case IssuePending, IssueEvicted, IssueNotReady:
+		return SeverityMedium
+	case IssueStuckTerminating:
+		return SeverityLow
+	}
+	return SeverityMedium
+}
+
+// Severity ranks incidents.
+type Severity string
+
+// Severities from worst to mildest.
+const (
+	SeverityCritical Severity = "critical"
+	SeverityHigh     Severity = "high"
+	SeverityMedium   Severity = "medium"
+	SeverityLow      Severity = "low"
+)
+
+// Severities lists every Severity from worst to mildest.
+func Severities() []Severity {
+	return []Severity{SeverityCritical, SeverityHigh, SeverityMedium, SeverityLow}
+}
+
+// ParseSeverity accepts a severity name in any case.
+func ParseSeverity(s string) (Severity, error) {
+	v := Severity(strings.ToLower(strings.TrimSpace(s)))
+	if err := v.Validate(); err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+// Validate reports an unknown severity (field "severity").
+func (s Severity) Validate() error { return validateEnum("severity", s, Severities()) }
+
+// Rank is 0 for critical up to 3 for low (and 4 for unknown), for sorting.
+func (s Severity) Rank() int {
+	for i, v := range Severities() {
+		if v == s {
+			return i
+		}
+	}
+	return len(Severities())
+}
