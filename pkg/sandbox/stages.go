@@ -1,0 +1,162 @@
+package sandbox
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"strings"
+	"text/template"
+)
+
+// Pod conventions read by the sandbox's kwok stages. Each failure is a
+// function of the pod spec, so changing the spec heals the pod. README.md
+// documents them with examples.
+const (
+	// AnnotationCrashExitCode (pod annotation, usually set in a pod
+	// template): the first container exits with this code (an integer)
+	// and the pod shows CrashLoopBackOff.
+	AnnotationCrashExitCode = "sandbox.kaar.dev/crash-exit-code"
+	// AnnotationMemoryUsage (pod annotation): the memory the first
+	// container uses, e.g. "200Mi". Above that container's
+	// resources.limits.memory the pod shows OOMKilled; at or under it (or
+	// without a limit) the pod runs.
+	AnnotationMemoryUsage = "sandbox.kaar.dev/memory-usage"
+	// AnnotationEvict (pod annotation, value "memory"): set on a Running
+	// pod, the kubelet evicts it for node memory pressure.
+	AnnotationEvict = "sandbox.kaar.dev/evict"
+	// NonexistentTag: an image whose tag contains it cannot be pulled
+	// (ErrImagePull, then ImagePullBackOff).
+	NonexistentTag = "nonexistent"
+	// PrivateRegistry: images from this host fail to pull with 401
+	// Unauthorized unless the pod has imagePullSecrets.
+	PrivateRegistry = "private.registry.example"
+	// MissingRefPrefix: an env or envFrom reference to a ConfigMap or
+	// Secret whose name starts with it (and is not optional) fails with
+	// CreateContainerConfigError.
+	MissingRefPrefix = "missing-"
+)
+
+// notFoundRE matches an image reference whose tag contains NonexistentTag.
+// The jq predicate and kwok's Go template use the same expression.
+const notFoundRE = `:[^:/@]*` + NonexistentTag + `[^:/@]*(@.*)?$`
+
+// jqBytes is a jq function that converts a Kubernetes quantity string
+// (plain, k/K/M/G/T or Ki/Mi/Gi/Ti suffix) to a number of bytes; anything
+// else is an error, which kwok treats as "no value".
+const jqBytes = `def kaarbytes: capture("^(?<n>[0-9]+([.][0-9]+)?)(?<u>[A-Za-z]*)$") | (.n | tonumber) as $n | .u as $u | ` +
+	`{"": 1, "k": 1000, "K": 1000, "M": 1000000, "G": 1000000000, "T": 1000000000000, ` +
+	`"Ki": 1024, "Mi": 1048576, "Gi": 1073741824, "Ti": 1099511627776}[$u] as $m | $n * $m; `
+
+// predicate is a jq expression over a pod that yields true when the pod
+// is meant to fail in one way.
+type predicate struct {
+	Name string
+	Expr string
+}
+
+// predicates, in precedence order: a pod whose image cannot be pulled never
+// gets to resolve its env; one whose env cannot be resolved never runs, so
+// cannot crash; an explicit crash wins over an OOM.
+var predicates = []predicate{
+	{"image-pull", `([.spec.containers[].image | test("` + notFoundRE + `")] | any) or ` +
+		`(((.spec.imagePullSecrets // []) | length == 0) and ([.spec.containers[].image | startswith("` + PrivateRegistry + `/")] | any))`},
+	{"config-missing", `[.spec.containers[] | ((.env // [])[] | (.valueFrom // {}) | (.configMapKeyRef // .secretKeyRef // empty)), ` +
+		`((.envFrom // [])[] | (.configMapRef // .secretRef // empty)) | select(.optional != true) | .name | ` +
+		`select(type == "string" and startswith("` + MissingRefPrefix + `"))] | length > 0`},
+	{"crash", `(.metadata.annotations["` + AnnotationCrashExitCode + `"] // "") | test("^[0-9]{1,3}$")`},
+	{"oom", jqBytes + `(.metadata.annotations["` + AnnotationMemoryUsage + `"] | kaarbytes) > (.spec.containers[0].resources.limits.memory | kaarbytes)`},
+	{"evict", `.metadata.annotations["` + AnnotationEvict + `"] == "memory"`},
+}
+
+func predicateExpr(name string) (string, error) {
+	for _, p := range predicates {
+		if p.Name == name {
+			return p.Expr, nil
+		}
+	}
+	return "", fmt.Errorf("stages: unknown predicate %q", name)
+}
+
+//go:embed stages/stages.yaml.tmpl
+var stagesTemplate string
+
+// stageData is the data of stages.yaml.tmpl.
+type stageData struct {
+	NotFoundRE            string
+	PrivatePrefix         string
+	MissingPrefix         string
+	CrashAnnotation       string
+	MemoryUsageAnnotation string
+	// FailurePredicates keep the stock stages off the pods meant to fail.
+	FailurePredicates []predicate
+}
+
+// Precede returns the predicates that take precedence over name.
+func (stageData) Precede(name string) ([]predicate, error) {
+	for i, p := range predicates {
+		if p.Name == name {
+			return predicates[:i], nil
+		}
+	}
+	return nil, fmt.Errorf("stages: unknown predicate %q", name)
+}
+
+// eventStep is the data of the "event" template: one kubelet-style Event
+// created by a kwok apply step.
+type eventStep struct {
+	Root                                     stageData
+	Suffix, Type, Reason, Container, Message string
+	Preamble                                 string // template defining the variables Message uses
+}
+
+// RenderStages returns the kwok configuration (stages) the sandbox runs
+// with: kwok's stock node and pod stages, narrowed, plus the failure
+// stages described in README.md.
+func RenderStages() ([]byte, error) {
+	var tmpl *template.Template
+	funcs := template.FuncMap{
+		"jq": func(name string) (string, error) {
+			e, err := predicateExpr(name)
+			return fmt.Sprintf("%q", e), err
+		},
+		"event": func(root stageData, suffix, typ, reason, container, message, preamble string) eventStep {
+			return eventStep{Root: root, Suffix: suffix, Type: typ, Reason: reason, Container: container, Message: message, Preamble: preamble}
+		},
+		"include": func(name string, data any) (string, error) {
+			var b bytes.Buffer
+			err := tmpl.ExecuteTemplate(&b, name, data)
+			return strings.Trim(b.String(), "\n"), err
+		},
+		"indent": func(n int, s string) string {
+			pad := strings.Repeat(" ", n)
+			lines := strings.Split(s, "\n")
+			for i, l := range lines {
+				if l != "" {
+					lines[i] = pad + l
+				}
+			}
+			return strings.Join(lines, "\n")
+		},
+	}
+	tmpl, err := template.New("stages").Delims("[[", "]]").Funcs(funcs).Option("missingkey=error").Parse(stagesTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("stages: parse: %w", err)
+	}
+	var failing []predicate
+	for _, p := range predicates {
+		failing = append(failing, p)
+	}
+	data := stageData{
+		NotFoundRE:            notFoundRE,
+		PrivatePrefix:         PrivateRegistry + "/",
+		MissingPrefix:         MissingRefPrefix,
+		CrashAnnotation:       AnnotationCrashExitCode,
+		MemoryUsageAnnotation: AnnotationMemoryUsage,
+		FailurePredicates:     failing,
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, data); err != nil {
+		return nil, fmt.Errorf("stages: render: %w", err)
+	}
+	return out.Bytes(), nil
+}

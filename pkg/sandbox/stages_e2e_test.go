@@ -1,0 +1,114 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The conventions beyond the demo, on bare pods: each pod must reach the
+// state its spec asks for, and its healthy twin must run.
+func TestStageConventionsOnBarePods(t *testing.T) {
+	c := ForTest(t)
+	cs := c.Clientset()
+	ns := NewNamespace(t, cs)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	pod := func(name string, mut func(*corev1.Pod)) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: "app", Image: "ghcr.io/kaar-dev/demo/app:1.0"},
+				{Name: "sidecar", Image: "ghcr.io/kaar-dev/demo/proxy:1.0"},
+			}},
+		}
+		if mut != nil {
+			mut(p)
+		}
+		return p
+	}
+	private := PrivateRegistry + "/team/app:1.0"
+	tests := []struct {
+		pod    *corev1.Pod
+		status string
+		check  func(t *testing.T, p *corev1.Pod)
+	}{
+		{pod("private-no-secret", func(p *corev1.Pod) { p.Spec.Containers[1].Image = private }), "ImagePullBackOff",
+			func(t *testing.T, p *corev1.Pod) {
+				if st := p.Status.ContainerStatuses; st[0].State.Running == nil || st[1].State.Waiting == nil {
+					t.Errorf("want app running and sidecar waiting: %+v", st)
+				}
+				evs, _ := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name})
+				found := false
+				for _, e := range evs.Items {
+					found = found || (e.Reason == "Failed" && strings.Contains(e.Message, "401 Unauthorized") &&
+						strings.HasPrefix(e.Message, fmt.Sprintf("Failed to pull image %q", private)) && e.InvolvedObject.FieldPath == "spec.containers{sidecar}")
+				}
+				if !found {
+					t.Errorf("no Failed event with 401 Unauthorized for the sidecar: %v", evs.Items)
+				}
+			}},
+		{pod("private-with-secret", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Image = private
+			p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+		}), "Running", nil},
+		{pod("crash-exit-0", func(p *corev1.Pod) { p.Annotations = map[string]string{AnnotationCrashExitCode: "0"} }), "CrashLoopBackOff",
+			func(t *testing.T, p *corev1.Pod) {
+				st := p.Status.ContainerStatuses
+				if last := st[0].LastTerminationState.Terminated; last == nil || last.Reason != "Completed" || last.ExitCode != 0 {
+					t.Errorf("last state %+v, want Completed 0", st[0].LastTerminationState)
+				}
+				if !st[1].Ready || st[1].State.Running == nil || st[1].RestartCount != 0 {
+					t.Errorf("sidecar %+v, want running and ready", st[1])
+				}
+			}},
+		{pod("missing-secret", func(p *corev1.Pod) {
+			p.Spec.Containers[1].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "missing-creds"}}}}
+		}), "CreateContainerConfigError", func(t *testing.T, p *corev1.Pod) {
+			if w := p.Status.ContainerStatuses[1].State.Waiting; w == nil || w.Message != `secret "missing-creds" not found` {
+				t.Errorf("sidecar waiting %+v", w)
+			}
+		}},
+		{pod("usage-without-limit", func(p *corev1.Pod) { p.Annotations = map[string]string{AnnotationMemoryUsage: "10Gi"} }), "Running", nil},
+		{pod("unmatched-selector", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"disktype": "ssd"} }), "Pending",
+			func(t *testing.T, p *corev1.Pod) {
+				if p.Spec.NodeName != "" || !strings.Contains(fmt.Sprint(p.Status.Conditions), "didn't match Pod's node affinity/selector") {
+					t.Errorf("conditions %+v, want unschedulable for the node selector", p.Status.Conditions)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, tt.pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.pod.Name, func(t *testing.T) {
+			var p *corev1.Pod
+			err := poll(ctx, time.Minute, "wait for "+tt.status, func(ctx context.Context) (bool, string, error) {
+				var err error
+				p, err = cs.CoreV1().Pods(ns).Get(ctx, tt.pod.Name, metav1.GetOptions{})
+				if err != nil {
+					return false, "", err
+				}
+				ok := PodStatus(p) == tt.status
+				if tt.status == "Pending" { // unschedulable, not merely not yet scheduled
+					ok = ok && strings.Contains(fmt.Sprint(p.Status.Conditions), "Unschedulable")
+				}
+				return ok, PodStatus(p), nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.check != nil {
+				tt.check(t, p)
+			}
+		})
+	}
+}

@@ -1,0 +1,290 @@
+package sandbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"text/template"
+
+	"github.com/itchyny/gojq"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// stageDoc is the part of a kwok Stage the tests look at.
+type stageDoc struct {
+	Kind     string `json:"kind"`
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		Selector struct {
+			MatchExpressions []struct {
+				Key      string   `json:"key"`
+				Operator string   `json:"operator"`
+				Values   []string `json:"values"`
+				JQ       *struct {
+					Key      string   `json:"key"`
+					Operator string   `json:"operator"`
+					Values   []string `json:"values"`
+				} `json:"jq"`
+			} `json:"matchExpressions"`
+		} `json:"selector"`
+		Next *struct {
+			StatusTemplate string `json:"statusTemplate"`
+		} `json:"next"`
+		Steps []struct {
+			Apply *struct {
+				Template string `json:"template"`
+			} `json:"apply"`
+			Patch *struct {
+				Template string `json:"template"`
+			} `json:"patch"`
+		} `json:"steps"`
+	} `json:"spec"`
+}
+
+func renderedStages(t *testing.T) []stageDoc {
+	t.Helper()
+	b, err := RenderStages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []stageDoc
+	for _, part := range strings.Split(string(b), "\n---\n") {
+		if strings.TrimSpace(stripComments(part)) == "" {
+			continue
+		}
+		var d stageDoc // only the fields above are modelled
+		if err := yaml.Unmarshal([]byte(part), &d); err != nil {
+			t.Fatalf("stage document is not YAML: %v\n%s", err, part)
+		}
+		docs = append(docs, d)
+	}
+	return docs
+}
+
+func stripComments(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestRenderStagesIsValid(t *testing.T) {
+	docs := renderedStages(t)
+	want := []string{"node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete",
+		"kaar-sandbox-err-image-pull", "kaar-sandbox-image-pull-back-off", "kaar-sandbox-create-container-config-error",
+		"kaar-sandbox-crash-loop-back-off", "kaar-sandbox-oom-killed", "kaar-sandbox-evicted"}
+	var got []string
+	for _, d := range docs {
+		if d.Kind != "Stage" {
+			t.Errorf("document %q has kind %q, want Stage", d.Metadata.Name, d.Kind)
+		}
+		got = append(got, d.Metadata.Name)
+		for _, me := range d.Spec.Selector.MatchExpressions {
+			key := me.Key
+			if me.JQ != nil {
+				key = me.JQ.Key
+			}
+			if _, err := compileJQ(key); err != nil {
+				t.Errorf("stage %s: jq %q: %v", d.Metadata.Name, key, err)
+			}
+		}
+		// kwok's templates must at least parse as Go templates (with
+		// kwok's function names stubbed).
+		var tmpls []string
+		if d.Spec.Next != nil {
+			tmpls = append(tmpls, d.Spec.Next.StatusTemplate)
+		}
+		for _, s := range d.Spec.Steps {
+			if s.Apply != nil {
+				tmpls = append(tmpls, s.Apply.Template)
+			}
+			if s.Patch != nil {
+				tmpls = append(tmpls, s.Patch.Template)
+			}
+		}
+		for _, tx := range tmpls {
+			if _, err := template.New("x").Funcs(kwokFuncStubs).Parse(tx); err != nil {
+				t.Errorf("stage %s: template does not parse: %v\n%s", d.Metadata.Name, err, tx)
+			}
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("stages = %v\nwant %v", got, want)
+	}
+}
+
+// kwokFuncStubs names the template functions kwok provides (sprig and its
+// own), so that the templates can be parsed here.
+var kwokFuncStubs = func() template.FuncMap {
+	m := template.FuncMap{}
+	for _, n := range []string{"Quote", "Now", "YAML", "Version", "NodeConditions", "NodeIP", "NodeName", "NodePort",
+		"NodeIPWith", "NodeIPsWith", "PodIPWith", "PodIPsWith", "splitList", "contains", "regexMatch", "hasPrefix",
+		"dict", "list", "set", "toString", "sha256sum", "trim", "atoi"} {
+		m[n] = func(...any) any { return nil }
+	}
+	return m
+}()
+
+func compileJQ(src string) (*gojq.Code, error) {
+	q, err := gojq.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	return gojq.Compile(q)
+}
+
+// evalJQ evaluates a predicate the way kwok does: an error means no value.
+func evalJQ(t *testing.T, expr string, pod *corev1.Pod) []any {
+	t.Helper()
+	code, err := compileJQ(expr)
+	if err != nil {
+		t.Fatalf("jq %q: %v", expr, err)
+	}
+	b, _ := json.Marshal(pod)
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	var out []any
+	it := code.Run(v)
+	for {
+		r, ok := it.Next()
+		if !ok {
+			break
+		}
+		if _, isErr := r.(error); isErr {
+			return nil
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func isTrue(out []any) bool {
+	for _, o := range out {
+		if b, ok := o.(bool); ok && b {
+			return true
+		}
+	}
+	return false
+}
+
+func podWith(mut func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx:1.27"}}},
+	}
+	if mut != nil {
+		mut(p)
+	}
+	return p
+}
+
+func annotate(k, v string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[k] = v
+	}
+}
+
+func both(fs ...func(*corev1.Pod)) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		for _, f := range fs {
+			f(p)
+		}
+	}
+}
+
+func limit(mem string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(mem)}
+	}
+}
+
+func image(img string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) { p.Spec.Containers[0].Image = img }
+}
+
+func envFromConfigMap(name string, optional bool) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{
+			ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: "k", Optional: &optional}}})
+	}
+}
+
+func TestStagePredicates(t *testing.T) {
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+		want string // the predicate that must be true; all others false
+	}{
+		{"healthy pod", podWith(nil), ""},
+		{"crash exit code 1", podWith(annotate(AnnotationCrashExitCode, "1")), "crash"},
+		{"crash exit code 0", podWith(annotate(AnnotationCrashExitCode, "0")), "crash"},
+		{"crash code not a number", podWith(annotate(AnnotationCrashExitCode, "boom")), ""},
+		{"usage above limit", podWith(both(annotate(AnnotationMemoryUsage, "200Mi"), limit("64Mi"))), "oom"},
+		{"usage equal to limit", podWith(both(annotate(AnnotationMemoryUsage, "200Mi"), limit("200Mi"))), ""},
+		{"usage below limit", podWith(both(annotate(AnnotationMemoryUsage, "200Mi"), limit("512Mi"))), ""},
+		{"usage above limit, Gi vs Mi", podWith(both(annotate(AnnotationMemoryUsage, "1Gi"), limit("1000Mi"))), "oom"},
+		{"usage above limit, decimal units", podWith(both(annotate(AnnotationMemoryUsage, "300M"), limit("256Mi"))), "oom"},
+		{"usage above limit, K", podWith(both(annotate(AnnotationMemoryUsage, "2000K"), limit("1M"))), "oom"},
+		{"usage without limit", podWith(annotate(AnnotationMemoryUsage, "200Mi")), ""},
+		{"usage unparsable", podWith(both(annotate(AnnotationMemoryUsage, "lots"), limit("64Mi"))), ""},
+		{"nonexistent tag", podWith(image("nginx:1.27-nonexistent")), "image-pull"},
+		{"nonexistent tag with registry port", podWith(image("localhost:5000/team/app:v2-nonexistent")), "image-pull"},
+		{"nonexistent only in repository", podWith(image("nonexistent/app:1.0")), ""},
+		{"nonexistent only in host", podWith(image("nonexistent.example:5000/app:1.0")), ""},
+		{"private registry without secret", podWith(image(PrivateRegistry + "/team/app:1.0")), "image-pull"},
+		{"private registry with secret", podWith(both(image(PrivateRegistry+"/team/app:1.0"), func(p *corev1.Pod) {
+			p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+		})), ""},
+		{"missing configmap", podWith(envFromConfigMap("missing-config", false)), "config-missing"},
+		{"missing configmap optional", podWith(envFromConfigMap("missing-config", true)), ""},
+		{"existing configmap", podWith(envFromConfigMap("app-config", false)), ""},
+		{"missing secret in envFrom", podWith(func(p *corev1.Pod) {
+			p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "missing-creds"}}}}
+		}), "config-missing"},
+		{"evict memory", podWith(annotate(AnnotationEvict, "memory")), "evict"},
+		{"evict other resource", podWith(annotate(AnnotationEvict, "disk")), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, p := range predicates {
+				got := isTrue(evalJQ(t, p.Expr, tt.pod))
+				if got != (p.Name == tt.want) {
+					t.Errorf("predicate %s = %v, want %v", p.Name, got, p.Name == tt.want)
+				}
+			}
+		})
+	}
+}
+
+// The narrowed stock stages must exclude exactly the failing pods: the
+// pod-ready stage carries one NotIn expression per predicate.
+func TestPodReadyExcludesEveryFailure(t *testing.T) {
+	for _, d := range renderedStages(t) {
+		if d.Metadata.Name != "pod-ready" && d.Metadata.Name != "pod-complete" {
+			continue
+		}
+		var keys bytes.Buffer
+		for _, me := range d.Spec.Selector.MatchExpressions {
+			keys.WriteString(me.Key + "\n")
+		}
+		for _, p := range predicates {
+			if !strings.Contains(keys.String(), p.Expr) {
+				t.Errorf("%s does not exclude %s pods", d.Metadata.Name, p.Name)
+			}
+		}
+	}
+}
