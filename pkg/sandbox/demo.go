@@ -366,7 +366,7 @@ func (d *demo) evictCache(ctx context.Context) error {
 // demoReplicas are the replica counts of the demo workloads.
 var demoReplicas = map[string]int{
 	"catalog": 3, "checkout": 2, "db": 1, "db-migrate": 1,
-	"payments-api": 2, "recommender": 1, "frontend": 2,
+	"payments-api": 3, "recommender": 1, "frontend": 2,
 	"analytics": 1, "cache": 2, "notifier": 1,
 }
 
@@ -445,9 +445,15 @@ func paymentsDeployment(ns string, bad bool) *appsv1.Deployment {
 		configPath = "/etc/payments/settings.yaml"
 		ann = map[string]string{AnnotationCrashExitCode: "1"}
 	}
-	return deployment(ns, "payments-api", 2, ann, corev1.Container{Image: "ghcr.io/kaar-dev/demo/payments-api:3.2.0",
+	d := deployment(ns, "payments-api", 3, ann, corev1.Container{Image: "ghcr.io/kaar-dev/demo/payments-api:3.2.0",
 		Env:       []corev1.EnvVar{{Name: "CONFIG_PATH", Value: configPath}},
 		Resources: resources("200m", "256Mi", "512Mi")})
+	// A surge of 50% rolls two new pods at once, so the bad revision has
+	// several crashing pods: one incident, not one per pod.
+	surge := intstr.FromString("50%")
+	d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge}}
+	return d
 }
 
 // recommenderDeployment: the app uses 200Mi; revision 2 (bad) lowers the

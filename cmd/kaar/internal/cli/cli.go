@@ -1,0 +1,124 @@
+// Package cli is the kaar command: it parses flags and configuration and
+// composes the services' constructors. It holds no pipeline logic.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/kaar-dev/kaar/pkg/config"
+)
+
+// Version is set at build time with -ldflags "-X ...cli.Version=v1.2.3".
+var Version = "dev"
+
+const usage = `kaar: Kubernetes analysis and remediation for AI assistants.
+
+Usage:
+  kaar serve [flags]         everything in one process: embedded NATS JetStream, watcher,
+                             planner, executor and the MCP gateway (HTTP). With no kubeconfig
+                             it starts the local sandbox cluster with demo failures.
+  kaar mcp --stdio [flags]   the MCP gateway over stdio, for MCP clients that spawn their
+                             servers; it joins the bus of a running "kaar serve" (--nats-url)
+  kaar watcher|planner|executor|mcpgateway --nats-url URL [flags]
+                             run one service alone against an external NATS server
+  kaar nats [--listen ADDR] [--store-dir DIR]
+                             run a NATS JetStream server with kaar's streams declared
+  kaar sandbox up|down|status|kubeconfig [--demo]
+                             the local sandbox cluster (real control plane, kwok nodes)
+  kaar version
+
+Common flags (every command that runs a service):
+  --config FILE        YAML configuration (the original config.yaml shape is accepted)
+  --nats-url URL       external NATS server (default: embedded for serve)
+  --kubeconfig FILE    kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
+  --context NAME       kubeconfig context
+Every configuration key can also be set as KAAR_<SECTION>_<KEY>, e.g. KAAR_SERVER_PORT=9090.
+
+Connect an MCP client to "kaar serve" at http://127.0.0.1:8080/mcp (streamable HTTP), or
+spawn "kaar mcp --stdio --nats-url nats://127.0.0.1:4222".
+`
+
+// Main runs the kaar command with args (without the program name) and
+// returns the process exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = runServe(ctx, rest, stdout, stderr)
+	case "mcp":
+		err = runMCPStdio(ctx, rest, stdin, stdout, stderr)
+	case "watcher", "planner", "executor", "mcpgateway":
+		err = runOne(ctx, cmd, rest, stderr)
+	case "nats":
+		err = runNATS(ctx, rest, stdout, stderr)
+	case "sandbox":
+		err = runSandbox(ctx, rest, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "kaar", Version)
+	default:
+		err = fmt.Errorf("unknown command %q: want serve, mcp, watcher, planner, executor, mcpgateway, nats, sandbox or version (see kaar --help)", cmd)
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "kaar:", err)
+		return 1
+	}
+	return 0
+}
+
+// commonFlags are the flags of every command that runs a service.
+type commonFlags struct {
+	configFile, natsURL, kubeconfig, kubeContext string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.configFile, "config", "", "YAML configuration file (the original config.yaml shape is accepted)")
+	fs.StringVar(&c.natsURL, "nats-url", "", "NATS server URL (overrides nats.url)")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (overrides kubernetes.kubeconfig)")
+	fs.StringVar(&c.kubeContext, "context", "", "kubeconfig context (overrides kubernetes.context)")
+}
+
+// load reads the configuration and applies the flags over it; flags win
+// over the file and the environment.
+func (c *commonFlags) load() (config.Config, error) {
+	cfg, err := config.LoadFile(c.configFile, os.Environ())
+	if err != nil {
+		return cfg, err
+	}
+	if c.natsURL != "" {
+		cfg.NATS.URL = c.natsURL
+	}
+	if c.kubeconfig != "" {
+		cfg.Kubernetes.Kubeconfig = c.kubeconfig
+	}
+	if c.kubeContext != "" {
+		cfg.Kubernetes.Context = c.kubeContext
+	}
+	return cfg, cfg.Validate()
+}
+
+func newFlagSet(name, help string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("kaar "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: kaar %s [flags]\n\n%s\n\nFlags:\n", name, strings.TrimSpace(help))
+		fs.PrintDefaults()
+	}
+	return fs
+}

@@ -1,0 +1,34 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/kaar-dev/kaar/pkg/config"
+)
+
+// newLogger builds the process logger from server.log_level, log_format and
+// log_file. It never writes to stdout, which belongs to the MCP stdio
+// transport when that is in use.
+func newLogger(c config.Server, stderr io.Writer) (*slog.Logger, func() error, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, nil, fmt.Errorf("server.log_level: %w", err)
+	}
+	w, closeFn := stderr, func() error { return nil }
+	if c.LogFile != "" {
+		f, err := os.OpenFile(c.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("server.log_file: %w", err)
+		}
+		w, closeFn = f, f.Close
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if c.LogFormat == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(h), closeFn, nil
+}

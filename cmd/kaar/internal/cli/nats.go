@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
+)
+
+// runNATS runs a standalone NATS JetStream server with kaar's streams,
+// buckets and consumers declared, for split deployments and tests.
+func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("nats", "Runs a NATS JetStream server (file storage) and declares kaar's streams, buckets and consumers.", stderr)
+	listen := fs.String("listen", "127.0.0.1:4222", "client listen address (port 0 picks a free port)")
+	storeDir := fs.String("store-dir", "", "JetStream storage directory (default: a temporary directory)")
+	cluster := fs.String("cluster-name", "default", "kaar cluster name the streams and consumers are declared for")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	host, port, err := splitListen(*listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{StoreDir: *storeDir, Host: host, Port: port, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer emb.Shutdown()
+	cfg := config.Default()
+	cfg.Kubernetes.ClusterName = *cluster
+	if err := provision(ctx, connectURL(emb.ClientURL(), cfg), cfg, logger); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "NATS JetStream listening on %s\n", emb.ClientURL())
+	<-ctx.Done()
+	return nil
+}
+
+// connector opens a named NATS connection for one service.
+type connector func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error)
+
+// connectURL connects to a NATS server by URL.
+func connectURL(url string, cfg config.Config) connector {
+	return func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
+		return bus.Connect(ctx, url, natsOptions(cfg, name, logger))
+	}
+}
+
+// connectEmbedded connects in-process to the embedded server.
+func connectEmbedded(emb *bus.Embedded, cfg config.Config) connector {
+	return func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
+		return emb.Connect(ctx, natsOptions(cfg, name, logger))
+	}
+}
+
+// provision declares kaar's streams, buckets and consumers for cfg's
+// cluster (idempotent).
+func provision(ctx context.Context, connect connector, cfg config.Config, logger *slog.Logger) error {
+	nc, err := connect(ctx, "kaar-provision", logger)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	sum, err := bus.Provision(ctx, js, busConfig(cfg))
+	if err != nil {
+		return fmt.Errorf("provision the bus: %w", err)
+	}
+	if sum.Changed() {
+		logger.Info("bus provisioned", slog.String("changes", sum.String()))
+	}
+	return nil
+}
+
+func busConfig(cfg config.Config) bus.Config {
+	return bus.Config{Clusters: []string{cfg.Kubernetes.ClusterName}, AuditRetention: cfg.NATS.AuditRetention.Duration}
+}
+
+func natsOptions(cfg config.Config, name string, logger *slog.Logger) bus.ConnectOptions {
+	return bus.ConnectOptions{Name: name, Logger: logger, CredsFile: cfg.NATS.CredsFile, User: cfg.NATS.User, Password: cfg.NATS.Password}
+}
+
+// splitListen parses host:port; port 0 means a random free port.
+func splitListen(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number in 0-65535", p)
+	}
+	if port == 0 {
+		port = bus.RandomPort
+	}
+	return host, port, nil
+}

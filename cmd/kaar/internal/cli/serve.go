@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/sandbox"
+)
+
+const serveHelp = `Runs everything in one process: an embedded NATS JetStream server, the watcher,
+the planner, the executor and the MCP gateway (streamable HTTP at server.host:port/mcp,
+the original REST API at /mcp/v1/tools, /mcp/v1/invoke/{tool} and /health).
+
+It uses --kubeconfig, $KUBECONFIG or ~/.kube/config. With none of them (and not in a
+cluster) it starts the local sandbox cluster and installs the demo workloads, unless
+--no-sandbox is given.`
+
+// runServe is "kaar serve".
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", serveHelp, stderr)
+	var cf commonFlags
+	cf.register(fs)
+	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `embedded NATS client address, so "kaar mcp --stdio" and split services can join ("" = in-process only; port 0 = any free port)`)
+	noSandbox := fs.Bool("no-sandbox", false, "fail instead of starting the sandbox when no kubeconfig is found")
+	sandboxDir := fs.String("sandbox-state-dir", "", "sandbox state directory (default: ~/.local/state/kaar/sandbox)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	if *natsListen != "" && cfg.NATS.Listen == "" {
+		cfg.NATS.Listen = *natsListen
+	}
+	logger, closeLog, err := newLogger(cfg.Server, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+
+	rc, err := restConfig(cfg.Kubernetes)
+	if errors.Is(err, errNoCluster) && !*noSandbox {
+		fmt.Fprintln(stderr, "kaar: no kubeconfig found; starting the local sandbox cluster with the demo workloads")
+		rc, err = startSandbox(ctx, *sandboxDir, stderr)
+	}
+	if err != nil {
+		return err
+	}
+
+	natsURL, connect := cfg.NATS.URL, connectURL(cfg.NATS.URL, cfg)
+	var emb *bus.Embedded
+	if natsURL == "" {
+		emb, err = startEmbeddedNATS(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer emb.Shutdown()
+		natsURL, connect = emb.ClientURL(), connectEmbedded(emb, cfg)
+	}
+	if err := provision(ctx, connect, cfg, logger); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, name := range serviceNames {
+		svc, closeFn, err := buildService(gctx, name, cfg, connect, rc, logger, reg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		defer closeFn()
+		g.Go(func() error {
+			if err := svc.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	printBanner(stdout, cfg, natsURL, emb != nil)
+	return g.Wait()
+}
+
+// startEmbeddedNATS starts the in-process JetStream server with file
+// storage under nats.store_dir (default: the user's state directory).
+func startEmbeddedNATS(ctx context.Context, cfg config.Config, logger *slog.Logger) (*bus.Embedded, error) {
+	opts := bus.EmbeddedOptions{StoreDir: cfg.NATS.StoreDir, DontListen: cfg.NATS.Listen == "", Logger: logger.With(slog.String("component", "nats"))}
+	if opts.StoreDir == "" {
+		dir, err := stateDir("nats")
+		if err != nil {
+			return nil, err
+		}
+		opts.StoreDir = dir
+	}
+	if cfg.NATS.Listen != "" {
+		host, port, err := splitListen(cfg.NATS.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats.listen: %w", err)
+		}
+		opts.Host, opts.Port = host, port
+	}
+	return bus.StartEmbedded(ctx, opts)
+}
+
+// startSandbox starts (or reuses) the detached sandbox, installs the demo
+// workloads and returns the admin client configuration.
+func startSandbox(ctx context.Context, dir string, progress io.Writer) (*rest.Config, error) {
+	if dir == "" {
+		d, err := sandbox.DefaultStateDir()
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+	}
+	c, err := sandbox.Up(ctx, sandbox.Options{StateDir: dir, Detached: true, Progress: progress})
+	if err != nil {
+		return nil, fmt.Errorf("start the sandbox: %w", err)
+	}
+	t0 := time.Now()
+	if err := sandbox.ApplyDemo(ctx, c.Clientset(), sandbox.DemoOptions{Extras: true}, progress); err != nil {
+		return nil, fmt.Errorf("install the demo workloads: %w", err)
+	}
+	fmt.Fprintf(progress, "kaar: sandbox ready (demo in %s); kubectl: KUBECONFIG=%s %s get pods -n %s; stop it with: make sandbox-down\n",
+		time.Since(t0).Round(100*time.Millisecond), c.KubeconfigPath, c.Kubectl, sandbox.DefaultDemoNamespace)
+	return clientcmd.BuildConfigFromFlags("", c.KubeconfigPath)
+}
+
+// stateDir is ${XDG_STATE_HOME:-~/.local/state}/kaar/<name>.
+func stateDir(name string) (string, error) {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("state directory: %w", err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	dir := filepath.Join(base, "kaar", name)
+	return dir, os.MkdirAll(dir, 0o750)
+}
+
+func printBanner(w io.Writer, cfg config.Config, natsURL string, embedded bool) {
+	base := fmt.Sprintf("http://%s:%d", displayHost(cfg.Server.Host), cfg.Server.Port)
+	bus := natsURL
+	if embedded && cfg.NATS.Listen == "" {
+		bus = "embedded, in-process only"
+	}
+	fmt.Fprintf(w, `kaar is running (cluster %q).
+  MCP (streamable HTTP):  %s%s
+  MCP (stdio):            kaar mcp --stdio --nats-url %s
+  REST (original API):    curl %s/mcp/v1/tools ; curl -X POST %s/mcp/v1/invoke/analyze_cluster -d '{}'
+  Health, metrics:        %s/health  %s/metrics
+  NATS:                   %s
+Press Ctrl-C to stop.
+`, cfg.Kubernetes.ClusterName, base, cfg.MCP.Path, natsURL, base, base, base, base, bus)
+}
+
+func displayHost(h string) string {
+	if h == "0.0.0.0" || h == "::" || h == "" {
+		return "127.0.0.1"
+	}
+	return h
+}

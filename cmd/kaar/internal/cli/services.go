@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/services/executor"
+	"github.com/kaar-dev/kaar/services/mcpgateway"
+	"github.com/kaar-dev/kaar/services/planner"
+	"github.com/kaar-dev/kaar/services/watcher"
+)
+
+// serviceNames are the pipeline's services, in start order.
+var serviceNames = []string{"watcher", "planner", "executor", "mcpgateway"}
+
+// runner is what every service is to the command: something that runs
+// until its context ends.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// buildService connects one service to the bus (its own connection, named
+// for it, as when it runs alone) and constructs it. The returned close
+// function closes that connection.
+func buildService(ctx context.Context, name string, cfg config.Config, connect connector, rc *rest.Config, logger *slog.Logger, reg *prometheus.Registry) (runner, func(), error) {
+	logger = logger.With(slog.String("service", name), slog.String("cluster", cfg.Kubernetes.ClusterName))
+	nc, err := connect(ctx, "kaar-"+name, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeFn := func() { nc.Close() }
+	svc, err := newService(name, cfg, nc, rc, logger, reg)
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return svc, closeFn, nil
+}
+
+func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, logger *slog.Logger, reg *prometheus.Registry) (runner, error) {
+	var kube kubernetes.Interface
+	if name != "mcpgateway" {
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+		kube = cs
+	}
+	switch name {
+	case "watcher":
+		return watcher.New(watcher.ConfigFrom(cfg), watcher.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
+	case "planner":
+		return planner.New(planner.ConfigFrom(cfg), planner.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
+	case "executor":
+		return executor.New(executor.ConfigFrom(cfg), executor.Deps{NATS: nc, Kubernetes: kube, Logger: logger, Registerer: reg})
+	case "mcpgateway":
+		return mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg})
+	}
+	return nil, fmt.Errorf("unknown service %q", name)
+}
+
+const oneHelp = `Runs one kaar service alone against an external NATS server (--nats-url or nats.url),
+as in a split deployment. The bus's streams, buckets and consumers are declared at start
+(idempotent). The watcher, planner and executor need a Kubernetes configuration; the
+gateway has none.`
+
+// runOne is "kaar watcher|planner|executor|mcpgateway".
+func runOne(ctx context.Context, name string, args []string, stderr io.Writer) error {
+	fs := newFlagSet(name, oneHelp, stderr)
+	var cf commonFlags
+	cf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	if cfg.NATS.URL == "" {
+		return fmt.Errorf("%s needs an external NATS server: --nats-url or nats.url (or run everything with kaar serve)", name)
+	}
+	logger, closeLog, err := newLogger(cfg.Server, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	var rc *rest.Config
+	if name != "mcpgateway" {
+		if rc, err = restConfig(cfg.Kubernetes); err != nil {
+			return err
+		}
+	}
+	connect := connectURL(cfg.NATS.URL, cfg)
+	if err := provision(ctx, connect, cfg, logger); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	svc, closeFn, err := buildService(ctx, name, cfg, connect, rc, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	logger.Info("service running", slog.String("service", name), slog.String("nats", cfg.NATS.URL))
+	return svc.Run(ctx)
+}
+
+const mcpHelp = `Serves MCP over stdio (for MCP clients that spawn their servers), joining the bus
+of a running "kaar serve" or split deployment (--nats-url, default nats://127.0.0.1:4222).
+Logs go to stderr or server.log_file, never to stdout.`
+
+// runMCPStdio is "kaar mcp --stdio".
+func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("mcp", mcpHelp, stderr)
+	var cf commonFlags
+	cf.register(fs)
+	stdio := fs.Bool("stdio", false, "serve MCP on stdin/stdout (required; HTTP is served by kaar serve)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*stdio {
+		return fmt.Errorf("mcp: only --stdio is served by this command; the HTTP endpoint is part of kaar serve")
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	if cfg.NATS.URL == "" {
+		cfg.NATS.URL = "nats://127.0.0.1:4222"
+	}
+	logger, closeLog, err := newLogger(cfg.Server, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	nc, err := bus.Connect(ctx, cfg.NATS.URL, natsOptions(cfg, "kaar-mcp-stdio", logger))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	gw, err := mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger})
+	if err != nil {
+		return err
+	}
+	return gw.ServeStdio(ctx, stdin, stdout)
+}

@@ -1,0 +1,123 @@
+package main_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/sandbox"
+)
+
+// buildKaar builds the kaar binary once per test binary run.
+func buildKaar(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kaar")
+	cmd := exec.Command("go", "build", "-race", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build kaar: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startProcess starts a kaar process and stops it (SIGTERM, then SIGKILL)
+// when the test ends; its output is logged if the test failed.
+func startProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	var out lockedBuffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s %v: %v", bin, args, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil && !t.Failed() {
+				t.Errorf("kaar %s exited with %v:\n%s", args[0], err, tail(out.String(), 50))
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("kaar %s did not stop within 30s of SIGTERM", args[0])
+		}
+		if t.Failed() {
+			t.Logf("kaar %s output:\n%s", args[0], tail(out.String(), 80))
+		}
+	})
+	return cmd, &out
+}
+
+var natsURLRE = regexp.MustCompile(`listening on (nats://\S+)`)
+
+// TestCaseStudySplitProcesses: the same case study with a separate NATS
+// server process and the four services as separate processes, talking
+// only over NATS.
+func TestCaseStudySplitProcesses(t *testing.T) {
+	c := sandbox.ForTest(t)
+	ns := sandbox.NewNamespace(t, c.Clientset())
+	applyCaseStudy(t, c, ns)
+	bin := buildKaar(t)
+
+	port := freePort(t)
+	cluster := "split-" + strings.ReplaceAll(ns[len(ns)-5:], "-", "")
+	cfg := writeConfig(t, c, ns, cluster, port, "")
+
+	natsCmd, natsOut := startProcess(t, bin, "nats", "--listen", "127.0.0.1:0", "--store-dir", t.TempDir(), "--cluster-name", cluster)
+	var natsURL string
+	deadline := time.Now().Add(30 * time.Second)
+	for natsURL == "" && time.Now().Before(deadline) {
+		if m := natsURLRE.FindStringSubmatch(natsOut.String()); m != nil {
+			natsURL = m[1]
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if natsURL == "" {
+		t.Fatalf("kaar nats did not print its URL:\n%s", natsOut.String())
+	}
+	t.Logf("NATS server process %d at %s", natsCmd.Process.Pid, natsURL)
+
+	pids := map[string]int{}
+	for _, svc := range []string{"watcher", "planner", "executor", "mcpgateway"} {
+		cmd, _ := startProcess(t, bin, svc, "--config", cfg, "--nats-url", natsURL)
+		pids[svc] = cmd.Process.Pid
+	}
+	t.Logf("service processes: %v", pids)
+	inst := &instance{base: "http://127.0.0.1:" + strconv.Itoa(port), ns: ns, cluster: cluster, kube: c.Clientset()}
+	waitHealthy(t, inst, nil, natsOut)
+	runCaseStudy(t, newMCPCaller(t, inst, ""), inst)
+}
+
+// TestHelpIsReadable: every command answers --help with its usage.
+func TestHelpIsReadable(t *testing.T) {
+	bin := buildKaar(t)
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"watcher", "--help"}, {"mcp", "--help"}, {"nats", "--help"}, {"sandbox", "--help"}} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("kaar %v: %v\n%s", args, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), "Usage") && !strings.Contains(string(out), "kaar") {
+			t.Errorf("kaar %v printed no usage:\n%s", args, out)
+		}
+	}
+	out, err := exec.Command(bin, "serve", "--bogus").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "bogus") {
+		t.Errorf("kaar serve --bogus: want an error naming the flag, got %v:\n%s", err, out)
+	}
+	badCfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(badCfg, []byte("server:\n  prot: 8080\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin, "serve", "--config", badCfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `"server.prot"`) {
+		t.Errorf("kaar serve with an unknown config key: want an error naming server.prot, got %v:\n%s", err, out)
+	}
+}
