@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// syncBuffer collects the child's stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestMCPClientSpawnsTheStdioServer builds this command and lets the go-sdk
+// client spawn it with --stdio, as an MCP client configured with
+// {"command": ..., "args": ["--stdio"]} does: stdout must carry nothing but
+// the protocol, logs go to stderr.
+func TestMCPClientSpawnsTheStdioServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "kaar-mcpgateway")
+	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+
+	cmd := exec.Command(bin, "--stdio", "--nats-url", emb.ClientURL())
+	cmd.Env = append(os.Environ(), "KAAR_KUBERNETES_CLUSTER_NAME=spawned")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	cl := sdk.NewClient(&sdk.Implementation{Name: "spawner", Version: "1"}, nil)
+	cs, err := cl.Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v\nstderr:\n%s", err, stderr.String())
+	}
+	defer cs.Close()
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatalf("list tools: %v\nstderr:\n%s", err, stderr.String())
+	}
+	if len(tools.Tools) != 9 {
+		t.Errorf("%d tools, want 9", len(tools.Tools))
+	}
+	res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "test", Arguments: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(res.StructuredContent)
+	var out struct {
+		Cluster string `json:"cluster"`
+		Bus     struct {
+			Connected bool `json:"connected"`
+			JetStream bool `json:"jetstream"`
+		} `json:"bus"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil || !out.Bus.Connected || !out.Bus.JetStream {
+		t.Errorf("test tool over spawned stdio: %s (%v)", b, err)
+	}
+	if out.Cluster != "spawned" {
+		t.Errorf("cluster %q, want the one from KAAR_KUBERNETES_CLUSTER_NAME", out.Cluster)
+	}
+}

@@ -1,0 +1,232 @@
+package mcpgateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Service is the gateway: an MCP server and the REST API over one tool
+// registry, talking only to the bus.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	now     func() time.Time
+	metrics *metrics
+	gather  prometheus.Gatherer
+
+	tools  []*tool
+	byName map[string]*tool
+
+	mcp        *server.MCPServer
+	streamable *server.StreamableHTTPServer
+	handler    http.Handler
+
+	storeMu sync.Mutex
+	plans   *bus.PlanStore
+	execs   jetstream.KeyValue
+
+	// draining is closed when Run starts shutting down: waits end early.
+	draining  chan struct{}
+	drainOnce sync.Once
+
+	addrMu    sync.Mutex
+	addr      net.Addr
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// New builds the gateway. It does not touch the bus: the plans and
+// executions buckets are bound on first use, so the gateway can start
+// before the bus is fully provisioned.
+func New(cfg Config, deps Deps) (*Service, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if deps.NATS == nil {
+		return nil, errors.New("mcpgateway: Deps.NATS is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("mcpgateway: jetstream: %w", err)
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("mcpgateway: %w", err)
+	}
+	s := &Service{
+		cfg: cfg, log: deps.Logger.With("component", "mcpgateway", "cluster", cfg.Cluster),
+		nc: deps.NATS, js: js, now: deps.Now, metrics: m, gather: deps.Gatherer,
+		byName: map[string]*tool{}, draining: make(chan struct{}), ready: make(chan struct{}),
+	}
+	if s.tools, err = s.registry(); err != nil {
+		return nil, fmt.Errorf("mcpgateway: %w", err)
+	}
+	for _, t := range s.tools {
+		s.byName[t.name] = t
+	}
+	s.mcp = s.newMCPServer()
+	s.streamable = server.NewStreamableHTTPServer(s.mcp,
+		server.WithStreamableHTTPLogger(s.log.With("transport", "streamable-http")))
+	s.handler = s.newHandler()
+	return s, nil
+}
+
+// MCPServer exposes the mcp-go server, for in-process clients and other
+// transports.
+func (s *Service) MCPServer() *server.MCPServer { return s.mcp }
+
+// ToolNames lists the registered tools in listing order.
+func (s *Service) ToolNames() []string {
+	out := make([]string, len(s.tools))
+	for i, t := range s.tools {
+		out[i] = t.name
+	}
+	return out
+}
+
+// invoke runs one tool call: argument checks, the tool, metrics and logs.
+// Both transports come through here.
+func (s *Service) invoke(ctx context.Context, t *tool, c *call, raw json.RawMessage) (res any, text string, err error) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("tool panicked", "tool", t.name, "panic", r)
+			res, text, err = nil, "", fmt.Errorf("tool %s failed unexpectedly: %v", t.name, r)
+		}
+		outcome, _ := classify(err)
+		s.metrics.toolCalls.WithLabelValues(t.name, outcome).Inc()
+		s.metrics.toolDuration.WithLabelValues(t.name).Observe(time.Since(start).Seconds())
+		attrs := []any{"tool", t.name, "via", c.via, "user", c.user, "outcome", outcome, "duration", time.Since(start)}
+		switch outcome {
+		case outcomeOK:
+			s.log.Debug("tool call", attrs...)
+		case outcomeInternal:
+			s.log.Error("tool call failed", append(attrs, "error", err)...)
+		case outcomeUnavailable:
+			s.log.Warn("tool call failed: a dependency did not answer", append(attrs, "error", err)...)
+		default:
+			s.log.Info("tool call refused", append(attrs, "error", err)...)
+		}
+	}()
+	checked, err := checkArgs(t.specs, raw)
+	if err != nil {
+		return nil, "", err
+	}
+	c.args = checked
+	return t.run(ctx, c)
+}
+
+// Addr is the address Run listens on, once it does (nil before).
+func (s *Service) Addr() net.Addr {
+	s.addrMu.Lock()
+	defer s.addrMu.Unlock()
+	return s.addr
+}
+
+// Ready is closed once Run listens.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Run serves Handler over HTTP on Config.Host:Port until ctx is done, then
+// shuts down gracefully: it stops accepting, ends remediate_issue waits
+// (their executions go on), closes MCP listening streams and waits up to
+// ShutdownTimeout for in-flight requests. It returns nil on a clean
+// shutdown.
+func (s *Service) Run(ctx context.Context) error {
+	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("mcpgateway: listen on %s: %w", addr, err)
+	}
+	s.addrMu.Lock()
+	s.addr = ln.Addr()
+	s.addrMu.Unlock()
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.New(slogWriter{s.log}, "", 0),
+	}
+	srv.RegisterOnShutdown(func() {
+		s.drain()
+		s.streamable.CloseSessions(context.Background())
+	})
+	s.log.Info("mcp gateway listening", "addr", ln.Addr().String(), "mcp_path", s.cfg.MCPPath)
+	s.readyOnce.Do(func() { close(s.ready) })
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		s.drain()
+		return fmt.Errorf("mcpgateway: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if err != nil {
+		_ = srv.Close()
+		err = fmt.Errorf("mcpgateway: shutdown: %w", err)
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("mcpgateway: serve: %w", serr)
+	}
+	s.log.Info("mcp gateway stopped")
+	return err
+}
+
+func (s *Service) drain() { s.drainOnce.Do(func() { close(s.draining) }) }
+
+// ServeStdio serves MCP over in and out (newline-delimited JSON-RPC) until
+// ctx is done or in reaches EOF. Nothing but protocol messages is written
+// to out: the gateway logs through Deps.Logger, which must not write to
+// stdout when out is stdout. mcp-go keeps one stdio session per process, so
+// run at most one ServeStdio at a time.
+func (s *Service) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
+	ss := server.NewStdioServer(s.mcp)
+	ss.SetErrorLogger(log.New(slogWriter{s.log.With("transport", "stdio")}, "", 0))
+	err := ss.Listen(ctx, in, out)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("mcpgateway: stdio: %w", err)
+	}
+	return nil
+}
+
+// slogWriter adapts a *log.Logger's output to slog (errors).
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	for len(msg) > 0 && msg[len(msg)-1] == '\n' {
+		msg = msg[:len(msg)-1]
+	}
+	w.l.Warn(msg)
+	return len(p), nil
+}
