@@ -1,0 +1,495 @@
+package watcher
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/events"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// PodIssue is one problem of one pod, as Classify sees it. Pods of one
+// owner with the same Container and Type are one incident.
+type PodIssue struct {
+	Type events.IssueType
+	// Container is the failing container (init containers included);
+	// empty for pod-level issues (Pending, Evicted, StuckTerminating).
+	Container string
+	// Reason is the cause class within Type, lower snake_case
+	// ("exit_code_1", "image_not_found", "insufficient_cpu").
+	Reason string
+	// Message is the human-readable detail (kubelet or scheduler message,
+	// last termination), for people: it is never compared.
+	Message string
+	// ExitCode of the container's last termination, when there was one.
+	ExitCode     *int32
+	RestartCount int32
+}
+
+// ClassifyOptions tune Classify. DefaultClassifyOptions documents the
+// defaults; the zero value of each field is meaningful (see each field).
+type ClassifyOptions struct {
+	// RestartThreshold: a restart-based issue (CrashLoopBackOff, OOMKilled
+	// of a restarted container, a failing init container) is reported only
+	// when the container's restartCount is greater than this. The default
+	// 1 means "more than one restart": a container that crashed once and
+	// came back is not an incident, the second crash is.
+	RestartThreshold int32
+	// PendingGrace is how long a pod may be unschedulable before it is
+	// reported (measured from the PodScheduled condition's transition).
+	// Default 0: reported at once.
+	PendingGrace time.Duration
+	// RecoveredAfter is how long a restarted container must have been
+	// running again to count as recovered; until then it is still
+	// reported (CrashLoopBackOff, or OOMKilled when it was OOM-killed).
+	// Default 10m, the kubelet's back-off reset period. 0: a running
+	// container is always recovered.
+	RecoveredAfter time.Duration
+	// NotReadyAfter reports a running pod whose Ready condition has been
+	// False that long (readiness failing). Default 10m; 0 disables.
+	NotReadyAfter time.Duration
+	// StuckTerminatingAfter reports a pod still present that long after
+	// its deletion deadline (deletionTimestamp, which already includes the
+	// grace period). Default 5m; 0 disables.
+	StuckTerminatingAfter time.Duration
+}
+
+// DefaultClassifyOptions returns the defaults documented on
+// ClassifyOptions.
+func DefaultClassifyOptions() ClassifyOptions {
+	return ClassifyOptions{
+		RestartThreshold:      1,
+		PendingGrace:          0,
+		RecoveredAfter:        10 * time.Minute,
+		NotReadyAfter:         10 * time.Minute,
+		StuckTerminatingAfter: 5 * time.Minute,
+	}
+}
+
+// Classify says what is wrong with pod at time now: zero or more issues,
+// sorted by container then type. It is a pure function of its arguments.
+//
+// It never reports a pod that is starting (ContainerCreating,
+// PodInitializing), has succeeded, is being deleted (unless stuck past
+// StuckTerminatingAfter), or whose container restarted RestartThreshold
+// times or fewer.
+func Classify(pod *corev1.Pod, now time.Time, opts ClassifyOptions) []PodIssue {
+	issues, _ := classify(pod, now, opts)
+	return issues
+}
+
+// classify is Classify that also returns when the answer may change by the
+// passage of time alone (a grace period or a recovery window ending), or
+// the zero time.
+func classify(pod *corev1.Pod, now time.Time, o ClassifyOptions) (out []PodIssue, recheck time.Time) {
+	if pod == nil {
+		return nil, time.Time{}
+	}
+	later := func(t time.Time) {
+		if t.After(now) && (recheck.IsZero() || t.Before(recheck)) {
+			recheck = t
+		}
+	}
+	if pod.DeletionTimestamp != nil {
+		// Being deleted (rollout, scale-down, clean-up): on its way out,
+		// unless it stays well past its deadline.
+		if o.StuckTerminatingAfter > 0 {
+			stuckAt := pod.DeletionTimestamp.Add(o.StuckTerminatingAfter)
+			if now.Before(stuckAt) {
+				later(stuckAt)
+				return nil, recheck
+			}
+			reason, msg := "grace_period_exceeded", fmt.Sprintf("pod is still terminating %s after its deletion deadline %s",
+				now.Sub(pod.DeletionTimestamp.Time).Round(time.Second), pod.DeletionTimestamp.UTC().Format(time.RFC3339))
+			if len(pod.Finalizers) > 0 {
+				reason = "finalizers"
+				msg += "; finalizers: " + strings.Join(pod.Finalizers, ", ")
+			}
+			return []PodIssue{{Type: events.IssueStuckTerminating, Reason: reason, Message: msg}}, time.Time{}
+		}
+		return nil, time.Time{}
+	}
+
+	switch pod.Status.Phase {
+	case corev1.PodSucceeded:
+		return nil, time.Time{}
+	case corev1.PodFailed:
+		if pod.Status.Reason == "Evicted" {
+			return []PodIssue{{Type: events.IssueEvicted, Reason: evictedReason(pod.Status.Message), Message: pod.Status.Message}}, time.Time{}
+		}
+		// A failed pod (Job, restartPolicy Never) is reported only when a
+		// container was OOM-killed: other failures are the Job's business.
+		for _, cs := range pod.Status.ContainerStatuses {
+			if t := cs.State.Terminated; t != nil && t.Reason == reasonOOMKilled {
+				out = append(out, oomIssue(cs.Name, t, cs.RestartCount))
+			}
+		}
+		sortIssues(out)
+		return out, time.Time{}
+	}
+
+	if c := condition(pod, corev1.PodScheduled); c != nil && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+		since := c.LastTransitionTime.Time
+		if since.IsZero() {
+			since = pod.CreationTimestamp.Time
+		}
+		if due := since.Add(o.PendingGrace); now.Before(due) {
+			later(due)
+			return nil, recheck
+		}
+		return []PodIssue{{Type: events.IssuePending, Reason: pendingReason(c.Message), Message: c.Message}}, time.Time{}
+	}
+
+	sidecars := map[string]bool{}
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			sidecars[c.Name] = true
+		}
+	}
+	policy := pod.Spec.RestartPolicy
+	if policy == "" {
+		policy = corev1.RestartPolicyAlways
+	}
+	for _, cs := range pod.Status.InitContainerStatuses {
+		p := policy
+		if sidecars[cs.Name] {
+			p = corev1.RestartPolicyAlways
+		}
+		if iss, ok := containerIssue(cs, now, o, p, later); ok {
+			if iss.Type == events.IssueCrashLoopBackOff && !sidecars[cs.Name] {
+				iss.Type = events.IssueInitContainerFailing
+			}
+			out = append(out, iss)
+		}
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if iss, ok := containerIssue(cs, now, o, policy, later); ok {
+			out = append(out, iss)
+		}
+	}
+	if len(out) == 0 && o.NotReadyAfter > 0 && pod.Status.Phase == corev1.PodRunning {
+		if iss, ok := notReady(pod, now, o.NotReadyAfter, later); ok {
+			out = append(out, iss)
+		}
+	}
+	sortIssues(out)
+	return out, recheck
+}
+
+// Kubernetes reasons the classifier reads.
+const (
+	reasonOOMKilled              = "OOMKilled"
+	reasonCrashLoopBackOff       = "CrashLoopBackOff"
+	reasonCreateContainerConfig  = "CreateContainerConfigError"
+	reasonImagePullBackOff       = "ImagePullBackOff"
+	reasonErrImagePull           = "ErrImagePull"
+	reasonInvalidImageName       = "InvalidImageName"
+	reasonErrImageNeverPull      = "ErrImageNeverPull"
+	backOffPullMessagePrefix     = "back-off pulling image"
+	reasonClassPullBackOff       = "pull_back_off"
+	reasonClassUnknownExit       = "unknown_exit"
+	reasonClassOOMKilled         = "oom_killed"
+	reasonClassNotReady          = "not_ready"
+	reasonClassUnschedulable     = "unschedulable"
+	reasonClassEvicted           = "evicted"
+	reasonClassConfigError       = "config_error"
+	reasonClassPullFailed        = "pull_failed"
+	reasonClassInvalidImageName  = "invalid_image_name"
+	reasonClassNeverPull         = "never_pull"
+	reasonClassImageNotFound     = "image_not_found"
+	reasonClassUnauthorized      = "unauthorized"
+	reasonClassRegistryUnreached = "registry_unavailable"
+)
+
+// genericReason reports a reason class that says nothing about the cause
+// (ImagePullBackOff's "Back-off pulling image" between two ErrImagePull,
+// a back-off without a recorded termination). An incident keeps a
+// specific reason it already has rather than flapping to a generic one.
+func genericReason(r string) bool {
+	return r == reasonClassPullBackOff || r == reasonClassUnknownExit
+}
+
+// containerIssue classifies one container status; policy is the
+// container's effective restart policy.
+func containerIssue(cs corev1.ContainerStatus, now time.Time, o ClassifyOptions, policy corev1.RestartPolicy, later func(time.Time)) (PodIssue, bool) {
+	restarted := cs.RestartCount > o.RestartThreshold
+	switch {
+	case cs.State.Waiting != nil:
+		w := cs.State.Waiting
+		switch w.Reason {
+		case reasonImagePullBackOff, reasonErrImagePull, reasonInvalidImageName, reasonErrImageNeverPull:
+			return PodIssue{Type: events.IssueImagePullBackOff, Container: cs.Name, Reason: pullReason(w.Reason, w.Message),
+				Message: w.Message, RestartCount: cs.RestartCount}, true
+		case reasonCreateContainerConfig:
+			return PodIssue{Type: events.IssueCreateContainerConfigError, Container: cs.Name, Reason: configReason(w.Message),
+				Message: w.Message, RestartCount: cs.RestartCount}, true
+		case reasonCrashLoopBackOff:
+			if !restarted {
+				return PodIssue{}, false
+			}
+			return crashIssue(cs.Name, cs.LastTerminationState.Terminated, cs.RestartCount, w.Message), true
+		}
+		return PodIssue{}, false // ContainerCreating, PodInitializing, ...
+	case cs.State.Running != nil:
+		last := cs.LastTerminationState.Terminated
+		if last == nil || !restarted || o.RecoveredAfter <= 0 {
+			return PodIssue{}, false
+		}
+		recovered := cs.State.Running.StartedAt.Add(o.RecoveredAfter)
+		if !now.Before(recovered) {
+			return PodIssue{}, false
+		}
+		later(recovered)
+		return crashIssue(cs.Name, last, cs.RestartCount, ""), true
+	case cs.State.Terminated != nil:
+		t := cs.State.Terminated
+		if t.Reason == reasonOOMKilled && (policy == corev1.RestartPolicyNever || restarted) {
+			return oomIssue(cs.Name, t, cs.RestartCount), true
+		}
+		// Between an exit and the next back-off. Exit code 0 is a crash
+		// only for a container that must keep running.
+		if restarted && (policy == corev1.RestartPolicyAlways || policy == corev1.RestartPolicyOnFailure && t.ExitCode != 0) {
+			return crashIssue(cs.Name, t, cs.RestartCount, ""), true
+		}
+	}
+	return PodIssue{}, false
+}
+
+// crashIssue describes a container that keeps exiting: OOMKilled when the
+// kernel killed it for memory, CrashLoopBackOff otherwise.
+func crashIssue(container string, t *corev1.ContainerStateTerminated, restarts int32, waitMsg string) PodIssue {
+	if t != nil && t.Reason == reasonOOMKilled {
+		return oomIssue(container, t, restarts)
+	}
+	iss := PodIssue{Type: events.IssueCrashLoopBackOff, Container: container, RestartCount: restarts, Reason: reasonClassUnknownExit}
+	if t == nil {
+		iss.Message = fmt.Sprintf("container %s keeps restarting (%d restarts)", container, restarts)
+		if waitMsg != "" {
+			iss.Message += ": " + waitMsg
+		}
+		return iss
+	}
+	code := t.ExitCode
+	iss.ExitCode = &code
+	iss.Reason = exitReason(code)
+	iss.Message = fmt.Sprintf("container %s exited with code %d", container, code)
+	if t.Reason != "" {
+		iss.Message += " (" + t.Reason + ")"
+	}
+	iss.Message += fmt.Sprintf(", %d restarts", restarts)
+	if m := strings.TrimSpace(t.Message); m != "" {
+		iss.Message += ": " + truncate(m, 512)
+	}
+	return iss
+}
+
+func oomIssue(container string, t *corev1.ContainerStateTerminated, restarts int32) PodIssue {
+	code := t.ExitCode
+	if code == 0 {
+		code = 137
+	}
+	return PodIssue{Type: events.IssueOOMKilled, Container: container, Reason: reasonClassOOMKilled, ExitCode: &code, RestartCount: restarts,
+		Message: fmt.Sprintf("container %s was OOM-killed (exit code %d) for exceeding its memory limit, %d restarts", container, code, restarts)}
+}
+
+// exitReason classes an exit code: 0 completed (a container that should
+// keep running exits), 1 an application error, 126/127 a bad command,
+// 128+n death by signal n.
+func exitReason(code int32) string {
+	switch code {
+	case 0:
+		return "completed"
+	case 126:
+		return "command_not_executable"
+	case 127:
+		return "command_not_found"
+	case 130:
+		return "sigint"
+	case 134:
+		return "sigabrt"
+	case 137:
+		return "sigkill"
+	case 139:
+		return "segfault"
+	case 143:
+		return "sigterm"
+	}
+	if code > 128 && code < 160 {
+		return "signal_" + strconv.Itoa(int(code-128))
+	}
+	if code < 0 {
+		return "exit_code_negative"
+	}
+	return "exit_code_" + strconv.Itoa(int(code))
+}
+
+func pullReason(reason, msg string) string {
+	m := strings.ToLower(msg)
+	switch {
+	case reason == reasonInvalidImageName:
+		return reasonClassInvalidImageName
+	case reason == reasonErrImageNeverPull:
+		return reasonClassNeverPull
+	case strings.HasPrefix(m, backOffPullMessagePrefix):
+		return reasonClassPullBackOff
+	case containsAny(m, "not found", "manifest unknown", "does not exist", "notfound"):
+		return reasonClassImageNotFound
+	case containsAny(m, "unauthorized", "401", "403", "forbidden", "denied", "failed to authorize", "authentication required"):
+		return reasonClassUnauthorized
+	case containsAny(m, "no such host", "connection refused", "i/o timeout", "timeout", "tls", "network is unreachable"):
+		return reasonClassRegistryUnreached
+	case m == "":
+		return reasonClassPullBackOff
+	}
+	return reasonClassPullFailed
+}
+
+func configReason(msg string) string {
+	m := strings.ToLower(msg)
+	switch {
+	case strings.Contains(m, "couldn't find key"):
+		return "missing_key"
+	case strings.Contains(m, "configmap") && strings.Contains(m, "not found"):
+		return "missing_configmap"
+	case strings.Contains(m, "secret") && strings.Contains(m, "not found"):
+		return "missing_secret"
+	}
+	return reasonClassConfigError
+}
+
+func evictedReason(msg string) string {
+	m := strings.ToLower(msg)
+	switch {
+	case strings.Contains(m, "ephemeral"):
+		return "evicted_ephemeral_storage"
+	case strings.Contains(m, "resource: memory"):
+		return "evicted_memory"
+	case containsAny(m, "resource: nodefs", "resource: imagefs", "disk", "inodes"):
+		return "evicted_disk"
+	case strings.Contains(m, "resource: pids"):
+		return "evicted_pids"
+	}
+	return reasonClassEvicted
+}
+
+// pendingReason classes a scheduler message such as "0/3 nodes are
+// available: 1 Insufficient cpu, 2 node(s) had untolerated taint
+// {dedicated: gpu}. preemption: ...": the cause shared by most nodes wins.
+func pendingReason(msg string) string {
+	head, _, _ := strings.Cut(msg, "preemption:")
+	best, bestN := "", -1
+	if _, list, ok := strings.Cut(head, "available:"); ok {
+		for part := range strings.SplitSeq(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(list), ".")), ", ") {
+			num, text, _ := strings.Cut(strings.TrimSpace(part), " ")
+			n, err := strconv.Atoi(num)
+			if err != nil {
+				n, text = 0, part
+			}
+			if r := pendingClass(text); r != "" && n > bestN {
+				best, bestN = r, n
+			}
+		}
+	}
+	if best == "" {
+		best = pendingClass(head)
+	}
+	if best == "" {
+		return reasonClassUnschedulable
+	}
+	return best
+}
+
+func pendingClass(text string) string {
+	m := strings.ToLower(text)
+	switch {
+	case strings.Contains(m, "insufficient cpu"):
+		return "insufficient_cpu"
+	case strings.Contains(m, "insufficient memory"):
+		return "insufficient_memory"
+	case strings.Contains(m, "insufficient"):
+		return "insufficient_resources"
+	case strings.Contains(m, "too many pods"):
+		return "too_many_pods"
+	case strings.Contains(m, "taint"):
+		return "taint"
+	case containsAny(m, "persistentvolumeclaim", "unbound", "volume node affinity"):
+		return "unbound_pvc"
+	case containsAny(m, "node affinity", "node selector", "nodeselector"):
+		return "node_selector"
+	case containsAny(m, "pod affinity", "pod anti-affinity", "anti-affinity"):
+		return "pod_affinity"
+	case strings.Contains(m, "were unschedulable") || strings.Contains(m, "node(s) unschedulable"):
+		return "unschedulable_nodes"
+	case strings.Contains(m, "no nodes available"):
+		return "no_nodes"
+	}
+	return ""
+}
+
+// notReady reports a running pod whose containers all run but whose Ready
+// condition has been False for longer than after.
+func notReady(pod *corev1.Pod, now time.Time, after time.Duration, later func(time.Time)) (PodIssue, bool) {
+	c := condition(pod, corev1.PodReady)
+	if c == nil || c.Status != corev1.ConditionFalse {
+		return PodIssue{}, false
+	}
+	container := ""
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.State.Running == nil {
+			return PodIssue{}, false // starting, or already classified
+		}
+		if !cs.Ready && container == "" {
+			container = cs.Name
+		}
+	}
+	if container == "" {
+		return PodIssue{}, false // readiness gates, not containers
+	}
+	due := c.LastTransitionTime.Add(after)
+	if now.Before(due) {
+		later(due)
+		return PodIssue{}, false
+	}
+	msg := fmt.Sprintf("container %s has not been ready for %s", container, now.Sub(c.LastTransitionTime.Time).Round(time.Second))
+	if c.Message != "" {
+		msg += ": " + c.Message
+	}
+	return PodIssue{Type: events.IssueNotReady, Container: container, Reason: reasonClassNotReady, Message: msg}, true
+}
+
+func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func sortIssues(s []PodIssue) {
+	slices.SortFunc(s, func(a, b PodIssue) int {
+		if c := strings.Compare(a.Container, b.Container); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.Type), string(b.Type))
+	})
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

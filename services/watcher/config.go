@@ -1,0 +1,178 @@
+package watcher
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/events"
+)
+
+// ErrInvalidConfig is wrapped by every configuration error New returns.
+var ErrInvalidConfig = errors.New("watcher: invalid configuration")
+
+// ErrAlreadyRun is returned by a second call to Run.
+var ErrAlreadyRun = errors.New("watcher: Run called twice")
+
+// Defaults of Config.
+const (
+	DefaultDebounce       = 500 * time.Millisecond
+	DefaultWorkers        = 4
+	DefaultResyncPeriod   = 10 * time.Minute
+	DefaultStateRetention = 24 * time.Hour
+	DefaultPublishTimeout = 10 * time.Second
+	DefaultGroupWait      = 5 * time.Second
+	DefaultGroupInterval  = 30 * time.Second
+	DefaultResolveWait    = 10 * time.Second
+)
+
+// Config is the watcher's configuration. Zero durations and counts take
+// the defaults above.
+type Config struct {
+	// Cluster names the cluster on the bus (kubernetes.cluster_name).
+	Cluster string
+	// Namespace scopes the informers to one namespace; empty watches all
+	// (kubernetes.namespace).
+	Namespace string
+	// IncludeNamespaces, when set, limits detection to these namespaces;
+	// ExcludeNamespaces are never analysed (policy.*).
+	IncludeNamespaces []string
+	ExcludeNamespaces []string
+	// ProtectedNamespaces are analysed and their incidents flagged
+	// Protected: plans for them stay diagnostic (policy.protected_namespaces).
+	ProtectedNamespaces []string
+	// Classify tunes the classifier; the zero value means
+	// DefaultClassifyOptions().
+	Classify ClassifyOptions
+	// Timing of announcements (group wait, group interval, resolve wait).
+	Timing Timing
+	// Debounce is how long the events of one owner are collected before
+	// it is evaluated: a storm of pod updates becomes one evaluation.
+	Debounce time.Duration
+	// Workers evaluate owners in parallel (one owner is never evaluated
+	// twice at once).
+	Workers int
+	// ResyncPeriod is the informers' resync: every owner with a failing
+	// pod is re-evaluated at least that often.
+	ResyncPeriod time.Duration
+	// StateRetention is how long the record of a resolved incident stays
+	// in the kaar_incidents bucket (it must outlive the ISSUES duplicate
+	// window, so that a recurrence gets a new observation number).
+	StateRetention time.Duration
+	// PublishTimeout bounds one publication and its state update.
+	PublishTimeout time.Duration
+}
+
+// ConfigFrom derives the watcher's configuration from kaar's.
+func ConfigFrom(c config.Config) Config {
+	return Config{
+		Cluster:             c.Kubernetes.ClusterName,
+		Namespace:           c.Kubernetes.Namespace,
+		IncludeNamespaces:   slices.Clone(c.Policy.IncludeNamespaces),
+		ExcludeNamespaces:   slices.Clone(c.Policy.ExcludeNamespaces),
+		ProtectedNamespaces: slices.Clone(c.Policy.ProtectedNamespaces),
+		Classify:            DefaultClassifyOptions(),
+	}
+}
+
+// withDefaults fills zero values and validates, naming the field at fault.
+func (c Config) withDefaults() (Config, error) {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Classify == (ClassifyOptions{}) {
+		c.Classify = DefaultClassifyOptions()
+	}
+	def(&c.Timing.GroupWait, DefaultGroupWait)
+	def(&c.Timing.GroupInterval, DefaultGroupInterval)
+	def(&c.Timing.ResolveWait, DefaultResolveWait)
+	def(&c.Debounce, DefaultDebounce)
+	def(&c.ResyncPeriod, DefaultResyncPeriod)
+	def(&c.StateRetention, DefaultStateRetention)
+	def(&c.PublishTimeout, DefaultPublishTimeout)
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+
+	bad := func(field, problem string) error {
+		return fmt.Errorf("%w: field %q: %s", ErrInvalidConfig, field, problem)
+	}
+	if err := events.ValidateClusterName(c.Cluster); err != nil {
+		return c, fmt.Errorf("%w: field \"cluster\": %w", ErrInvalidConfig, err)
+	}
+	if c.Namespace != "" {
+		if err := events.ValidateToken("namespace", c.Namespace); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	}
+	for _, l := range []struct {
+		field string
+		list  []string
+	}{{"include_namespaces", c.IncludeNamespaces}, {"exclude_namespaces", c.ExcludeNamespaces}, {"protected_namespaces", c.ProtectedNamespaces}} {
+		for i, ns := range l.list {
+			if err := events.ValidateToken(fmt.Sprintf("%s[%d]", l.field, i), ns); err != nil {
+				return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+			}
+		}
+	}
+	for _, d := range []struct {
+		field string
+		d     time.Duration
+	}{
+		{"classify.pending_grace", c.Classify.PendingGrace}, {"classify.recovered_after", c.Classify.RecoveredAfter},
+		{"classify.not_ready_after", c.Classify.NotReadyAfter}, {"classify.stuck_terminating_after", c.Classify.StuckTerminatingAfter},
+		{"timing.group_wait", c.Timing.GroupWait}, {"timing.group_interval", c.Timing.GroupInterval},
+		{"timing.resolve_wait", c.Timing.ResolveWait}, {"debounce", c.Debounce}, {"resync_period", c.ResyncPeriod},
+		{"state_retention", c.StateRetention}, {"publish_timeout", c.PublishTimeout},
+	} {
+		if d.d < 0 {
+			return c, bad(d.field, fmt.Sprintf("%s must not be negative", d.d))
+		}
+	}
+	if c.Classify.RestartThreshold < 0 {
+		return c, bad("classify.restart_threshold", fmt.Sprintf("%d must not be negative", c.Classify.RestartThreshold))
+	}
+	if c.Workers < 1 || c.Workers > 64 {
+		return c, bad("workers", fmt.Sprintf("%d is not between 1 and 64", c.Workers))
+	}
+	if c.StateRetention < 10*time.Minute {
+		return c, bad("state_retention", fmt.Sprintf("%s must be at least 10m (longer than the ISSUES duplicate window)", c.StateRetention))
+	}
+	return c, nil
+}
+
+// nsFilter applies the namespace scope and policy.
+type nsFilter struct {
+	scope     string
+	include   map[string]bool
+	exclude   map[string]bool
+	protected map[string]bool
+}
+
+func newNSFilter(c Config) nsFilter {
+	set := func(l []string) map[string]bool {
+		m := make(map[string]bool, len(l))
+		for _, s := range l {
+			m[s] = true
+		}
+		return m
+	}
+	return nsFilter{scope: c.Namespace, include: set(c.IncludeNamespaces), exclude: set(c.ExcludeNamespaces), protected: set(c.ProtectedNamespaces)}
+}
+
+// watched reports whether incidents in ns are detected.
+func (f nsFilter) watched(ns string) bool {
+	if f.scope != "" && ns != f.scope {
+		return false
+	}
+	if len(f.include) > 0 && !f.include[ns] {
+		return false
+	}
+	return !f.exclude[ns]
+}
+
+func (f nsFilter) isProtected(ns string) bool { return f.protected[ns] }

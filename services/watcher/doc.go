@@ -1,0 +1,28 @@
+// Package watcher is kaar's detector: the first stage of the pipeline.
+//
+// It watches pods (and the ReplicaSets and Jobs that owner resolution
+// needs) through client-go shared informers whose transform trims every
+// object to the fields it reads. A pure classifier ([Classify]) turns a
+// pod into zero or more issues; the pods of one controlling owner (Pod ->
+// ReplicaSet -> Deployment, Pod -> Job -> CronJob, StatefulSet,
+// DaemonSet, or the pod itself) that share a container and an issue type
+// are one incident, identified by events.IncidentID.
+//
+// Pod events are coalesced per owner in a rate-limited work queue, so a
+// 50-replica crash is evaluated, and announced, once. Incidents follow
+// Alertmanager's rule: a new incident is announced as detected after a
+// group wait, re-announced as changed only when its cause class, pod count,
+// exit code or severity changes (at most once per group interval), and
+// announced as resolved once it has been gone for the resolve wait.
+// Transitions go to the ISSUES stream (kaar.<cluster>.issue.<ns>.<type>)
+// with Nats-Msg-Id events.IncidentMsgID; the last announcement of every
+// incident is kept in the kaar_incidents bucket, so a restarted watcher
+// neither repeats itself nor misses a resolution that happened while it
+// was down.
+//
+// The watcher also answers kaar.<cluster>.svc.watcher.analyze (a nats
+// micro service) from memory, never with a LIST against the API server.
+//
+// The watcher only reads the cluster (get, list, watch on pods,
+// replicasets and jobs).
+package watcher

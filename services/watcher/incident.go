@@ -1,0 +1,452 @@
+package watcher
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/events"
+)
+
+// Timing is when incident transitions are announced, after Alertmanager's
+// group_wait and group_interval.
+type Timing struct {
+	// GroupWait is how long a new incident is observed before it is
+	// announced as detected: pods of one workload that fail within it are
+	// one announcement with their full pod count, and a blip shorter than
+	// it is never announced. Default 5s.
+	GroupWait time.Duration
+	// GroupInterval is the shortest time between two announcements of one
+	// incident: changes in between are coalesced into one "changed".
+	// Default 30s.
+	GroupInterval time.Duration
+	// ResolveWait is how long an announced incident must be gone before it
+	// is announced as resolved, so that a flapping pod is not resolved
+	// and detected again. Default 10s.
+	ResolveWait time.Duration
+}
+
+// record is what the watcher keeps per announced incident in the
+// kaar_incidents bucket (key events.IncidentStateKey): the last
+// announcement. It survives restarts, so the next observation number is
+// known and nothing announced is announced again.
+type record struct {
+	Observation int64             `json:"observation"`
+	Transition  events.Transition `json:"transition"`
+	PublishedAt time.Time         `json:"published_at"`
+	Incident    events.Incident   `json:"incident"`
+}
+
+func (r *record) open() bool { return r != nil && r.Transition != events.TransitionResolved }
+
+// announcement is a transition that is due: publish it, then commit it.
+type announcement struct {
+	Transition  events.Transition
+	Observation int64
+	Incident    events.Incident
+	At          time.Time
+}
+
+// incidentState is the tracker's view of one incident.
+type incidentState struct {
+	owner     ownerKey
+	cur       events.Incident // latest aggregate; LastSeen is the last time it was present
+	present   bool
+	firstSeen time.Time
+	goneSince time.Time
+	// seen is the restart count counted per pod, so Count grows by one per
+	// pod that enters the incident and per restart of its container.
+	seen map[string]int32
+	// seed is set for an incident restored from the bucket: its first
+	// observation fills seen without counting again.
+	seed bool
+	last *record // last announcement, nil when never announced
+}
+
+// podObs is one pod of an owner with its current issues.
+type podObs struct {
+	Name   string
+	Chain  []events.ObjectRef
+	Issues []PodIssue
+}
+
+// tracker groups pod issues into incidents and decides which transitions
+// are due. It does no I/O: the service publishes what Observe returns and
+// then calls Commit. Observe for one owner must not run concurrently with
+// itself (the work queue guarantees it); everything else is safe for
+// concurrent use.
+type tracker struct {
+	cluster   string
+	timing    Timing
+	protected func(namespace string) bool
+
+	mu        sync.RWMutex
+	incidents map[string]*incidentState
+	byOwner   map[ownerKey]map[string]*incidentState
+	present   map[events.IssueType]int
+}
+
+func newTracker(cluster string, timing Timing, protected func(string) bool) *tracker {
+	if protected == nil {
+		protected = func(string) bool { return false }
+	}
+	return &tracker{
+		cluster: cluster, timing: timing, protected: protected,
+		incidents: map[string]*incidentState{},
+		byOwner:   map[ownerKey]map[string]*incidentState{},
+		present:   map[events.IssueType]int{},
+	}
+}
+
+// group is the pods of one owner sharing a container and an issue type.
+type group struct {
+	container string
+	typ       events.IssueType
+	pods      []podIssue
+}
+
+type podIssue struct {
+	pod   string
+	chain []events.ObjectRef
+	issue PodIssue
+}
+
+// Observe records the current pods of owner (those without issues may be
+// left out) at time now, and returns the announcements due now and the
+// next time something may become due without any new observation (zero
+// when nothing is pending).
+func (t *tracker) Observe(owner events.ObjectRef, pods []podObs, now time.Time) ([]announcement, time.Time) {
+	groups := groupPods(pods)
+	key := keyOf(owner)
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	states := t.byOwner[key]
+	if states == nil {
+		states = map[string]*incidentState{}
+	}
+	live := make(map[string]bool, len(groups))
+	for _, g := range groups {
+		id := events.IncidentID(t.cluster, owner.Namespace, owner.Kind, owner.Name, g.container, g.typ)
+		live[id] = true
+		st := states[id]
+		if st == nil {
+			st = &incidentState{owner: key}
+			states[id] = st
+			t.incidents[id] = st
+		}
+		t.update(st, id, owner, g, now)
+	}
+	for id, st := range states {
+		if live[id] {
+			continue
+		}
+		if st.present {
+			st.present = false
+			st.goneSince = now
+			t.present[st.cur.Type]--
+		} else if st.goneSince.IsZero() {
+			// Restored from the bucket and not seen since the restart.
+			st.goneSince = now
+		}
+	}
+
+	var due []announcement
+	var next time.Time
+	for id, st := range states {
+		a, at := t.decide(st, now)
+		if a != nil {
+			due = append(due, *a)
+		}
+		if !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+		if !st.present && st.last == nil {
+			// Gone before it was ever announced: forget it.
+			delete(states, id)
+			delete(t.incidents, id)
+		}
+	}
+	if len(states) == 0 {
+		delete(t.byOwner, key)
+	} else {
+		t.byOwner[key] = states
+	}
+	slices.SortFunc(due, func(a, b announcement) int { return cmp.Compare(a.Incident.ID, b.Incident.ID) })
+	return due, next
+}
+
+// update folds a group into an incident's state.
+func (t *tracker) update(st *incidentState, id string, owner events.ObjectRef, g group, now time.Time) {
+	if !st.present {
+		t.present[g.typ]++
+		st.present = true
+		st.goneSince = time.Time{}
+		if !st.last.open() && !st.seed {
+			// A new episode (never announced, or resolved before).
+			st.firstSeen = now
+			st.seen = map[string]int32{}
+			st.cur.Count = 0
+			st.cur.Reason = ""
+		}
+	}
+	if st.seen == nil {
+		st.seen = map[string]int32{}
+	}
+	count := st.cur.Count
+	inGroup := make(map[string]bool, len(g.pods))
+	for _, p := range g.pods {
+		inGroup[p.pod] = true
+		prev, ok := st.seen[p.pod]
+		switch {
+		case st.seed:
+		case !ok:
+			count++
+		case p.issue.RestartCount > prev:
+			count += int64(p.issue.RestartCount - prev)
+		}
+		st.seen[p.pod] = p.issue.RestartCount
+	}
+	for name := range st.seen {
+		if !inGroup[name] {
+			delete(st.seen, name)
+		}
+	}
+	if st.seed && count < int64(len(g.pods)) {
+		count = int64(len(g.pods))
+	}
+	st.seed = false
+
+	rep := representative(g.pods)
+	reason := rep.issue.Reason
+	if genericReason(reason) {
+		// Keep a specific reason already known for this incident rather
+		// than flap to "back-off" between two pull attempts.
+		if prev := st.cur.Reason; prev != "" && !genericReason(prev) {
+			reason = prev
+		} else if st.last.open() && !genericReason(st.last.Incident.Reason) {
+			reason = st.last.Incident.Reason
+		}
+	}
+	names := make([]string, 0, min(len(g.pods), events.MaxIncidentPods))
+	var restarts int32
+	for i, p := range g.pods {
+		if i < events.MaxIncidentPods {
+			names = append(names, p.pod)
+		}
+		restarts = max(restarts, p.issue.RestartCount)
+	}
+	st.cur = events.Incident{
+		ID:           id,
+		Cluster:      t.cluster,
+		Namespace:    owner.Namespace,
+		Owner:        owner,
+		OwnerChain:   rep.chain,
+		Container:    g.container,
+		Type:         g.typ,
+		Reason:       reason,
+		Message:      rep.issue.Message,
+		ExitCode:     rep.issue.ExitCode,
+		RestartCount: restarts,
+		Pods:         names,
+		PodCount:     len(g.pods),
+		FirstSeen:    st.firstSeen,
+		LastSeen:     now,
+		Count:        count,
+		Severity:     g.typ.DefaultSeverity(),
+		Protected:    t.protected(owner.Namespace),
+	}
+}
+
+// decide returns the announcement due now for st, or when one may become
+// due.
+func (t *tracker) decide(st *incidentState, now time.Time) (*announcement, time.Time) {
+	obs := int64(1)
+	if st.last != nil {
+		obs = st.last.Observation + 1
+	}
+	at := func(tr events.Transition, in events.Incident) *announcement {
+		return &announcement{Transition: tr, Observation: obs, Incident: in, At: now}
+	}
+	switch {
+	case st.present && !st.last.open():
+		if due := st.firstSeen.Add(t.timing.GroupWait); now.Before(due) {
+			return nil, due
+		}
+		return at(events.TransitionDetected, st.cur), time.Time{}
+	case st.present:
+		if !changed(st.last.Incident, st.cur) {
+			return nil, time.Time{}
+		}
+		if due := st.last.PublishedAt.Add(t.timing.GroupInterval); now.Before(due) {
+			return nil, due
+		}
+		return at(events.TransitionChanged, st.cur), time.Time{}
+	case st.last.open():
+		if due := st.goneSince.Add(t.timing.ResolveWait); now.Before(due) {
+			return nil, due
+		}
+		in := st.cur
+		in.Pods, in.PodCount = nil, 0
+		return at(events.TransitionResolved, in), time.Time{}
+	}
+	return nil, time.Time{}
+}
+
+// changed reports a change worth announcing: the cause class, the pod
+// count, the exit code or the severity. Restart counts, messages and
+// timestamps alone are not.
+func changed(a, b events.Incident) bool {
+	return a.Reason != b.Reason || a.PodCount != b.PodCount || a.Severity != b.Severity ||
+		!equalPtr(a.ExitCode, b.ExitCode) || a.Protected != b.Protected
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// Commit records that a was published.
+func (t *tracker) Commit(a announcement) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.incidents[a.Incident.ID]
+	if st == nil {
+		return
+	}
+	st.last = &record{Observation: a.Observation, Transition: a.Transition, PublishedAt: a.At, Incident: a.Incident}
+}
+
+// Restore loads announcements kept in the bucket (before any Observe).
+// Open ones become incidents that are not present until observed, so an
+// owner without failing pods any more resolves them.
+func (t *tracker) Restore(recs []record) []ownerKey {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var owners []ownerKey
+	for i := range recs {
+		r := recs[i]
+		in := r.Incident
+		key := keyOf(in.Owner)
+		key.Namespace = in.Namespace
+		// Not present until observed; Observe starts the resolve wait of
+		// one that is not.
+		st := &incidentState{owner: key, cur: in, last: &r, firstSeen: in.FirstSeen, seed: r.open()}
+		if r.open() {
+			owners = append(owners, key)
+		}
+		t.incidents[in.ID] = st
+		if t.byOwner[key] == nil {
+			t.byOwner[key] = map[string]*incidentState{}
+		}
+		t.byOwner[key][in.ID] = st
+	}
+	return owners
+}
+
+// Expire forgets resolved incidents announced before cutoff and returns
+// their ids (their bucket keys can go: their observation numbers are past
+// the stream's duplicate window).
+func (t *tracker) Expire(cutoff time.Time) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ids []string
+	for id, st := range t.incidents {
+		if st.present || st.last.open() || st.last == nil || !st.last.PublishedAt.Before(cutoff) {
+			continue
+		}
+		ids = append(ids, id)
+		delete(t.incidents, id)
+		if m := t.byOwner[st.owner]; m != nil {
+			delete(m, id)
+			if len(m) == 0 {
+				delete(t.byOwner, st.owner)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Snapshot returns copies of the present incidents matching keep.
+func (t *tracker) Snapshot(keep func(*events.Incident) bool) []events.Incident {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]events.Incident, 0, 16)
+	for _, st := range t.incidents {
+		if st.present && (keep == nil || keep(&st.cur)) {
+			out = append(out, st.cur)
+		}
+	}
+	return out
+}
+
+// Counts returns the number of present incidents per type.
+func (t *tracker) Counts() map[events.IssueType]int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make(map[events.IssueType]int, len(t.present))
+	for k, v := range t.present {
+		out[k] = v
+	}
+	return out
+}
+
+// Has reports whether the tracker holds incidents of owner k.
+func (t *tracker) Has(k ownerKey) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.byOwner[k]) > 0
+}
+
+// groupPods groups the issues of an owner's pods by container and type,
+// pods sorted by name.
+func groupPods(pods []podObs) []group {
+	idx := map[[2]string]int{}
+	var groups []group
+	for _, p := range pods {
+		for _, iss := range p.Issues {
+			k := [2]string{iss.Container, string(iss.Type)}
+			i, ok := idx[k]
+			if !ok {
+				i = len(groups)
+				idx[k] = i
+				groups = append(groups, group{container: iss.Container, typ: iss.Type})
+			}
+			groups[i].pods = append(groups[i].pods, podIssue{pod: p.Name, chain: p.Chain, issue: iss})
+		}
+	}
+	for i := range groups {
+		slices.SortFunc(groups[i].pods, func(a, b podIssue) int { return cmp.Compare(a.pod, b.pod) })
+	}
+	return groups
+}
+
+// representative picks the pod whose issue describes the group: one with
+// the most common reason (a specific one before a generic one), the first
+// by name among those.
+func representative(pods []podIssue) podIssue {
+	counts := map[string]int{}
+	for _, p := range pods {
+		counts[p.issue.Reason]++
+	}
+	best := pods[0]
+	score := func(p podIssue) (int, int) {
+		g := 1
+		if genericReason(p.issue.Reason) {
+			g = 0
+		}
+		return g, counts[p.issue.Reason]
+	}
+	for _, p := range pods[1:] {
+		g1, c1 := score(p)
+		g0, c0 := score(best)
+		if g1 > g0 || g1 == g0 && c1 > c0 {
+			best = p
+		}
+	}
+	return best
+}

@@ -1,0 +1,211 @@
+package watcher
+
+import (
+	"fmt"
+	"reflect"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// indexController is the index of pods, ReplicaSets and Jobs by their
+// controlling owner (see controllerIndexKey).
+const indexController = "kaar-controller"
+
+// cluster is the watcher's view of the cluster: one shared informer
+// factory with pod, ReplicaSet and Job informers, trimmed by transform and
+// indexed by controller.
+type cluster struct {
+	factory informers.SharedInformerFactory
+	pods    cache.SharedIndexInformer
+	rs      cache.SharedIndexInformer
+	jobs    cache.SharedIndexInformer
+}
+
+func newCluster(cs kubernetes.Interface, namespace string, resync time.Duration) (*cluster, error) {
+	opts := []informers.SharedInformerOption{informers.WithTransform(transform)}
+	if namespace != "" {
+		opts = append(opts, informers.WithNamespace(namespace))
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(cs, resync, opts...)
+	c := &cluster{
+		factory: f,
+		pods:    f.Core().V1().Pods().Informer(),
+		rs:      f.Apps().V1().ReplicaSets().Informer(),
+		jobs:    f.Batch().V1().Jobs().Informer(),
+	}
+	for name, inf := range map[string]struct {
+		i    cache.SharedIndexInformer
+		self string
+	}{"pods": {c.pods, "Pod"}, "replicasets": {c.rs, ""}, "jobs": {c.jobs, ""}} {
+		self := inf.self
+		err := inf.i.AddIndexers(cache.Indexers{indexController: func(obj any) ([]string, error) {
+			m, ok := obj.(metav1.Object)
+			if !ok {
+				return nil, nil
+			}
+			if k := controllerIndexKey(m, self); k != "" {
+				return []string{k}, nil
+			}
+			return nil, nil
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("add %s indexer: %w", name, err)
+		}
+	}
+	return c, nil
+}
+
+// replicaSet and job implement ownerLookup from the caches.
+func (c *cluster) replicaSet(ns, name string) *appsv1.ReplicaSet {
+	obj, ok, _ := c.rs.GetIndexer().GetByKey(ns + "/" + name)
+	if !ok {
+		return nil
+	}
+	rs, _ := obj.(*appsv1.ReplicaSet)
+	return rs
+}
+
+func (c *cluster) job(ns, name string) *batchv1.Job {
+	obj, ok, _ := c.jobs.GetIndexer().GetByKey(ns + "/" + name)
+	if !ok {
+		return nil
+	}
+	j, _ := obj.(*batchv1.Job)
+	return j
+}
+
+// podsOf returns the cached pods whose top controller is k, found through
+// the controller indexes: the pods it controls directly, and those of the
+// ReplicaSets and Jobs it controls.
+func (c *cluster) podsOf(k ownerKey) []*corev1.Pod {
+	var out []*corev1.Pod
+	seen := map[string]bool{}
+	addPods := func(key string) {
+		objs, _ := c.pods.GetIndexer().ByIndex(indexController, key)
+		for _, o := range objs {
+			p, ok := o.(*corev1.Pod)
+			if !ok || seen[p.Name] {
+				continue
+			}
+			seen[p.Name] = true
+			if owner, _ := resolveOwner(p, c); keyOf(owner) == k {
+				out = append(out, p)
+			}
+		}
+	}
+	if k.Kind == "Pod" {
+		obj, ok, _ := c.pods.GetIndexer().GetByKey(k.Namespace + "/" + k.Name)
+		if p, isPod := obj.(*corev1.Pod); ok && isPod && metav1.GetControllerOfNoCopy(p) == nil {
+			out = append(out, p)
+		}
+		return out
+	}
+	addPods(k.String())
+	for _, inf := range []struct {
+		i    cache.SharedIndexInformer
+		kind string
+	}{{c.rs, "ReplicaSet"}, {c.jobs, "Job"}} {
+		objs, _ := inf.i.GetIndexer().ByIndex(indexController, k.String())
+		for _, o := range objs {
+			if m, ok := o.(metav1.Object); ok {
+				addPods(ownerKey{Namespace: k.Namespace, Kind: inf.kind, Name: m.GetName()}.String())
+			}
+		}
+	}
+	return out
+}
+
+// transform trims every cached object to what the watcher reads:
+// managedFields always go (nil-safe), pods keep their identity, owner
+// references, deletion state, restart policy, container names and status,
+// and ReplicaSets and Jobs keep only their metadata identity and owner
+// references. It returns new objects, so it is idempotent.
+func transform(obj any) (any, error) {
+	if v := reflect.ValueOf(obj); !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
+		return obj, nil
+	}
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return trimPod(o), nil
+	case *appsv1.ReplicaSet:
+		return &appsv1.ReplicaSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}, nil
+	case *batchv1.Job:
+		return &batchv1.Job{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}, nil
+	case metav1.ObjectMetaAccessor:
+		if m := o.GetObjectMeta(); m != nil {
+			m.SetManagedFields(nil)
+		}
+	}
+	return obj, nil
+}
+
+func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:                       m.Name,
+		Namespace:                  m.Namespace,
+		UID:                        m.UID,
+		ResourceVersion:            m.ResourceVersion,
+		Generation:                 m.Generation,
+		CreationTimestamp:          m.CreationTimestamp,
+		DeletionTimestamp:          m.DeletionTimestamp,
+		DeletionGracePeriodSeconds: m.DeletionGracePeriodSeconds,
+		OwnerReferences:            m.OwnerReferences,
+		Finalizers:                 m.Finalizers,
+	}
+}
+
+func trimPod(p *corev1.Pod) *corev1.Pod {
+	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: trimMeta(p.ObjectMeta)}
+	out.Spec.RestartPolicy = p.Spec.RestartPolicy
+	out.Spec.NodeName = p.Spec.NodeName
+	if n := len(p.Spec.InitContainers); n > 0 {
+		out.Spec.InitContainers = make([]corev1.Container, n)
+		for i, c := range p.Spec.InitContainers {
+			out.Spec.InitContainers[i] = corev1.Container{Name: c.Name, Image: c.Image, RestartPolicy: c.RestartPolicy}
+		}
+	}
+	if n := len(p.Spec.Containers); n > 0 {
+		out.Spec.Containers = make([]corev1.Container, n)
+		for i, c := range p.Spec.Containers {
+			out.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image}
+		}
+	}
+	out.Status = corev1.PodStatus{
+		Phase:                 p.Status.Phase,
+		Conditions:            p.Status.Conditions,
+		Message:               p.Status.Message,
+		Reason:                p.Status.Reason,
+		StartTime:             p.Status.StartTime,
+		InitContainerStatuses: trimStatuses(p.Status.InitContainerStatuses),
+		ContainerStatuses:     trimStatuses(p.Status.ContainerStatuses),
+	}
+	return out
+}
+
+// trimStatuses drops what the classifier does not read (image ids,
+// resources, volume mounts, user, ...).
+func trimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]corev1.ContainerStatus, len(in))
+	for i, cs := range in {
+		out[i] = corev1.ContainerStatus{
+			Name:                 cs.Name,
+			State:                cs.State,
+			LastTerminationState: cs.LastTerminationState,
+			Ready:                cs.Ready,
+			RestartCount:         cs.RestartCount,
+			Image:                cs.Image,
+			Started:              cs.Started,
+		}
+	}
+	return out
+}

@@ -1,0 +1,92 @@
+package watcher
+
+import (
+	"github.com/kaar-dev/kaar/pkg/events"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// ownerKey names a controlling owner: the unit the work queue coalesces
+// on, so that the events of a 50-replica crash are handled as one.
+type ownerKey struct {
+	Namespace string
+	Kind      string
+	Name      string
+}
+
+// String is "namespace/Kind/name", also the key of the controller index.
+func (k ownerKey) String() string { return k.Namespace + "/" + k.Kind + "/" + k.Name }
+
+func keyOf(r events.ObjectRef) ownerKey {
+	return ownerKey{Namespace: r.Namespace, Kind: r.Kind, Name: r.Name}
+}
+
+// ownerLookup finds the intermediate controllers owner resolution follows.
+// The informers' listers implement it; tests use maps.
+type ownerLookup interface {
+	replicaSet(namespace, name string) *appsv1.ReplicaSet
+	job(namespace, name string) *batchv1.Job
+}
+
+var (
+	groupApps  = appsv1.SchemeGroupVersion.Group
+	groupBatch = batchv1.SchemeGroupVersion.Group
+)
+
+// resolveOwner follows the ownerReferences with controller=true from pod up
+// to its top controller: Pod -> ReplicaSet -> Deployment, Pod -> Job ->
+// CronJob, Pod -> StatefulSet, Pod -> DaemonSet, or any other controller
+// kind directly. A pod without a controller is its own owner. chain lists
+// the controllers from the pod's direct owner up to owner (empty for a bare
+// pod). An intermediate controller missing from the cache (or replaced by
+// one with another UID) ends the chain there.
+func resolveOwner(pod *corev1.Pod, lk ownerLookup) (owner events.ObjectRef, chain []events.ObjectRef) {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil {
+		return events.ObjectRef{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), APIVersion: "v1"}, nil
+	}
+	ns := pod.Namespace
+	cur := refOf(ns, ref)
+	chain = append(chain, cur)
+	for range 4 { // Pod -> ReplicaSet -> Deployment is the longest known chain
+		var next *metav1.OwnerReference
+		gv, _ := schema.ParseGroupVersion(ref.APIVersion)
+		switch {
+		case ref.Kind == "ReplicaSet" && gv.Group == groupApps:
+			if rs := lk.replicaSet(ns, ref.Name); rs != nil && rs.UID == ref.UID {
+				next = metav1.GetControllerOfNoCopy(rs)
+			}
+		case ref.Kind == "Job" && gv.Group == groupBatch:
+			if j := lk.job(ns, ref.Name); j != nil && j.UID == ref.UID {
+				next = metav1.GetControllerOfNoCopy(j)
+			}
+		}
+		if next == nil {
+			break
+		}
+		ref, cur = next, refOf(ns, next)
+		chain = append(chain, cur)
+	}
+	return cur, chain
+}
+
+func refOf(ns string, r *metav1.OwnerReference) events.ObjectRef {
+	return events.ObjectRef{Kind: r.Kind, Namespace: ns, Name: r.Name, UID: string(r.UID), APIVersion: r.APIVersion}
+}
+
+// controllerIndexKey is the controller index of an object: the
+// "namespace/Kind/name" of its controlling owner, or of the object itself
+// (as a Pod) when it has none. Pods, ReplicaSets and Jobs are indexed by it
+// so the pods of an owner are found without a LIST.
+func controllerIndexKey(obj metav1.Object, selfKind string) string {
+	if ref := metav1.GetControllerOfNoCopy(obj); ref != nil {
+		return ownerKey{Namespace: obj.GetNamespace(), Kind: ref.Kind, Name: ref.Name}.String()
+	}
+	if selfKind == "" {
+		return ""
+	}
+	return ownerKey{Namespace: obj.GetNamespace(), Kind: selfKind, Name: obj.GetName()}.String()
+}

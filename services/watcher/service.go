@@ -1,0 +1,422 @@
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Deps are the watcher's connections and instruments.
+type Deps struct {
+	// NATS is the bus connection (required). The ISSUES stream and the
+	// kaar_incidents bucket must exist (bus.Provision).
+	NATS *nats.Conn
+	// Kube reads pods, ReplicaSets and Jobs (required; get, list and watch
+	// are the only verbs used).
+	Kube kubernetes.Interface
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Service is the watcher: informers, classifier, incident tracker,
+// publisher and the analyze endpoint.
+type Service struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	log     *slog.Logger
+	now     func() time.Time
+	cl      *cluster
+	tracker *tracker
+	filter  nsFilter
+	queue   workqueue.TypedRateLimitingInterface[ownerKey]
+	metrics *metrics
+	store   *stateStore
+	synced  atomic.Bool
+	ran     atomic.Bool
+}
+
+// New builds a watcher. It validates cfg (errors wrap ErrInvalidConfig and
+// name the field), registers the metrics and the informers' event
+// handlers; nothing runs until Run.
+func New(cfg Config, deps Deps) (*Service, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if deps.NATS == nil {
+		return nil, fmt.Errorf("%w: deps: NATS connection required", ErrInvalidConfig)
+	}
+	if deps.Kube == nil {
+		return nil, fmt.Errorf("%w: deps: Kubernetes client required", ErrInvalidConfig)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("watcher: jetstream: %w", err)
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := newCluster(deps.Kube, cfg.Namespace, cfg.ResyncPeriod)
+	if err != nil {
+		return nil, fmt.Errorf("watcher: informers: %w", err)
+	}
+	s := &Service{
+		cfg:     cfg,
+		nc:      deps.NATS,
+		js:      js,
+		log:     deps.Logger.With(slog.String("service", events.ServiceWatcher), slog.String("cluster", cfg.Cluster)),
+		now:     deps.Now,
+		cl:      cl,
+		filter:  newNSFilter(cfg),
+		metrics: m,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[ownerKey](500*time.Millisecond, 2*time.Minute),
+			workqueue.TypedRateLimitingQueueConfig[ownerKey]{Name: "kaar-watcher"}),
+	}
+	s.tracker = newTracker(cfg.Cluster, cfg.Timing, s.filter.isProtected)
+	if _, err := cl.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.podChanged(nil, obj) },
+		UpdateFunc: s.podChanged,
+		DeleteFunc: func(obj any) { s.podChanged(nil, obj) },
+	}); err != nil {
+		return nil, fmt.Errorf("watcher: pod handler: %w", err)
+	}
+	for kind, inf := range map[string]cache.SharedIndexInformer{"ReplicaSet": cl.rs, "Job": cl.jobs} {
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { s.controllerChanged(kind, nil, obj) },
+			UpdateFunc: func(old, cur any) { s.controllerChanged(kind, old, cur) },
+			DeleteFunc: func(obj any) { s.controllerChanged(kind, nil, obj) },
+		}); err != nil {
+			return nil, fmt.Errorf("watcher: %s handler: %w", kind, err)
+		}
+	}
+	return s, nil
+}
+
+// Run starts the informers and, once their caches are synced, evaluates
+// failing workloads and publishes their transitions until ctx is done. It
+// serves the analyze endpoint from the start (replying unavailable until
+// the caches are synced). On shutdown it finishes the evaluations in
+// flight. It returns nil on a clean shutdown. Run may be called once.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return ErrAlreadyRun
+	}
+	defer s.queue.ShutDown()
+	kv, err := s.js.KeyValue(ctx, events.BucketIncidents)
+	if err != nil {
+		return fmt.Errorf("watcher: open bucket %s (provision the bus first): %w", events.BucketIncidents, err)
+	}
+	s.store = &stateStore{kv: kv, cluster: s.cfg.Cluster, log: s.log}
+	recs, err := s.store.load(ctx)
+	if err != nil {
+		return fmt.Errorf("watcher: %w", err)
+	}
+	// Records of namespaces outside this watcher's scope belong to another
+	// watcher of the cluster: leave them alone.
+	recs = slices.DeleteFunc(recs, func(r record) bool {
+		return s.cfg.Namespace != "" && r.Incident.Namespace != s.cfg.Namespace
+	})
+	restored := s.tracker.Restore(recs)
+	s.log.Info("watcher starting", slog.Int("announced_incidents", len(restored)), slog.Int("records", len(recs)),
+		slog.String("namespace", s.cfg.Namespace))
+
+	svc, err := s.startEndpoints()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = svc.Stop() }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	s.cl.factory.StartWithContext(gctx)
+	defer s.cl.factory.Shutdown()
+	g.Go(func() error {
+		<-gctx.Done()
+		s.queue.ShutDown() // workers finish the item in hand, then return
+		return nil
+	})
+	if err := s.cl.factory.WaitForCacheSyncWithContext(gctx).AsError(); err != nil {
+		_ = g.Wait()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("watcher: wait for informer caches: %w", err)
+	}
+	s.synced.Store(true)
+	for _, k := range restored {
+		s.queue.Add(k) // resolves those that ended while the watcher was down
+	}
+	s.log.Info("watcher caches synced", slog.Int("pods", len(s.cl.pods.GetStore().ListKeys())))
+	for range s.cfg.Workers {
+		g.Go(func() error {
+			for s.processNext(gctx) {
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return s.expireLoop(gctx) })
+	err = g.Wait()
+	s.log.Info("watcher stopped")
+	return err
+}
+
+// Ready reports whether the informer caches are synced: the watcher
+// evaluates pods and answers analyze (for readiness probes).
+func (s *Service) Ready() bool { return s.synced.Load() }
+
+func (s *Service) startEndpoints() (micro.Service, error) {
+	subject, err := events.ServiceSubject(s.cfg.Cluster, events.ServiceWatcher, events.VerbAnalyze)
+	if err != nil {
+		return nil, fmt.Errorf("watcher: %w", err)
+	}
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:        "kaar-" + events.ServiceWatcher,
+		Version:     Version,
+		Description: "kaar watcher: current incidents of cluster " + s.cfg.Cluster,
+		Metadata:    map[string]string{"cluster": s.cfg.Cluster},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watcher: add micro service: %w", err)
+	}
+	if err := svc.AddEndpoint(events.VerbAnalyze, micro.HandlerFunc(s.analyzeHandler), micro.WithEndpointSubject(subject)); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("watcher: add endpoint %s: %w", subject, err)
+	}
+	return svc, nil
+}
+
+// podChanged enqueues the owner of a pod whose state may matter: it has or
+// had an issue, may get one by time alone, or its owner has incidents.
+func (s *Service) podChanged(oldObj, obj any) {
+	pod := podOf(obj)
+	if pod == nil || !s.filter.watched(pod.Namespace) {
+		return
+	}
+	owner, _ := resolveOwner(pod, s.cl)
+	k := keyOf(owner)
+	old := podOf(oldObj)
+	if s.interesting(pod) || old != nil && s.interesting(old) || s.tracker.Has(k) {
+		s.queue.AddAfter(k, s.cfg.Debounce)
+	}
+	if old != nil && !sameController(old, pod) {
+		prev, _ := resolveOwner(old, s.cl)
+		if pk := keyOf(prev); pk != k && s.tracker.Has(pk) {
+			s.queue.AddAfter(pk, s.cfg.Debounce)
+		}
+	}
+}
+
+func (s *Service) interesting(pod *corev1.Pod) bool {
+	issues, recheck := classify(pod, s.now(), s.cfg.Classify)
+	return len(issues) > 0 || !recheck.IsZero()
+}
+
+// controllerChanged re-evaluates the owners of a ReplicaSet's or Job's
+// pods when it appears, goes, or changes controller: owner resolution of
+// its pods depends on it.
+func (s *Service) controllerChanged(kind string, oldObj, obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok || !s.filter.watched(m.GetNamespace()) {
+		return
+	}
+	if oldObj != nil {
+		if o, ok := oldObj.(metav1.Object); ok && controllerIndexKey(o, "") == controllerIndexKey(m, "") {
+			return // a status update
+		}
+	}
+	keys := []ownerKey{{Namespace: m.GetNamespace(), Kind: kind, Name: m.GetName()}, parseOwnerKey(controllerIndexKey(m, ""))}
+	if o, ok := oldObj.(metav1.Object); ok {
+		keys = append(keys, parseOwnerKey(controllerIndexKey(o, "")))
+	}
+	for _, k := range keys {
+		if k.Name != "" && s.ownerInteresting(k) {
+			s.queue.AddAfter(k, s.cfg.Debounce)
+		}
+	}
+}
+
+// ownerInteresting reports an owner with incidents or a pod that has (or
+// may soon have) an issue.
+func (s *Service) ownerInteresting(k ownerKey) bool {
+	if s.tracker.Has(k) {
+		return true
+	}
+	return slices.ContainsFunc(s.cl.podsOf(k), s.interesting)
+}
+
+func parseOwnerKey(s string) ownerKey {
+	parts := strings.SplitN(s, "/", 3)
+	if len(parts) != 3 {
+		return ownerKey{}
+	}
+	return ownerKey{Namespace: parts[0], Kind: parts[1], Name: parts[2]}
+}
+
+func podOf(obj any) *corev1.Pod {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	p, _ := obj.(*corev1.Pod)
+	return p
+}
+
+func sameController(a, b *corev1.Pod) bool {
+	ra, rb := metav1.GetControllerOfNoCopy(a), metav1.GetControllerOfNoCopy(b)
+	if ra == nil || rb == nil {
+		return ra == rb
+	}
+	return ra.UID == rb.UID && ra.Kind == rb.Kind && ra.Name == rb.Name
+}
+
+// processNext evaluates one owner; false when the queue is shut down.
+func (s *Service) processNext(ctx context.Context) bool {
+	k, shutdown := s.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer s.queue.Done(k)
+	// In-flight work finishes even when ctx is cancelled (drain), bounded
+	// by the publish timeout.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	err := s.reconcile(wctx, k)
+	s.metrics.handling.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.log.Warn("evaluating owner failed; retrying with back-off", slog.String("namespace", k.Namespace),
+			slog.String("owner", k.Kind+"/"+k.Name), slog.Any("error", err))
+		s.queue.AddRateLimited(k)
+		return true
+	}
+	s.queue.Forget(k)
+	return true
+}
+
+// reconcile evaluates the pods of one owner and publishes the transitions
+// that are due.
+func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
+	now := s.now()
+	owner := events.ObjectRef{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name}
+	var pods []podObs
+	var recheck time.Time
+	if s.filter.watched(k.Namespace) {
+		for _, p := range s.cl.podsOf(k) {
+			issues, rc := classify(p, now, s.cfg.Classify)
+			if !rc.IsZero() && (recheck.IsZero() || rc.Before(recheck)) {
+				recheck = rc
+			}
+			if len(issues) == 0 {
+				continue
+			}
+			o, chain := resolveOwner(p, s.cl)
+			owner = o
+			pods = append(pods, podObs{Name: p.Name, Chain: chain, Issues: issues})
+		}
+	}
+	due, next := s.tracker.Observe(owner, pods, now)
+	defer s.metrics.setIncidents(s.tracker.Counts())
+	for _, a := range due {
+		if err := s.announce(ctx, a); err != nil {
+			if errors.Is(err, events.ErrInvalid) {
+				// A bug, not a transient failure: retrying cannot help.
+				s.log.Error("dropping invalid incident transition", slog.String("incident", a.Incident.ID), slog.Any("error", err))
+				continue
+			}
+			return err
+		}
+		s.tracker.Commit(a)
+	}
+	if !recheck.IsZero() && (next.IsZero() || recheck.Before(next)) {
+		next = recheck
+	}
+	if !next.IsZero() {
+		s.queue.AddAfter(k, max(next.Sub(now), 0)+10*time.Millisecond)
+	}
+	return nil
+}
+
+// announce publishes a transition on the ISSUES stream, then records it in
+// the kaar_incidents bucket.
+func (s *Service) announce(ctx context.Context, a announcement) error {
+	in := a.Incident
+	subject, err := events.IssueSubject(s.cfg.Cluster, in.Namespace, in.Type)
+	if err != nil {
+		return err
+	}
+	ev := events.IncidentEvent{Transition: a.Transition, Incident: in, ObservedAt: a.At.UTC(), Observation: a.Observation}
+	env, err := events.New(a.Transition.EventType(), events.SourceWatcher, s.cfg.Cluster, in.ID, ev)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	dup, err := bus.Publish(ctx, s.js, subject, env, events.IncidentMsgID(in.ID, a.Observation))
+	if err == nil {
+		err = s.store.put(ctx, record{Observation: a.Observation, Transition: a.Transition, PublishedAt: a.At, Incident: in})
+	}
+	if err != nil {
+		s.metrics.publishErrors.Inc()
+		return fmt.Errorf("announce incident %s %s: %w", in.ID, a.Transition, err)
+	}
+	if a.Transition == events.TransitionDetected && !dup {
+		s.metrics.detections.WithLabelValues(string(in.Type)).Inc()
+	}
+	s.log.Info("incident "+string(a.Transition),
+		slog.String("namespace", in.Namespace), slog.String("owner", in.Owner.Kind+"/"+in.Owner.Name),
+		slog.String("incident", in.ID), slog.String("type", string(in.Type)), slog.String("container", in.Container),
+		slog.String("reason", in.Reason), slog.Int("pod_count", in.PodCount), slog.Int64("observation", a.Observation),
+		slog.Bool("duplicate", dup))
+	return nil
+}
+
+// expireLoop forgets resolved incidents older than the state retention,
+// at start and then hourly.
+func (s *Service) expireLoop(ctx context.Context) error {
+	tick := time.NewTicker(min(time.Hour, s.cfg.StateRetention))
+	defer tick.Stop()
+	for {
+		for _, id := range s.tracker.Expire(s.now().Add(-s.cfg.StateRetention)) {
+			if err := s.store.purge(ctx, id); err != nil && ctx.Err() == nil {
+				s.log.Warn("purging expired incident record failed", slog.String("incident", id), slog.Any("error", err))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
