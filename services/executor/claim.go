@@ -1,0 +1,202 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/events"
+)
+
+// claimNotePrefix starts the note the executor adds to a plan when it
+// claims it. The note names the decision envelope, so a redelivery of the
+// same decision recognises its own claim (and is a no-op) while another
+// decision for the same plan is refused as already executed. The note is
+// written by the claim's compare-and-set itself: there is no moment when
+// the plan is claimed and the claimant unknown.
+const claimNotePrefix = "executor: claimed by decision "
+
+func claimNote(envID string, d events.Decision) string {
+	return fmt.Sprintf("%s%s (%s by %s via %s)", claimNotePrefix, envID, d.Decision, d.DecidedBy, d.Via)
+}
+
+// claimedBy reports whether p was claimed by the decision envelope envID.
+func claimedBy(p events.Plan, envID string) bool {
+	return slices.ContainsFunc(p.Notes, func(n string) bool {
+		return strings.HasPrefix(n, claimNotePrefix+envID+" ")
+	})
+}
+
+// precheck decides whether an approval may start p now. It returns nil
+// or the refusal, checked in this order: already executed, expired,
+// digest mismatch, not approvable (state, cluster, diagnostic-only,
+// protected namespace), paused.
+func (s *Service) precheck(p events.Plan, d events.Decision) *refusal {
+	now := s.now()
+	switch p.State {
+	case events.PlanExecuting, events.PlanSucceeded, events.PlanFailed:
+		return refuse(events.RefusalAlreadyExecuted, "plan %s is %s", p.ID, p.State)
+	}
+	if p.State == events.PlanExpired || !now.Before(p.ExpiresAt) {
+		return refuse(events.RefusalExpired, "plan %s expired at %s (now %s)", p.ID, p.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"), now.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	if d.Digest != p.Digest {
+		return refuse(events.RefusalDigestMismatch, "approval names digest %s, plan %s has %s", d.Digest, p.ID, p.Digest)
+	}
+	if p.Cluster != s.cfg.Cluster {
+		return refuse(events.RefusalNotApproved, "plan %s is for cluster %q, this executor serves %q", p.ID, p.Cluster, s.cfg.Cluster)
+	}
+	// approved is accepted as well as proposed: the state machine allows
+	// approved -> executing and nothing else would take the plan further.
+	if p.State != events.PlanProposed && p.State != events.PlanApproved {
+		return refuse(events.RefusalNotApproved, "plan %s is %s, not proposed", p.ID, p.State)
+	}
+	if p.DiagnosticOnly || !p.Mutating() {
+		return refuse(events.RefusalNotApproved, "plan %s is diagnostic only: nothing to execute", p.ID)
+	}
+	for _, st := range p.Steps {
+		ns := st.Target.Namespace
+		if ns == "" {
+			ns = p.Namespace
+		}
+		if st.Mutating && slices.Contains(s.cfg.ProtectedNamespaces, ns) {
+			return refuse(events.RefusalNotApproved, "step %d of plan %s changes protected namespace %s", st.Index, p.ID, ns)
+		}
+	}
+	if s.cfg.Paused {
+		return refuse(events.RefusalPaused, "remediation is paused (remediation.paused): plan %s not executed", p.ID)
+	}
+	return nil
+}
+
+// approve runs an approval: load, check, claim, execute, verify, record.
+func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Envelope, d events.Decision) error {
+	p, rev, err := s.plans.Get(ctx, d.PlanID)
+	switch {
+	case errors.Is(err, bus.ErrPlanNotFound):
+		s.refuseDecision(ctx, log, env.ID, nil, d, refuse(events.RefusalExpired, "plan %s not found: its approval window passed or it never existed", d.PlanID))
+		return nil
+	case errors.Is(err, events.ErrInvalid):
+		s.refuseDecision(ctx, log, env.ID, nil, d, refuse(events.RefusalNotApproved, "stored plan %s is invalid: %v", d.PlanID, err))
+		return nil
+	case err != nil:
+		return transient(fmt.Errorf("load plan %s: %w", d.PlanID, err))
+	}
+	for {
+		if claimedBy(p, env.ID) {
+			log.Info("plan already claimed by this decision: duplicate delivery, nothing to do", slog.String("state", string(p.State)))
+			return nil
+		}
+		if r := s.precheck(p, d); r != nil {
+			s.refuseDecision(ctx, log, env.ID, &p, d, r)
+			return nil
+		}
+		claimed := p
+		claimed.State = events.PlanExecuting
+		claimed.Notes = append(slices.Clone(p.Notes), claimNote(env.ID, d))
+		newRev, err := s.plans.Update(ctx, claimed, rev)
+		switch {
+		case err == nil:
+			s.metrics.claims.Inc()
+			log.Info("plan claimed", slog.Uint64("revision", newRev))
+			s.audit(ctx, auditEntry{Kind: events.AuditApproved, PlanID: p.ID, Digest: p.Digest, Actor: d.DecidedBy, Via: d.Via,
+				Message: fmt.Sprintf("approved by %s via %s", d.DecidedBy, d.Via), Data: d, DecisionID: env.ID})
+			s.audit(ctx, auditEntry{Kind: events.AuditClaimed, PlanID: p.ID, Digest: p.Digest,
+				Message: fmt.Sprintf("claimed plan %s (%s) for execution", p.ID, p.Summary), Data: claimed, DecisionID: env.ID})
+			s.execute(ctx, log, claimed, newRev)
+			return nil
+		case errors.Is(err, bus.ErrRevisionMismatch):
+			// Someone else changed the plan first (another executor
+			// claimed it, or the planner superseded it): decide again on
+			// what is there now.
+			log.Info("plan changed during the claim: re-reading", slog.Uint64("revision", rev))
+			if p, rev, err = s.plans.Get(ctx, d.PlanID); errors.Is(err, bus.ErrPlanNotFound) {
+				s.refuseDecision(ctx, log, env.ID, nil, d, refuse(events.RefusalExpired, "plan %s expired during the claim", d.PlanID))
+				return nil
+			} else if err != nil {
+				return transient(fmt.Errorf("re-read plan %s: %w", d.PlanID, err))
+			}
+		case errors.Is(err, bus.ErrPlanNotFound):
+			s.refuseDecision(ctx, log, env.ID, &p, d, refuse(events.RefusalExpired, "plan %s expired before it could be claimed", d.PlanID))
+			return nil
+		default:
+			return transient(fmt.Errorf("claim plan %s: %w", d.PlanID, err))
+		}
+	}
+}
+
+// refuseDecision records a refusal: a refused audit record, an execution
+// record in state refused (unless the plan has a real execution record,
+// which is never overwritten) and the metrics. p is nil when the plan
+// could not be loaded.
+func (s *Service) refuseDecision(ctx context.Context, log *slog.Logger, envID string, p *events.Plan, d events.Decision, r *refusal) {
+	log.Warn("approval refused", slog.String("reason", string(r.Reason)), slog.String("detail", r.Message))
+	digest := d.Digest
+	if p != nil {
+		digest = p.Digest
+	}
+	now := s.now().UTC()
+	exec := &events.Execution{PlanID: d.PlanID, Digest: digest, State: events.ExecutionRefused,
+		StartedAt: now, FinishedAt: now, Error: r.Message, RefusalReason: r.Reason}
+	if r.Reason != events.RefusalAlreadyExecuted {
+		s.storeRefusal(ctx, exec)
+	}
+	dup := s.audit(ctx, auditEntry{Kind: events.AuditRefused, PlanID: d.PlanID, Digest: digest, Actor: Actor, Via: d.Via,
+		Message: fmt.Sprintf("refused %s by %s: %s: %s", d.Decision, d.DecidedBy, r.Reason, r.Message), Data: exec, DecisionID: envID})
+	if !dup { // a redelivered decision refused again is counted once
+		s.metrics.refusals.WithLabelValues(string(r.Reason)).Inc()
+		s.metrics.executions.WithLabelValues(outcomeRefused).Inc()
+	}
+}
+
+// reject marks a proposed plan rejected (compare-and-set). A rejection of
+// a plan that is gone, already decided or executing changes nothing.
+func (s *Service) reject(ctx context.Context, log *slog.Logger, d events.Decision) error {
+	for range 5 {
+		p, rev, err := s.plans.Get(ctx, d.PlanID)
+		switch {
+		case errors.Is(err, bus.ErrPlanNotFound):
+			log.Info("rejection of a plan that no longer exists: nothing to do")
+			return nil
+		case errors.Is(err, events.ErrInvalid):
+			log.Warn("rejection of an invalid stored plan: nothing to do", slog.Any("error", err))
+			return nil
+		case err != nil:
+			return transient(fmt.Errorf("load plan %s: %w", d.PlanID, err))
+		}
+		if p.State != events.PlanProposed && p.State != events.PlanApproved {
+			log.Info("rejection of a plan that is no longer proposed: nothing to do", slog.String("state", string(p.State)))
+			return nil
+		}
+		if d.Digest != p.Digest {
+			log.Warn("rejection names another digest: ignored", slog.String("digest", d.Digest), slog.String("plan_digest", p.Digest))
+			s.metrics.refusals.WithLabelValues(string(events.RefusalDigestMismatch)).Inc()
+			s.audit(ctx, auditEntry{Kind: events.AuditRefused, PlanID: p.ID, Digest: p.Digest, Via: d.Via,
+				Message: fmt.Sprintf("rejection by %s ignored: it names digest %s, plan has %s", d.DecidedBy, d.Digest, p.Digest), Data: d})
+			return nil
+		}
+		rejected := p
+		rejected.State = events.PlanRejected
+		_, err = s.plans.Update(ctx, rejected, rev)
+		switch {
+		case err == nil:
+			log.Info("plan rejected")
+			s.metrics.executions.WithLabelValues(outcomeRejected).Inc()
+			msg := fmt.Sprintf("rejected by %s via %s", d.DecidedBy, d.Via)
+			if d.Reason != "" {
+				msg += ": " + d.Reason
+			}
+			s.audit(ctx, auditEntry{Kind: events.AuditRejected, PlanID: p.ID, Digest: p.Digest, Actor: d.DecidedBy, Via: d.Via, Message: msg, Data: d})
+			return nil
+		case errors.Is(err, bus.ErrRevisionMismatch), errors.Is(err, bus.ErrPlanNotFound):
+			continue // decide again on the current value
+		default:
+			return transient(fmt.Errorf("reject plan %s: %w", d.PlanID, err))
+		}
+	}
+	return transient(fmt.Errorf("reject plan %s: the plan kept changing", d.PlanID))
+}

@@ -1,0 +1,28 @@
+// Package executor is kaar's only writer to the cluster. It consumes the
+// approval decisions of the APPROVALS work queue (one durable consumer per
+// cluster, explicit acks) and, for an approval that names an unexpired
+// plan and its exact digest, executes that plan at most once:
+//
+//   - claim: compare-and-set of the plan in kaar_plans from proposed to
+//     executing (the update also clears the key's TTL, so a claimed plan
+//     outlives its approval window); a duplicate delivery of the claiming
+//     decision is a no-op and any other decision is refused;
+//   - stale check: the target's generation (a pod's resourceVersion) and
+//     UID must still be what the plan was made from, otherwise the plan is
+//     refused as stale and the planner is asked for a new one;
+//   - steps: typed client-go patches (JSON patches guarded by a test of
+//     /metadata/generation, moved forward after each step that changes the
+//     generation) and pod deletions with a UID precondition, retried with
+//     backoff on transient errors; non-mutating steps are only recorded;
+//   - verification: the workload is watched until it is healthy (pure
+//     functions in health.go) or remediation.verify_timeout passes.
+//
+// Every refusal, claim, step and verdict goes to the audit stream, and the
+// execution record in kaar_executions (key = plan id) follows the
+// execution as it goes. The kaar.<cluster>.svc.executor.status endpoint
+// answers from the plans and executions buckets.
+//
+// Files follow the pipeline: consume.go (messages), claim.go (checks,
+// claim, rejection), execute.go, steps.go, verify.go and health.go,
+// record.go (audit and execution records), replan.go, status.go.
+package executor

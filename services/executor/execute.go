@@ -1,0 +1,178 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/events"
+)
+
+// Outcomes of kaar_executor_executions_total.
+const (
+	outcomeSucceeded = "succeeded"
+	outcomeFailed    = "failed"
+	outcomeRefused   = "refused"
+	outcomeRejected  = "rejected"
+)
+
+// execute runs a claimed plan (state executing at revision rev): stale
+// check, steps, verification, final state. Everything is recorded in the
+// execution record and the audit trail as it happens.
+func (s *Service) execute(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64) {
+	exec := &events.Execution{PlanID: p.ID, Digest: p.Digest, State: events.ExecutionExecuting, StartedAt: s.now().UTC()}
+	s.putExecution(ctx, exec)
+
+	err := s.retry(ctx, func(ctx context.Context) error {
+		err := checkStale(ctx, s.kube, p)
+		var r *refusal
+		if errors.As(err, &r) {
+			return permanent(err)
+		}
+		return classify(err)
+	})
+	if err != nil {
+		var r *refusal
+		if errors.As(err, &r) {
+			s.finishStale(ctx, log, p, rev, exec, r)
+			return
+		}
+		s.finish(ctx, log, p, rev, exec, fmt.Errorf("re-read target %s: %w", p.Target, err), nil)
+		return
+	}
+
+	runner := newStepRunner(s, p)
+	for _, st := range p.Steps {
+		res := events.StepResult{PlanID: p.ID, Digest: p.Digest, Index: st.Index, Action: st.Action,
+			Status: events.StepStarted, StartedAt: s.now().UTC()}
+		exec.Steps = append(exec.Steps, res)
+		s.putExecution(ctx, exec)
+		s.audit(ctx, auditEntry{Kind: events.AuditStepStarted, PlanID: p.ID, Digest: p.Digest,
+			Message: fmt.Sprintf("step %d started: %s", st.Index, st.Title), Data: res})
+
+		start := time.Now()
+		status, summary, err := runner.apply(ctx, st)
+		s.metrics.stepDuration.WithLabelValues(string(st.Action), string(status)).Observe(time.Since(start).Seconds())
+		res.Status, res.APIResponse, res.FinishedAt = status, summary, s.now().UTC()
+		switch {
+		case err != nil:
+			res.Message = err.Error()
+		case status == events.StepSkipped:
+			res.Message = fmt.Sprintf("non-mutating %s step: for people, nothing applied", st.Action)
+		default:
+			res.Message = st.Title
+		}
+		exec.Steps[len(exec.Steps)-1] = res
+		s.putExecution(ctx, exec)
+		s.audit(ctx, auditEntry{Kind: events.AuditStepResult, PlanID: p.ID, Digest: p.Digest,
+			Message: fmt.Sprintf("step %d %s: %s", st.Index, status, summaryOr(summary, res.Message)), Data: res})
+		log.Info("step finished", slog.Int("step", st.Index), slog.String("action", string(st.Action)),
+			slog.String("status", string(status)), slog.String("api_response", summary))
+
+		if err != nil {
+			if runner.stale && !runner.applied {
+				s.finishStale(ctx, log, p, rev, exec, refuse(events.RefusalStale, "step %d: %s changed since planning: %v", st.Index, st.Target, err))
+				return
+			}
+			s.finish(ctx, log, p, rev, exec, fmt.Errorf("step %d (%s) failed: %w", st.Index, st.Action, err), nil)
+			return
+		}
+	}
+
+	v := s.verify(ctx, log, p, runner.deleted)
+	s.finish(ctx, log, p, rev, exec, nil, &v)
+}
+
+func summaryOr(summary, msg string) string {
+	if summary != "" {
+		return summary
+	}
+	return msg
+}
+
+// finish records the end of an execution: the plan's final state (CAS),
+// the execution record with its verification, the execution_finished
+// audit record and the metrics.
+func (s *Service) finish(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, exec *events.Execution, err error, v *events.Verification) {
+	ok := err == nil && v != nil && v.Healthy
+	state, outcome := events.PlanFailed, outcomeFailed
+	exec.State = events.ExecutionFailed
+	if ok {
+		state, outcome = events.PlanSucceeded, outcomeSucceeded
+		exec.State = events.ExecutionSucceeded
+	}
+	switch {
+	case err != nil:
+		exec.Error = err.Error()
+	case v != nil && !v.Healthy:
+		exec.Error = "verification failed: " + v.Message
+	}
+	exec.Verification = v
+	exec.FinishedAt = s.now().UTC()
+	s.setPlanState(ctx, log, p, rev, state)
+	s.putExecution(ctx, exec)
+	s.metrics.executions.WithLabelValues(outcome).Inc()
+	msg := fmt.Sprintf("plan %s %s", p.ID, exec.State)
+	if exec.Error != "" {
+		msg += ": " + exec.Error
+	}
+	s.audit(ctx, auditEntry{Kind: events.AuditExecutionFinished, PlanID: p.ID, Digest: p.Digest, Message: msg, Data: exec})
+	log.Info("execution finished", slog.String("state", string(exec.State)), slog.String("error", exec.Error))
+}
+
+// finishStale ends a claimed plan whose target changed since planning:
+// nothing was applied. The plan fails, the execution is refused (stale),
+// and the planner is asked for a new plan.
+func (s *Service) finishStale(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, exec *events.Execution, r *refusal) {
+	log.Warn("plan is stale: refused", slog.String("detail", r.Message))
+	s.metrics.refusals.WithLabelValues(string(r.Reason)).Inc()
+	s.metrics.executions.WithLabelValues(outcomeRefused).Inc()
+	exec.State, exec.RefusalReason, exec.Error, exec.FinishedAt = events.ExecutionRefused, r.Reason, r.Message, s.now().UTC()
+	s.setPlanState(ctx, log, p, rev, events.PlanFailed)
+	s.putExecution(ctx, exec)
+	msg := fmt.Sprintf("refused: %s: %s", r.Reason, r.Message)
+	if id, err := s.requestReplan(ctx, p); err != nil {
+		log.Warn("ask the planner for a new plan", slog.Any("error", err))
+		msg += "; asking the planner for a new plan failed: " + err.Error()
+	} else {
+		log.Info("planner proposed a new plan", slog.String("new_plan", id))
+		msg += "; new plan proposed: " + id
+	}
+	s.audit(ctx, auditEntry{Kind: events.AuditRefused, PlanID: p.ID, Digest: p.Digest, Message: msg, Data: exec})
+	s.audit(ctx, auditEntry{Kind: events.AuditExecutionFinished, PlanID: p.ID, Digest: p.Digest, Message: fmt.Sprintf("plan %s refused: %s", p.ID, r.Reason), Data: exec})
+}
+
+// setPlanState moves a claimed plan to its final state by
+// compare-and-set, re-reading on a revision mismatch. A plan left in
+// executing would block its workload's history, so it retries for a
+// while on bus errors.
+func (s *Service) setPlanState(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, state events.PlanState) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StepTimeout)
+	defer cancel()
+	err := s.retry(ctx, func(ctx context.Context) error {
+		next := p
+		next.State = state
+		_, err := s.plans.Update(ctx, next, rev)
+		if errors.Is(err, bus.ErrRevisionMismatch) {
+			cur, curRev, gerr := s.plans.Get(ctx, p.ID)
+			if gerr != nil {
+				return gerr
+			}
+			if cur.State != events.PlanExecuting {
+				return permanent(fmt.Errorf("plan %s is %s, not executing: %w", p.ID, cur.State, err))
+			}
+			p, rev = cur, curRev
+			return err
+		}
+		if errors.Is(err, bus.ErrPlanNotFound) || errors.Is(err, events.ErrInvalid) {
+			return permanent(err)
+		}
+		return err
+	})
+	if err != nil {
+		log.Error("set plan state", slog.String("state", string(state)), slog.Any("error", err))
+	}
+}

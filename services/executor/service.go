@@ -1,0 +1,304 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Actor is how the executor signs its audit records, and its field
+// manager on the API server.
+const Actor = "kaar-executor"
+
+// Defaults of Config fields that config.Config does not carry.
+const (
+	DefaultWorkers            = 4
+	DefaultVerifyTimeout      = 3 * time.Minute
+	DefaultVerifyInterval     = 2 * time.Second
+	DefaultVerifyStable       = 5 * time.Second
+	DefaultStepTimeout        = 30 * time.Second
+	DefaultInProgressInterval = 30 * time.Second
+	DefaultReplanTimeout      = 10 * time.Second
+	DefaultDrainTimeout       = 60 * time.Second
+	DefaultFetchWait          = 5 * time.Second
+)
+
+// Config is the executor's own configuration. Zero durations and counts
+// take the Default* values.
+type Config struct {
+	// Cluster is the cluster name on the bus (kubernetes.cluster_name):
+	// the executor consumes kaar.<cluster>.approval.> and serves
+	// kaar.<cluster>.svc.executor.status.
+	Cluster string
+	// Paused refuses every approval with reason paused
+	// (remediation.paused).
+	Paused bool
+	// ProtectedNamespaces never get a mutating step executed, whatever
+	// the plan says (policy.protected_namespaces).
+	ProtectedNamespaces []string
+	// VerifyTimeout bounds the wait for the workload to become healthy
+	// after the steps ran (remediation.verify_timeout).
+	VerifyTimeout time.Duration
+	// VerifyInterval is how often verification re-reads the workload
+	// between watch events.
+	VerifyInterval time.Duration
+	// VerifyStable is how long the workload must stay healthy before it
+	// is declared healthy (a crash-looping pod is Running for a moment).
+	VerifyStable time.Duration
+	// StepTimeout bounds the retries of one step on transient API errors.
+	StepTimeout time.Duration
+	// Workers is how many decisions are processed at once.
+	Workers int
+	// InProgressInterval is how often a decision being executed is marked
+	// in progress, so JetStream does not redeliver it mid-execution. It
+	// must be well under the consumer's ack wait (bus.ExecutorAckWait).
+	InProgressInterval time.Duration
+	// ReplanTimeout bounds the request for a new plan after a stale one.
+	ReplanTimeout time.Duration
+	// DrainTimeout is how long Run waits for in-flight executions after
+	// its context is done before cancelling them.
+	DrainTimeout time.Duration
+	// FetchWait is how long one pull request waits for a decision.
+	FetchWait time.Duration
+}
+
+// ConfigFrom takes the executor's settings from the whole configuration.
+func ConfigFrom(c config.Config) Config {
+	return Config{
+		Cluster:             c.Kubernetes.ClusterName,
+		Paused:              c.Remediation.Paused,
+		ProtectedNamespaces: slices.Clone(c.Policy.ProtectedNamespaces),
+		VerifyTimeout:       c.Remediation.VerifyTimeout.Duration,
+	}.withDefaults()
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.VerifyTimeout, DefaultVerifyTimeout)
+	def(&c.VerifyInterval, DefaultVerifyInterval)
+	def(&c.VerifyStable, DefaultVerifyStable)
+	def(&c.StepTimeout, DefaultStepTimeout)
+	def(&c.InProgressInterval, DefaultInProgressInterval)
+	def(&c.ReplanTimeout, DefaultReplanTimeout)
+	def(&c.DrainTimeout, DefaultDrainTimeout)
+	def(&c.FetchWait, DefaultFetchWait)
+	if c.VerifyStable >= c.VerifyTimeout {
+		c.VerifyStable = c.VerifyTimeout / 4
+	}
+	if c.Workers <= 0 {
+		c.Workers = DefaultWorkers
+	}
+	return c
+}
+
+// Validate checks the configuration; errors name the field.
+func (c Config) Validate() error {
+	if err := events.ValidateClusterName(c.Cluster); err != nil {
+		return fmt.Errorf("executor config: Cluster (kubernetes.cluster_name): %w", err)
+	}
+	if c.InProgressInterval >= bus.ExecutorAckWait {
+		return fmt.Errorf("executor config: InProgressInterval %s must be shorter than the ack wait %s: %w", c.InProgressInterval, bus.ExecutorAckWait, events.ErrInvalid)
+	}
+	return nil
+}
+
+// Deps are the executor's connections and hooks.
+type Deps struct {
+	// NATS is the bus connection (required).
+	NATS *nats.Conn
+	// Kubernetes is the client the executor writes with (required). It
+	// needs get/list/watch on the workloads, their ReplicaSets,
+	// ControllerRevisions and pods, patch on the workloads and delete on
+	// pods: nothing more.
+	Kubernetes kubernetes.Interface
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the executor's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Now is the clock that decides expiry; default time.Now.
+	Now func() time.Time
+}
+
+// Service consumes approval decisions and executes, verifies and records
+// the approved plans. It is the only kaar component that writes to the
+// cluster.
+type Service struct {
+	cfg     Config
+	nc      *nats.Conn
+	kube    kubernetes.Interface
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+
+	js         jetstream.JetStream
+	plans      *bus.PlanStore
+	executions jetstream.KeyValue
+
+	ready chan struct{}
+	once  sync.Once
+}
+
+// New builds the executor and registers its metrics. It does not touch
+// the bus or the cluster: Run does.
+func New(cfg Config, deps Deps) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.NATS == nil {
+		return nil, fmt.Errorf("executor: Deps.NATS is required: %w", events.ErrInvalid)
+	}
+	if deps.Kubernetes == nil {
+		return nil, fmt.Errorf("executor: Deps.Kubernetes is required: %w", events.ErrInvalid)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("executor: register metrics: %w", err)
+	}
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("executor: jetstream: %w", err)
+	}
+	return &Service{
+		cfg:     cfg,
+		nc:      deps.NATS,
+		kube:    deps.Kubernetes,
+		log:     deps.Logger.With(slog.String("service", "executor"), slog.String("cluster", cfg.Cluster)),
+		now:     deps.Now,
+		metrics: m,
+		js:      js,
+		ready:   make(chan struct{}),
+	}, nil
+}
+
+// Ready is closed once Run has bound to the bus and serves: its consumer
+// is pulling and its status endpoint answers.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Run binds to the APPROVALS consumer, the plans and executions buckets
+// (declared by bus.Provision) and the status endpoint, then executes
+// decisions until ctx is done. In-flight executions are drained (for at
+// most Config.DrainTimeout) before it returns; a clean shutdown returns
+// nil.
+func (s *Service) Run(ctx context.Context) error {
+	plans, err := bus.OpenPlanStore(ctx, s.js)
+	if err != nil {
+		return fmt.Errorf("executor: %w (run bus.Provision first)", err)
+	}
+	s.plans = plans
+	if s.executions, err = s.js.KeyValue(ctx, events.BucketExecutions); err != nil {
+		return fmt.Errorf("executor: open %s: %w (run bus.Provision first)", events.BucketExecutions, err)
+	}
+	name, err := events.ExecutorConsumer(s.cfg.Cluster)
+	if err != nil {
+		return fmt.Errorf("executor: %w", err)
+	}
+	cons, err := s.js.Consumer(ctx, events.StreamApprovals, name)
+	if err != nil {
+		return fmt.Errorf("executor: consumer %s/%s: %w (run bus.Provision first)", events.StreamApprovals, name, err)
+	}
+	svc, err := s.serveStatus(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := svc.Stop(); err != nil {
+			s.log.Warn("stop status endpoint", slog.Any("error", err))
+		}
+	}()
+
+	// Executions run on a context that outlives ctx by DrainTimeout: a
+	// half-applied plan is worse than a slow shutdown.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(s.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			s.log.Warn("drain timeout: cancelling in-flight executions", slog.Duration("drain_timeout", s.cfg.DrainTimeout))
+			cancelWork()
+		case <-work.Done():
+		}
+	})
+	defer stopDrain()
+
+	s.log.Info("executor running", slog.String("consumer", name), slog.Int("workers", s.cfg.Workers), slog.Bool("paused", s.cfg.Paused))
+	s.once.Do(func() { close(s.ready) })
+
+	g := new(errgroup.Group)
+	sem := make(chan struct{}, s.cfg.Workers)
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		msg, err := s.fetch(ctx, cons)
+		if err != nil || msg == nil {
+			<-sem
+			if err != nil {
+				s.log.Warn("fetch decision", slog.Any("error", err))
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		g.Go(func() error {
+			defer func() { <-sem }()
+			s.handle(work, msg)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	s.log.Info("executor stopped")
+	return nil
+}
+
+// fetch pulls one decision; (nil, nil) when none arrived in FetchWait or
+// ctx is done.
+func (s *Service) fetch(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
+	fctx, cancel := context.WithTimeout(ctx, s.cfg.FetchWait)
+	defer cancel()
+	msg, err := cons.Next(jetstream.FetchContext(fctx))
+	switch {
+	case err == nil:
+		return msg, nil
+	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages):
+		return nil, nil
+	}
+	return nil, err
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

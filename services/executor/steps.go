@@ -1,0 +1,393 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/kaar-dev/kaar/pkg/events"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// generationPath is the path of the test operation that guards every
+// planned JSON patch.
+const generationPath = "/metadata/generation"
+
+// stepRunner applies the steps of one claimed plan, in order, and keeps
+// what later steps and the verification need.
+type stepRunner struct {
+	s    *Service
+	plan events.Plan
+	// generations holds the generation each object had after this plan
+	// patched it, so a later step's generation test can be moved forward.
+	generations map[string]int64
+	// deleted maps the UID of every pod this plan deleted to its name.
+	deleted map[string]string
+	// applied is true once a step changed the cluster.
+	applied bool
+	// stale is true when the last failure was the generation test: the
+	// object changed under the plan.
+	stale bool
+}
+
+func newStepRunner(s *Service, p events.Plan) *stepRunner {
+	return &stepRunner{s: s, plan: p, generations: map[string]int64{}, deleted: map[string]string{}}
+}
+
+func objectKey(ref events.ObjectRef) string { return ref.Kind + "/" + ref.Namespace + "/" + ref.Name }
+
+// apply performs one step and returns its status, the summary of the API
+// server's answer and the error of a failed step. Non-mutating steps are
+// skipped without touching the cluster.
+func (r *stepRunner) apply(ctx context.Context, st events.Step) (events.StepStatus, string, error) {
+	if !st.Mutating {
+		return events.StepSkipped, "", nil
+	}
+	ref := st.Target
+	if ref.Namespace == "" {
+		ref.Namespace = r.plan.Namespace
+	}
+	var summary string
+	var err error
+	switch {
+	case st.Action == events.ActionDeletePod:
+		summary, err = r.deletePod(ctx, ref, false)
+	case st.Action == events.ActionDeleteEvictedPods && ref.Kind == kindPod:
+		summary, err = r.deletePod(ctx, ref, true)
+	case st.Action == events.ActionDeleteEvictedPods:
+		summary, err = r.deleteEvictedPods(ctx, ref)
+	case len(st.Patch) > 0:
+		summary, err = r.patch(ctx, ref, st)
+	default:
+		err = fmt.Errorf("step %d (%s) has no patch: %w: the executor applies planned patches and pod deletions only", st.Index, st.Action, ErrUnsupportedStep)
+	}
+	if err != nil {
+		if summary == "" {
+			summary = apiSummary(err)
+		}
+		return events.StepFailed, summary, err
+	}
+	return events.StepSucceeded, summary, nil
+}
+
+// patch applies the step's patch to ref. A JSON patch's generation test
+// is moved to the generation an earlier step of this plan produced on the
+// same object.
+func (r *stepRunner) patch(ctx context.Context, ref events.ObjectRef, st events.Step) (string, error) {
+	pt, err := patchType(st.PatchType)
+	if err != nil {
+		return "", err
+	}
+	data := []byte(st.Patch)
+	if gen, ok := r.generations[objectKey(ref)]; ok && pt == types.JSONPatchType {
+		if data, err = rewriteGenerationTest(data, gen); err != nil {
+			return "", fmt.Errorf("step %d: %w", st.Index, err)
+		}
+	}
+	var obj metav1.Object
+	err = r.s.retry(ctx, func(ctx context.Context) error {
+		o, err := patchObject(ctx, r.s.kube, ref, pt, data, Actor)
+		if err != nil {
+			return classify(err)
+		}
+		obj = o
+		return nil
+	})
+	if err != nil {
+		r.stale = isTestFailure(err) || r.generationMoved(ctx, ref, pt, data, err)
+		if r.stale {
+			return "", fmt.Errorf("patch %s: %w: %w", ref, ErrStale, err)
+		}
+		return "", fmt.Errorf("patch %s: %w", ref, err)
+	}
+	r.applied = true
+	r.generations[objectKey(ref)] = obj.GetGeneration()
+	return fmt.Sprintf("%s %s patched: generation %d, resourceVersion %s", strings.ToLower(ref.Kind), ref.Name, obj.GetGeneration(), obj.GetResourceVersion()), nil
+}
+
+// generationMoved tells whether a JSON patch failed because its
+// generation test failed. The API server answers any JSON patch that does
+// not apply with the same 422 "the server rejected our request due to an
+// error in our request", without the reason, so the object is re-read: a
+// generation other than the one tested means the object changed.
+func (r *stepRunner) generationMoved(ctx context.Context, ref events.ObjectRef, pt types.PatchType, patch []byte, err error) bool {
+	var st apierrors.APIStatus
+	if pt != types.JSONPatchType || !errors.As(err, &st) || st.Status().Code != 422 {
+		return false
+	}
+	want, ok := generationTest(patch)
+	if !ok {
+		return false
+	}
+	obj, gerr := getObject(ctx, r.s.kube, ref)
+	if gerr != nil {
+		return apierrors.IsNotFound(gerr)
+	}
+	return obj.GetGeneration() != want
+}
+
+// generationTest returns the value of a JSON patch's test of
+// /metadata/generation.
+func generationTest(patch []byte) (int64, bool) {
+	var ops []struct {
+		Op    string          `json:"op"`
+		Path  string          `json:"path"`
+		Value json.RawMessage `json:"value"`
+	}
+	if json.Unmarshal(patch, &ops) != nil {
+		return 0, false
+	}
+	for _, op := range ops {
+		var v int64
+		if op.Op == "test" && op.Path == generationPath && json.Unmarshal(op.Value, &v) == nil {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// rewriteGenerationTest sets the value of every test operation on
+// /metadata/generation in a JSON patch to gen.
+func rewriteGenerationTest(patch []byte, gen int64) ([]byte, error) {
+	var ops []map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(patch))
+	dec.UseNumber()
+	if err := dec.Decode(&ops); err != nil {
+		return nil, fmt.Errorf("json patch is not an array of operations: %w", err)
+	}
+	for _, op := range ops {
+		var name, path string
+		_ = json.Unmarshal(op["op"], &name)
+		_ = json.Unmarshal(op["path"], &path)
+		if name == "test" && path == generationPath {
+			op["value"] = json.RawMessage(fmt.Sprint(gen))
+		}
+	}
+	return json.Marshal(ops)
+}
+
+// deletePod deletes one pod, with its UID as precondition so that a pod
+// recreated under the same name is never deleted by mistake. A pod that
+// is already gone (or replaced) counts as deleted. With evictedOnly, a
+// pod that is not evicted is left alone.
+func (r *stepRunner) deletePod(ctx context.Context, ref events.ObjectRef, evictedOnly bool) (string, error) {
+	var pod *corev1.Pod
+	err := r.s.retry(ctx, func(ctx context.Context) error {
+		p, err := r.s.kube.CoreV1().Pods(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return classify(err)
+		}
+		pod = p
+		if apierrors.IsNotFound(err) {
+			pod = nil
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("get pod %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	if pod == nil {
+		return fmt.Sprintf("pod %s already gone", ref.Name), nil
+	}
+	if ref.UID != "" && string(pod.UID) != ref.UID {
+		return fmt.Sprintf("pod %s (uid %s) already gone; its replacement (uid %s) left alone", ref.Name, ref.UID, pod.UID), nil
+	}
+	if evictedOnly && !evicted(pod) {
+		return fmt.Sprintf("pod %s is not evicted (%s): left alone", ref.Name, pod.Status.Phase), nil
+	}
+	return r.deleteWithUID(ctx, pod)
+}
+
+func (r *stepRunner) deleteWithUID(ctx context.Context, pod *corev1.Pod) (string, error) {
+	uid := pod.UID
+	err := r.s.retry(ctx, func(ctx context.Context) error {
+		err := r.s.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return classify(err)
+		}
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		r.applied = true
+		r.deleted[string(uid)] = pod.Name
+		return fmt.Sprintf("pod %s (uid %s) deleted", pod.Name, uid), nil
+	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
+		// Conflict: the UID precondition failed, the pod was replaced.
+		return fmt.Sprintf("pod %s (uid %s) already gone", pod.Name, uid), nil
+	}
+	return "", fmt.Errorf("delete pod %s/%s: %w", pod.Namespace, pod.Name, err)
+}
+
+// deleteEvictedPods deletes the evicted pods of a workload (selected by
+// its label selector).
+func (r *stepRunner) deleteEvictedPods(ctx context.Context, ref events.ObjectRef) (string, error) {
+	var obj metav1.Object
+	err := r.s.retry(ctx, func(ctx context.Context) error {
+		o, err := getObject(ctx, r.s.kube, ref)
+		if err != nil {
+			return classify(err)
+		}
+		obj = o
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	sel, err := podSelector(obj)
+	if err != nil {
+		return "", fmt.Errorf("selector of %s: %w", ref, err)
+	}
+	var pods *corev1.PodList
+	err = r.s.retry(ctx, func(ctx context.Context) error {
+		l, err := r.s.kube.CoreV1().Pods(ref.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return classify(err)
+		}
+		pods = l
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("list pods of %s: %w", ref, err)
+	}
+	var done []string
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if !evicted(p) {
+			continue
+		}
+		if _, err := r.deleteWithUID(ctx, p); err != nil {
+			return fmt.Sprintf("deleted %d evicted pods (%s) before an error", len(done), strings.Join(done, ", ")), err
+		}
+		done = append(done, p.Name)
+	}
+	if len(done) == 0 {
+		return fmt.Sprintf("no evicted pod of %s left", ref), nil
+	}
+	return fmt.Sprintf("deleted %d evicted pods: %s", len(done), strings.Join(done, ", ")), nil
+}
+
+func evicted(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodFailed && p.Status.Reason == "Evicted"
+}
+
+// podSelector returns the label selector of a workload's pods.
+func podSelector(obj metav1.Object) (string, error) {
+	var ls *metav1.LabelSelector
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		ls = o.Spec.Selector
+	case *appsv1.StatefulSet:
+		ls = o.Spec.Selector
+	case *appsv1.DaemonSet:
+		ls = o.Spec.Selector
+	case *appsv1.ReplicaSet:
+		ls = o.Spec.Selector
+	case *batchv1.Job:
+		ls = o.Spec.Selector
+	default:
+		return "", fmt.Errorf("%w: %T has no pod selector", ErrUnsupportedKind, obj)
+	}
+	if ls == nil {
+		return "", errors.New("no selector")
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return "", err
+	}
+	return sel.String(), nil
+}
+
+// classify wraps an API error for retry: transient errors (timeouts,
+// throttling, unavailable, internal errors, broken connections) are
+// returned as is to be retried, every other error is permanent. A failed
+// generation test is permanent: the object changed.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if retryable(err) {
+		return err
+	}
+	return backoff.Permanent(err)
+}
+
+func retryable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		// No answer at all (connection refused or reset): worth another try.
+		return true
+	}
+	// An answer of the API server is final, unless it says "later".
+	code := st.Status().Code
+	return code == 429 || code >= 500 || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err)
+}
+
+// isTestFailure reports an answer that says a JSON patch's test
+// operation failed (422, "testing value ... failed"). Today's API servers
+// drop that text (see generationMoved); the check is kept for servers and
+// proxies that pass it on.
+func isTestFailure(err error) bool {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		return false
+	}
+	s := st.Status()
+	if s.Code != 422 && s.Reason != metav1.StatusReasonInvalid {
+		return false
+	}
+	if strings.Contains(s.Message, "testing value") {
+		return true
+	}
+	if s.Details != nil {
+		for _, c := range s.Details.Causes {
+			if strings.Contains(c.Message, "testing value") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// apiSummary is a short rendering of an API server error: "409
+// Conflict: Operation cannot be fulfilled on pods ...".
+func apiSummary(err error) string {
+	var st apierrors.APIStatus
+	if errors.As(err, &st) {
+		s := st.Status()
+		return fmt.Sprintf("%d %s: %s", s.Code, s.Reason, s.Message)
+	}
+	return err.Error()
+}
+
+// retry runs op with exponential backoff until it succeeds, fails
+// permanently (backoff.Permanent) or StepTimeout passes.
+func (s *Service) retry(ctx context.Context, op func(ctx context.Context) error) error {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(200*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second),
+		backoff.WithMaxElapsedTime(s.cfg.StepTimeout))
+	return backoff.RetryNotify(func() error { return op(ctx) }, backoff.WithContext(b, ctx), func(err error, d time.Duration) {
+		s.metrics.retries.Inc()
+		s.log.Debug("transient API error, retrying", "error", err, "in", d)
+	})
+}
+
+// permanent stops retry with err.
+func permanent(err error) error { return backoff.Permanent(err) }

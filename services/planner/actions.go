@@ -1,0 +1,594 @@
+package planner
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/events"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// builder builds the steps of one plan from a planInput. Each mutating
+// builder returns a candidate, or nil and the reason it does not apply.
+type builder struct{ in planInput }
+
+const mebibyte = 1 << 20
+
+// kubectl renders an equivalent command for people (never executed).
+func (b *builder) kubectl(args ...string) string {
+	return "kubectl -n " + b.in.Incident.Namespace + " " + strings.Join(args, " ")
+}
+
+// containerName is the incident's container, else the first one.
+func (b *builder) containerName() string {
+	if b.in.Incident.Container != "" {
+		return b.in.Incident.Container
+	}
+	if _, c, _ := b.in.Owner.container(""); c != nil {
+		return c.Name
+	}
+	return ""
+}
+
+// podRef is the pod the diagnostic steps point at.
+func (b *builder) podRef() (events.ObjectRef, string) {
+	if b.in.Pod != nil {
+		return kindRef(KindPod, "v1", b.in.Pod.ObjectMeta), b.in.Pod.Name
+	}
+	if len(b.in.Incident.Pods) > 0 {
+		name := b.in.Incident.Pods[0]
+		return events.ObjectRef{Kind: KindPod, Namespace: b.in.Incident.Namespace, Name: name, APIVersion: "v1"}, name
+	}
+	return events.ObjectRef{}, ""
+}
+
+// mutatingStep fills the fields every mutating step shares.
+func (b *builder) mutatingStep(action events.ActionType, title string, risk events.RiskLevel) events.Step {
+	return events.Step{Action: action, Title: title, Target: b.in.Owner.Ref, Risk: risk, Mutating: true}
+}
+
+// generationPrecondition is the human form of the guard operation.
+func (b *builder) generationPrecondition() string {
+	w := b.in.Owner
+	if w.Generation > 0 {
+		return fmt.Sprintf("%s is still at generation %d (the patch's first operation tests it)", w.ref(), w.Generation)
+	}
+	return fmt.Sprintf("%s is still at resourceVersion %s (the patch's first operation tests it)", w.ref(), w.ResourceVersion)
+}
+
+// checkLogs is the non-mutating "read the previous logs" step.
+func (b *builder) checkLogs() []events.Step {
+	ref, pod := b.podRef()
+	c := b.containerName()
+	st := events.Step{Action: events.ActionCheckLogs, Risk: events.RiskNone, Target: ref,
+		Title: fmt.Sprintf("Read the previous logs of container %s (quoted in the evidence when available)", c)}
+	if c != "" {
+		st.Params = map[string]string{events.ParamContainer: c}
+	}
+	if pod != "" {
+		st.Kubectl = b.kubectl("logs", pod, "-c", c, "--previous", "--tail="+strconv.FormatInt(b.in.Cfg.LogTailLines, 10))
+	}
+	return []events.Step{st}
+}
+
+// checkImage is the non-mutating "is the image right" step.
+func (b *builder) checkImage() []events.Step {
+	_, c, _ := b.in.Owner.container(b.in.Incident.Container)
+	ref, pod := b.podRef()
+	st := events.Step{Action: events.ActionDiagnostic, Risk: events.RiskNone, Target: ref}
+	if c != nil {
+		st.Title = fmt.Sprintf("Check that image %s of container %s exists and that the registry lets the cluster pull it", c.Image, c.Name)
+		st.Params = map[string]string{events.ParamContainer: c.Name, events.ParamImage: c.Image}
+	} else {
+		st.Title = "Check that the failing container's image exists and that the registry lets the cluster pull it"
+	}
+	if pod != "" {
+		st.Kubectl = b.kubectl("describe", "pod", pod)
+	}
+	return []events.Step{st}
+}
+
+// rollback rolls a Deployment back to its last healthy revision.
+func (b *builder) rollback(_ Strategy) (*candidate, string) {
+	w := b.in.Owner
+	if w.Deployment == nil {
+		return nil, fmt.Sprintf("rollback is planned for Deployments only, not for %s", w.ref())
+	}
+	revs, current := rolloutHistory(w.Deployment, b.in.ReplicaSets)
+	target, healthy, ok := rollbackTarget(revs, current)
+	if !ok {
+		return nil, fmt.Sprintf("%s has no revision older than %d in its rollout history", w.ref(), current)
+	}
+	tmpl := templateOf(target.RS)
+	if sameTemplate(tmpl, *w.Template) {
+		return nil, fmt.Sprintf("revision %d has the same pod template as the current one", target.Number)
+	}
+	c := b.containerName()
+	img := imageOf(tmpl, c)
+	title := fmt.Sprintf("Roll back %s to revision %d", w.ref(), target.Number)
+	if img != "" && img != imageOf(*w.Template, c) {
+		title += fmt.Sprintf(" (image %s)", img)
+	}
+	st := b.mutatingStep(events.ActionRollback, title, events.RiskMedium)
+	st.Params = map[string]string{events.ParamRevision: strconv.FormatInt(target.Number, 10)}
+	st.PatchType = events.PatchJSON
+	st.Patch = encodePatch(guardOp(w, 0), patchOp{Op: "replace", Path: w.TemplatePath, Value: tmpl})
+	st.UndoPatch = encodePatch(guardOp(w, 1), patchOp{Op: "replace", Path: w.TemplatePath, Value: w.Template})
+	st.Undo = fmt.Sprintf("roll forward to revision %d's template again (the undo patch), or: %s", current,
+		b.kubectl("rollout", "undo", w.ref(), fmt.Sprintf("--to-revision=%d", current)))
+	st.Kubectl = b.kubectl("rollout", "undo", w.ref(), fmt.Sprintf("--to-revision=%d", target.Number))
+	st.Preconditions = []string{
+		b.generationPrecondition(),
+		fmt.Sprintf("replicaset/%s (revision %d) still exists", target.RS.Name, target.Number),
+	}
+	st.SuccessCheck = fmt.Sprintf("%s rolls out (observedGeneration caught up, updated = ready = desired replicas) and none of its pods fails for the verify window", w.ref())
+	why := fmt.Sprintf("revision %d is the newest older revision with ready replicas (%d ready)", target.Number, target.RS.Status.ReadyReplicas)
+	if !healthy {
+		why = fmt.Sprintf("no older revision has ready replicas; revision %d is the previous one", target.Number)
+	}
+	cand := &candidate{Step: st,
+		Summary: fmt.Sprintf("%s since revision %d; roll back to revision %d.", problem(b.in), current, target.Number),
+		Notes:   []string{"rollback: " + why}}
+	if cur := currentRS(revs, current); cur != nil && cur.Status.ReadyReplicas > 0 {
+		cand.Notes = append(cand.Notes, fmt.Sprintf("rollback: %d pods of the current revision %d are ready, so the failure may not come from the rollout", cur.Status.ReadyReplicas, current))
+	}
+	return cand, ""
+}
+
+// lastGoodImage returns the image the container ran with in the last
+// healthy (else previous) revision, and that revision.
+func (b *builder) lastGoodImage(container string) (string, int64) {
+	w := b.in.Owner
+	if w.Deployment == nil {
+		return "", 0
+	}
+	revs, current := rolloutHistory(w.Deployment, b.in.ReplicaSets)
+	target, _, ok := rollbackTarget(revs, current)
+	if !ok {
+		return "", 0
+	}
+	return imageOf(target.RS.Spec.Template, container), target.Number
+}
+
+// setImage sets the failing container's image to the "image" parameter or
+// to the last image that ran.
+func (b *builder) setImage(st Strategy) (*candidate, string) {
+	w := b.in.Owner
+	if !w.TemplateMutable && !w.BarePod {
+		return nil, fmt.Sprintf("the pod template of %s cannot be changed in place", w.ref())
+	}
+	idx, c, init := w.container(b.in.Incident.Container)
+	if c == nil {
+		return nil, fmt.Sprintf("%s has no container %q", w.ref(), b.in.Incident.Container)
+	}
+	img, from := st.Params[events.ParamImage], "the strategy's image parameter"
+	if img == "" {
+		var rev int64
+		img, rev = b.lastGoodImage(c.Name)
+		from = fmt.Sprintf("the image of revision %d, the last that ran", rev)
+	}
+	if img == "" {
+		return nil, "no image parameter and no older revision to take the last image that ran from"
+	}
+	if img == c.Image {
+		return nil, fmt.Sprintf("container %s already uses %s", c.Name, img)
+	}
+	path := w.containerPath(idx, init)
+	step := b.mutatingStep(events.ActionSetImage, fmt.Sprintf("Set the image of container %s of %s to %s", c.Name, w.ref(), img), events.RiskMedium)
+	step.Params = map[string]string{events.ParamContainer: c.Name, events.ParamImage: img}
+	step.PatchType = events.PatchJSON
+	nameTest := patchOp{Op: "test", Path: path + "/name", Value: c.Name}
+	step.Patch = encodePatch(guardOp(w, 0), nameTest, patchOp{Op: "replace", Path: path + "/image", Value: img})
+	if undoable(w) {
+		step.UndoPatch = encodePatch(guardOp(w, 1), nameTest, patchOp{Op: "replace", Path: path + "/image", Value: c.Image})
+	}
+	step.Undo = fmt.Sprintf("set the image back to %s: %s", c.Image, b.kubectl("set", "image", w.ref(), c.Name+"="+c.Image))
+	step.Kubectl = b.kubectl("set", "image", w.ref(), c.Name+"="+img)
+	step.Preconditions = []string{b.generationPrecondition(), fmt.Sprintf("container %d of the pod spec is still named %s", idx, c.Name)}
+	step.SuccessCheck = fmt.Sprintf("the new pods pull %s and run; %s becomes ready", img, w.ref())
+	return &candidate{Step: step,
+		Summary: fmt.Sprintf("%s; set the image of container %s back to %s.", problem(b.in), c.Name, img),
+		Notes:   []string{"set_image: " + img + " is " + from}}, ""
+}
+
+// increaseMemory raises the memory limit (and a lower request) of the
+// OOMKilled container by the memory factor, capped at the maximum.
+func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
+	w := b.in.Owner
+	if w.BarePod {
+		return nil, "the resources of a bare pod cannot be patched; recreate it with a higher memory limit"
+	}
+	if !w.TemplateMutable {
+		return nil, fmt.Sprintf("the pod template of %s cannot be changed in place", w.ref())
+	}
+	idx, c, init := w.container(b.in.Incident.Container)
+	if c == nil {
+		return nil, fmt.Sprintf("%s has no container %q", w.ref(), b.in.Incident.Container)
+	}
+	limitQ, hasLimit := c.Resources.Limits[corev1.ResourceMemory]
+	if !hasLimit {
+		return nil, fmt.Sprintf("container %s has no memory limit: the kill came from node memory pressure, not from a limit", c.Name)
+	}
+	factor := b.in.Cfg.MemoryFactor
+	if f, err := strconv.ParseFloat(st.Params["factor"], 64); err == nil && f > 1 {
+		factor = f
+	}
+	maxBytes, err := parseBytes(b.in.Cfg.MaxMemoryLimit)
+	if p := st.Params["max"]; p != "" {
+		if v, perr := parseBytes(p); perr == nil {
+			maxBytes, err = v, nil
+		}
+	}
+	if err != nil {
+		return nil, "remediation.max_memory_limit: " + err.Error()
+	}
+	limit := limitQ.Value()
+	if limit >= maxBytes {
+		return nil, fmt.Sprintf("the memory limit of container %s (%s) is already at remediation.max_memory_limit (%s): raise it by hand if the workload needs more, or look for a leak or wrong heap settings",
+			c.Name, limitQ.String(), formatBytes(maxBytes))
+	}
+	newLimit := min(roundUpMiB(float64(limit)*factor), maxBytes)
+	path := w.containerPath(idx, init) + "/resources"
+	nameTest := patchOp{Op: "test", Path: w.containerPath(idx, init) + "/name", Value: c.Name}
+	ops := []patchOp{guardOp(w, 0), nameTest, {Op: "replace", Path: path + "/limits/memory", Value: formatBytes(newLimit)}}
+	undo := []patchOp{guardOp(w, 1), nameTest, {Op: "replace", Path: path + "/limits/memory", Value: limitQ.String()}}
+	params := map[string]string{events.ParamContainer: c.Name, events.ParamMemory: formatBytes(newLimit)}
+	kubectlArgs := []string{"set", "resources", w.ref(), "-c", c.Name, "--limits=memory=" + formatBytes(newLimit)}
+	title := fmt.Sprintf("Raise the memory limit of container %s of %s from %s to %s", c.Name, w.ref(), limitQ.String(), formatBytes(newLimit))
+	if reqQ, ok := c.Resources.Requests[corev1.ResourceMemory]; ok && reqQ.Value() > 0 {
+		newReq := min(roundUpMiB(float64(reqQ.Value())*factor), newLimit)
+		if newReq > reqQ.Value() {
+			ops = append(ops, patchOp{Op: "replace", Path: path + "/requests/memory", Value: formatBytes(newReq)})
+			undo = append(undo, patchOp{Op: "replace", Path: path + "/requests/memory", Value: reqQ.String()})
+			params["memory_request"] = formatBytes(newReq)
+			kubectlArgs = append(kubectlArgs, "--requests=memory="+formatBytes(newReq))
+			title += fmt.Sprintf(" (request from %s to %s)", reqQ.String(), formatBytes(newReq))
+		}
+	}
+	step := b.mutatingStep(events.ActionSetMemoryLimit, title, events.RiskLow)
+	step.Params = params
+	step.PatchType = events.PatchJSON
+	step.Patch = encodePatch(ops...)
+	step.UndoPatch = encodePatch(undo...)
+	step.Undo = fmt.Sprintf("restore the memory limit %s (the undo patch)", limitQ.String())
+	step.Kubectl = b.kubectl(kubectlArgs...)
+	step.Preconditions = []string{b.generationPrecondition(), fmt.Sprintf("container %d of the pod spec is still named %s", idx, c.Name)}
+	step.SuccessCheck = fmt.Sprintf("%s rolls out and container %s is not OOMKilled again for the verify window", w.ref(), c.Name)
+	cand := &candidate{Step: step,
+		Summary: fmt.Sprintf("%s at its %s memory limit; raise it to %s.", problem(b.in), limitQ.String(), formatBytes(newLimit))}
+	if newLimit == maxBytes {
+		cand.Notes = append(cand.Notes, fmt.Sprintf("increase_memory: the new limit is capped at remediation.max_memory_limit (%s)", formatBytes(maxBytes)))
+	}
+	return cand, ""
+}
+
+// restart is a rollout restart of the controller, or the deletion of a
+// bare pod.
+func (b *builder) restart(st Strategy) (*candidate, string) {
+	w := b.in.Owner
+	if w.BarePod {
+		return b.deletePod(st)
+	}
+	if !w.Restartable {
+		return nil, fmt.Sprintf("%s has no rollout restart", w.ref())
+	}
+	// The timestamp is the incident's last observation, not the planning
+	// time, so that planning the same observation twice gives the same
+	// patch (and digest).
+	at := b.in.Incident.LastSeen
+	if at.IsZero() {
+		at = b.in.Now
+	}
+	stamp := at.UTC().Format(time.RFC3339)
+	var op patchOp
+	if w.Template.Annotations == nil {
+		op = patchOp{Op: "add", Path: w.TemplatePath + "/metadata/annotations", Value: map[string]string{annotationRestartedAt: stamp}}
+	} else {
+		op = patchOp{Op: "add", Path: w.TemplatePath + "/metadata/annotations/" + pointerEscape(annotationRestartedAt), Value: stamp}
+	}
+	step := b.mutatingStep(events.ActionRolloutRestart, fmt.Sprintf("Restart the pods of %s (rollout restart)", w.ref()), events.RiskLow)
+	step.PatchType = events.PatchJSON
+	step.Patch = encodePatch(guardOp(w, 0), op)
+	step.Undo = "nothing to undo: the pods are replaced by identical ones"
+	step.Kubectl = b.kubectl("rollout", "restart", w.ref())
+	step.Preconditions = []string{b.generationPrecondition()}
+	step.SuccessCheck = fmt.Sprintf("%s rolls out new pods and they stay ready for the verify window", w.ref())
+	return &candidate{Step: step, Summary: fmt.Sprintf("%s; restart its pods.", problem(b.in)),
+		Notes: []string{"restart: a restart only helps a transient failure; if the pods fail again, look at the diagnostic steps"}}, ""
+}
+
+// deletePod deletes a pod that no controller manages.
+func (b *builder) deletePod(_ Strategy) (*candidate, string) {
+	w := b.in.Owner
+	if !w.BarePod {
+		return nil, fmt.Sprintf("delete_pod is planned only for a pod without a controller; %s recreates its pods (use rollout_restart)", w.ref())
+	}
+	step := b.mutatingStep(events.ActionDeletePod, fmt.Sprintf("Delete pod %s (no controller will recreate it)", w.Ref.Name), events.RiskHigh)
+	step.Params = map[string]string{"uid": w.Ref.UID}
+	step.Kubectl = b.kubectl("delete", "pod", w.Ref.Name)
+	step.Undo = "cannot be undone: recreate the pod from its manifest"
+	step.Preconditions = []string{fmt.Sprintf("pod %s still has uid %s (a delete precondition)", w.Ref.Name, w.Ref.UID)}
+	step.SuccessCheck = fmt.Sprintf("pod %s is gone", w.Ref.Name)
+	return &candidate{Step: step, Summary: fmt.Sprintf("%s; delete the bare pod (it is not recreated).", problem(b.in)),
+		Notes: []string{"delete_pod: the pod has no controller, so deleting it removes the workload until someone recreates it"}}, ""
+}
+
+// deleteEvicted deletes the owner's Failed/Evicted pods, at most MaxPods.
+func (b *builder) deleteEvicted(st Strategy) (*candidate, string) {
+	pods := b.in.EvictedPods
+	if len(pods) == 0 {
+		return nil, "no evicted pod of " + b.in.Owner.ref() + " is left"
+	}
+	maxPods := b.in.Cfg.MaxPods
+	if len(pods) > maxPods {
+		return nil, fmt.Sprintf("refused: %s has %d evicted pods, more than remediation.max_pods (%d); delete them by hand: %s",
+			b.in.Owner.ref(), len(pods), maxPods, b.kubectl("delete", "pods", "--field-selector=status.phase=Failed", "-l", selectorString(b.in.Owner)))
+	}
+	names := make([]string, len(pods))
+	uids := make([]string, len(pods))
+	for i, p := range pods {
+		names[i], uids[i] = p.Name, string(p.UID)
+	}
+	step := b.mutatingStep(events.ActionDeleteEvictedPods, fmt.Sprintf("Delete the %s of %s", plural(len(pods), "evicted pod"), b.in.Owner.ref()), events.RiskLow)
+	step.Params = map[string]string{"pods": strings.Join(names, ","), "uids": strings.Join(uids, ",")}
+	step.Kubectl = b.kubectl(append([]string{"delete", "pod"}, names...)...)
+	step.Undo = "nothing to undo: evicted pods do not run and their controller has replaced them"
+	step.Preconditions = []string{"each pod still has its uid (a delete precondition) and is still Failed with reason Evicted"}
+	step.SuccessCheck = "the evicted pods are gone and " + b.in.Owner.ref() + " has its replicas ready"
+	return &candidate{Step: step,
+		Summary: fmt.Sprintf("%s; delete the %s (cleanup: the controller already replaced them).", problem(b.in), plural(len(pods), "evicted pod")),
+		Notes:   []string{"eviction is a node problem (memory or disk pressure): the evidence says which; set memory requests near real usage so the pods are not the first evicted"}}, ""
+}
+
+// selectorString renders the owner's selector for kubectl -l.
+func selectorString(w *workload) string {
+	if w.Selector == nil {
+		return ""
+	}
+	if s, err := metaSelector(w); err == nil {
+		return s.String()
+	}
+	return ""
+}
+
+// schedulingMessage is the reason the scheduler gave for the pod.
+func (b *builder) schedulingMessage() string {
+	if p := b.in.Pod; p != nil {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Message != "" {
+				return c.Message
+			}
+		}
+	}
+	for _, e := range b.in.Events {
+		if e.Reason == "FailedScheduling" {
+			return e.Message
+		}
+	}
+	return b.in.Incident.Message
+}
+
+// schedulableNodes are the Ready nodes that accept pods.
+func (b *builder) schedulableNodes() []corev1.Node {
+	var out []corev1.Node
+	for _, n := range b.in.Nodes {
+		if n.Spec.Unschedulable {
+			continue
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// setNodeSelector sets the node selector given as the strategy's
+// parameters, when a schedulable node carries those labels and the
+// scheduler complained about the selector. Without parameters it never
+// guesses.
+func (b *builder) setNodeSelector(st Strategy) (*candidate, string) {
+	w := b.in.Owner
+	if w.BarePod || !w.TemplateMutable {
+		return nil, fmt.Sprintf("the node selector of %s cannot be changed in place", w.ref())
+	}
+	msg := b.schedulingMessage()
+	if !strings.Contains(msg, "node affinity/selector") && !strings.Contains(msg, "node(s) didn't match") {
+		return nil, "the scheduler does not report a node selector mismatch"
+	}
+	if len(st.Params) == 0 {
+		return nil, "the selector to set is not configured (give it as the strategy's params); guessing node labels is not safe"
+	}
+	want := maps.Clone(st.Params)
+	if maps.Equal(want, w.Spec.NodeSelector) {
+		return nil, "the node selector is already the configured one"
+	}
+	sel := labels.SelectorFromSet(want)
+	var match []string
+	for _, n := range b.schedulableNodes() {
+		if sel.Matches(labels.Set(n.Labels)) {
+			match = append(match, n.Name)
+		}
+	}
+	if len(match) == 0 {
+		return nil, fmt.Sprintf("no Ready, schedulable node has the labels %s", sel.String())
+	}
+	op := patchOp{Op: "add", Path: w.SpecPath + "/nodeSelector", Value: want}
+	undo := patchOp{Op: "remove", Path: w.SpecPath + "/nodeSelector"}
+	if w.Spec.NodeSelector != nil {
+		op.Op = "replace"
+		undo = patchOp{Op: "replace", Path: w.SpecPath + "/nodeSelector", Value: w.Spec.NodeSelector}
+	}
+	step := b.mutatingStep(events.ActionSetNodeSelector, fmt.Sprintf("Set the node selector of %s to %s (matches %s)", w.ref(), sel.String(), strings.Join(match, ", ")), events.RiskMedium)
+	step.Params = want
+	step.PatchType = events.PatchJSON
+	step.Patch = encodePatch(guardOp(w, 0), op)
+	step.UndoPatch = encodePatch(guardOp(w, 1), undo)
+	step.Undo = "restore the previous node selector (the undo patch)"
+	step.Kubectl = b.kubectl("patch", w.ref(), "--type=json", "-p", strconv.Quote(string(encodePatch(op))))
+	step.Preconditions = []string{b.generationPrecondition(), "at least one Ready node carries the labels " + sel.String()}
+	step.SuccessCheck = "the pods are scheduled and become ready"
+	return &candidate{Step: step, Summary: fmt.Sprintf("%s; set its node selector to %s.", problem(b.in), sel.String())}, ""
+}
+
+// lowerRequests lowers a CPU or memory request that no node can satisfy
+// (larger than the largest node's allocatable: a request that can never be
+// scheduled) to half the largest allocatable. A request that fits an empty
+// node is a capacity problem and is left to people.
+func (b *builder) lowerRequests(st Strategy) (*candidate, string) {
+	w := b.in.Owner
+	if w.BarePod || !w.TemplateMutable {
+		return nil, fmt.Sprintf("the requests of %s cannot be changed in place", w.ref())
+	}
+	msg := b.schedulingMessage()
+	nodes := b.schedulableNodes()
+	if len(nodes) == 0 {
+		return nil, "no Ready, schedulable node to size the requests against"
+	}
+	idx, c, init := w.container(b.in.Incident.Container)
+	var ops, undo []patchOp
+	params := map[string]string{}
+	var changes []string
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if !strings.Contains(msg, "Insufficient "+string(res)) && msg != "" {
+			continue
+		}
+		ci, cc, cinit := idx, c, init
+		if cc == nil || cc.Resources.Requests == nil {
+			ci, cc, cinit = largestRequest(w, res)
+		}
+		if cc == nil {
+			continue
+		}
+		reqQ, ok := cc.Resources.Requests[res]
+		if !ok {
+			continue
+		}
+		largest := largestAllocatable(nodes, res)
+		podTotal := podRequest(w.Spec, res)
+		if podTotal <= largest {
+			continue // fits an empty node: a capacity problem, not a wrong request
+		}
+		target := largest / 2
+		if p := st.Params[string(res)]; p != "" {
+			if q, err := resource.ParseQuantity(p); err == nil && milliOrBytes(q, res) <= largest {
+				target = milliOrBytes(q, res)
+			}
+		}
+		newReq := target - (podTotal - milliOrBytes(reqQ, res))
+		if res == corev1.ResourceCPU {
+			newReq = newReq / 100 * 100
+		} else {
+			newReq = newReq / mebibyte * mebibyte
+		}
+		if newReq <= 0 {
+			continue
+		}
+		q := quantityOf(newReq, res)
+		path := w.containerPath(ci, cinit)
+		ops = append(ops, patchOp{Op: "test", Path: path + "/name", Value: cc.Name},
+			patchOp{Op: "replace", Path: path + "/resources/requests/" + string(res), Value: q})
+		undo = append(undo, patchOp{Op: "test", Path: path + "/name", Value: cc.Name},
+			patchOp{Op: "replace", Path: path + "/resources/requests/" + string(res), Value: reqQ.String()})
+		params[events.ParamContainer] = cc.Name
+		params[string(res)] = q
+		changes = append(changes, fmt.Sprintf("%s request of container %s from %s to %s (largest node allocatable: %s)", res, cc.Name, reqQ.String(), q, quantityOf(largest, res)))
+	}
+	if len(ops) == 0 {
+		return nil, "no request exceeds what the largest node can allocate; the cluster is short of capacity (add nodes, or free some), which is not a workload patch"
+	}
+	step := b.mutatingStep(events.ActionSetResourceRequests, "Lower the "+strings.Join(changes, " and the "), events.RiskMedium)
+	step.Params = params
+	step.PatchType = events.PatchJSON
+	step.Patch = encodePatch(append([]patchOp{guardOp(w, 0)}, ops...)...)
+	step.UndoPatch = encodePatch(append([]patchOp{guardOp(w, 1)}, undo...)...)
+	step.Undo = "restore the previous requests (the undo patch)"
+	args := []string{"set", "resources", w.ref(), "-c", params[events.ParamContainer]}
+	var reqs []string
+	for _, res := range []string{"cpu", "memory"} {
+		if v := params[res]; v != "" {
+			reqs = append(reqs, res+"="+v)
+		}
+	}
+	step.Kubectl = b.kubectl(append(args, "--requests="+strings.Join(reqs, ","))...)
+	step.Preconditions = []string{b.generationPrecondition()}
+	step.SuccessCheck = "the pods are scheduled and become ready; check that the application copes with the smaller request"
+	return &candidate{Step: step, Summary: fmt.Sprintf("%s; the request exceeds every node: lower it.", problem(b.in)),
+		Notes: []string{"lower_requests: the new request is half the largest node's allocatable; confirm it suits the application"}}, ""
+}
+
+// largestRequest finds the container with the largest request of res.
+func largestRequest(w *workload, res corev1.ResourceName) (int, *corev1.Container, bool) {
+	best, bestIdx := int64(-1), -1
+	for i, c := range w.Spec.Containers {
+		if q, ok := c.Resources.Requests[res]; ok && milliOrBytes(q, res) > best {
+			best, bestIdx = milliOrBytes(q, res), i
+		}
+	}
+	if bestIdx < 0 {
+		return -1, nil, false
+	}
+	return bestIdx, &w.Spec.Containers[bestIdx], false
+}
+
+// podRequest is the pod's effective request of res: the sum over
+// containers, or the largest init container request if that is larger.
+func podRequest(spec *corev1.PodSpec, res corev1.ResourceName) int64 {
+	var sum, initMax int64
+	for _, c := range spec.Containers {
+		if q, ok := c.Resources.Requests[res]; ok {
+			sum += milliOrBytes(q, res)
+		}
+	}
+	for _, c := range spec.InitContainers {
+		if q, ok := c.Resources.Requests[res]; ok {
+			initMax = max(initMax, milliOrBytes(q, res))
+		}
+	}
+	return max(sum, initMax)
+}
+
+// largestAllocatable is the largest allocatable amount of res of a node.
+func largestAllocatable(nodes []corev1.Node, res corev1.ResourceName) int64 {
+	var best int64
+	for _, n := range nodes {
+		if q, ok := n.Status.Allocatable[res]; ok {
+			best = max(best, milliOrBytes(q, res))
+		}
+	}
+	return best
+}
+
+// milliOrBytes measures CPU in millicores and memory in bytes.
+func milliOrBytes(q resource.Quantity, res corev1.ResourceName) int64 {
+	if res == corev1.ResourceCPU {
+		return q.MilliValue()
+	}
+	return q.Value()
+}
+
+// quantityOf renders millicores or bytes as a quantity string.
+func quantityOf(v int64, res corev1.ResourceName) string {
+	if res == corev1.ResourceCPU {
+		return resource.NewMilliQuantity(v, resource.DecimalSI).String()
+	}
+	return formatBytes(v)
+}
+
+// roundUpMiB rounds a byte count up to a whole mebibyte.
+func roundUpMiB(b float64) int64 {
+	return int64(math.Ceil(b/mebibyte)) * mebibyte
+}
+
+// formatBytes renders bytes as a binary quantity ("128Mi", "4Gi").
+func formatBytes(b int64) string {
+	return resource.NewQuantity(b, resource.BinarySI).String()
+}

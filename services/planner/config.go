@@ -1,0 +1,156 @@
+package planner
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/events"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Defaults of the planner-only settings of Config.
+const (
+	DefaultLogTailLines   = 50
+	DefaultLogLimitBytes  = 8 << 10
+	DefaultMaxEvents      = 20
+	DefaultAnalyzeTimeout = 5 * time.Second
+	DefaultPlanTimeout    = time.Minute
+	DefaultWorkers        = 4
+)
+
+// Strategy is one entry of remediation.strategies: a catalogue step name
+// (config.StrategyNames) and its optional parameters.
+type Strategy struct {
+	Name   string
+	Params map[string]string
+}
+
+// Config is what the planner needs from the configuration. Build it with
+// ConfigFrom; the zero values of the planner-only fields take the defaults.
+type Config struct {
+	// Cluster is the cluster name on the bus (kubernetes.cluster_name).
+	Cluster string
+	// ApprovalWindow is how long a proposed plan can be approved: its TTL in
+	// kaar_plans and ExpiresAt - CreatedAt (remediation.approval_window).
+	ApprovalWindow time.Duration
+	// Strategies are tried in order for each issue type
+	// (remediation.strategies). A type without strategies gets a
+	// diagnostic-only plan.
+	Strategies map[events.IssueType][]Strategy
+	// MaxPods bounds how many pods one step may delete (remediation.max_pods).
+	MaxPods int
+	// MemoryFactor multiplies the memory limit of an OOMKilled container
+	// (remediation.memory_factor).
+	MemoryFactor float64
+	// MaxMemoryLimit caps a raised memory limit, as a Kubernetes quantity
+	// (remediation.max_memory_limit).
+	MaxMemoryLimit string
+	// ProtectedNamespaces only get diagnostic plans
+	// (policy.protected_namespaces).
+	ProtectedNamespaces []string
+
+	// LogTailLines and LogLimitBytes bound the previous-container logs
+	// quoted as evidence (defaults 50 lines, 8 KiB).
+	LogTailLines  int64
+	LogLimitBytes int64
+	// MaxEvents bounds the Kubernetes events quoted as evidence (default 20).
+	MaxEvents int
+	// AnalyzeTimeout bounds a request to the watcher (default 5s).
+	AnalyzeTimeout time.Duration
+	// PlanTimeout bounds the planning of one incident (default 1m, well
+	// under the consumer's ack wait).
+	PlanTimeout time.Duration
+	// Workers is how many incidents are planned concurrently (default 4).
+	Workers int
+}
+
+// ConfigFrom takes the planner's settings out of the whole configuration
+// (already validated by config.Load).
+func ConfigFrom(c config.Config) Config {
+	strategies := make(map[events.IssueType][]Strategy, len(c.Remediation.Strategies))
+	for typ, list := range c.Remediation.Strategies {
+		out := make([]Strategy, 0, len(list))
+		for _, s := range list {
+			out = append(out, Strategy{Name: s.Action, Params: maps.Clone(s.Params)})
+		}
+		strategies[events.IssueType(typ)] = out
+	}
+	return Config{
+		Cluster:             c.Kubernetes.ClusterName,
+		ApprovalWindow:      c.Remediation.ApprovalWindow.Duration,
+		Strategies:          strategies,
+		MaxPods:             c.Remediation.MaxPods,
+		MemoryFactor:        c.Remediation.MemoryFactor,
+		MaxMemoryLimit:      c.Remediation.MaxMemoryLimit,
+		ProtectedNamespaces: slices.Clone(c.Policy.ProtectedNamespaces),
+	}
+}
+
+// withDefaults fills the planner-only settings and validates everything,
+// naming the configuration key at fault.
+func (c Config) withDefaults() (Config, error) {
+	if c.LogTailLines <= 0 {
+		c.LogTailLines = DefaultLogTailLines
+	}
+	if c.LogLimitBytes <= 0 {
+		c.LogLimitBytes = DefaultLogLimitBytes
+	}
+	if c.MaxEvents <= 0 {
+		c.MaxEvents = DefaultMaxEvents
+	}
+	if c.AnalyzeTimeout <= 0 {
+		c.AnalyzeTimeout = DefaultAnalyzeTimeout
+	}
+	if c.PlanTimeout <= 0 {
+		c.PlanTimeout = DefaultPlanTimeout
+	}
+	if c.Workers <= 0 {
+		c.Workers = DefaultWorkers
+	}
+	if err := events.ValidateClusterName(c.Cluster); err != nil {
+		return c, fmt.Errorf("planner config: kubernetes.cluster_name: %w", err)
+	}
+	if c.ApprovalWindow < time.Second {
+		return c, fmt.Errorf("planner config: remediation.approval_window %s must be at least 1s: %w", c.ApprovalWindow, ErrInvalidConfig)
+	}
+	if c.MaxPods < 1 {
+		return c, fmt.Errorf("planner config: remediation.max_pods %d must be at least 1: %w", c.MaxPods, ErrInvalidConfig)
+	}
+	if c.MemoryFactor <= 1 {
+		return c, fmt.Errorf("planner config: remediation.memory_factor %g must be greater than 1: %w", c.MemoryFactor, ErrInvalidConfig)
+	}
+	if _, err := parseBytes(c.MaxMemoryLimit); err != nil {
+		return c, fmt.Errorf("planner config: remediation.max_memory_limit: %w: %w", err, ErrInvalidConfig)
+	}
+	for typ, list := range c.Strategies {
+		if err := typ.Validate(); err != nil {
+			return c, fmt.Errorf("planner config: remediation.strategies key %q: %w", typ, err)
+		}
+		for i, s := range list {
+			if !slices.Contains(config.StrategyNames, s.Name) {
+				return c, fmt.Errorf("planner config: remediation.strategies.%s[%d]: unknown strategy %q (allowed: %s): %w",
+					typ, i, s.Name, strings.Join(config.StrategyNames, ", "), ErrInvalidConfig)
+			}
+		}
+	}
+	return c, nil
+}
+
+// protected reports whether ns is a protected namespace.
+func (c Config) protected(ns string) bool { return slices.Contains(c.ProtectedNamespaces, ns) }
+
+// parseBytes parses a memory quantity ("4Gi") into bytes.
+func parseBytes(s string) (int64, error) {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a Kubernetes quantity such as 512Mi or 4Gi", s)
+	}
+	if q.Sign() <= 0 {
+		return 0, fmt.Errorf("%q must be positive", s)
+	}
+	return q.Value(), nil
+}

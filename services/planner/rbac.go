@@ -1,0 +1,24 @@
+package planner
+
+import rbacv1 "k8s.io/api/rbac/v1"
+
+// RBACRules are the Kubernetes permissions the planner needs, for a
+// ClusterRole bound to its identity. It reads workloads, pods, their logs,
+// events and nodes, and never Secrets. patch and delete are there only
+// for the server-side dry runs: the API server authorizes a dry run like
+// the real request. To make sure the planner's identity cannot write for
+// real, add an admission policy (a ValidatingAdmissionPolicy with
+// `request.dryRun == true` for that user) in production.
+func RBACRules() []rbacv1.PolicyRule {
+	read := []string{"get", "list"}
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods", "events", "nodes"}, Verbs: read},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets", "replicasets"}, Verbs: read},
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}, Verbs: read},
+		// Dry runs of the mutating steps.
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}, Verbs: []string{"patch"}},
+		{APIGroups: []string{"batch"}, Resources: []string{"cronjobs"}, Verbs: []string{"patch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"patch", "delete"}},
+	}
+}

@@ -1,0 +1,259 @@
+package planner
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/events"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// planInput is everything the pure part of planning looks at: the
+// incident and what gather read from the cluster.
+type planInput struct {
+	Cfg      Config
+	Incident events.Incident
+	Owner    *workload
+	// Pod is a failing pod of the incident (nil when none exists any more).
+	Pod *corev1.Pod
+	// ReplicaSets of the Deployment (empty for other kinds).
+	ReplicaSets []appsv1.ReplicaSet
+	// Events of the pod, its ReplicaSet and the owner.
+	Events []corev1.Event
+	// Logs of the failing container's previous run (crash types only).
+	Logs *logsResult
+	// Nodes, read for Pending incidents only.
+	Nodes []corev1.Node
+	// EvictedPods of the owner, read for Evicted incidents only.
+	EvictedPods []corev1.Pod
+	Now         time.Time
+}
+
+// candidate is a mutating step a strategy proposes, not yet dry-run.
+type candidate struct {
+	Strategy string
+	Step     events.Step
+	// Summary is the plan's one-line summary if this step is chosen.
+	Summary string
+	// Notes are added to the plan if this step is chosen.
+	Notes []string
+}
+
+// slot is what one configured strategy contributed: diagnostic steps, a
+// mutating candidate, or the reason it does not apply (Skip).
+type slot struct {
+	Strategy string
+	Diag     []events.Step
+	Cand     *candidate
+	Skip     string
+}
+
+// draft is the pure result of walking the strategies: every applicable
+// step in configuration order, before the dry runs pick the mutating one.
+type draft struct {
+	Slots []slot
+	// Human steps are added when no mutating step is chosen, unless a
+	// "diagnostic" strategy already added them.
+	Human []events.Step
+	// Notes are always added to the plan.
+	Notes []string
+	// Blocked says why no mutating step may be proposed at all (protected
+	// namespace), or is empty.
+	Blocked string
+	// Problem is the one-line description of the incident for summaries.
+	Problem string
+}
+
+// draftPlan walks the issue type's strategies in configuration order. A
+// strategy that does not apply adds a note saying why.
+func draftPlan(in planInput) draft {
+	b := &builder{in: in}
+	d := draft{Problem: problem(in)}
+	if tool, ev := managedBy(in.Owner.Labels, in.Owner.Annotations); tool != "" {
+		d.Notes = append(d.Notes, fmt.Sprintf("%s is managed by %s (%s): a change applied in the cluster is reverted by the next sync; make the same change in the source (Git, chart values) too", in.Owner.ref(), tool, ev))
+	}
+	switch {
+	case in.Cfg.protected(in.Incident.Namespace):
+		d.Blocked = fmt.Sprintf("namespace %s is protected by policy (policy.protected_namespaces): diagnostic steps only", in.Incident.Namespace)
+	case in.Incident.Protected:
+		d.Blocked = fmt.Sprintf("the watcher marked %s as protected by policy: diagnostic steps only", in.Owner.ref())
+	}
+	if d.Blocked != "" {
+		d.Notes = append(d.Notes, d.Blocked)
+	}
+	strategies := in.Cfg.Strategies[in.Incident.Type]
+	if len(strategies) == 0 {
+		d.Notes = append(d.Notes, fmt.Sprintf("no remediation strategy is configured for %s (remediation.strategies): diagnostic steps only", in.Incident.Type))
+	}
+	for _, st := range strategies {
+		sl := slot{Strategy: st.Name}
+		switch st.Name {
+		case "check_logs":
+			sl.Diag = b.checkLogs()
+		case "check_image":
+			sl.Diag = b.checkImage()
+		case "diagnostic":
+			sl.Diag = humanSteps(in)
+		default:
+			if d.Blocked != "" {
+				continue
+			}
+			cand, why := b.mutating(st)
+			if cand == nil {
+				sl.Skip = why
+			} else {
+				cand.Strategy = st.Name
+				sl.Cand = cand
+			}
+		}
+		d.Slots = append(d.Slots, sl)
+	}
+	if !slices.ContainsFunc(strategies, func(s Strategy) bool { return s.Name == "diagnostic" }) {
+		d.Human = humanSteps(in)
+	}
+	return d
+}
+
+// mutating builds the candidate step of a mutating strategy, or says why
+// it does not apply.
+func (b *builder) mutating(st Strategy) (*candidate, string) {
+	switch st.Name {
+	case "rollback":
+		return b.rollback(st)
+	case "update_image", "set_image":
+		return b.setImage(st)
+	case "increase_memory":
+		return b.increaseMemory(st)
+	case "restart_pod", "rollout_restart":
+		return b.restart(st)
+	case "delete_pod":
+		return b.deletePod(st)
+	case "delete_evicted_pods":
+		return b.deleteEvicted(st)
+	case "set_node_selector":
+		return b.setNodeSelector(st)
+	case "lower_requests":
+		return b.lowerRequests(st)
+	case "add_toleration":
+		return nil, "a toleration lets the workload onto nodes reserved for others; it is never proposed automatically (see the scheduling evidence)"
+	}
+	return nil, fmt.Sprintf("unknown strategy %q", st.Name)
+}
+
+// outcome is the final shape of a plan once the dry runs are done.
+type outcome struct {
+	Steps          []events.Step
+	Summary        string
+	Notes          []string
+	Risk           events.RiskLevel
+	DiagnosticOnly bool
+	// Chosen is the strategy of the mutating step, or "".
+	Chosen string
+	// DryRunFailures counts candidates the API server rejected.
+	DryRunFailures []string
+}
+
+// finalize dry-runs the candidates in order and keeps the first one the
+// API server accepts; the other candidates are dropped (with a note when
+// rejected). The strategies that did not apply are noted when they came
+// before the chosen one (they explain the choice). dryRun is the
+// server-side dry run (a fake in unit tests).
+func finalize(d draft, dryRun func(events.Step) events.DryRunResult) outcome {
+	out := outcome{Notes: slices.Clone(d.Notes)}
+	chosen := -1
+	for i := range d.Slots {
+		c := d.Slots[i].Cand
+		if c == nil || chosen >= 0 {
+			continue
+		}
+		res := dryRun(c.Step)
+		c.Step.DryRun = &res
+		if res.OK {
+			chosen = i
+			continue
+		}
+		out.DryRunFailures = append(out.DryRunFailures, string(c.Step.Action))
+		out.Notes = append(out.Notes, fmt.Sprintf("strategy %s was not proposed: the API server rejected its dry run: %s", c.Strategy, res.Message))
+	}
+	for i, sl := range d.Slots {
+		if sl.Skip != "" && (chosen < 0 || i < chosen) {
+			out.Notes = append(out.Notes, fmt.Sprintf("strategy %s does not apply: %s", sl.Strategy, sl.Skip))
+		}
+		out.Steps = append(out.Steps, sl.Diag...)
+		if i == chosen {
+			out.Steps = append(out.Steps, sl.Cand.Step)
+			out.Notes = append(out.Notes, sl.Cand.Notes...)
+			out.Summary = sl.Cand.Summary
+			out.Chosen = sl.Strategy
+		}
+	}
+	if chosen < 0 {
+		out.DiagnosticOnly = true
+		out.Steps = append(out.Steps, d.Human...)
+		why := "no configured strategy applies"
+		if d.Blocked != "" {
+			why = "diagnostic only: " + d.Blocked
+		} else if len(out.DryRunFailures) > 0 {
+			why = "the API server rejected every applicable fix in a dry run"
+		}
+		out.Summary = fmt.Sprintf("%s; %s: follow the diagnostic steps.", d.Problem, why)
+	}
+	if len(out.Steps) == 0 { // defensive: a plan needs a step
+		out.Steps = append(out.Steps, events.Step{Action: events.ActionDiagnostic, Title: "Inspect the workload: " + d.Problem, Risk: events.RiskNone})
+	}
+	out.Risk = events.RiskNone
+	for i := range out.Steps {
+		out.Steps[i].Index = i
+		out.Risk = maxRisk(out.Risk, out.Steps[i].Risk)
+	}
+	out.Summary = oneLine(out.Summary)
+	return out
+}
+
+// maxRisk returns the more dangerous of two risk levels.
+func maxRisk(a, b events.RiskLevel) events.RiskLevel {
+	levels := events.RiskLevels()
+	if slices.Index(levels, b) > slices.Index(levels, a) {
+		return b
+	}
+	return a
+}
+
+// oneLine folds whitespace so a summary is one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// problem describes the incident in one clause: "CrashLoopBackOff of
+// container app in deployment/web (exit code 1, 2 pods)".
+func problem(in planInput) string {
+	inc := in.Incident
+	var b strings.Builder
+	b.WriteString(string(inc.Type))
+	if inc.Container != "" {
+		fmt.Fprintf(&b, " of container %s", inc.Container)
+	}
+	fmt.Fprintf(&b, " in %s", in.Owner.ref())
+	var details []string
+	if inc.ExitCode != nil {
+		details = append(details, fmt.Sprintf("exit code %d", *inc.ExitCode))
+	}
+	if inc.Reason != "" && !strings.HasPrefix(inc.Reason, "exit_code") {
+		details = append(details, strings.ReplaceAll(inc.Reason, "_", " "))
+	}
+	if inc.PodCount > 0 {
+		details = append(details, plural(inc.PodCount, "pod"))
+	}
+	if len(details) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(details, ", "))
+	}
+	return b.String()
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

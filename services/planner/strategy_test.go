@@ -1,0 +1,587 @@
+package planner
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/kaar-dev/kaar/pkg/events"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// mutatingStep returns the plan's mutating step, failing if there is not
+// exactly one.
+func mutatingStep(t *testing.T, out outcome) events.Step {
+	t.Helper()
+	var found []events.Step
+	for _, s := range out.Steps {
+		if s.Mutating {
+			found = append(found, s)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want exactly 1 mutating step, got %d: %+v", len(found), out.Steps)
+	}
+	return found[0]
+}
+
+func actions(out outcome) []events.ActionType {
+	var a []events.ActionType
+	for _, s := range out.Steps {
+		a = append(a, s.Action)
+	}
+	return a
+}
+
+func hasNote(out outcome, substr string) bool {
+	return slices.ContainsFunc(out.Notes, func(n string) bool { return strings.Contains(n, substr) })
+}
+
+// checkGuard checks the invariant of every mutating patch: its first
+// operation tests the owner's generation.
+func checkGuard(t *testing.T, s events.Step, gen int64) {
+	t.Helper()
+	if s.PatchType != events.PatchJSON {
+		t.Fatalf("patch type %q, want json", s.PatchType)
+	}
+	ops := decodeOps(t, s.Patch)
+	if ops[0]["op"] != "test" || ops[0]["path"] != "/metadata/generation" || ops[0]["value"] != float64(gen) {
+		t.Fatalf("first op %v, want test /metadata/generation %d", ops[0], gen)
+	}
+	if len(s.UndoPatch) > 0 {
+		undo := decodeOps(t, s.UndoPatch)
+		if undo[0]["op"] != "test" || undo[0]["value"] != float64(gen+1) {
+			t.Fatalf("undo first op %v, want test generation %d", undo[0], gen+1)
+		}
+	}
+}
+
+func TestStepBuilders(t *testing.T) {
+	cfg := testConfig(t)
+	tests := []struct {
+		name      string
+		fixture   string
+		typ       events.IssueType
+		container string
+		edit      func(*planInput)
+		want      []events.ActionType
+		check     func(t *testing.T, in planInput, out outcome)
+	}{
+		{
+			name: "image pull rolls back to the last healthy revision", fixture: "frontend", typ: events.IssueImagePullBackOff, container: "app",
+			want: []events.ActionType{events.ActionDiagnostic, events.ActionRollback},
+			check: func(t *testing.T, in planInput, out outcome) {
+				s := mutatingStep(t, out)
+				checkGuard(t, s, in.Owner.Generation)
+				if s.Params[events.ParamRevision] != "1" || s.Kubectl != "kubectl -n shop rollout undo deployment/frontend --to-revision=1" {
+					t.Errorf("params %v kubectl %q", s.Params, s.Kubectl)
+				}
+				ops := decodeOps(t, s.Patch)
+				if len(ops) != 2 || ops[1]["op"] != "replace" || ops[1]["path"] != "/spec/template" {
+					t.Fatalf("ops %v", ops)
+				}
+				var tmpl corev1.PodTemplateSpec
+				b, _ := json.Marshal(ops[1]["value"])
+				if err := json.Unmarshal(b, &tmpl); err != nil {
+					t.Fatal(err)
+				}
+				if tmpl.Spec.Containers[0].Image != "nginx:1.27" {
+					t.Errorf("rollback template image %q, want nginx:1.27", tmpl.Spec.Containers[0].Image)
+				}
+				if _, ok := tmpl.Labels[labelPodTemplateHash]; ok {
+					t.Errorf("rollback template keeps the %s label: %v", labelPodTemplateHash, tmpl.Labels)
+				}
+				if out.Steps[0].Params[events.ParamImage] != "nginx:1.27-nonexistent" {
+					t.Errorf("check_image step %+v", out.Steps[0])
+				}
+				if out.Risk != events.RiskMedium || out.DiagnosticOnly {
+					t.Errorf("risk %s diagnostic %t", out.Risk, out.DiagnosticOnly)
+				}
+				if !strings.Contains(out.Summary, "roll back to revision 1") {
+					t.Errorf("summary %q", out.Summary)
+				}
+			},
+		},
+		{
+			name: "update_image takes the last image that ran", fixture: "frontend", typ: events.IssueImagePullBackOff, container: "app",
+			edit: func(in *planInput) {
+				in.Cfg.Strategies = strategies(events.IssueImagePullBackOff, "check_image", "update_image")
+			},
+			want: []events.ActionType{events.ActionDiagnostic, events.ActionSetImage},
+			check: func(t *testing.T, in planInput, out outcome) {
+				s := mutatingStep(t, out)
+				checkGuard(t, s, in.Owner.Generation)
+				ops := decodeOps(t, s.Patch)
+				if ops[1]["path"] != "/spec/template/spec/containers/0/name" || ops[1]["value"] != "app" ||
+					ops[2]["path"] != "/spec/template/spec/containers/0/image" || ops[2]["value"] != "nginx:1.27" {
+					t.Errorf("ops %v", ops)
+				}
+				if s.Kubectl != "kubectl -n shop set image deployment/frontend app=nginx:1.27" {
+					t.Errorf("kubectl %q", s.Kubectl)
+				}
+			},
+		},
+		{
+			name: "set_image takes its image parameter", fixture: "frontend", typ: events.IssueImagePullBackOff, container: "app",
+			edit: func(in *planInput) {
+				in.Cfg.Strategies = map[events.IssueType][]Strategy{events.IssueImagePullBackOff: {{Name: "set_image", Params: map[string]string{"image": "nginx:1.28"}}}}
+			},
+			want: []events.ActionType{events.ActionSetImage},
+			check: func(t *testing.T, _ planInput, out outcome) {
+				if s := mutatingStep(t, out); s.Params[events.ParamImage] != "nginx:1.28" {
+					t.Errorf("params %v", s.Params)
+				}
+			},
+		},
+		{
+			name: "crash loop keeps check_logs and rolls back", fixture: "payments-api", typ: events.IssueCrashLoopBackOff, container: "app",
+			want: []events.ActionType{events.ActionCheckLogs, events.ActionRollback},
+			check: func(t *testing.T, in planInput, out outcome) {
+				if out.Steps[0].Target.Kind != KindPod || !strings.Contains(out.Steps[0].Kubectl, "--previous --tail=50") {
+					t.Errorf("check_logs step %+v", out.Steps[0])
+				}
+				checkGuard(t, mutatingStep(t, out), in.Owner.Generation)
+			},
+		},
+		{
+			name: "crash loop without history restarts", fixture: "payments-api", typ: events.IssueCrashLoopBackOff, container: "app",
+			edit: func(in *planInput) { in.ReplicaSets = nil },
+			want: []events.ActionType{events.ActionCheckLogs, events.ActionRolloutRestart},
+			check: func(t *testing.T, in planInput, out outcome) {
+				s := mutatingStep(t, out)
+				checkGuard(t, s, in.Owner.Generation)
+				ops := decodeOps(t, s.Patch)
+				if ops[1]["op"] != "add" || !strings.HasSuffix(ops[1]["path"].(string), "/metadata/annotations/kubectl.kubernetes.io~1restartedAt") ||
+					ops[1]["value"] != "2026-11-27T00:40:00Z" {
+					t.Errorf("restart op %v", ops[1])
+				}
+				if !hasNote(out, "strategy rollback does not apply") {
+					t.Errorf("notes %v", out.Notes)
+				}
+			},
+		},
+		{
+			name: "OOM doubles the memory limit and request", fixture: "recommender", typ: events.IssueOOMKilled, container: "app",
+			want: []events.ActionType{events.ActionSetMemoryLimit},
+			check: func(t *testing.T, in planInput, out outcome) {
+				s := mutatingStep(t, out)
+				checkGuard(t, s, in.Owner.Generation)
+				ops := decodeOps(t, s.Patch)
+				want := map[string]string{
+					"/spec/template/spec/containers/0/resources/limits/memory":   "128Mi",
+					"/spec/template/spec/containers/0/resources/requests/memory": "128Mi",
+				}
+				for _, op := range ops[2:] {
+					if want[op["path"].(string)] != op["value"] {
+						t.Errorf("op %v, want %v", op, want)
+					}
+				}
+				if len(ops) != 4 || s.Params[events.ParamMemory] != "128Mi" || s.Risk != events.RiskLow {
+					t.Errorf("ops %v params %v risk %s", ops, s.Params, s.Risk)
+				}
+				if !strings.Contains(s.Kubectl, "--limits=memory=128Mi --requests=memory=128Mi") {
+					t.Errorf("kubectl %q", s.Kubectl)
+				}
+			},
+		},
+		{
+			name: "OOM raise is capped at max_memory_limit", fixture: "recommender", typ: events.IssueOOMKilled, container: "app",
+			edit: func(in *planInput) { setMemory(in, "3Gi", "") },
+			want: []events.ActionType{events.ActionSetMemoryLimit},
+			check: func(t *testing.T, _ planInput, out outcome) {
+				if s := mutatingStep(t, out); s.Params[events.ParamMemory] != "4Gi" {
+					t.Errorf("params %v, want memory 4Gi", s.Params)
+				}
+				if !hasNote(out, "capped at remediation.max_memory_limit") {
+					t.Errorf("notes %v", out.Notes)
+				}
+			},
+		},
+		{
+			name: "OOM at the cap is diagnostic only", fixture: "recommender", typ: events.IssueOOMKilled, container: "app",
+			edit: func(in *planInput) { setMemory(in, "4Gi", "") },
+			want: []events.ActionType{events.ActionDiagnostic, events.ActionDiagnostic},
+			check: func(t *testing.T, _ planInput, out outcome) {
+				if !out.DiagnosticOnly || !hasNote(out, "already at remediation.max_memory_limit") {
+					t.Errorf("diagnostic %t notes %v", out.DiagnosticOnly, out.Notes)
+				}
+			},
+		},
+		{
+			name: "evicted pods are deleted", fixture: "cache", typ: events.IssueEvicted,
+			want: []events.ActionType{events.ActionDeleteEvictedPods},
+			check: func(t *testing.T, in planInput, out outcome) {
+				s := mutatingStep(t, out)
+				names := strings.Split(s.Params["pods"], ",")
+				if len(names) != 2 || len(strings.Split(s.Params["uids"], ",")) != 2 || s.Target.Kind != KindDeployment {
+					t.Errorf("step %+v", s)
+				}
+				for _, n := range names {
+					if !slices.ContainsFunc(in.EvictedPods, func(p corev1.Pod) bool { return p.Name == n && isEvicted(&p) }) {
+						t.Errorf("pod %s is not an evicted pod of the fixture", n)
+					}
+				}
+			},
+		},
+		{
+			name: "more evicted pods than max_pods is refused", fixture: "cache", typ: events.IssueEvicted,
+			edit: func(in *planInput) { in.Cfg.MaxPods = 1 },
+			want: []events.ActionType{events.ActionDiagnostic, events.ActionDiagnostic},
+			check: func(t *testing.T, _ planInput, out outcome) {
+				if !out.DiagnosticOnly || !hasNote(out, "refused: deployment/cache has 2 evicted pods, more than remediation.max_pods (1)") {
+					t.Errorf("notes %v", out.Notes)
+				}
+			},
+		},
+		{
+			name: "pending: a request larger than any node is lowered", fixture: "analytics", typ: events.IssuePending,
+			edit: func(in *planInput) { in.Nodes = loadNodes(t) },
+			want: []events.ActionType{events.ActionSetResourceRequests, events.ActionDiagnostic},
+			check: func(t *testing.T, in planInput, out outcome) {
+				s := mutatingStep(t, out)
+				checkGuard(t, s, in.Owner.Generation)
+				if s.Params["cpu"] != "8" || s.Params[events.ParamContainer] != "app" {
+					t.Errorf("params %v, want cpu 8 (half of a 16-CPU node)", s.Params)
+				}
+				if !strings.Contains(s.Title, "from 64 to 8") {
+					t.Errorf("title %q", s.Title)
+				}
+			},
+		},
+		{
+			name: "pending: a request that fits a node is a capacity problem", fixture: "analytics", typ: events.IssuePending,
+			edit: func(in *planInput) {
+				in.Nodes = loadNodes(t)
+				in.Owner.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("12")
+			},
+			want: []events.ActionType{events.ActionDiagnostic},
+			check: func(t *testing.T, _ planInput, out outcome) {
+				if !out.DiagnosticOnly || !hasNote(out, "short of capacity") {
+					t.Errorf("notes %v", out.Notes)
+				}
+			},
+		},
+		{
+			name: "missing ConfigMap gets concrete human steps", fixture: "notifier", typ: events.IssueCreateContainerConfigError, container: "app",
+			want: []events.ActionType{events.ActionDiagnostic},
+			check: func(t *testing.T, _ planInput, out outcome) {
+				if !out.DiagnosticOnly || !strings.Contains(out.Steps[0].Title, "configmap missing-notifier-config") ||
+					!strings.Contains(out.Steps[0].Title, "container app env WEBHOOK_URL") {
+					t.Errorf("steps %+v", out.Steps)
+				}
+			},
+		},
+		{
+			name: "protected namespace is diagnostic only", fixture: "frontend", typ: events.IssueImagePullBackOff, container: "app",
+			edit: func(in *planInput) { in.Cfg.ProtectedNamespaces = []string{"shop"} },
+			want: []events.ActionType{events.ActionDiagnostic, events.ActionDiagnostic},
+			check: func(t *testing.T, _ planInput, out outcome) {
+				if !out.DiagnosticOnly || !hasNote(out, "namespace shop is protected") || out.Risk != events.RiskNone {
+					t.Errorf("diagnostic %t risk %s notes %v", out.DiagnosticOnly, out.Risk, out.Notes)
+				}
+			},
+		},
+		{
+			name: "Helm-managed owner is flagged", fixture: "frontend", typ: events.IssueImagePullBackOff, container: "app",
+			edit: func(in *planInput) { in.Owner.Labels = map[string]string{"app.kubernetes.io/managed-by": "Helm"} },
+			want: []events.ActionType{events.ActionDiagnostic, events.ActionRollback},
+			check: func(t *testing.T, _ planInput, out outcome) {
+				if !hasNote(out, "managed by Helm (label app.kubernetes.io/managed-by=Helm)") {
+					t.Errorf("notes %v", out.Notes)
+				}
+			},
+		},
+		{
+			name: "Argo CD owner is flagged", fixture: "frontend", typ: events.IssueImagePullBackOff, container: "app",
+			edit: func(in *planInput) {
+				in.Owner.Annotations = map[string]string{"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/frontend"}
+			},
+			want: []events.ActionType{events.ActionDiagnostic, events.ActionRollback},
+			check: func(t *testing.T, _ planInput, out outcome) {
+				if !hasNote(out, "managed by Argo CD") {
+					t.Errorf("notes %v", out.Notes)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := loadShop(t, tt.fixture)
+			in := f.input(t, cfg, tt.typ, tt.container)
+			if tt.edit != nil {
+				tt.edit(&in)
+			}
+			out := finalize(draftPlan(in), acceptAll)
+			if got := actions(out); !slices.Equal(got, tt.want) {
+				t.Fatalf("actions %v, want %v (notes %v)", got, tt.want, out.Notes)
+			}
+			for i, s := range out.Steps {
+				if s.Index != i {
+					t.Errorf("step %d has index %d", i, s.Index)
+				}
+			}
+			p := assemblePlan(uuid.Must(uuid.NewV7()).String(), in.Now, in.Cfg, in, out)
+			if err := p.Validate(); err != nil {
+				t.Fatalf("plan does not validate: %v\n%s", err, mustJSON(p))
+			}
+			if strings.Contains(p.Summary, "\n") || p.Summary == "" {
+				t.Errorf("summary %q", p.Summary)
+			}
+			tt.check(t, in, out)
+		})
+	}
+}
+
+func strategies(typ events.IssueType, names ...string) map[events.IssueType][]Strategy {
+	var s []Strategy
+	for _, n := range names {
+		s = append(s, Strategy{Name: n})
+	}
+	return map[events.IssueType][]Strategy{typ: s}
+}
+
+// setMemory sets the first container's memory limit (and request).
+func setMemory(in *planInput, limit, request string) {
+	c := &in.Owner.Spec.Containers[0]
+	c.Resources.Limits[corev1.ResourceMemory] = resource.MustParse(limit)
+	if request == "" {
+		delete(c.Resources.Requests, corev1.ResourceMemory)
+	} else {
+		c.Resources.Requests[corev1.ResourceMemory] = resource.MustParse(request)
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
+}
+
+func TestRollbackTarget(t *testing.T) {
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", UID: "dep-uid", Annotations: map[string]string{annotationRevision: "3"}}}
+	rs := func(rev string, ready int32, owner types.UID) appsv1.ReplicaSet {
+		return appsv1.ReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "web-" + rev, Annotations: map[string]string{annotationRevision: rev},
+				OwnerReferences: []metav1.OwnerReference{{Kind: KindDeployment, Name: "web", UID: owner, Controller: new(true)}}},
+			Status: appsv1.ReplicaSetStatus{ReadyReplicas: ready},
+		}
+	}
+	tests := []struct {
+		name        string
+		rss         []appsv1.ReplicaSet
+		wantRev     int64
+		wantHealthy bool
+		wantOK      bool
+	}{
+		{"newest older ready revision", []appsv1.ReplicaSet{rs("1", 2, "dep-uid"), rs("2", 1, "dep-uid"), rs("3", 0, "dep-uid")}, 2, true, true},
+		{"skips an older revision without ready pods", []appsv1.ReplicaSet{rs("1", 2, "dep-uid"), rs("2", 0, "dep-uid"), rs("3", 0, "dep-uid")}, 1, true, true},
+		{"previous revision when none is ready", []appsv1.ReplicaSet{rs("1", 0, "dep-uid"), rs("2", 0, "dep-uid"), rs("3", 0, "dep-uid")}, 2, false, true},
+		{"no older revision", []appsv1.ReplicaSet{rs("3", 0, "dep-uid")}, 0, false, false},
+		{"ignores ReplicaSets of another Deployment", []appsv1.ReplicaSet{rs("2", 3, "other-uid"), rs("3", 0, "dep-uid")}, 0, false, false},
+		{"ignores newer revisions", []appsv1.ReplicaSet{rs("4", 2, "dep-uid"), rs("3", 0, "dep-uid"), rs("1", 0, "dep-uid")}, 1, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			revs, current := rolloutHistory(dep, tt.rss)
+			if current != 3 {
+				t.Fatalf("current %d", current)
+			}
+			target, healthy, ok := rollbackTarget(revs, current)
+			if ok != tt.wantOK || target.Number != tt.wantRev || healthy != tt.wantHealthy {
+				t.Errorf("got rev %d healthy %t ok %t, want %d %t %t", target.Number, healthy, ok, tt.wantRev, tt.wantHealthy, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestBarePodRestartIsADelete(t *testing.T) {
+	cfg := testConfig(t)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "debug", Namespace: "ops", UID: "pod-uid", ResourceVersion: "42"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "sh", Image: "busybox"}}}}
+	w, err := workloadOf(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := events.Incident{Namespace: "ops", Owner: w.Ref, Container: "sh", Type: events.IssueCrashLoopBackOff}
+	out := finalize(draftPlan(planInput{Cfg: cfg, Incident: inc, Owner: w, Pod: pod}), acceptAll)
+	s := mutatingStep(t, out)
+	if s.Action != events.ActionDeletePod || s.Risk != events.RiskHigh || s.Params["uid"] != "pod-uid" || s.Target.Kind != KindPod {
+		t.Errorf("step %+v", s)
+	}
+}
+
+func TestFinalizeFallsThroughRejectedDryRuns(t *testing.T) {
+	cfg := testConfig(t)
+	f := loadShop(t, "payments-api")
+	in := f.input(t, cfg, events.IssueCrashLoopBackOff, "app")
+	reject := func(action events.ActionType) func(events.Step) events.DryRunResult {
+		return func(s events.Step) events.DryRunResult {
+			if action == "" || s.Action == action {
+				return events.DryRunResult{Message: fmt.Sprintf("%s rejected", s.Action), At: in.Now}
+			}
+			return acceptAll(s)
+		}
+	}
+	out := finalize(draftPlan(in), reject(events.ActionRollback))
+	if got := actions(out); !slices.Equal(got, []events.ActionType{events.ActionCheckLogs, events.ActionRolloutRestart}) {
+		t.Fatalf("actions %v", got)
+	}
+	if !hasNote(out, "strategy rollback was not proposed: the API server rejected its dry run: rollback rejected") ||
+		!slices.Equal(out.DryRunFailures, []string{"rollback"}) {
+		t.Errorf("notes %v failures %v", out.Notes, out.DryRunFailures)
+	}
+	if s := mutatingStep(t, out); s.DryRun == nil || !s.DryRun.OK {
+		t.Errorf("chosen step dry run %+v", s.DryRun)
+	}
+
+	out = finalize(draftPlan(in), reject(""))
+	if !out.DiagnosticOnly || len(out.DryRunFailures) != 2 || !strings.Contains(out.Summary, "rejected every applicable fix") {
+		t.Errorf("all rejected: diagnostic %t failures %v summary %q", out.DiagnosticOnly, out.DryRunFailures, out.Summary)
+	}
+}
+
+func TestEquivalent(t *testing.T) {
+	cfg := testConfig(t)
+	f := loadShop(t, "frontend")
+	in := f.input(t, cfg, events.IssueImagePullBackOff, "app")
+	out := finalize(draftPlan(in), acceptAll)
+	a := assemblePlan(uuid.Must(uuid.NewV7()).String(), in.Now, cfg, in, out)
+	b := assemblePlan(uuid.Must(uuid.NewV7()).String(), in.Now.Add(time.Minute), cfg, in, out)
+	if !equivalent(a, b) {
+		t.Error("same content, other id and time: want equivalent")
+	}
+	moved := in
+	w0 := *in.Owner
+	w0.ResourceVersion = "999999"
+	moved.Owner = &w0
+	c := assemblePlan(uuid.Must(uuid.NewV7()).String(), in.Now, cfg, moved, out)
+	if a.Digest == c.Digest || !equivalent(a, c) {
+		t.Error("resourceVersion moved: want another digest, but an equivalent plan")
+	}
+	gen := in
+	w := *in.Owner
+	w.Generation++
+	gen.Owner = &w
+	out2 := finalize(draftPlan(gen), acceptAll)
+	d := assemblePlan(uuid.Must(uuid.NewV7()).String(), in.Now, cfg, gen, out2)
+	if equivalent(a, d) {
+		t.Error("generation changed: want a new plan")
+	}
+}
+
+func TestQuoteRedactsCredentials(t *testing.T) {
+	tests := []struct {
+		line   string
+		redact bool
+	}{
+		{"connecting with password=hunter2", true},
+		{`{"user":"app","password": "s3cret"}`, true},
+		{"Authorization: Bearer eyJhbGciOi.abc.def", true},
+		{"using key AKIAIOSFODNN7EXAMPLE", true},
+		{"aws_secret_access_key = wJalrXUtnFEMI/K7MDENG", true},
+		{"refresh token expired for user 42", true},
+		{"API_KEY=abc123", true},
+		{"-----BEGIN RSA PRIVATE KEY-----", true},
+		{"config file /etc/payments/settings.yaml not found", false},
+		{"listening on :8080", false},
+	}
+	for _, tt := range tests {
+		got := quote(tt.line)
+		if (got == redactedLine) != tt.redact {
+			t.Errorf("quote(%q) = %q, redact want %t", tt.line, got, tt.redact)
+		}
+	}
+	long := strings.Repeat("é", maxLineLen)
+	if q := quote(long); len(q) > maxLineLen+len("…") || !strings.HasSuffix(q, "…") {
+		t.Errorf("long line not bounded: %d bytes", len(q))
+	}
+	if q := quote("a\x1b[31mred\x00"); q != "a[31mred" {
+		t.Errorf("control characters kept: %q", q)
+	}
+}
+
+func TestClassifyPull(t *testing.T) {
+	tests := map[string]pullCause{
+		`failed to resolve reference "docker.io/library/nginx:1.27-nonexistent": not found`:                              pullNotFound,
+		`pull access denied for private/app, repository does not exist or may require authorization: insufficient_scope`: pullAuth,
+		`dial tcp: lookup registry.example.com: no such host`:                                                            pullUnreachable,
+		`toomanyrequests: You have reached your pull rate limit`:                                                         pullRateLimit,
+		`something else`: pullUnknown,
+	}
+	for msg, want := range tests {
+		if got := classifyPull(msg); got != want {
+			t.Errorf("classifyPull(%q) = %s, want %s", msg, got, want)
+		}
+	}
+}
+
+func TestOtherWorkloadKinds(t *testing.T) {
+	cfg := testConfig(t)
+	limits := corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}}
+	spec := corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "db:1", Resources: limits}}}
+	meta := metav1.ObjectMeta{Name: "w", Namespace: "apps", UID: "w-uid", Generation: 7, ResourceVersion: "100"}
+	tmpl := corev1.PodTemplateSpec{Spec: spec}
+	tests := []struct {
+		name     string
+		obj      any
+		typ      events.IssueType
+		strategy string
+		protect  bool
+		want     events.ActionType // "" = no mutating step
+		path     string            // the path of the last patch operation
+		note     string
+	}{
+		{name: "statefulset restart adds the annotations map", obj: &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}},
+			typ: events.IssueCrashLoopBackOff, strategy: "rollout_restart", want: events.ActionRolloutRestart, path: "/spec/template/metadata/annotations"},
+		{name: "daemonset memory", obj: &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Template: tmpl}},
+			typ: events.IssueOOMKilled, strategy: "increase_memory", want: events.ActionSetMemoryLimit, path: "/spec/template/spec/containers/0/resources/limits/memory"},
+		{name: "cronjob memory patches the job template", obj: &batchv1.CronJob{ObjectMeta: meta, Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}}}},
+			typ: events.IssueOOMKilled, strategy: "increase_memory", want: events.ActionSetMemoryLimit, path: "/spec/jobTemplate/spec/template/spec/containers/0/resources/limits/memory"},
+		{name: "job template is immutable", obj: &batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{Template: tmpl}},
+			typ: events.IssueOOMKilled, strategy: "increase_memory", note: "cannot be changed in place"},
+		{name: "job has no rollout restart", obj: &batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{Template: tmpl}},
+			typ: events.IssueCrashLoopBackOff, strategy: "restart_pod", note: "has no rollout restart"},
+		{name: "rollback is for Deployments", obj: &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}},
+			typ: events.IssueCrashLoopBackOff, strategy: "rollback", note: "Deployments only"},
+		{name: "delete_pod refuses a controlled workload", obj: &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}},
+			typ: events.IssueCrashLoopBackOff, strategy: "delete_pod", note: "use rollout_restart"},
+		{name: "incident marked protected", obj: &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Template: tmpl}},
+			typ: events.IssueOOMKilled, strategy: "increase_memory", protect: true, note: "marked daemonset/w as protected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := workloadOf(tt.obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := cfg
+			c.Strategies = strategies(tt.typ, tt.strategy)
+			inc := events.Incident{Namespace: "apps", Owner: w.Ref, Container: "app", Type: tt.typ, Protected: tt.protect,
+				LastSeen: time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC)}
+			out := finalize(draftPlan(planInput{Cfg: c, Incident: inc, Owner: w}), acceptAll)
+			if tt.want == "" {
+				if !out.DiagnosticOnly || !hasNote(out, tt.note) {
+					t.Errorf("diagnostic %t notes %v, want a note with %q", out.DiagnosticOnly, out.Notes, tt.note)
+				}
+				return
+			}
+			s := mutatingStep(t, out)
+			if s.Action != tt.want {
+				t.Fatalf("action %s, want %s", s.Action, tt.want)
+			}
+			checkGuard(t, s, 7)
+			ops := decodeOps(t, s.Patch)
+			if last := ops[len(ops)-1]; last["path"] != tt.path {
+				t.Errorf("last op %v, want path %s", last, tt.path)
+			}
+		})
+	}
+}
