@@ -34,6 +34,7 @@ type instance struct {
 	ns      string
 	cluster string
 	kube    kubernetes.Interface
+	output  fmt.Stringer // what kaar printed, for in-process instances
 }
 
 // lockedBuffer collects a command's output for failure reports.
@@ -78,6 +79,7 @@ kubernetes:
   cluster_name: %s
 remediation:
   max_pods: 10
+  memory_factor: 4
   verify_timeout: 2m
 %s
 `, port, c.KubeconfigPath, ns, cluster, remediationExtra)
@@ -115,7 +117,7 @@ func startServe(t *testing.T, c *sandbox.Cluster, ns, remediationExtra string) *
 			t.Logf("kaar serve output:\n%s", tail(out.String(), 200))
 		}
 	})
-	inst := &instance{base: fmt.Sprintf("http://127.0.0.1:%d", port), ns: ns, cluster: cluster, kube: c.Clientset()}
+	inst := &instance{base: fmt.Sprintf("http://127.0.0.1:%d", port), ns: ns, cluster: cluster, kube: c.Clientset(), output: &out}
 	waitHealthy(t, inst, done, &out)
 	return inst
 }

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 )
@@ -119,5 +122,51 @@ func TestHelpIsReadable(t *testing.T) {
 	out, err = exec.Command(bin, "serve", "--config", badCfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `"server.prot"`) {
 		t.Errorf("kaar serve with an unknown config key: want an error naming server.prot, got %v:\n%s", err, out)
+	}
+}
+
+// TestStdioJoinsServe: an MCP client that spawns "kaar mcp --stdio" (the
+// command line kaar serve prints) reaches the running pipeline over its bus.
+func TestStdioJoinsServe(t *testing.T) {
+	c := sandbox.ForTest(t)
+	cs := c.Clientset()
+	ns := sandbox.NewNamespace(t, cs)
+	breakDeployment(t, cs, ns, "web")
+	inst := startServe(t, c, ns, "")
+	bin := buildKaar(t)
+	m := regexp.MustCompile(`kaar mcp --stdio --nats-url (\S+)`).FindStringSubmatch(inst.output.String())
+	if m == nil {
+		t.Fatalf("kaar serve did not print the stdio command line:\n%s", inst.output.String())
+	}
+	cfg := writeConfig(t, c, ns, inst.cluster, freePort(t), "")
+	cmd := exec.Command(bin, "mcp", "--stdio", "--nats-url", m[1], "--config", cfg)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	cl := sdk.NewClient(&sdk.Implementation{Name: "kaar-e2e-stdio", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	session, err := cl.Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect over stdio: %v\nstderr:\n%s", err, stderr.String())
+	}
+	defer session.Close()
+	tools, err := session.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, tl := range tools.Tools {
+		names[tl.Name] = true
+	}
+	for _, want := range []string{"analyze_cluster", "generate_remediation_plan", "approve_remediation_plan", "remediate_issue", "test"} {
+		if !names[want] {
+			t.Errorf("stdio tools/list lacks %s: %v", want, names)
+		}
+	}
+	got := waitIncidents(t, &mcpCaller{cs: session}, ns, 2*time.Minute, "the ImagePullBackOff incident over stdio", func(a analyzeOut) bool {
+		return a.ByType["ImagePullBackOff"] == 1
+	})
+	if len(got.Incidents) != 1 || got.Incidents[0].OwnerName != "web" {
+		t.Errorf("analyze over stdio: %+v", got)
 	}
 }
