@@ -142,10 +142,7 @@ func RenderStages() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stages: parse: %w", err)
 	}
-	var failing []predicate
-	for _, p := range predicates {
-		failing = append(failing, p)
-	}
+	failing := append([]predicate(nil), predicates...)
 	data := stageData{
 		NotFoundRE:            notFoundRE,
 		PrivatePrefix:         PrivateRegistry + "/",

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +42,7 @@ func TestMCPClientSpawnsTheStdioServer(t *testing.T) {
 	defer cancel()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("the go command is needed to build the gateway: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "kaar-mcpgateway")
 	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
