@@ -79,7 +79,6 @@ kubernetes:
   cluster_name: %s
 remediation:
   max_pods: 10
-  memory_factor: 4
   verify_timeout: 2m
 %s
 `, port, c.KubeconfigPath, ns, cluster, remediationExtra)

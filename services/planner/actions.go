@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -233,7 +234,14 @@ func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
 		return nil, fmt.Sprintf("the memory limit of container %s (%s) is already at remediation.max_memory_limit (%s): raise it by hand if the workload needs more, or look for a leak or wrong heap settings",
 			c.Name, limitQ.String(), formatBytes(maxBytes))
 	}
-	newLimit := min(roundUpMiB(float64(limit)*factor), maxBytes)
+	newLimit := roundUpMiB(float64(limit) * factor)
+	// A limit that a healthy revision ran with is evidence of what the app
+	// needs: when the failing rollout lowered it, go back at least that far.
+	healthyRev, healthyLimit := b.healthyMemoryLimit(c.Name)
+	if healthyLimit > newLimit {
+		newLimit = healthyLimit
+	}
+	newLimit = min(newLimit, maxBytes)
 	path := w.containerPath(idx, init) + "/resources"
 	nameTest := patchOp{Op: "test", Path: w.containerPath(idx, init) + "/name", Value: c.Name}
 	ops := []patchOp{guardOp(w, 0), nameTest, {Op: "replace", Path: path + "/limits/memory", Value: formatBytes(newLimit)}}
@@ -262,10 +270,36 @@ func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
 	step.SuccessCheck = fmt.Sprintf("%s rolls out and container %s is not OOMKilled again for the verify window", w.ref(), c.Name)
 	cand := &candidate{Step: step,
 		Summary: fmt.Sprintf("%s at its %s memory limit; raise it to %s.", problem(b.in), limitQ.String(), formatBytes(newLimit))}
+	if healthyLimit > limit {
+		cand.Notes = append(cand.Notes, fmt.Sprintf("increase_memory: revision %d ran healthy with a %s limit; the new limit is at least that", healthyRev, formatBytes(healthyLimit)))
+	}
 	if newLimit == maxBytes {
 		cand.Notes = append(cand.Notes, fmt.Sprintf("increase_memory: the new limit is capped at remediation.max_memory_limit (%s)", formatBytes(maxBytes)))
 	}
 	return cand, ""
+}
+
+// healthyMemoryLimit returns the newest older Deployment revision whose
+// pods ran (ready replicas) and the memory limit of container name in it;
+// zero when there is none, or it set no limit.
+func (b *builder) healthyMemoryLimit(name string) (rev, limit int64) {
+	w := b.in.Owner
+	if w.Deployment == nil {
+		return 0, 0
+	}
+	revs, current := rolloutHistory(w.Deployment, b.in.ReplicaSets)
+	for _, r := range revs {
+		if r.Number >= current || r.RS.Status.ReadyReplicas == 0 {
+			continue
+		}
+		for _, c := range append(slices.Clone(r.RS.Spec.Template.Spec.Containers), r.RS.Spec.Template.Spec.InitContainers...) {
+			if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok && c.Name == name {
+				return r.Number, q.Value()
+			}
+		}
+		return 0, 0
+	}
+	return 0, 0
 }
 
 // restart is a rollout restart of the controller, or the deletion of a

@@ -170,7 +170,28 @@ func TestStepBuilders(t *testing.T) {
 			},
 		},
 		{
-			name: "OOM doubles the memory limit and request", fixture: "recommender", typ: events.IssueOOMKilled, container: "app",
+			name: "OOM goes back at least to the limit the last healthy revision ran with", fixture: "recommender", typ: events.IssueOOMKilled, container: "app",
+			want: []events.ActionType{events.ActionSetMemoryLimit},
+			check: func(t *testing.T, in planInput, out outcome) {
+				s := mutatingStep(t, out)
+				checkGuard(t, s, in.Owner.Generation)
+				// Revision 1 ran with 512Mi; revision 2 lowered it to 64Mi.
+				// The request (64Mi) is doubled as usual.
+				if s.Params[events.ParamMemory] != "512Mi" || s.Params["memory_request"] != "128Mi" {
+					t.Errorf("params %v, want memory 512Mi, request 128Mi", s.Params)
+				}
+				if !hasNote(out, "revision 1 ran healthy with a 512Mi limit") {
+					t.Errorf("notes %v", out.Notes)
+				}
+			},
+		},
+		{
+			name: "OOM with no healthy revision doubles the memory limit and request", fixture: "recommender", typ: events.IssueOOMKilled, container: "app",
+			edit: func(in *planInput) {
+				for i := range in.ReplicaSets {
+					in.ReplicaSets[i].Status.ReadyReplicas = 0
+				}
+			},
 			want: []events.ActionType{events.ActionSetMemoryLimit},
 			check: func(t *testing.T, in planInput, out outcome) {
 				s := mutatingStep(t, out)
