@@ -49,7 +49,7 @@ func TestShutdownDrainsInFlightExecutions(t *testing.T) {
 			kube := healthyFake()
 			svc, err := New(Config{Cluster: testCluster, VerifyStable: 3 * time.Second, VerifyInterval: 200 * time.Millisecond,
 				DrainTimeout: tt.drain, FetchWait: time.Second},
-				Deps{NATS: n.nc, Kubernetes: kube, Logger: testLogger(t), Registerer: prometheus.NewRegistry()})
+				Deps{NATS: n.nc, Kube: kube, Logger: testLogger(t), Registerer: prometheus.NewRegistry()})
 			if err != nil {
 				t.Fatal(err)
 			}

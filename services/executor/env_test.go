@@ -126,7 +126,7 @@ func startExecutor(t *testing.T, n natsEnv, kube kubernetes.Interface, cfg Confi
 		cfg.FetchWait = time.Second
 	}
 	e := &env{natsEnv: n, t: t, clock: &clock{}, reg: prometheus.NewRegistry()}
-	svc, err := New(cfg, Deps{NATS: n.nc, Kubernetes: kube, Logger: testLogger(t), Registerer: e.reg, Now: e.clock.Now})
+	svc, err := New(cfg, Deps{NATS: n.nc, Kube: kube, Logger: testLogger(t), Registerer: e.reg, Now: e.clock.Now})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -462,8 +462,31 @@ func TestEvictedPodsAreDeletedAndVerifiedGone(t *testing.T) {
 // but verification fails at the deadline: the plan ends failed, with the
 // failing pods named.
 func TestVerificationFailsWhenTheFixDoesNotHeal(t *testing.T) {
+	// VerifyFailAfter above VerifyTimeout: only the deadline ends it.
+	v := applyFixThatDoesNotHeal(t, Config{VerifyTimeout: 8 * time.Second, VerifyFailAfter: time.Hour})
+	if !strings.Contains(v.Message, "not healthy after 8s") {
+		t.Fatalf("verification message %q", v.Message)
+	}
+}
+
+// Pods of the new revision failing without a break end verification
+// before the deadline.
+func TestVerificationFailsFastWhenNewPodsKeepFailing(t *testing.T) {
+	start := time.Now()
+	v := applyFixThatDoesNotHeal(t, Config{VerifyTimeout: 5 * time.Minute, VerifyFailAfter: 3 * time.Second})
+	if !strings.Contains(v.Message, "pods of the new revision kept failing for") {
+		t.Fatalf("verification message %q", v.Message)
+	}
+	// Not a timing assertion on the machine: the deadline is minutes away.
+	if took := time.Since(start); took > 4*time.Minute {
+		t.Errorf("took %s: verification waited for the deadline", took)
+	}
+}
+
+func applyFixThatDoesNotHeal(t *testing.T, cfg Config) *events.Verification {
+	t.Helper()
 	c := newCluster(t)
-	e := startExecutor(t, startNATS(t), c.executor, Config{VerifyTimeout: 8 * time.Second})
+	e := startExecutor(t, startNATS(t), c.executor, cfg)
 	c.createDeployment(t, "web")
 	dep := c.rollToBadImage(t, "web")
 	target := events.ObjectRef{Kind: "Deployment", Namespace: c.ns, Name: "web", UID: string(dep.UID), APIVersion: "apps/v1"}
@@ -472,7 +495,7 @@ func TestVerificationFailsWhenTheFixDoesNotHeal(t *testing.T) {
 		Patch: generationPatch(dep.Generation, `{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28-nonexistent"}`)})
 	e.createPlan(p)
 	e.decide(p, events.DecisionApproved, "alice", p.Digest)
-	trail := e.waitAudit(p.ID, events.AuditExecutionFinished, 1, time.Minute)
+	trail := e.waitAudit(p.ID, events.AuditExecutionFinished, 1, 6*time.Minute)
 	want := []events.AuditKind{events.AuditApproved, events.AuditClaimed, events.AuditStepStarted, events.AuditStepResult,
 		events.AuditVerificationFailed, events.AuditExecutionFinished}
 	if got := kinds(trail); !slices.Equal(got, want) {
@@ -483,7 +506,7 @@ func TestVerificationFailsWhenTheFixDoesNotHeal(t *testing.T) {
 		t.Fatalf("execution %s, step %s", ex.State, ex.Steps[0].Status)
 	}
 	v := ex.Verification
-	if v == nil || v.Healthy || !strings.Contains(v.Message, "not healthy after 8s") || len(v.FailingPods) == 0 {
+	if v == nil || v.Healthy || len(v.FailingPods) == 0 {
 		t.Fatalf("verification %+v", v)
 	}
 	if !strings.Contains(ex.Error, "verification failed") {
@@ -495,4 +518,5 @@ func TestVerificationFailsWhenTheFixDoesNotHeal(t *testing.T) {
 	if n := testutil.ToFloat64(e.svc.metrics.executions.WithLabelValues(outcomeFailed)); n != 1 {
 		t.Errorf("executions_total{outcome=failed} = %v", n)
 	}
+	return v
 }

@@ -224,10 +224,10 @@ func TestStatusEndpoint(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	n := startNATS(t)
-	if _, err := New(Config{Cluster: "UPPER"}, Deps{NATS: n.nc, Kubernetes: fake.NewClientset()}); !errors.Is(err, events.ErrInvalid) {
+	if _, err := New(Config{Cluster: "UPPER"}, Deps{NATS: n.nc, Kube: fake.NewClientset()}); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("bad cluster: %v", err)
 	}
-	if _, err := New(Config{Cluster: "c"}, Deps{Kubernetes: fake.NewClientset()}); !errors.Is(err, events.ErrInvalid) {
+	if _, err := New(Config{Cluster: "c"}, Deps{Kube: fake.NewClientset()}); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("no NATS: %v", err)
 	}
 	if _, err := New(Config{Cluster: "c"}, Deps{NATS: n.nc}); !errors.Is(err, events.ErrInvalid) {

@@ -29,6 +29,7 @@ const (
 	DefaultVerifyTimeout      = 3 * time.Minute
 	DefaultVerifyInterval     = 2 * time.Second
 	DefaultVerifyStable       = 5 * time.Second
+	DefaultVerifyFailAfter    = 60 * time.Second
 	DefaultStepTimeout        = 30 * time.Second
 	DefaultInProgressInterval = 30 * time.Second
 	DefaultReplanTimeout      = 10 * time.Second
@@ -58,6 +59,12 @@ type Config struct {
 	// VerifyStable is how long the workload must stay healthy before it
 	// is declared healthy (a crash-looping pod is Running for a moment).
 	VerifyStable time.Duration
+	// VerifyFailAfter ends verification early, as failed, when pods of
+	// the new revision have been failing (CrashLoopBackOff,
+	// ImagePullBackOff, OOMKilled...) for this long without a break: the
+	// change did not help, and waiting out VerifyTimeout only delays the
+	// report (and the undo).
+	VerifyFailAfter time.Duration
 	// StepTimeout bounds the retries of one step on transient API errors.
 	StepTimeout time.Duration
 	// Workers is how many decisions are processed at once.
@@ -94,6 +101,7 @@ func (c Config) withDefaults() Config {
 	def(&c.VerifyTimeout, DefaultVerifyTimeout)
 	def(&c.VerifyInterval, DefaultVerifyInterval)
 	def(&c.VerifyStable, DefaultVerifyStable)
+	def(&c.VerifyFailAfter, DefaultVerifyFailAfter)
 	def(&c.StepTimeout, DefaultStepTimeout)
 	def(&c.InProgressInterval, DefaultInProgressInterval)
 	def(&c.ReplanTimeout, DefaultReplanTimeout)
@@ -123,11 +131,11 @@ func (c Config) Validate() error {
 type Deps struct {
 	// NATS is the bus connection (required).
 	NATS *nats.Conn
-	// Kubernetes is the client the executor writes with (required). It
+	// Kube is the client the executor writes with (required). It
 	// needs get/list/watch on the workloads, their ReplicaSets,
 	// ControllerRevisions and pods, patch on the workloads and delete on
 	// pods: nothing more.
-	Kubernetes kubernetes.Interface
+	Kube kubernetes.Interface
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the executor's metrics; nil registers nowhere.
@@ -165,8 +173,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NATS == nil {
 		return nil, fmt.Errorf("executor: Deps.NATS is required: %w", events.ErrInvalid)
 	}
-	if deps.Kubernetes == nil {
-		return nil, fmt.Errorf("executor: Deps.Kubernetes is required: %w", events.ErrInvalid)
+	if deps.Kube == nil {
+		return nil, fmt.Errorf("executor: Deps.Kube is required: %w", events.ErrInvalid)
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -185,7 +193,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return &Service{
 		cfg:     cfg,
 		nc:      deps.NATS,
-		kube:    deps.Kubernetes,
+		kube:    deps.Kube,
 		log:     deps.Logger.With(slog.String("service", "executor"), slog.String("cluster", cfg.Cluster)),
 		now:     deps.Now,
 		metrics: m,

@@ -42,7 +42,7 @@ func (s *Service) verify(ctx context.Context, log *slog.Logger, p events.Plan, d
 	}()
 	var h Health
 	var read bool // h is a real reading
-	var healthySince time.Time
+	var healthySince, failingSince time.Time
 	for {
 		if w == nil {
 			w = s.watchTarget(vctx, ref) // nil: fall back to the ticker
@@ -68,6 +68,19 @@ func (s *Service) verify(ctx context.Context, log *slog.Logger, p events.Plan, d
 			}
 		} else {
 			healthySince = time.Time{}
+		}
+		// Pods of the new revision failing without a break for
+		// VerifyFailAfter: the change did not fix it; say so now.
+		if read && len(h.FailingPods) > 0 {
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if d := time.Since(failingSince); d >= s.cfg.VerifyFailAfter {
+				h.Message = fmt.Sprintf("pods of the new revision kept failing for %s: %s", d.Round(time.Second), h.Message)
+				break
+			}
+		} else {
+			failingSince = time.Time{}
 		}
 		var wake <-chan watch.Event
 		if w != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -234,4 +235,20 @@ func FuzzCheckArgs(f *testing.F) {
 		}
 		assertParity(t, tl, args)
 	})
+}
+
+// remediate_issue waits by default for the executor's verification window
+// plus a minute, so a default call does not give up while the executor is
+// still verifying.
+func TestRemediateDefaultWaitCoversVerification(t *testing.T) {
+	for _, tc := range []struct{ verify, want time.Duration }{
+		{0, DefaultRemediateTimeout},
+		{time.Minute, DefaultRemediateTimeout},
+		{5 * time.Minute, 6 * time.Minute},
+		{time.Hour, DefaultMaxRemediateTimeout},
+	} {
+		if got := remediateTimeout(tc.verify); got != tc.want {
+			t.Errorf("verify_timeout %s: wait %s, want %s", tc.verify, got, tc.want)
+		}
+	}
 }

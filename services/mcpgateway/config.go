@@ -77,10 +77,20 @@ func ConfigFrom(c config.Config) Config {
 		RequestTimeout:      DefaultRequestTimeout,
 		PlanTimeout:         DefaultPlanTimeout,
 		ProbeTimeout:        DefaultProbeTimeout,
-		RemediateTimeout:    DefaultRemediateTimeout,
+		RemediateTimeout:    remediateTimeout(c.Remediation.VerifyTimeout.Duration),
 		MaxRemediateTimeout: DefaultMaxRemediateTimeout,
 		ShutdownTimeout:     DefaultShutdownTimeout,
 	}
+}
+
+// remediateTimeout is the default wait of remediate_issue: long enough for
+// the executor's verification (remediation.verify_timeout) plus a minute
+// for claiming and the steps, within the maximum.
+func remediateTimeout(verify time.Duration) time.Duration {
+	if verify <= 0 {
+		return DefaultRemediateTimeout
+	}
+	return min(max(verify+time.Minute, DefaultRemediateTimeout), DefaultMaxRemediateTimeout)
 }
 
 // withDefaults fills zero values and validates, naming the field at fault.

@@ -61,7 +61,7 @@ func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, 
 	case "planner":
 		return planner.New(planner.ConfigFrom(cfg), planner.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
 	case "executor":
-		return executor.New(executor.ConfigFrom(cfg), executor.Deps{NATS: nc, Kubernetes: kube, Logger: logger, Registerer: reg})
+		return executor.New(executor.ConfigFrom(cfg), executor.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
 	case "mcpgateway":
 		return mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg})
 	}

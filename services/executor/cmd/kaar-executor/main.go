@@ -72,7 +72,7 @@ func run(ctx context.Context, cfgPath, natsURL, kubeconfig string) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	svc, err := executor.New(executor.ConfigFrom(cfg), executor.Deps{NATS: nc, Kubernetes: cs, Logger: log, Registerer: reg})
+	svc, err := executor.New(executor.ConfigFrom(cfg), executor.Deps{NATS: nc, Kube: cs, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
