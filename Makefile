@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 MODULES := $(shell $(GO) work edit -json | sed -n 's/.*"DiskPath": "\.\/\(.*\)".*/\1/p')
 
-.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench tidy clean
+.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench bench-pipeline tidy clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -55,8 +55,13 @@ sandbox-down: ## stop the sandbox
 sandbox-status: ## show what the sandbox runs
 	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox status --state-dir $(ROOT)/.sandbox
 
-bench: ## benchmarks of every module (go test -bench), printed as tables
-	@for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...) || exit 1; done
+bench: ## benchmarks of every module (go test -bench), then the pipeline benchmark on the sandbox
+	@for m in $(filter-out cmd/kaar,$(MODULES)); do echo "== $$m"; (cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...) || exit 1; done
+	@$(MAKE) --no-print-directory bench-pipeline
+
+bench-pipeline: ## failure-to-plan latency of kaar serve on the sandbox (30 failing Deployments)
+	@echo "== cmd/kaar: BenchmarkFailureToPlan (starts a sandbox unless KAAR_SANDBOX_KUBECONFIG is set)"
+	cd cmd/kaar && $(GO) test -run '^$$' -bench FailureToPlan -benchtime 30x -timeout 30m .
 
 tidy: ## go mod tidy in every module
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done

@@ -55,7 +55,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,7 +67,7 @@ func freePort(t *testing.T) int {
 
 // writeConfig writes a config file for one kaar instance; extra is YAML
 // appended under remediation (e.g. "  approval_window: 2s").
-func writeConfig(t *testing.T, c *sandbox.Cluster, ns, cluster string, port int, remediationExtra string) string {
+func writeConfig(t testing.TB, c *sandbox.Cluster, ns, cluster string, port int, remediationExtra string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`server:
   host: 127.0.0.1
@@ -91,7 +91,7 @@ remediation:
 
 // startServe runs "kaar serve" in this process against the sandbox,
 // watching namespace ns, and waits until its gateway answers /health.
-func startServe(t *testing.T, c *sandbox.Cluster, ns, remediationExtra string) *instance {
+func startServe(t testing.TB, c *sandbox.Cluster, ns, remediationExtra string) *instance {
 	t.Helper()
 	port := freePort(t)
 	cluster := "e2e-" + strings.ToLower(strings.ReplaceAll(ns[len(ns)-5:], "-", ""))
@@ -121,7 +121,7 @@ func startServe(t *testing.T, c *sandbox.Cluster, ns, remediationExtra string) *
 	return inst
 }
 
-func waitHealthy(t *testing.T, inst *instance, done <-chan int, out fmt.Stringer) {
+func waitHealthy(t testing.TB, inst *instance, done <-chan int, out fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -157,7 +157,13 @@ type toolCaller interface {
 }
 
 // mcpCaller drives kaar with the official MCP Go SDK over streamable HTTP.
-type mcpCaller struct{ cs *sdk.ClientSession }
+// With KAAR_TRANSCRIPT=path it appends every call and the text answer a
+// model would read to that file (the case-study transcript).
+type mcpCaller struct {
+	cs         *sdk.ClientSession
+	transcript io.Writer
+	last       string // the last call recorded: polling repeats it
+}
 
 func newMCPCaller(t *testing.T, inst *instance, protocolVersion string) *mcpCaller {
 	t.Helper()
@@ -173,14 +179,48 @@ func newMCPCaller(t *testing.T, inst *instance, protocolVersion string) *mcpCall
 		t.Fatalf("MCP connect: %v", err)
 	}
 	t.Cleanup(func() { cs.Close() })
-	return &mcpCaller{cs: cs}
+	m := &mcpCaller{cs: cs}
+	if path := os.Getenv("KAAR_TRANSCRIPT"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatalf("KAAR_TRANSCRIPT: %v", err)
+		}
+		t.Cleanup(func() { f.Close() })
+		fmt.Fprintf(f, "## %s (MCP %s, streamable HTTP)\n\n", t.Name(), cs.InitializeResult().ProtocolVersion)
+		m.transcript = f
+	}
+	return m
+}
+
+// record appends one call and its text content to the transcript.
+func (m *mcpCaller) record(tool string, args map[string]any, res *sdk.CallToolResult, took time.Duration) {
+	if m.transcript == nil {
+		return
+	}
+	a, _ := json.Marshal(args)
+	var texts []string
+	for _, c := range res.Content {
+		if tc, ok := c.(*sdk.TextContent); ok {
+			texts = append(texts, tc.Text)
+		}
+	}
+	key := tool + string(a) + strings.Join(texts, "\n")
+	if key == m.last {
+		return
+	}
+	m.last = key
+	structured, _ := json.Marshal(res.StructuredContent)
+	fmt.Fprintf(m.transcript, "-> %s %s\n<- (%s, isError=%t, structured %d bytes)\n%s\n\n", tool, a,
+		took.Round(time.Millisecond), res.IsError, len(structured), strings.Join(texts, "\n"))
 }
 
 func (m *mcpCaller) Call(ctx context.Context, tool string, args map[string]any) (json.RawMessage, string, error) {
+	start := time.Now()
 	res, err := m.cs.CallTool(ctx, &sdk.CallToolParams{Name: tool, Arguments: args})
 	if err != nil {
 		return nil, "", fmt.Errorf("MCP tools/call %s: %w", tool, err)
 	}
+	m.record(tool, args, res, time.Since(start))
 	if res.IsError {
 		var texts []string
 		for _, c := range res.Content {
@@ -242,7 +282,7 @@ func (r restCaller) Call(ctx context.Context, tool string, args map[string]any) 
 }
 
 // call invokes a tool that must succeed and decodes its result into T.
-func call[T any](t *testing.T, c toolCaller, tool string, args map[string]any) T {
+func call[T any](t testing.TB, c toolCaller, tool string, args map[string]any) T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
