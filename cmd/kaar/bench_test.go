@@ -66,8 +66,8 @@ func BenchmarkFailureToPlan(b *testing.B) {
 // failureLog remembers, per "app" label, when a pod of it was first seen
 // failing.
 type failureLog struct {
-	mu    sync.Mutex
-	seen  map[string]time.Time
+	mu   sync.Mutex
+	seen map[string]time.Time
 }
 
 func (f *failureLog) first(app string) (time.Time, bool) {
