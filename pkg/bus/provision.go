@@ -59,6 +59,11 @@ type Config struct {
 	// DuplicateWindow is the Nats-Msg-Id window of ISSUES, PLAN_EVENTS and
 	// AUDIT; default 2 minutes.
 	DuplicateWindow time.Duration
+	// ExecutorAckWait is the ack wait of the executor's consumer: how
+	// long an executor may go without signalling progress before its
+	// decision is redelivered and another executor resumes the plan (the
+	// executor signals at a quarter of it). Default ExecutorAckWait.
+	ExecutorAckWait time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -83,6 +88,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.PlanEventRetention, DefaultPlanEventRetention)
 	def(&c.ApprovalWindowMax, DefaultApprovalWindowMax)
 	def(&c.DuplicateWindow, DefaultDuplicateWindow)
+	def(&c.ExecutorAckWait, ExecutorAckWait)
 	return c, nil
 }
 
@@ -250,7 +256,7 @@ func Consumers(cfg Config) ([]ConsumerDecl, error) {
 				Description:   "kaar executor for cluster " + cl,
 				DeliverPolicy: jetstream.DeliverAllPolicy,
 				AckPolicy:     jetstream.AckExplicitPolicy,
-				AckWait:       ExecutorAckWait,
+				AckWait:       cfg.ExecutorAckWait,
 				MaxDeliver:    ExecutorMaxDeliver,
 				MaxAckPending: ExecutorMaxAckPending,
 				FilterSubject: efilter,

@@ -113,6 +113,10 @@ type NATS struct {
 	Password  string `yaml:"password"`
 	// AuditRetention is how long the audit stream keeps records.
 	AuditRetention Duration `yaml:"audit_retention"`
+	// ExecutorAckWait is how long an executor may go without signalling
+	// progress on an execution before another executor resumes it (the
+	// take-over time after an executor crash).
+	ExecutorAckWait Duration `yaml:"executor_ack_wait"`
 }
 
 // Policy says where kaar may act.
@@ -194,7 +198,7 @@ func Default() Config {
 				"Evicted":          {{Action: "delete_evicted_pods"}},
 			},
 		},
-		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}},
+		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}, ExecutorAckWait: Duration{2 * time.Minute}},
 		Policy: Policy{ProtectedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"}},
 		MCP:    MCP{Path: "/mcp"},
 	}
@@ -330,6 +334,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.NATS.AuditRetention.Duration; d < time.Hour {
 		add(fieldErr("nats.audit_retention", fmt.Sprintf("%s must be at least 1h", d)))
+	}
+	if d := c.NATS.ExecutorAckWait.Duration; d < time.Second || d > time.Hour {
+		add(fieldErr("nats.executor_ack_wait", fmt.Sprintf("%s must be between 1s and 1h", d)))
 	}
 	for i, ns := range c.Policy.ProtectedNamespaces {
 		if !validDNSLabel(ns) {

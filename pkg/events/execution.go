@@ -120,8 +120,12 @@ type StepResult struct {
 	Status  StepStatus `json:"status"`
 	Message string     `json:"message,omitempty"`
 	// APIResponse summarises the API server's answer ("200 OK: deployment.apps/web patched").
-	APIResponse string    `json:"api_response,omitempty"`
-	StartedAt   time.Time `json:"started_at"`
+	APIResponse string `json:"api_response,omitempty"`
+	// Generation is the patched object's metadata.generation after a
+	// successful patch step: an executor resuming an interrupted plan
+	// guards the next patch of the same object with it.
+	Generation int64     `json:"generation,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
 	// FinishedAt is zero while Status is started.
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 }
@@ -284,7 +288,10 @@ const (
 	AuditVerified           AuditKind = "verified"
 	AuditVerificationFailed AuditKind = "verification_failed"
 	AuditUndo               AuditKind = "undo"
-	AuditExecutionFinished  AuditKind = "execution_finished"
+	// AuditResumed: an executor took over an execution that an executor
+	// crash interrupted (its claiming decision was redelivered).
+	AuditResumed           AuditKind = "resumed"
+	AuditExecutionFinished AuditKind = "execution_finished"
 )
 
 // AuditKinds lists every AuditKind.
@@ -292,7 +299,7 @@ func AuditKinds() []AuditKind {
 	return []AuditKind{AuditPlanProposed, AuditPlanSuperseded, AuditPlanExpired,
 		AuditApproved, AuditRejected, AuditAutoApproved, AuditClaimed, AuditRefused,
 		AuditStepStarted, AuditStepResult, AuditVerified, AuditVerificationFailed,
-		AuditUndo, AuditExecutionFinished}
+		AuditUndo, AuditResumed, AuditExecutionFinished}
 }
 
 // Validate reports an unknown kind (field "kind").

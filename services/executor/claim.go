@@ -88,6 +88,17 @@ func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Enve
 	}
 	for {
 		if claimedBy(p, env.ID) {
+			if p.State == events.PlanExecuting {
+				// Redelivered while the plan is still executing: the
+				// executor that claimed it stopped signalling progress
+				// (it crashed) unless its execution record is final.
+				exec, err := s.getExecution(ctx, p.ID)
+				if err != nil {
+					return transient(fmt.Errorf("read execution of plan %s: %w", p.ID, err))
+				}
+				s.resume(ctx, log, p, rev, exec)
+				return nil
+			}
 			log.Info("plan already claimed by this decision: duplicate delivery, nothing to do", slog.String("state", string(p.State)))
 			return nil
 		}
@@ -107,6 +118,7 @@ func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Enve
 				Message: fmt.Sprintf("approved by %s via %s", d.DecidedBy, d.Via), Data: d, DecisionID: env.ID})
 			s.audit(ctx, auditEntry{Kind: events.AuditClaimed, PlanID: p.ID, Digest: p.Digest,
 				Message: fmt.Sprintf("claimed plan %s (%s) for execution", p.ID, p.Summary), Data: claimed, DecisionID: env.ID})
+			s.failpoint("claimed")
 			s.execute(ctx, log, claimed, newRev)
 			return nil
 		case errors.Is(err, bus.ErrRevisionMismatch):

@@ -26,37 +26,54 @@ func (s *Service) execute(ctx context.Context, log *slog.Logger, p events.Plan, 
 	exec := &events.Execution{PlanID: p.ID, Digest: p.Digest, State: events.ExecutionExecuting, StartedAt: s.now().UTC()}
 	s.putExecution(ctx, exec)
 
-	err := s.retry(ctx, func(ctx context.Context) error {
-		err := checkStale(ctx, s.kube, p)
-		var r *refusal
-		if errors.As(err, &r) {
-			return permanent(err)
-		}
-		return classify(err)
-	})
-	if err != nil {
-		var r *refusal
-		if errors.As(err, &r) {
-			s.finishStale(ctx, log, p, rev, exec, r)
-			return
-		}
-		s.finish(ctx, log, p, rev, exec, fmt.Errorf("re-read target %s: %w", p.Target, err), nil)
+	if stale, err := s.staleCheck(ctx, p); stale != nil {
+		s.finishStale(ctx, log, p, rev, exec, stale)
+		return
+	} else if err != nil {
+		s.finish(ctx, log, p, rev, exec, err, nil)
 		return
 	}
 
-	runner := newStepRunner(s, p)
+	s.runSteps(ctx, log, p, rev, exec, newStepRunner(s, p), nil)
+}
+
+// runSteps applies the plan's steps in order, recording each, then
+// verifies and finishes. prior are the step results of an interrupted
+// execution being resumed (nil for a fresh one): a patch that succeeded is
+// not applied again, a recorded failure ends the plan, and a step that
+// was started but not recorded is applied with the runner in resume mode,
+// which recognises a patch that already took effect.
+func (s *Service) runSteps(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, exec *events.Execution, runner *stepRunner, prior map[int]events.StepResult) {
 	for _, st := range p.Steps {
+		if r, ok := prior[st.Index]; ok {
+			switch {
+			case r.Status == events.StepSkipped:
+				continue
+			case r.Status == events.StepSucceeded && !isDeletion(st):
+				// Pod deletions are run again instead: they are
+				// idempotent (UID preconditions) and verification needs
+				// the UIDs they deleted.
+				runner.restore(st, r)
+				continue
+			case r.Status == events.StepFailed:
+				s.finish(ctx, log, p, rev, exec, fmt.Errorf("step %d (%s) failed: %s", st.Index, st.Action, r.Message), nil)
+				return
+			}
+		}
 		res := events.StepResult{PlanID: p.ID, Digest: p.Digest, Index: st.Index, Action: st.Action,
 			Status: events.StepStarted, StartedAt: s.now().UTC()}
-		exec.Steps = append(exec.Steps, res)
+		setStep(exec, res)
 		s.putExecution(ctx, exec)
 		s.audit(ctx, auditEntry{Kind: events.AuditStepStarted, PlanID: p.ID, Digest: p.Digest,
 			Message: fmt.Sprintf("step %d started: %s", st.Index, st.Title), Data: res})
+		s.failpoint(fmt.Sprintf("step-started:%d", st.Index))
 
 		start := time.Now()
 		status, summary, err := runner.apply(ctx, st)
 		s.metrics.stepDuration.WithLabelValues(string(st.Action), string(status)).Observe(time.Since(start).Seconds())
+		s.failpoint(fmt.Sprintf("step-applied:%d", st.Index))
 		res.Status, res.APIResponse, res.FinishedAt = status, summary, s.now().UTC()
+		res.Generation = runner.generationAfter(st)
 		switch {
 		case err != nil:
 			res.Message = err.Error()
@@ -65,12 +82,13 @@ func (s *Service) execute(ctx context.Context, log *slog.Logger, p events.Plan, 
 		default:
 			res.Message = st.Title
 		}
-		exec.Steps[len(exec.Steps)-1] = res
+		setStep(exec, res)
 		s.putExecution(ctx, exec)
 		s.audit(ctx, auditEntry{Kind: events.AuditStepResult, PlanID: p.ID, Digest: p.Digest,
 			Message: fmt.Sprintf("step %d %s: %s", st.Index, status, summaryOr(summary, res.Message)), Data: res})
 		log.Info("step finished", slog.Int("step", st.Index), slog.String("action", string(st.Action)),
 			slog.String("status", string(status)), slog.String("api_response", summary))
+		s.failpoint(fmt.Sprintf("step-recorded:%d", st.Index))
 
 		if err != nil {
 			if runner.stale && !runner.applied {
@@ -84,6 +102,43 @@ func (s *Service) execute(ctx context.Context, log *slog.Logger, p events.Plan, 
 
 	v := s.verify(ctx, log, p, runner.deleted)
 	s.finish(ctx, log, p, rev, exec, nil, &v)
+}
+
+// staleCheck re-reads the target: a stale refusal when it changed since
+// planning, an error when it could not be read, else nothing.
+func (s *Service) staleCheck(ctx context.Context, p events.Plan) (*refusal, error) {
+	err := s.retry(ctx, func(ctx context.Context) error {
+		err := checkStale(ctx, s.kube, p)
+		var r *refusal
+		if errors.As(err, &r) {
+			return permanent(err)
+		}
+		return classify(err)
+	})
+	var r *refusal
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.As(err, &r):
+		return r, nil
+	}
+	return nil, fmt.Errorf("re-read target %s: %w", p.Target, err)
+}
+
+// setStep puts res into exec.Steps, replacing the result of the same
+// step if there is one.
+func setStep(exec *events.Execution, res events.StepResult) {
+	for i := range exec.Steps {
+		if exec.Steps[i].Index == res.Index {
+			exec.Steps[i] = res
+			return
+		}
+	}
+	exec.Steps = append(exec.Steps, res)
+}
+
+func isDeletion(st events.Step) bool {
+	return st.Action == events.ActionDeletePod || st.Action == events.ActionDeleteEvictedPods
 }
 
 func summaryOr(summary, msg string) string {
@@ -150,9 +205,9 @@ func (s *Service) finishStale(ctx context.Context, log *slog.Logger, p events.Pl
 // executing would block its workload's history, so it retries for a
 // while on bus errors.
 func (s *Service) setPlanState(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, state events.PlanState) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StepTimeout)
+	ctx, cancel := recordContext(ctx)
 	defer cancel()
-	err := s.retry(ctx, func(ctx context.Context) error {
+	err := retryRecord(ctx, func(ctx context.Context) error {
 		next := p
 		next.State = state
 		_, err := s.plans.Update(ctx, next, rev)

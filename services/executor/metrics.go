@@ -7,6 +7,7 @@ type metrics struct {
 	executions     *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
 	claims         prometheus.Counter
+	resumed        prometheus.Counter
 	invalid        prometheus.Counter
 	retries        prometheus.Counter
 	stepDuration   *prometheus.HistogramVec
@@ -26,6 +27,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		claims: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kaar_executor_claims_total",
 			Help: "Plans claimed for execution (proposed -> executing).",
+		}),
+		resumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kaar_executor_resumed_total",
+			Help: "Executions taken over after an executor crash interrupted them.",
 		}),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kaar_executor_invalid_messages_total",
@@ -49,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.executions, m.refusals, m.claims, m.invalid, m.retries, m.stepDuration, m.verifyDuration} {
+	for _, c := range []prometheus.Collector{m.executions, m.refusals, m.claims, m.resumed, m.invalid, m.retries, m.stepDuration, m.verifyDuration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

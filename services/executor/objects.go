@@ -51,7 +51,16 @@ func getObject(ctx context.Context, cs kubernetes.Interface, ref events.ObjectRe
 // patchObject patches the object ref points at and returns the API
 // server's answer (the patched object).
 func patchObject(ctx context.Context, cs kubernetes.Interface, ref events.ObjectRef, pt types.PatchType, data []byte, fieldManager string) (metav1.Object, error) {
-	o := metav1.PatchOptions{FieldManager: fieldManager}
+	return patchWith(ctx, cs, ref, pt, data, metav1.PatchOptions{FieldManager: fieldManager})
+}
+
+// patchObjectDryRun is patchObject as a server-side dry run: the answer is
+// the object as the patch would leave it; nothing is stored.
+func patchObjectDryRun(ctx context.Context, cs kubernetes.Interface, ref events.ObjectRef, pt types.PatchType, data []byte, fieldManager string) (metav1.Object, error) {
+	return patchWith(ctx, cs, ref, pt, data, metav1.PatchOptions{FieldManager: fieldManager, DryRun: []string{metav1.DryRunAll}})
+}
+
+func patchWith(ctx context.Context, cs kubernetes.Interface, ref events.ObjectRef, pt types.PatchType, data []byte, o metav1.PatchOptions) (metav1.Object, error) {
 	ns, name := ref.Namespace, ref.Name
 	switch ref.Kind {
 	case kindDeployment:

@@ -8,15 +8,44 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// recordTimeout bounds one write of the records (audit, execution, plan
-// state).
-const recordTimeout = 15 * time.Second
+// recordTimeout bounds the writing of one record (audit, execution, plan
+// state), retries included: long enough to ride out a NATS server
+// restart, after which the record is written.
+const recordTimeout = 90 * time.Second
+
+// retryRecord runs write until it succeeds or ctx ends, backing off from
+// 100ms to 2s: while the bus is down (a NATS restart) records wait for it
+// instead of being lost. A duplicate write after an ambiguous failure is
+// harmless: audit records carry a message id, execution records are
+// whole-value puts.
+func retryRecord(ctx context.Context, write func(context.Context) error) error {
+	wait := 100 * time.Millisecond
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := write(wctx)
+		cancel()
+		var perm *backoff.PermanentError
+		switch {
+		case errors.As(err, &perm):
+			return perm.Err
+		case err == nil || errors.Is(err, events.ErrInvalid):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
 
 // recordContext is ctx without its cancellation, bounded by
 // recordTimeout: what happened is recorded even when the execution was
@@ -50,21 +79,31 @@ var auditIDSpace = uuid.MustParse("6f1d3c52-8a7e-4a8e-9b0e-2c3f6a1d9e41")
 func (s *Service) audit(ctx context.Context, e auditEntry) (duplicate bool) {
 	ctx, cancel := recordContext(ctx)
 	defer cancel()
-	dup, err := s.publishAudit(ctx, e)
+	var dup bool
+	id, err := auditID(e)
+	if err == nil {
+		err = retryRecord(ctx, func(ctx context.Context) error {
+			dup, err = s.publishAudit(ctx, e, id)
+			return err
+		})
+	}
 	if err != nil {
 		s.log.Error("publish audit record", slog.String("plan", e.PlanID), slog.String("kind", string(e.Kind)), slog.Any("error", err))
 	}
 	return dup
 }
 
-func (s *Service) publishAudit(ctx context.Context, e auditEntry) (bool, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return false, err
-	}
+// auditID is the id of an audit record, fixed before the first attempt
+// so that retries are deduplicated by the stream.
+func auditID(e auditEntry) (uuid.UUID, error) {
 	if e.DecisionID != "" {
-		id = uuid.NewSHA1(auditIDSpace, []byte(e.DecisionID+"/"+string(e.Kind)))
+		return uuid.NewSHA1(auditIDSpace, []byte(e.DecisionID+"/"+string(e.Kind))), nil
 	}
+	return uuid.NewV7()
+}
+
+func (s *Service) publishAudit(ctx context.Context, e auditEntry, id uuid.UUID) (bool, error) {
+	var err error
 	rec := events.AuditRecord{
 		ID:      id.String(),
 		PlanID:  e.PlanID,
@@ -100,7 +139,7 @@ func (s *Service) publishAudit(ctx context.Context, e auditEntry) (bool, error) 
 func (s *Service) putExecution(ctx context.Context, e *events.Execution) {
 	ctx, cancel := recordContext(ctx)
 	defer cancel()
-	if err := s.storeExecution(ctx, e); err != nil {
+	if err := retryRecord(ctx, func(ctx context.Context) error { return s.storeExecution(ctx, e) }); err != nil {
 		s.log.Error("store execution record", slog.String("plan", e.PlanID), slog.Any("error", err))
 	}
 }

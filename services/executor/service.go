@@ -71,10 +71,17 @@ type Config struct {
 	Workers int
 	// InProgressInterval is how often a decision being executed is marked
 	// in progress, so JetStream does not redeliver it mid-execution. It
-	// must be well under the consumer's ack wait (bus.ExecutorAckWait).
+	// is lowered at Run to a quarter of the consumer's ack wait when it is
+	// longer (bus.Config.ExecutorAckWait).
 	InProgressInterval time.Duration
 	// ReplanTimeout bounds the request for a new plan after a stale one.
 	ReplanTimeout time.Duration
+	// CrashAt is a failpoint for crash tests: the process kills itself
+	// (SIGKILL) when it reaches this point of an execution: "claimed",
+	// "step-started:N", "step-applied:N" or "step-recorded:N". The
+	// executor commands set it from $KAAR_EXECUTOR_CRASH_AT; it is not a
+	// config.yaml key.
+	CrashAt string
 	// DrainTimeout is how long Run waits for in-flight executions after
 	// its context is done before cancelling them.
 	DrainTimeout time.Duration
@@ -121,8 +128,8 @@ func (c Config) Validate() error {
 	if err := events.ValidateClusterName(c.Cluster); err != nil {
 		return fmt.Errorf("executor config: Cluster (kubernetes.cluster_name): %w", err)
 	}
-	if c.InProgressInterval >= bus.ExecutorAckWait {
-		return fmt.Errorf("executor config: InProgressInterval %s must be shorter than the ack wait %s: %w", c.InProgressInterval, bus.ExecutorAckWait, events.ErrInvalid)
+	if c.CrashAt != "" && !validCrashAt(c.CrashAt) {
+		return fmt.Errorf("executor config: CrashAt ($%s) %q: allowed: claimed, step-started:N, step-applied:N, step-recorded:N: %w", EnvCrashAt, c.CrashAt, events.ErrInvalid)
 	}
 	return nil
 }
@@ -227,6 +234,13 @@ func (s *Service) Run(ctx context.Context) error {
 	cons, err := s.js.Consumer(ctx, events.StreamApprovals, name)
 	if err != nil {
 		return fmt.Errorf("executor: consumer %s/%s: %w (run bus.Provision first)", events.StreamApprovals, name, err)
+	}
+	// The in-progress signal must come well within the consumer's ack
+	// wait, or a live execution's decision is redelivered and resumed.
+	if ackWait := cons.CachedInfo().Config.AckWait; ackWait > 0 && s.cfg.InProgressInterval > ackWait/4 {
+		s.cfg.InProgressInterval = max(ackWait/4, 50*time.Millisecond)
+		s.log.Info("in-progress interval follows the consumer's ack wait", slog.Duration("ack_wait", ackWait),
+			slog.Duration("in_progress_interval", s.cfg.InProgressInterval))
 	}
 	svc, err := s.serveStatus(ctx)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -31,6 +32,10 @@ type stepRunner struct {
 	// generations holds the generation each object had after this plan
 	// patched it, so a later step's generation test can be moved forward.
 	generations map[string]int64
+	// lastPatched holds the generation of the last successful patch of
+	// each object (what the step's result records); unlike generations it
+	// is not carried over from an interrupted execution.
+	lastPatched map[string]int64
 	// deleted maps the UID of every pod this plan deleted to its name.
 	deleted map[string]string
 	// applied is true once a step changed the cluster.
@@ -38,10 +43,43 @@ type stepRunner struct {
 	// stale is true when the last failure was the generation test: the
 	// object changed under the plan.
 	stale bool
+	// resuming is set when the runner continues an execution that an
+	// executor crash interrupted: a patch whose generation test fails is
+	// then checked for having been applied before the crash.
+	resuming bool
+}
+
+// restore takes over what a step of an interrupted execution did: the
+// generation a patch left its object at guards the next patch of it.
+func (r *stepRunner) restore(st events.Step, res events.StepResult) {
+	if !st.Mutating {
+		return
+	}
+	r.applied = true
+	if res.Generation > 0 {
+		ref := st.Target
+		if ref.Namespace == "" {
+			ref.Namespace = r.plan.Namespace
+		}
+		r.generations[objectKey(ref)] = res.Generation
+	}
+}
+
+// generationAfter is the generation the step's patch left its object at
+// (0 for other steps, or when the patch failed).
+func (r *stepRunner) generationAfter(st events.Step) int64 {
+	if !st.Mutating || len(st.Patch) == 0 || isDeletion(st) {
+		return 0
+	}
+	ref := st.Target
+	if ref.Namespace == "" {
+		ref.Namespace = r.plan.Namespace
+	}
+	return r.lastPatched[objectKey(ref)]
 }
 
 func newStepRunner(s *Service, p events.Plan) *stepRunner {
-	return &stepRunner{s: s, plan: p, generations: map[string]int64{}, deleted: map[string]string{}}
+	return &stepRunner{s: s, plan: p, generations: map[string]int64{}, lastPatched: map[string]int64{}, deleted: map[string]string{}}
 }
 
 func objectKey(ref events.ObjectRef) string { return ref.Kind + "/" + ref.Namespace + "/" + ref.Name }
@@ -105,6 +143,16 @@ func (r *stepRunner) patch(ctx context.Context, ref events.ObjectRef, st events.
 	})
 	if err != nil {
 		r.stale = isTestFailure(err) || r.generationMoved(ctx, ref, pt, data, err)
+		if r.stale && r.resuming {
+			if cur, ok := r.alreadyApplied(ctx, ref, pt, data); ok {
+				r.stale = false
+				r.applied = true
+				r.generations[objectKey(ref)] = cur.GetGeneration()
+				r.lastPatched[objectKey(ref)] = cur.GetGeneration()
+				return fmt.Sprintf("%s %s already patched before the interruption: generation %d, resourceVersion %s (not applied again)",
+					strings.ToLower(ref.Kind), ref.Name, cur.GetGeneration(), cur.GetResourceVersion()), nil
+			}
+		}
 		if r.stale {
 			return "", fmt.Errorf("patch %s: %w: %w", ref, ErrStale, err)
 		}
@@ -112,7 +160,55 @@ func (r *stepRunner) patch(ctx context.Context, ref events.ObjectRef, st events.
 	}
 	r.applied = true
 	r.generations[objectKey(ref)] = obj.GetGeneration()
+	r.lastPatched[objectKey(ref)] = obj.GetGeneration()
 	return fmt.Sprintf("%s %s patched: generation %d, resourceVersion %s", strings.ToLower(ref.Kind), ref.Name, obj.GetGeneration(), obj.GetResourceVersion()), nil
+}
+
+// alreadyApplied tells whether a patch whose generation test failed took
+// effect before an executor crash: the patch without its test, dry-run on
+// the server against the current object, changes nothing (the API server
+// moves the generation of a workload whenever its spec changes). It
+// returns the current object when so. A patch that would still change the
+// object means somebody else changed it: stale.
+func (r *stepRunner) alreadyApplied(ctx context.Context, ref events.ObjectRef, pt types.PatchType, patch []byte) (metav1.Object, bool) {
+	if pt != types.JSONPatchType {
+		return nil, false
+	}
+	untested, err := dropGenerationTest(patch)
+	if err != nil {
+		return nil, false
+	}
+	cur, err := getObject(ctx, r.s.kube, ref)
+	if err != nil {
+		return nil, false
+	}
+	dry, err := patchObjectDryRun(ctx, r.s.kube, ref, pt, untested, Actor)
+	if err != nil {
+		r.s.log.Debug("resume: dry run of the interrupted patch", slog.String("object", ref.String()), slog.Any("error", err))
+		return nil, false
+	}
+	return cur, dry.GetGeneration() == cur.GetGeneration()
+}
+
+// dropGenerationTest removes the test operations on /metadata/generation
+// from a JSON patch.
+func dropGenerationTest(patch []byte) ([]byte, error) {
+	var ops []map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(patch))
+	dec.UseNumber()
+	if err := dec.Decode(&ops); err != nil {
+		return nil, fmt.Errorf("json patch is not an array of operations: %w", err)
+	}
+	kept := ops[:0]
+	for _, op := range ops {
+		var name, path string
+		_ = json.Unmarshal(op["op"], &name)
+		_ = json.Unmarshal(op["path"], &path)
+		if name != "test" || path != generationPath {
+			kept = append(kept, op)
+		}
+	}
+	return json.Marshal(kept)
 }
 
 // generationMoved tells whether a JSON patch failed because its

@@ -85,7 +85,8 @@ func provision(ctx context.Context, connect connector, cfg config.Config, logger
 }
 
 func busConfig(cfg config.Config) bus.Config {
-	return bus.Config{Clusters: []string{cfg.Kubernetes.ClusterName}, AuditRetention: cfg.NATS.AuditRetention.Duration}
+	return bus.Config{Clusters: []string{cfg.Kubernetes.ClusterName}, AuditRetention: cfg.NATS.AuditRetention.Duration,
+		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration}
 }
 
 func natsOptions(cfg config.Config, name string, logger *slog.Logger) bus.ConnectOptions {

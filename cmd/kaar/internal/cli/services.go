@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,7 +62,9 @@ func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, 
 	case "planner":
 		return planner.New(planner.ConfigFrom(cfg), planner.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
 	case "executor":
-		return executor.New(executor.ConfigFrom(cfg), executor.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
+		ecfg := executor.ConfigFrom(cfg)
+		ecfg.CrashAt = os.Getenv(executor.EnvCrashAt)
+		return executor.New(ecfg, executor.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
 	case "mcpgateway":
 		return mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg})
 	}
