@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -21,8 +22,19 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("nats", "Runs a NATS JetStream server (file storage) and declares kaar's streams, buckets and consumers.", stderr)
 	listen := fs.String("listen", "127.0.0.1:4222", "client listen address (port 0 picks a free port)")
 	storeDir := fs.String("store-dir", "", "JetStream storage directory (default: a temporary directory)")
-	cluster := fs.String("cluster-name", "default", "kaar cluster name the streams and consumers are declared for")
+	cluster := fs.String("cluster-name", "", "kaar cluster name the streams and consumers are declared for (default: kubernetes.cluster_name of --config, else \"default\")")
+	configFile := fs.String("config", "", "kaar configuration whose nats section (audit_retention, executor_ack_wait) the declarations follow")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.LoadFile(*configFile, os.Environ())
+	if err != nil {
+		return err
+	}
+	if *cluster != "" {
+		cfg.Kubernetes.ClusterName = *cluster
+	}
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
@@ -35,8 +47,6 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer emb.Shutdown()
-	cfg := config.Default()
-	cfg.Kubernetes.ClusterName = *cluster
 	if err := provision(ctx, connectURL(emb.ClientURL(), cfg), cfg, logger); err != nil {
 		return err
 	}
