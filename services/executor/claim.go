@@ -92,12 +92,22 @@ func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Enve
 				// Redelivered while the plan is still executing: the
 				// executor that claimed it stopped signalling progress
 				// (it crashed) unless its execution record is final.
+				if done := s.runningHere(p.ID); done != nil {
+					// This process runs it: the bus was out for longer
+					// than the ack wait. Hold the redelivery until the
+					// execution ends.
+					log.Info("decision redelivered while this executor runs the plan: waiting for the execution")
+					select {
+					case <-done:
+					case <-ctx.Done():
+					}
+					return nil
+				}
 				exec, err := s.getExecution(ctx, p.ID)
 				if err != nil {
 					return transient(fmt.Errorf("read execution of plan %s: %w", p.ID, err))
 				}
-				s.resume(ctx, log, p, rev, exec)
-				return nil
+				return s.resume(ctx, log, p, rev, exec)
 			}
 			log.Info("plan already claimed by this decision: duplicate delivery, nothing to do", slog.String("state", string(p.State)))
 			return nil
@@ -118,6 +128,8 @@ func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Enve
 				Message: fmt.Sprintf("approved by %s via %s", d.DecidedBy, d.Via), Data: d, DecisionID: env.ID})
 			s.audit(ctx, auditEntry{Kind: events.AuditClaimed, PlanID: p.ID, Digest: p.Digest,
 				Message: fmt.Sprintf("claimed plan %s (%s) for execution", p.ID, p.Summary), Data: claimed, DecisionID: env.ID})
+			done := s.track(p.ID)
+			defer done()
 			s.failpoint("claimed")
 			s.execute(ctx, log, claimed, newRev)
 			return nil

@@ -65,3 +65,7 @@ func reasonErr(r events.RefusalReason) error {
 func refuse(reason events.RefusalReason, format string, a ...any) *refusal {
 	return &refusal{Reason: reason, Message: fmt.Sprintf(format, a...)}
 }
+
+// errTakenOver: another executor resumed the plan this one was executing
+// (this one lost the bus for longer than the consumer's ack wait).
+var errTakenOver = errors.New("taken over by another executor")

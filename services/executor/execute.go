@@ -60,6 +60,10 @@ func (s *Service) runSteps(ctx context.Context, log *slog.Logger, p events.Plan,
 				return
 			}
 		}
+		if st.Mutating && !s.stillOwned(ctx, p, rev) {
+			log.Warn("plan taken over by another executor before step: stopping here", slog.Int("step", st.Index))
+			return
+		}
 		res := events.StepResult{PlanID: p.ID, Digest: p.Digest, Index: st.Index, Action: st.Action,
 			Status: events.StepStarted, StartedAt: s.now().UTC()}
 		setStep(exec, res)
@@ -167,7 +171,10 @@ func (s *Service) finish(ctx context.Context, log *slog.Logger, p events.Plan, r
 	}
 	exec.Verification = v
 	exec.FinishedAt = s.now().UTC()
-	s.setPlanState(ctx, log, p, rev, state)
+	if !s.setPlanState(ctx, log, p, rev, state) {
+		log.Warn("plan taken over by another executor: this execution records nothing more")
+		return
+	}
 	s.putExecution(ctx, exec)
 	s.metrics.executions.WithLabelValues(outcome).Inc()
 	msg := fmt.Sprintf("plan %s %s", p.ID, exec.State)
@@ -186,7 +193,10 @@ func (s *Service) finishStale(ctx context.Context, log *slog.Logger, p events.Pl
 	s.metrics.refusals.WithLabelValues(string(r.Reason)).Inc()
 	s.metrics.executions.WithLabelValues(outcomeRefused).Inc()
 	exec.State, exec.RefusalReason, exec.Error, exec.FinishedAt = events.ExecutionRefused, r.Reason, r.Message, s.now().UTC()
-	s.setPlanState(ctx, log, p, rev, events.PlanFailed)
+	if !s.setPlanState(ctx, log, p, rev, events.PlanFailed) {
+		log.Warn("plan taken over by another executor: this execution records nothing more")
+		return
+	}
 	s.putExecution(ctx, exec)
 	msg := fmt.Sprintf("refused: %s: %s", r.Reason, r.Message)
 	if id, err := s.requestReplan(ctx, p); err != nil {
@@ -201,26 +211,33 @@ func (s *Service) finishStale(ctx context.Context, log *slog.Logger, p events.Pl
 }
 
 // setPlanState moves a claimed plan to its final state by
-// compare-and-set, re-reading on a revision mismatch. A plan left in
-// executing would block its workload's history, so it retries for a
-// while on bus errors.
-func (s *Service) setPlanState(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, state events.PlanState) {
+// compare-and-set at the revision this execution holds. Only the executor
+// running a plan writes it while it is executing, so a revision mismatch
+// means either that an earlier attempt of this very write landed (the
+// plan is already in state) or that another executor took the plan over
+// (see resume): then it reports false and this execution records nothing
+// more. Bus errors are retried for a while: a plan left in executing would
+// block its workload's history.
+func (s *Service) setPlanState(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, state events.PlanState) (owned bool) {
 	ctx, cancel := recordContext(ctx)
 	defer cancel()
+	owned = true
 	err := retryRecord(ctx, func(ctx context.Context) error {
 		next := p
 		next.State = state
 		_, err := s.plans.Update(ctx, next, rev)
 		if errors.Is(err, bus.ErrRevisionMismatch) {
-			cur, curRev, gerr := s.plans.Get(ctx, p.ID)
-			if gerr != nil {
+			cur, _, gerr := s.plans.Get(ctx, p.ID)
+			switch {
+			case gerr != nil:
 				return gerr
+			case cur.State == state:
+				return nil // an earlier attempt landed
+			case cur.State == events.PlanExecuting:
+				owned = false
+				return permanent(fmt.Errorf("plan %s was taken over by another executor: %w", p.ID, errTakenOver))
 			}
-			if cur.State != events.PlanExecuting {
-				return permanent(fmt.Errorf("plan %s is %s, not executing: %w", p.ID, cur.State, err))
-			}
-			p, rev = cur, curRev
-			return err
+			return permanent(fmt.Errorf("plan %s is %s, not executing: %w", p.ID, cur.State, err))
 		}
 		if errors.Is(err, bus.ErrPlanNotFound) || errors.Is(err, events.ErrInvalid) {
 			return permanent(err)
@@ -230,4 +247,24 @@ func (s *Service) setPlanState(ctx context.Context, log *slog.Logger, p events.P
 	if err != nil {
 		log.Error("set plan state", slog.String("state", string(state)), slog.Any("error", err))
 	}
+	return owned
+}
+
+// stillOwned re-reads the plan before a step changes the cluster: a plan
+// whose revision moved since this execution last wrote it was taken over
+// by another executor (this one lost the bus for longer than the ack
+// wait), which now runs the steps.
+func (s *Service) stillOwned(ctx context.Context, p events.Plan, rev uint64) bool {
+	ctx, cancel := recordContext(ctx)
+	defer cancel()
+	var cur uint64
+	err := retryRecord(ctx, func(ctx context.Context) error {
+		_, r, err := s.plans.Get(ctx, p.ID)
+		cur = r
+		if errors.Is(err, bus.ErrPlanNotFound) {
+			return permanent(err)
+		}
+		return err
+	})
+	return err == nil && cur == rev
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
 )
@@ -23,24 +25,38 @@ import (
 //     final state; only the plan state is completed;
 //   - otherwise the steps go on from the first one not recorded as done
 //     (see runSteps), then verification.
-func (s *Service) resume(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, exec *events.Execution) {
+//
+// The executor takes the plan over by compare-and-set (a note on the plan):
+// an executor that was only cut off from the bus, not dead, sees the
+// revision move and stops before its next step (see stillOwned).
+func (s *Service) resume(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, exec *events.Execution) error {
 	log = log.With(slog.Bool("resumed", true))
-	s.metrics.resumed.Inc()
-	if exec == nil {
-		s.audit(ctx, auditEntry{Kind: events.AuditResumed, PlanID: p.ID, Digest: p.Digest,
-			Message: fmt.Sprintf("resumed plan %s after an interruption between the claim and the first step", p.ID)})
-		log.Warn("resuming an interrupted execution: no step was recorded")
-		s.execute(ctx, log, p, rev)
-		return
-	}
-	if exec.State != events.ExecutionExecuting {
+	if exec != nil && exec.State != events.ExecutionExecuting {
 		state := events.PlanFailed
 		if exec.State == events.ExecutionSucceeded {
 			state = events.PlanSucceeded
 		}
 		log.Warn("interrupted after the execution finished: completing the plan state", slog.String("state", string(state)))
 		s.setPlanState(ctx, log, p, rev, state)
-		return
+		return nil
+	}
+	taken := p
+	taken.Notes = append(slices.Clone(p.Notes), fmt.Sprintf("%s%s", resumeNotePrefix, s.now().UTC().Format(time.RFC3339Nano)))
+	newRev, err := s.plans.Update(ctx, taken, rev)
+	if err != nil {
+		// Someone else moved the plan first: decide again later.
+		return transient(fmt.Errorf("take over plan %s: %w", p.ID, err))
+	}
+	p, rev = taken, newRev
+	s.metrics.resumed.Inc()
+	untrack := s.track(p.ID)
+	defer untrack()
+	if exec == nil {
+		s.audit(ctx, auditEntry{Kind: events.AuditResumed, PlanID: p.ID, Digest: p.Digest,
+			Message: fmt.Sprintf("resumed plan %s after an interruption between the claim and the first step", p.ID)})
+		log.Warn("resuming an interrupted execution: no step was recorded")
+		s.execute(ctx, log, p, rev)
+		return nil
 	}
 	prior := map[int]events.StepResult{}
 	var done []string
@@ -61,13 +77,43 @@ func (s *Service) resume(ctx context.Context, log *slog.Logger, p events.Plan, r
 		// have run.
 		if stale, err := s.staleCheck(ctx, p); stale != nil {
 			s.finishStale(ctx, log, p, rev, exec, stale)
-			return
+			return nil
 		} else if err != nil {
 			s.finish(ctx, log, p, rev, exec, err, nil)
-			return
+			return nil
 		}
 	}
 	s.runSteps(ctx, log, p, rev, exec, runner, prior)
+	return nil
+}
+
+// resumeNotePrefix starts the note a resuming executor adds to the plan.
+const resumeNotePrefix = "executor: resumed after an interruption at "
+
+// track marks plan id as executing in this process until the returned
+// function is called.
+func (s *Service) track(id string) (done func()) {
+	ch := make(chan struct{})
+	s.inflightMu.Lock()
+	s.inflight[id] = ch
+	s.inflightMu.Unlock()
+	return func() {
+		s.inflightMu.Lock()
+		delete(s.inflight, id)
+		s.inflightMu.Unlock()
+		close(ch)
+	}
+}
+
+// runningHere returns a channel closed when this process's execution of
+// plan id ends, or nil when this process is not executing it.
+func (s *Service) runningHere(id string) <-chan struct{} {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if ch, ok := s.inflight[id]; ok {
+		return ch
+	}
+	return nil
 }
 
 // EnvCrashAt is the environment variable the executor commands read

@@ -168,6 +168,10 @@ type Service struct {
 
 	ready chan struct{}
 	once  sync.Once
+
+	// inflight holds the plans this process is executing (see track).
+	inflightMu sync.Mutex
+	inflight   map[string]chan struct{}
 }
 
 // New builds the executor and registers its metrics. It does not touch
@@ -198,14 +202,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("executor: jetstream: %w", err)
 	}
 	return &Service{
-		cfg:     cfg,
-		nc:      deps.NATS,
-		kube:    deps.Kube,
-		log:     deps.Logger.With(slog.String("service", "executor"), slog.String("cluster", cfg.Cluster)),
-		now:     deps.Now,
-		metrics: m,
-		js:      js,
-		ready:   make(chan struct{}),
+		cfg:      cfg,
+		nc:       deps.NATS,
+		kube:     deps.Kube,
+		log:      deps.Logger.With(slog.String("service", "executor"), slog.String("cluster", cfg.Cluster)),
+		now:      deps.Now,
+		metrics:  m,
+		js:       js,
+		ready:    make(chan struct{}),
+		inflight: map[string]chan struct{}{},
 	}, nil
 }
 
