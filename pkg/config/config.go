@@ -25,6 +25,7 @@ type Config struct {
 	Remediation Remediation `yaml:"remediation"`
 	NATS        NATS        `yaml:"nats"`
 	Policy      Policy      `yaml:"policy"`
+	Watcher     Watcher     `yaml:"watcher"`
 	MCP         MCP         `yaml:"mcp"`
 }
 
@@ -62,7 +63,12 @@ type Remediation struct {
 	// MaxPods is how many pods one plan may touch.
 	MaxPods int `yaml:"max_pods"`
 	// Strategies maps an issue type to the remediation steps tried, in order.
+	// An entry names a catalogue step (StrategyNames) or a custom strategy.
 	Strategies map[string][]Strategy `yaml:"strategies"`
+	// CustomStrategies are named sequences of catalogue steps with their
+	// parameters, usable in Strategies like a catalogue step: a plan gets
+	// all of a custom strategy's steps, or none of them.
+	CustomStrategies map[string][]Strategy `yaml:"custom_strategies"`
 	// ApprovalWindow is how long a proposed plan can be approved and started.
 	ApprovalWindow Duration `yaml:"approval_window"`
 	// VerifyTimeout bounds the wait for the workload to become healthy.
@@ -127,6 +133,33 @@ type Policy struct {
 	IncludeNamespaces []string `yaml:"include_namespaces"`
 	// ExcludeNamespaces are never analysed.
 	ExcludeNamespaces []string `yaml:"exclude_namespaces"`
+	// GitOpsManaged is what plans do for a workload managed by Argo CD,
+	// Flux or Helm: "flag" proposes the fix and says it belongs in Git or
+	// the chart; "diagnostic_only" proposes no change in the cluster.
+	GitOpsManaged string `yaml:"gitops_managed"`
+}
+
+// GitOpsModes are the allowed values of policy.gitops_managed.
+var GitOpsModes = []string{"flag", "diagnostic_only"}
+
+// Watcher tunes detection: when a failing pod becomes an incident.
+type Watcher struct {
+	// RestartThreshold: a crash or OOM kill is reported once the
+	// container has restarted more than this many times (1: a single
+	// restart that recovered is not an incident).
+	RestartThreshold int `yaml:"restart_threshold"`
+	// PendingGrace is how long a pod may be unschedulable before it is
+	// reported (a scale-up may be on its way).
+	PendingGrace Duration `yaml:"pending_grace"`
+	// RecoveredAfter is how long a restarted container must run again to
+	// count as recovered.
+	RecoveredAfter Duration `yaml:"recovered_after"`
+	// NotReadyAfter reports a running pod not ready for that long; 0
+	// disables the check.
+	NotReadyAfter Duration `yaml:"not_ready_after"`
+	// StuckTerminatingAfter reports a pod still there that long after its
+	// deletion deadline; 0 disables the check.
+	StuckTerminatingAfter Duration `yaml:"stuck_terminating_after"`
 }
 
 // MCP configures the gateway's MCP and REST endpoints.
@@ -136,6 +169,26 @@ type MCP struct {
 	// Tokens are accepted bearer tokens; empty disables authentication,
 	// which is only allowed on a loopback host.
 	Tokens []Token `yaml:"tokens"`
+	// TokenFile is a YAML file holding more tokens, a list in the shape of
+	// Tokens (for a mounted Secret); read when the gateway starts.
+	TokenFile string `yaml:"token_file"`
+	// Resource is this server's canonical URL for RFC 9728 protected
+	// resource metadata (https://kaar.example.com/mcp); empty derives it
+	// from each request.
+	Resource string `yaml:"resource"`
+	// AuthorizationServers are advertised in the protected resource
+	// metadata so OAuth-capable clients can find where to get a token.
+	AuthorizationServers []string `yaml:"authorization_servers"`
+	// Approval configures how MCP approvals are confirmed by a person.
+	Approval MCPApproval `yaml:"approval"`
+}
+
+// MCPApproval configures approve_remediation_plan over MCP.
+type MCPApproval struct {
+	// WithoutElicitation is what happens when the MCP client cannot ask
+	// its user to confirm (no elicitation capability): "accept" approves
+	// on the model's call, "refuse" points to another approval channel.
+	WithoutElicitation string `yaml:"without_elicitation"`
 }
 
 // Token is one bearer token and who it stands for.
@@ -173,6 +226,9 @@ var StrategyNames = []string{
 	"check_logs", "restart_pod", "check_image", "update_image",
 	"rollback", "set_image", "increase_memory", "rollout_restart", "delete_pod",
 	"delete_evicted_pods", "add_toleration", "set_node_selector", "lower_requests", "diagnostic",
+	// The action names of plans, accepted as aliases so every step an
+	// approver sees in a plan can be named in the configuration.
+	"set_memory_limit", "set_resource_requests",
 }
 
 // RiskLevels are the allowed values of remediation.auto_approve_max_risk.
@@ -199,8 +255,10 @@ func Default() Config {
 			},
 		},
 		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}, ExecutorAckWait: Duration{2 * time.Minute}},
-		Policy: Policy{ProtectedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"}},
-		MCP:    MCP{Path: "/mcp"},
+		Policy: Policy{ProtectedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"}, GitOpsManaged: "flag"},
+		Watcher: Watcher{RestartThreshold: 1, PendingGrace: Duration{30 * time.Second}, RecoveredAfter: Duration{10 * time.Minute},
+			NotReadyAfter: Duration{10 * time.Minute}, StuckTerminatingAfter: Duration{5 * time.Minute}},
+		MCP: MCP{Path: "/mcp", Approval: MCPApproval{WithoutElicitation: "accept"}},
 	}
 }
 
@@ -315,6 +373,11 @@ func (c *Config) Validate() error {
 	if _, err := ParseQuantityBytes(c.Remediation.MaxMemoryLimit); err != nil {
 		add(fieldErr("remediation.max_memory_limit", err.Error()))
 	}
+	customNames := make([]string, 0, len(c.Remediation.CustomStrategies))
+	for k := range c.Remediation.CustomStrategies {
+		customNames = append(customNames, k)
+	}
+	sort.Strings(customNames)
 	keys := make([]string, 0, len(c.Remediation.Strategies))
 	for k := range c.Remediation.Strategies {
 		keys = append(keys, k)
@@ -326,9 +389,27 @@ func (c *Config) Validate() error {
 			add(fieldErr(key, "unknown issue type", IssueTypes...))
 			continue
 		}
+		allowed := append(append([]string{}, StrategyNames...), customNames...)
 		for i, s := range c.Remediation.Strategies[typ] {
+			if !contains(allowed, s.Action) {
+				add(fieldErr(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("unknown strategy %q", s.Action), allowed...))
+			}
+		}
+	}
+	for _, name := range customNames {
+		key := "remediation.custom_strategies." + name
+		steps := c.Remediation.CustomStrategies[name]
+		switch {
+		case contains(StrategyNames, name):
+			add(fieldErr(key, fmt.Sprintf("%q is a catalogue step: give the custom strategy another name", name)))
+		case !validToken(name):
+			add(fieldErr(key, fmt.Sprintf("%q is not a valid name: use lower-case letters, digits, '-' or '_'", name)))
+		case len(steps) == 0:
+			add(fieldErr(key, "must list at least one catalogue step"))
+		}
+		for i, s := range steps {
 			if !contains(StrategyNames, s.Action) {
-				add(fieldErr(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("unknown strategy %q", s.Action), StrategyNames...))
+				add(fieldErr(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("unknown catalogue step %q (a custom strategy cannot name another)", s.Action), StrategyNames...))
 			}
 		}
 	}
@@ -353,6 +434,21 @@ func (c *Config) Validate() error {
 			add(fieldErr(fmt.Sprintf("policy.exclude_namespaces[%d]", i), fmt.Sprintf("%q is not a valid namespace name", ns)))
 		}
 	}
+	add(oneOf("policy.gitops_managed", c.Policy.GitOpsManaged, GitOpsModes...))
+	if n := c.Watcher.RestartThreshold; n < 0 || n > 1000 {
+		add(fieldErr("watcher.restart_threshold", fmt.Sprintf("%d is not between 0 and 1000", n)))
+	}
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"watcher.pending_grace", c.Watcher.PendingGrace.Duration}, {"watcher.recovered_after", c.Watcher.RecoveredAfter.Duration},
+		{"watcher.not_ready_after", c.Watcher.NotReadyAfter.Duration}, {"watcher.stuck_terminating_after", c.Watcher.StuckTerminatingAfter.Duration},
+	} {
+		if d.d < 0 || d.d > 24*time.Hour {
+			add(fieldErr(d.key, fmt.Sprintf("%s is not between 0s and 24h", d.d)))
+		}
+	}
 	if !strings.HasPrefix(c.MCP.Path, "/") || strings.HasPrefix(c.MCP.Path, "/mcp/v1") {
 		add(fieldErr("mcp.path", fmt.Sprintf("%q must start with / and must not collide with the REST API under /mcp/v1", c.MCP.Path)))
 	}
@@ -366,6 +462,15 @@ func (c *Config) Validate() error {
 		}
 		add(oneOf(key+".role", t.Role, "read", "approver", "admin"))
 	}
+	for i, u := range c.MCP.AuthorizationServers {
+		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			add(fieldErr(fmt.Sprintf("mcp.authorization_servers[%d]", i), fmt.Sprintf("%q must be an http(s) URL", u)))
+		}
+	}
+	if r := c.MCP.Resource; r != "" && !strings.HasPrefix(r, "https://") && !strings.HasPrefix(r, "http://") {
+		add(fieldErr("mcp.resource", fmt.Sprintf("%q must be an http(s) URL", r)))
+	}
+	add(oneOf("mcp.approval.without_elicitation", c.MCP.Approval.WithoutElicitation, "accept", "refuse"))
 	return errors.Join(errs...)
 }
 

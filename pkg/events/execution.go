@@ -36,10 +36,15 @@ const (
 	ViaCLI     Via = "cli"
 	// ViaAuto is an approval by policy (remediation.auto_approve).
 	ViaAuto Via = "auto"
+	// ViaMCPElicitation is an MCP decision the client's user confirmed in
+	// a dialog the server asked for (MCP elicitation), not only the model.
+	ViaMCPElicitation Via = "mcp-elicitation"
 )
 
 // Vias lists every Via.
-func Vias() []Via { return []Via{ViaMCP, ViaREST, ViaSlack, ViaWebhook, ViaCLI, ViaAuto} }
+func Vias() []Via {
+	return []Via{ViaMCP, ViaREST, ViaSlack, ViaWebhook, ViaCLI, ViaAuto, ViaMCPElicitation}
+}
 
 // Validate reports an unknown channel (field "via").
 func (v Via) Validate() error { return validateEnum("via", v, Vias()) }

@@ -191,9 +191,11 @@ type AnalyzeResponse struct {
 	// Total counts every incident matching the filters, across pages.
 	Total int `json:"total"`
 	// ByType counts the matching incidents per type.
-	ByType      map[IssueType]int `json:"by_type,omitempty"`
-	NextCursor  string            `json:"next_cursor,omitempty"`
-	GeneratedAt time.Time         `json:"generated_at"`
+	ByType map[IssueType]int `json:"by_type,omitempty"`
+	// BySeverity counts the matching incidents per severity.
+	BySeverity  map[Severity]int `json:"by_severity,omitempty"`
+	NextCursor  string           `json:"next_cursor,omitempty"`
+	GeneratedAt time.Time        `json:"generated_at"`
 }
 
 // Validate checks the cluster, every incident and the counts.
@@ -211,6 +213,11 @@ func (r AnalyzeResponse) Validate() error {
 	}
 	for t := range r.ByType {
 		if err := under("by_type", t.Validate()); err != nil {
+			return err
+		}
+	}
+	for s := range r.BySeverity {
+		if err := under("by_severity", s.Validate()); err != nil {
 			return err
 		}
 	}

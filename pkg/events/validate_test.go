@@ -288,6 +288,7 @@ func TestServiceBodyValidation(t *testing.T) {
 		{"analyze response incident", resp(func(r *AnalyzeResponse) { r.Incidents[0].Reason = "" }), "incidents[0].reason"},
 		{"analyze response total", resp(func(r *AnalyzeResponse) { r.Total = 0 }), "total"},
 		{"analyze response by_type", resp(func(r *AnalyzeResponse) { r.ByType["Sad"] = 1 }), "by_type.type"},
+		{"analyze response by_severity", resp(func(r *AnalyzeResponse) { r.BySeverity = map[Severity]int{"dire": 1} }), "by_severity.severity"},
 		{"analyze response time", resp(func(r *AnalyzeResponse) { r.GeneratedAt = time.Time{} }), "generated_at"},
 		{"plan request namespace", pr(func(r *PlanRequest) { r.Namespace = "" }), "namespace"},
 		{"plan request kind", pr(func(r *PlanRequest) { r.Kind = "" }), "kind"},

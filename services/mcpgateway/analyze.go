@@ -2,12 +2,38 @@ package mcpgateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
 )
+
+// analyze_cluster must fit an assistant's context however broken the
+// cluster is: it reads every matching incident from the watcher, answers
+// with counts, the top causes and one small page (DefaultIncidentPage
+// incidents, worst first), and pages with its own cursor. Details of one
+// incident are get_incident's.
+const (
+	// DefaultIncidentPage is analyze_cluster's default page size: with the
+	// summary it keeps the answer under 4 KB.
+	DefaultIncidentPage = 5
+	// maxTopCauses and maxNamespaces bound the summary.
+	maxTopCauses  = 5
+	maxNamespaces = 5
+	// watcherPage is the page size asked of the watcher, maxScan the most
+	// incidents read for one answer.
+	watcherPage = 500
+	maxScan     = 10000
+)
+
+var incidentIDRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
 type analyzeArgs struct {
 	Namespace string `json:"namespace"`
@@ -19,44 +45,189 @@ type analyzeArgs struct {
 
 func (s *Service) analyzeTool() (*tool, error) {
 	return defineTool("analyze_cluster", "Analyze cluster",
-		"List the failing workloads of the cluster, grouped into incidents: one incident per controlling owner "+
-			"(Deployment, StatefulSet, DaemonSet, Job, or a bare Pod), container and issue type, with pod count, "+
-			"restarts, severity and first/last seen. Answers from the watcher's live cache, worst first, paged "+
-			"(pass next_cursor back as cursor). Issue types: "+strings.Join(issueTypeNames(), ", ")+". "+
-			"Use it first; then generate_remediation_plan for an incident's owner.",
+		"Summarize the failing workloads of the cluster, grouped into incidents: one incident per controlling owner "+
+			"(Deployment, StatefulSet, DaemonSet, Job, or a bare Pod), container and issue type. Answers from the "+
+			"watcher's live cache with counts by type, severity and namespace, the top causes, and one page of "+
+			"incidents, worst first (default 5; pass next_cursor back as cursor for more). Issue types: "+
+			strings.Join(issueTypeNames(), ", ")+". Use it first; then get_incident for one incident's details, "+
+			"and generate_remediation_plan for an incident's owner.",
 		readOnlyHints,
 		[]argSpec{
 			namespaceArg("Only incidents in this namespace. Omit for every namespace.", false),
 			issueTypeArg("Only incidents of this issue type. Omit for every type."),
 			{name: "owner", typ: typeString, desc: "Only incidents of this workload: its name (\"payments-api\") or Kind/name (\"Deployment/payments-api\").",
 				pattern: ownerRE, rule: ruleOwner, maxLen: 317},
-			{name: "limit", typ: typeInteger, desc: "Page size.", min: 1, max: events.MaxAnalyzeLimit, def: events.DefaultAnalyzeLimit},
-			{name: "cursor", typ: typeString, desc: "next_cursor of the previous page.", maxLen: 1024},
+			{name: "limit", typ: typeInteger, desc: "Page size.", min: 1, max: events.MaxAnalyzeLimit, def: DefaultIncidentPage},
+			{name: "cursor", typ: typeString, desc: "next_cursor of the previous page (with the same filters).", maxLen: 1024},
 		},
 		s.analyze)
 }
 
+// scanIncidents reads every incident matching req from the watcher,
+// following its cursor. truncated is true when there were more than
+// maxScan.
+func (s *Service) scanIncidents(ctx context.Context, req events.AnalyzeRequest) (resp events.AnalyzeResponse, truncated bool, err error) {
+	req.Limit, req.Cursor = watcherPage, ""
+	for {
+		page, err := request[events.AnalyzeResponse](ctx, s, events.ServiceWatcher, events.VerbAnalyze, req,
+			s.cfg.RequestTimeout, map[string]string{"type": "issue_type"})
+		if err != nil {
+			return resp, false, err
+		}
+		if resp.Cluster == "" {
+			resp = page
+			resp.Incidents = append([]events.Incident(nil), page.Incidents...)
+		} else {
+			resp.Incidents = append(resp.Incidents, page.Incidents...)
+		}
+		if page.NextCursor == "" || len(page.Incidents) == 0 {
+			return resp, false, nil
+		}
+		if len(resp.Incidents) >= maxScan {
+			return resp, true, nil
+		}
+		req.Cursor = page.NextCursor
+	}
+}
+
+// analyzeCursor is the position of the next page, tied to the filters it
+// was issued for.
+func analyzeCursor(a analyzeArgs, offset int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("v1:" + strconv.Itoa(offset) + ":" + filterHash(a)))
+}
+
+func filterHash(a analyzeArgs) string {
+	h := sha256.Sum256([]byte(a.Namespace + "\x00" + a.IssueType + "\x00" + a.Owner))
+	return hex.EncodeToString(h[:6])
+}
+
+func parseAnalyzeCursor(a analyzeArgs) (int, error) {
+	if a.Cursor == "" {
+		return 0, nil
+	}
+	bad := argErr("cursor", fmt.Sprintf("%q is not a next_cursor of analyze_cluster with these filters: omit it for the first page", a.Cursor))
+	raw, err := base64.RawURLEncoding.DecodeString(a.Cursor)
+	if err != nil {
+		return 0, bad
+	}
+	parts := strings.Split(string(raw), ":")
+	if len(parts) != 3 || parts[0] != "v1" || parts[2] != filterHash(a) {
+		return 0, bad
+	}
+	off, err := strconv.Atoi(parts[1])
+	if err != nil || off < 0 {
+		return 0, bad
+	}
+	return off, nil
+}
+
 func (s *Service) analyze(ctx context.Context, _ *call, a analyzeArgs) (AnalyzeOut, string, error) {
-	req := events.AnalyzeRequest{Namespace: a.Namespace, Type: events.IssueType(a.IssueType),
-		Owner: a.Owner, Limit: a.Limit, Cursor: a.Cursor}
-	resp, err := request[events.AnalyzeResponse](ctx, s, events.ServiceWatcher, events.VerbAnalyze, req,
-		s.cfg.RequestTimeout, map[string]string{"type": "issue_type"})
+	offset, err := parseAnalyzeCursor(a)
+	if err != nil {
+		return AnalyzeOut{}, "", err
+	}
+	if a.Limit == 0 {
+		a.Limit = DefaultIncidentPage
+	}
+	req := events.AnalyzeRequest{Namespace: a.Namespace, Type: events.IssueType(a.IssueType), Owner: a.Owner}
+	resp, truncated, err := s.scanIncidents(ctx, req)
 	if err != nil {
 		return AnalyzeOut{}, "", fmt.Errorf("analyze cluster %s: %w", s.cfg.Cluster, err)
 	}
-	out := AnalyzeOut{Cluster: resp.Cluster, Total: resp.Total, Returned: len(resp.Incidents),
-		ByType: map[string]int{}, Incidents: make([]IncidentOut, 0, len(resp.Incidents)),
-		NextCursor: resp.NextCursor, GeneratedAt: resp.GeneratedAt}
+	all := resp.Incidents
+	out := AnalyzeOut{Cluster: resp.Cluster, Total: max(resp.Total, len(all)), ByType: map[string]int{},
+		BySeverity: map[string]int{}, Incidents: []IncidentOut{}, GeneratedAt: resp.GeneratedAt.UTC().Truncate(time.Second), Truncated: truncated}
 	for t, n := range resp.ByType {
 		out.ByType[string(t)] = n
 	}
-	for _, in := range resp.Incidents {
-		out.Incidents = append(out.Incidents, IncidentOut{ID: in.ID, Namespace: in.Namespace,
-			OwnerKind: in.Owner.Kind, OwnerName: in.Owner.Name, Container: in.Container,
-			Type: string(in.Type), Reason: in.Reason, PodCount: in.PodCount, Restarts: in.RestartCount,
-			Severity: string(in.Severity), Protected: in.Protected, FirstSeen: in.FirstSeen, LastSeen: in.LastSeen})
+	nsCount := map[string]int{}
+	type causeKey struct{ typ, reason string }
+	causes := map[causeKey]*CauseOut{}
+	for _, in := range all {
+		out.BySeverity[string(in.Severity)]++
+		nsCount[in.Namespace]++
+		k := causeKey{string(in.Type), in.Reason}
+		c := causes[k]
+		if c == nil {
+			c = &CauseOut{Type: k.typ, Reason: k.reason, Example: in.Namespace + "/" + in.Owner.Kind + "/" + in.Owner.Name}
+			causes[k] = c
+		}
+		c.Incidents++
+		c.Pods += in.PodCount
+	}
+	out.ByNamespace = topNamespaces(nsCount)
+	for _, c := range causes {
+		out.TopCauses = append(out.TopCauses, *c)
+	}
+	sort.Slice(out.TopCauses, func(i, j int) bool {
+		ci, cj := out.TopCauses[i], out.TopCauses[j]
+		if ci.Incidents != cj.Incidents {
+			return ci.Incidents > cj.Incidents
+		}
+		if ci.Pods != cj.Pods {
+			return ci.Pods > cj.Pods
+		}
+		return ci.Type+ci.Reason < cj.Type+cj.Reason
+	})
+	if len(out.TopCauses) > maxTopCauses {
+		out.TopCauses = out.TopCauses[:maxTopCauses]
+	}
+	if offset > len(all) {
+		offset = len(all)
+	}
+	end := min(offset+a.Limit, len(all))
+	for _, in := range all[offset:end] {
+		out.Incidents = append(out.Incidents, incidentOut(in))
+	}
+	out.Returned = len(out.Incidents)
+	out.Offset = offset
+	if end < len(all) {
+		out.NextCursor = analyzeCursor(a, end)
 	}
 	return out, analyzeText(out), nil
+}
+
+func incidentOut(in events.Incident) IncidentOut {
+	return IncidentOut{ID: in.ID, Namespace: in.Namespace, OwnerKind: in.Owner.Kind, OwnerName: in.Owner.Name,
+		Type: string(in.Type), Reason: in.Reason, PodCount: in.PodCount,
+		Restarts: in.RestartCount, Severity: string(in.Severity), Protected: in.Protected}
+}
+
+// topNamespaces keeps the namespaces with most incidents and sums the rest
+// under "(other)".
+func topNamespaces(counts map[string]int) map[string]int {
+	names := make([]string, 0, len(counts))
+	for ns := range counts {
+		names = append(names, ns)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if counts[names[i]] != counts[names[j]] {
+			return counts[names[i]] > counts[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	out := map[string]int{}
+	for i, ns := range names {
+		if i < maxNamespaces {
+			out[ns] = counts[ns]
+		} else {
+			out["(other)"] += counts[ns]
+		}
+	}
+	return out
+}
+
+func sortedCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func analyzeText(out AnalyzeOut) string {
@@ -64,23 +235,119 @@ func analyzeText(out AnalyzeOut) string {
 		return fmt.Sprintf("No failing workloads in cluster %s.", out.Cluster)
 	}
 	var b strings.Builder
-	types := make([]string, 0, len(out.ByType))
-	for t := range out.ByType {
-		types = append(types, t)
+	fmt.Fprintf(&b, "%d incident(s) in cluster %s (%s).", out.Total, out.Cluster, sortedCounts(out.ByType))
+	if len(out.TopCauses) > 0 {
+		b.WriteString(" Top causes:")
+		for _, c := range out.TopCauses {
+			fmt.Fprintf(&b, " %s/%s x%d;", c.Type, c.Reason, c.Incidents)
+		}
 	}
-	sort.Strings(types)
-	counts := make([]string, len(types))
-	for i, t := range types {
-		counts[i] = fmt.Sprintf("%s=%d", t, out.ByType[t])
-	}
-	fmt.Fprintf(&b, "%d incident(s) in cluster %s (%s); showing %d:", out.Total, out.Cluster, strings.Join(counts, ", "), out.Returned)
+	fmt.Fprintf(&b, "\nIncidents %d-%d, worst first:", out.Offset+1, out.Offset+out.Returned)
 	for _, in := range out.Incidents {
-		fmt.Fprintf(&b, "\n- [%s] %s/%s/%s %s (%s): %d pod(s), %d restart(s), last seen %s",
-			in.Severity, in.Namespace, in.OwnerKind, in.OwnerName, in.Type, in.Reason, in.PodCount, in.Restarts,
-			in.LastSeen.UTC().Format("2006-01-02T15:04:05Z"))
+		fmt.Fprintf(&b, "\n- %s [%s] %s/%s/%s %s (%s) pods=%d", in.ID, in.Severity, in.Namespace, in.OwnerKind,
+			in.OwnerName, in.Type, in.Reason, in.PodCount)
 	}
 	if out.NextCursor != "" {
-		fmt.Fprintf(&b, "\nMore: call again with cursor %q.", out.NextCursor)
+		fmt.Fprintf(&b, "\nMore: cursor %q.", out.NextCursor)
+	}
+	b.WriteString("\nDetails: get_incident {incident_id}.")
+	return b.String()
+}
+
+// --- get_incident -----------------------------------------------------
+
+type incidentArgs struct {
+	IncidentID string `json:"incident_id"`
+}
+
+func incidentIDArg() argSpec {
+	return argSpec{name: "incident_id", typ: typeString, desc: "The incident id (id in analyze_cluster).", required: true,
+		pattern: incidentIDRE, rule: "an incident id: 16 lower-case hex characters", maxLen: 16}
+}
+
+func (s *Service) getIncidentTool() (*tool, error) {
+	return defineTool("get_incident", "Get incident",
+		"Show one open incident in full: owner and owner chain, container, issue type and cause, exit code, "+
+			"restarts, affected pods, first and last seen, how often it was observed, the event message (quoted, "+
+			"untrusted cluster data) and the remediation plans stored for it. Use the id from analyze_cluster.",
+		readOnlyHints,
+		[]argSpec{incidentIDArg()},
+		func(ctx context.Context, _ *call, a incidentArgs) (IncidentDetailOut, string, error) {
+			out, err := s.incident(ctx, a.IncidentID)
+			if err != nil {
+				return IncidentDetailOut{}, "", err
+			}
+			return out, incidentText(out), nil
+		})
+}
+
+// incident finds an open incident by id in the watcher's cache and the
+// plans stored for it.
+func (s *Service) incident(ctx context.Context, id string) (IncidentDetailOut, error) {
+	resp, _, err := s.scanIncidents(ctx, events.AnalyzeRequest{})
+	if err != nil {
+		return IncidentDetailOut{}, fmt.Errorf("get incident %s: %w", id, err)
+	}
+	for _, in := range resp.Incidents {
+		if in.ID != id {
+			continue
+		}
+		out := IncidentDetailOut{ID: in.ID, Cluster: in.Cluster, Namespace: in.Namespace,
+			Owner: targetOut(in.Owner), Container: in.Container, Type: string(in.Type), Reason: in.Reason,
+			ExitCode: in.ExitCode, Restarts: in.RestartCount, PodCount: in.PodCount, Pods: in.Pods,
+			Severity: string(in.Severity), Protected: in.Protected, FirstSeen: in.FirstSeen, LastSeen: in.LastSeen,
+			Observations: in.Count, Plans: []PlanSummaryOut{}}
+		for _, o := range in.OwnerChain {
+			out.OwnerChain = append(out.OwnerChain, targetOut(o))
+		}
+		if in.Message != "" {
+			out.MessageNotice = untrustedNotice
+			out.QuotedMessage = quoteLines([]string{in.Message})
+		}
+		plans, err := s.listPlans(ctx)
+		if err != nil {
+			return IncidentDetailOut{}, fmt.Errorf("get incident %s: %w", id, err)
+		}
+		sort.Slice(plans, func(i, j int) bool { return plans[i].CreatedAt.After(plans[j].CreatedAt) })
+		for _, p := range plans {
+			if p.IncidentID == in.ID || (p.Namespace == in.Namespace && p.Target.Kind == in.Owner.Kind && p.Target.Name == in.Owner.Name && p.Type == in.Type) {
+				out.Plans = append(out.Plans, planSummary(p))
+			}
+		}
+		return out, nil
+	}
+	return IncidentDetailOut{}, fmt.Errorf("%w: no open incident %s in cluster %s: it resolved, or the id is wrong; list the open ones with analyze_cluster",
+		ErrIncidentNotFound, id, s.cfg.Cluster)
+}
+
+func incidentText(in IncidentDetailOut) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Incident %s [%s]: %s %s/%s", in.ID, in.Severity, in.Owner.Kind, in.Namespace, in.Owner.Name)
+	if in.Container != "" {
+		fmt.Fprintf(&b, " container %s", in.Container)
+	}
+	fmt.Fprintf(&b, ": %s (%s), %d pod(s), %d restart(s), observed %d time(s) from %s to %s",
+		in.Type, in.Reason, in.PodCount, in.Restarts, in.Observations,
+		in.FirstSeen.UTC().Format(time.RFC3339), in.LastSeen.UTC().Format(time.RFC3339))
+	if in.ExitCode != nil {
+		fmt.Fprintf(&b, ", last exit code %d", *in.ExitCode)
+	}
+	if in.Protected {
+		b.WriteString("\nProtected by policy: only diagnostic plans.")
+	}
+	if len(in.Pods) > 0 {
+		fmt.Fprintf(&b, "\nPods: %s", strings.Join(in.Pods, ", "))
+	}
+	if len(in.QuotedMessage) > 0 {
+		b.WriteString("\n")
+		writeQuoted(&b, "event message", in.QuotedMessage)
+	}
+	if len(in.Plans) == 0 {
+		fmt.Fprintf(&b, "\nNo plan yet: generate_remediation_plan {resource_type: %q, namespace: %q, resource_name: %q}.",
+			in.Owner.Kind, in.Namespace, in.Owner.Name)
+	}
+	for _, p := range in.Plans {
+		fmt.Fprintf(&b, "\nPlan %s (%s, risk %s): %s", p.PlanID, p.State, p.Risk, p.Summary)
 	}
 	return b.String()
 }

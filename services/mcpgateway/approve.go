@@ -89,13 +89,24 @@ func (s *Service) decide(ctx context.Context, c *call, a decideArgs, kind events
 		return DecisionOut{}, "", fmt.Errorf("%s plan %s: %w: it was already %s by %s via %s at %s (digest %s), and the executor has not processed that decision yet",
 			verb, p.ID, ErrConflict, pending.Decision, pending.DecidedBy, pending.Via, pending.At.Format(time.RFC3339), pending.Digest)
 	}
-	d := events.Decision{PlanID: p.ID, Digest: a.Digest, Decision: kind, DecidedBy: c.user, Via: c.via, At: now, Reason: a.Reason}
+	via := c.via
+	if kind == events.DecisionApproved {
+		if via, err = s.confirmApproval(c, p, a.Digest); err != nil {
+			return DecisionOut{}, "", err
+		}
+		now = s.now().UTC()
+		if !now.Before(p.ExpiresAt) {
+			return DecisionOut{}, "", fmt.Errorf("approve plan %s: %w: its approval window ended at %s, before the approval was confirmed; call generate_remediation_plan for a new plan",
+				p.ID, ErrPlanExpired, p.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+	}
+	d := events.Decision{PlanID: p.ID, Digest: a.Digest, Decision: kind, DecidedBy: c.user, Via: via, At: now, Reason: a.Reason}
 	dup, err := s.publishDecision(ctx, d)
 	if err != nil {
 		return DecisionOut{}, "", fmt.Errorf("%s plan %s: %w", verb, p.ID, err)
 	}
 	if !dup {
-		s.metrics.decisions.WithLabelValues(string(kind), string(c.via)).Inc()
+		s.metrics.decisions.WithLabelValues(string(kind), string(d.Via)).Inc()
 	}
 	s.log.Info("decision published", "cluster", s.cfg.Cluster, "namespace", p.Namespace,
 		"owner", p.Target.Kind+"/"+p.Target.Name, "plan", p.ID, "digest", d.Digest,

@@ -50,6 +50,10 @@ var badArgs = []struct {
 	{"reject_remediation_plan", `{"plan_id":"x"}`, "plan_id"},
 	{"reject_remediation_plan", `{"plan_id":"01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f","reason":"` + strings.Repeat("r", 1001) + `"}`, "reason"},
 	{"get_execution_status", `{"plan_id":null}`, "plan_id"},
+	{"get_incident", `{}`, "incident_id"},
+	{"get_incident", `{"incident_id":"B1CEAF2196B71374"}`, "incident_id"},
+	{"get_incident", `{"incident_id":"b1ceaf2196b7137"}`, "incident_id"},
+	{"analyze_cluster", `{"cursor":"not-a-cursor"}`, "cursor"},
 }
 
 func TestEveryToolRefusesBadArgumentsNamingThem(t *testing.T) {

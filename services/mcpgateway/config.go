@@ -65,21 +65,59 @@ type Config struct {
 	// DefaultUser is recorded as decided_by when a request carries no
 	// authenticated identity; empty means "mcp-client" or "rest-client".
 	DefaultUser string
+
+	// Tokens are the accepted bearer tokens (mcp.tokens), TokenFile a YAML
+	// file with more (mcp.token_file, read by New). With none, HTTP is
+	// unauthenticated, which New allows only on a loopback Host.
+	Tokens    []Token
+	TokenFile string
+	// Resource is the MCP endpoint's canonical URL in the RFC 9728
+	// metadata (mcp.resource); empty derives it from each request.
+	Resource string
+	// AuthorizationServers are advertised in the metadata
+	// (mcp.authorization_servers).
+	AuthorizationServers []string
+	// WithoutElicitation is what approve_remediation_plan does over MCP
+	// when the client cannot ask its user to confirm
+	// (mcp.approval.without_elicitation); default accept.
+	WithoutElicitation ElicitationFallback
 }
+
+// ElicitationFallback is the policy for MCP approvals from clients without
+// the elicitation capability.
+type ElicitationFallback string
+
+// Values of ElicitationFallback.
+const (
+	// FallbackAccept approves on the model's call alone (channel "mcp").
+	FallbackAccept ElicitationFallback = "accept"
+	// FallbackRefuse refuses and points to an approval channel where a
+	// person acts: REST with an approver token, the CLI, Slack.
+	FallbackRefuse ElicitationFallback = "refuse"
+)
 
 // ConfigFrom derives the gateway's configuration from the shared one.
 func ConfigFrom(c config.Config) Config {
+	var tokens []Token
+	for _, t := range c.MCP.Tokens {
+		tokens = append(tokens, Token{Token: t.Token, User: t.User, Role: Role(t.Role)})
+	}
 	return Config{
-		Cluster:             c.Kubernetes.ClusterName,
-		Host:                c.Server.Host,
-		Port:                c.Server.Port,
-		MCPPath:             c.MCP.Path,
-		RequestTimeout:      DefaultRequestTimeout,
-		PlanTimeout:         DefaultPlanTimeout,
-		ProbeTimeout:        DefaultProbeTimeout,
-		RemediateTimeout:    remediateTimeout(c.Remediation.VerifyTimeout.Duration),
-		MaxRemediateTimeout: DefaultMaxRemediateTimeout,
-		ShutdownTimeout:     DefaultShutdownTimeout,
+		Cluster:              c.Kubernetes.ClusterName,
+		Host:                 c.Server.Host,
+		Port:                 c.Server.Port,
+		MCPPath:              c.MCP.Path,
+		RequestTimeout:       DefaultRequestTimeout,
+		PlanTimeout:          DefaultPlanTimeout,
+		ProbeTimeout:         DefaultProbeTimeout,
+		RemediateTimeout:     remediateTimeout(c.Remediation.VerifyTimeout.Duration),
+		MaxRemediateTimeout:  DefaultMaxRemediateTimeout,
+		ShutdownTimeout:      DefaultShutdownTimeout,
+		Tokens:               tokens,
+		TokenFile:            c.MCP.TokenFile,
+		Resource:             c.MCP.Resource,
+		AuthorizationServers: c.MCP.AuthorizationServers,
+		WithoutElicitation:   ElicitationFallback(c.MCP.Approval.WithoutElicitation),
 	}
 }
 
@@ -124,6 +162,24 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.RemediateTimeout, DefaultRemediateTimeout)
 	def(&c.MaxRemediateTimeout, DefaultMaxRemediateTimeout)
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	switch c.WithoutElicitation {
+	case "":
+		c.WithoutElicitation = FallbackAccept
+	case FallbackAccept, FallbackRefuse:
+	default:
+		return c, fmt.Errorf("mcpgateway config: field \"mcp.approval.without_elicitation\": %q is not allowed (allowed: accept, refuse): %w", c.WithoutElicitation, events.ErrInvalid)
+	}
+	if err := validateTokens("mcp.tokens", c.Tokens); err != nil {
+		return c, fmt.Errorf("mcpgateway config: %w", err)
+	}
+	for i, u := range c.AuthorizationServers {
+		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			return c, fmt.Errorf("mcpgateway config: field \"mcp.authorization_servers[%d]\": %q must be an http(s) URL: %w", i, u, events.ErrInvalid)
+		}
+	}
+	if r := c.Resource; r != "" && !strings.HasPrefix(r, "https://") && !strings.HasPrefix(r, "http://") {
+		return c, fmt.Errorf("mcpgateway config: field \"mcp.resource\": %q must be an http(s) URL: %w", r, events.ErrInvalid)
+	}
 	if c.RemediateTimeout > c.MaxRemediateTimeout {
 		return c, fmt.Errorf("mcpgateway config: field \"remediate_timeout\": %s is above max_remediate_timeout %s: %w", c.RemediateTimeout, c.MaxRemediateTimeout, events.ErrInvalid)
 	}
@@ -145,4 +201,8 @@ type Deps struct {
 	// Now is the clock used for plan expiry and decision times; default
 	// time.Now.
 	Now func() time.Time
+	// TokenVerifier, when set, checks bearer tokens that are not in
+	// Config.Tokens (OAuth access tokens, for example). Setting it enables
+	// authentication like a configured token does.
+	TokenVerifier TokenVerifier
 }

@@ -6,7 +6,8 @@
 // The gateway holds no Kubernetes credentials. Everything it does goes over
 // the bus:
 //
-//   - analyze_cluster asks the watcher (kaar.<cluster>.svc.watcher.analyze);
+//   - analyze_cluster and get_incident ask the watcher
+//     (kaar.<cluster>.svc.watcher.analyze) and summarize;
 //   - generate_remediation_plan asks the planner (svc.planner.plan), which
 //     stores the plan in the kaar_plans bucket;
 //   - approve_remediation_plan and reject_remediation_plan read the plan
@@ -15,6 +16,12 @@
 //     approval is one message); the executor acts on it;
 //   - remediate_issue and get_execution_status read kaar_plans and watch
 //     kaar_executions until the executor's record is final.
+//
+// HTTP callers authenticate with bearer tokens whose role (read,
+// approver, admin) bounds the tools they may call (auth.go); an MCP
+// approval is confirmed by the client's user through elicitation when the
+// client can ask (confirm.go). Incidents, plans and audit trails are also
+// MCP resources, with two prompts (resources.go).
 //
 // Every tool validates its arguments twice: against its JSON input schema
 // (mcp-go's WithInputSchemaValidation for MCP, the same compiled schema for

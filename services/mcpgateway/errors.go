@@ -23,6 +23,12 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: the bus or a service did not answer (REST 503).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrForbidden: the caller's role does not allow the tool, or the
+	// approval needs a person the channel cannot reach (REST 403).
+	ErrForbidden = errors.New("forbidden")
+	// ErrNotConfirmed: the person asked to confirm an approval declined or
+	// cancelled; nothing was published (REST 409, never over REST today).
+	ErrNotConfirmed = errors.New("not confirmed")
 )
 
 // Specific errors, each matching one class above.
@@ -43,6 +49,13 @@ var (
 	// ErrNotApproved: remediate_issue found a plan nobody approved
 	// (matches ErrConflict).
 	ErrNotApproved = fmt.Errorf("plan not approved: %w", ErrConflict)
+	// ErrConfirmationRequired: an MCP approval from a client that cannot
+	// ask its user, with mcp.approval.without_elicitation = refuse
+	// (matches ErrForbidden).
+	ErrConfirmationRequired = fmt.Errorf("approval needs a person's confirmation: %w", ErrForbidden)
+	// ErrIncidentNotFound: no open incident has that id (matches
+	// ErrNotFound).
+	ErrIncidentNotFound = fmt.Errorf("incident not found: %w", ErrNotFound)
 )
 
 // ArgError is a bad tool argument: Field is the argument's name (a JSON
@@ -113,6 +126,14 @@ const (
 	outcomeUnavailable = "unavailable"
 	outcomeCanceled    = "canceled"
 	outcomeInternal    = "internal"
+	outcomeForbidden   = "forbidden"
+	outcomeDeclined    = "declined"
+	// outcomeInputRequired: the call asked the client for input (the
+	// confirmation of an approval) and will be called again.
+	outcomeInputRequired = "input_required"
+	// outcomeUnauthenticated is the REST code of a 401; never a tool
+	// outcome (the call does not reach a tool).
+	outcomeUnauthenticated = "unauthenticated"
 )
 
 // classify maps an error to its metrics outcome, REST status and the error
@@ -121,6 +142,12 @@ func classify(err error) (outcome string, status int) {
 	switch {
 	case err == nil:
 		return outcomeOK, http.StatusOK
+	case errors.As(err, new(*inputRequired)):
+		return outcomeInputRequired, http.StatusOK
+	case errors.Is(err, ErrForbidden):
+		return outcomeForbidden, http.StatusForbidden
+	case errors.Is(err, ErrNotConfirmed):
+		return outcomeDeclined, http.StatusConflict
 	case errors.Is(err, ErrInvalidArgument):
 		return outcomeInvalid, http.StatusBadRequest
 	case errors.Is(err, ErrNotFound):

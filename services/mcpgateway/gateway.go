@@ -2,6 +2,7 @@ package mcpgateway
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,11 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,6 +37,11 @@ type Service struct {
 
 	tools  []*tool
 	byName map[string]*tool
+
+	auth *authenticator
+	// stateKey signs the request state of an approval's confirmation
+	// round trip (MCP elicitation).
+	stateKey []byte
 
 	mcp        *server.MCPServer
 	streamable *server.StreamableHTTPServer
@@ -73,6 +81,28 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	tokens := slices.Clone(cfg.Tokens)
+	if cfg.TokenFile != "" {
+		more, err := loadTokenFile(cfg.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("mcpgateway config: %w", err)
+		}
+		if err := validateTokens("mcp.token_file", more); err != nil {
+			return nil, fmt.Errorf("mcpgateway config: %w", err)
+		}
+		tokens = append(tokens, more...)
+		if err := validateTokens("mcp.tokens + mcp.token_file", tokens); err != nil {
+			return nil, fmt.Errorf("mcpgateway config: %w", err)
+		}
+	}
+	if len(tokens) == 0 && deps.TokenVerifier == nil && !isLoopback(cfg.Host) {
+		return nil, fmt.Errorf("mcpgateway config: field \"mcp.tokens\": required when server.host is %q, not a loopback address: set mcp.tokens or mcp.token_file (or listen on 127.0.0.1): %w",
+			cfg.Host, events.ErrInvalid)
+	}
+	stateKey := make([]byte, 32)
+	if _, err := rand.Read(stateKey); err != nil {
+		return nil, fmt.Errorf("mcpgateway: %w", err)
+	}
 	js, err := jetstream.New(deps.NATS)
 	if err != nil {
 		return nil, fmt.Errorf("mcpgateway: jetstream: %w", err)
@@ -85,6 +115,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg: cfg, log: deps.Logger.With("component", "mcpgateway", "cluster", cfg.Cluster),
 		nc: deps.NATS, js: js, now: deps.Now, metrics: m, gather: deps.Gatherer,
 		byName: map[string]*tool{}, draining: make(chan struct{}), ready: make(chan struct{}),
+		auth: newAuthenticator(tokens, deps.TokenVerifier), stateKey: stateKey,
 	}
 	if s.tools, err = s.registry(); err != nil {
 		return nil, fmt.Errorf("mcpgateway: %w", err)
@@ -94,7 +125,17 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.mcp = s.newMCPServer()
 	s.streamable = server.NewStreamableHTTPServer(s.mcp,
-		server.WithStreamableHTTPLogger(s.log.With("transport", "streamable-http")))
+		server.WithStreamableHTTPLogger(s.log.With("transport", "streamable-http")),
+		// The identity requireAuth put on the request reaches the tools.
+		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
+			if id, ok := IdentityFromContext(r.Context()); ok {
+				return WithIdentity(ctx, id)
+			}
+			if u, ok := r.Context().Value(userKey{}).(string); ok {
+				return WithUser(ctx, u)
+			}
+			return ctx
+		}))
 	s.handler = s.newHandler()
 	return s, nil
 }
@@ -126,7 +167,7 @@ func (s *Service) invoke(ctx context.Context, t *tool, c *call, raw json.RawMess
 		s.metrics.toolDuration.WithLabelValues(t.name).Observe(time.Since(start).Seconds())
 		attrs := []any{"tool", t.name, "via", c.via, "user", c.user, "outcome", outcome, "duration", time.Since(start)}
 		switch outcome {
-		case outcomeOK:
+		case outcomeOK, outcomeInputRequired:
 			s.log.Debug("tool call", attrs...)
 		case outcomeInternal:
 			s.log.Error("tool call failed", append(attrs, "error", err)...)
@@ -136,6 +177,9 @@ func (s *Service) invoke(ctx context.Context, t *tool, c *call, raw json.RawMess
 			s.log.Info("tool call refused", append(attrs, "error", err)...)
 		}
 	}()
+	if err := authorize(ctx, t); err != nil {
+		return nil, "", err
+	}
 	checked, err := checkArgs(t.specs, raw)
 	if err != nil {
 		return nil, "", err

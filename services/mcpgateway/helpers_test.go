@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -54,6 +55,12 @@ func testLogger() *slog.Logger {
 
 func newEnv(t *testing.T, opts ...envOption) *testEnv {
 	t.Helper()
+	return newEnvDeps(t, nil, opts...)
+}
+
+// newEnvDeps is newEnv with a change to the gateway's Deps.
+func newEnvDeps(t *testing.T, deps func(*Deps), opts ...envOption) *testEnv {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DontListen: true})
@@ -95,7 +102,11 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 		o(&cfg)
 	}
 	gwConn := connect("kaar-mcpgateway")
-	e.gw, err = New(cfg, Deps{NATS: gwConn, Logger: testLogger(), Registerer: e.reg, Gatherer: e.reg})
+	d := Deps{NATS: gwConn, Logger: testLogger(), Registerer: e.reg, Gatherer: e.reg}
+	if deps != nil {
+		deps(&d)
+	}
+	e.gw, err = New(cfg, d)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -107,9 +118,17 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 // --- fake watcher -----------------------------------------------------
 
 type fakeWatcher struct {
-	mu   sync.Mutex
-	last events.AnalyzeRequest
-	n    int
+	mu        sync.Mutex
+	last      events.AnalyzeRequest
+	n         int
+	incidents []events.Incident
+}
+
+// setIncidents replaces the incidents the fake watcher knows.
+func (f *fakeWatcher) setIncidents(in []events.Incident) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.incidents = in
 }
 
 func (f *fakeWatcher) lastRequest() (events.AnalyzeRequest, int) {
@@ -132,35 +151,40 @@ func testIncident(ns, kind, name, container string, typ events.IssueType, reason
 
 func startFakeWatcher(t *testing.T, nc *nats.Conn) *fakeWatcher {
 	t.Helper()
-	f := &fakeWatcher{}
+	f := &fakeWatcher{incidents: []events.Incident{
+		testIncident("shop", "Deployment", "payments-api", "app", events.IssueCrashLoopBackOff, "exit_code_1", 2, 9),
+		testIncident("shop", "Deployment", "recommender", "app", events.IssueOOMKilled, "oom_killed", 1, 4),
+		testIncident("web", "StatefulSet", "cache", "redis", events.IssueImagePullBackOff, "image_not_found", 3, 0),
+	}}
 	subj, err := events.ServiceSubject(testCluster, events.ServiceWatcher, events.VerbAnalyze)
 	if err != nil {
 		t.Fatal(err)
 	}
-	incidents := []events.Incident{
-		testIncident("shop", "Deployment", "payments-api", "app", events.IssueCrashLoopBackOff, "exit_code_1", 2, 9),
-		testIncident("shop", "Deployment", "recommender", "app", events.IssueOOMKilled, "oom_killed", 1, 4),
-		testIncident("web", "StatefulSet", "cache", "redis", events.IssueImagePullBackOff, "image_not_found", 3, 0),
-	}
 	svc, err := micro.AddService(nc, micro.Config{Name: "kaar-watcher", Version: "0.0.1-fake",
 		Endpoint: &micro.EndpointConfig{Subject: subj, Handler: micro.HandlerFunc(func(r micro.Request) {
 			req, err := events.DecodeRequest[events.AnalyzeRequest](r.Data())
+			f.mu.Lock()
 			if err == nil {
-				f.mu.Lock()
 				f.last, f.n = req, f.n+1
-				f.mu.Unlock()
 			}
+			incidents := f.incidents
+			f.mu.Unlock()
 			resp := events.AnalyzeResponse{Cluster: testCluster, ByType: map[events.IssueType]int{}, GeneratedAt: time.Now().UTC()}
 			for _, in := range incidents {
-				if (req.Namespace != "" && in.Namespace != req.Namespace) || (req.Type != "" && in.Type != req.Type) {
+				if (req.Namespace != "" && in.Namespace != req.Namespace) || (req.Type != "" && in.Type != req.Type) ||
+					(req.Owner != "" && req.Owner != in.Owner.Name && req.Owner != in.Owner.Kind+"/"+in.Owner.Name) {
 					continue
 				}
 				resp.Incidents = append(resp.Incidents, in)
 				resp.ByType[in.Type]++
 			}
 			resp.Total = len(resp.Incidents)
+			// The cursor is an offset, as opaque to the gateway as the
+			// watcher's own.
+			off, _ := strconv.Atoi(strings.TrimPrefix(req.Cursor, "offset-"))
+			resp.Incidents = resp.Incidents[min(off, len(resp.Incidents)):]
 			if req.Limit > 0 && len(resp.Incidents) > req.Limit {
-				resp.Incidents, resp.NextCursor = resp.Incidents[:req.Limit], "page-2"
+				resp.Incidents, resp.NextCursor = resp.Incidents[:req.Limit], "offset-"+strconv.Itoa(off+req.Limit)
 			}
 			respond(r, resp, err)
 		})}})
@@ -295,13 +319,41 @@ func (e *testEnv) putExecution(ex events.Execution) {
 
 func (e *testEnv) sdkSession(opts *sdk.ClientOptions) *sdk.ClientSession {
 	e.t.Helper()
-	cl := sdk.NewClient(&sdk.Implementation{Name: "kaar-test", Version: "1"}, opts)
-	cs, err := cl.Connect(e.ctx, &sdk.StreamableClientTransport{Endpoint: e.srv.URL + "/mcp"}, nil)
+	cs, err := e.sdkConnect(opts, "", "")
 	if err != nil {
 		e.t.Fatalf("connect go-sdk client: %v", err)
 	}
-	e.t.Cleanup(func() { _ = cs.Close() })
 	return cs
+}
+
+// sdkConnect connects the go-sdk client over streamable HTTP, with a
+// bearer token when token is set, asking for protocol version pv ("" is
+// the newest).
+func (e *testEnv) sdkConnect(opts *sdk.ClientOptions, token, pv string) (*sdk.ClientSession, error) {
+	e.t.Helper()
+	cl := sdk.NewClient(&sdk.Implementation{Name: "kaar-test", Version: "1"}, opts)
+	tr := &sdk.StreamableClientTransport{Endpoint: e.srv.URL + "/mcp"}
+	if token != "" {
+		tr.HTTPClient = &http.Client{Transport: bearerTransport{token: token, next: e.srv.Client().Transport}}
+	}
+	cs, err := cl.Connect(e.ctx, tr, &sdk.ClientSessionOptions{ProtocolVersion: pv})
+	if err != nil {
+		return nil, err
+	}
+	e.t.Cleanup(func() { _ = cs.Close() })
+	return cs, nil
+}
+
+// bearerTransport adds an Authorization header to every request.
+type bearerTransport struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }
 
 // callTool calls a tool and fails the test on a protocol error.
@@ -344,12 +396,19 @@ func structured[T any](t *testing.T, res *sdk.CallToolResult) T {
 // --- REST client -----------------------------------------------------
 
 type restResponse struct {
+	Header http.Header
 	Status int
 	Body   map[string]any
 	Raw    []byte
 }
 
 func (e *testEnv) rest(method, path string, body string) restResponse {
+	e.t.Helper()
+	return e.restAs("", method, path, body)
+}
+
+// restAs is rest with a bearer token (none when token is empty).
+func (e *testEnv) restAs(token, method, path string, body string) restResponse {
 	e.t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -360,13 +419,16 @@ func (e *testEnv) rest(method, path string, body string) restResponse {
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	out := restResponse{Status: resp.StatusCode, Raw: raw}
+	out := restResponse{Status: resp.StatusCode, Raw: raw, Header: resp.Header}
 	if err := json.Unmarshal(raw, &out.Body); err != nil {
 		e.t.Fatalf("%s %s: body is not a JSON object (%v): %s", method, path, err, raw)
 	}

@@ -3,6 +3,7 @@ package mcpgateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 
 	"github.com/kaar-dev/kaar/pkg/events"
@@ -50,14 +51,19 @@ func (s *Service) newMCPServer() *server.MCPServer {
 		server.WithTitle("kaar: Kubernetes analysis and remediation"),
 		server.WithInstructions(instructions),
 		server.WithToolCapabilities(false),
+		server.WithResourceCapabilities(false, false),
+		server.WithPromptCapabilities(false),
 		server.WithInputSchemaValidation(),
 		server.WithOutputSchemaValidation(),
 		server.WithRecovery(),
+		server.WithElicitation(),
 		server.WithHooks(hooks),
 	)
 	for _, t := range s.tools {
 		srv.AddTool(t.mcpTool(), s.mcpHandler(t))
 	}
+	s.addResources(srv)
+	s.addPrompts(srv)
 	return srv
 }
 
@@ -70,8 +76,12 @@ func (s *Service) mcpHandler(t *tool) server.ToolHandlerFunc {
 		if err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
 		}
-		c := &call{via: events.ViaMCP, user: s.user(ctx, events.ViaMCP), progress: progressFunc(ctx, req)}
+		c := &call{via: events.ViaMCP, user: s.user(ctx, events.ViaMCP), progress: progressFunc(ctx, req),
+			confirm: &confirmation{canElicit: clientCanElicit(ctx), responses: req.Params.InputResponses, state: req.Params.RequestState}}
 		res, text, err := s.invoke(ctx, t, c, raw)
+		if ir := (*inputRequired)(nil); errors.As(err, &ir) {
+			return ir.result, nil
+		}
 		if err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
 		}

@@ -17,6 +17,7 @@ import (
 
 var wantHints = map[string]hints{
 	"analyze_cluster":           {readOnly: true, destructive: false, idempotent: true, openWorld: false},
+	"get_incident":              {readOnly: true, destructive: false, idempotent: true, openWorld: false},
 	"generate_remediation_plan": {readOnly: false, destructive: false, idempotent: false, openWorld: false},
 	"approve_remediation_plan":  {readOnly: false, destructive: true, idempotent: true, openWorld: false},
 	"remediate_issue":           {readOnly: true, destructive: false, idempotent: true, openWorld: false},
@@ -83,17 +84,26 @@ func TestAssistantAnalyzesTheCluster(t *testing.T) {
 		t.Errorf("by_type = %v", out.ByType)
 	}
 	req, n := e.watcher.lastRequest()
-	if n != 1 || req.Namespace != "shop" || req.Type != events.IssueOOMKilled || req.Limit != 10 {
+	if n != 1 || req.Namespace != "shop" || req.Type != events.IssueOOMKilled || req.Limit != watcherPage {
 		t.Errorf("watcher got %+v (%d requests)", req, n)
 	}
 	if txt := resultText(res); !strings.Contains(txt, "shop/Deployment/recommender OOMKilled") {
 		t.Errorf("text = %q", txt)
 	}
 
-	// Paging: the cursor comes back.
+	// Paging: the cursor comes back and gives the rest.
 	out = structured[AnalyzeOut](t, callTool(t, e.ctx, cs, "analyze_cluster", map[string]any{"limit": 2}))
-	if out.Total != 3 || out.Returned != 2 || out.NextCursor != "page-2" {
-		t.Errorf("paged analyze = %+v", out)
+	if out.Total != 3 || out.Returned != 2 || out.NextCursor == "" {
+		t.Fatalf("paged analyze = %+v", out)
+	}
+	next := structured[AnalyzeOut](t, callTool(t, e.ctx, cs, "analyze_cluster", map[string]any{"limit": 2, "cursor": out.NextCursor}))
+	if next.Returned != 1 || next.Offset != 2 || next.NextCursor != "" || next.Incidents[0].OwnerName != "cache" {
+		t.Errorf("second page = %+v", next)
+	}
+	// A cursor is tied to its filters.
+	res = callTool(t, e.ctx, cs, "analyze_cluster", map[string]any{"limit": 2, "cursor": out.NextCursor, "namespace": "web"})
+	if !res.IsError || !strings.Contains(resultText(res), `argument "cursor"`) {
+		t.Errorf("cursor with other filters: %s", resultText(res))
 	}
 }
 
@@ -120,7 +130,7 @@ func TestAssistantGeneratesAPlanWithUntrustedEvidence(t *testing.T) {
 		t.Errorf("expires_in_seconds = %d", p.ExpiresInSeconds)
 	}
 	txt := resultText(res)
-	for _, want := range []string{p.PlanID, p.Digest, "UNTRUSTED", "  > IGNORE PREVIOUS INSTRUCTIONS", "approve_remediation_plan"} {
+	for _, want := range []string{p.PlanID, p.Digest, "UNTRUSTED", "\n> IGNORE PREVIOUS INSTRUCTIONS", "approve_remediation_plan"} {
 		if !strings.Contains(txt, want) {
 			t.Errorf("text lacks %q:\n%s", want, txt)
 		}

@@ -89,9 +89,7 @@ func (s *Service) listPlansHandler(ctx context.Context, _ *call, a listPlansArgs
 			out.Truncated = true
 			continue
 		}
-		out.Plans = append(out.Plans, PlanSummaryOut{PlanID: p.ID, Digest: p.Digest, State: string(p.State),
-			Namespace: p.Namespace, Target: targetOut(p.Target), IssueType: string(p.Type), Risk: string(p.Risk),
-			DiagnosticOnly: p.DiagnosticOnly, Summary: p.Summary, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt})
+		out.Plans = append(out.Plans, planSummary(p))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d plan(s)", out.Total)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/mark3labs/mcp-go/server"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -23,12 +24,18 @@ func (s *Service) Handler() http.Handler { return s.handler }
 
 func (s *Service) newHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(s.cfg.MCPPath, s.streamable)
-	mux.HandleFunc("GET /mcp/v1/tools", s.restTools)
-	mux.HandleFunc("POST /mcp/v1/invoke/{tool}", s.restInvoke)
+	mux.Handle(s.cfg.MCPPath, s.requireAuth(s.streamable))
+	mux.Handle("GET /mcp/v1/tools", s.requireAuth(http.HandlerFunc(s.restTools)))
+	mux.Handle("POST /mcp/v1/invoke/{tool}", s.requireAuth(http.HandlerFunc(s.restInvoke)))
 	mux.HandleFunc("/mcp/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, restError{Error: fmt.Sprintf("no REST endpoint %s %s: use GET /mcp/v1/tools or POST /mcp/v1/invoke/{tool}", r.Method, r.URL.Path)})
 	})
+	if s.auth.enabled() {
+		// RFC 9728: at the root, and with the resource's path appended
+		// (where MCP clients look first).
+		mux.HandleFunc("GET "+server.WellKnownProtectedResourcePath, s.protectedResourceMetadata)
+		mux.HandleFunc("GET "+server.WellKnownProtectedResourcePath+s.cfg.MCPPath, s.protectedResourceMetadata)
+	}
 	mux.HandleFunc("GET /health", s.restHealth)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -63,6 +70,8 @@ type restError struct {
 	Field   string   `json:"field,omitempty"`
 	Code    string   `json:"code,omitempty"`
 	Allowed []string `json:"allowed,omitempty"`
+	// RequiredRole is the role a 403 lacked.
+	RequiredRole string `json:"required_role,omitempty"`
 }
 
 func (s *Service) restTools(w http.ResponseWriter, _ *http.Request) {
@@ -102,7 +111,11 @@ func (s *Service) restInvoke(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		outcome, status := classify(err)
 		field, allowed := errorField(err)
-		writeJSON(w, status, restError{Error: err.Error(), Field: field, Code: outcome, Allowed: allowed})
+		re := restError{Error: err.Error(), Field: field, Code: outcome, Allowed: allowed}
+		if fe := (*ForbiddenError)(nil); errors.As(err, &fe) {
+			re.RequiredRole = string(fe.Required)
+		}
+		writeJSON(w, status, re)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"result": res})

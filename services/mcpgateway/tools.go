@@ -32,6 +32,9 @@ type call struct {
 	// progress reports progress to the client when it asked for it; nil
 	// otherwise. Best effort.
 	progress func(progress, total float64, message string)
+	// confirm is set for MCP calls: how an approval is confirmed by a
+	// person (confirm.go).
+	confirm *confirmation
 }
 
 func (c *call) report(progress, total float64, message string) {
@@ -46,11 +49,14 @@ type runFunc func(ctx context.Context, c *call) (result any, text string, err er
 
 // tool is one entry of the registry shared by MCP and REST.
 type tool struct {
-	name         string
-	title        string
-	description  string
-	specs        []argSpec
-	hints        hints
+	name        string
+	title       string
+	description string
+	specs       []argSpec
+	hints       hints
+	// role is the least role that may call the tool when the gateway
+	// authenticates (auth.go).
+	role         Role
 	inputSchema  json.RawMessage
 	outputSchema json.RawMessage
 	run          runFunc
@@ -114,10 +120,20 @@ func (t *tool) mcpTool() mcp.Tool {
 	)
 }
 
+// toolRoles are the tools that need more than RoleRead: asking the
+// planner for a plan, deciding on one and following its execution.
+var toolRoles = map[string]Role{
+	"generate_remediation_plan": RoleApprover,
+	"approve_remediation_plan":  RoleApprover,
+	"reject_remediation_plan":   RoleApprover,
+	"remediate_issue":           RoleApprover,
+}
+
 // registry builds every tool. The order is the listing order.
 func (s *Service) registry() ([]*tool, error) {
 	builders := []func() (*tool, error){
 		s.analyzeTool,
+		s.getIncidentTool,
 		s.generatePlanTool,
 		s.approveTool,
 		s.remediateTool,
@@ -136,6 +152,10 @@ func (s *Service) registry() ([]*tool, error) {
 		}
 		if seen[t.name] {
 			return nil, fmt.Errorf("tool %s defined twice", t.name)
+		}
+		t.role = RoleRead
+		if r, ok := toolRoles[t.name]; ok {
+			t.role = r
 		}
 		seen[t.name] = true
 		out = append(out, t)

@@ -80,9 +80,11 @@ func query(t *tracker, req events.AnalyzeRequest, cluster string, now time.Time)
 	resp := events.AnalyzeResponse{Cluster: cluster, Total: len(matches), GeneratedAt: now.UTC(), Incidents: []events.Incident{}}
 	if len(matches) > 0 {
 		resp.ByType = map[events.IssueType]int{}
+		resp.BySeverity = map[events.Severity]int{}
 	}
 	for i := range matches {
 		resp.ByType[matches[i].Type]++
+		resp.BySeverity[matches[i].Severity]++
 	}
 	slices.SortFunc(matches, func(a, b events.Incident) int { return compareCursor(cursorOf(&a), cursorOf(&b)) })
 	start := 0

@@ -80,6 +80,12 @@ func TestQuery(t *testing.T) {
 	if all.ByType[events.IssueCrashLoopBackOff] != 3 || all.ByType[events.IssuePending] != 1 || len(all.ByType) != 5 {
 		t.Errorf("by type = %v", all.ByType)
 	}
+	if bs := all.BySeverity; bs[events.SeverityHigh] != 5 || bs[events.SeverityMedium] != 1 || bs[events.SeverityLow] != 1 || len(bs) != 3 {
+		t.Errorf("by severity = %v, want high 5, medium 1, low 1", bs)
+	}
+	if ops, _ := query(tr, events.AnalyzeRequest{Namespace: "ops"}, "prod", t0); ops.BySeverity[events.SeverityHigh] != 2 || len(ops.BySeverity) != 1 {
+		t.Errorf("by severity of namespace ops = %v, want the filtered counts (high 2)", ops.BySeverity)
+	}
 
 	// Paging: pages of 3 with the cursor give every incident once, in order.
 	var paged []string
@@ -170,7 +176,7 @@ func BenchmarkAnalyze10k(b *testing.B) {
 			if o%8 == 0 && i < 2 { // 250 owners with 2 failing pods
 				src = []*corev1.Pod{crash, pull}[o/8%2]
 			}
-			issues := Classify(src, fixtureNow, DefaultClassifyOptions())
+			issues := Classify(src, nil, fixtureNow, DefaultClassifyOptions())
 			failing += min(len(issues), 1)
 			if len(issues) > 0 {
 				pods = append(pods, podObs{Name: fmt.Sprintf("%s-%d", owner.Name, i), Issues: issues})

@@ -39,8 +39,9 @@ type ClassifyOptions struct {
 	// came back is not an incident, the second crash is.
 	RestartThreshold int32
 	// PendingGrace is how long a pod may be unschedulable before it is
-	// reported (measured from the PodScheduled condition's transition).
-	// Default 0: reported at once.
+	// reported (measured from the PodScheduled condition's transition), so
+	// that a pod a cluster autoscaler is about to place is not an incident.
+	// Default 30s; 0 reports at once.
 	PendingGrace time.Duration
 	// RecoveredAfter is how long a restarted container must have been
 	// running again to count as recovered; until then it is still
@@ -62,7 +63,7 @@ type ClassifyOptions struct {
 func DefaultClassifyOptions() ClassifyOptions {
 	return ClassifyOptions{
 		RestartThreshold:      1,
-		PendingGrace:          0,
+		PendingGrace:          30 * time.Second,
 		RecoveredAfter:        10 * time.Minute,
 		NotReadyAfter:         10 * time.Minute,
 		StuckTerminatingAfter: 5 * time.Minute,
@@ -71,20 +72,27 @@ func DefaultClassifyOptions() ClassifyOptions {
 
 // Classify says what is wrong with pod at time now: zero or more issues,
 // sorted by container then type. It is a pure function of its arguments.
+// events are the pod's events (any, in any order; nil is fine): the
+// kubelet's Warning Failed events give the cause of an image pull failure
+// that the pod's status no longer says ("Back-off pulling image").
 //
 // It never reports a pod that is starting (ContainerCreating,
 // PodInitializing), has succeeded, is being deleted (unless stuck past
 // StuckTerminatingAfter), or whose container restarted RestartThreshold
 // times or fewer.
-func Classify(pod *corev1.Pod, now time.Time, opts ClassifyOptions) []PodIssue {
-	issues, _ := classify(pod, now, opts)
+func Classify(pod *corev1.Pod, events []corev1.Event, now time.Time, opts ClassifyOptions) []PodIssue {
+	var ev Evidence
+	if pod != nil {
+		ev = EvidenceFrom(pod.UID, events)
+	}
+	issues, _ := classify(pod, ev, now, opts)
 	return issues
 }
 
-// classify is Classify that also returns when the answer may change by the
-// passage of time alone (a grace period or a recovery window ending), or
-// the zero time.
-func classify(pod *corev1.Pod, now time.Time, o ClassifyOptions) (out []PodIssue, recheck time.Time) {
+// classify is Classify with the evidence already gathered, that also
+// returns when the answer may change by the passage of time alone (a grace
+// period or a recovery window ending), or the zero time.
+func classify(pod *corev1.Pod, ev Evidence, now time.Time, o ClassifyOptions) (out []PodIssue, recheck time.Time) {
 	if pod == nil {
 		return nil, time.Time{}
 	}
@@ -158,7 +166,7 @@ func classify(pod *corev1.Pod, now time.Time, o ClassifyOptions) (out []PodIssue
 		if sidecars[cs.Name] {
 			p = corev1.RestartPolicyAlways
 		}
-		if iss, ok := containerIssue(cs, now, o, p, later); ok {
+		if iss, ok := containerIssue(cs, ev, now, o, p, later); ok {
 			if iss.Type == events.IssueCrashLoopBackOff && !sidecars[cs.Name] {
 				iss.Type = events.IssueInitContainerFailing
 			}
@@ -166,7 +174,7 @@ func classify(pod *corev1.Pod, now time.Time, o ClassifyOptions) (out []PodIssue
 		}
 	}
 	for _, cs := range pod.Status.ContainerStatuses {
-		if iss, ok := containerIssue(cs, now, o, policy, later); ok {
+		if iss, ok := containerIssue(cs, ev, now, o, policy, later); ok {
 			out = append(out, iss)
 		}
 	}
@@ -202,6 +210,7 @@ const (
 	reasonClassImageNotFound     = "image_not_found"
 	reasonClassUnauthorized      = "unauthorized"
 	reasonClassRegistryUnreached = "registry_unavailable"
+	reasonClassRateLimited       = "rate_limited"
 )
 
 // genericReason reports a reason class that says nothing about the cause
@@ -214,15 +223,23 @@ func genericReason(r string) bool {
 
 // containerIssue classifies one container status; policy is the
 // container's effective restart policy.
-func containerIssue(cs corev1.ContainerStatus, now time.Time, o ClassifyOptions, policy corev1.RestartPolicy, later func(time.Time)) (PodIssue, bool) {
+func containerIssue(cs corev1.ContainerStatus, ev Evidence, now time.Time, o ClassifyOptions, policy corev1.RestartPolicy, later func(time.Time)) (PodIssue, bool) {
 	restarted := cs.RestartCount > o.RestartThreshold
 	switch {
 	case cs.State.Waiting != nil:
 		w := cs.State.Waiting
 		switch w.Reason {
 		case reasonImagePullBackOff, reasonErrImagePull, reasonInvalidImageName, reasonErrImageNeverPull:
-			return PodIssue{Type: events.IssueImagePullBackOff, Container: cs.Name, Reason: pullReason(w.Reason, w.Message),
-				Message: w.Message, RestartCount: cs.RestartCount}, true
+			iss := PodIssue{Type: events.IssueImagePullBackOff, Container: cs.Name, Reason: pullReason(w.Reason, w.Message),
+				Message: w.Message, RestartCount: cs.RestartCount}
+			if c, ok := ev.PullCauses[cs.Name]; ok && (iss.Reason == reasonClassPullBackOff || iss.Reason == reasonClassPullFailed) &&
+				(c.Image == "" || cs.Image == "" || c.Image == cs.Image) {
+				// The back-off message lost the cause; the kubelet's
+				// Failed event about this image still has it.
+				iss.Reason = c.Reason
+				iss.Message = strings.TrimSuffix(w.Message, ".") + "; last pull failure: " + truncate(c.Message, 512)
+			}
+			return iss, true
 		case reasonCreateContainerConfig:
 			return PodIssue{Type: events.IssueCreateContainerConfigError, Container: cs.Name, Reason: configReason(w.Message),
 				Message: w.Message, RestartCount: cs.RestartCount}, true
@@ -326,8 +343,11 @@ func exitReason(code int32) string {
 	return "exit_code_" + strconv.Itoa(int(code))
 }
 
+// pullReason classes an image pull failure from the waiting reason and
+// the kubelet's message. Quoted image references are left out of the
+// match, so that an image called "notfound-proxy" is not a cause.
 func pullReason(reason, msg string) string {
-	m := strings.ToLower(msg)
+	m := strings.ToLower(stripQuoted(msg))
 	switch {
 	case reason == reasonInvalidImageName:
 		return reasonClassInvalidImageName
@@ -335,16 +355,40 @@ func pullReason(reason, msg string) string {
 		return reasonClassNeverPull
 	case strings.HasPrefix(m, backOffPullMessagePrefix):
 		return reasonClassPullBackOff
-	case containsAny(m, "not found", "manifest unknown", "does not exist", "notfound"):
-		return reasonClassImageNotFound
-	case containsAny(m, "unauthorized", "401", "403", "forbidden", "denied", "failed to authorize", "authentication required"):
+	case containsAny(m, "toomanyrequests", "too many requests", "rate limit"):
+		return reasonClassRateLimited
+	case containsAny(m, "unauthorized", "forbidden", "denied", "failed to authorize",
+		"authentication required", "may require authorization", "permission denied", "no basic auth credentials", "insufficient_scope"):
 		return reasonClassUnauthorized
-	case containsAny(m, "no such host", "connection refused", "i/o timeout", "timeout", "tls", "network is unreachable"):
+	case containsAny(m, "not found", "manifest unknown", "does not exist", "notfound", "name unknown"):
+		return reasonClassImageNotFound
+	case containsAny(m, "no such host", "connection refused", "i/o timeout", "timeout", "tls:", "x509:", "network is unreachable",
+		"connection reset", "server misbehaving", "503 service unavailable", "502 bad gateway"):
 		return reasonClassRegistryUnreached
 	case m == "":
 		return reasonClassPullBackOff
 	}
 	return reasonClassPullFailed
+}
+
+// stripQuoted removes the double-quoted parts of s (image references in
+// kubelet messages).
+func stripQuoted(s string) string {
+	if !strings.Contains(s, `"`) {
+		return s
+	}
+	var b strings.Builder
+	in := false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			in = !in
+			b.WriteRune(r)
+		case !in:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func configReason(msg string) string {

@@ -2,6 +2,8 @@ package watcher
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +28,27 @@ func loadPod(t testing.TB, name string) *corev1.Pod {
 		t.Fatalf("decode fixture %s: %v", name, err)
 	}
 	return &p
+}
+
+// loadEvents reads the events recorded with a pod fixture
+// (testdata/<name>.events.json, an EventList), nil when there are none.
+func loadEvents(t testing.TB, name string) []corev1.Event {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name+".events.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("read events fixture: %v", err)
+	}
+	var l corev1.EventList
+	if err := json.Unmarshal(b, &l); err != nil {
+		t.Fatalf("decode events fixture %s: %v", name, err)
+	}
+	if len(l.Items) == 0 {
+		t.Fatalf("events fixture %s has no events", name)
+	}
+	return l.Items
 }
 
 // want is an expected issue; ExitCode -1 means "no exit code".
@@ -63,8 +86,12 @@ func TestClassifyFixtures(t *testing.T) {
 		// ImagePullBackOff, ErrImagePull, InvalidImageName.
 		{"sandbox-errpull-notfound", []want{{events.IssueImagePullBackOff, "web", "image_not_found", -1, 0}}},
 		{"sandbox-errpull-unauth", []want{{events.IssueImagePullBackOff, "web", "unauthorized", -1, 0}}},
-		{"sandbox-image-not-found", []want{{events.IssueImagePullBackOff, "web", "pull_back_off", -1, 0}}},
-		{"sandbox-image-unauthorized", []want{{events.IssueImagePullBackOff, "web", "pull_back_off", -1, 0}}},
+		// ImagePullBackOff says only "Back-off pulling image": the cause
+		// comes from the kubelet's Failed events recorded with the pod.
+		{"sandbox-image-not-found", []want{{events.IssueImagePullBackOff, "web", "image_not_found", -1, 0}}},
+		{"sandbox-image-unauthorized", []want{{events.IssueImagePullBackOff, "web", "unauthorized", -1, 0}}},
+		{"crafted-image-rate-limited", []want{{events.IssueImagePullBackOff, "web", "rate_limited", -1, 0}}},
+		{"crafted-image-registry-unreachable", []want{{events.IssueImagePullBackOff, "web", "registry_unavailable", -1, 0}}},
 		{"crafted-invalid-image-name", []want{{events.IssueImagePullBackOff, "app", "invalid_image_name", -1, 0}}},
 		// Pending: the scheduler's message gives the class.
 		{"sandbox-unschedulable-cpu", []want{{events.IssuePending, "", "insufficient_cpu", -1, 0}}},
@@ -109,7 +136,8 @@ func TestClassifyFixtures(t *testing.T) {
 		t.Run(tc.fixture, func(t *testing.T) {
 			ran++
 			pod := loadPod(t, tc.fixture)
-			got := Classify(pod, fixtureNow, DefaultClassifyOptions())
+			evs := loadEvents(t, tc.fixture)
+			got := Classify(pod, evs, fixtureNow, DefaultClassifyOptions())
 			if len(got) != len(tc.want) {
 				t.Fatalf("Classify = %+v, want %d issues %+v", got, len(tc.want), tc.want)
 			}
@@ -137,9 +165,15 @@ func TestClassifyFixtures(t *testing.T) {
 					t.Errorf("issue does not make a valid incident: %v", err)
 				}
 			}
-			// The trimmed pod the informer caches classifies the same.
+			// The trimmed pod and events the informers cache classify the
+			// same.
 			trimmed, _ := transform(pod)
-			if again := Classify(trimmed.(*corev1.Pod), fixtureNow, DefaultClassifyOptions()); !sameIssues(again, got) {
+			trimmedEvs := make([]corev1.Event, len(evs))
+			for i := range evs {
+				e, _ := transform(&evs[i])
+				trimmedEvs[i] = *e.(*corev1.Event)
+			}
+			if again := Classify(trimmed.(*corev1.Pod), trimmedEvs, fixtureNow, DefaultClassifyOptions()); !sameIssues(again, got) {
 				t.Errorf("trimmed pod classifies as %+v, want %+v", again, got)
 			}
 		})
@@ -154,8 +188,9 @@ func TestClassifyFixtures(t *testing.T) {
 	}
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
 	for _, f := range files {
-		if name := strings.TrimSuffix(filepath.Base(f), ".json"); !covered[name] {
-			t.Errorf("fixture %s is not in the table", name)
+		name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(f), ".json"), ".events")
+		if !covered[name] {
+			t.Errorf("fixture %s is not in the table", filepath.Base(f))
 		}
 	}
 }
@@ -181,14 +216,14 @@ func TestClassifyOptions(t *testing.T) {
 		since := condition(pod, corev1.PodScheduled).LastTransitionTime.Time
 		o := opts
 		o.PendingGrace = time.Minute
-		got, recheck := classify(pod, since.Add(30*time.Second), o)
+		got, recheck := classify(pod, Evidence{}, since.Add(30*time.Second), o)
 		if len(got) != 0 {
 			t.Fatalf("within the grace period: %+v, want none", got)
 		}
 		if !recheck.Equal(since.Add(time.Minute)) {
 			t.Errorf("recheck = %s, want the end of the grace period %s", recheck, since.Add(time.Minute))
 		}
-		if got := Classify(pod, since.Add(time.Minute), o); len(got) != 1 || got[0].Type != events.IssuePending {
+		if got := Classify(pod, nil, since.Add(time.Minute), o); len(got) != 1 || got[0].Type != events.IssuePending {
 			t.Errorf("after the grace period: %+v, want Pending", got)
 		}
 	})
@@ -198,7 +233,7 @@ func TestClassifyOptions(t *testing.T) {
 		for thr, wantN := range map[int32]int{0: 1, 2: 1, 3: 0, 10: 0} {
 			o := opts
 			o.RestartThreshold = thr
-			if got := Classify(pod, fixtureNow, o); len(got) != wantN {
+			if got := Classify(pod, nil, fixtureNow, o); len(got) != wantN {
 				t.Errorf("threshold %d: %d issues, want %d", thr, len(got), wantN)
 			}
 		}
@@ -207,16 +242,16 @@ func TestClassifyOptions(t *testing.T) {
 	t.Run("recovery window", func(t *testing.T) {
 		pod := loadPod(t, "crafted-oom-running-again") // running since 00:58:30
 		started := pod.Status.ContainerStatuses[0].State.Running.StartedAt.Time
-		_, recheck := classify(pod, fixtureNow, opts)
+		_, recheck := classify(pod, Evidence{}, fixtureNow, opts)
 		if !recheck.Equal(started.Add(opts.RecoveredAfter)) {
 			t.Errorf("recheck = %s, want %s", recheck, started.Add(opts.RecoveredAfter))
 		}
-		if got := Classify(pod, started.Add(opts.RecoveredAfter), opts); len(got) != 0 {
+		if got := Classify(pod, nil, started.Add(opts.RecoveredAfter), opts); len(got) != 0 {
 			t.Errorf("after the recovery window: %+v, want none", got)
 		}
 		o := opts
 		o.RecoveredAfter = 0
-		if got := Classify(pod, fixtureNow, o); len(got) != 0 {
+		if got := Classify(pod, nil, fixtureNow, o); len(got) != 0 {
 			t.Errorf("RecoveredAfter 0: %+v, want none (running is recovered)", got)
 		}
 	})
@@ -225,14 +260,14 @@ func TestClassifyOptions(t *testing.T) {
 		o := opts
 		o.NotReadyAfter, o.StuckTerminatingAfter = 0, 0
 		for _, f := range []string{"crafted-not-ready-long", "crafted-stuck-terminating"} {
-			if got := Classify(loadPod(t, f), fixtureNow, o); len(got) != 0 {
+			if got := Classify(loadPod(t, f), nil, fixtureNow, o); len(got) != 0 {
 				t.Errorf("%s with the check disabled: %+v, want none", f, got)
 			}
 		}
 	})
 
 	t.Run("nil pod", func(t *testing.T) {
-		if got := Classify(nil, fixtureNow, opts); got != nil {
+		if got := Classify(nil, nil, fixtureNow, opts); got != nil {
 			t.Errorf("Classify(nil) = %+v", got)
 		}
 	})
@@ -269,12 +304,14 @@ func BenchmarkClassify(b *testing.B) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
 	pods := make([]*corev1.Pod, 0, len(files))
 	for _, f := range files {
-		pods = append(pods, loadPod(b, strings.TrimSuffix(filepath.Base(f), ".json")))
+		if !strings.HasSuffix(f, ".events.json") {
+			pods = append(pods, loadPod(b, strings.TrimSuffix(filepath.Base(f), ".json")))
+		}
 	}
 	opts := DefaultClassifyOptions()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		_ = Classify(pods[i%len(pods)], fixtureNow, opts)
+		_ = Classify(pods[i%len(pods)], nil, fixtureNow, opts)
 	}
 }

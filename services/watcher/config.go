@@ -3,6 +3,7 @@ package watcher
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -73,7 +74,13 @@ func ConfigFrom(c config.Config) Config {
 		IncludeNamespaces:   slices.Clone(c.Policy.IncludeNamespaces),
 		ExcludeNamespaces:   slices.Clone(c.Policy.ExcludeNamespaces),
 		ProtectedNamespaces: slices.Clone(c.Policy.ProtectedNamespaces),
-		Classify:            DefaultClassifyOptions(),
+		Classify: ClassifyOptions{
+			RestartThreshold:      int32(min(max(c.Watcher.RestartThreshold, 0), math.MaxInt32)),
+			PendingGrace:          c.Watcher.PendingGrace.Duration,
+			RecoveredAfter:        c.Watcher.RecoveredAfter.Duration,
+			NotReadyAfter:         c.Watcher.NotReadyAfter.Duration,
+			StuckTerminatingAfter: c.Watcher.StuckTerminatingAfter.Duration,
+		},
 	}
 }
 

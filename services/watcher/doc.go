@@ -2,8 +2,11 @@
 //
 // It watches pods (and the ReplicaSets and Jobs that owner resolution
 // needs) through client-go shared informers whose transform trims every
-// object to the fields it reads. A pure classifier ([Classify]) turns a
-// pod into zero or more issues; the pods of one controlling owner (Pod ->
+// object to the fields it reads, and the kubelet's Warning Failed events of
+// pods: the cause of an image pull failure (not found, unauthorized,
+// registry unavailable, rate limited) is only in them, and is remembered
+// per pod once they are gone. A pure classifier ([Classify]) turns a pod
+// and its evidence into zero or more issues; the pods of one controlling owner (Pod ->
 // ReplicaSet -> Deployment, Pod -> Job -> CronJob, StatefulSet,
 // DaemonSet, or the pod itself) that share a container and an issue type
 // are one incident, identified by events.IncidentID.
@@ -24,5 +27,6 @@
 // micro service) from memory, never with a LIST against the API server.
 //
 // The watcher only reads the cluster (get, list, watch on pods,
-// replicasets and jobs).
+// replicasets and jobs; list and watch on events, optional: without them
+// image pull causes are less precise).
 package watcher

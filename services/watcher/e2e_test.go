@@ -65,7 +65,7 @@ func newHarness(t *testing.T) *harness {
 	// The watcher runs as the sandbox's kaar-watcher user with read-only
 	// access to what it watches, and nothing else (least privilege).
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "kaar-watcher"}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"get", "list", "watch"}},
 	}}
@@ -435,6 +435,39 @@ func TestRestartedWatcherNeitherRepeatsNorMissesResolution(t *testing.T) {
 	}
 	if all := h.events(t); count(all, id, events.TransitionDetected) != 1 || len(all) != 2 {
 		t.Errorf("want detected then resolved, got %s", summary(all))
+	}
+}
+
+// TestWatcherStartedDuringImagePullBackOffNamesTheCause starts the
+// watcher only once the pods of a Deployment show "Back-off pulling image"
+// (the status no longer says why): the incident still names the cause,
+// read from the kubelet's Failed events.
+func TestWatcherStartedDuringImagePullBackOffNamesTheCause(t *testing.T) {
+	h := newHarness(t)
+	h.create(t, testDeployment("web", 2, nil, corev1.Container{Name: "web", Image: "private.registry.example/team/web:1.0"}))
+	waitFor(t, 2*time.Minute, "both pods to be in ImagePullBackOff", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		pods, err := h.admin.CoreV1().Pods(h.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return false, err.Error()
+		}
+		backOff := 0
+		for _, p := range pods.Items {
+			for _, cs := range p.Status.ContainerStatuses {
+				if w := cs.State.Waiting; w != nil && w.Reason == "ImagePullBackOff" {
+					backOff++
+				}
+			}
+		}
+		return backOff == 2, fmt.Sprintf("%d of %d pods in ImagePullBackOff", backOff, len(pods.Items))
+	})
+
+	h.startWatcher(t)
+	id := events.IncidentID(testCluster, h.ns, "Deployment", "web", "web", events.IssueImagePullBackOff)
+	in := h.waitEvent(t, time.Minute, id, events.TransitionDetected).event.Incident
+	if in.Reason != "unauthorized" || in.PodCount != 2 || !strings.Contains(in.Message, "401 Unauthorized") {
+		t.Errorf("detected %+v, want reason unauthorized, 2 pods and the kubelet's 401 in the message", in)
 	}
 }
 

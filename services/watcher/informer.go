@@ -20,12 +20,19 @@ const indexController = "kaar-controller"
 
 // cluster is the watcher's view of the cluster: one shared informer
 // factory with pod, ReplicaSet and Job informers, trimmed by transform and
-// indexed by controller.
+// indexed by controller, and a second one with the kubelet's Warning
+// Failed events of pods (the causes of image pull failures).
 type cluster struct {
 	factory informers.SharedInformerFactory
 	pods    cache.SharedIndexInformer
 	rs      cache.SharedIndexInformer
 	jobs    cache.SharedIndexInformer
+	// eventFactory is separate because its field selector must not apply
+	// to the other informers, and because events are optional evidence:
+	// the watcher does not wait for them (nor need the right to read them)
+	// to detect.
+	eventFactory informers.SharedInformerFactory
+	events       cache.SharedIndexInformer
 }
 
 func newCluster(cs kubernetes.Interface, namespace string, resync time.Duration) (*cluster, error) {
@@ -34,11 +41,15 @@ func newCluster(cs kubernetes.Interface, namespace string, resync time.Duration)
 		opts = append(opts, informers.WithNamespace(namespace))
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(cs, resync, opts...)
+	ef := informers.NewSharedInformerFactoryWithOptions(cs, 0, append(opts,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = eventFieldSelector }))...)
 	c := &cluster{
-		factory: f,
-		pods:    f.Core().V1().Pods().Informer(),
-		rs:      f.Apps().V1().ReplicaSets().Informer(),
-		jobs:    f.Batch().V1().Jobs().Informer(),
+		factory:      f,
+		pods:         f.Core().V1().Pods().Informer(),
+		rs:           f.Apps().V1().ReplicaSets().Informer(),
+		jobs:         f.Batch().V1().Jobs().Informer(),
+		eventFactory: ef,
+		events:       ef.Core().V1().Events().Informer(),
 	}
 	for name, inf := range map[string]struct {
 		i    cache.SharedIndexInformer
@@ -125,8 +136,9 @@ func (c *cluster) podsOf(k ownerKey) []*corev1.Pod {
 // transform trims every cached object to what the watcher reads:
 // managedFields always go (nil-safe), pods keep their identity, owner
 // references, deletion state, restart policy, container names and status,
-// and ReplicaSets and Jobs keep only their metadata identity and owner
-// references. It returns new objects, so it is idempotent.
+// ReplicaSets and Jobs keep only their metadata identity and owner
+// references, and events their subject, reason, message and times. It
+// returns new objects, so it is idempotent.
 func transform(obj any) (any, error) {
 	if v := reflect.ValueOf(obj); !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
 		return obj, nil
@@ -138,6 +150,8 @@ func transform(obj any) (any, error) {
 		return &appsv1.ReplicaSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}, nil
 	case *batchv1.Job:
 		return &batchv1.Job{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}, nil
+	case *corev1.Event:
+		return trimEvent(o), nil
 	case metav1.ObjectMetaAccessor:
 		if m := o.GetObjectMeta(); m != nil {
 			m.SetManagedFields(nil)
@@ -206,6 +220,34 @@ func trimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
 			Image:                cs.Image,
 			Started:              cs.Started,
 		}
+	}
+	return out
+}
+
+// maxEventMessage bounds a cached event message: a pull failure's cause is
+// in its first few hundred bytes.
+const maxEventMessage = 2048
+
+func trimEvent(e *corev1.Event) *corev1.Event {
+	out := &corev1.Event{
+		TypeMeta: e.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: e.Name, Namespace: e.Namespace, UID: e.UID, ResourceVersion: e.ResourceVersion,
+			CreationTimestamp: e.CreationTimestamp},
+		InvolvedObject: corev1.ObjectReference{Kind: e.InvolvedObject.Kind, Namespace: e.InvolvedObject.Namespace,
+			Name: e.InvolvedObject.Name, UID: e.InvolvedObject.UID, FieldPath: e.InvolvedObject.FieldPath},
+		Reason:         e.Reason,
+		Message:        e.Message,
+		Type:           e.Type,
+		FirstTimestamp: e.FirstTimestamp,
+		LastTimestamp:  e.LastTimestamp,
+		EventTime:      e.EventTime,
+		Count:          e.Count,
+	}
+	if len(out.Message) > maxEventMessage {
+		out.Message = out.Message[:maxEventMessage]
+	}
+	if e.Series != nil {
+		out.Series = &corev1.EventSeries{Count: e.Series.Count, LastObservedTime: e.Series.LastObservedTime}
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -29,8 +31,8 @@ type Deps struct {
 	// NATS is the bus connection (required). The ISSUES stream and the
 	// kaar_incidents bucket must exist (bus.Provision).
 	NATS *nats.Conn
-	// Kube reads pods, ReplicaSets and Jobs (required; get, list and watch
-	// are the only verbs used).
+	// Kube reads pods, ReplicaSets, Jobs and events (required; get, list
+	// and watch are the only verbs used; events are optional evidence).
 	Kube kubernetes.Interface
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -54,6 +56,7 @@ type Service struct {
 	queue   workqueue.TypedRateLimitingInterface[ownerKey]
 	metrics *metrics
 	store   *stateStore
+	pulls   *pullMemory
 	synced  atomic.Bool
 	ran     atomic.Bool
 }
@@ -98,6 +101,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		now:     deps.Now,
 		cl:      cl,
 		filter:  newNSFilter(cfg),
+		pulls:   newPullMemory(),
 		metrics: m,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[ownerKey](500*time.Millisecond, 2*time.Minute),
@@ -107,9 +111,20 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if _, err := cl.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.podChanged(nil, obj) },
 		UpdateFunc: s.podChanged,
-		DeleteFunc: func(obj any) { s.podChanged(nil, obj) },
+		DeleteFunc: func(obj any) {
+			if p := podOf(obj); p != nil {
+				s.pulls.forget(p.UID)
+			}
+			s.podChanged(nil, obj)
+		},
 	}); err != nil {
 		return nil, fmt.Errorf("watcher: pod handler: %w", err)
+	}
+	if _, err := cl.events.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    s.eventChanged,
+		UpdateFunc: func(_, obj any) { s.eventChanged(obj) },
+	}); err != nil {
+		return nil, fmt.Errorf("watcher: event handler: %w", err)
 	}
 	for kind, inf := range map[string]cache.SharedIndexInformer{"ReplicaSet": cl.rs, "Job": cl.jobs} {
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -160,6 +175,11 @@ func (s *Service) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	s.cl.factory.StartWithContext(gctx)
 	defer s.cl.factory.Shutdown()
+	// Events are evidence, not a condition of detection: their informer
+	// is not waited for (without the right to list events the watcher
+	// still detects, with less precise image pull causes).
+	s.cl.eventFactory.StartWithContext(gctx)
+	defer s.cl.eventFactory.Shutdown()
 	g.Go(func() error {
 		<-gctx.Done()
 		s.queue.ShutDown() // workers finish the item in hand, then return
@@ -237,8 +257,29 @@ func (s *Service) podChanged(oldObj, obj any) {
 }
 
 func (s *Service) interesting(pod *corev1.Pod) bool {
-	issues, recheck := classify(pod, s.now(), s.cfg.Classify)
+	issues, recheck := classify(pod, s.pulls.evidence(pod.UID), s.now(), s.cfg.Classify)
 	return len(issues) > 0 || !recheck.IsZero()
+}
+
+// eventChanged remembers the cause of an image pull failure from a kubelet
+// event and re-evaluates the pod's owner when the cause is new: the pod's
+// status alone may only say "Back-off pulling image".
+func (s *Service) eventChanged(obj any) {
+	ev, ok := obj.(*corev1.Event)
+	if !ok {
+		return
+	}
+	if ns := cmp.Or(ev.InvolvedObject.Namespace, ev.Namespace); !s.filter.watched(ns) {
+		return
+	}
+	ns, name, uid, changed := s.pulls.observe(ev)
+	if !changed {
+		return
+	}
+	cached, ok, _ := s.cl.pods.GetIndexer().GetByKey(ns + "/" + name)
+	if pod, isPod := cached.(*corev1.Pod); ok && isPod && pod.UID == uid {
+		s.podChanged(nil, pod)
+	}
 }
 
 // controllerChanged re-evaluates the owners of a ReplicaSet's or Job's
@@ -334,7 +375,7 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 	var recheck time.Time
 	if s.filter.watched(k.Namespace) {
 		for _, p := range s.cl.podsOf(k) {
-			issues, rc := classify(p, now, s.cfg.Classify)
+			issues, rc := classify(p, s.pulls.evidence(p.UID), now, s.cfg.Classify)
 			if !rc.IsZero() && (recheck.IsZero() || rc.Before(recheck)) {
 				recheck = rc
 			}
@@ -408,6 +449,11 @@ func (s *Service) expireLoop(ctx context.Context) error {
 	tick := time.NewTicker(min(time.Hour, s.cfg.StateRetention))
 	defer tick.Stop()
 	for {
+		s.pulls.prune(func(ns, name string, uid types.UID) bool {
+			obj, ok, _ := s.cl.pods.GetIndexer().GetByKey(ns + "/" + name)
+			p, isPod := obj.(*corev1.Pod)
+			return ok && isPod && p.UID == uid
+		})
 		for _, id := range s.tracker.Expire(s.now().Add(-s.cfg.StateRetention)) {
 			if err := s.store.purge(ctx, id); err != nil && ctx.Err() == nil {
 				s.log.Warn("purging expired incident record failed", slog.String("incident", id), slog.Any("error", err))

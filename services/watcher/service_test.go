@@ -93,7 +93,12 @@ func TestConfigFrom(t *testing.T) {
 	got := ConfigFrom(c)
 	if got.Cluster != "eu-1" || got.Namespace != "shop" || got.ExcludeNamespaces[0] != "sandbox" ||
 		len(got.ProtectedNamespaces) != 3 || got.Classify != DefaultClassifyOptions() {
-		t.Errorf("ConfigFrom = %+v", got)
+		t.Errorf("ConfigFrom(config.Default()) = %+v, want the watcher's defaults", got)
+	}
+	c.Watcher = config.Watcher{RestartThreshold: 4, PendingGrace: config.Duration{Duration: 2 * time.Minute}}
+	want := ClassifyOptions{RestartThreshold: 4, PendingGrace: 2 * time.Minute}
+	if got := ConfigFrom(c).Classify; got != want {
+		t.Errorf("ConfigFrom(watcher section) = %+v, want %+v (zero durations disable)", got, want)
 	}
 	if _, err := got.withDefaults(); err != nil {
 		t.Errorf("ConfigFrom(config.Default()) does not validate: %v", err)

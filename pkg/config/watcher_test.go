@@ -1,0 +1,37 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWatcherSection(t *testing.T) {
+	def := Default().Watcher
+	if def.RestartThreshold != 1 || def.PendingGrace.Duration != 30*time.Second || def.RecoveredAfter.Duration != 10*time.Minute ||
+		def.NotReadyAfter.Duration != 10*time.Minute || def.StuckTerminatingAfter.Duration != 5*time.Minute {
+		t.Errorf("default watcher section = %+v", def)
+	}
+	cfg, err := Load(strings.NewReader("watcher:\n  restart_threshold: 3\n  pending_grace: 2m\n  not_ready_after: 0s\n"),
+		[]string{"KAAR_WATCHER_STUCK_TERMINATING_AFTER=1m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Watcher; w.RestartThreshold != 3 || w.PendingGrace.Duration != 2*time.Minute || w.NotReadyAfter.Duration != 0 ||
+		w.StuckTerminatingAfter.Duration != time.Minute || w.RecoveredAfter.Duration != 10*time.Minute {
+		t.Errorf("loaded watcher section = %+v", w)
+	}
+	for _, tc := range []struct{ yaml, key string }{
+		{"watcher:\n  restart_threshold: -1\n", "watcher.restart_threshold"},
+		{"watcher:\n  pending_grace: -5s\n", "watcher.pending_grace"},
+		{"watcher:\n  recovered_after: 48h\n", "watcher.recovered_after"},
+		{"watcher:\n  pending: 1m\n", "watcher.pending"},
+	} {
+		_, err := Load(strings.NewReader(tc.yaml), nil)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Key != tc.key || !errors.Is(err, ErrInvalid) {
+			t.Errorf("Load(%q) = %v, want a FieldError for %s", tc.yaml, err, tc.key)
+		}
+	}
+}
