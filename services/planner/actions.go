@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -133,7 +136,7 @@ func (b *builder) rollback(_ Strategy) (*candidate, string) {
 	if !healthy {
 		why = fmt.Sprintf("no older revision has ready replicas; revision %d is the previous one", target.Number)
 	}
-	cand := &candidate{Step: st,
+	cand := &candidate{Steps: []events.Step{st},
 		Summary: fmt.Sprintf("%s since revision %d; roll back to revision %d.", problem(b.in), current, target.Number),
 		Notes:   []string{"rollback: " + why}}
 	if cur := currentRS(revs, current); cur != nil && cur.Status.ReadyReplicas > 0 {
@@ -193,7 +196,7 @@ func (b *builder) setImage(st Strategy) (*candidate, string) {
 	step.Kubectl = b.kubectl("set", "image", w.ref(), c.Name+"="+img)
 	step.Preconditions = []string{b.generationPrecondition(), fmt.Sprintf("container %d of the pod spec is still named %s", idx, c.Name)}
 	step.SuccessCheck = fmt.Sprintf("the new pods pull %s and run; %s becomes ready", img, w.ref())
-	return &candidate{Step: step,
+	return &candidate{Steps: []events.Step{step},
 		Summary: fmt.Sprintf("%s; set the image of container %s back to %s.", problem(b.in), c.Name, img),
 		Notes:   []string{"set_image: " + img + " is " + from}}, ""
 }
@@ -268,7 +271,7 @@ func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
 	step.Kubectl = b.kubectl(kubectlArgs...)
 	step.Preconditions = []string{b.generationPrecondition(), fmt.Sprintf("container %d of the pod spec is still named %s", idx, c.Name)}
 	step.SuccessCheck = fmt.Sprintf("%s rolls out and container %s is not OOMKilled again for the verify window", w.ref(), c.Name)
-	cand := &candidate{Step: step,
+	cand := &candidate{Steps: []events.Step{step},
 		Summary: fmt.Sprintf("%s at its %s memory limit; raise it to %s.", problem(b.in), limitQ.String(), formatBytes(newLimit))}
 	if healthyLimit > limit {
 		cand.Notes = append(cand.Notes, fmt.Sprintf("increase_memory: revision %d ran healthy with a %s limit; the new limit is at least that", healthyRev, formatBytes(healthyLimit)))
@@ -279,38 +282,37 @@ func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
 	return cand, ""
 }
 
-// healthyMemoryLimit returns the newest older Deployment revision whose
-// pods ran (ready replicas) and the memory limit of container name in it;
-// zero when there is none, or it set no limit.
+// healthyMemoryLimit returns the last healthy revision and the memory
+// limit of container name in it; zero when there is none, or it set no
+// limit.
 func (b *builder) healthyMemoryLimit(name string) (rev, limit int64) {
-	w := b.in.Owner
-	if w.Deployment == nil {
+	r, ok := b.lastHealthy()
+	if !ok {
 		return 0, 0
 	}
-	revs, current := rolloutHistory(w.Deployment, b.in.ReplicaSets)
-	for _, r := range revs {
-		if r.Number >= current || r.RS.Status.ReadyReplicas == 0 {
-			continue
+	for _, c := range append(slices.Clone(r.RS.Spec.Template.Spec.Containers), r.RS.Spec.Template.Spec.InitContainers...) {
+		if q, has := c.Resources.Limits[corev1.ResourceMemory]; has && c.Name == name {
+			return r.Number, q.Value()
 		}
-		for _, c := range append(slices.Clone(r.RS.Spec.Template.Spec.Containers), r.RS.Spec.Template.Spec.InitContainers...) {
-			if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok && c.Name == name {
-				return r.Number, q.Value()
-			}
-		}
-		return 0, 0
 	}
 	return 0, 0
 }
 
-// restart is a rollout restart of the controller, or the deletion of a
-// bare pod.
+// restart is a rollout restart of the controller; for a controller
+// without one (a ReplicaSet of its own, a Job), the deletion of its
+// failing pods, which it recreates. A pod without a controller is never
+// deleted to restart it: nothing would bring it back.
 func (b *builder) restart(st Strategy) (*candidate, string) {
 	w := b.in.Owner
 	if w.BarePod {
-		return b.deletePod(st)
+		return nil, fmt.Sprintf("pod %s has no controller: deleting it would not restart it but remove it; recreate it from its manifest", w.Ref.Name)
 	}
 	if !w.Restartable {
-		return nil, fmt.Sprintf("%s has no rollout restart", w.ref())
+		cand, why := b.deletePods(st)
+		if cand == nil {
+			return nil, fmt.Sprintf("%s has no rollout restart, and its pods cannot be deleted instead: %s", w.ref(), why)
+		}
+		return cand, ""
 	}
 	// The timestamp is the incident's last observation, not the planning
 	// time, so that planning the same observation twice gives the same
@@ -333,24 +335,75 @@ func (b *builder) restart(st Strategy) (*candidate, string) {
 	step.Kubectl = b.kubectl("rollout", "restart", w.ref())
 	step.Preconditions = []string{b.generationPrecondition()}
 	step.SuccessCheck = fmt.Sprintf("%s rolls out new pods and they stay ready for the verify window", w.ref())
-	return &candidate{Step: step, Summary: fmt.Sprintf("%s; restart its pods.", problem(b.in)),
+	return &candidate{Steps: []events.Step{step}, Summary: fmt.Sprintf("%s; restart its pods.", problem(b.in)),
 		Notes: []string{"restart: a restart only helps a transient failure; if the pods fail again, look at the diagnostic steps"}}, ""
 }
 
-// deletePod deletes a pod that no controller manages.
-func (b *builder) deletePod(_ Strategy) (*candidate, string) {
+// deletePods deletes the incident's failing pods so that their
+// controller replaces them: one step per pod, each with a UID
+// precondition, at most remediation.max_pods. A pod without a controller
+// is never deleted (it would not come back).
+func (b *builder) deletePods(_ Strategy) (*candidate, string) {
 	w := b.in.Owner
-	if !w.BarePod {
-		return nil, fmt.Sprintf("delete_pod is planned only for a pod without a controller; %s recreates its pods (use rollout_restart)", w.ref())
+	if w.BarePod {
+		return nil, fmt.Sprintf("pod %s has no controller: deleting it would remove the workload; recreate it from its manifest instead", w.Ref.Name)
 	}
-	step := b.mutatingStep(events.ActionDeletePod, fmt.Sprintf("Delete pod %s (no controller will recreate it)", w.Ref.Name), events.RiskHigh)
-	step.Params = map[string]string{"uid": w.Ref.UID}
-	step.Kubectl = b.kubectl("delete", "pod", w.Ref.Name)
-	step.Undo = "cannot be undone: recreate the pod from its manifest"
-	step.Preconditions = []string{fmt.Sprintf("pod %s still has uid %s (a delete precondition)", w.Ref.Name, w.Ref.UID)}
-	step.SuccessCheck = fmt.Sprintf("pod %s is gone", w.Ref.Name)
-	return &candidate{Step: step, Summary: fmt.Sprintf("%s; delete the bare pod (it is not recreated).", problem(b.in)),
-		Notes: []string{"delete_pod: the pod has no controller, so deleting it removes the workload until someone recreates it"}}, ""
+	var pods []corev1.Pod
+	for _, p := range b.in.Pods {
+		if b.controlledByOwner(&p) && p.DeletionTimestamp == nil {
+			pods = append(pods, p)
+		}
+	}
+	if len(pods) == 0 {
+		return nil, fmt.Sprintf("no failing pod of %s is left to delete", w.ref())
+	}
+	if n := max(len(pods), b.in.Incident.PodCount); n > b.in.Cfg.MaxPods {
+		return nil, fmt.Sprintf("refused: %s has %d failing pods, more than remediation.max_pods (%d)", w.ref(), n, b.in.Cfg.MaxPods)
+	}
+	var steps []events.Step
+	for _, p := range pods {
+		st := events.Step{Action: events.ActionDeletePod, Title: fmt.Sprintf("Delete pod %s so that %s replaces it", p.Name, w.ref()),
+			Target: kindRef(KindPod, "v1", p.ObjectMeta), Risk: events.RiskLow, Mutating: true,
+			Params: map[string]string{"uid": string(p.UID)}}
+		st.Kubectl = b.kubectl("delete", "pod", p.Name)
+		st.Undo = "nothing to undo: the controller creates a replacement pod from the same template"
+		st.Preconditions = []string{fmt.Sprintf("pod %s still has uid %s (a delete precondition) and is controlled by %s", p.Name, p.UID, w.ref())}
+		st.SuccessCheck = fmt.Sprintf("pod %s is gone and a replacement pod of %s becomes ready", p.Name, w.ref())
+		steps = append(steps, st)
+	}
+	return &candidate{Steps: steps,
+		Summary: fmt.Sprintf("%s; delete the %s so that %s recreates them.", problem(b.in), plural(len(pods), "failing pod"), w.ref()),
+		Notes:   []string{"delete_pod: a new pod only helps a transient failure; if it fails again, look at the diagnostic steps"}}, ""
+}
+
+// controlledByOwner reports whether the owner (or, for a Deployment, one
+// of its ReplicaSets) is the pod's controller.
+func (b *builder) controlledByOwner(p *corev1.Pod) bool {
+	c := metav1.GetControllerOf(p)
+	if c == nil {
+		return false
+	}
+	if string(c.UID) == b.in.Owner.Ref.UID {
+		return true
+	}
+	return slices.ContainsFunc(b.in.ReplicaSets, func(rs appsv1.ReplicaSet) bool { return rs.UID == c.UID })
+}
+
+// lastHealthy is the newest Deployment revision older than the current
+// one whose pods ran (ready replicas); false for other kinds or when none
+// did.
+func (b *builder) lastHealthy() (revision, bool) {
+	w := b.in.Owner
+	if w.Deployment == nil {
+		return revision{}, false
+	}
+	revs, current := rolloutHistory(w.Deployment, b.in.ReplicaSets)
+	for _, r := range revs {
+		if r.Number < current && r.RS.Status.ReadyReplicas > 0 {
+			return r, true
+		}
+	}
+	return revision{}, false
 }
 
 // deleteEvicted deletes the owner's Failed/Evicted pods, at most MaxPods.
@@ -375,7 +428,7 @@ func (b *builder) deleteEvicted(st Strategy) (*candidate, string) {
 	step.Undo = "nothing to undo: evicted pods do not run and their controller has replaced them"
 	step.Preconditions = []string{"each pod still has its uid (a delete precondition) and is still Failed with reason Evicted"}
 	step.SuccessCheck = "the evicted pods are gone and " + b.in.Owner.ref() + " has its replicas ready"
-	return &candidate{Step: step,
+	return &candidate{Steps: []events.Step{step},
 		Summary: fmt.Sprintf("%s; delete the %s (cleanup: the controller already replaced them).", problem(b.in), plural(len(pods), "evicted pod")),
 		Notes:   []string{"eviction is a node problem (memory or disk pressure): the evidence says which; set memory requests near real usage so the pods are not the first evicted"}}, ""
 }
@@ -425,10 +478,10 @@ func (b *builder) schedulableNodes() []corev1.Node {
 	return out
 }
 
-// setNodeSelector sets the node selector given as the strategy's
-// parameters, when a schedulable node carries those labels and the
-// scheduler complained about the selector. Without parameters it never
-// guesses.
+// setNodeSelector fixes a node selector no node matches: to the
+// strategy's params (label=value) when given, else to the selector of the
+// last healthy revision, and only when a Ready, schedulable node matches
+// it and has no taint the pods do not tolerate. It never guesses labels.
 func (b *builder) setNodeSelector(st Strategy) (*candidate, string) {
 	w := b.in.Owner
 	if w.BarePod || !w.TemplateMutable {
@@ -438,40 +491,205 @@ func (b *builder) setNodeSelector(st Strategy) (*candidate, string) {
 	if !strings.Contains(msg, "node affinity/selector") && !strings.Contains(msg, "node(s) didn't match") {
 		return nil, "the scheduler does not report a node selector mismatch"
 	}
-	if len(st.Params) == 0 {
-		return nil, "the selector to set is not configured (give it as the strategy's params); guessing node labels is not safe"
+	want, from := maps.Clone(st.Params), "the strategy's params"
+	if len(want) == 0 {
+		r, ok := b.lastHealthy()
+		if !ok {
+			return nil, "no selector is configured (the strategy's params) and no older revision ran healthy to take one from; guessing node labels is not safe"
+		}
+		want, from = maps.Clone(r.RS.Spec.Template.Spec.NodeSelector), fmt.Sprintf("the selector of revision %d, the last that ran", r.Number)
 	}
-	want := maps.Clone(st.Params)
 	if maps.Equal(want, w.Spec.NodeSelector) {
-		return nil, "the node selector is already the configured one"
+		return nil, fmt.Sprintf("the node selector is already %s", from)
 	}
 	sel := labels.SelectorFromSet(want)
 	var match []string
 	for _, n := range b.schedulableNodes() {
-		if sel.Matches(labels.Set(n.Labels)) {
+		if sel.Matches(labels.Set(n.Labels)) && untolerated(n.Spec.Taints, w.Spec.Tolerations) == nil {
 			match = append(match, n.Name)
 		}
 	}
 	if len(match) == 0 {
-		return nil, fmt.Sprintf("no Ready, schedulable node has the labels %s", sel.String())
+		return nil, fmt.Sprintf("no Ready, schedulable node without untolerated taints has the labels %q (%s)", sel.String(), from)
 	}
-	op := patchOp{Op: "add", Path: w.SpecPath + "/nodeSelector", Value: want}
-	undo := patchOp{Op: "remove", Path: w.SpecPath + "/nodeSelector"}
-	if w.Spec.NodeSelector != nil {
-		op.Op = "replace"
+	var op, undo patchOp
+	switch {
+	case len(want) == 0:
+		op = patchOp{Op: "remove", Path: w.SpecPath + "/nodeSelector"}
+		undo = patchOp{Op: "add", Path: w.SpecPath + "/nodeSelector", Value: w.Spec.NodeSelector}
+	case w.Spec.NodeSelector == nil:
+		op = patchOp{Op: "add", Path: w.SpecPath + "/nodeSelector", Value: want}
+		undo = patchOp{Op: "remove", Path: w.SpecPath + "/nodeSelector"}
+	default:
+		op = patchOp{Op: "replace", Path: w.SpecPath + "/nodeSelector", Value: want}
 		undo = patchOp{Op: "replace", Path: w.SpecPath + "/nodeSelector", Value: w.Spec.NodeSelector}
 	}
-	step := b.mutatingStep(events.ActionSetNodeSelector, fmt.Sprintf("Set the node selector of %s to %s (matches %s)", w.ref(), sel.String(), strings.Join(match, ", ")), events.RiskMedium)
+	shown := sel.String()
+	if shown == "" {
+		shown = "none (any node)"
+	}
+	step := b.mutatingStep(events.ActionSetNodeSelector, fmt.Sprintf("Set the node selector of %s to %s (matches %s)", w.ref(), shown, strings.Join(match, ", ")), events.RiskMedium)
 	step.Params = want
+	if len(want) == 0 {
+		step.Params = nil
+	}
 	step.PatchType = events.PatchJSON
 	step.Patch = encodePatch(guardOp(w, 0), op)
 	step.UndoPatch = encodePatch(guardOp(w, 1), undo)
-	step.Undo = "restore the previous node selector (the undo patch)"
-	step.Kubectl = b.kubectl("patch", w.ref(), "--type=json", "-p", strconv.Quote(string(encodePatch(op))))
-	step.Preconditions = []string{b.generationPrecondition(), "at least one Ready node carries the labels " + sel.String()}
-	step.SuccessCheck = "the pods are scheduled and become ready"
-	return &candidate{Step: step, Summary: fmt.Sprintf("%s; set its node selector to %s.", problem(b.in), sel.String())}, ""
+	step.Undo = fmt.Sprintf("restore the node selector %s (the undo patch)", labels.SelectorFromSet(w.Spec.NodeSelector).String())
+	step.Kubectl = b.kubectl("patch", w.ref(), "--type=json", "-p", shellQuote(string(encodePatch(op))))
+	step.Preconditions = []string{b.generationPrecondition(), fmt.Sprintf("a Ready, schedulable node carries the labels %q and no taint the pods do not tolerate (now: %s)", sel.String(), strings.Join(match, ", "))}
+	step.SuccessCheck = fmt.Sprintf("the pods of %s are scheduled and become ready", w.ref())
+	return &candidate{Steps: []events.Step{step}, Summary: fmt.Sprintf("%s; set its node selector to %s.", problem(b.in), shown),
+		Notes: []string{"set_node_selector: the selector is " + from}}, ""
 }
+
+// untolerated returns the first NoSchedule or NoExecute taint that no
+// toleration tolerates, or nil.
+func untolerated(taints []corev1.Taint, tols []corev1.Toleration) *corev1.Taint {
+	for i := range taints {
+		t := &taints[i]
+		if t.Effect == corev1.TaintEffectPreferNoSchedule {
+			continue
+		}
+		if !slices.ContainsFunc(tols, func(tol corev1.Toleration) bool { return tolerates(tol, t) }) {
+			return t
+		}
+	}
+	return nil
+}
+
+// tolerates reports whether a toleration tolerates a taint (the Equal and
+// Exists operators; an empty key with Exists tolerates everything).
+func tolerates(tol corev1.Toleration, t *corev1.Taint) bool {
+	if tol.Effect != "" && tol.Effect != t.Effect {
+		return false
+	}
+	if tol.Key == "" {
+		return tol.Operator == corev1.TolerationOpExists
+	}
+	if tol.Key != t.Key {
+		return false
+	}
+	switch tol.Operator {
+	case corev1.TolerationOpExists:
+		return true
+	case corev1.TolerationOpEqual, "":
+		return tol.Value == t.Value
+	}
+	return false
+}
+
+// addToleration adds a toleration the pods lack, when the scheduler
+// reports an untolerated taint: the toleration given as the strategy's
+// params (key, and value, operator, effect), else one the last healthy
+// revision had. It is proposed only when a Ready, schedulable node that
+// matches the node selector carries the taint and would then accept the
+// pods. A toleration is never derived from the taint alone: taints
+// reserve nodes for someone, so the permission has to come from the
+// configuration or from the workload's own history.
+func (b *builder) addToleration(st Strategy) (*candidate, string) {
+	w := b.in.Owner
+	if !w.BarePod && !w.TemplateMutable {
+		return nil, fmt.Sprintf("the tolerations of %s cannot be changed in place", w.ref())
+	}
+	if !strings.Contains(b.schedulingMessage(), "untolerated taint") {
+		return nil, "the scheduler does not report an untolerated taint"
+	}
+	var add []corev1.Toleration
+	from := "the strategy's params"
+	if key := st.Params[events.ParamKey]; key != "" {
+		tol := corev1.Toleration{Key: key, Value: st.Params[events.ParamValue],
+			Operator: corev1.TolerationOperator(st.Params[events.ParamOperator]), Effect: corev1.TaintEffect(st.Params[events.ParamEffect])}
+		if tol.Operator == "" {
+			tol.Operator = corev1.TolerationOpEqual
+			if tol.Value == "" {
+				tol.Operator = corev1.TolerationOpExists
+			}
+		}
+		add = append(add, tol)
+	} else if r, ok := b.lastHealthy(); ok {
+		from = fmt.Sprintf("the tolerations of revision %d, the last that ran", r.Number)
+		for _, tol := range r.RS.Spec.Template.Spec.Tolerations {
+			if !slices.ContainsFunc(w.Spec.Tolerations, func(t corev1.Toleration) bool { return apiequality.Semantic.DeepEqual(t, tol) }) {
+				add = append(add, tol)
+			}
+		}
+		if len(add) == 0 {
+			return nil, fmt.Sprintf("revision %d, the last that ran, had no toleration the current template lacks", r.Number)
+		}
+	} else {
+		return nil, "the toleration to add is not configured (the strategy's params key, value, effect) and no older revision ran healthy to take it from; a taint reserves nodes, so kaar does not guess"
+	}
+	if slices.ContainsFunc(add, func(t corev1.Toleration) bool { return t.Key == "" && t.Operator == corev1.TolerationOpExists }) {
+		return nil, "refused: a toleration without a key tolerates every taint"
+	}
+	all := append(slices.Clone(w.Spec.Tolerations), add...)
+	sel := labels.SelectorFromSet(w.Spec.NodeSelector)
+	var match []string
+	for _, n := range b.schedulableNodes() {
+		newlyTolerated := untolerated(n.Spec.Taints, w.Spec.Tolerations) != nil
+		if newlyTolerated && untolerated(n.Spec.Taints, all) == nil && sel.Matches(labels.Set(n.Labels)) {
+			match = append(match, n.Name)
+		}
+	}
+	if len(match) == 0 {
+		return nil, fmt.Sprintf("no Ready, schedulable node matching the node selector would accept the pods with the toleration from %s", from)
+	}
+	path := w.SpecPath + "/tolerations"
+	var ops []patchOp
+	var undo patchOp
+	if w.Spec.Tolerations == nil {
+		ops = []patchOp{{Op: "add", Path: path, Value: add}}
+		undo = patchOp{Op: "remove", Path: path}
+	} else {
+		for _, t := range add {
+			ops = append(ops, patchOp{Op: "add", Path: path + "/-", Value: t})
+		}
+		undo = patchOp{Op: "replace", Path: path, Value: w.Spec.Tolerations}
+	}
+	desc := make([]string, len(add))
+	for i, t := range add {
+		desc[i] = tolerationString(t)
+	}
+	step := b.mutatingStep(events.ActionAddToleration, fmt.Sprintf("Let the pods of %s tolerate %s (nodes %s)", w.ref(), strings.Join(desc, ", "), strings.Join(match, ", ")), events.RiskMedium)
+	step.Params = map[string]string{events.ParamKey: add[0].Key, events.ParamOperator: string(add[0].Operator)}
+	if add[0].Value != "" {
+		step.Params[events.ParamValue] = add[0].Value
+	}
+	if add[0].Effect != "" {
+		step.Params[events.ParamEffect] = string(add[0].Effect)
+	}
+	step.PatchType = events.PatchJSON
+	step.Patch = encodePatch(append([]patchOp{guardOp(w, 0)}, ops...)...)
+	if undoable(w) {
+		step.UndoPatch = encodePatch(guardOp(w, 1), undo)
+	}
+	step.Undo = "remove the added toleration (the undo patch); pods already placed on the tainted nodes stay there until replaced"
+	step.Kubectl = b.kubectl("patch", w.ref(), "--type=json", "-p", shellQuote(string(encodePatch(ops...))))
+	step.Preconditions = []string{b.generationPrecondition(), "a Ready, schedulable node matching the node selector carries the taint and no other untolerated one (now: " + strings.Join(match, ", ") + ")"}
+	step.SuccessCheck = fmt.Sprintf("the pods of %s are scheduled (on %s) and become ready", w.ref(), strings.Join(match, ", "))
+	return &candidate{Steps: []events.Step{step}, Summary: fmt.Sprintf("%s; let it tolerate %s.", problem(b.in), strings.Join(desc, ", ")),
+		Notes: []string{"add_toleration: the toleration is " + from + "; it lets the pods onto nodes reserved by that taint"}}, ""
+}
+
+// tolerationString renders a toleration as "key=value:Effect" or
+// "key:Effect (exists)".
+func tolerationString(t corev1.Toleration) string {
+	s := t.Key
+	if t.Operator == corev1.TolerationOpExists {
+		s += " (any value)"
+	} else {
+		s += "=" + t.Value
+	}
+	if t.Effect != "" {
+		s += ":" + string(t.Effect)
+	}
+	return s
+}
+
+// shellQuote quotes s for a POSIX shell (single quotes).
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // lowerRequests lowers a CPU or memory request that no node can satisfy
 // (larger than the largest node's allocatable: a request that can never be
@@ -555,7 +773,7 @@ func (b *builder) lowerRequests(st Strategy) (*candidate, string) {
 	step.Kubectl = b.kubectl(append(args, "--requests="+strings.Join(reqs, ","))...)
 	step.Preconditions = []string{b.generationPrecondition()}
 	step.SuccessCheck = "the pods are scheduled and become ready; check that the application copes with the smaller request"
-	return &candidate{Step: step, Summary: fmt.Sprintf("%s; the request exceeds every node: lower it.", problem(b.in)),
+	return &candidate{Steps: []events.Step{step}, Summary: fmt.Sprintf("%s; the request exceeds every node: lower it.", problem(b.in)),
 		Notes: []string{"lower_requests: the new request is half the largest node's allocatable; confirm it suits the application"}}, ""
 }
 

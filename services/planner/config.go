@@ -22,6 +22,12 @@ const (
 	DefaultWorkers        = 4
 )
 
+// Values of Config.GitOpsManaged (policy.gitops_managed).
+const (
+	GitOpsFlag           = "flag"
+	GitOpsDiagnosticOnly = "diagnostic_only"
+)
+
 // Strategy is one entry of remediation.strategies: a catalogue step name
 // (config.StrategyNames) and its optional parameters.
 type Strategy struct {
@@ -41,6 +47,9 @@ type Config struct {
 	// (remediation.strategies). A type without strategies gets a
 	// diagnostic-only plan.
 	Strategies map[events.IssueType][]Strategy
+	// CustomStrategies are named sequences of catalogue steps
+	// (remediation.custom_strategies); Strategies may name them.
+	CustomStrategies map[string][]Strategy
 	// MaxPods bounds how many pods one step may delete (remediation.max_pods).
 	MaxPods int
 	// MemoryFactor multiplies the memory limit of an OOMKilled container
@@ -52,6 +61,9 @@ type Config struct {
 	// ProtectedNamespaces only get diagnostic plans
 	// (policy.protected_namespaces).
 	ProtectedNamespaces []string
+	// GitOpsManaged is GitOpsFlag (default: propose the fix, say it belongs
+	// in Git or the chart) or GitOpsDiagnosticOnly (policy.gitops_managed).
+	GitOpsManaged string
 
 	// LogTailLines and LogLimitBytes bound the previous-container logs
 	// quoted as evidence (defaults 50 lines, 8 KiB).
@@ -71,22 +83,34 @@ type Config struct {
 // ConfigFrom takes the planner's settings out of the whole configuration
 // (already validated by config.Load).
 func ConfigFrom(c config.Config) Config {
-	strategies := make(map[events.IssueType][]Strategy, len(c.Remediation.Strategies))
-	for typ, list := range c.Remediation.Strategies {
+	convert := func(list []config.Strategy) []Strategy {
 		out := make([]Strategy, 0, len(list))
 		for _, s := range list {
 			out = append(out, Strategy{Name: s.Action, Params: maps.Clone(s.Params)})
 		}
-		strategies[events.IssueType(typ)] = out
+		return out
+	}
+	strategies := make(map[events.IssueType][]Strategy, len(c.Remediation.Strategies))
+	for typ, list := range c.Remediation.Strategies {
+		strategies[events.IssueType(typ)] = convert(list)
+	}
+	var custom map[string][]Strategy
+	if len(c.Remediation.CustomStrategies) > 0 {
+		custom = make(map[string][]Strategy, len(c.Remediation.CustomStrategies))
+		for name, list := range c.Remediation.CustomStrategies {
+			custom[name] = convert(list)
+		}
 	}
 	return Config{
 		Cluster:             c.Kubernetes.ClusterName,
 		ApprovalWindow:      c.Remediation.ApprovalWindow.Duration,
 		Strategies:          strategies,
+		CustomStrategies:    custom,
 		MaxPods:             c.Remediation.MaxPods,
 		MemoryFactor:        c.Remediation.MemoryFactor,
 		MaxMemoryLimit:      c.Remediation.MaxMemoryLimit,
 		ProtectedNamespaces: slices.Clone(c.Policy.ProtectedNamespaces),
+		GitOpsManaged:       c.Policy.GitOpsManaged,
 	}
 }
 
@@ -126,14 +150,37 @@ func (c Config) withDefaults() (Config, error) {
 	if _, err := parseBytes(c.MaxMemoryLimit); err != nil {
 		return c, fmt.Errorf("planner config: remediation.max_memory_limit: %w: %w", err, ErrInvalidConfig)
 	}
+	if c.GitOpsManaged == "" {
+		c.GitOpsManaged = GitOpsFlag
+	}
+	if !slices.Contains(config.GitOpsModes, c.GitOpsManaged) {
+		return c, fmt.Errorf("planner config: policy.gitops_managed %q is not allowed (allowed: %s): %w",
+			c.GitOpsManaged, strings.Join(config.GitOpsModes, ", "), ErrInvalidConfig)
+	}
+	customNames := slices.Sorted(maps.Keys(c.CustomStrategies))
+	for _, name := range customNames {
+		if slices.Contains(config.StrategyNames, name) {
+			return c, fmt.Errorf("planner config: remediation.custom_strategies.%s: %q is a catalogue step, give the custom strategy another name: %w", name, name, ErrInvalidConfig)
+		}
+		if len(c.CustomStrategies[name]) == 0 {
+			return c, fmt.Errorf("planner config: remediation.custom_strategies.%s: must list at least one catalogue step: %w", name, ErrInvalidConfig)
+		}
+		for i, s := range c.CustomStrategies[name] {
+			if !slices.Contains(config.StrategyNames, s.Name) {
+				return c, fmt.Errorf("planner config: remediation.custom_strategies.%s[%d]: unknown catalogue step %q (allowed: %s): %w",
+					name, i, s.Name, strings.Join(config.StrategyNames, ", "), ErrInvalidConfig)
+			}
+		}
+	}
+	allowed := append(slices.Clone(config.StrategyNames), customNames...)
 	for typ, list := range c.Strategies {
 		if err := typ.Validate(); err != nil {
 			return c, fmt.Errorf("planner config: remediation.strategies key %q: %w", typ, err)
 		}
 		for i, s := range list {
-			if !slices.Contains(config.StrategyNames, s.Name) {
+			if !slices.Contains(allowed, s.Name) {
 				return c, fmt.Errorf("planner config: remediation.strategies.%s[%d]: unknown strategy %q (allowed: %s): %w",
-					typ, i, s.Name, strings.Join(config.StrategyNames, ", "), ErrInvalidConfig)
+					typ, i, s.Name, strings.Join(allowed, ", "), ErrInvalidConfig)
 			}
 		}
 	}

@@ -128,6 +128,8 @@ func exitCode(in planInput) (code int32, reason string, ok bool) {
 }
 
 var (
+	taintRE         = regexp.MustCompile(`untolerated taint\(?s?\)?\s*(\{[^}]*\})`)
+	missingPVCRE    = regexp.MustCompile(`persistentvolumeclaim "([^"]+)" not found`)
 	missingObjectRE = regexp.MustCompile(`(?i)(configmap|secret) "([^"]+)" not found`)
 	missingKeyRE    = regexp.MustCompile(`(?i)couldn't find key (\S+) in (ConfigMap|Secret) ([^/\s]+)/(\S+)`)
 )
@@ -158,7 +160,11 @@ func humanSteps(in planInput) []events.Step {
 		} else {
 			out = append(out, step("Read why the container exits in its previous logs", "logs", pod, "-c", c, "--previous"))
 		}
-		out = append(out, step(fmt.Sprintf("Fix the cause in the pod template of %s (configuration, environment, command, probes: a startupProbe or a longer initialDelaySeconds for slow starts)", w.ref()), "edit", w.ref()))
+		where := "the pod template of " + w.ref()
+		if w.BarePod {
+			where = "the manifest of " + w.ref() + " and recreate it (a pod without a controller is not replaced)"
+		}
+		out = append(out, step(fmt.Sprintf("Fix the cause in %s (configuration, environment, command, probes: a startupProbe or a longer initialDelaySeconds for slow starts)", where), "edit", w.ref()))
 		if w.Deployment != nil {
 			out = append(out, step("If the crashes began with the last rollout, roll back", "rollout", "undo", w.ref()))
 		}
@@ -229,7 +235,15 @@ func pendingSteps(b *builder, step func(string, ...string) events.Step, describe
 		add(step(fmt.Sprintf("The nodes lack the CPU or memory %s requests: lower its requests or add capacity (a cluster autoscaler may be adding a node)", w.ref()), "describe", "nodes"))
 	}
 	if strings.Contains(msg, "untolerated taint") {
-		add(step(fmt.Sprintf("The nodes carry taints %s does not tolerate: add a toleration only if it belongs on those nodes, else target another node pool", w.ref()), "get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints"))
+		taints := ""
+		if m := taintRE.FindAllStringSubmatch(msg, -1); m != nil {
+			var ts []string
+			for _, t := range m {
+				ts = append(ts, t[1])
+			}
+			taints = " (" + strings.Join(ts, ", ") + ")"
+		}
+		add(step(fmt.Sprintf("The nodes carry taints%s %s does not tolerate: add a toleration to its pod template only if it belongs on those nodes (or configure the add_toleration strategy with its key, value and effect), else target another node pool", taints, w.ref()), "get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints"))
 	}
 	if strings.Contains(msg, "node affinity/selector") {
 		add(step(fmt.Sprintf("No node matches the node selector or affinity of %s: fix the selector or label the right nodes", w.ref()), "get", "nodes", "--show-labels"))
@@ -238,7 +252,18 @@ func pendingSteps(b *builder, step func(string, ...string) events.Step, describe
 		add(step("The pod (anti-)affinity rules cannot be met (e.g. more replicas than nodes): relax them or add nodes", describe...))
 	}
 	if strings.Contains(msg, "persistentvolumeclaim") || strings.Contains(msg, "PersistentVolumeClaim") {
-		add(step("A PersistentVolumeClaim is missing or unbound: create it or fix its StorageClass", "get", "pvc"))
+		claims := claimNames(w.Spec)
+		if m := missingPVCRE.FindStringSubmatch(msg); m != nil {
+			add(step(fmt.Sprintf("PersistentVolumeClaim %s does not exist: create it (with a StorageClass that can provision it) or fix the claim name in the pod template of %s", m[1], w.ref()), "get", "pvc", m[1]))
+		} else {
+			what := "A PersistentVolumeClaim of the pod"
+			args := []string{"get", "pvc"}
+			if len(claims) > 0 {
+				what = "PersistentVolumeClaim " + strings.Join(claims, ", ")
+				args = append(args, claims...)
+			}
+			add(step(what+" is not bound: check its StorageClass exists and can provision (kubectl describe pvc shows the provisioner's events), or that a matching PersistentVolume is Available", args...))
+		}
 	}
 	if strings.Contains(msg, "Too many pods") {
 		add(step("The nodes reached their pod limit: add nodes or remove pods", "describe", "nodes"))
@@ -248,6 +273,20 @@ func pendingSteps(b *builder, step func(string, ...string) events.Step, describe
 	}
 	if len(out) == 0 {
 		add(step("Read why the scheduler cannot place the pod (FailedScheduling events)", describe...))
+	}
+	return out
+}
+
+// claimNames lists the PersistentVolumeClaims a pod spec mounts.
+func claimNames(spec *corev1.PodSpec) []string {
+	if spec == nil {
+		return nil
+	}
+	var out []string
+	for _, v := range spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			out = append(out, v.PersistentVolumeClaim.ClaimName)
+		}
 	}
 	return out
 }

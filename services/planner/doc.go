@@ -13,16 +13,26 @@
 // owner chain (evidence.go). It then walks remediation.strategies for the
 // issue type in configuration order (strategy.go): diagnostic steps are
 // kept, and the first mutating strategy that applies and passes a
-// server-side dry run is chosen. Mutating steps (actions.go) are JSON
+// server-side dry run is chosen. A custom strategy
+// (remediation.custom_strategies) is a named sequence of catalogue steps,
+// proposed whole or not at all. Mutating steps (actions.go) are JSON
 // patches against the controlling owner whose first operation tests
 // /metadata/generation, so a step cannot apply to a spec it was not planned
-// for; deletes carry UID preconditions.
+// for; deletes carry UID preconditions and only ever target pods a
+// controller recreates. Tolerations and node selectors are only proposed
+// when a Ready node would then accept the pods. Protected namespaces, and
+// with policy.gitops_managed=diagnostic_only workloads managed by Argo CD,
+// Flux or Helm, get diagnostic steps only; otherwise a managed workload's
+// plan says that the lasting change belongs in Git or the chart.
 //
 // Plans are sealed (digest), stored in the kaar_plans bucket with a per-key
 // TTL equal to the approval window, and announced on PLAN_EVENTS and AUDIT
 // (store.go). A redelivered incident that yields an equivalent plan is a
 // no-op; a different plan supersedes the incident's proposed one; a
-// resolved incident supersedes it without a successor. A KV watch
+// resolved incident supersedes it without a successor. Replicas share the
+// durable consumer; after creating a plan each re-lists the incident's
+// proposed plans and supersedes all but the newest, so they converge on
+// one plan per incident. A KV watch
 // publishes plan-expired when an unclaimed plan's TTL runs out (expiry.go).
 //
 // The planner only reads the cluster. Server-side dry runs still need the

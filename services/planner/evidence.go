@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"maps"
@@ -41,7 +42,21 @@ var credentialRE = regexp.MustCompile(`(?i)` + strings.Join([]string{
 	`\b(AKIA|ASIA)[0-9A-Z]{16}\b`,
 	`aws_secret_access_key`,
 	`-----BEGIN [A-Z ]*PRIVATE KEY-----`,
+	`credential`,
+	`private[_-]?key`,
+	`client[_-]?secret`,
+	`[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@`, // user:password@ in a URL
+	`\beyJ[a-z0-9_-]{8,}\.[a-z0-9_-]{8,}\.`,   // a JWT
+	`\b(gh[pousr]_[a-z0-9]{20,}|xox[abposr]-[a-z0-9-]{10,}|glpat-[a-z0-9_-]{20})`, // GitHub, Slack, GitLab tokens
+	`\bsk_(live|test)_[a-z0-9]{16,}`,                                              // Stripe keys
 }, "|"))
+
+// pemBegin and pemEnd delimit a PEM block: every line of a private key
+// block is withheld, not only the BEGIN line.
+var (
+	pemBegin = regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----`)
+	pemEnd   = regexp.MustCompile(`-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----`)
+)
 
 // redactedLine replaces a line that looks like a credential.
 const redactedLine = "[line withheld: it looks like it contains a credential]"
@@ -73,19 +88,44 @@ func quote(line string) string {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-// splitLogs turns raw log bytes into quoted lines, at most max.
-func splitLogs(raw []byte, max int) []string {
+// splitLogs turns raw log bytes into quoted lines: at most limit bytes
+// (the tail; a cut first line is dropped) and at most max lines. The lines
+// of a private key block are withheld whole; a tail that starts inside
+// one (its END line and no BEGIN before) is withheld up to the END.
+func splitLogs(raw []byte, max int, limit int64) []string {
+	if limit > 0 && int64(len(raw)) > limit {
+		raw = raw[int64(len(raw))-limit:]
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			raw = raw[i+1:]
+		} else {
+			raw = nil
+		}
+	}
 	text := strings.TrimRight(string(raw), "\n")
 	if text == "" {
 		return nil
 	}
 	lines := strings.Split(text, "\n")
-	if len(lines) > max {
-		lines = lines[len(lines)-max:]
+	inKey := false
+	if end := slices.IndexFunc(lines, pemEnd.MatchString); end >= 0 && !slices.ContainsFunc(lines[:end], pemBegin.MatchString) {
+		inKey = true // the block began before the tail
 	}
-	out := make([]string, len(lines))
-	for i, l := range lines {
-		out[i] = quote(strings.TrimRight(l, "\r"))
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		l = strings.TrimRight(l, "\r")
+		switch {
+		case pemBegin.MatchString(l):
+			inKey = !pemEnd.MatchString(l)
+			out = append(out, redactedLine)
+		case inKey:
+			inKey = !pemEnd.MatchString(l)
+			out = append(out, redactedLine)
+		default:
+			out = append(out, quote(l))
+		}
+	}
+	if len(out) > max {
+		out = out[len(out)-max:]
 	}
 	return out
 }

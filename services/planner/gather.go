@@ -75,9 +75,10 @@ func (r reader) gather(ctx context.Context, inc events.Incident) (planInput, err
 		return in, err
 	}
 	ns := inc.Namespace
-	if in.Pod, err = r.failingPod(ctx, inc); err != nil {
+	if in.Pods, err = r.incidentPods(ctx, inc); err != nil {
 		return in, err
 	}
+	in.Pod = failingPod(in.Pods, inc.Container)
 	if dep := in.Owner.Deployment; dep != nil {
 		if in.ReplicaSets, err = r.replicaSets(ctx, dep); err != nil {
 			return in, err
@@ -110,10 +111,10 @@ func (r reader) gather(ctx context.Context, inc events.Incident) (planInput, err
 	return in, nil
 }
 
-// failingPod returns the first pod of the incident that still exists,
-// preferring one whose failing container has a status.
-func (r reader) failingPod(ctx context.Context, inc events.Incident) (*corev1.Pod, error) {
-	var first *corev1.Pod
+// incidentPods reads the incident's pods that still exist (the watcher
+// names at most events.MaxIncidentPods).
+func (r reader) incidentPods(ctx context.Context, inc events.Incident) ([]corev1.Pod, error) {
+	var out []corev1.Pod
 	for _, name := range inc.Pods {
 		p, err := r.kube.CoreV1().Pods(inc.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -122,14 +123,23 @@ func (r reader) failingPod(ctx context.Context, inc events.Incident) (*corev1.Po
 		if err != nil {
 			return nil, fmt.Errorf("get pod %s/%s: %w", inc.Namespace, name, err)
 		}
-		if cs := containerStatus(p, inc.Container); cs != nil && (cs.LastTerminationState.Terminated != nil || cs.State.Waiting != nil) {
-			return p, nil
-		}
-		if first == nil {
-			first = p
+		out = append(out, *p)
+	}
+	return out, nil
+}
+
+// failingPod returns the first of pods whose failing container has a
+// status, else the first pod, else nil.
+func failingPod(pods []corev1.Pod, container string) *corev1.Pod {
+	for i := range pods {
+		if cs := containerStatus(&pods[i], container); cs != nil && (cs.LastTerminationState.Terminated != nil || cs.State.Waiting != nil) {
+			return &pods[i]
 		}
 	}
-	return first, nil
+	if len(pods) > 0 {
+		return &pods[0]
+	}
+	return nil
 }
 
 // replicaSets lists the ReplicaSets the Deployment controls.
@@ -198,10 +208,8 @@ func (r reader) previousLogs(ctx context.Context, pod *corev1.Pod, inc events.In
 		res.Err = msg
 		return res
 	}
-	if int64(len(raw)) > limit { // the kubelet enforces it; keep the bound anyway
-		raw = raw[int64(len(raw))-limit:]
-	}
-	res.Lines = splitLogs(raw, int(tail))
+	// The kubelet enforces both bounds; splitLogs keeps them anyway.
+	res.Lines = splitLogs(raw, int(tail), limit)
 	return res
 }
 

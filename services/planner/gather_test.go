@@ -139,15 +139,40 @@ func TestGatherTargetGone(t *testing.T) {
 	}
 }
 
-func TestSplitLogsKeepsTheTail(t *testing.T) {
-	raw := []byte("one\ntwo\r\npassword=hunter2\nfour\n")
-	got := splitLogs(raw, 3)
-	want := []string{"two", redactedLine, "four"}
-	if !slices.Equal(got, want) {
-		t.Errorf("splitLogs = %q, want %q", got, want)
+func TestSplitLogsBoundsAndRedacts(t *testing.T) {
+	const key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx3\nQ29tZSBvbiwgdGhpcyBpcyBub3Qg\n-----END RSA PRIVATE KEY-----\n"
+	r := redactedLine
+	tests := []struct {
+		name  string
+		raw   string
+		lines int
+		bytes int64
+		want  []string
+	}{
+		{"keeps the last lines", "one\ntwo\r\npassword=hunter2\nfour\n", 3, 1 << 10, []string{"two", r, "four"}},
+		{"keeps the last bytes", "first line\nsecond\nthird\n", 10, 14, []string{"second", "third"}},
+		{"keeps the last bytes, without a cut line", "first line\nsecond\nthird\n", 10, 12, []string{"third"}},
+		{"a single cut line is dropped", "0123456789abcdef", 10, 8, nil},
+		{"every line of a private key block", "start\n" + key + "done\n", 10, 1 << 10, []string{"start", r, r, r, r, "done"}},
+		{"a tail that starts inside a key block", "MIIEowIBAAKCAQEAx3\n-----END PRIVATE KEY-----\nafter\n", 10, 1 << 10, []string{r, r, "after"}},
+		{"empty", "", 10, 1 << 10, nil},
 	}
-	if got := splitLogs(nil, 10); got != nil {
-		t.Errorf("empty logs: %q", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := splitLogs([]byte(tt.raw), tt.lines, tt.bytes)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("splitLogs = %q, want %q", got, tt.want)
+			}
+			total := 0
+			for _, l := range got {
+				if l != redactedLine {
+					total += len(l) + 1
+				}
+			}
+			if int64(total) > tt.bytes {
+				t.Errorf("%d bytes of log quoted, limit %d", total, tt.bytes)
+			}
+		})
 	}
 }
 
@@ -181,6 +206,10 @@ func TestConfigFrom(t *testing.T) {
 		{func(c *Config) { c.MemoryFactor = 1 }, "remediation.memory_factor"},
 		{func(c *Config) { c.MaxMemoryLimit = "lots" }, "remediation.max_memory_limit"},
 		{func(c *Config) { c.Strategies = strategies(events.IssueOOMKilled, "pray") }, "remediation.strategies.OOMKilled[0]"},
+		{func(c *Config) { c.GitOpsManaged = "ignore" }, "policy.gitops_managed"},
+		{func(c *Config) { c.CustomStrategies = map[string][]Strategy{"rollback": {{Name: "rollback"}}} }, "remediation.custom_strategies.rollback"},
+		{func(c *Config) { c.CustomStrategies = map[string][]Strategy{"empty": nil} }, "remediation.custom_strategies.empty"},
+		{func(c *Config) { c.CustomStrategies = map[string][]Strategy{"loop": {{Name: "loop"}}} }, "remediation.custom_strategies.loop[0]"},
 	}
 	for _, b := range bad {
 		c := ConfigFrom(config.Default())

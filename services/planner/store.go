@@ -95,7 +95,8 @@ func equivalent(existing, fresh events.Plan) bool {
 
 // propose stores p unless an equivalent plan of the same incident is
 // already proposed, and supersedes the incident's other proposed plans.
-// The caller holds the incident's lock.
+// The caller holds the incident's lock, which serialises one replica;
+// replicas converge after the fact: see converge.
 func (s *Service) propose(ctx context.Context, p events.Plan) (proposal, error) {
 	current, err := s.proposedFor(ctx, p.IncidentID, p.Target)
 	if err != nil {
@@ -125,13 +126,40 @@ func (s *Service) propose(ctx context.Context, p events.Plan) (proposal, error) 
 	if err := s.announce(ctx, p, events.PlanEventProposed, events.AuditPlanProposed, p.Summary); err != nil {
 		return res, err
 	}
-	for _, old := range current {
-		if err := s.supersede(ctx, old.Plan.ID, p.ID, "replaced by plan "+p.ID+": the incident or its workload changed"); err != nil {
-			return res, err
+	return res, s.converge(ctx, &res)
+}
+
+// converge leaves one proposed plan per incident, the newest, after a
+// plan was created: it lists the incident's proposed plans again (another
+// replica may have created one meanwhile, for another delivery of the
+// incident) and supersedes every other by the newest, which may be the
+// other replica's plan rather than res.Plan. Whichever replica creates
+// last sees every plan, so the replicas agree whatever the interleaving;
+// supersede leaves a plan that is no longer proposed alone, so doing it
+// twice is harmless.
+func (s *Service) converge(ctx context.Context, res *proposal) error {
+	current, err := s.proposedFor(ctx, res.Plan.IncidentID, res.Plan.Target)
+	if err != nil {
+		return fmt.Errorf("propose plan %s: %w", res.Plan.ID, err)
+	}
+	if len(current) == 0 { // already decided, expired or superseded
+		return nil
+	}
+	keep := current[0].Plan
+	for _, old := range current[1:] {
+		reason := "replaced by plan " + keep.ID + ": the incident or its workload changed"
+		if equivalent(keep, old.Plan) {
+			reason = "replaced by plan " + keep.ID + ", an equivalent plan for the same incident"
+		}
+		if err := s.supersede(ctx, old.Plan.ID, keep.ID, reason); err != nil {
+			return err
 		}
 		res.Superseded = append(res.Superseded, old.Plan.ID)
 	}
-	return res, nil
+	if keep.ID != res.Plan.ID {
+		res.Plan, res.Created = keep, false
+	}
+	return nil
 }
 
 // supersede moves a proposed plan to superseded (by names its successor;

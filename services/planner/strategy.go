@@ -19,6 +19,8 @@ type planInput struct {
 	Owner    *workload
 	// Pod is a failing pod of the incident (nil when none exists any more).
 	Pod *corev1.Pod
+	// Pods are the incident's pods that still exist (Pod is one of them).
+	Pods []corev1.Pod
 	// ReplicaSets of the Deployment (empty for other kinds).
 	ReplicaSets []appsv1.ReplicaSet
 	// Events of the pod, its ReplicaSet and the owner.
@@ -32,10 +34,13 @@ type planInput struct {
 	Now         time.Time
 }
 
-// candidate is a mutating step a strategy proposes, not yet dry-run.
+// candidate is what a mutating strategy proposes, not yet dry-run: one
+// step for a catalogue step (or one per pod for pod deletions), the steps
+// of every mutating entry for a custom strategy. It is proposed whole or
+// not at all.
 type candidate struct {
 	Strategy string
-	Step     events.Step
+	Steps    []events.Step
 	// Summary is the plan's one-line summary if this step is chosen.
 	Summary string
 	// Notes are added to the plan if this step is chosen.
@@ -65,21 +70,28 @@ type draft struct {
 	Blocked string
 	// Problem is the one-line description of the incident for summaries.
 	Problem string
+	// Target is the workload, as kubectl names it ("deployment/web").
+	Target string
+	// Managed is the GitOps or Helm manager of the target, if any.
+	Managed gitops
 }
 
 // draftPlan walks the issue type's strategies in configuration order. A
 // strategy that does not apply adds a note saying why.
 func draftPlan(in planInput) draft {
 	b := &builder{in: in}
-	d := draft{Problem: problem(in)}
-	if tool, ev := managedBy(in.Owner.Labels, in.Owner.Annotations); tool != "" {
-		d.Notes = append(d.Notes, fmt.Sprintf("%s is managed by %s (%s): a change applied in the cluster is reverted by the next sync; make the same change in the source (Git, chart values) too", in.Owner.ref(), tool, ev))
+	d := draft{Problem: problem(in), Target: in.Owner.ref(), Managed: managedBy(in.Owner.Labels, in.Owner.Annotations)}
+	if m := d.Managed; m.Tool != "" {
+		d.Notes = append(d.Notes, fmt.Sprintf("%s is managed by %s (%s): %s", in.Owner.ref(), m.Tool, m.Evidence, m.advice()))
 	}
 	switch {
 	case in.Cfg.protected(in.Incident.Namespace):
 		d.Blocked = fmt.Sprintf("namespace %s is protected by policy (policy.protected_namespaces): diagnostic steps only", in.Incident.Namespace)
 	case in.Incident.Protected:
 		d.Blocked = fmt.Sprintf("the watcher marked %s as protected by policy: diagnostic steps only", in.Owner.ref())
+	case d.Managed.Tool != "" && in.Cfg.GitOpsManaged == GitOpsDiagnosticOnly:
+		d.Blocked = fmt.Sprintf("%s is managed by %s and policy.gitops_managed is %s: the change belongs in %s, diagnostic steps only",
+			in.Owner.ref(), d.Managed.Tool, GitOpsDiagnosticOnly, d.Managed.source())
 	}
 	if d.Blocked != "" {
 		d.Notes = append(d.Notes, d.Blocked)
@@ -88,33 +100,84 @@ func draftPlan(in planInput) draft {
 	if len(strategies) == 0 {
 		d.Notes = append(d.Notes, fmt.Sprintf("no remediation strategy is configured for %s (remediation.strategies): diagnostic steps only", in.Incident.Type))
 	}
+	humanAdded := false
 	for _, st := range strategies {
 		sl := slot{Strategy: st.Name}
-		switch st.Name {
-		case "check_logs":
-			sl.Diag = b.checkLogs()
-		case "check_image":
-			sl.Diag = b.checkImage()
-		case "diagnostic":
-			sl.Diag = humanSteps(in)
-		default:
-			if d.Blocked != "" {
+		entries, custom := in.Cfg.CustomStrategies[st.Name]
+		if !custom {
+			entries = []Strategy{st}
+		}
+		var cands []*candidate
+		for i, e := range entries {
+			if diag, ok := b.diagnostic(e.Name); ok {
+				sl.Diag = append(sl.Diag, diag...)
+				humanAdded = humanAdded || e.Name == "diagnostic"
 				continue
 			}
-			cand, why := b.mutating(st)
-			if cand == nil {
-				sl.Skip = why
-			} else {
-				cand.Strategy = st.Name
-				sl.Cand = cand
+			if d.Blocked != "" || sl.Skip != "" {
+				continue
 			}
+			cand, why := b.mutating(e)
+			switch {
+			case cand == nil && custom:
+				sl.Skip = fmt.Sprintf("its step %d (%s) does not apply: %s", i, e.Name, why)
+			case cand == nil:
+				sl.Skip = why
+			default:
+				cands = append(cands, cand)
+			}
+		}
+		if sl.Skip == "" && len(cands) > 0 {
+			sl.Cand = merge(st.Name, cands)
+		}
+		if sl.Diag == nil && sl.Cand == nil && sl.Skip == "" {
+			continue // a mutating strategy, blocked by policy
 		}
 		d.Slots = append(d.Slots, sl)
 	}
-	if !slices.ContainsFunc(strategies, func(s Strategy) bool { return s.Name == "diagnostic" }) {
+	if !humanAdded {
 		d.Human = humanSteps(in)
 	}
 	return d
+}
+
+// merge joins the candidates of a custom strategy's entries into one.
+func merge(strategy string, cands []*candidate) *candidate {
+	if len(cands) == 1 {
+		cands[0].Strategy = strategy
+		return cands[0]
+	}
+	out := &candidate{Strategy: strategy}
+	var summaries []string
+	for _, c := range cands {
+		out.Steps = append(out.Steps, c.Steps...)
+		out.Notes = append(out.Notes, c.Notes...)
+		summaries = append(summaries, strings.TrimSuffix(c.Summary, "."))
+	}
+	// Every summary starts with the same problem clause; keep it once.
+	out.Summary = summaries[0]
+	for _, s := range summaries[1:] {
+		if i := strings.Index(s, "; "); i >= 0 {
+			s = s[i+2:]
+		}
+		out.Summary += "; then " + s
+	}
+	out.Summary += fmt.Sprintf(" (custom strategy %s).", strategy)
+	return out
+}
+
+// diagnostic returns the steps of a non-mutating catalogue step, or false
+// for a mutating one.
+func (b *builder) diagnostic(name string) ([]events.Step, bool) {
+	switch name {
+	case "check_logs":
+		return b.checkLogs(), true
+	case "check_image":
+		return b.checkImage(), true
+	case "diagnostic":
+		return humanSteps(b.in), true
+	}
+	return nil, false
 }
 
 // mutating builds the candidate step of a mutating strategy, or says why
@@ -125,20 +188,20 @@ func (b *builder) mutating(st Strategy) (*candidate, string) {
 		return b.rollback(st)
 	case "update_image", "set_image":
 		return b.setImage(st)
-	case "increase_memory":
+	case "increase_memory", "set_memory_limit":
 		return b.increaseMemory(st)
 	case "restart_pod", "rollout_restart":
 		return b.restart(st)
 	case "delete_pod":
-		return b.deletePod(st)
+		return b.deletePods(st)
 	case "delete_evicted_pods":
 		return b.deleteEvicted(st)
 	case "set_node_selector":
 		return b.setNodeSelector(st)
-	case "lower_requests":
+	case "lower_requests", "set_resource_requests":
 		return b.lowerRequests(st)
 	case "add_toleration":
-		return nil, "a toleration lets the workload onto nodes reserved for others; it is never proposed automatically (see the scheduling evidence)"
+		return b.addToleration(st)
 	}
 	return nil, fmt.Sprintf("unknown strategy %q", st.Name)
 }
@@ -169,14 +232,26 @@ func finalize(d draft, dryRun func(events.Step) events.DryRunResult) outcome {
 		if c == nil || chosen >= 0 {
 			continue
 		}
-		res := dryRun(c.Step)
-		c.Step.DryRun = &res
-		if res.OK {
-			chosen = i
-			continue
+		ok := true
+		for j := range c.Steps {
+			st := &c.Steps[j]
+			res := dryRun(*st)
+			st.DryRun = &res
+			if res.OK {
+				continue
+			}
+			ok = false
+			out.DryRunFailures = append(out.DryRunFailures, string(st.Action))
+			which := ""
+			if len(c.Steps) > 1 {
+				which = fmt.Sprintf(" of step %d (%s)", j, st.Action)
+			}
+			out.Notes = append(out.Notes, fmt.Sprintf("strategy %s was not proposed: the API server rejected the dry run%s: %s", c.Strategy, which, res.Message))
+			break
 		}
-		out.DryRunFailures = append(out.DryRunFailures, string(c.Step.Action))
-		out.Notes = append(out.Notes, fmt.Sprintf("strategy %s was not proposed: the API server rejected its dry run: %s", c.Strategy, res.Message))
+		if ok {
+			chosen = i
+		}
 	}
 	for i, sl := range d.Slots {
 		if sl.Skip != "" && (chosen < 0 || i < chosen) {
@@ -184,7 +259,7 @@ func finalize(d draft, dryRun func(events.Step) events.DryRunResult) outcome {
 		}
 		out.Steps = append(out.Steps, sl.Diag...)
 		if i == chosen {
-			out.Steps = append(out.Steps, sl.Cand.Step)
+			out.Steps = append(out.Steps, sl.Cand.Steps...)
 			out.Notes = append(out.Notes, sl.Cand.Notes...)
 			out.Summary = sl.Cand.Summary
 			out.Chosen = sl.Strategy
@@ -200,6 +275,9 @@ func finalize(d draft, dryRun func(events.Step) events.DryRunResult) outcome {
 			why = "the API server rejected every applicable fix in a dry run"
 		}
 		out.Summary = fmt.Sprintf("%s; %s: follow the diagnostic steps.", d.Problem, why)
+	}
+	if m := d.Managed; m.Tool != "" {
+		out.Summary += fmt.Sprintf(" %s is managed by %s: the lasting fix belongs in %s.", d.Target, m.Tool, m.source())
 	}
 	if len(out.Steps) == 0 { // defensive: a plan needs a step
 		out.Steps = append(out.Steps, events.Step{Action: events.ActionDiagnostic, Title: "Inspect the workload: " + d.Problem, Risk: events.RiskNone})

@@ -423,7 +423,9 @@ func TestRollbackTarget(t *testing.T) {
 	}
 }
 
-func TestBarePodRestartIsADelete(t *testing.T) {
+// A pod without a controller is never deleted: neither to restart it nor
+// by delete_pod, since nothing would bring it back.
+func TestBarePodIsNeverDeleted(t *testing.T) {
 	cfg := testConfig(t)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "debug", Namespace: "ops", UID: "pod-uid", ResourceVersion: "42"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "sh", Image: "busybox"}}}}
@@ -431,11 +433,58 @@ func TestBarePodRestartIsADelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inc := events.Incident{Namespace: "ops", Owner: w.Ref, Container: "sh", Type: events.IssueCrashLoopBackOff}
-	out := finalize(draftPlan(planInput{Cfg: cfg, Incident: inc, Owner: w, Pod: pod}), acceptAll)
-	s := mutatingStep(t, out)
-	if s.Action != events.ActionDeletePod || s.Risk != events.RiskHigh || s.Params["uid"] != "pod-uid" || s.Target.Kind != KindPod {
-		t.Errorf("step %+v", s)
+	for _, name := range []string{"restart_pod", "rollout_restart", "delete_pod"} {
+		cfg.Strategies = strategies(events.IssueCrashLoopBackOff, "check_logs", name)
+		inc := events.Incident{Namespace: "ops", Owner: w.Ref, Container: "sh", Type: events.IssueCrashLoopBackOff, Pods: []string{"debug"}}
+		out := finalize(draftPlan(planInput{Cfg: cfg, Incident: inc, Owner: w, Pod: pod, Pods: []corev1.Pod{*pod}}), acceptAll)
+		if !out.DiagnosticOnly || !hasNote(out, "pod debug has no controller") {
+			t.Errorf("%s: diagnostic %t notes %v", name, out.DiagnosticOnly, out.Notes)
+		}
+	}
+}
+
+// delete_pod (and restart_pod of a controller without a rollout restart)
+// deletes the incident's pods the owner controls, one step per pod with
+// its UID, at most max_pods.
+func TestDeletePodsOfAController(t *testing.T) {
+	cfg := testConfig(t)
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "migrate", Namespace: "apps", UID: "job-uid", Generation: 1, ResourceVersion: "9"},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "migrate:1"}}}}}}
+	w, err := workloadOf(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name string, controller types.UID) corev1.Pod {
+		return corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", UID: types.UID(name + "-uid"),
+			OwnerReferences: []metav1.OwnerReference{{Kind: KindJob, Name: "migrate", UID: controller, Controller: new(true)}}}}
+	}
+	pods := []corev1.Pod{pod("migrate-a", "job-uid"), pod("migrate-b", "job-uid"), pod("stranger", "other-uid")}
+	inc := events.Incident{Namespace: "apps", Owner: w.Ref, Container: "app", Type: events.IssueCrashLoopBackOff, PodCount: 2,
+		Pods: []string{"migrate-a", "migrate-b", "stranger"}}
+	for _, name := range []string{"delete_pod", "restart_pod"} {
+		c := cfg
+		c.Strategies = strategies(events.IssueCrashLoopBackOff, name)
+		out := finalize(draftPlan(planInput{Cfg: c, Incident: inc, Owner: w, Pod: &pods[0], Pods: pods}), acceptAll)
+		if got := actions(out); !slices.Equal(got, []events.ActionType{events.ActionDeletePod, events.ActionDeletePod}) {
+			t.Fatalf("%s: actions %v notes %v", name, got, out.Notes)
+		}
+		for i, s := range out.Steps {
+			if s.Target.Kind != KindPod || s.Target.Name != pods[i].Name || s.Target.UID != string(pods[i].UID) ||
+				s.Params["uid"] != string(pods[i].UID) || s.Kubectl != "kubectl -n apps delete pod "+pods[i].Name || s.DryRun == nil {
+				t.Errorf("%s: step %d %s", name, i, mustJSON(s))
+			}
+		}
+		p := assemblePlan(uuid.Must(uuid.NewV7()).String(), time.Now(), c, planInput{Cfg: c, Incident: inc, Owner: w}, out)
+		if err := p.Validate(); err != nil {
+			t.Errorf("%s: plan: %v", name, err)
+		}
+	}
+	c := cfg
+	c.MaxPods = 1
+	c.Strategies = strategies(events.IssueCrashLoopBackOff, "delete_pod")
+	out := finalize(draftPlan(planInput{Cfg: c, Incident: inc, Owner: w, Pods: pods}), acceptAll)
+	if !out.DiagnosticOnly || !hasNote(out, "2 failing pods, more than remediation.max_pods (1)") {
+		t.Errorf("max_pods: diagnostic %t notes %v", out.DiagnosticOnly, out.Notes)
 	}
 }
 
@@ -455,7 +504,7 @@ func TestFinalizeFallsThroughRejectedDryRuns(t *testing.T) {
 	if got := actions(out); !slices.Equal(got, []events.ActionType{events.ActionCheckLogs, events.ActionRolloutRestart}) {
 		t.Fatalf("actions %v", got)
 	}
-	if !hasNote(out, "strategy rollback was not proposed: the API server rejected its dry run: rollback rejected") ||
+	if !hasNote(out, "strategy rollback was not proposed: the API server rejected the dry run: rollback rejected") ||
 		!slices.Equal(out.DryRunFailures, []string{"rollback"}) {
 		t.Errorf("notes %v failures %v", out.Notes, out.DryRunFailures)
 	}
@@ -511,6 +560,12 @@ func TestQuoteRedactsCredentials(t *testing.T) {
 		{"refresh token expired for user 42", true},
 		{"API_KEY=abc123", true},
 		{"-----BEGIN RSA PRIVATE KEY-----", true},
+		{"db url postgres://app:s3cr3t@db:5432/shop", true},
+		{"header eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig", true},
+		{"using ghp_0123456789abcdefghijABCDEFGHIJ012345", true},
+		{"posting with xoxb-1234567890-abcdefghij", true},
+		{"client_secret: abc", true},
+		{"GET https://example.com/health 200", false},
 		{"config file /etc/payments/settings.yaml not found", false},
 		{"listening on :8080", false},
 	}
@@ -572,8 +627,6 @@ func TestOtherWorkloadKinds(t *testing.T) {
 			typ: events.IssueCrashLoopBackOff, strategy: "restart_pod", note: "has no rollout restart"},
 		{name: "rollback is for Deployments", obj: &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}},
 			typ: events.IssueCrashLoopBackOff, strategy: "rollback", note: "Deployments only"},
-		{name: "delete_pod refuses a controlled workload", obj: &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}},
-			typ: events.IssueCrashLoopBackOff, strategy: "delete_pod", note: "use rollout_restart"},
 		{name: "incident marked protected", obj: &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Template: tmpl}},
 			typ: events.IssueOOMKilled, strategy: "increase_memory", protect: true, note: "marked daemonset/w as protected"},
 	}

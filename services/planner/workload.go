@@ -141,33 +141,109 @@ func (w *workload) containerPath(idx int, init bool) string {
 	return fmt.Sprintf("%s/%s/%d", w.SpecPath, list, idx)
 }
 
-// managedBy names the GitOps or Helm tool that manages the workload, with
-// the label or annotation that says so; empty when none does. A change
-// applied to such an object directly is reverted by the tool's next sync.
-// Labels are checked before annotations, each in key order, so the answer
-// is deterministic.
-func managedBy(objLabels, annotations map[string]string) (tool, evidence string) {
-	for _, src := range []struct {
-		m    map[string]string
-		what string
-	}{{objLabels, "label"}, {annotations, "annotation"}} {
-		for _, k := range slices.Sorted(maps.Keys(src.m)) {
-			v := src.m[k]
-			switch {
-			case strings.HasPrefix(k, "argocd.argoproj.io/"):
-				tool = "Argo CD"
-			case strings.Contains(k, "fluxcd.io/"):
-				tool = "Flux"
-			case k == "app.kubernetes.io/managed-by" && strings.EqualFold(v, "Helm"),
-				strings.HasPrefix(k, "meta.helm.sh/"):
-				tool = "Helm"
-			default:
-				continue
-			}
-			return tool, fmt.Sprintf("%s %s=%s", src.what, k, v)
+// Labels and annotations that say who manages an object.
+const (
+	argoTrackingID      = "argocd.argoproj.io/tracking-id"
+	argoInstance        = "argocd.argoproj.io/instance"
+	argoPrefix          = "argocd.argoproj.io/"
+	labelInstance       = "app.kubernetes.io/instance"
+	labelManagedBy      = "app.kubernetes.io/managed-by"
+	fluxKustomization   = "kustomize.toolkit.fluxcd.io/name"
+	fluxKustomizationNS = "kustomize.toolkit.fluxcd.io/namespace"
+	fluxHelmRelease     = "helm.toolkit.fluxcd.io/name"
+	fluxHelmReleaseNS   = "helm.toolkit.fluxcd.io/namespace"
+	helmReleaseName     = "meta.helm.sh/release-name"
+)
+
+// gitops says which GitOps or Helm tool manages a workload (Tool empty
+// when none does), the label or annotation that says so (Evidence), and
+// the object holding the workload's desired state (Owner: an Argo CD
+// Application, a Flux Kustomization or HelmRelease, a Helm release).
+type gitops struct {
+	Tool     string
+	Evidence string
+	Owner    string
+}
+
+// managedBy recognises Argo CD (annotation tracking-id, label or
+// annotation instance, or label app.kubernetes.io/instance next to an
+// Argo CD annotation), Flux (labels of kustomize-controller and
+// helm-controller) and Helm (label app.kubernetes.io/managed-by=Helm or
+// annotation meta.helm.sh/release-name), in that order: Argo CD and Flux
+// often deploy Helm charts, and they are the ones that revert a change
+// made in the cluster. A bare app.kubernetes.io/instance label is not
+// enough: Helm charts and people set it too.
+func managedBy(objLabels, annotations map[string]string) gitops {
+	get := func(k string) (string, string, bool) {
+		if v, ok := objLabels[k]; ok {
+			return v, "label", true
 		}
+		if v, ok := annotations[k]; ok {
+			return v, "annotation", true
+		}
+		return "", "", false
 	}
-	return "", ""
+	hasArgoAnnotation := slices.ContainsFunc(slices.Collect(maps.Keys(annotations)), func(k string) bool { return strings.HasPrefix(k, argoPrefix) })
+	if v, ok := annotations[argoTrackingID]; ok {
+		app, _, _ := strings.Cut(v, ":")
+		return gitops{Tool: "Argo CD", Evidence: "annotation " + argoTrackingID + "=" + v, Owner: "Application " + app}
+	}
+	if v, what, ok := get(argoInstance); ok {
+		return gitops{Tool: "Argo CD", Evidence: what + " " + argoInstance + "=" + v, Owner: "Application " + v}
+	}
+	if v, ok := objLabels[labelInstance]; ok && hasArgoAnnotation {
+		return gitops{Tool: "Argo CD", Evidence: "label " + labelInstance + "=" + v + " with Argo CD annotations", Owner: "Application " + v}
+	}
+	if v, ok := objLabels[fluxHelmRelease]; ok {
+		return gitops{Tool: "Flux", Evidence: "label " + fluxHelmRelease + "=" + v, Owner: "HelmRelease " + nsName(objLabels[fluxHelmReleaseNS], v)}
+	}
+	if v, ok := objLabels[fluxKustomization]; ok {
+		return gitops{Tool: "Flux", Evidence: "label " + fluxKustomization + "=" + v, Owner: "Kustomization " + nsName(objLabels[fluxKustomizationNS], v)}
+	}
+	if v, ok := annotations[helmReleaseName]; ok {
+		return gitops{Tool: "Helm", Evidence: "annotation " + helmReleaseName + "=" + v, Owner: "release " + v}
+	}
+	if v := objLabels[labelManagedBy]; strings.EqualFold(v, "Helm") {
+		rel := objLabels[labelInstance]
+		if rel == "" {
+			rel = "(see helm list)"
+		}
+		return gitops{Tool: "Helm", Evidence: "label " + labelManagedBy + "=" + v, Owner: "release " + rel}
+	}
+	return gitops{}
+}
+
+func nsName(ns, name string) string {
+	if ns == "" {
+		return name
+	}
+	return ns + "/" + name
+}
+
+// source is where the lasting change belongs.
+func (g gitops) source() string {
+	switch g.Tool {
+	case "Argo CD":
+		return "the Git source of Argo CD " + g.Owner
+	case "Flux":
+		return "the Git repository reconciled by Flux " + g.Owner
+	case "Helm":
+		return "the chart values of Helm " + g.Owner
+	}
+	return ""
+}
+
+// advice says why a change made in the cluster does not last.
+func (g gitops) advice() string {
+	switch g.Tool {
+	case "Argo CD":
+		return "Argo CD reverts a change made in the cluster on its next sync (at once with self-heal); make the change in " + g.source() + ", or pause auto-sync while the live fix holds"
+	case "Flux":
+		return "Flux reverts drift on its next reconciliation; make the change in " + g.source() + ", or suspend it while the live fix holds"
+	case "Helm":
+		return "the next helm upgrade reapplies the chart and undoes a change made in the cluster; make the change in " + g.source()
+	}
+	return ""
 }
 
 // metaSelector converts the workload's label selector.
