@@ -100,8 +100,8 @@ func TestProvisionTwiceIsNoOp(t *testing.T) {
 	_, _, js := startJS(t)
 	cfg := Config{Clusters: []string{testCluster, "other"}, Storage: jetstream.MemoryStorage}
 	first := provision(t, js, cfg)
-	// 4 streams, 3 buckets, 2 consumers per cluster.
-	if len(first.Changes) != 4+3+4 {
+	// 4 streams, 4 buckets, 2 consumers per cluster.
+	if len(first.Changes) != 4+4+4 {
 		t.Fatalf("first Provision made %d changes: %s", len(first.Changes), first)
 	}
 	for _, c := range first.Changes {

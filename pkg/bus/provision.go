@@ -218,6 +218,13 @@ func Buckets(cfg Config) ([]jetstream.KeyValueConfig, error) {
 			Storage:     cfg.Storage,
 			Replicas:    cfg.Replicas,
 		},
+		{
+			Bucket:      events.BucketControl,
+			Description: "kaar operator switches (the remediation kill switch per cluster)",
+			History:     5,
+			Storage:     cfg.Storage,
+			Replicas:    cfg.Replicas,
+		},
 	}, nil
 }
 

@@ -59,6 +59,9 @@ const (
 	// BucketExecutions holds execution records and markers (key = plan id).
 	// No TTL.
 	BucketExecutions = "kaar_executions"
+	// BucketControl holds operator switches (key = PauseKey: the kill
+	// switch of a cluster's remediation). No TTL.
+	BucketControl = "kaar_control"
 )
 
 // Service names and verbs of the request/reply endpoints

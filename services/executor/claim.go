@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // claimNotePrefix starts the note the executor adds to a plan when it
@@ -69,6 +72,14 @@ func (s *Service) precheck(p events.Plan, d events.Decision) *refusal {
 	}
 	if s.cfg.Paused {
 		return refuse(events.RefusalPaused, "remediation is paused (remediation.paused): plan %s not executed", p.ID)
+	}
+	if ps := s.pause.Load(); ps != nil && ps.Paused {
+		why := ""
+		if ps.Reason != "" {
+			why = ": " + ps.Reason
+		}
+		return refuse(events.RefusalPaused, "remediation is paused by %s via %s since %s%s: plan %s not executed",
+			ps.By, ps.Via, ps.At.UTC().Format(time.RFC3339), why, p.ID)
 	}
 	return nil
 }
@@ -223,4 +234,48 @@ func (s *Service) reject(ctx context.Context, log *slog.Logger, d events.Decisio
 		}
 	}
 	return transient(fmt.Errorf("reject plan %s: the plan kept changing", d.PlanID))
+}
+
+// watchPause follows the cluster's kill switch in kaar_control until the
+// returned stop is called; it returns once the current value is known.
+func (s *Service) watchPause(ctx context.Context) (stop func(), err error) {
+	kv, err := s.js.KeyValue(ctx, events.BucketControl)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", events.BucketControl, err)
+	}
+	key, err := events.PauseKey(s.cfg.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.Watch(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", key, err)
+	}
+	initial := make(chan struct{})
+	go func() {
+		var once sync.Once
+		defer once.Do(func() { close(initial) })
+		for e := range w.Updates() {
+			if e == nil { // the current value has been delivered
+				once.Do(func() { close(initial) })
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				s.pause.Store(nil)
+				continue
+			}
+			p, err := bus.DecodePause(e.Value())
+			if err != nil {
+				s.log.Warn("invalid kill switch in kaar_control: ignored", slog.String("key", key), slog.Any("error", err))
+				continue
+			}
+			s.pause.Store(&p)
+			s.log.Info("kill switch changed", slog.Bool("paused", p.Paused), slog.String("by", p.By), slog.String("via", string(p.Via)), slog.String("reason", p.Reason))
+		}
+	}()
+	select {
+	case <-initial:
+	case <-ctx.Done():
+	}
+	return func() { _ = w.Stop() }, nil
 }

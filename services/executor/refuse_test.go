@@ -3,12 +3,14 @@ package executor
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -232,5 +234,47 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Config{Cluster: "c"}, Deps{NATS: n.nc}); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("no Kubernetes: %v", err)
+	}
+}
+
+// The kill switch in kaar_control (set from MCP, the CLI or any bus
+// client) stops new executions at once and names who paused and why;
+// switched off, approvals are processed again.
+func TestKillSwitchOnTheBusPausesAndResumes(t *testing.T) {
+	kube := fake.NewClientset()
+	e := startExecutor(t, startNATS(t), kube, Config{})
+	set := func(paused bool) {
+		t.Helper()
+		p := events.Pause{Paused: paused, By: "ops@example.com", Via: events.ViaMCP, Reason: "change freeze", At: time.Now().UTC()}
+		if err := bus.SetPause(e.context(5*time.Second), e.js, testCluster, p); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the executor sees the switch", func() (bool, string) {
+			cur := e.svc.pause.Load()
+			return cur != nil && cur.Paused == paused, fmt.Sprintf("%+v", cur)
+		})
+	}
+	set(true)
+	p := newPlan(t, webTarget, 2, "100")
+	e.createPlan(p)
+	e.decide(p, events.DecisionApproved, "alice", p.Digest)
+	e.waitAudit(p.ID, events.AuditRefused, 1, 10*time.Second)
+	rec := e.execution(p.ID)
+	if rec == nil || rec.RefusalReason != events.RefusalPaused || !strings.Contains(rec.Error, "ops@example.com") || !strings.Contains(rec.Error, "change freeze") {
+		t.Fatalf("execution record %+v: want refused paused, naming who and why", rec)
+	}
+	if acts := kube.Actions(); len(acts) != 0 {
+		t.Fatalf("the cluster was called while paused: %v", acts)
+	}
+
+	set(false)
+	p2 := newPlan(t, webTarget, 2, "100")
+	e.createPlan(p2)
+	e.decide(p2, events.DecisionApproved, "alice", p2.Digest)
+	e.waitAudit(p2.ID, events.AuditExecutionFinished, 1, 20*time.Second)
+	// The fake cluster has no such Deployment: the plan gets as far as
+	// the stale check, which a paused executor never reaches.
+	if rec := e.execution(p2.ID); rec == nil || rec.RefusalReason == events.RefusalPaused {
+		t.Fatalf("after resume: %+v", rec)
 	}
 }

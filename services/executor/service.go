@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
@@ -169,6 +170,9 @@ type Service struct {
 	ready chan struct{}
 	once  sync.Once
 
+	// pause is the kill switch of kaar_control as last seen (nil: never
+	// set).
+	pause atomic.Pointer[events.Pause]
 	// inflight holds the plans this process is executing (see track).
 	inflightMu sync.Mutex
 	inflight   map[string]chan struct{}
@@ -232,6 +236,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.executions, err = s.js.KeyValue(ctx, events.BucketExecutions); err != nil {
 		return fmt.Errorf("executor: open %s: %w (run bus.Provision first)", events.BucketExecutions, err)
 	}
+	stopWatch, err := s.watchPause(ctx)
+	if err != nil {
+		return fmt.Errorf("executor: %w (run bus.Provision first)", err)
+	}
+	defer stopWatch()
 	name, err := events.ExecutorConsumer(s.cfg.Cluster)
 	if err != nil {
 		return fmt.Errorf("executor: %w", err)

@@ -127,6 +127,8 @@ var toolRoles = map[string]Role{
 	"approve_remediation_plan":  RoleApprover,
 	"reject_remediation_plan":   RoleApprover,
 	"remediate_issue":           RoleApprover,
+	"pause_remediation":         RoleAdmin,
+	"resume_remediation":        RoleAdmin,
 }
 
 // registry builds every tool. The order is the listing order.
@@ -142,6 +144,8 @@ func (s *Service) registry() ([]*tool, error) {
 		s.getPlanTool,
 		s.rejectTool,
 		s.executionStatusTool,
+		s.pauseTool,
+		s.resumeTool,
 	}
 	out := make([]*tool, 0, len(builders))
 	seen := map[string]bool{}
