@@ -22,12 +22,12 @@ func TestKillSwitchNeedsAnAdminAndIsStoredOnTheBus(t *testing.T) {
 	if !out.Paused || out.By != "root" || out.Via != "rest" {
 		t.Fatalf("pause answer %+v", out)
 	}
-	got, err := bus.GetPause(e.ctx, e.js, e.cluster)
+	got, err := bus.GetPause(e.ctx, e.js, testCluster)
 	if err != nil || !got.Paused || got.By != "root" || got.Reason != "change freeze" || time.Since(got.At) > time.Minute {
 		t.Fatalf("stored switch %+v (%v)", got, err)
 	}
 	restResult[PauseOut](t, e.restAs(adminToken, "POST", "/mcp/v1/invoke/resume_remediation", `{}`))
-	if got, err := bus.GetPause(e.ctx, e.js, e.cluster); err != nil || got.Paused {
+	if got, err := bus.GetPause(e.ctx, e.js, testCluster); err != nil || got.Paused {
 		t.Fatalf("after resume: %+v (%v)", got, err)
 	}
 }
