@@ -1,0 +1,153 @@
+package deploytest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// startAuthorizedNATS runs a real nats-server (JetStream on) whose
+// authorization is deploy/nats/kaar-permissions.conf, with each service's
+// password in the server's environment as the file expects.
+func startAuthorizedNATS(t *testing.T) (url string, passwords map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	perms, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "nats", "kaar-permissions.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kaar-permissions.conf"), perms, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	main := fmt.Sprintf("listen: \"127.0.0.1:-1\"\njetstream { store_dir: %q }\ninclude ./kaar-permissions.conf\n", filepath.Join(dir, "js"))
+	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), []byte(main), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	passwords = map[string]string{}
+	for _, svc := range services {
+		passwords[svc] = "pw-" + svc + "-for-test"
+		t.Setenv("KAAR_NATS_"+strings.ToUpper(svc)+"_PASSWORD", passwords[svc])
+	}
+	opts, err := natsserver.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatalf("nats-server rejects kaar-permissions.conf: %v", err)
+	}
+	if len(opts.Users) != len(services) {
+		t.Fatalf("%d users configured, want %d", len(opts.Users), len(services))
+	}
+	s, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	return s.ClientURL(), passwords
+}
+
+// svcConn connects as kaar-<svc> and reports permission violations on the
+// returned channel.
+func svcConn(t *testing.T, url, svc, password string) (*nats.Conn, <-chan error) {
+	t.Helper()
+	errs := make(chan error, 16)
+	nc, err := nats.Connect(url, nats.UserInfo("kaar-"+svc, password), nats.Name("kaar-"+svc),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatalf("connect as kaar-%s: %v", svc, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, errs
+}
+
+// refused publishes to subject as nc and waits for the server's permission
+// violation (the wait is bounded only to fail rather than hang).
+func refused(t *testing.T, nc *nats.Conn, errs <-chan error, op, subject string) {
+	t.Helper()
+	var err error
+	if op == "publish" {
+		err = nc.Publish(subject, []byte(`{}`))
+	} else {
+		_, err = nc.SubscribeSync(subject)
+	}
+	if err == nil {
+		err = nc.Flush()
+	}
+	if err != nil {
+		t.Fatalf("%s %s: %v", op, subject, err)
+	}
+	select {
+	case got := <-errs:
+		if !strings.Contains(strings.ToLower(got.Error()), "permissions violation") || !strings.Contains(got.Error(), subject) {
+			t.Errorf("%s %s: server said %v, want a permissions violation for that subject", op, subject, got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s %s as %s was not refused", op, subject, nc.Opts.Name)
+	}
+}
+
+// TestNATSPermissionsLimitEachService: with deploy/nats/kaar-permissions.conf
+// each service can declare kaar's bus (pkg/bus.Provision) and publish what
+// it owns, and the server refuses what belongs to another service: the
+// watcher cannot approve a plan, the gateway cannot forge incidents or
+// audit records, nobody can delete a stream.
+func TestNATSPermissionsLimitEachService(t *testing.T) {
+	url, pw := startAuthorizedNATS(t)
+	ctx := context.Background()
+	const cluster = "prod"
+	conns := map[string]*nats.Conn{}
+	errs := map[string]<-chan error{}
+	for _, svc := range services {
+		conns[svc], errs[svc] = svcConn(t, url, svc, pw[svc])
+		js, err := jetstream.New(conns[svc])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bus.Provision(ctx, js, bus.Config{Clusters: []string{cluster}}); err != nil {
+			t.Fatalf("kaar-%s cannot provision the bus under its permissions: %v", svc, err)
+		}
+	}
+	allowed := map[string]string{
+		"watcher":    "kaar.prod.issue.shop.CrashLoopBackOff",
+		"planner":    "kaar.prod.audit.plan_proposed",
+		"executor":   "kaar.prod.audit.step_started",
+		"mcpgateway": "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1",
+	}
+	for svc, subj := range allowed {
+		js, _ := jetstream.New(conns[svc])
+		if _, err := js.Publish(ctx, subj, []byte(`{}`)); err != nil {
+			t.Errorf("kaar-%s publish %s (its own subject): %v", svc, subj, err)
+		}
+	}
+	forbidden := []struct{ svc, op, subject string }{
+		{"watcher", "publish", "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
+		{"watcher", "publish", "kaar.prod.audit.step_started"},
+		{"watcher", "publish", "$KV.kaar_plans.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
+		{"planner", "publish", "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
+		{"planner", "publish", "kaar.prod.issue.shop.OOMKilled"},
+		{"executor", "publish", "kaar.prod.issue.shop.OOMKilled"},
+		{"executor", "publish", "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
+		{"mcpgateway", "publish", "kaar.prod.issue.shop.OOMKilled"},
+		{"mcpgateway", "publish", "kaar.prod.audit.step_started"},
+		{"mcpgateway", "publish", "$KV.kaar_plans.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
+		{"mcpgateway", "publish", "$JS.API.STREAM.DELETE.AUDIT"},
+		{"executor", "publish", "$JS.API.STREAM.PURGE.ISSUES"},
+		{"mcpgateway", "subscribe", "kaar.prod.svc.watcher.analyze"},
+		{"watcher", "subscribe", "kaar.prod.approval.>"},
+	}
+	for _, f := range forbidden {
+		t.Run(f.svc+" "+f.op+" "+f.subject, func(t *testing.T) {
+			refused(t, conns[f.svc], errs[f.svc], f.op, f.subject)
+		})
+	}
+}
