@@ -100,8 +100,8 @@ func TestProvisionTwiceIsNoOp(t *testing.T) {
 	_, _, js := startJS(t)
 	cfg := Config{Clusters: []string{testCluster, "other"}, Storage: jetstream.MemoryStorage}
 	first := provision(t, js, cfg)
-	// 4 streams, 4 buckets, 2 consumers per cluster.
-	if len(first.Changes) != 4+4+4 {
+	// 4 streams, 4 buckets, 3 consumers per cluster.
+	if len(first.Changes) != 4+4+6 {
 		t.Fatalf("first Provision made %d changes: %s", len(first.Changes), first)
 	}
 	for _, c := range first.Changes {
@@ -152,9 +152,10 @@ func TestProvisionAppliesChangedDeclaration(t *testing.T) {
 	cfg.Clusters = append(cfg.Clusters, "second")
 	sum := provision(t, js, cfg)
 	want := map[string]bool{
-		"updated stream ISSUES (max_age)":            true,
-		"created consumer ISSUES/planner-second":     true,
-		"created consumer APPROVALS/executor-second": true,
+		"updated stream ISSUES (max_age)":                 true,
+		"created consumer ISSUES/planner-second":          true,
+		"created consumer APPROVALS/executor-second":      true,
+		"created consumer PLAN_EVENTS/autoapprove-second": true,
 	}
 	if len(sum.Changes) != len(want) {
 		t.Fatalf("changes: %s", sum)

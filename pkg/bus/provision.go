@@ -34,6 +34,8 @@ const (
 	ExecutorAckWait       = 2 * time.Minute
 	ExecutorMaxDeliver    = 5
 	ExecutorMaxAckPending = 16
+	AutoApproveAckWait    = 30 * time.Second
+	AutoApproveMaxDeliver = 5
 )
 
 // Config says how to declare kaar's streams, buckets and consumers.
@@ -247,6 +249,8 @@ func Consumers(cfg Config) ([]ConsumerDecl, error) {
 		pfilter, _ := events.IssueFilter(cl)
 		ename, _ := events.ExecutorConsumer(cl)
 		efilter, _ := events.ApprovalFilter(cl)
+		aname, _ := events.AutoApproveConsumer(cl)
+		afilter, _ := events.PlanEventSubject(cl, events.PlanEventProposed)
 		out = append(out,
 			ConsumerDecl{Stream: events.StreamIssues, Config: jetstream.ConsumerConfig{
 				Durable:       pname,
@@ -267,6 +271,16 @@ func Consumers(cfg Config) ([]ConsumerDecl, error) {
 				MaxDeliver:    ExecutorMaxDeliver,
 				MaxAckPending: ExecutorMaxAckPending,
 				FilterSubject: efilter,
+			}},
+			ConsumerDecl{Stream: events.StreamPlanEvents, Config: jetstream.ConsumerConfig{
+				Durable:       aname,
+				Description:   "kaar executor auto-approver (remediation.auto_approve) for cluster " + cl,
+				DeliverPolicy: jetstream.DeliverAllPolicy,
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       AutoApproveAckWait,
+				MaxDeliver:    AutoApproveMaxDeliver,
+				MaxAckPending: 64,
+				FilterSubject: afilter,
 			}},
 		)
 	}

@@ -253,6 +253,15 @@ func ExecutorConsumer(cluster string) (string, error) {
 	return "executor-" + cluster, nil
 }
 
+// AutoApproveConsumer is the durable consumer name of the executor's
+// auto-approver on PLAN_EVENTS (proposed plans): "autoapprove-<cluster>".
+func AutoApproveConsumer(cluster string) (string, error) {
+	if err := ValidateClusterName(cluster); err != nil {
+		return "", err
+	}
+	return "autoapprove-" + cluster, nil
+}
+
 // PlanKey is the kaar_plans key of a plan: its id.
 func PlanKey(planID string) (string, error) {
 	if err := validateUUID("plan_id", planID); err != nil {

@@ -365,8 +365,12 @@ type Plan struct {
 	SupersededBy string `json:"superseded_by,omitempty"`
 	// DiagnosticOnly plans have no mutating step (e.g. a protected
 	// namespace, or no safe automatic fix); they are never executed.
-	DiagnosticOnly bool     `json:"diagnostic_only,omitempty"`
-	Notes          []string `json:"notes,omitempty"`
+	DiagnosticOnly bool `json:"diagnostic_only,omitempty"`
+	// ManagedBy names the GitOps or Helm tool that manages the target
+	// ("Argo CD", "Flux", "Helm"), empty when none: a live fix is reverted
+	// by the next sync, so auto-approval never applies to such a plan.
+	ManagedBy string   `json:"managed_by,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
 }
 
 // DigestPrefix starts every plan digest.

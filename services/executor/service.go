@@ -88,6 +88,12 @@ type Config struct {
 	DrainTimeout time.Duration
 	// FetchWait is how long one pull request waits for a decision.
 	FetchWait time.Duration
+	// AutoApprove approves, on the operator's standing policy, proposed
+	// plans whose every step is at or below AutoApproveMaxRisk, outside
+	// protected namespaces and not managed by GitOps or Helm
+	// (remediation.auto_approve, remediation.auto_approve_max_risk).
+	AutoApprove        bool
+	AutoApproveMaxRisk events.RiskLevel
 }
 
 // ConfigFrom takes the executor's settings from the whole configuration.
@@ -97,6 +103,8 @@ func ConfigFrom(c config.Config) Config {
 		Paused:              c.Remediation.Paused,
 		ProtectedNamespaces: slices.Clone(c.Policy.ProtectedNamespaces),
 		VerifyTimeout:       c.Remediation.VerifyTimeout.Duration,
+		AutoApprove:         c.Remediation.AutoApprove,
+		AutoApproveMaxRisk:  events.RiskLevel(c.Remediation.AutoApproveMaxRisk),
 	}.withDefaults()
 }
 
@@ -121,6 +129,9 @@ func (c Config) withDefaults() Config {
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
 	}
+	if c.AutoApproveMaxRisk == "" {
+		c.AutoApproveMaxRisk = events.RiskLow
+	}
 	return c
 }
 
@@ -128,6 +139,11 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	if err := events.ValidateClusterName(c.Cluster); err != nil {
 		return fmt.Errorf("executor config: Cluster (kubernetes.cluster_name): %w", err)
+	}
+	if c.AutoApprove {
+		if err := c.AutoApproveMaxRisk.Validate(); err != nil {
+			return fmt.Errorf("executor config: AutoApproveMaxRisk (remediation.auto_approve_max_risk): %w", err)
+		}
 	}
 	if c.CrashAt != "" && !validCrashAt(c.CrashAt) {
 		return fmt.Errorf("executor config: CrashAt ($%s) %q: allowed: claimed, step-started:N, step-applied:N, step-recorded:N: %w", EnvCrashAt, c.CrashAt, events.ErrInvalid)
@@ -282,6 +298,13 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	defer stopDrain()
 
+	if s.cfg.AutoApprove {
+		stopAuto, err := s.startAutoApprove(ctx)
+		if err != nil {
+			return fmt.Errorf("executor: %w (run bus.Provision first)", err)
+		}
+		defer stopAuto()
+	}
 	s.log.Info("executor running", slog.String("consumer", name), slog.Int("workers", s.cfg.Workers), slog.Bool("paused", s.cfg.Paused))
 	s.once.Do(func() { close(s.ready) })
 

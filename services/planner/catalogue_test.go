@@ -354,8 +354,8 @@ func TestGitOpsManagedPlans(t *testing.T) {
 	in.Owner.Labels = map[string]string{"kustomize.toolkit.fluxcd.io/name": "shop", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
 	out := finalize(draftPlan(in), acceptAll)
 	if out.DiagnosticOnly || !strings.Contains(out.Summary, "deployment/frontend is managed by Flux: the lasting fix belongs in the Git repository reconciled by Flux Kustomization flux-system/shop") ||
-		!hasNote(out, "Flux reverts drift on its next reconciliation") {
-		t.Errorf("flag: diagnostic %t summary %q notes %v", out.DiagnosticOnly, out.Summary, out.Notes)
+		!hasNote(out, "Flux reverts drift on its next reconciliation") || out.ManagedBy != "Flux" {
+		t.Errorf("flag: diagnostic %t summary %q notes %v managed by %q", out.DiagnosticOnly, out.Summary, out.Notes, out.ManagedBy)
 	}
 	in.Cfg.GitOpsManaged = GitOpsDiagnosticOnly
 	out = finalize(draftPlan(in), acceptAll)

@@ -29,6 +29,7 @@ func assemblePlan(id string, createdAt time.Time, cfg Config, in planInput, out 
 		CreatedAt:             createdAt,
 		ExpiresAt:             createdAt.Add(cfg.ApprovalWindow),
 		DiagnosticOnly:        out.DiagnosticOnly,
+		ManagedBy:             out.ManagedBy,
 		Notes:                 out.Notes,
 	}
 	p.Seal()

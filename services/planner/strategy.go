@@ -213,6 +213,8 @@ type outcome struct {
 	Notes          []string
 	Risk           events.RiskLevel
 	DiagnosticOnly bool
+	// ManagedBy is the GitOps or Helm tool managing the target, or "".
+	ManagedBy string
 	// Chosen is the strategy of the mutating step, or "".
 	Chosen string
 	// DryRunFailures counts candidates the API server rejected.
@@ -278,6 +280,7 @@ func finalize(d draft, dryRun func(events.Step) events.DryRunResult) outcome {
 	}
 	if m := d.Managed; m.Tool != "" {
 		out.Summary += fmt.Sprintf(" %s is managed by %s: the lasting fix belongs in %s.", d.Target, m.Tool, m.source())
+		out.ManagedBy = m.Tool
 	}
 	if len(out.Steps) == 0 { // defensive: a plan needs a step
 		out.Steps = append(out.Steps, events.Step{Action: events.ActionDiagnostic, Title: "Inspect the workload: " + d.Problem, Risk: events.RiskNone})
