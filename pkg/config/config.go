@@ -79,6 +79,9 @@ type Remediation struct {
 	MemoryFactor float64 `yaml:"memory_factor"`
 	// Paused is the global kill switch: no plan is executed while it is set.
 	Paused bool `yaml:"paused"`
+	// UndoOnFailure applies the undo patches of an executed plan, newest
+	// step first, when its verification fails.
+	UndoOnFailure bool `yaml:"undo_on_failure"`
 }
 
 // Strategy is one entry of a strategy list: a catalogue step name, written

@@ -233,7 +233,11 @@ type Execution struct {
 	State        ExecutionState `json:"state"`
 	Steps        []StepResult   `json:"steps,omitempty"`
 	Verification *Verification  `json:"verification,omitempty"`
-	StartedAt    time.Time      `json:"started_at"`
+	// Undo are the undo patches applied after a failed verification
+	// (remediation.undo_on_failure), newest step first; Index and Action
+	// name the step undone.
+	Undo      []StepResult `json:"undo,omitempty"`
+	StartedAt time.Time    `json:"started_at"`
 	// FinishedAt is zero while State is executing.
 	FinishedAt    time.Time     `json:"finished_at,omitzero"`
 	Error         string        `json:"error,omitempty"`
@@ -249,6 +253,11 @@ func (e Execution) Validate() error {
 		e.State.Validate(),
 	); err != nil {
 		return err
+	}
+	for i, s := range e.Undo {
+		if err := under(fmt.Sprintf("undo[%d]", i), s.Validate()); err != nil {
+			return err
+		}
 	}
 	for i, s := range e.Steps {
 		if err := under(fmt.Sprintf("steps[%d]", i), s.Validate()); err != nil {

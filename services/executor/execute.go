@@ -105,6 +105,9 @@ func (s *Service) runSteps(ctx context.Context, log *slog.Logger, p events.Plan,
 	}
 
 	v := s.verify(ctx, log, p, runner.deleted)
+	if !v.Healthy && s.cfg.UndoOnFailure && len(runner.patched) > 0 {
+		s.undo(ctx, log, p, exec, runner)
+	}
 	s.finish(ctx, log, p, rev, exec, nil, &v)
 }
 
@@ -168,6 +171,15 @@ func (s *Service) finish(ctx context.Context, log *slog.Logger, p events.Plan, r
 		exec.Error = err.Error()
 	case v != nil && !v.Healthy:
 		exec.Error = "verification failed: " + v.Message
+		if n := len(exec.Undo); n > 0 {
+			undone := 0
+			for _, u := range exec.Undo {
+				if u.Status == events.StepSucceeded {
+					undone++
+				}
+			}
+			exec.Error += fmt.Sprintf("; undone %d of %d changed steps (remediation.undo_on_failure)", undone, n)
+		}
 	}
 	exec.Verification = v
 	exec.FinishedAt = s.now().UTC()

@@ -520,3 +520,34 @@ func applyFixThatDoesNotHeal(t *testing.T, cfg Config) *events.Verification {
 	}
 	return v
 }
+
+// With remediation.undo_on_failure, a fix that does not heal is undone:
+// the Deployment is back at the template it had before the plan, and the
+// undo is recorded.
+func TestFailedVerificationIsUndoneWhenPolicySaysSo(t *testing.T) {
+	c := newCluster(t)
+	e := startExecutor(t, startNATS(t), c.executor, Config{VerifyTimeout: 5 * time.Minute, VerifyFailAfter: 3 * time.Second, UndoOnFailure: true})
+	c.createDeployment(t, "web")
+	dep := c.rollToBadImage(t, "web")
+	before := dep.Spec.Template.Spec.Containers[0].Image
+	target := events.ObjectRef{Kind: "Deployment", Namespace: c.ns, Name: "web", UID: string(dep.UID), APIVersion: "apps/v1"}
+	p := newPlan(t, target, dep.Generation, dep.ResourceVersion, events.Step{Action: events.ActionSetImage,
+		Title: "Set image to nginx:1.28-nonexistent", Target: target, Risk: events.RiskLow, Mutating: true, PatchType: events.PatchJSON,
+		Patch:     generationPatch(dep.Generation, `{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28-nonexistent"}`),
+		UndoPatch: generationPatch(dep.Generation+1, `{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"`+before+`"}`)})
+	e.createPlan(p)
+	e.decide(p, events.DecisionApproved, "alice", p.Digest)
+	trail := e.waitAudit(p.ID, events.AuditExecutionFinished, 1, 6*time.Minute)
+	want := []events.AuditKind{events.AuditApproved, events.AuditClaimed, events.AuditStepStarted, events.AuditStepResult,
+		events.AuditVerificationFailed, events.AuditUndo, events.AuditExecutionFinished}
+	if got := kinds(trail); !slices.Equal(got, want) {
+		t.Fatalf("audit trail %v, want %v", got, want)
+	}
+	ex := e.execution(p.ID)
+	if ex.State != events.ExecutionFailed || len(ex.Undo) != 1 || ex.Undo[0].Status != events.StepSucceeded || !strings.Contains(ex.Error, "undone 1 of 1") {
+		t.Fatalf("execution %s, undo %+v, error %q", ex.State, ex.Undo, ex.Error)
+	}
+	if img := c.deployment(t, "web").Spec.Template.Spec.Containers[0].Image; img != before {
+		t.Errorf("image %s after undo, want %s", img, before)
+	}
+}

@@ -94,6 +94,10 @@ type Config struct {
 	// (remediation.auto_approve, remediation.auto_approve_max_risk).
 	AutoApprove        bool
 	AutoApproveMaxRisk events.RiskLevel
+	// UndoOnFailure applies, newest first, the undo patch of every step
+	// that changed the cluster when verification fails
+	// (remediation.undo_on_failure).
+	UndoOnFailure bool
 }
 
 // ConfigFrom takes the executor's settings from the whole configuration.
@@ -105,6 +109,7 @@ func ConfigFrom(c config.Config) Config {
 		VerifyTimeout:       c.Remediation.VerifyTimeout.Duration,
 		AutoApprove:         c.Remediation.AutoApprove,
 		AutoApproveMaxRisk:  events.RiskLevel(c.Remediation.AutoApproveMaxRisk),
+		UndoOnFailure:       c.Remediation.UndoOnFailure,
 	}.withDefaults()
 }
 

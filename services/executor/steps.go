@@ -32,6 +32,9 @@ type stepRunner struct {
 	// generations holds the generation each object had after this plan
 	// patched it, so a later step's generation test can be moved forward.
 	generations map[string]int64
+	// patched lists the patch steps this plan applied (or found applied
+	// when resuming), in order: what undo reverts.
+	patched []events.Step
 	// lastPatched holds the generation of the last successful patch of
 	// each object (what the step's result records); unlike generations it
 	// is not carried over from an interrupted execution.
@@ -56,6 +59,9 @@ func (r *stepRunner) restore(st events.Step, res events.StepResult) {
 		return
 	}
 	r.applied = true
+	if len(st.Patch) > 0 && !isDeletion(st) {
+		r.patched = append(r.patched, st)
+	}
 	if res.Generation > 0 {
 		ref := st.Target
 		if ref.Namespace == "" {
@@ -147,6 +153,7 @@ func (r *stepRunner) patch(ctx context.Context, ref events.ObjectRef, st events.
 			if cur, ok := r.alreadyApplied(ctx, ref, pt, data); ok {
 				r.stale = false
 				r.applied = true
+				r.patched = append(r.patched, st)
 				r.generations[objectKey(ref)] = cur.GetGeneration()
 				r.lastPatched[objectKey(ref)] = cur.GetGeneration()
 				return fmt.Sprintf("%s %s already patched before the interruption: generation %d, resourceVersion %s (not applied again)",
@@ -159,6 +166,7 @@ func (r *stepRunner) patch(ctx context.Context, ref events.ObjectRef, st events.
 		return "", fmt.Errorf("patch %s: %w", ref, err)
 	}
 	r.applied = true
+	r.patched = append(r.patched, st)
 	r.generations[objectKey(ref)] = obj.GetGeneration()
 	r.lastPatched[objectKey(ref)] = obj.GetGeneration()
 	return fmt.Sprintf("%s %s patched: generation %d, resourceVersion %s", strings.ToLower(ref.Kind), ref.Name, obj.GetGeneration(), obj.GetResourceVersion()), nil
