@@ -82,6 +82,10 @@ type Remediation struct {
 	// UndoOnFailure applies the undo patches of an executed plan, newest
 	// step first, when its verification fails.
 	UndoOnFailure bool `yaml:"undo_on_failure"`
+	// MaxConcurrent is how many plans one executor runs at once;
+	// MaxConcurrentPerNamespace how many of them may be in one namespace.
+	MaxConcurrent             int `yaml:"max_concurrent"`
+	MaxConcurrentPerNamespace int `yaml:"max_concurrent_per_namespace"`
 }
 
 // Strategy is one entry of a strategy list: a catalogue step name, written
@@ -243,12 +247,14 @@ func Default() Config {
 		Server:     Server{Host: "127.0.0.1", Port: 8080, LogLevel: "info", LogFormat: "text"},
 		Kubernetes: Kubernetes{ClusterName: "default"},
 		Remediation: Remediation{
-			AutoApproveMaxRisk: "low",
-			MaxPods:            10,
-			ApprovalWindow:     Duration{15 * time.Minute},
-			VerifyTimeout:      Duration{3 * time.Minute},
-			MaxMemoryLimit:     "4Gi",
-			MemoryFactor:       2,
+			AutoApproveMaxRisk:        "low",
+			MaxConcurrent:             4,
+			MaxConcurrentPerNamespace: 2,
+			MaxPods:                   10,
+			ApprovalWindow:            Duration{15 * time.Minute},
+			VerifyTimeout:             Duration{3 * time.Minute},
+			MaxMemoryLimit:            "4Gi",
+			MemoryFactor:              2,
 			Strategies: map[string][]Strategy{
 				"CrashLoopBackOff": {{Action: "check_logs"}, {Action: "rollback"}, {Action: "restart_pod"}},
 				"ImagePullBackOff": {{Action: "check_image"}, {Action: "rollback"}, {Action: "update_image"}},
@@ -418,6 +424,12 @@ func (c *Config) Validate() error {
 	}
 	if d := c.NATS.AuditRetention.Duration; d < time.Hour {
 		add(fieldErr("nats.audit_retention", fmt.Sprintf("%s must be at least 1h", d)))
+	}
+	if n := c.Remediation.MaxConcurrent; n < 1 || n > 64 {
+		add(fieldErr("remediation.max_concurrent", fmt.Sprintf("%d must be between 1 and 64", n)))
+	}
+	if n := c.Remediation.MaxConcurrentPerNamespace; n < 1 || n > c.Remediation.MaxConcurrent {
+		add(fieldErr("remediation.max_concurrent_per_namespace", fmt.Sprintf("%d must be between 1 and remediation.max_concurrent (%d)", n, c.Remediation.MaxConcurrent)))
 	}
 	if d := c.NATS.ExecutorAckWait.Duration; d < time.Second || d > time.Hour {
 		add(fieldErr("nats.executor_ack_wait", fmt.Sprintf("%s must be between 1s and 1h", d)))

@@ -97,6 +97,12 @@ func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Enve
 	case err != nil:
 		return transient(fmt.Errorf("load plan %s: %w", d.PlanID, err))
 	}
+	var release func()
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
 	for {
 		if claimedBy(p, env.ID) {
 			if p.State == events.PlanExecuting {
@@ -126,6 +132,26 @@ func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Enve
 		if r := s.precheck(p, d); r != nil {
 			s.refuseDecision(ctx, log, env.ID, &p, d, r)
 			return nil
+		}
+		if release == nil {
+			// At most MaxPerNamespace executions at once in a namespace:
+			// wait for a slot, then decide again on the plan as it is
+			// now (its window may have passed meanwhile).
+			var waited bool
+			release, waited = s.slots.acquire(ctx, p.Namespace)
+			if release == nil {
+				return transient(fmt.Errorf("wait for an execution slot in namespace %s: %w", p.Namespace, ctx.Err()))
+			}
+			if waited {
+				log.Info("waited for an execution slot in the namespace", slog.String("namespace", p.Namespace), slog.Int("max_per_namespace", s.cfg.MaxPerNamespace))
+				if p, rev, err = s.plans.Get(ctx, d.PlanID); errors.Is(err, bus.ErrPlanNotFound) {
+					s.refuseDecision(ctx, log, env.ID, nil, d, refuse(events.RefusalExpired, "plan %s expired while waiting for an execution slot", d.PlanID))
+					return nil
+				} else if err != nil {
+					return transient(fmt.Errorf("re-read plan %s: %w", d.PlanID, err))
+				}
+				continue
+			}
 		}
 		claimed := p
 		claimed.State = events.PlanExecuting

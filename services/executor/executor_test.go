@@ -551,3 +551,41 @@ func TestFailedVerificationIsUndoneWhenPolicySaysSo(t *testing.T) {
 		t.Errorf("image %s after undo, want %s", img, before)
 	}
 }
+
+// With one execution per namespace, two plans approved at once in the
+// same namespace run one after the other, and both run.
+func TestExecutionsPerNamespaceAreBounded(t *testing.T) {
+	c := newCluster(t)
+	e := startExecutor(t, startNATS(t), c.executor, Config{Workers: 4, MaxPerNamespace: 1})
+	var plans []events.Plan
+	for _, name := range []string{"a", "b"} {
+		dep := c.createDeployment(t, name)
+		target := events.ObjectRef{Kind: "Deployment", Namespace: c.ns, Name: name, UID: string(dep.UID), APIVersion: "apps/v1"}
+		p := newPlan(t, target, dep.Generation, dep.ResourceVersion, events.Step{Action: events.ActionSetImage, Title: "Set image to nginx:1.28",
+			Target: target, Risk: events.RiskLow, Mutating: true, PatchType: events.PatchJSON,
+			Patch: generationPatch(dep.Generation, `{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28"}`)})
+		e.createPlan(p)
+		plans = append(plans, p)
+	}
+	for _, p := range plans {
+		e.decide(p, events.DecisionApproved, "alice", p.Digest)
+	}
+	var execs []*events.Execution
+	for _, p := range plans {
+		e.waitAudit(p.ID, events.AuditExecutionFinished, 1, 3*time.Minute)
+		ex := e.execution(p.ID)
+		if ex.State != events.ExecutionSucceeded {
+			t.Fatalf("plan %s: %s (%s)", p.ID, ex.State, ex.Error)
+		}
+		execs = append(execs, ex)
+	}
+	first, second := execs[0], execs[1]
+	if second.StartedAt.Before(first.StartedAt) {
+		first, second = second, first
+	}
+	if second.StartedAt.Before(first.FinishedAt) {
+		t.Errorf("executions overlap in one namespace with max 1: [%s, %s] and [%s, %s]",
+			first.StartedAt.Format(time.RFC3339Nano), first.FinishedAt.Format(time.RFC3339Nano),
+			second.StartedAt.Format(time.RFC3339Nano), second.FinishedAt.Format(time.RFC3339Nano))
+	}
+}

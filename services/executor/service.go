@@ -94,6 +94,10 @@ type Config struct {
 	// (remediation.auto_approve, remediation.auto_approve_max_risk).
 	AutoApprove        bool
 	AutoApproveMaxRisk events.RiskLevel
+	// MaxPerNamespace is how many plans of one namespace may execute at
+	// once in this executor (remediation.max_concurrent_per_namespace);
+	// Workers bounds them all (remediation.max_concurrent).
+	MaxPerNamespace int
 	// UndoOnFailure applies, newest first, the undo patch of every step
 	// that changed the cluster when verification fails
 	// (remediation.undo_on_failure).
@@ -110,6 +114,8 @@ func ConfigFrom(c config.Config) Config {
 		AutoApprove:         c.Remediation.AutoApprove,
 		AutoApproveMaxRisk:  events.RiskLevel(c.Remediation.AutoApproveMaxRisk),
 		UndoOnFailure:       c.Remediation.UndoOnFailure,
+		Workers:             c.Remediation.MaxConcurrent,
+		MaxPerNamespace:     c.Remediation.MaxConcurrentPerNamespace,
 	}.withDefaults()
 }
 
@@ -133,6 +139,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
+	}
+	if c.MaxPerNamespace <= 0 || c.MaxPerNamespace > c.Workers {
+		c.MaxPerNamespace = c.Workers
 	}
 	if c.AutoApproveMaxRisk == "" {
 		c.AutoApproveMaxRisk = events.RiskLow
@@ -194,6 +203,8 @@ type Service struct {
 	// pause is the kill switch of kaar_control as last seen (nil: never
 	// set).
 	pause atomic.Pointer[events.Pause]
+	// slots bounds the executions per namespace.
+	slots *slots
 	// inflight holds the plans this process is executing (see track).
 	inflightMu sync.Mutex
 	inflight   map[string]chan struct{}
@@ -236,6 +247,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		js:       js,
 		ready:    make(chan struct{}),
 		inflight: map[string]chan struct{}{},
+		slots:    newSlots(cfg.MaxPerNamespace),
 	}, nil
 }
 
