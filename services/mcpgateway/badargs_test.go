@@ -50,6 +50,8 @@ var badArgs = []struct {
 	{"reject_remediation_plan", `{"plan_id":"x"}`, "plan_id"},
 	{"reject_remediation_plan", `{"plan_id":"01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f","reason":"` + strings.Repeat("r", 1001) + `"}`, "reason"},
 	{"get_execution_status", `{"plan_id":null}`, "plan_id"},
+	{"get_audit_trail", `{}`, "plan_id"},
+	{"get_audit_trail", `{"plan_id":"not-a-uuid"}`, "plan_id"},
 	{"pause_remediation", `{}`, "reason"},
 	{"pause_remediation", `{"reason":"` + strings.Repeat("r", 1001) + `"}`, "reason"},
 	{"resume_remediation", `{"reason":5}`, "reason"},

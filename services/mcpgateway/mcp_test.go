@@ -26,6 +26,7 @@ var wantHints = map[string]hints{
 	"get_remediation_plan":      {readOnly: true, destructive: false, idempotent: true, openWorld: false},
 	"reject_remediation_plan":   {readOnly: false, destructive: false, idempotent: true, openWorld: false},
 	"get_execution_status":      {readOnly: true, destructive: false, idempotent: true, openWorld: false},
+	"get_audit_trail":           {readOnly: true, destructive: false, idempotent: true, openWorld: false},
 	"pause_remediation":         {readOnly: false, destructive: false, idempotent: true, openWorld: false},
 	"resume_remediation":        {readOnly: false, destructive: false, idempotent: true, openWorld: false},
 }

@@ -107,6 +107,11 @@ func TestIncidentsPlansAndAuditTrailsAreResources(t *testing.T) {
 		trail.Records[1].Via != "mcp-elicitation" || len(trail.Records[2].Message) != 2 || !strings.Contains(trail.Notice, "untrusted") {
 		t.Errorf("audit trail = %+v", trail)
 	}
+	// The same trail through the get_audit_trail tool.
+	res := callTool(t, e.ctx, cs, "get_audit_trail", map[string]any{"plan_id": p.ID})
+	if tool := structured[AuditTrailOut](t, res); len(tool.Records) != 3 || tool.Records[1].Actor != "alice" {
+		t.Errorf("get_audit_trail = %+v", tool)
+	}
 
 	// Bad and unknown ids are errors, not empty documents.
 	for _, uri := range []string{"kaar://plans/not-a-uuid", "kaar://plans/01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f", "kaar://incidents/0123456789abcdef",

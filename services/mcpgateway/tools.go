@@ -144,6 +144,7 @@ func (s *Service) registry() ([]*tool, error) {
 		s.getPlanTool,
 		s.rejectTool,
 		s.executionStatusTool,
+		s.auditTool,
 		s.pauseTool,
 		s.resumeTool,
 	}

@@ -70,8 +70,8 @@ func TestMCPClientSpawnsTheStdioServer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("list tools: %v\nstderr:\n%s", err, stderr.String())
 	}
-	if len(tools.Tools) != 12 {
-		t.Errorf("%d tools, want 12", len(tools.Tools))
+	if len(tools.Tools) != 13 {
+		t.Errorf("%d tools, want 13", len(tools.Tools))
 	}
 	res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "test", Arguments: map[string]any{}})
 	if err != nil {
