@@ -3,9 +3,12 @@ module github.com/kaar-dev/kaar/cmd/kaar
 go 1.26.0
 
 require (
+	github.com/google/uuid v1.6.0
 	github.com/kaar-dev/kaar/pkg/bus v0.0.0
 	github.com/kaar-dev/kaar/pkg/config v0.0.0
+	github.com/kaar-dev/kaar/pkg/events v0.0.0
 	github.com/kaar-dev/kaar/pkg/sandbox v0.0.0
+	github.com/kaar-dev/kaar/pkg/svcmain v0.0.0
 	github.com/kaar-dev/kaar/services/executor v0.0.0
 	github.com/kaar-dev/kaar/services/mcpgateway v0.0.0
 	github.com/kaar-dev/kaar/services/planner v0.0.0
@@ -45,9 +48,7 @@ require (
 	github.com/google/gnostic-models v0.7.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/jsonschema-go v0.4.3 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
-	github.com/kaar-dev/kaar/pkg/events v0.0.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/mark3labs/mcp-go v1.2.1 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
@@ -95,6 +96,7 @@ replace (
 	github.com/kaar-dev/kaar/pkg/config => ../../pkg/config
 	github.com/kaar-dev/kaar/pkg/events => ../../pkg/events
 	github.com/kaar-dev/kaar/pkg/sandbox => ../../pkg/sandbox
+	github.com/kaar-dev/kaar/pkg/svcmain => ../../pkg/svcmain
 	github.com/kaar-dev/kaar/services/executor => ../../services/executor
 	github.com/kaar-dev/kaar/services/mcpgateway => ../../services/mcpgateway
 	github.com/kaar-dev/kaar/services/planner => ../../services/planner

@@ -7,6 +7,7 @@ require (
 	github.com/kaar-dev/kaar/pkg/config v0.0.0
 	github.com/kaar-dev/kaar/pkg/events v0.0.0
 	github.com/kaar-dev/kaar/pkg/sandbox v0.0.0
+	github.com/kaar-dev/kaar/pkg/svcmain v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/sync v0.24.0
@@ -82,4 +83,5 @@ replace (
 	github.com/kaar-dev/kaar/pkg/config => ../../pkg/config
 	github.com/kaar-dev/kaar/pkg/events => ../../pkg/events
 	github.com/kaar-dev/kaar/pkg/sandbox => ../../pkg/sandbox
+	github.com/kaar-dev/kaar/pkg/svcmain => ../../pkg/svcmain
 )

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 )
 
 // runNATS runs a standalone NATS JetStream server with kaar's streams,
@@ -61,14 +62,14 @@ type connector func(ctx context.Context, name string, logger *slog.Logger) (*nat
 // connectURL connects to a NATS server by URL.
 func connectURL(url string, cfg config.Config) connector {
 	return func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
-		return bus.Connect(ctx, url, natsOptions(cfg, name, logger))
+		return bus.Connect(ctx, url, svcmain.ConnectOptions(cfg, name, logger))
 	}
 }
 
 // connectEmbedded connects in-process to the embedded server.
 func connectEmbedded(emb *bus.Embedded, cfg config.Config) connector {
 	return func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
-		return emb.Connect(ctx, natsOptions(cfg, name, logger))
+		return emb.Connect(ctx, svcmain.ConnectOptions(cfg, name, logger))
 	}
 }
 
@@ -84,7 +85,7 @@ func provision(ctx context.Context, connect connector, cfg config.Config, logger
 	if err != nil {
 		return err
 	}
-	sum, err := bus.Provision(ctx, js, busConfig(cfg))
+	sum, err := bus.Provision(ctx, js, svcmain.BusConfig(cfg))
 	if err != nil {
 		return fmt.Errorf("provision the bus: %w", err)
 	}
@@ -92,15 +93,6 @@ func provision(ctx context.Context, connect connector, cfg config.Config, logger
 		logger.Info("bus provisioned", slog.String("changes", sum.String()))
 	}
 	return nil
-}
-
-func busConfig(cfg config.Config) bus.Config {
-	return bus.Config{Clusters: []string{cfg.Kubernetes.ClusterName}, AuditRetention: cfg.NATS.AuditRetention.Duration,
-		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration}
-}
-
-func natsOptions(cfg config.Config, name string, logger *slog.Logger) bus.ConnectOptions {
-	return bus.ConnectOptions{Name: name, Logger: logger, CredsFile: cfg.NATS.CredsFile, User: cfg.NATS.User, Password: cfg.NATS.Password}
 }
 
 // splitListen parses host:port; port 0 means a random free port.

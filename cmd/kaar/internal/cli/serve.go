@@ -18,6 +18,7 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 )
 
@@ -47,14 +48,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *natsListen != "" && cfg.NATS.Listen == "" {
 		cfg.NATS.Listen = *natsListen
 	}
-	logger, closeLog, err := newLogger(cfg.Server, stderr)
+	logger, closeLog, err := svcmain.NewLogger(cfg.Server, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 
-	rc, err := restConfig(cfg.Kubernetes)
-	if errors.Is(err, errNoCluster) && !*noSandbox {
+	rc, err := svcmain.RestConfig(cfg.Kubernetes)
+	if errors.Is(err, svcmain.ErrNoCluster) && !*noSandbox {
 		fmt.Fprintln(stderr, "kaar: no kubeconfig found; starting the local sandbox cluster with the demo workloads")
 		rc, err = startSandbox(ctx, *sandboxDir, stderr)
 	}

@@ -2,10 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 	"github.com/kaar-dev/kaar/services/executor"
 	"github.com/kaar-dev/kaar/services/mcpgateway"
 	"github.com/kaar-dev/kaar/services/planner"
@@ -91,14 +95,14 @@ func runOne(ctx context.Context, name string, args []string, stderr io.Writer) e
 	if cfg.NATS.URL == "" {
 		return fmt.Errorf("%s needs an external NATS server: --nats-url or nats.url (or run everything with kaar serve)", name)
 	}
-	logger, closeLog, err := newLogger(cfg.Server, stderr)
+	logger, closeLog, err := svcmain.NewLogger(cfg.Server, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	var rc *rest.Config
 	if name != "mcpgateway" {
-		if rc, err = restConfig(cfg.Kubernetes); err != nil {
+		if rc, err = svcmain.RestConfig(cfg.Kubernetes); err != nil {
 			return err
 		}
 	}
@@ -112,8 +116,29 @@ func runOne(ctx context.Context, name string, args []string, stderr io.Writer) e
 		return err
 	}
 	defer closeFn()
+	if addr := cfg.Server.MetricsAddr; addr != "" {
+		srv := &http.Server{Addr: addr, Handler: svcmain.OpsHandler(reg, nil, readiness(svc)), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("operations server (server.metrics_addr)", slog.String("addr", addr), slog.Any("error", err))
+			}
+		}()
+		defer srv.Close()
+	}
 	logger.Info("service running", slog.String("service", name), slog.String("nats", cfg.NATS.URL))
 	return svc.Run(ctx)
+}
+
+// readiness adapts a service's Ready (a channel, or the watcher's bool)
+// for /readyz.
+func readiness(svc any) func() bool {
+	switch r := svc.(type) {
+	case interface{ Ready() <-chan struct{} }:
+		return svcmain.ReadyChan(r.Ready())
+	case interface{ Ready() bool }:
+		return r.Ready
+	}
+	return nil
 }
 
 const mcpHelp = `Serves MCP over stdio (for MCP clients that spawn their servers), joining the bus
@@ -139,12 +164,12 @@ func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if cfg.NATS.URL == "" {
 		cfg.NATS.URL = "nats://127.0.0.1:4222"
 	}
-	logger, closeLog, err := newLogger(cfg.Server, stderr)
+	logger, closeLog, err := svcmain.NewLogger(cfg.Server, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	nc, err := bus.Connect(ctx, cfg.NATS.URL, natsOptions(cfg, "kaar-mcp-stdio", logger))
+	nc, err := bus.Connect(ctx, cfg.NATS.URL, svcmain.ConnectOptions(cfg, "kaar-mcp-stdio", logger))
 	if err != nil {
 		return err
 	}

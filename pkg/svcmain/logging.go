@@ -1,4 +1,4 @@
-package cli
+package svcmain
 
 import (
 	"fmt"
@@ -9,10 +9,10 @@ import (
 	"github.com/kaar-dev/kaar/pkg/config"
 )
 
-// newLogger builds the process logger from server.log_level, log_format and
+// NewLogger builds the process logger from server.log_level, log_format and
 // log_file. It never writes to stdout, which belongs to the MCP stdio
 // transport when that is in use.
-func newLogger(c config.Server, stderr io.Writer) (*slog.Logger, func() error, error) {
+func NewLogger(c config.Server, stderr io.Writer) (*slog.Logger, func() error, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return nil, nil, fmt.Errorf("server.log_level: %w", err)

@@ -1,4 +1,4 @@
-package cli
+package svcmain
 
 import (
 	"errors"
@@ -12,12 +12,12 @@ import (
 	"github.com/kaar-dev/kaar/pkg/config"
 )
 
-// errNoCluster means no kubeconfig or in-cluster configuration was found.
-var errNoCluster = errors.New("no Kubernetes configuration found (no --kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster service account)")
+// ErrNoCluster means no kubeconfig or in-cluster configuration was found.
+var ErrNoCluster = errors.New("no Kubernetes configuration found (no --kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster service account)")
 
-// kubeconfigPath returns the kubeconfig file to use, or "" for in-cluster
-// configuration, or errNoCluster.
-func kubeconfigPath(c config.Kubernetes) (string, error) {
+// KubeconfigPath returns the kubeconfig file to use, or "" for in-cluster
+// configuration, or ErrNoCluster.
+func KubeconfigPath(c config.Kubernetes) (string, error) {
 	if c.Kubeconfig != "" {
 		return c.Kubeconfig, nil
 	}
@@ -33,13 +33,13 @@ func kubeconfigPath(c config.Kubernetes) (string, error) {
 	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		return "", nil
 	}
-	return "", errNoCluster
+	return "", ErrNoCluster
 }
 
-// restConfig loads the client configuration for the configured kubeconfig
+// RestConfig loads the client configuration for the configured kubeconfig
 // and context.
-func restConfig(c config.Kubernetes) (*rest.Config, error) {
-	path, err := kubeconfigPath(c)
+func RestConfig(c config.Kubernetes) (*rest.Config, error) {
+	path, err := KubeconfigPath(c)
 	if err != nil {
 		return nil, err
 	}

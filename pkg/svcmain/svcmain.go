@@ -1,0 +1,206 @@
+// Package svcmain is the main of kaar's standalone service commands
+// (kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway): flags,
+// configuration, logging, the NATS connection and the bus declarations,
+// the Kubernetes client, and the operations endpoints (/metrics, /healthz,
+// /readyz on server.metrics_addr). Each command's main only builds its
+// service; `kaar serve` and `kaar <service>` use the same pieces.
+package svcmain
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
+)
+
+// DefaultNATSURL is where a standalone service looks for the bus when
+// neither --nats-url nor nats.url says.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+// Env is what a service is built from.
+type Env struct {
+	Config   config.Config
+	Logger   *slog.Logger
+	NATS     *nats.Conn
+	Kube     kubernetes.Interface // nil unless Command.Kube
+	Registry *prometheus.Registry
+}
+
+// Service is a built service: Run until ctx ends; Ready once it serves.
+type Service struct {
+	Run   func(ctx context.Context) error
+	Ready func() bool
+}
+
+// ReadyChan adapts a service's ready channel to Service.Ready.
+func ReadyChan(ch <-chan struct{}) func() bool {
+	return func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// Command describes one service command.
+type Command struct {
+	Name    string // "kaar-executor"
+	Summary string // one line for --help
+	Kube    bool   // needs a Kubernetes client
+	// Flags registers the command's own flags, if any.
+	Flags func(fs *flag.FlagSet)
+	Build func(ctx context.Context, env Env) (Service, error)
+}
+
+// Main runs the command with the process's arguments and exits.
+func Main(c Command) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := Run(ctx, c, os.Args[1:], os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
+		os.Exit(1)
+	}
+}
+
+// Run parses args, connects, builds and runs the service until ctx ends.
+func Run(ctx context.Context, c Command, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "kaar config file (YAML; the original config.yaml shape is accepted); empty uses the defaults")
+	natsURL := fs.String("nats-url", "", "NATS server URL (default: nats.url from the config, else "+DefaultNATSURL+")")
+	var kubeconfig *string
+	if c.Kube {
+		kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: kubernetes.kubeconfig, $KUBECONFIG, ~/.kube/config, in-cluster)")
+	}
+	if c.Flags != nil {
+		c.Flags(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s %s\n\nUsage: %s [flags]\n\nConfiguration: --config, overridden by KAAR_<SECTION>_<KEY> variables (KAAR_NATS_URL...).\n"+
+			"With server.metrics_addr set, /metrics, /healthz and /readyz are served there.\n\nFlags:\n", c.Name, c.Summary, c.Name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.LoadFile(*cfgPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	if *natsURL != "" {
+		cfg.NATS.URL = *natsURL
+	}
+	if cfg.NATS.URL == "" {
+		cfg.NATS.URL = DefaultNATSURL
+	}
+	if kubeconfig != nil && *kubeconfig != "" {
+		cfg.Kubernetes.Kubeconfig = *kubeconfig
+	}
+	logger, closeLog, err := NewLogger(cfg.Server, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	env := Env{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry()}
+	if c.Kube {
+		rc, err := RestConfig(cfg.Kubernetes)
+		if err != nil {
+			return err
+		}
+		if env.Kube, err = kubernetes.NewForConfig(rc); err != nil {
+			return fmt.Errorf("kubernetes client: %w", err)
+		}
+	}
+	if env.NATS, err = bus.Connect(ctx, cfg.NATS.URL, ConnectOptions(cfg, c.Name, logger)); err != nil {
+		return err
+	}
+	defer env.NATS.Close()
+	if err := Provision(ctx, env.NATS, cfg, logger); err != nil {
+		return err
+	}
+	svc, err := c.Build(ctx, env)
+	if err != nil {
+		return err
+	}
+	if addr := cfg.Server.MetricsAddr; addr != "" {
+		srv := &http.Server{Addr: addr, Handler: OpsHandler(env.Registry, env.NATS, svc.Ready), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("operations server (server.metrics_addr)", slog.String("addr", addr), slog.Any("error", err))
+			}
+		}()
+		defer srv.Close()
+	}
+	logger.Info("service running", slog.String("service", c.Name), slog.String("nats", cfg.NATS.URL))
+	return svc.Run(ctx)
+}
+
+// ConnectOptions are the NATS connection options of a service.
+func ConnectOptions(cfg config.Config, name string, logger *slog.Logger) bus.ConnectOptions {
+	return bus.ConnectOptions{Name: name, Logger: logger, CredsFile: cfg.NATS.CredsFile, User: cfg.NATS.User, Password: cfg.NATS.Password}
+}
+
+// BusConfig is the bus declaration the configuration asks for. Every
+// process that provisions must use it, or they undo each other's
+// settings (ack wait, retention).
+func BusConfig(cfg config.Config) bus.Config {
+	return bus.Config{Clusters: []string{cfg.Kubernetes.ClusterName}, AuditRetention: cfg.NATS.AuditRetention.Duration,
+		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration}
+}
+
+// Provision declares kaar's streams, buckets and consumers (idempotent).
+func Provision(ctx context.Context, nc *nats.Conn, cfg config.Config, logger *slog.Logger) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	sum, err := bus.Provision(ctx, js, BusConfig(cfg))
+	if err != nil {
+		return fmt.Errorf("provision the bus: %w", err)
+	}
+	if sum.Changed() {
+		logger.Info("bus provisioned", slog.String("changes", sum.String()))
+	}
+	return nil
+}
+
+// OpsHandler serves /metrics from reg, /healthz (the process runs) and
+// /readyz (the service is ready and the bus connected; 503 otherwise).
+func OpsHandler(reg prometheus.Gatherer, nc *nats.Conn, ready func() bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case nc != nil && !nc.IsConnected():
+			http.Error(w, "not ready: NATS "+nc.Status().String(), http.StatusServiceUnavailable)
+		case ready != nil && !ready():
+			http.Error(w, "not ready: the service is starting (informers syncing, bus bindings)", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ready")
+		}
+	})
+	return mux
+}

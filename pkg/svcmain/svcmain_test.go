@@ -1,0 +1,99 @@
+package svcmain
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
+)
+
+func TestOpsEndpointsFollowTheServiceAndTheBus(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DontListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+	nc, err := emb.Connect(ctx, bus.ConnectOptions{Name: "t", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "kaar_test_total", Help: "t"}))
+	var ready atomic.Bool
+	srv := httptest.NewServer(OpsHandler(reg, nc, ready.Load))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz %d", code)
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "starting") {
+		t.Errorf("/readyz before ready: %d %q", code, body)
+	}
+	ready.Store(true)
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("/readyz when ready: %d", code)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "kaar_test_total") {
+		t.Errorf("/metrics %d", code)
+	}
+	nc.Close()
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "NATS") {
+		t.Errorf("/readyz with the bus gone: %d %q", code, body)
+	}
+	if code, _ := get("/nothing"); code != 404 {
+		t.Errorf("unknown path %d, want 404 (probes must not hit the metrics handler by accident)", code)
+	}
+}
+
+func TestHelpAndBadInput(t *testing.T) {
+	var out bytes.Buffer
+	c := Command{Name: "kaar-test", Summary: "tests the main.", Kube: true, Build: func(context.Context, Env) (Service, error) {
+		t.Fatal("built with bad input")
+		return Service{}, nil
+	}}
+	if err := Run(context.Background(), c, []string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-kubeconfig") || !strings.Contains(out.String(), "tests the main.") {
+		t.Errorf("--help: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := Run(context.Background(), c, []string{"--bogus"}, &out); err == nil || !strings.Contains(out.String(), "bogus") {
+		t.Errorf("--bogus: %v", err)
+	}
+	t.Setenv("KAAR_SERVER_PORT", "http")
+	if err := Run(context.Background(), c, nil, &out); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "server.port") {
+		t.Errorf("bad env: %v", err)
+	}
+}
+
+func TestBusConfigCarriesTheNATSSection(t *testing.T) {
+	cfg := config.Default()
+	cfg.Kubernetes.ClusterName = "prod"
+	cfg.NATS.ExecutorAckWait.Duration = 7 * time.Second
+	b := BusConfig(cfg)
+	if len(b.Clusters) != 1 || b.Clusters[0] != "prod" || b.ExecutorAckWait != 7*time.Second || b.AuditRetention != cfg.NATS.AuditRetention.Duration {
+		t.Errorf("bus config %+v", b)
+	}
+}
