@@ -71,6 +71,17 @@ func TestChaosExecutorAndNATSKills(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		ce.nats = ce.startNATS(ce.t) // outlives this scenario
 	}))
+	results = append(results, ce.scenario("100 approvals each, 2 executors", runs, batch, func(t *testing.T, plans []chaosPlan) {
+		ce.startExecutor(t, "")
+		ce.startExecutor(t, "")
+		// 100 approvals of every plan from different clients (distinct
+		// message ids, so the stream does not deduplicate them), at once.
+		var wg sync.WaitGroup
+		for i := range 100 {
+			wg.Go(func() { ce.approveAllAs(t, plans, fmt.Sprintf("client-%d", i)) })
+		}
+		wg.Wait()
+	}))
 	results = append(results, ce.refusalScenario("approval after expiry", runs, batch, events.RefusalExpired))
 	results = append(results, ce.refusalScenario("stale target", runs, batch, events.RefusalStale))
 
@@ -339,23 +350,34 @@ func (ce *chaosEnv) plan(t *testing.T, dep *appsv1.Deployment, expiresIn time.Du
 	return p
 }
 
-func (ce *chaosEnv) approveAll(t *testing.T, plans []chaosPlan) {
-	t.Helper()
+func (ce *chaosEnv) approveAll(t *testing.T, plans []chaosPlan) { ce.approveAllAs(t, plans, "") }
+
+// approveAllAs approves every plan as client: "" is the chaos client with
+// the canonical message id; other clients' approvals carry their own.
+func (ce *chaosEnv) approveAllAs(t *testing.T, plans []chaosPlan, client string) {
 	for _, cp := range plans {
-		d := events.Decision{PlanID: cp.plan.ID, Digest: cp.plan.Digest, Decision: events.DecisionApproved, DecidedBy: "chaos", Via: events.ViaCLI, At: time.Now().UTC()}
+		by := "chaos"
+		msgID := events.DecisionMsgID(cp.plan.ID, cp.plan.Digest, events.DecisionApproved)
+		if client != "" {
+			by, msgID = client, msgID+"-"+client
+		}
+		d := events.Decision{PlanID: cp.plan.ID, Digest: cp.plan.Digest, Decision: events.DecisionApproved, DecidedBy: by, Via: events.ViaCLI, At: time.Now().UTC()}
 		env, err := events.New(events.DecisionApproved.EventType(), events.SourceCLI, ce.cluster, cp.plan.ID, d)
 		if err != nil {
-			t.Fatal(err)
+			t.Error(err)
+			return
 		}
 		subject, err := events.ApprovalSubject(ce.cluster, cp.plan.ID)
 		if err != nil {
-			t.Fatal(err)
+			t.Error(err)
+			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err = bus.Publish(ctx, ce.js, subject, env, events.DecisionMsgID(cp.plan.ID, cp.plan.Digest, events.DecisionApproved))
+		_, err = bus.Publish(ctx, ce.js, subject, env, msgID)
 		cancel()
 		if err != nil {
-			t.Fatalf("publish approval: %v", err)
+			t.Errorf("publish approval: %v", err)
+			return
 		}
 	}
 }

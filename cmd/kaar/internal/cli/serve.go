@@ -18,8 +18,8 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
-	"github.com/kaar-dev/kaar/pkg/svcmain"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 )
 
 const serveHelp = `Runs everything in one process: an embedded NATS JetStream server, the watcher,
