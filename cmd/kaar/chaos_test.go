@@ -461,6 +461,7 @@ func (ce *chaosEnv) scenario(name string, runs, batch int, disrupt func(t *testi
 			disrupt(t, plans)
 			ce.settle(t, plans, &r, events.ExecutionSucceeded, "")
 			ce.stopExecutors()
+			ce.deleteDeployments(t, plans)
 		}
 	})
 	return r
@@ -492,9 +493,21 @@ func (ce *chaosEnv) refusalScenario(name string, runs, batch int, reason events.
 			ce.approveAll(t, plans)
 			ce.settle(t, plans, &r, events.ExecutionRefused, reason)
 			ce.stopExecutors()
+			ce.deleteDeployments(t, plans)
 		}
 	})
 	return r
+}
+
+// deleteDeployments removes a run's Deployments (and so their pods), so a
+// long run does not fill the sandbox's nodes.
+func (ce *chaosEnv) deleteDeployments(t *testing.T, plans []chaosPlan) {
+	bg := metav1.DeletePropagationBackground
+	for _, cp := range plans {
+		if err := ce.kube.AppsV1().Deployments(ce.ns).Delete(context.Background(), cp.dep.Name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
+			t.Errorf("delete deployment %s: %v", cp.dep.Name, err)
+		}
+	}
 }
 
 // stopExecutors stops the executors of the run that ended, so the next

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -399,29 +400,7 @@ func TestRejectionMarksThePlanRejected(t *testing.T) {
 func TestEvictedPodsAreDeletedAndVerifiedGone(t *testing.T) {
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
-	c.createDeployment(t, "cache")
-	ctx := e.context(2 * time.Minute)
-	evict := []byte(`{"metadata":{"annotations":{"` + sandbox.AnnotationEvict + `":"memory"}}}`)
-	for _, p := range c.pods(t, "cache") {
-		if _, err := c.admin.CoreV1().Pods(c.ns).Patch(ctx, p.Name, types.MergePatchType, evict, metav1PatchOptions); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var evicted []string
-	waitFor(t, 2*time.Minute, "two evicted pods and two running replacements", func() (bool, string) {
-		pods := c.pods(t, "cache")
-		evicted = nil
-		running := 0
-		for _, p := range pods {
-			switch {
-			case p.Status.Phase == corev1.PodFailed && p.Status.Reason == "Evicted":
-				evicted = append(evicted, p.Name)
-			case p.Status.Phase == corev1.PodRunning:
-				running++
-			}
-		}
-		return len(evicted) == 2 && running == 2 && sandbox.DeploymentAvailable(c.deployment(t, "cache")), podStatuses(pods)
-	})
+	evicted, _ := c.evictAll(t, "cache")
 
 	dep := c.deployment(t, "cache")
 	target := events.ObjectRef{Kind: "Deployment", Namespace: c.ns, Name: "cache", UID: string(dep.UID), APIVersion: "apps/v1"}
@@ -587,5 +566,69 @@ func TestExecutionsPerNamespaceAreBounded(t *testing.T) {
 		t.Errorf("executions overlap in one namespace with max 1: [%s, %s] and [%s, %s]",
 			first.StartedAt.Format(time.RFC3339Nano), first.FinishedAt.Format(time.RFC3339Nano),
 			second.StartedAt.Format(time.RFC3339Nano), second.FinishedAt.Format(time.RFC3339Nano))
+	}
+}
+
+// evictAll creates a two-replica Deployment, has the simulated kubelet
+// evict both pods and waits for the replacements: the names and UIDs of
+// the evicted pods.
+func (c cluster) evictAll(t *testing.T, name string) (names, uids []string) {
+	t.Helper()
+	c.createDeployment(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	evict := []byte(`{"metadata":{"annotations":{"` + sandbox.AnnotationEvict + `":"memory"}}}`)
+	for _, p := range c.pods(t, name) {
+		if _, err := c.admin.CoreV1().Pods(c.ns).Patch(ctx, p.Name, types.MergePatchType, evict, metav1PatchOptions); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 2*time.Minute, "two evicted pods and two running replacements", func() (bool, string) {
+		pods := c.pods(t, name)
+		names, uids = nil, nil
+		running := 0
+		for _, p := range pods {
+			switch {
+			case p.Status.Phase == corev1.PodFailed && p.Status.Reason == "Evicted":
+				names, uids = append(names, p.Name), append(uids, string(p.UID))
+			case p.Status.Phase == corev1.PodRunning:
+				running++
+			}
+		}
+		return len(names) == 2 && running == 2 && sandbox.DeploymentAvailable(c.deployment(t, name)), podStatuses(pods)
+	})
+	return names, uids
+}
+
+// A cleanup plan deletes the evicted pods it lists (at most max_pods of
+// them) and leaves one that it does not list: it was not reviewed.
+func TestEvictedPodsNotInThePlanAreLeft(t *testing.T) {
+	c := newCluster(t)
+	e := startExecutor(t, startNATS(t), c.executor, Config{})
+	names, uids := c.evictAll(t, "cache")
+	dep := c.deployment(t, "cache")
+	target := events.ObjectRef{Kind: "Deployment", Namespace: c.ns, Name: "cache", UID: string(dep.UID), APIVersion: "apps/v1"}
+	p := newPlan(t, target, dep.Generation, dep.ResourceVersion, events.Step{Action: events.ActionDeleteEvictedPods,
+		Title: "Delete the evicted pod of deployment/cache", Target: target, Risk: events.RiskLow, Mutating: true,
+		Params: map[string]string{"pods": names[0], "uids": uids[0]}})
+	p.Type = events.IssueEvicted
+	p.Seal()
+	e.createPlan(p)
+	e.decide(p, events.DecisionApproved, "alice", p.Digest)
+	e.waitAudit(p.ID, events.AuditExecutionFinished, 1, 2*time.Minute)
+	ex := e.execution(p.ID)
+	if ex.State != events.ExecutionSucceeded || !strings.Contains(ex.Steps[0].APIResponse, "deleted 1 evicted pods: "+names[0]) ||
+		!strings.Contains(ex.Steps[0].APIResponse, "left 1 evicted after planning (not in the plan): "+names[1]) {
+		t.Fatalf("execution %s (%s), step: %q", ex.State, ex.Error, ex.Steps[0].APIResponse)
+	}
+	left := false
+	for _, pod := range c.pods(t, "cache") {
+		if pod.Name == names[0] {
+			t.Errorf("planned pod %s still there", pod.Name)
+		}
+		left = left || pod.Name == names[1]
+	}
+	if !left {
+		t.Errorf("unplanned evicted pod %s was deleted", names[1])
 	}
 }

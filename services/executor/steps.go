@@ -109,7 +109,7 @@ func (r *stepRunner) apply(ctx context.Context, st events.Step) (events.StepStat
 	case st.Action == events.ActionDeleteEvictedPods && ref.Kind == kindPod:
 		summary, err = r.deletePod(ctx, ref, true)
 	case st.Action == events.ActionDeleteEvictedPods:
-		summary, err = r.deleteEvictedPods(ctx, ref)
+		summary, err = r.deleteEvictedPods(ctx, ref, st)
 	case len(st.Patch) > 0:
 		summary, err = r.patch(ctx, ref, st)
 	default:
@@ -338,7 +338,18 @@ func (r *stepRunner) deleteWithUID(ctx context.Context, pod *corev1.Pod) (string
 
 // deleteEvictedPods deletes the evicted pods of a workload (selected by
 // its label selector).
-func (r *stepRunner) deleteEvictedPods(ctx context.Context, ref events.ObjectRef) (string, error) {
+//
+// When the plan lists the pods it was made for (params "uids", at most
+// remediation.max_pods of them), only those are deleted: a pod evicted
+// after planning was not reviewed, and is left for a new plan.
+func (r *stepRunner) deleteEvictedPods(ctx context.Context, ref events.ObjectRef, st events.Step) (string, error) {
+	var planned map[string]bool
+	if uids := st.Params["uids"]; uids != "" {
+		planned = map[string]bool{}
+		for u := range strings.SplitSeq(uids, ",") {
+			planned[strings.TrimSpace(u)] = true
+		}
+	}
 	var obj metav1.Object
 	err := r.s.retry(ctx, func(ctx context.Context) error {
 		o, err := getObject(ctx, r.s.kube, ref)
@@ -367,10 +378,14 @@ func (r *stepRunner) deleteEvictedPods(ctx context.Context, ref events.ObjectRef
 	if err != nil {
 		return "", fmt.Errorf("list pods of %s: %w", ref, err)
 	}
-	var done []string
+	var done, unplanned []string
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if !evicted(p) {
+			continue
+		}
+		if planned != nil && !planned[string(p.UID)] {
+			unplanned = append(unplanned, p.Name)
 			continue
 		}
 		if _, err := r.deleteWithUID(ctx, p); err != nil {
@@ -378,10 +393,14 @@ func (r *stepRunner) deleteEvictedPods(ctx context.Context, ref events.ObjectRef
 		}
 		done = append(done, p.Name)
 	}
-	if len(done) == 0 {
-		return fmt.Sprintf("no evicted pod of %s left", ref), nil
+	left := ""
+	if len(unplanned) > 0 {
+		left = fmt.Sprintf("; left %d evicted after planning (not in the plan): %s", len(unplanned), strings.Join(unplanned, ", "))
 	}
-	return fmt.Sprintf("deleted %d evicted pods: %s", len(done), strings.Join(done, ", ")), nil
+	if len(done) == 0 {
+		return fmt.Sprintf("no planned evicted pod of %s left%s", ref, left), nil
+	}
+	return fmt.Sprintf("deleted %d evicted pods: %s%s", len(done), strings.Join(done, ", "), left), nil
 }
 
 func evicted(p *corev1.Pod) bool {
