@@ -23,6 +23,7 @@ COPY services/watcher/go.mod services/watcher/go.sum services/watcher/
 COPY services/planner/go.mod services/planner/go.sum services/planner/
 COPY services/executor/go.mod services/executor/go.sum services/executor/
 COPY services/mcpgateway/go.mod services/mcpgateway/go.sum services/mcpgateway/
+COPY services/notifier/go.mod services/notifier/go.sum services/notifier/
 COPY cmd/kaar/go.mod cmd/kaar/go.sum cmd/kaar/
 RUN --mount=type=cache,target=/go/pkg/mod \
     for m in cmd/kaar services/watcher services/planner services/executor services/mcpgateway; do \

@@ -49,6 +49,7 @@ require (
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/jsonschema-go v0.4.3 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
+	github.com/kaar-dev/kaar/services/notifier v0.0.0
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/mark3labs/mcp-go v1.2.1 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
@@ -102,3 +103,5 @@ replace (
 	github.com/kaar-dev/kaar/services/planner => ../../services/planner
 	github.com/kaar-dev/kaar/services/watcher => ../../services/watcher
 )
+
+replace github.com/kaar-dev/kaar/services/notifier => ../../services/notifier

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,55 +99,128 @@ func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
 	c := clients(t)
 	for _, tc := range chartCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
 			ns := restrictedNamespace(t, c)
-			release := uniqueRelease(t)
-			objs := render(t, release, ns, tc.args...)
-			dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}
-			// ServiceAccounts for real (the namespace goes at cleanup): pod
-			// admission looks them up.
-			for _, o := range ofKind(objs, "ServiceAccount") {
-				r, err := c.resource(o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := r.Create(ctx, o, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
-					t.Fatalf("create ServiceAccount %s: %v", o.GetName(), err)
-				}
-			}
-			checked := 0
-			for _, o := range objs {
-				if o.GetKind() == "ServiceAccount" {
-					continue
-				}
-				r, err := c.resource(o)
-				if meta.IsNoMatchError(err) && tc.monitor && o.GetKind() == "ServiceMonitor" {
-					t.Logf("%s %s not checked: the cluster has no %s CRD", o.GetKind(), o.GetName(), o.GroupVersionKind().GroupKind())
-					continue
-				}
-				if err != nil {
-					t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
-				}
-				if _, err := r.Create(ctx, o, dryRun); err != nil {
-					t.Errorf("API server refuses %s %s: %v", o.GetKind(), o.GetName(), err)
-				}
-				checked++
-			}
-			pods := 0
-			for _, o := range objs {
-				if o.GetKind() != "Deployment" && o.GetKind() != "StatefulSet" {
-					continue
-				}
-				pod := podFromTemplate(t, o)
-				if _, err := c.cs.CoreV1().Pods(ns).Create(ctx, pod, dryRun); err != nil {
-					t.Errorf("restricted namespace refuses the pod of %s %s: %v", o.GetKind(), o.GetName(), err)
-				}
-				pods++
-			}
-			if pods < 4 || checked < 10 {
-				t.Fatalf("checked only %d objects and %d pods", checked, pods)
-			}
+			dryRunObjects(t, c, ns, render(t, uniqueRelease(t), ns, tc.args...), tc.monitor)
 		})
+	}
+}
+
+// TestRenderedManifestsAcceptedByAPIServer dry-runs the committed
+// deploy/manifests/kaar.yaml (moved into a namespace of the test's own;
+// its Namespace object is checked for the restricted label by
+// TestRenderedManifestsAreUpToDate) as TestChartObjectsAcceptedByAPIServer
+// does, and checks it needs exactly the two Secrets its header tells to
+// create.
+func TestRenderedManifestsAcceptedByAPIServer(t *testing.T) {
+	c := clients(t)
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "manifests", "kaar.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := restrictedNamespace(t, c)
+	var objs []*unstructured.Unstructured
+	secrets := map[string]bool{}
+	for _, o := range decodeObjects(t, string(b)) {
+		if o.GetKind() == "Namespace" {
+			continue
+		}
+		if o.GetNamespace() != "" {
+			o.SetNamespace(ns)
+		}
+		objs = append(objs, o)
+		if o.GetKind() == "Deployment" || o.GetKind() == "StatefulSet" {
+			for _, name := range secretNames(t, o) {
+				secrets[name] = true
+			}
+		}
+	}
+	for _, want := range []string{"kaar-mcp-tokens", "kaar-nats-users"} {
+		if !secrets[want] {
+			t.Errorf("the manifests do not use Secret %s", want)
+		}
+		if !strings.Contains(string(b), "create secret generic "+want) {
+			t.Errorf("the manifests' header does not say how to create Secret %s", want)
+		}
+		delete(secrets, want)
+	}
+	if len(secrets) > 0 {
+		t.Errorf("the manifests use Secrets %v that the header does not mention", secrets)
+	}
+	dryRunObjects(t, c, ns, objs, false)
+}
+
+// secretNames are the Secrets a workload's pod template refers to
+// (volumes and secretKeyRefs).
+func secretNames(t *testing.T, workload *unstructured.Unstructured) []string {
+	t.Helper()
+	pod := podFromTemplate(t, workload)
+	var out []string
+	for _, v := range pod.Spec.Volumes {
+		if v.Secret != nil {
+			out = append(out, v.Secret.SecretName)
+		}
+	}
+	for _, ctr := range pod.Spec.Containers {
+		for _, e := range ctr.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				out = append(out, e.ValueFrom.SecretKeyRef.Name)
+			}
+		}
+	}
+	return out
+}
+
+// dryRunObjects creates objs' ServiceAccounts in ns for real, then every
+// other object with a server-side dry run (strict field validation), then
+// a Pod from every pod template; ns enforces the restricted Pod Security
+// Standard. A ServiceMonitor of a cluster without its CRD is skipped only
+// when monitor says one was asked for.
+func dryRunObjects(t *testing.T, c clusterClients, ns string, objs []*unstructured.Unstructured, monitor bool) {
+	t.Helper()
+	ctx := context.Background()
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}
+	// ServiceAccounts for real (the namespace goes at cleanup): pod
+	// admission looks them up.
+	for _, o := range ofKind(objs, "ServiceAccount") {
+		r, err := c.resource(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Create(ctx, o, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
+			t.Fatalf("create ServiceAccount %s: %v", o.GetName(), err)
+		}
+	}
+	checked := 0
+	for _, o := range objs {
+		if o.GetKind() == "ServiceAccount" {
+			continue
+		}
+		r, err := c.resource(o)
+		if meta.IsNoMatchError(err) && monitor && o.GetKind() == "ServiceMonitor" {
+			t.Logf("%s %s not checked: the cluster has no %s CRD", o.GetKind(), o.GetName(), o.GroupVersionKind().GroupKind())
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+		if _, err := r.Create(ctx, o, dryRun); err != nil {
+			t.Errorf("API server refuses %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+		checked++
+	}
+	pods := 0
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" && o.GetKind() != "StatefulSet" {
+			continue
+		}
+		pod := podFromTemplate(t, o)
+		if _, err := c.cs.CoreV1().Pods(ns).Create(ctx, pod, dryRun); err != nil {
+			t.Errorf("restricted namespace refuses the pod of %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+		pods++
+	}
+	if pods < 4 || checked < 10 {
+		t.Fatalf("checked only %d objects and %d pods", checked, pods)
 	}
 }
 
@@ -282,7 +357,7 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 	c := clients(t)
 	ns := sandbox.NewNamespace(t, c.cs)
 	release := uniqueRelease(t)
-	applyRBAC(t, c, render(t, release, ns), false)
+	applyRBAC(t, c, render(t, release, ns, "--set", withSecrets), false)
 	const workNS = "shop"
 
 	plannerOnly := []access{sub("get", "pods", "log"), cluster("get", "", "nodes"), cluster("list", "", "nodes")}
@@ -342,7 +417,7 @@ func TestPlannerCanOnlyDryRunWrites(t *testing.T) {
 	ctx := context.Background()
 	ns := sandbox.NewNamespace(t, c.cs)
 	release := uniqueRelease(t)
-	applyRBAC(t, c, render(t, release, ns), true)
+	applyRBAC(t, c, render(t, release, ns, "--set", withSecrets), true)
 	dep := demoDeployment(ns)
 	if _, err := c.cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -31,7 +31,37 @@ type chartCase struct {
 	monitor      bool
 	gatewayPods  int64
 	autoApprove  bool
+	// natsSecret is nats.auth.existingSecret ("" = NATS auth off);
+	// tokenSecret and tokenKey the gateway's token file Secret ("" = none);
+	// loopback is mcpgateway.auth.loopbackOnly.
+	natsSecret, tokenSecret, tokenKey string
+	loopback                          bool
 }
+
+// The Secrets the README tells to create, as the test's stand-ins: kubelet
+// would resolve the rendered secretKeyRefs and secret volumes from them.
+const demoTokenFile = `- {token: "chart-test-admin-token-0123456789", user: ops@example.com, role: admin}
+- {token: "chart-test-read-token-0123456789a", user: dashboards, role: read}
+`
+
+func chartSecrets(tc chartCase) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	if tc.natsSecret != "" {
+		out[tc.natsSecret] = map[string]string{}
+		for _, svc := range services {
+			// Hex, as openssl rand -hex makes them (a leading digit too).
+			out[tc.natsSecret][svc] = "4f" + strings.Repeat(svc[:1], 8) + "0123456789abcdef"
+		}
+	}
+	if tc.tokenSecret != "" {
+		out[tc.tokenSecret] = map[string]string{tc.tokenKey: demoTokenFile}
+	}
+	return out
+}
+
+// withSecrets are the --set arguments that name the two Secrets of the
+// README (what render-manifests.sh renders with).
+const withSecrets = "mcpgateway.auth.existingSecret=kaar-mcp-tokens,nats.auth.existingSecret=kaar-nats-users"
 
 func chartCases(t testing.TB) []chartCase {
 	values := filepath.Join(t.TempDir(), "values.yaml")
@@ -45,19 +75,34 @@ config:
       CrashLoopBackOff: [check_logs, rollback]
   policy:
     exclude_namespaces: [kube-system]
+mcpgateway:
+  auth:
+    existingSecret: gateway-tokens
+    secretKey: tokens
+nats:
+  auth:
+    existingSecret: bus-passwords
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return []chartCase{
-		{name: "defaults", cluster: "default", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2},
+		{name: "defaults with the two Secrets", args: []string{"--set", withSecrets},
+			cluster: "default", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2,
+			natsSecret: "kaar-nats-users", tokenSecret: "kaar-mcp-tokens", tokenKey: "tokens.yaml"},
 		{name: "external NATS and ServiceMonitor",
-			args:    []string{"--set", "nats.enabled=false,nats.url=nats://nats.bus.svc:4222,serviceMonitor.enabled=true,clusterName=prod-eu,mcpgateway.replicas=3,image.tag=v1.2.3"},
-			cluster: "prod-eu", natsURL: "nats://nats.bus.svc:4222", rbac: true, dryRunPolicy: true, annotations: true, monitor: true, gatewayPods: 3},
-		{name: "no persistence, no RBAC, no annotations",
-			args:    []string{"--set", "nats.persistence.enabled=false,rbac.create=false,prometheusAnnotations=false,mcpgateway.podDisruptionBudget.enabled=false"},
-			cluster: "default", natsInChart: true, gatewayPods: 2},
+			args:    []string{"--set", withSecrets + ",nats.enabled=false,nats.url=nats://nats.bus.svc:4222,serviceMonitor.enabled=true,clusterName=prod-eu,mcpgateway.replicas=3,image.tag=v1.2.3"},
+			cluster: "prod-eu", natsURL: "nats://nats.bus.svc:4222", rbac: true, dryRunPolicy: true, annotations: true, monitor: true, gatewayPods: 3,
+			natsSecret: "kaar-nats-users", tokenSecret: "kaar-mcp-tokens", tokenKey: "tokens.yaml"},
+		{name: "external NATS without NATS auth",
+			args:    []string{"--set", "mcpgateway.auth.existingSecret=kaar-mcp-tokens,nats.enabled=false,nats.url=nats://nats.bus.svc:4222,nats.auth.enabled=false"},
+			cluster: "default", natsURL: "nats://nats.bus.svc:4222", rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2,
+			tokenSecret: "kaar-mcp-tokens", tokenKey: "tokens.yaml"},
+		{name: "loopback-only gateway, no NATS auth, no persistence, no RBAC, no annotations",
+			args:    []string{"--set", "mcpgateway.auth.loopbackOnly=true,nats.auth.enabled=false,nats.persistence.enabled=false,rbac.create=false,prometheusAnnotations=false,mcpgateway.podDisruptionBudget.enabled=false,serviceMonitor.enabled=true"},
+			cluster: "default", natsInChart: true, gatewayPods: 2, monitor: true, loopback: true},
 		{name: "values file with config overrides", args: []string{"-f", values},
-			cluster: "staging_2", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2, autoApprove: true},
+			cluster: "staging_2", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2, autoApprove: true,
+			natsSecret: "bus-passwords", tokenSecret: "gateway-tokens", tokenKey: "tokens"},
 	}
 }
 
@@ -65,7 +110,9 @@ config:
 // non-default values and checks what every rendering must hold: the four
 // Deployments with probes, requests, a non-root read-only security context,
 // one ServiceAccount each, a config.yaml that kaar's own loader accepts
-// with each container's environment, and no Secret anywhere.
+// with each container's environment (Secrets resolved as kubelet would),
+// a gateway that starts with tokens (or on loopback only), NATS
+// credentials per service, and no Secret anywhere.
 func TestChartRendersSecureDeployments(t *testing.T) {
 	for _, tc := range chartCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,11 +133,13 @@ func checkRendering(t *testing.T, tc chartCase, ns string, objs []*unstructured.
 			t.Errorf("%s %s in namespace %q, want the release namespace", o.GetKind(), o.GetName(), ns)
 		}
 	}
-	cfgMap := find(t, objs, "ConfigMap", "kaar-config")
-	cfgYAML, _, _ := unstructured.NestedString(cfgMap.Object, "data", "config.yaml")
 	for _, svc := range services {
 		dep := find(t, objs, "Deployment", "kaar-"+svc)
-		checkDeployment(t, tc, svc, dep, cfgYAML)
+		cfg, tokenFile := effectiveConfig(t, tc, objs, dep)
+		checkDeployment(t, tc, svc, dep, cfg)
+		if svc == "mcpgateway" {
+			checkGatewayAuth(t, tc.name, cfg, tokenFile, tc.loopback)
+		}
 		if got := find(t, objs, "ServiceAccount", "kaar-"+svc); svc == "mcpgateway" {
 			if auto, ok, _ := unstructured.NestedBool(got.Object, "automountServiceAccountToken"); !ok || auto {
 				t.Errorf("gateway ServiceAccount mounts a token: %v", got.Object)
@@ -121,6 +170,20 @@ func checkRendering(t *testing.T, tc chartCase, ns string, objs []*unstructured.
 	if got := len(ofKind(objs, "ServiceMonitor")) == 1; got != tc.monitor {
 		t.Errorf("ServiceMonitor rendered=%t, want %t", got, tc.monitor)
 	}
+	// A loopback-only gateway has no Service: nothing could reach it.
+	if got := hasObject(objs, "Service", "kaar-mcpgateway"); got == tc.loopback {
+		t.Errorf("gateway Service rendered=%t with loopbackOnly=%t", got, tc.loopback)
+	}
+	if tc.natsInChart {
+		env := natsServerEnv(t, tc, find(t, objs, "StatefulSet", "kaar-nats"))
+		conf, _, _ := unstructured.NestedStringMap(find(t, objs, "ConfigMap", "kaar-nats").Object, "data")
+		if hasPerms := strings.Contains(conf["nats.conf"], "include ./kaar-permissions.conf") && conf["kaar-permissions.conf"] != ""; hasPerms != (tc.natsSecret != "") {
+			t.Errorf("NATS includes kaar-permissions.conf: %t, want %t", hasPerms, tc.natsSecret != "")
+		}
+		if n := len(env) - 1; (n == len(services)) != (tc.natsSecret != "") {
+			t.Errorf("NATS server gets %d passwords, want them with NATS auth only", n)
+		}
+	}
 	for _, cr := range ofKind(objs, "ClusterRole") {
 		rules, _, _ := unstructured.NestedSlice(cr.Object, "rules")
 		for _, r := range rules {
@@ -145,7 +208,103 @@ func hasObject(objs []*unstructured.Unstructured, kind, name string) bool {
 	return false
 }
 
-func checkDeployment(t *testing.T, tc chartCase, svc string, dep *unstructured.Unstructured, cfgYAML string) {
+// effectiveConfig is the configuration a Deployment's container runs
+// with: config.yaml plus its environment through kaar's own loader, the
+// secretKeyRefs resolved from the case's Secrets. tokenFile is a local copy
+// of the Secret mounted at mcp.token_file ("" when none is configured).
+func effectiveConfig(t *testing.T, tc chartCase, objs []*unstructured.Unstructured, dep *unstructured.Unstructured) (cfg config.Config, tokenFile string) {
+	t.Helper()
+	cfgYAML, _, _ := unstructured.NestedString(find(t, objs, "ConfigMap", "kaar-config").Object, "data", "config.yaml")
+	secrets := chartSecrets(tc)
+	spec, _, _ := unstructured.NestedMap(dep.Object, "spec", "template", "spec")
+	c := spec["containers"].([]any)[0].(map[string]any)
+	env := resolveEnv(t, dep.GetName(), c, secrets)
+	cfg, err := config.Load(strings.NewReader(cfgYAML), env)
+	if err != nil {
+		t.Fatalf("%s: kaar rejects the rendered config.yaml with env %v: %v\n%s", dep.GetName(), env, err, cfgYAML)
+	}
+	if cfg.MCP.TokenFile == "" {
+		return cfg, ""
+	}
+	// The file at mcp.token_file is the Secret volume mounted (read-only)
+	// on its directory.
+	dir, base := filepath.Split(cfg.MCP.TokenFile)
+	mounts, _ := c["volumeMounts"].([]any)
+	for _, m := range mounts {
+		mount := m.(map[string]any)
+		if mount["mountPath"] != filepath.Clean(dir) {
+			continue
+		}
+		if mount["readOnly"] != true {
+			t.Errorf("%s: the token file is mounted writable", dep.GetName())
+		}
+		volumes, _ := spec["volumes"].([]any)
+		for _, v := range volumes {
+			vol := v.(map[string]any)
+			if vol["name"] != mount["name"] {
+				continue
+			}
+			secretName, _, _ := unstructured.NestedString(vol, "secret", "secretName")
+			if secretName == "" || secretName != tc.tokenSecret {
+				t.Fatalf("%s: token file volume %v, want Secret %q", dep.GetName(), vol, tc.tokenSecret)
+			}
+			items, _, _ := unstructured.NestedSlice(vol, "secret", "items")
+			for _, it := range items {
+				item := it.(map[string]any)
+				if item["path"] == base {
+					content, ok := secrets[secretName][item["key"].(string)]
+					if !ok {
+						t.Fatalf("%s: token file from key %v of Secret %s, which the README does not create", dep.GetName(), item["key"], secretName)
+					}
+					return cfg, writeTemp(t, "tokens.yaml", content)
+				}
+			}
+			t.Fatalf("%s: Secret volume %v has no item %s", dep.GetName(), vol, base)
+		}
+	}
+	t.Fatalf("%s: mcp.token_file %s is not on a mounted volume", dep.GetName(), cfg.MCP.TokenFile)
+	return cfg, ""
+}
+
+// resolveEnv is a container's environment as NAME=value, with
+// secretKeyRefs resolved from secrets; a reference to a Secret or key
+// that does not exist fails the test.
+func resolveEnv(t *testing.T, where string, c map[string]any, secrets map[string]map[string]string) []string {
+	t.Helper()
+	env := []string{}
+	envList, _ := c["env"].([]any)
+	for _, e := range envList {
+		m := e.(map[string]any)
+		name := m["name"].(string)
+		if v, ok := m["value"].(string); ok {
+			env = append(env, name+"="+v)
+			continue
+		}
+		if ref, ok, _ := unstructured.NestedStringMap(m, "valueFrom", "secretKeyRef"); ok {
+			v, found := secrets[ref["name"]][ref["key"]]
+			if !found {
+				t.Fatalf("%s: %s from Secret %q key %q, which is not the one to create", where, name, ref["name"], ref["key"])
+			}
+			env = append(env, name+"="+v)
+			continue
+		}
+		if path, ok, _ := unstructured.NestedString(m, "valueFrom", "fieldRef", "fieldPath"); ok && path == "metadata.name" {
+			env = append(env, name+"=kaar-nats-0")
+			continue
+		}
+		t.Fatalf("%s: env %s: unexpected source %v", where, name, m)
+	}
+	return env
+}
+
+// natsServerEnv is the chart's NATS container environment, resolved.
+func natsServerEnv(t *testing.T, tc chartCase, sts *unstructured.Unstructured) []string {
+	t.Helper()
+	containers, _, _ := unstructured.NestedSlice(sts.Object, "spec", "template", "spec", "containers")
+	return resolveEnv(t, sts.GetName(), containers[0].(map[string]any), chartSecrets(tc))
+}
+
+func checkDeployment(t *testing.T, tc chartCase, svc string, dep *unstructured.Unstructured, cfg config.Config) {
 	t.Helper()
 	replicas, _, _ := unstructured.NestedInt64(dep.Object, "spec", "replicas")
 	if svc == "mcpgateway" && replicas != tc.gatewayPods {
@@ -167,8 +326,15 @@ func checkDeployment(t *testing.T, tc chartCase, svc string, dep *unstructured.U
 	if cmd, _ := c["command"].([]any); len(cmd) == 0 || cmd[0] != "kaar-"+svc {
 		t.Errorf("%s: command %v, want kaar-%s first", svc, c["command"], svc)
 	}
+	loopbackGateway := svc == "mcpgateway" && tc.loopback
 	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
-		if got, _, _ := unstructured.NestedString(c, probe, "httpGet", "path"); got != path {
+		got, _, _ := unstructured.NestedString(c, probe, "httpGet", "path")
+		if loopbackGateway {
+			// kubelet probes the pod's IP, where nothing listens.
+			if _, has := c[probe]; has {
+				t.Errorf("%s: %s on a loopback-only gateway", svc, probe)
+			}
+		} else if got != path {
 			t.Errorf("%s: %s path %q, want %q", svc, probe, got, path)
 		}
 	}
@@ -178,20 +344,8 @@ func checkDeployment(t *testing.T, tc chartCase, svc string, dep *unstructured.U
 		}
 	}
 	annotations, _, _ := unstructured.NestedStringMap(dep.Object, "spec", "template", "metadata", "annotations")
-	if (annotations["prometheus.io/scrape"] == "true") != tc.annotations {
+	if (annotations["prometheus.io/scrape"] == "true") != (tc.annotations && !loopbackGateway) {
 		t.Errorf("%s: prometheus annotations %v, want %t", svc, annotations, tc.annotations)
-	}
-	// The configuration as this container sees it: config.yaml plus its
-	// environment, through kaar's own loader.
-	env := []string{}
-	envList, _ := c["env"].([]any)
-	for _, e := range envList {
-		m := e.(map[string]any)
-		env = append(env, m["name"].(string)+"="+m["value"].(string))
-	}
-	cfg, err := config.Load(strings.NewReader(cfgYAML), env)
-	if err != nil {
-		t.Fatalf("%s: kaar rejects the rendered config.yaml with env %v: %v\n%s", svc, env, err, cfgYAML)
 	}
 	if cfg.Kubernetes.ClusterName != tc.cluster {
 		t.Errorf("%s: cluster_name %q, want %q", svc, cfg.Kubernetes.ClusterName, tc.cluster)
@@ -206,9 +360,20 @@ func checkDeployment(t *testing.T, tc chartCase, svc string, dep *unstructured.U
 	if cfg.Remediation.AutoApprove != tc.autoApprove {
 		t.Errorf("%s: auto_approve %t, want %t", svc, cfg.Remediation.AutoApprove, tc.autoApprove)
 	}
+	wantUser, wantPassword := "", ""
+	if tc.natsSecret != "" {
+		wantUser, wantPassword = "kaar-"+svc, chartSecrets(tc)[tc.natsSecret][svc]
+	}
+	if cfg.NATS.User != wantUser || cfg.NATS.Password != wantPassword {
+		t.Errorf("%s: nats.user %q password %q, want %q %q (its own, from Secret %q)", svc, cfg.NATS.User, cfg.NATS.Password, wantUser, wantPassword, tc.natsSecret)
+	}
 	if svc == "mcpgateway" {
-		if cfg.Server.Host != "0.0.0.0" || cfg.Server.Port != 8080 {
-			t.Errorf("gateway listens on %s:%d, want 0.0.0.0:8080", cfg.Server.Host, cfg.Server.Port)
+		host := "0.0.0.0"
+		if tc.loopback {
+			host = "127.0.0.1"
+		}
+		if cfg.Server.Host != host || cfg.Server.Port != 8080 {
+			t.Errorf("gateway listens on %s:%d, want %s:8080", cfg.Server.Host, cfg.Server.Port, host)
 		}
 	} else if cfg.Server.MetricsAddr != ":9090" {
 		t.Errorf("%s: metrics_addr %q, want :9090 (the probes' port)", svc, cfg.Server.MetricsAddr)
@@ -241,12 +406,30 @@ func checkSecurityContext(t *testing.T, name string, workload *unstructured.Unst
 	}
 }
 
-// TestChartRefusesExternalNATSWithoutURL: turning off the chart's NATS
-// without naming another server is an error, not a broken install.
-func TestChartRefusesExternalNATSWithoutURL(t *testing.T) {
-	_, err := helmTemplate(t, "kaar", "kaar", "--set", "nats.enabled=false")
-	if err == nil || !strings.Contains(err.Error(), "nats.url is required") {
-		t.Fatalf("helm template with nats.enabled=false and no url: err = %v, want \"nats.url is required\"", err)
+// TestChartRefusesInsecureOrIncompleteValues: values that would install a
+// gateway that cannot start (no tokens on 0.0.0.0), a bus anyone can use,
+// secrets in the ConfigMap, or no bus at all are an error naming the fix,
+// not a broken install.
+func TestChartRefusesInsecureOrIncompleteValues(t *testing.T) {
+	for _, tc := range []struct {
+		name, set, want string
+	}{
+		{"no gateway tokens", "nats.auth.existingSecret=kaar-nats-users", "create secret generic kaar-mcp-tokens"},
+		{"no gateway tokens with NATS auth off", "nats.auth.enabled=false", "mcpgateway.auth.loopbackOnly=true"},
+		{"no NATS passwords", "mcpgateway.auth.existingSecret=kaar-mcp-tokens", "create secret generic kaar-nats-users"},
+		{"external NATS without NATS passwords", "mcpgateway.auth.existingSecret=t,nats.enabled=false,nats.url=nats://bus:4222", "nats.auth.existingSecret=kaar-nats-users"},
+		{"tokens in the ConfigMap", withSecrets + ",config.mcp.tokens[0].token=0123456789abcdef0,config.mcp.tokens[0].user=a,config.mcp.tokens[0].role=admin", "config.mcp.tokens would be stored in a ConfigMap"},
+		{"token file path in config", withSecrets + ",config.mcp.token_file=/x", "config.mcp.token_file is set by the chart"},
+		{"NATS password in the ConfigMap", withSecrets + ",config.nats.password=secret", "config.nats.user/password"},
+		{"token Secret without a key", withSecrets + ",mcpgateway.auth.secretKey=", "mcpgateway.auth.secretKey"},
+		{"external NATS without URL", withSecrets + ",nats.enabled=false", "nats.url is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := helmTemplate(t, "kaar", "kaar", "--set", tc.set)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("helm template --set %s: err = %v, want %q", tc.set, err, tc.want)
+			}
+		})
 	}
 }
 
@@ -278,26 +461,54 @@ func TestRenderedManifestsAreUpToDate(t *testing.T) {
 	}
 }
 
-// TestChartNATSConfigRunsJetStream loads the chart's nats.conf with
-// nats-server's own parser, starts a server from it (ports and store
-// directory moved to the test's) and checks JetStream answers.
+// TestChartNATSConfigRunsJetStream loads the chart's nats.conf (and the
+// kaar-permissions.conf it includes) with nats-server's own parser, starts
+// a server from it (ports and store directory moved to the test's) with
+// the environment the StatefulSet gives it, then logs in as each service
+// with the credentials its Deployment gives it and declares the bus: the
+// server's users and the services' logins are the same, and each is
+// limited to its own subjects (the kill switch).
 func TestChartNATSConfigRunsJetStream(t *testing.T) {
-	objs := render(t, "kaar", "kaar")
-	conf, _, _ := unstructured.NestedString(find(t, objs, "ConfigMap", "kaar-nats").Object, "data", "nats.conf")
-	path := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+	root := repoRoot(t)
+	canonical, err := os.ReadFile(filepath.Join(root, "deploy", "nats", "kaar-permissions.conf"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("POD_NAME", "kaar-nats-0")
-	opts, err := natsserver.ProcessConfigFile(path)
+	chartCopy, err := os.ReadFile(filepath.Join(chartDir(t), "files", "kaar-permissions.conf"))
 	if err != nil {
-		t.Fatalf("nats-server rejects the chart's nats.conf: %v\n%s", err, conf)
+		t.Fatal(err)
+	}
+	if string(chartCopy) != string(canonical) {
+		t.Fatal("deploy/helm/kaar/files/kaar-permissions.conf differs from deploy/nats/kaar-permissions.conf: copy it over")
+	}
+	tc := chartCases(t)[0]
+	objs := render(t, "kaar", "kaar-system", tc.args...)
+	data, _, _ := unstructured.NestedStringMap(find(t, objs, "ConfigMap", "kaar-nats").Object, "data")
+	if data["kaar-permissions.conf"] != string(canonical) {
+		t.Fatal("the chart's NATS ConfigMap does not carry deploy/nats/kaar-permissions.conf")
+	}
+	dir := t.TempDir()
+	for name, content := range data {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, kv := range natsServerEnv(t, tc, find(t, objs, "StatefulSet", "kaar-nats")) {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	opts, err := natsserver.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatalf("nats-server rejects the chart's nats.conf: %v\n%s", err, data["nats.conf"])
 	}
 	if !opts.JetStream || opts.StoreDir != "/data" || opts.ServerName != "kaar-nats-0" || opts.Port != 4222 || opts.HTTPPort != 8222 {
 		t.Fatalf("nats.conf: jetstream=%t store_dir=%q server_name=%q port=%d http=%d", opts.JetStream, opts.StoreDir, opts.ServerName, opts.Port, opts.HTTPPort)
 	}
 	if opts.JetStreamMaxStore < 1<<29 {
 		t.Errorf("max_file_store parsed as %d bytes, want about 1G", opts.JetStreamMaxStore)
+	}
+	if len(opts.Users) != len(services) {
+		t.Fatalf("%d NATS users, want one per service", len(opts.Users))
 	}
 	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir = "127.0.0.1", -1, -1, t.TempDir()
 	ns, err := natsserver.NewServer(opts)
@@ -309,7 +520,12 @@ func TestChartNATSConfigRunsJetStream(t *testing.T) {
 	if !ns.ReadyForConnections(30 * time.Second) {
 		t.Fatal("nats-server from the chart's config did not start")
 	}
-	nc, err := nats.Connect(ns.ClientURL())
+	cfgs := map[string]config.Config{}
+	for _, svc := range services {
+		cfgs[svc], _ = effectiveConfig(t, tc, objs, find(t, objs, "Deployment", "kaar-"+svc))
+	}
+	checkBusAsServices(t, ns.ClientURL(), cfgs)
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(cfgs["mcpgateway"].NATS.User, cfgs["mcpgateway"].NATS.Password))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/kaar-dev/kaar/pkg/config"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -29,12 +31,48 @@ func loadCompose(t *testing.T) *types.Project {
 	return p
 }
 
+// composeConfig is the configuration kaar-<name> runs with in the compose
+// deployment: the kaar-config file plus the service's environment (its
+// env_file included), through kaar's own loader.
+func composeConfig(t *testing.T, p *types.Project, name string) config.Config {
+	t.Helper()
+	cfgYAML, err := os.ReadFile(p.Configs["kaar-config"].File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for k, v := range p.Services[name].Environment {
+		if v != nil {
+			env = append(env, k+"="+*v)
+		}
+	}
+	cfg, err := config.Load(strings.NewReader(string(cfgYAML)), env)
+	if err != nil {
+		t.Fatalf("%s: kaar rejects its compose configuration: %v", name, err)
+	}
+	return cfg
+}
+
+// mountedConfig is the file of the compose config mounted at target in
+// service svc.
+func mountedConfig(t *testing.T, p *types.Project, svc, target string) string {
+	t.Helper()
+	for _, c := range p.Services[svc].Configs {
+		if c.Target == target {
+			return p.Configs[c.Source].File
+		}
+	}
+	t.Fatalf("%s: no config mounted at %s: %v", svc, target, p.Services[svc].Configs)
+	return ""
+}
+
 // TestComposeFileDefinesTheSplitDeployment loads docker-compose.yaml with
 // the compose-spec loader (what `docker compose` uses) and checks the
-// deployment it describes: NATS with JetStream, k3s and its demo job, the
-// four services hardened, their configuration accepted by kaar's own
-// loader, the MCP endpoint published on the host's loopback only, and no
-// cluster credentials for the gateway.
+// deployment it describes: NATS with JetStream and kaar's permissions, k3s
+// and its demo job, the four services hardened, their configuration
+// accepted by kaar's own loader with a NATS login each, the MCP endpoint
+// published on the host's loopback only with tokens the gateway accepts,
+// and no cluster credentials for the gateway.
 func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 	p := loadCompose(t)
 	want := []string{"demo", "executor", "k3s", "mcpgateway", "nats", "planner", "watcher"}
@@ -42,8 +80,11 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 		t.Fatalf("services %v, want %v", got, want)
 	}
 	natsSvc := p.Services["nats"]
-	if !slices.Contains(natsSvc.Command, "--jetstream") || !strings.HasPrefix(natsSvc.Image, "nats:") {
-		t.Errorf("nats: image %q command %v, want the official image with --jetstream", natsSvc.Image, natsSvc.Command)
+	if !slices.Equal(natsSvc.Command, []string{"--config", "/etc/nats/nats.conf"}) || !strings.HasPrefix(natsSvc.Image, "nats:") {
+		t.Errorf("nats: image %q command %v, want the official image with --config /etc/nats/nats.conf", natsSvc.Image, natsSvc.Command)
+	}
+	if got := mountedConfig(t, p, "nats", "/etc/nats/kaar-permissions.conf"); got != filepath.Join(repoRoot(t), "deploy", "nats", "kaar-permissions.conf") {
+		t.Errorf("nats: kaar-permissions.conf from %s, want deploy/nats/kaar-permissions.conf", got)
 	}
 	if natsSvc.HealthCheck == nil || len(natsSvc.HealthCheck.Test) == 0 {
 		t.Error("nats has no healthcheck; the services wait for it")
@@ -56,10 +97,6 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 	cfgFile := p.Configs["kaar-config"].File
 	if cfgFile != filepath.Join(root, "deploy", "compose", "config.yaml") {
 		t.Errorf("config kaar-config from %q", cfgFile)
-	}
-	cfgYAML, err := os.ReadFile(cfgFile)
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, name := range services {
 		s := p.Services[name]
@@ -83,18 +120,17 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 		}) {
 			t.Errorf("%s: kaar-config not mounted at /etc/kaar/config.yaml: %v", name, s.Configs)
 		}
-		var env []string
-		for k, v := range s.Environment {
-			if v != nil {
-				env = append(env, k+"="+*v)
-			}
-		}
-		cfg, err := config.Load(strings.NewReader(string(cfgYAML)), env)
-		if err != nil {
-			t.Fatalf("%s: kaar rejects its compose configuration: %v", name, err)
-		}
+		cfg := composeConfig(t, p, name)
 		if cfg.NATS.URL != "nats://nats:4222" || cfg.Kubernetes.ClusterName != "compose" {
 			t.Errorf("%s: nats.url %q cluster %q", name, cfg.NATS.URL, cfg.Kubernetes.ClusterName)
+		}
+		if cfg.NATS.User != "kaar-"+name || cfg.NATS.Password == "" {
+			t.Errorf("%s: nats.user %q (password set: %t), want its own user kaar-%s", name, cfg.NATS.User, cfg.NATS.Password != "", name)
+		}
+		for k := range s.Environment {
+			if strings.HasPrefix(k, "KAAR_NATS_") && strings.HasSuffix(k, "_PASSWORD") && k != "KAAR_NATS_PASSWORD" {
+				t.Errorf("%s: gets %s, another service's NATS password", name, k)
+			}
 		}
 		hasKube := slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Source == "kubeconfig" })
 		if name == "mcpgateway" {
@@ -107,6 +143,29 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 			if len(s.Ports) != 1 || s.Ports[0].HostIP != "127.0.0.1" || s.Ports[0].Published != "8080" || s.Ports[0].Target != 8080 {
 				t.Errorf("gateway ports %+v, want 127.0.0.1:8080:8080", s.Ports)
 			}
+			// The token file is the compose secret mounted at
+			// mcp.token_file (compose mounts secrets at /run/secrets/<name>
+			// unless a target is given).
+			var tokenFile string
+			for _, sec := range s.Secrets {
+				target := sec.Target
+				if target == "" {
+					target = sec.Source
+				}
+				if !strings.HasPrefix(target, "/") {
+					target = "/run/secrets/" + target
+				}
+				if target == cfg.MCP.TokenFile {
+					tokenFile = p.Secrets[sec.Source].File
+				}
+			}
+			if tokenFile == "" {
+				t.Fatalf("gateway: mcp.token_file %q is not one of its secrets %+v", cfg.MCP.TokenFile, s.Secrets)
+			}
+			if filepath.Dir(tokenFile) != filepath.Join(root, "deploy", "compose", "demo-secrets") {
+				t.Errorf("gateway tokens from %s, want the demo-only deploy/compose/demo-secrets", tokenFile)
+			}
+			checkGatewayAuth(t, "compose", cfg, tokenFile, false)
 			continue
 		}
 		if !hasKube || cfg.Kubernetes.Kubeconfig != "/kube/kubeconfig-internal.yaml" {
@@ -119,6 +178,55 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 			t.Errorf("%s publishes ports %v; only the gateway should", name, s.Ports)
 		}
 	}
+}
+
+// TestComposeNATSLogsInEachService starts nats-server from the compose
+// file's NATS configuration (nats.conf and the kaar-permissions.conf
+// mounted next to it, with the nats service's environment; ports and store
+// moved to the test's) and logs in as each kaar service with the
+// credentials its compose environment gives it.
+func TestComposeNATSLogsInEachService(t *testing.T) {
+	p := loadCompose(t)
+	dir := t.TempDir()
+	for _, target := range []string{"/etc/nats/nats.conf", "/etc/nats/kaar-permissions.conf"} {
+		b, err := os.ReadFile(mountedConfig(t, p, "nats", target))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(target)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range p.Services["nats"].Environment {
+		if v != nil {
+			t.Setenv(k, *v)
+		}
+	}
+	opts, err := natsserver.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatalf("nats-server rejects the compose NATS configuration: %v", err)
+	}
+	if !opts.JetStream || opts.StoreDir != "/data" || opts.Port != 4222 || opts.HTTPPort != 8222 || len(opts.Users) != len(services) {
+		t.Fatalf("compose nats.conf: jetstream=%t store_dir=%q port=%d http=%d users=%d", opts.JetStream, opts.StoreDir, opts.Port, opts.HTTPPort, len(opts.Users))
+	}
+	if slices.ContainsFunc(p.Services["nats"].Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == "/data" && v.Source == "nats-data" }) == false {
+		t.Error("nats: JetStream's /data is not the nats-data volume")
+	}
+	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir = "127.0.0.1", -1, -1, t.TempDir()
+	s, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats-server from the compose configuration did not start")
+	}
+	cfgs := map[string]config.Config{}
+	for _, svc := range services {
+		cfgs[svc] = composeConfig(t, p, svc)
+	}
+	checkBusAsServices(t, s.ClientURL(), cfgs)
 }
 
 func sorted(s []string) []string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/events"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -100,7 +101,8 @@ func refused(t *testing.T, nc *nats.Conn, errs <-chan error, op, subject string)
 // each service can declare kaar's bus (pkg/bus.Provision) and publish what
 // it owns, and the server refuses what belongs to another service: the
 // watcher cannot approve a plan, the gateway cannot forge incidents or
-// audit records, nobody can delete a stream.
+// audit records, nobody can delete a stream, and only the gateway can flip
+// the kill switch in kaar_control, which the executor reads and watches.
 func TestNATSPermissionsLimitEachService(t *testing.T) {
 	url, pw := startAuthorizedNATS(t)
 	ctx := context.Background()
@@ -129,7 +131,12 @@ func TestNATSPermissionsLimitEachService(t *testing.T) {
 			t.Errorf("kaar-%s publish %s (its own subject): %v", svc, subj, err)
 		}
 	}
+	checkKillSwitch(t, conns["mcpgateway"], conns["executor"], cluster)
+	pauseKey := "$KV.kaar_control." + cluster + ".paused"
 	forbidden := []struct{ svc, op, subject string }{
+		{"watcher", "publish", pauseKey},
+		{"planner", "publish", pauseKey},
+		{"executor", "publish", pauseKey},
 		{"watcher", "publish", "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
 		{"watcher", "publish", "kaar.prod.audit.step_started"},
 		{"watcher", "publish", "$KV.kaar_plans.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
@@ -149,5 +156,62 @@ func TestNATSPermissionsLimitEachService(t *testing.T) {
 		t.Run(f.svc+" "+f.op+" "+f.subject, func(t *testing.T) {
 			refused(t, conns[f.svc], errs[f.svc], f.op, f.subject)
 		})
+	}
+}
+
+// checkKillSwitch: the gateway pauses and resumes remediation through
+// pkg/bus (as its pause_remediation tool does) and the executor, watching
+// the key as it does in service, sees both changes and reads the switch.
+func checkKillSwitch(t *testing.T, gateway, executor *nats.Conn, cluster string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	gjs, err := jetstream.New(gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ejs, err := jetstream.New(executor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := events.PauseKey(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := ejs.KeyValue(ctx, events.BucketControl)
+	if err != nil {
+		t.Fatalf("kaar-executor cannot open %s: %v", events.BucketControl, err)
+	}
+	w, err := kv.Watch(ctx, key)
+	if err != nil {
+		t.Fatalf("kaar-executor cannot watch %s: %v", key, err)
+	}
+	defer func() { _ = w.Stop() }()
+	next := func() jetstream.KeyValueEntry {
+		t.Helper()
+		for {
+			select {
+			case e := <-w.Updates():
+				if e != nil {
+					return e
+				}
+			case <-ctx.Done():
+				t.Fatalf("kaar-executor's watch of %s saw no change", key)
+			}
+		}
+	}
+	for _, paused := range []bool{true, false} {
+		p := events.Pause{Paused: paused, By: "alice@example.com", Via: events.ViaMCP, Reason: "deploy test", At: time.Now().UTC()}
+		if err := bus.SetPause(ctx, gjs, cluster, p); err != nil {
+			t.Fatalf("kaar-mcpgateway cannot set the kill switch (paused=%t): %v", paused, err)
+		}
+		got, err := bus.DecodePause(next().Value())
+		if err != nil || got.Paused != paused || got.By != p.By {
+			t.Fatalf("executor watched %+v (%v), want paused=%t by %s", got, err, paused, p.By)
+		}
+		read, err := bus.GetPause(ctx, ejs, cluster)
+		if err != nil || read.Paused != paused {
+			t.Fatalf("kaar-executor reads the kill switch: %+v, %v; want paused=%t", read, err, paused)
+		}
 	}
 }

@@ -27,6 +27,7 @@ type Config struct {
 	Policy      Policy      `yaml:"policy"`
 	Watcher     Watcher     `yaml:"watcher"`
 	MCP         MCP         `yaml:"mcp"`
+	Notify      Notify      `yaml:"notify"`
 }
 
 // Server is where the gateway listens and how every service logs.
@@ -167,6 +168,17 @@ type Watcher struct {
 	// StuckTerminatingAfter reports a pod still there that long after its
 	// deletion deadline; 0 disables the check.
 	StuckTerminatingAfter Duration `yaml:"stuck_terminating_after"`
+	// GroupWait holds a new incident that long before announcing it, so
+	// that the pods of a workload failing together are one announcement;
+	// 0 (the default) announces the first failing pod at once.
+	GroupWait Duration `yaml:"group_wait"`
+	// GroupInterval is the shortest time between two announcements of one
+	// incident (pods joining it, a new cause): changes are coalesced.
+	GroupInterval Duration `yaml:"group_interval"`
+	// ResolveWait is how long an incident must be gone before it is
+	// announced as resolved (a flapping pod is not resolved and detected
+	// again).
+	ResolveWait Duration `yaml:"resolve_wait"`
 }
 
 // MCP configures the gateway's MCP and REST endpoints.
@@ -196,6 +208,71 @@ type MCPApproval struct {
 	// its user to confirm (no elicitation capability): "accept" approves
 	// on the model's call, "refuse" points to another approval channel.
 	WithoutElicitation string `yaml:"without_elicitation"`
+}
+
+// Notify configures the notifier: Slack, outbound webhooks and the
+// inbound approval webhook. Each part is off until configured.
+type Notify struct {
+	// Listen is the HTTP address of the Slack interactivity endpoint
+	// (/slack/interactions) and the inbound approval webhook
+	// (/webhooks/approval); served only when one of them is configured.
+	Listen   string         `yaml:"listen"`
+	Slack    Slack          `yaml:"slack"`
+	Webhooks []Webhook      `yaml:"webhooks"`
+	Inbound  InboundWebhook `yaml:"inbound"`
+}
+
+// Slack configures the Slack notifier (Block Kit messages updated in
+// place, Approve/Reject buttons). It is on when BotToken is set.
+type Slack struct {
+	// BotToken is the bot's xoxb- token (chat:write).
+	BotToken string `yaml:"bot_token"`
+	// SigningSecret verifies interaction requests (the app's signing
+	// secret); required with a bot token.
+	SigningSecret string `yaml:"signing_secret"`
+	// Channel is the channel id (C0123...) messages go to.
+	Channel string `yaml:"channel"`
+	// APIURL is the Slack Web API base URL (tests point it elsewhere).
+	APIURL string `yaml:"api_url"`
+	// AllowedUsers are the Slack user ids or user names that may approve
+	// or reject; empty means nobody can (buttons answer with a refusal).
+	AllowedUsers []string `yaml:"allowed_users"`
+	// AllowedChannels are the channel ids clicks are accepted from;
+	// empty means Channel only.
+	AllowedChannels []string `yaml:"allowed_channels"`
+	// RepeatInterval re-notifies (a thread reply) about an incident that
+	// is still open and unchanged for that long; 0 never repeats.
+	RepeatInterval Duration `yaml:"repeat_interval"`
+	// QuietHours hold back new posts and reminders (messages already
+	// posted are still updated in place); held posts go out when they end.
+	QuietHours QuietHours `yaml:"quiet_hours"`
+}
+
+// QuietHours is a daily window, "22:00" to "07:00" in Timezone; it may
+// cross midnight. Both empty disables it.
+type QuietHours struct {
+	Start    string `yaml:"start"`
+	End      string `yaml:"end"`
+	Timezone string `yaml:"timezone"`
+}
+
+// Webhook is one outbound webhook receiver.
+type Webhook struct {
+	// Name identifies the receiver (its durable consumer); lower-case
+	// letters, digits, '-' and '_'.
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Secret signs every delivery (HMAC-SHA256, Kaar-Signature header).
+	Secret string `yaml:"secret"`
+	// Subjects are NATS subject filters ("kaar.*.audit.>"); empty means
+	// every incident, plan and audit event.
+	Subjects []string `yaml:"subjects"`
+}
+
+// InboundWebhook lets other tools approve or reject plans by POSTing a
+// signed decision to /webhooks/approval. It is on when Secret is set.
+type InboundWebhook struct {
+	Secret string `yaml:"secret"`
 }
 
 // Token is one bearer token and who it stands for.
@@ -266,8 +343,11 @@ func Default() Config {
 		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}, ExecutorAckWait: Duration{2 * time.Minute}},
 		Policy: Policy{ProtectedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"}, GitOpsManaged: "flag"},
 		Watcher: Watcher{RestartThreshold: 1, PendingGrace: Duration{30 * time.Second}, RecoveredAfter: Duration{10 * time.Minute},
-			NotReadyAfter: Duration{10 * time.Minute}, StuckTerminatingAfter: Duration{5 * time.Minute}},
+			NotReadyAfter: Duration{10 * time.Minute}, StuckTerminatingAfter: Duration{5 * time.Minute},
+			GroupInterval: Duration{30 * time.Second}, ResolveWait: Duration{10 * time.Second}},
 		MCP: MCP{Path: "/mcp", Approval: MCPApproval{WithoutElicitation: "accept"}},
+		Notify: Notify{Listen: "127.0.0.1:8081", Slack: Slack{APIURL: "https://slack.com/api/", RepeatInterval: Duration{4 * time.Hour},
+			QuietHours: QuietHours{Timezone: "UTC"}}},
 	}
 }
 
@@ -459,9 +539,18 @@ func (c *Config) Validate() error {
 	}{
 		{"watcher.pending_grace", c.Watcher.PendingGrace.Duration}, {"watcher.recovered_after", c.Watcher.RecoveredAfter.Duration},
 		{"watcher.not_ready_after", c.Watcher.NotReadyAfter.Duration}, {"watcher.stuck_terminating_after", c.Watcher.StuckTerminatingAfter.Duration},
+		{"watcher.group_wait", c.Watcher.GroupWait.Duration},
 	} {
 		if d.d < 0 || d.d > 24*time.Hour {
 			add(fieldErr(d.key, fmt.Sprintf("%s is not between 0s and 24h", d.d)))
+		}
+	}
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{{"watcher.group_interval", c.Watcher.GroupInterval.Duration}, {"watcher.resolve_wait", c.Watcher.ResolveWait.Duration}} {
+		if d.d < time.Second || d.d > 24*time.Hour {
+			add(fieldErr(d.key, fmt.Sprintf("%s is not between 1s and 24h", d.d)))
 		}
 	}
 	if !strings.HasPrefix(c.MCP.Path, "/") || strings.HasPrefix(c.MCP.Path, "/mcp/v1") {
@@ -486,6 +575,7 @@ func (c *Config) Validate() error {
 		add(fieldErr("mcp.resource", fmt.Sprintf("%q must be an http(s) URL", r)))
 	}
 	add(oneOf("mcp.approval.without_elicitation", c.MCP.Approval.WithoutElicitation, "accept", "refuse"))
+	c.Notify.validate(add)
 	return errors.Join(errs...)
 }
 

@@ -25,8 +25,12 @@ Usage:
                              it starts the local sandbox cluster with demo failures.
   kaar mcp --stdio [flags]   the MCP gateway over stdio, for MCP clients that spawn their
                              servers; it joins the bus of a running "kaar serve" (--nats-url)
-  kaar watcher|planner|executor|mcpgateway --nats-url URL [flags]
+  kaar watcher|planner|executor|mcpgateway|notifier --nats-url URL [flags]
                              run one service alone against an external NATS server
+  kaar plans list|show|approve|reject [PLAN] [--yes]
+                             review and decide remediation plans on the bus (--nats-url)
+  kaar incidents [--all]     the open incidents on the bus
+  kaar audit PLAN            a plan's audit trail
   kaar nats [--listen ADDR] [--store-dir DIR]
                              run a NATS JetStream server with kaar's streams declared
   kaar sandbox up|down|status|kubeconfig [--demo]
@@ -61,8 +65,14 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		err = runServe(ctx, rest, stdout, stderr)
 	case "mcp":
 		err = runMCPStdio(ctx, rest, stdin, stdout, stderr)
-	case "watcher", "planner", "executor", "mcpgateway":
+	case "watcher", "planner", "executor", "mcpgateway", "notifier":
 		err = runOne(ctx, cmd, rest, stderr)
+	case "plans":
+		err = runPlans(ctx, rest, stdin, stdout, stderr)
+	case "incidents":
+		err = runIncidents(ctx, rest, stdout, stderr)
+	case "audit":
+		err = runAudit(ctx, rest, stdout, stderr)
 	case "nats":
 		err = runNATS(ctx, rest, stdout, stderr)
 	case "sandbox":
@@ -70,7 +80,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case "version":
 		fmt.Fprintln(stdout, "kaar", Version)
 	default:
-		err = fmt.Errorf("unknown command %q: want serve, mcp, watcher, planner, executor, mcpgateway, nats, sandbox or version (see kaar --help)", cmd)
+		err = fmt.Errorf("unknown command %q: want serve, mcp, watcher, planner, executor, mcpgateway, notifier, plans, incidents, audit, nats, sandbox or version (see kaar --help)", cmd)
 	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -80,7 +80,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	g, gctx := errgroup.WithContext(ctx)
-	for _, name := range serviceNames {
+	for _, name := range servicesFor(cfg) {
 		svc, closeFn, err := buildService(gctx, name, cfg, connect, rc, logger, reg)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

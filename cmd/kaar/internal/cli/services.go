@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +21,7 @@ import (
 	"github.com/kaar-dev/kaar/pkg/svcmain"
 	"github.com/kaar-dev/kaar/services/executor"
 	"github.com/kaar-dev/kaar/services/mcpgateway"
+	"github.com/kaar-dev/kaar/services/notifier"
 	"github.com/kaar-dev/kaar/services/planner"
 	"github.com/kaar-dev/kaar/services/watcher"
 )
@@ -53,7 +55,7 @@ func buildService(ctx context.Context, name string, cfg config.Config, connect c
 
 func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, logger *slog.Logger, reg *prometheus.Registry) (runner, error) {
 	var kube kubernetes.Interface
-	if name != "mcpgateway" {
+	if needsKube(name) {
 		cs, err := kubernetes.NewForConfig(rc)
 		if err != nil {
 			return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -71,8 +73,23 @@ func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, 
 		return executor.New(ecfg, executor.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
 	case "mcpgateway":
 		return mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg})
+	case "notifier":
+		return notifier.New(notifier.ConfigFrom(cfg), notifier.Deps{NATS: nc, Logger: logger, Registerer: reg})
 	}
 	return nil, fmt.Errorf("unknown service %q", name)
+}
+
+// needsKube reports a service that talks to the cluster; the gateway
+// and the notifier only talk to the bus.
+func needsKube(name string) bool { return name != "mcpgateway" && name != "notifier" }
+
+// servicesFor are the services "kaar serve" runs for cfg: the pipeline,
+// and the notifier when notify is configured.
+func servicesFor(cfg config.Config) []string {
+	if cfg.Notify.Enabled() {
+		return append(slices.Clone(serviceNames), "notifier")
+	}
+	return serviceNames
 }
 
 const oneHelp = `Runs one kaar service alone against an external NATS server (--nats-url or nats.url),
@@ -80,7 +97,7 @@ as in a split deployment. The bus's streams, buckets and consumers are declared 
 (idempotent). The watcher, planner and executor need a Kubernetes configuration; the
 gateway has none.`
 
-// runOne is "kaar watcher|planner|executor|mcpgateway".
+// runOne is "kaar watcher|planner|executor|mcpgateway|notifier".
 func runOne(ctx context.Context, name string, args []string, stderr io.Writer) error {
 	fs := newFlagSet(name, oneHelp, stderr)
 	var cf commonFlags
@@ -101,7 +118,7 @@ func runOne(ctx context.Context, name string, args []string, stderr io.Writer) e
 	}
 	defer closeLog()
 	var rc *rest.Config
-	if name != "mcpgateway" {
+	if needsKube(name) {
 		if rc, err = svcmain.RestConfig(cfg.Kubernetes); err != nil {
 			return err
 		}

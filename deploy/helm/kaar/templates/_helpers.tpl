@@ -39,3 +39,32 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kaar.serviceAccountName" -}}
 {{- printf "%s-%s" (include "kaar.fullname" .root) .component -}}
 {{- end -}}
+
+{{/* Where the gateway's token file is mounted (mcpgateway.auth.existingSecret). */}}
+{{- define "kaar.tokenDir" -}}/etc/kaar-mcp{{- end -}}
+
+{{/*
+kaar.validate fails the rendering on values that would install a gateway
+or a bus anyone can use, or that would put secrets into the ConfigMap.
+*/}}
+{{- define "kaar.validate" -}}
+{{- $auth := .Values.mcpgateway.auth -}}
+{{- if not (or $auth.existingSecret $auth.loopbackOnly) -}}
+{{- fail "\n\nmcpgateway.auth: the gateway listens on 0.0.0.0 and refuses to start there without bearer tokens.\nCreate a Secret holding its token file (a YAML list of {token, user, role}; roles read, approver, admin):\n  kubectl -n <namespace> create secret generic kaar-mcp-tokens --from-file=tokens.yaml=./tokens.yaml\nand set mcpgateway.auth.existingSecret=kaar-mcp-tokens,\nor set mcpgateway.auth.loopbackOnly=true (no tokens; reachable only through kubectl port-forward)." -}}
+{{- end -}}
+{{- if and $auth.existingSecret (not $auth.secretKey) -}}
+{{- fail "mcpgateway.auth.secretKey must name the key of the token file in mcpgateway.auth.existingSecret" -}}
+{{- end -}}
+{{- if dig "mcp" "tokens" nil .Values.config -}}
+{{- fail "config.mcp.tokens would be stored in a ConfigMap: put the tokens in a Secret and set mcpgateway.auth.existingSecret" -}}
+{{- end -}}
+{{- if dig "mcp" "token_file" "" .Values.config -}}
+{{- fail "config.mcp.token_file is set by the chart: use mcpgateway.auth.existingSecret" -}}
+{{- end -}}
+{{- if or (dig "nats" "password" "" .Values.config) (dig "nats" "user" "" .Values.config) -}}
+{{- fail "config.nats.user/password would be stored in a ConfigMap and shared by every service: use nats.auth.existingSecret" -}}
+{{- end -}}
+{{- if and .Values.nats.auth.enabled (not .Values.nats.auth.existingSecret) -}}
+{{- fail "\n\nnats.auth: every service logs in to NATS as its own user (kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway).\nCreate a Secret with their passwords:\n  kubectl -n <namespace> create secret generic kaar-nats-users \\\n    --from-literal=watcher=\"$(openssl rand -hex 24)\" --from-literal=planner=\"$(openssl rand -hex 24)\" \\\n    --from-literal=executor=\"$(openssl rand -hex 24)\" --from-literal=mcpgateway=\"$(openssl rand -hex 24)\"\nand set nats.auth.existingSecret=kaar-nats-users,\nor set nats.auth.enabled=false (anyone who reaches NATS can then approve plans)." -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kaar-dev/kaar/pkg/events"
+)
+
+const incidentsHelp = `Lists the cluster's open incidents from the bus (the last transition of each
+incident on the ISSUES stream); --all includes resolved ones.`
+
+const auditHelp = `Prints the audit trail of one plan from the AUDIT stream: proposal, decisions
+(who, via which channel), claim, every step, verification.`
+
+// readStream calls fn with every envelope on the stream's subjects
+// matching filter, oldest first (an ordered ephemeral consumer).
+func (b *busClient) readStream(ctx context.Context, stream, filter string, fn func(events.Envelope)) error {
+	st, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("open stream %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq
+	for {
+		batch, err := c.FetchNoWait(256)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if env, err := events.Decode(m.Data()); err == nil {
+				fn(env)
+			}
+			if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= last {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return err
+		}
+		if n == 0 {
+			return nil // nothing more matches the filter
+		}
+	}
+}
+
+// runIncidents is "kaar incidents".
+func runIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("incidents", incidentsHelp, stderr)
+	var cf commonFlags
+	cf.register(fs)
+	all := fs.Bool("all", false, "include resolved incidents")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := cliBus(ctx, &cf)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	filter, err := events.IssueFilter(b.cluster)
+	if err != nil {
+		return err
+	}
+	latest := map[string]events.IncidentEvent{}
+	err = b.readStream(ctx, events.StreamIssues, filter, func(env events.Envelope) {
+		ev, err := events.DecodeData[events.IncidentEvent](env)
+		if err != nil {
+			return
+		}
+		if cur, ok := latest[ev.Incident.ID]; !ok || ev.Observation >= cur.Observation {
+			latest[ev.Incident.ID] = ev
+		}
+	})
+	if err != nil {
+		return err
+	}
+	list := make([]events.IncidentEvent, 0, len(latest))
+	for _, ev := range latest {
+		if *all || ev.Transition != events.TransitionResolved {
+			list = append(list, ev)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool {
+		a, b := list[i].Incident, list[j].Incident
+		if a.Severity.Rank() != b.Severity.Rank() {
+			return a.Severity.Rank() < b.Severity.Rank()
+		}
+		return a.LastSeen.After(b.LastSeen)
+	})
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INCIDENT\tSTATE\tSEVERITY\tTYPE\tWORKLOAD\tREASON\tPODS\tCOUNT\tLAST SEEN")
+	for _, ev := range list {
+		in := ev.Incident
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", in.ID, ev.Transition, in.Severity, in.Type,
+			in.Owner.Kind+"/"+in.Namespace+"/"+in.Owner.Name, in.Reason, in.PodCount, in.Count, in.LastSeen.Local().Format(time.RFC3339))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(stdout, "(no open incidents)")
+	}
+	return nil
+}
+
+// runAudit is "kaar audit PLAN".
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("audit", auditHelp, stderr)
+	var cf commonFlags
+	cf.register(fs)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("audit: want one plan id: kaar audit PLAN")
+	}
+	b, err := cliBus(ctx, &cf)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	filter, err := events.AuditFilter(b.cluster)
+	if err != nil {
+		return err
+	}
+	var recs []events.AuditRecord
+	err = b.readStream(ctx, events.StreamAudit, filter, func(env events.Envelope) {
+		if env.Subject != pos[0] {
+			return
+		}
+		if rec, err := events.DecodeData[events.AuditRecord](env); err == nil && rec.PlanID == pos[0] {
+			recs = append(recs, rec)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return fmt.Errorf("no audit records for plan %s", pos[0])
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tVIA\tMESSAGE")
+	for _, r := range recs {
+		via := string(r.Via)
+		if via == "" {
+			via = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.At.Local().Format("2006-01-02 15:04:05"), r.Kind, r.Actor, via, oneLine(r.Message, 100))
+	}
+	return tw.Flush()
+}

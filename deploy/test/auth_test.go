@@ -1,0 +1,167 @@
+package deploytest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/services/mcpgateway"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+var plainNATS struct {
+	sync.Once
+	url string
+	err error
+}
+
+// plainNATSURL is a NATS server without authentication for the whole test
+// run: mcpgateway.New wants a connection, which it does not use before
+// serving.
+func plainNATSURL(t *testing.T) string {
+	t.Helper()
+	plainNATS.Do(func() {
+		s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+		if err != nil {
+			plainNATS.err = err
+			return
+		}
+		go s.Start()
+		if !s.ReadyForConnections(30 * time.Second) {
+			plainNATS.err = errors.New("nats-server did not start")
+			return
+		}
+		plainNATS.url = s.ClientURL()
+	})
+	if plainNATS.err != nil {
+		t.Fatal(plainNATS.err)
+	}
+	return plainNATS.url
+}
+
+// newGateway builds the gateway from cfg exactly as kaar-mcpgateway does
+// (mcpgateway.ConfigFrom, then mcpgateway.New, which validates the
+// configuration, reads mcp.token_file and refuses a non-loopback host
+// without tokens).
+func newGateway(t *testing.T, cfg config.Config) error {
+	t.Helper()
+	nc, err := nats.Connect(plainNATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_, err = mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc})
+	return err
+}
+
+// checkGatewayAuth checks the gateway's effective configuration: with
+// localTokenFile standing for the mounted mcp.token_file (empty: none is
+// mounted), the gateway must start; it must hold tokens unless it listens
+// on loopback only; and the same configuration without tokens on 0.0.0.0
+// must be refused, so the check above is the gateway's own and live.
+func checkGatewayAuth(t *testing.T, where string, cfg config.Config, localTokenFile string, wantLoopback bool) {
+	t.Helper()
+	if (cfg.MCP.TokenFile == "") != (localTokenFile == "") {
+		t.Fatalf("%s: mcp.token_file %q, mounted file %q", where, cfg.MCP.TokenFile, localTokenFile)
+	}
+	if wantLoopback {
+		if cfg.Server.Host != "127.0.0.1" {
+			t.Errorf("%s: a loopback-only gateway listens on %q", where, cfg.Server.Host)
+		}
+	} else if cfg.MCP.TokenFile == "" && len(cfg.MCP.Tokens) == 0 {
+		t.Errorf("%s: the gateway listens on %q with no tokens", where, cfg.Server.Host)
+	}
+	local := cfg
+	local.MCP.TokenFile = localTokenFile
+	if err := newGateway(t, local); err != nil {
+		t.Errorf("%s: the gateway refuses its configuration (listening on %s): %v", where, cfg.Server.Host, err)
+	}
+	if localTokenFile != "" {
+		b, err := os.ReadFile(localTokenFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "role: admin") {
+			t.Errorf("%s: no admin token: nobody could pause remediation", where)
+		}
+	}
+	open := cfg
+	open.Server.Host, open.MCP.TokenFile, open.MCP.Tokens = "0.0.0.0", "", nil
+	if err := newGateway(t, open); err == nil || !strings.Contains(err.Error(), "mcp.tokens") {
+		t.Errorf("%s: the gateway without tokens on 0.0.0.0: %v, want refused for mcp.tokens", where, err)
+	}
+}
+
+// checkBusAsServices connects to url as each service with its effective
+// configuration (nats.user, nats.password: what kaar-<service> passes to
+// pkg/bus.Connect), declares the bus as each, and checks the kill switch:
+// the gateway writes it, the executor watches it, the watcher cannot.
+// A wrong password is refused.
+func checkBusAsServices(t *testing.T, url string, cfgs map[string]config.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conns := map[string]*nats.Conn{}
+	for _, svc := range services {
+		cfg, ok := cfgs[svc]
+		if !ok {
+			t.Fatalf("no configuration for %s", svc)
+		}
+		if cfg.NATS.User != "kaar-"+svc || cfg.NATS.Password == "" {
+			t.Errorf("%s: nats.user %q (password set: %t), want kaar-%s with a password", svc, cfg.NATS.User, cfg.NATS.Password != "", svc)
+		}
+		// Permission violations are expected (the watcher's write of the
+		// kill switch below) and checked where they matter.
+		nc, err := nats.Connect(url, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password), nats.Name("kaar-"+svc),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatalf("%s cannot log in to NATS as %q: %v", svc, cfg.NATS.User, err)
+		}
+		t.Cleanup(nc.Close)
+		conns[svc] = nc
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bus.Provision(ctx, js, bus.Config{Clusters: []string{cfg.Kubernetes.ClusterName}}); err != nil {
+			t.Fatalf("%s cannot declare the bus as %s: %v", svc, cfg.NATS.User, err)
+		}
+	}
+	if nc, err := nats.Connect(url, nats.UserInfo("kaar-watcher", cfgs["watcher"].NATS.Password+"x")); err == nil {
+		nc.Close()
+		t.Error("NATS accepts kaar-watcher with a wrong password")
+	}
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Error("NATS accepts a client without credentials")
+	}
+	cluster := cfgs["mcpgateway"].Kubernetes.ClusterName
+	checkKillSwitch(t, conns["mcpgateway"], conns["executor"], cluster)
+	wjs, _ := jetstream.New(conns["watcher"])
+	p := events.Pause{Paused: false, By: "watcher", Via: events.ViaAuto, At: time.Now().UTC()}
+	short, cancelShort := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelShort()
+	if err := bus.SetPause(short, wjs, cluster, p); err == nil {
+		t.Error("kaar-watcher could write the kill switch")
+	}
+}
+
+// writeTemp writes content to a file named name in a fresh directory.
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

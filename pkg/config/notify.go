@@ -1,0 +1,106 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ParseClock parses "HH:MM" (24h) into the offset from midnight.
+func ParseClock(s string) (time.Duration, error) {
+	t, err := time.Parse("15:04", s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a time of day such as 22:00", s)
+	}
+	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
+}
+
+// SlackEnabled reports whether the Slack notifier is configured.
+func (n Notify) SlackEnabled() bool { return n.Slack.BotToken != "" }
+
+// Enabled reports whether any part of the notifier is configured.
+func (n Notify) Enabled() bool {
+	return n.SlackEnabled() || len(n.Webhooks) > 0 || n.Inbound.Secret != ""
+}
+
+func (n Notify) validate(add func(error)) {
+	if n.Listen != "" {
+		if _, _, err := net.SplitHostPort(n.Listen); err != nil {
+			add(fieldErr("notify.listen", fmt.Sprintf("%q is not host:port", n.Listen)))
+		}
+	} else if n.SlackEnabled() || n.Inbound.Secret != "" {
+		add(fieldErr("notify.listen", "required for the Slack interactivity endpoint and the inbound webhook"))
+	}
+	s := n.Slack
+	if s.BotToken != "" {
+		if s.SigningSecret == "" {
+			add(fieldErr("notify.slack.signing_secret", "required with notify.slack.bot_token (it verifies button clicks)"))
+		}
+		if s.Channel == "" {
+			add(fieldErr("notify.slack.channel", "required with notify.slack.bot_token"))
+		}
+	}
+	if u, err := url.Parse(s.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		add(fieldErr("notify.slack.api_url", fmt.Sprintf("%q must be an http(s) URL", s.APIURL)))
+	}
+	if d := s.RepeatInterval.Duration; d < 0 || (d > 0 && d < time.Minute) {
+		add(fieldErr("notify.slack.repeat_interval", fmt.Sprintf("%s must be 0 (never) or at least 1m", d)))
+	}
+	q := s.QuietHours
+	if (q.Start == "") != (q.End == "") {
+		add(fieldErr("notify.slack.quiet_hours", "start and end must be given together"))
+	}
+	for key, v := range map[string]string{"notify.slack.quiet_hours.start": q.Start, "notify.slack.quiet_hours.end": q.End} {
+		if v == "" {
+			continue
+		}
+		if _, err := ParseClock(v); err != nil {
+			add(fieldErr(key, err.Error()))
+		}
+	}
+	if _, err := time.LoadLocation(q.Timezone); err != nil {
+		add(fieldErr("notify.slack.quiet_hours.timezone", fmt.Sprintf("%q is not a time zone such as UTC or Europe/Berlin", q.Timezone)))
+	}
+	names := map[string]bool{}
+	for i, w := range n.Webhooks {
+		key := fmt.Sprintf("notify.webhooks[%d]", i)
+		switch {
+		case !validToken(w.Name):
+			add(fieldErr(key+".name", fmt.Sprintf("%q is not a valid name: use 1-63 lower-case letters, digits, '-' or '_'", w.Name)))
+		case names[w.Name]:
+			add(fieldErr(key+".name", fmt.Sprintf("%q is used by another webhook", w.Name)))
+		}
+		names[w.Name] = true
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			add(fieldErr(key+".url", fmt.Sprintf("%q must be an http(s) URL", w.URL)))
+		}
+		if len(w.Secret) < 16 {
+			add(fieldErr(key+".secret", "must be at least 16 characters"))
+		}
+		for j, sub := range w.Subjects {
+			if !validSubjectFilter(sub) {
+				add(fieldErr(fmt.Sprintf("%s.subjects[%d]", key, j), fmt.Sprintf("%q is not a kaar subject filter such as kaar.*.audit.> or kaar.prod.issue.>", sub)))
+			}
+		}
+	}
+	if sec := n.Inbound.Secret; sec != "" && len(sec) < 16 {
+		add(fieldErr("notify.inbound.secret", "must be at least 16 characters"))
+	}
+}
+
+// validSubjectFilter accepts a NATS subject filter under kaar.
+func validSubjectFilter(s string) bool {
+	toks := strings.Split(s, ".")
+	if len(toks) < 2 || (toks[0] != "kaar" && toks[0] != "*") {
+		return false
+	}
+	for i, t := range toks {
+		if t == "" || strings.ContainsAny(t, " \t") || (t == ">" && i != len(toks)-1) ||
+			(t != "*" && t != ">" && strings.ContainsAny(t, "*>")) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,162 @@
+package notifier
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/events"
+)
+
+// Defaults of Config.
+const (
+	DefaultRetryBase       = time.Second
+	DefaultRetryMax        = 5 * time.Minute
+	DefaultDeliveryTimeout = 10 * time.Second
+	DefaultTick            = 30 * time.Second
+	DefaultSignatureWindow = 5 * time.Minute
+	DefaultStreamMaxAge    = 7 * 24 * time.Hour
+	DefaultStateMaxAge     = 30 * 24 * time.Hour
+	DefaultSlackAPIURL     = "https://slack.com/api/"
+)
+
+// Config is the notifier's configuration.
+type Config struct {
+	// Cluster is the kaar cluster name whose events are notified.
+	Cluster string
+	// Listen is the HTTP address of the Slack interactivity endpoint and
+	// the inbound webhook; empty serves nothing (Handler still works).
+	Listen string
+	Slack  SlackConfig
+	// Webhooks are the outbound receivers.
+	Webhooks []WebhookConfig
+	// InboundSecret enables POST /webhooks/approval; empty disables it.
+	InboundSecret string
+	// RetryBase and RetryMax bound the exponential backoff between
+	// delivery attempts (webhooks and Slack API calls).
+	RetryBase, RetryMax time.Duration
+	// DeliveryTimeout bounds one HTTP attempt.
+	DeliveryTimeout time.Duration
+	// Tick is how often reminders and posts held by quiet hours are
+	// checked.
+	Tick time.Duration
+	// SignatureWindow is how old (or how far in the future) a signed
+	// request's timestamp may be.
+	SignatureWindow time.Duration
+	// StreamMaxAge is how long the notification stream keeps events: a
+	// receiver down for longer loses the oldest.
+	StreamMaxAge time.Duration
+	// StateMaxAge is how long Slack message state is kept.
+	StateMaxAge time.Duration
+}
+
+// SlackConfig configures the Slack notifier; it is on when Token is set.
+type SlackConfig struct {
+	Token           string
+	SigningSecret   string
+	Channel         string
+	APIURL          string
+	AllowedUsers    []string
+	AllowedChannels []string
+	RepeatInterval  time.Duration
+	Quiet           QuietHours
+}
+
+// Enabled reports whether Slack messages are sent.
+func (c SlackConfig) Enabled() bool { return c.Token != "" }
+
+// WebhookConfig is one outbound receiver.
+type WebhookConfig struct {
+	Name     string
+	URL      string
+	Secret   string
+	Subjects []string
+}
+
+// QuietHours is a daily window [Start, End) after midnight in Location;
+// Start == End disables it. It may cross midnight (22:00 to 07:00).
+type QuietHours struct {
+	Start, End time.Duration
+	Location   *time.Location
+}
+
+// Active reports whether t is inside the window.
+func (q QuietHours) Active(t time.Time) bool {
+	if q.Start == q.End {
+		return false
+	}
+	loc := q.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	t = t.In(loc)
+	d := time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute + time.Duration(t.Second())*time.Second
+	if q.Start < q.End {
+		return d >= q.Start && d < q.End
+	}
+	return d >= q.Start || d < q.End
+}
+
+// ConfigFrom maps the kaar configuration onto the notifier's.
+func ConfigFrom(c config.Config) Config {
+	n := c.Notify
+	out := Config{
+		Cluster:       c.Kubernetes.ClusterName,
+		Listen:        n.Listen,
+		InboundSecret: n.Inbound.Secret,
+		Slack: SlackConfig{
+			Token: n.Slack.BotToken, SigningSecret: n.Slack.SigningSecret, Channel: n.Slack.Channel,
+			APIURL: n.Slack.APIURL, AllowedUsers: n.Slack.AllowedUsers, AllowedChannels: n.Slack.AllowedChannels,
+			RepeatInterval: n.Slack.RepeatInterval.Duration,
+		},
+	}
+	q := n.Slack.QuietHours
+	if q.Start != "" && q.End != "" {
+		start, _ := config.ParseClock(q.Start) // validated by config.Validate
+		end, _ := config.ParseClock(q.End)
+		loc, err := time.LoadLocation(q.Timezone)
+		if err != nil {
+			loc = time.UTC
+		}
+		out.Slack.Quiet = QuietHours{Start: start, End: end, Location: loc}
+	}
+	for _, w := range n.Webhooks {
+		out.Webhooks = append(out.Webhooks, WebhookConfig{Name: w.Name, URL: w.URL, Secret: w.Secret, Subjects: w.Subjects})
+	}
+	return out
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if err := events.ValidateClusterName(c.Cluster); err != nil {
+		return c, fmt.Errorf("notifier: %w", err)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.RetryBase, DefaultRetryBase)
+	def(&c.RetryMax, DefaultRetryMax)
+	def(&c.DeliveryTimeout, DefaultDeliveryTimeout)
+	def(&c.Tick, DefaultTick)
+	def(&c.SignatureWindow, DefaultSignatureWindow)
+	def(&c.StreamMaxAge, DefaultStreamMaxAge)
+	def(&c.StateMaxAge, DefaultStateMaxAge)
+	if c.Slack.APIURL == "" {
+		c.Slack.APIURL = DefaultSlackAPIURL
+	}
+	if c.Slack.Enabled() && (c.Slack.SigningSecret == "" || c.Slack.Channel == "") {
+		return c, fmt.Errorf("notifier: slack needs a signing secret and a channel")
+	}
+	seen := map[string]bool{}
+	for _, w := range c.Webhooks {
+		if err := events.ValidateToken("webhooks.name", w.Name); err != nil || seen[w.Name] {
+			return c, fmt.Errorf("notifier: webhook name %q is empty, invalid or repeated", w.Name)
+		}
+		seen[w.Name] = true
+		if w.URL == "" || w.Secret == "" {
+			return c, fmt.Errorf("notifier: webhook %q needs a url and a secret", w.Name)
+		}
+	}
+	return c, nil
+}

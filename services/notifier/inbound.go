@@ -1,0 +1,98 @@
+package notifier
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/kaar-dev/kaar/pkg/events"
+)
+
+// InboundDecision is the body of POST /webhooks/approval, signed like an
+// outbound delivery (Kaar-Timestamp, Kaar-Signature with
+// notify.inbound.secret).
+type InboundDecision struct {
+	PlanID string `json:"plan_id"`
+	// Digest is the plan digest the caller reviewed (required: an
+	// approval approves exactly what was seen).
+	Digest string `json:"digest"`
+	// Decision is "approved" or "rejected".
+	Decision events.DecisionKind `json:"decision"`
+	// DecidedBy names the person or tool deciding (required).
+	DecidedBy string `json:"decided_by"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// InboundAnswer is the JSON answer of the inbound webhook.
+type InboundAnswer struct {
+	PlanID    string `json:"plan_id,omitempty"`
+	Decision  string `json:"decision,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Error     string `json:"error,omitempty"`
+	// Field names the bad field of a 400 answer.
+	Field string `json:"field,omitempty"`
+}
+
+// handleInbound publishes a decision from another tool (Via webhook).
+// Answers: 202 published, 400 bad body (names the field), 401 bad or old
+// signature, 404 unknown or expired plan, 409 digest mismatch or plan
+// not waiting for a decision, 410 approval window ended.
+func (s *Service) handleInbound(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, InboundAnswer{Error: "body too large"})
+		return
+	}
+	if err := VerifySignature(s.cfg.InboundSecret, r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), body, s.now(), s.cfg.SignatureWindow); err != nil {
+		reason := "bad_signature"
+		if errors.Is(err, ErrStaleRequest) {
+			reason = "stale_timestamp"
+		}
+		s.metrics.refused.WithLabelValues("webhook", reason).Inc()
+		s.log.Warn("inbound webhook refused", slog.String("reason", reason), slog.String("remote", r.RemoteAddr))
+		writeJSON(w, http.StatusUnauthorized, InboundAnswer{Error: "invalid signature"})
+		return
+	}
+	var in InboundDecision
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeJSON(w, http.StatusBadRequest, InboundAnswer{Error: "invalid JSON: " + err.Error()})
+		return
+	}
+	d := events.Decision{PlanID: in.PlanID, Digest: in.Digest, Decision: in.Decision, DecidedBy: in.DecidedBy,
+		Via: events.ViaWebhook, At: s.now().UTC(), Reason: in.Reason}
+	if err := d.Validate(); err != nil {
+		var ve *events.ValidationError
+		ans := InboundAnswer{Error: err.Error()}
+		if errors.As(err, &ve) {
+			ans.Field = ve.Field
+		}
+		writeJSON(w, http.StatusBadRequest, ans)
+		return
+	}
+	_, dup, err := s.decide(r.Context(), d)
+	if err != nil {
+		code := http.StatusServiceUnavailable
+		switch {
+		case errors.Is(err, ErrPlanNotFound):
+			code = http.StatusNotFound
+		case errors.Is(err, ErrDigestMismatch), errors.Is(err, ErrNotProposed), errors.Is(err, ErrDiagnosticOnly):
+			code = http.StatusConflict
+		case errors.Is(err, ErrPlanExpired):
+			code = http.StatusGone
+		}
+		writeJSON(w, code, InboundAnswer{PlanID: in.PlanID, Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, InboundAnswer{PlanID: in.PlanID, Decision: string(in.Decision), Duplicate: dup})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

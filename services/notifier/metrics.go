@@ -1,0 +1,33 @@
+package notifier
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	slackCalls *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
+	decisions  *prometheus.CounterVec
+	refused    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		slackCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kaar_notifier_slack_calls_total",
+			Help: "Slack Web API calls by method and result."}, []string{"method", "result"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kaar_notifier_webhook_deliveries_total",
+			Help: "Webhook delivery attempts by receiver and result (ok, retry, dropped)."}, []string{"receiver", "result"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kaar_notifier_decisions_total",
+			Help: "Decisions published by channel and decision."}, []string{"via", "decision"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kaar_notifier_refused_requests_total",
+			Help: "Inbound requests refused, by endpoint and reason."}, []string{"endpoint", "reason"}),
+	}
+	for _, c := range []prometheus.Collector{m.slackCalls, m.deliveries, m.decisions, m.refused} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("notifier: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
