@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 MODULES := $(shell $(GO) work edit -json | sed -n 's/.*"DiskPath": "\.\/\(.*\)".*/\1/p')
 
-.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench bench-pipeline chaos tidy clean
+.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench bench-pipeline chaos mcp-tools interop tidy clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -66,6 +66,12 @@ bench-pipeline: ## failure-to-plan latency of kaar serve on the sandbox (30 fail
 chaos: ## long chaos suite: executor and NATS SIGKILLs, 50 plans per scenario; prints the table (into .cache/chaos-table.txt)
 	set -o pipefail; cd cmd/kaar && KAAR_CHAOS_RUNS=$${KAAR_CHAOS_RUNS:-5} KAAR_CHAOS_BATCH=$${KAAR_CHAOS_BATCH:-10} KAAR_CHAOS_TABLE=$(ROOT)/.cache/chaos-table.txt \
 		$(GO) test -count=1 -run TestChaosExecutorAndNATSKills -timeout 60m -v . | grep -E -A14 '^\s+scenario|^(ok|FAIL|---)'
+
+mcp-tools: ## install Node.js 22, the MCP conformance suite and the MCP Inspector (pinned) into .cache/mcp-tools, once
+	./hack/mcp-tools.sh
+
+interop: mcp-tools ## MCP interop against kaar serve on the sandbox: conformance suite, Inspector over HTTP and stdio, client snippets
+	cd test/mcpinterop && $(GO) test -race -count=1 -timeout 20m -v ./...
 
 tidy: ## go mod tidy in every module
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done

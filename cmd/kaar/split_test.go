@@ -134,12 +134,12 @@ func TestStdioJoinsServe(t *testing.T) {
 	breakDeployment(t, cs, ns, "web")
 	inst := startServe(t, c, ns, "")
 	bin := buildKaar(t)
-	m := regexp.MustCompile(`kaar mcp --stdio --nats-url (\S+)`).FindStringSubmatch(inst.output.String())
+	// The line exactly as printed: it names the bus and the cluster.
+	m := regexp.MustCompile(`MCP \(stdio\): +kaar (mcp --stdio .*)`).FindStringSubmatch(inst.output.String())
 	if m == nil {
 		t.Fatalf("kaar serve did not print the stdio command line:\n%s", inst.output.String())
 	}
-	cfg := writeConfig(t, c, ns, inst.cluster, freePort(t), "")
-	cmd := exec.Command(bin, "mcp", "--stdio", "--nats-url", m[1], "--config", cfg)
+	cmd := exec.Command(bin, strings.Fields(m[1])...)
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	cl := sdk.NewClient(&sdk.Implementation{Name: "kaar-e2e-stdio", Version: "1"}, nil)

@@ -161,14 +161,18 @@ func printBanner(w io.Writer, cfg config.Config, natsURL string, embedded bool) 
 	if embedded && cfg.NATS.Listen == "" {
 		bus = "embedded, in-process only"
 	}
+	stdio := "kaar mcp --stdio --nats-url " + natsURL
+	if c := cfg.Kubernetes.ClusterName; c != config.Default().Kubernetes.ClusterName {
+		stdio += " --cluster-name " + c
+	}
 	fmt.Fprintf(w, `kaar is running (cluster %q).
   MCP (streamable HTTP):  %s%s
-  MCP (stdio):            kaar mcp --stdio --nats-url %s
+  MCP (stdio):            %s
   REST (original API):    curl %s/mcp/v1/tools ; curl -X POST %s/mcp/v1/invoke/analyze_cluster -d '{}'
   Health, metrics:        %s/health  %s/metrics
   NATS:                   %s
 Press Ctrl-C to stop.
-`, cfg.Kubernetes.ClusterName, base, cfg.MCP.Path, natsURL, base, base, base, base, bus)
+`, cfg.Kubernetes.ClusterName, base, cfg.MCP.Path, stdio, base, base, base, base, bus)
 }
 
 func displayHost(h string) string {

@@ -168,6 +168,7 @@ func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	var cf commonFlags
 	cf.register(fs)
 	stdio := fs.Bool("stdio", false, "serve MCP on stdin/stdout (required; HTTP is served by kaar serve)")
+	cluster := fs.String("cluster-name", "", "cluster name on the bus (overrides kubernetes.cluster_name; kaar serve prints it when it is not \"default\")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -177,6 +178,12 @@ func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	cfg, err := cf.load()
 	if err != nil {
 		return err
+	}
+	if *cluster != "" {
+		cfg.Kubernetes.ClusterName = *cluster
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("--cluster-name: %w", err)
+		}
 	}
 	if cfg.NATS.URL == "" {
 		cfg.NATS.URL = "nats://127.0.0.1:4222"

@@ -1,0 +1,5 @@
+//go:build !race
+
+package mcpinterop_test
+
+const raceEnabled = false
