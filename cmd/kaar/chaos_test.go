@@ -148,7 +148,7 @@ func newChaosEnv(t *testing.T) *chaosEnv {
 	ce := &chaosEnv{t: t, bin: buildKaar(t), kube: c.Clientset(), store: t.TempDir(), port: freePort(t)}
 	ce.ns = sandbox.NewNamespace(t, ce.kube)
 	ce.cluster = "chaos-" + strings.ReplaceAll(ce.ns[len(ce.ns)-5:], "-", "")
-	ce.cfg = writeConfig(t, c, ce.ns, ce.cluster, freePort(t), "")
+	ce.cfg = writeConfig(t, c, ce.ns, ce.cluster, freePort(t), "  max_concurrent: 8\n  max_concurrent_per_namespace: 8")
 	cfg, err := os.ReadFile(ce.cfg)
 	if err != nil {
 		t.Fatal(err)
