@@ -125,30 +125,18 @@ func podFailing(p *corev1.Pod) bool {
 // createFailing creates a one-replica Deployment that fails as kind says:
 // 0 CrashLoopBackOff (exit 1), 1 OOMKilled, 2 ImagePullBackOff.
 func createFailing(b *testing.B, cs kubernetes.Interface, ns, name string, kind int) {
-	labels := map[string]string{"app": name}
 	ann := map[string]string{}
-	ctr := corev1.Container{Name: "app", Image: "ghcr.io/kaar-dev/demo/bench:1.0.0", Resources: corev1.ResourceRequirements{
-		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}}
+	image := "ghcr.io/kaar-dev/demo/bench:1.0.0"
 	switch kind {
 	case 0:
 		ann[sandbox.AnnotationCrashExitCode] = strconv.Itoa(1)
 	case 1:
 		ann[sandbox.AnnotationMemoryUsage] = "200Mi"
 	default:
-		ctr.Image = "ghcr.io/kaar-dev/demo/bench:1.0.0-" + sandbox.NonexistentTag
+		image += "-" + sandbox.NonexistentTag
 	}
-	replicas := int32(1)
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: ann},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{ctr}},
-			},
-		},
-	}
+	dep := sandbox.TestDeployment(ns, name, image, 1, ann)
+	dep.Spec.Template.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}
 	if _, err := cs.AppsV1().Deployments(ns).Create(context.Background(), dep, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}

@@ -299,19 +299,7 @@ func (ce *chaosEnv) newPlans(t *testing.T, n int, expiresIn time.Duration) []cha
 }
 
 func (ce *chaosEnv) createDeployment(t *testing.T, name string) {
-	replicas := int32(1)
-	labels := map[string]string{"app": name}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ce.ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx:1.27"}}},
-			},
-		},
-	}
+	dep := sandbox.TestDeployment(ce.ns, name, "nginx:1.27", 1, nil)
 	if _, err := ce.kube.AppsV1().Deployments(ce.ns).Create(context.Background(), dep, metav1.CreateOptions{}); err != nil {
 		t.Error(err)
 		return

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -133,4 +134,23 @@ func NewNamespace(t testing.TB, cs kubernetes.Interface) string {
 		}
 	})
 	return ns.Name
+}
+
+// TestDeployment is the small Deployment most tests start from: pods
+// labelled app=name with one container "app" running image, and the pod
+// template annotations that the failure stages read (AnnotationCrashExitCode,
+// AnnotationMemoryUsage...). Callers adjust the rest.
+func TestDeployment(ns, name, image string, replicas int32, annotations map[string]string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+			},
+		},
+	}
 }
