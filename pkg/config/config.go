@@ -228,8 +228,13 @@ type Slack struct {
 	// BotToken is the bot's xoxb- token (chat:write).
 	BotToken string `yaml:"bot_token"`
 	// SigningSecret verifies interaction requests (the app's signing
-	// secret); required with a bot token.
+	// secret); required with a bot token unless AppToken is set.
 	SigningSecret string `yaml:"signing_secret"`
+	// AppToken is the app-level xapp- token (connections:write). When set,
+	// button clicks also arrive over Socket Mode, for clusters without
+	// inbound HTTP; the signing secret is then needed only to serve
+	// /slack/interactions as well.
+	AppToken string `yaml:"app_token"`
 	// Channel is the channel id (C0123...) messages go to.
 	Channel string `yaml:"channel"`
 	// APIURL is the Slack Web API base URL (tests point it elsewhere).

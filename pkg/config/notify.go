@@ -20,6 +20,15 @@ func ParseClock(s string) (time.Duration, error) {
 // SlackEnabled reports whether the Slack notifier is configured.
 func (n Notify) SlackEnabled() bool { return n.Slack.BotToken != "" }
 
+// SlackSocketMode reports whether Slack clicks arrive over Socket Mode.
+func (n Notify) SlackSocketMode() bool { return n.SlackEnabled() && n.Slack.AppToken != "" }
+
+// slackHTTP reports whether /slack/interactions is served: Slack is on
+// and either has a signing secret or no other way to receive clicks.
+func (n Notify) slackHTTP() bool {
+	return n.SlackEnabled() && (n.Slack.SigningSecret != "" || n.Slack.AppToken == "")
+}
+
 // Enabled reports whether any part of the notifier is configured.
 func (n Notify) Enabled() bool {
 	return n.SlackEnabled() || len(n.Webhooks) > 0 || n.Inbound.Secret != ""
@@ -30,16 +39,24 @@ func (n Notify) validate(add func(error)) {
 		if _, _, err := net.SplitHostPort(n.Listen); err != nil {
 			add(fieldErr("notify.listen", fmt.Sprintf("%q is not host:port", n.Listen)))
 		}
-	} else if n.SlackEnabled() || n.Inbound.Secret != "" {
+	} else if n.slackHTTP() || n.Inbound.Secret != "" {
 		add(fieldErr("notify.listen", "required for the Slack interactivity endpoint and the inbound webhook"))
 	}
 	s := n.Slack
 	if s.BotToken != "" {
-		if s.SigningSecret == "" {
-			add(fieldErr("notify.slack.signing_secret", "required with notify.slack.bot_token (it verifies button clicks)"))
+		if s.SigningSecret == "" && s.AppToken == "" {
+			add(fieldErr("notify.slack.signing_secret", "required with notify.slack.bot_token (it verifies button clicks) unless notify.slack.app_token enables Socket Mode"))
 		}
 		if s.Channel == "" {
 			add(fieldErr("notify.slack.channel", "required with notify.slack.bot_token"))
+		}
+	}
+	if s.AppToken != "" {
+		switch {
+		case !strings.HasPrefix(s.AppToken, "xapp-"):
+			add(fieldErr("notify.slack.app_token", "must be an app-level token (xapp-...) with connections:write, not a bot or user token"))
+		case s.BotToken == "":
+			add(fieldErr("notify.slack.app_token", "needs notify.slack.bot_token (Socket Mode only receives clicks; messages are posted with the bot token)"))
 		}
 	}
 	if u, err := url.Parse(s.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -42,6 +42,10 @@ func TestNotifyConfig(t *testing.T) {
 		{"notify:\n  webhooks: [{name: a, url: https://x, secret: 0123456789abcdef}, {name: a, url: https://y, secret: 0123456789abcdef}]\n", "notify.webhooks[1].name"},
 		{"notify:\n  inbound: {secret: short}\n", "notify.inbound.secret"},
 		{"notify:\n  slack: {token: x}\n", "notify.slack.token"},
+		{"notify:\n  slack: {bot_token: x, channel: C1, app_token: xoxb-2}\n", "notify.slack.app_token"},
+		{"notify:\n  slack: {app_token: xapp-1}\n", "notify.slack.app_token"},
+		{"notify:\n  slack: {bot_token: x, channel: C1}\n", "notify.slack.signing_secret"},
+		{"notify:\n  listen: \"\"\n  slack: {bot_token: x, channel: C1, app_token: xapp-1, signing_secret: s}\n", "notify.listen"},
 	} {
 		_, err := Load(strings.NewReader(c.yaml), nil)
 		var fe *FieldError
@@ -49,4 +53,27 @@ func TestNotifyConfig(t *testing.T) {
 			t.Errorf("%q: error %v, want one naming %s", c.yaml, err, c.key)
 		}
 	}
+
+	// Socket Mode: an app token replaces the signing secret, and without
+	// one no HTTP listener is needed; the environment can supply it.
+	socket := "notify:\n  listen: \"\"\n  slack: {bot_token: xoxb-1, channel: C1}\n"
+	cfg, err = Load(strings.NewReader(socket), []string{"KAAR_NOTIFY_SLACK_APP_TOKEN=xapp-1-A1-x"})
+	if err != nil {
+		t.Fatalf("socket mode without signing secret or listen: %v", err)
+	}
+	if !cfg.Notify.SlackSocketMode() || cfg.Notify.Slack.AppToken != "xapp-1-A1-x" || cfg.Notify.slackHTTP() {
+		t.Fatalf("socket mode = %t, app token %q, http %t", cfg.Notify.SlackSocketMode(), cfg.Notify.Slack.AppToken, cfg.Notify.slackHTTP())
+	}
+	if !loadOK(t, "notify:\n  slack: {bot_token: xoxb-1, channel: C1, signing_secret: s, app_token: xapp-1}\n").Notify.slackHTTP() {
+		t.Fatal("signing secret with app token: /slack/interactions not served")
+	}
+}
+
+func loadOK(t *testing.T, yaml string) Config {
+	t.Helper()
+	cfg, err := Load(strings.NewReader(yaml), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", yaml, err)
+	}
+	return cfg
 }

@@ -51,9 +51,14 @@ type Config struct {
 }
 
 // SlackConfig configures the Slack notifier; it is on when Token is set.
+// Clicks arrive on /slack/interactions when SigningSecret is set and over
+// Socket Mode when AppToken is set (one of them is required).
 type SlackConfig struct {
-	Token           string
-	SigningSecret   string
+	Token         string
+	SigningSecret string
+	// AppToken is the app-level xapp- token that opens Socket Mode
+	// connections.
+	AppToken        string
 	Channel         string
 	APIURL          string
 	AllowedUsers    []string
@@ -64,6 +69,12 @@ type SlackConfig struct {
 
 // Enabled reports whether Slack messages are sent.
 func (c SlackConfig) Enabled() bool { return c.Token != "" }
+
+// SocketMode reports whether clicks are received over Socket Mode.
+func (c SlackConfig) SocketMode() bool { return c.Enabled() && c.AppToken != "" }
+
+// HTTP reports whether clicks are received on /slack/interactions.
+func (c SlackConfig) HTTP() bool { return c.Enabled() && c.SigningSecret != "" }
 
 // WebhookConfig is one outbound receiver.
 type WebhookConfig struct {
@@ -105,7 +116,7 @@ func ConfigFrom(c config.Config) Config {
 		Listen:        n.Listen,
 		InboundSecret: n.Inbound.Secret,
 		Slack: SlackConfig{
-			Token: n.Slack.BotToken, SigningSecret: n.Slack.SigningSecret, Channel: n.Slack.Channel,
+			Token: n.Slack.BotToken, SigningSecret: n.Slack.SigningSecret, AppToken: n.Slack.AppToken, Channel: n.Slack.Channel,
 			APIURL: n.Slack.APIURL, AllowedUsers: n.Slack.AllowedUsers, AllowedChannels: n.Slack.AllowedChannels,
 			RepeatInterval: n.Slack.RepeatInterval.Duration,
 		},
@@ -145,8 +156,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Slack.APIURL == "" {
 		c.Slack.APIURL = DefaultSlackAPIURL
 	}
-	if c.Slack.Enabled() && (c.Slack.SigningSecret == "" || c.Slack.Channel == "") {
-		return c, fmt.Errorf("notifier: slack needs a signing secret and a channel")
+	if c.Slack.Enabled() && ((c.Slack.SigningSecret == "" && c.Slack.AppToken == "") || c.Slack.Channel == "") {
+		return c, fmt.Errorf("notifier: slack needs a channel and a signing secret or an app token (Socket Mode)")
+	}
+	if c.Slack.AppToken != "" && !c.Slack.Enabled() {
+		return c, fmt.Errorf("notifier: the slack app token needs a bot token")
 	}
 	seen := map[string]bool{}
 	for _, w := range c.Webhooks {

@@ -12,7 +12,10 @@
 //     resolution or after the repeat interval, and never in quiet hours;
 //   - verifies Slack button clicks (v0 HMAC-SHA256 signature, 5 minute
 //     window) and publishes the approval or rejection naming the Slack
-//     user, if the user and channel are allowed;
+//     user, if the user and channel are allowed; for clusters without
+//     inbound HTTP the clicks can come over Slack Socket Mode instead (an
+//     outbound WebSocket authenticated by the app token, no signature),
+//     through the same checks;
 //   - delivers every matching event to each configured webhook receiver
 //     as a signed CloudEvents 1.0 JSON document, from a durable JetStream
 //     consumer per receiver, in order and at least once;

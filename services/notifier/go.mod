@@ -3,6 +3,7 @@ module github.com/kaar-dev/kaar/services/notifier
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/google/uuid v1.6.0
 	github.com/kaar-dev/kaar/pkg/bus v0.0.0
 	github.com/kaar-dev/kaar/pkg/config v0.0.0

@@ -52,6 +52,8 @@ type fakeSlack struct {
 	calls []slackCall
 	next  int
 	cond  *sync.Cond
+	// sock plays Socket Mode: apps.connections.open and the WebSocket.
+	sock *fakeSocket
 }
 
 type slackCall struct {
@@ -61,9 +63,12 @@ type slackCall struct {
 }
 
 func newFakeSlack(t *testing.T) *fakeSlack {
-	f := &fakeSlack{}
+	f := &fakeSlack{sock: newFakeSocket()}
 	f.cond = sync.NewCond(&f.mu)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.sock.serve(w, r) {
+			return
+		}
 		b, _ := io.ReadAll(r.Body)
 		method := strings.TrimPrefix(r.URL.Path, "/api/")
 		if r.URL.Path == "/respond" {
@@ -312,10 +317,10 @@ func (e *env) audit(kind events.AuditKind, p events.Plan, actor string, via even
 	return env.ID
 }
 
-// click sends a Slack block_actions interaction as Slack would, signed
-// with secret at ts.
-func (e *env) click(user, channel, action string, p events.Plan, secret string, ts time.Time) *httptest.ResponseRecorder {
-	payload := map[string]any{
+// clickPayload is Slack's block_actions payload for a click on a kaar
+// button of plan p by user in channel.
+func (e *env) clickPayload(user, channel, action string, p events.Plan) map[string]any {
+	return map[string]any{
 		"type":         "block_actions",
 		"user":         map[string]any{"id": "U-" + user, "username": user, "name": user},
 		"channel":      map[string]any{"id": channel},
@@ -323,7 +328,12 @@ func (e *env) click(user, channel, action string, p events.Plan, secret string, 
 		"response_url": e.slack.srv.URL + "/respond",
 		"actions":      []map[string]any{{"action_id": action, "block_id": "kaar_decision", "type": "button", "value": p.ID + "|" + p.Digest}},
 	}
-	b, _ := json.Marshal(payload)
+}
+
+// click sends a Slack block_actions interaction as Slack would, signed
+// with secret at ts.
+func (e *env) click(user, channel, action string, p events.Plan, secret string, ts time.Time) *httptest.ResponseRecorder {
+	b, _ := json.Marshal(e.clickPayload(user, channel, action, p))
 	body := "payload=" + url.QueryEscape(string(b))
 	tss := strconv.FormatInt(ts.Unix(), 10)
 	req := httptest.NewRequest(http.MethodPost, "/slack/interactions", strings.NewReader(body))

@@ -56,9 +56,8 @@ func (i *interaction) channelID() string {
 
 // handleInteraction is Slack's interactivity request URL. It answers 401
 // and changes nothing unless the request carries a valid v0 signature
-// made within the signature window; clicks of users or from channels the
-// configuration does not allow get an ephemeral refusal and change
-// nothing either.
+// made within the signature window; the payload then takes the same path
+// as one that came over Socket Mode (interact).
 func (s *Service) handleInteraction(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -81,30 +80,44 @@ func (s *Service) handleInteraction(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form body", http.StatusBadRequest)
 		return
 	}
-	var in interaction
-	if err := json.Unmarshal([]byte(form.Get("payload")), &in); err != nil {
+	if err := s.interact(r.Context(), []byte(form.Get("payload")), "http"); err != nil {
 		http.Error(w, "bad payload", http.StatusBadRequest)
 		return
 	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// errBadPayload is interact's answer to a payload that is not JSON.
+var errBadPayload = errors.New("slack interaction: undecodable payload")
+
+// interact acts on one interaction payload (JSON), whichever transport
+// brought it: the signed HTTP request or a Socket Mode envelope
+// (transport "http" or "socket", for the logs). Only block_actions with a
+// kaar button count; clicks of users or from channels the configuration
+// does not allow get an ephemeral refusal and change nothing. An allowed
+// click publishes the decision naming the Slack user, via slack, for the
+// digest the button carried. The error is errBadPayload or nil: refusals
+// are answered in Slack, not to the transport.
+func (s *Service) interact(ctx context.Context, payload []byte, transport string) error {
+	var in interaction
+	if err := json.Unmarshal(payload, &in); err != nil {
+		return errBadPayload
+	}
 	if in.Type != "block_actions" || len(in.Actions) == 0 {
-		w.WriteHeader(http.StatusOK) // other interaction types are not kaar's
-		return
+		return nil // other interaction types are not kaar's
 	}
 	a := in.Actions[0]
 	kind := map[string]events.DecisionKind{ActionApprove: events.DecisionApproved, ActionReject: events.DecisionRejected}[a.ActionID]
 	planID, digest, ok := parseButtonValue(a.Value)
 	if kind == "" || !ok {
-		w.WriteHeader(http.StatusOK)
-		return
+		return nil
 	}
-	ctx := r.Context()
 	if msg := s.refuseClick(ctx, &in, planID); msg != "" {
 		s.metrics.refused.WithLabelValues("slack", "not_allowed").Inc()
 		s.log.Warn("slack click refused", slog.String("plan", planID), slog.String("user", in.User.ID),
-			slog.String("channel", in.channelID()), slog.String("why", msg))
+			slog.String("channel", in.channelID()), slog.String("transport", transport), slog.String("why", msg))
 		s.respond(ctx, in.ResponseURL, msg)
-		w.WriteHeader(http.StatusOK)
-		return
+		return nil
 	}
 	by := in.User.ID
 	if n := in.userName(); n != "" {
@@ -116,10 +129,10 @@ func (s *Service) handleInteraction(w http.ResponseWriter, r *http.Request) {
 	}
 	p, dup, err := s.decide(ctx, d)
 	if err != nil {
-		s.log.Warn("slack decision refused", slog.String("plan", planID), slog.String("user", by), slog.Any("error", err))
+		s.log.Warn("slack decision refused", slog.String("plan", planID), slog.String("user", by),
+			slog.String("transport", transport), slog.Any("error", err))
 		s.respond(ctx, in.ResponseURL, ":warning: "+refusalText(err))
-		w.WriteHeader(http.StatusOK)
-		return
+		return nil
 	}
 	if !dup {
 		err := s.updateThread(ctx, threadKey(p), func(t *thread) change {
@@ -133,7 +146,7 @@ func (s *Service) handleInteraction(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("slack: show the decision", slog.String("plan", p.ID), slog.Any("error", err))
 		}
 	}
-	w.WriteHeader(http.StatusOK)
+	return nil
 }
 
 // refuseClick says why a click may not decide, or "" when it may.

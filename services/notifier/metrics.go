@@ -11,6 +11,9 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	decisions  *prometheus.CounterVec
 	refused    *prometheus.CounterVec
+
+	socketUp         prometheus.Gauge
+	socketReconnects prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -23,8 +26,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Decisions published by channel and decision."}, []string{"via", "decision"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kaar_notifier_refused_requests_total",
 			Help: "Inbound requests refused, by endpoint and reason."}, []string{"endpoint", "reason"}),
+		socketUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kaar_notifier_slack_socket_connected",
+			Help: "1 while a Slack Socket Mode connection is open and greeted, else 0."}),
+		socketReconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "kaar_notifier_slack_socket_reconnects_total",
+			Help: "Slack Socket Mode connections that failed or dropped and are reopened with backoff."}),
 	}
-	for _, c := range []prometheus.Collector{m.slackCalls, m.deliveries, m.decisions, m.refused} {
+	for _, c := range []prometheus.Collector{m.slackCalls, m.deliveries, m.decisions, m.refused, m.socketUp, m.socketReconnects} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("notifier: register metrics: %w", err)
 		}

@@ -48,6 +48,7 @@ type Service struct {
 	log     *slog.Logger
 	hc      *http.Client
 	slack   SlackAPI
+	socket  *slackClient // apps.connections.open with the app token
 	now     func() time.Time
 	metrics *metrics
 
@@ -87,6 +88,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if s.slack == nil && cfg.Slack.Enabled() {
 		s.slack = newSlackClient(cfg.Slack.APIURL, cfg.Slack.Token, s.hc)
 	}
+	if cfg.Slack.SocketMode() {
+		s.socket = newSlackClient(cfg.Slack.APIURL, cfg.Slack.AppToken, s.hc)
+	}
 	reg := d.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -105,7 +109,8 @@ func (s *Service) Addr() string { <-s.ready; return s.addr }
 
 // Run declares the notification stream, the consumers and the state
 // bucket, then runs the Slack notifier, one delivery loop per webhook
-// receiver, the reminder loop and the HTTP endpoints until ctx ends.
+// receiver, the reminder loop, the Socket Mode connection and the HTTP
+// endpoints until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.declare(ctx); err != nil {
 		return err
@@ -120,6 +125,9 @@ func (s *Service) Run(ctx context.Context) error {
 		g.Go(func() error { return consume(gctx, c, s.handleSlackMsg) })
 		g.Go(func() error { return s.tickLoop(gctx) })
 	}
+	if s.cfg.Slack.SocketMode() {
+		g.Go(func() error { return s.runSocket(gctx) })
+	}
 	for _, w := range s.cfg.Webhooks {
 		subjects := w.Subjects
 		if len(subjects) == 0 {
@@ -133,7 +141,7 @@ func (s *Service) Run(ctx context.Context) error {
 		r := &receiver{cfg: w, s: s}
 		g.Go(func() error { return consume(gctx, c, r.handle) })
 	}
-	if s.cfg.Listen != "" && (s.cfg.Slack.Enabled() || s.cfg.InboundSecret != "") {
+	if s.cfg.Listen != "" && (s.cfg.Slack.HTTP() || s.cfg.InboundSecret != "") {
 		ln, err := net.Listen("tcp", s.cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("notifier: listen on %s: %w", s.cfg.Listen, err)
@@ -175,11 +183,12 @@ func (s *Service) declare(ctx context.Context) error {
 	return nil
 }
 
-// Handler serves POST /slack/interactions (when Slack is configured) and
-// POST /webhooks/approval (when the inbound secret is set).
+// Handler serves POST /slack/interactions (when Slack is configured with a
+// signing secret) and POST /webhooks/approval (when the inbound secret is
+// set).
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	if s.cfg.Slack.Enabled() {
+	if s.cfg.Slack.HTTP() {
 		mux.HandleFunc("POST /slack/interactions", s.handleInteraction)
 	}
 	if s.cfg.InboundSecret != "" {

@@ -52,6 +52,7 @@ type slackResponse struct {
 	Error   string `json:"error"`
 	Channel string `json:"channel"`
 	TS      string `json:"ts"`
+	URL     string `json:"url"` // apps.connections.open
 }
 
 func (c *slackClient) call(ctx context.Context, method string, body any) (slackResponse, error) {
@@ -98,4 +99,17 @@ func (c *slackClient) UpdateMessage(ctx context.Context, msg SlackMessage) error
 	msg.ThreadTS = ""
 	_, err := c.call(ctx, "chat.update", msg)
 	return err
+}
+
+// OpenConnection calls apps.connections.open (with an app-level token) and
+// returns the Socket Mode WebSocket URL; it is good for one connection.
+func (c *slackClient) OpenConnection(ctx context.Context) (string, error) {
+	r, err := c.call(ctx, "apps.connections.open", struct{}{})
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(r.URL, "wss://") && !strings.HasPrefix(r.URL, "ws://") {
+		return "", fmt.Errorf("slack apps.connections.open: answer has no WebSocket URL")
+	}
+	return r.URL, nil
 }
