@@ -15,6 +15,10 @@ type process struct {
 	ProcessState
 	done chan struct{} // closed when the process has exited and been reaped
 	err  error         // Wait's result, valid after done
+	// args and detached are how it was started, to start it again
+	// (Cluster.RestartAPIServer).
+	args     []string
+	detached bool
 }
 
 // startProcess starts binary with args, output appended to logPath.
@@ -35,6 +39,8 @@ func startProcess(name, binary string, args []string, logPath string, detached b
 	p := &process{
 		ProcessState: ProcessState{Name: name, PID: cmd.Process.Pid, Binary: binary, Log: logPath},
 		done:         make(chan struct{}),
+		args:         args,
+		detached:     detached,
 	}
 	go func() { // reaps the child; owned by the process lifetime
 		p.err = cmd.Wait()

@@ -24,9 +24,11 @@ const (
 	DefaultResyncPeriod   = 10 * time.Minute
 	DefaultStateRetention = 24 * time.Hour
 	DefaultPublishTimeout = 10 * time.Second
-	DefaultGroupWait      = 5 * time.Second
-	DefaultGroupInterval  = 30 * time.Second
-	DefaultResolveWait    = 10 * time.Second
+	// DefaultGroupWait is zero: a new incident is announced as soon as
+	// its first pod fails (see Timing).
+	DefaultGroupWait     = time.Duration(0)
+	DefaultGroupInterval = 30 * time.Second
+	DefaultResolveWait   = 10 * time.Second
 )
 
 // Config is the watcher's configuration. Zero durations and counts take
@@ -47,7 +49,9 @@ type Config struct {
 	// Classify tunes the classifier; the zero value means
 	// DefaultClassifyOptions().
 	Classify ClassifyOptions
-	// Timing of announcements (group wait, group interval, resolve wait).
+	// Timing of announcements (group wait, group interval, resolve wait);
+	// zero GroupInterval and ResolveWait take their defaults, a zero
+	// GroupWait announces a new incident at once.
 	Timing Timing
 	// Debounce is how long the events of one owner are collected before
 	// it is evaluated: a storm of pod updates becomes one evaluation.
@@ -81,6 +85,11 @@ func ConfigFrom(c config.Config) Config {
 			NotReadyAfter:         c.Watcher.NotReadyAfter.Duration,
 			StuckTerminatingAfter: c.Watcher.StuckTerminatingAfter.Duration,
 		},
+		Timing: Timing{
+			GroupWait:     c.Watcher.GroupWait.Duration,
+			GroupInterval: c.Watcher.GroupInterval.Duration,
+			ResolveWait:   c.Watcher.ResolveWait.Duration,
+		},
 	}
 }
 
@@ -94,7 +103,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Classify == (ClassifyOptions{}) {
 		c.Classify = DefaultClassifyOptions()
 	}
-	def(&c.Timing.GroupWait, DefaultGroupWait)
 	def(&c.Timing.GroupInterval, DefaultGroupInterval)
 	def(&c.Timing.ResolveWait, DefaultResolveWait)
 	def(&c.Debounce, DefaultDebounce)

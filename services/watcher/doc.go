@@ -11,12 +11,16 @@
 // DaemonSet, or the pod itself) that share a container and an issue type
 // are one incident, identified by events.IncidentID.
 //
-// Pod events are coalesced per owner in a rate-limited work queue, so a
-// 50-replica crash is evaluated, and announced, once. Incidents follow
-// Alertmanager's rule: a new incident is announced as detected after a
-// group wait, re-announced as changed only when its cause class, pod count,
+// The first failing pod of an owner without an open incident is evaluated
+// at once and announced as detected (no group wait by default: detection
+// latency is one evaluation, and the classifier's grace periods keep
+// blips out); every other pod event is coalesced per owner in a
+// rate-limited work queue, so a 50-replica crash is one detected and one
+// changed, not 50 announcements. Incidents follow Alertmanager's rule
+// otherwise: re-announced as changed only when the cause class, pod count,
 // exit code or severity changes (at most once per group interval), and
-// announced as resolved once it has been gone for the resolve wait.
+// announced as resolved once gone for the resolve wait. An optional group
+// wait holds new incidents to announce their full pod count at once.
 // Transitions go to the ISSUES stream (kaar.<cluster>.issue.<ns>.<type>)
 // with Nats-Msg-Id events.IncidentMsgID; the last announcement of every
 // incident is kept in the kaar_incidents bucket, so a restarted watcher

@@ -10,12 +10,20 @@ import (
 )
 
 // Timing is when incident transitions are announced, after Alertmanager's
-// group_wait and group_interval.
+// group_wait, group_interval and resolve_timeout.
+//
+// By default a new incident is announced as detected as soon as its first
+// pod is classified as failing (the classifier's own grace periods, such
+// as the restart threshold and the pending grace, are what keep blips
+// out): detection latency is the time to evaluate one owner, not a wait.
+// The pods that join it later, and every other change, are announced as
+// changed, at most once per group interval: a 50-replica crash is one
+// detected and one changed, never 50 announcements.
 type Timing struct {
-	// GroupWait is how long a new incident is observed before it is
-	// announced as detected: pods of one workload that fail within it are
-	// one announcement with their full pod count, and a blip shorter than
-	// it is never announced. Default 5s.
+	// GroupWait holds a new incident that long before it is announced as
+	// detected, so that pods of one workload failing within it are one
+	// announcement with their full pod count and a blip shorter than it
+	// is never announced. Default 0: announced at once.
 	GroupWait time.Duration
 	// GroupInterval is the shortest time between two announcements of one
 	// incident: changes in between are coalesced into one "changed".
@@ -393,6 +401,20 @@ func (t *tracker) Counts() map[events.IssueType]int {
 		out[k] = v
 	}
 	return out
+}
+
+// Open reports whether owner k has an incident that is present or
+// announced and not resolved: a new failing pod of k can then only change
+// an incident, not be the first news of one.
+func (t *tracker) Open(k ownerKey) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, st := range t.byOwner[k] {
+		if st.present || st.last.open() {
+			return true
+		}
+	}
+	return false
 }
 
 // Has reports whether the tracker holds incidents of owner k.

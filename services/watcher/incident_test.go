@@ -9,7 +9,9 @@ import (
 )
 
 var (
-	t0       = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	// timing is an Alertmanager-style configured group wait (the default
+	// has none: see TestFirstFailingPodIsDetectedAtOnce).
 	timing   = Timing{GroupWait: 5 * time.Second, GroupInterval: 30 * time.Second, ResolveWait: 10 * time.Second}
 	payments = events.ObjectRef{Kind: "Deployment", Namespace: "shop", Name: "payments-api", APIVersion: "apps/v1"}
 	rsChain  = []events.ObjectRef{{Kind: "ReplicaSet", Namespace: "shop", Name: "payments-api-7d9f"}, payments}
@@ -306,4 +308,68 @@ func TestExpire(t *testing.T) {
 	if len(ids) != 1 || tr.Has(keyOf(payments)) {
 		t.Fatalf("expired %v, want the resolved incident", ids)
 	}
+}
+
+// defaultTiming is the watcher's default timing, as New fills it in.
+func defaultTiming(t *testing.T) Timing {
+	t.Helper()
+	cfg, err := Config{Cluster: "prod"}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Timing.GroupWait != 0 {
+		t.Fatalf("default group wait = %s, want none", cfg.Timing.GroupWait)
+	}
+	return cfg.Timing
+}
+
+// TestFirstFailingPodIsDetectedAtOnce: with the default timing the first
+// failing replica is announced when it is observed, the replicas that
+// follow it are one "changed" at the group interval, and nothing is
+// announced per pod.
+func TestFirstFailingPodIsDetectedAtOnce(t *testing.T) {
+	tm := defaultTiming(t)
+	tr := newTracker("prod", tm, nil)
+	pods := crashing(50, 1, 3)
+	due, next := step(t, tr, payments, pods[:1], t0)
+	expect(t, due, "detected/1/pods=1")
+	if !next.IsZero() {
+		t.Errorf("next = %s after the detection, want nothing pending", next)
+	}
+	if in := due[0].Incident; !in.FirstSeen.Equal(t0) || in.Count != 1 || in.Pods[0] != "payments-api-7d9f-000" {
+		t.Errorf("detected incident = %+v", in)
+	}
+	// The other 49 replicas fail over the next five seconds.
+	for i := 2; i <= 50; i++ {
+		due, next = step(t, tr, payments, pods[:i], t0.Add(time.Duration(i)*100*time.Millisecond))
+		expect(t, due)
+		if want := t0.Add(tm.GroupInterval); !next.Equal(want) {
+			t.Fatalf("with %d pods next = %s, want the end of the group interval %s", i, next, want)
+		}
+	}
+	due, next = step(t, tr, payments, pods, t0.Add(tm.GroupInterval))
+	expect(t, due, "changed/2/pods=50")
+	if in := due[0].Incident; in.ID != events.IncidentID("prod", "shop", "Deployment", "payments-api", "app", events.IssueCrashLoopBackOff) ||
+		in.Count != 50 || !in.FirstSeen.Equal(t0) {
+		t.Errorf("changed incident = %+v", in)
+	}
+	if !next.IsZero() {
+		t.Errorf("next = %s, want nothing pending", next)
+	}
+	expect(t, first(step(t, tr, payments, crashing(50, 1, 5), t0.Add(time.Hour))))
+}
+
+// TestImmediateDetectionStillResolvesAndRecurs: without a group wait a
+// pod that fails and recovers is detected then resolved after the resolve
+// wait (a flap within it is silent), and a recurrence is a new detection
+// with the next observation number.
+func TestImmediateDetectionStillResolvesAndRecurs(t *testing.T) {
+	tm := defaultTiming(t)
+	tr := newTracker("prod", tm, nil)
+	expect(t, first(step(t, tr, payments, crashing(1, 1, 2), t0)), "detected/1/pods=1")
+	expect(t, first(step(t, tr, payments, nil, t0.Add(time.Second))))
+	expect(t, first(step(t, tr, payments, crashing(1, 1, 3), t0.Add(2*time.Second))))
+	step(t, tr, payments, nil, t0.Add(time.Minute))
+	expect(t, first(step(t, tr, payments, nil, t0.Add(time.Minute+tm.ResolveWait))), "resolved/2/pods=0")
+	expect(t, first(step(t, tr, payments, crashing(2, 1, 3), t0.Add(time.Hour))), "detected/3/pods=2")
 }

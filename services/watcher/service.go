@@ -192,6 +192,12 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("watcher: wait for informer caches: %w", err)
 	}
+	// Give the events a moment to sync too, so that incidents found at
+	// start-up name their image pull causes in their first announcement;
+	// without the right to list events this costs eventSyncWait once.
+	ectx, ecancel := context.WithTimeout(gctx, eventSyncWait)
+	cache.WaitForCacheSync(ectx.Done(), s.cl.events.HasSynced)
+	ecancel()
 	s.synced.Store(true)
 	for _, k := range restored {
 		s.queue.Add(k) // resolves those that ended while the watcher was down
@@ -209,6 +215,10 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("watcher stopped")
 	return err
 }
+
+// eventSyncWait bounds how long Run waits for the events informer at
+// start-up (events are evidence, not a condition of detection).
+const eventSyncWait = 5 * time.Second
 
 // Ready reports whether the informer caches are synced: the watcher
 // evaluates pods and answers analyze (for readiness probes).
@@ -237,6 +247,11 @@ func (s *Service) startEndpoints() (micro.Service, error) {
 
 // podChanged enqueues the owner of a pod whose state may matter: it has or
 // had an issue, may get one by time alone, or its owner has incidents.
+//
+// The first failing pod of an owner without an open incident is evaluated
+// at once (it is news: announced as detected without a group wait); every
+// other change waits for the debounce, so a storm of updates of one owner
+// is one evaluation.
 func (s *Service) podChanged(oldObj, obj any) {
 	pod := podOf(obj)
 	if pod == nil || !s.filter.watched(pod.Namespace) {
@@ -245,7 +260,11 @@ func (s *Service) podChanged(oldObj, obj any) {
 	owner, _ := resolveOwner(pod, s.cl)
 	k := keyOf(owner)
 	old := podOf(oldObj)
-	if s.interesting(pod) || old != nil && s.interesting(old) || s.tracker.Has(k) {
+	failing, soon := s.assess(pod)
+	switch {
+	case failing && s.cfg.Timing.GroupWait == 0 && !s.tracker.Open(k):
+		s.queue.Add(k)
+	case failing || soon || old != nil && s.interesting(old) || s.tracker.Has(k):
 		s.queue.AddAfter(k, s.cfg.Debounce)
 	}
 	if old != nil && !sameController(old, pod) {
@@ -257,8 +276,15 @@ func (s *Service) podChanged(oldObj, obj any) {
 }
 
 func (s *Service) interesting(pod *corev1.Pod) bool {
+	failing, soon := s.assess(pod)
+	return failing || soon
+}
+
+// assess reports whether pod has an issue now, and whether it may get one
+// by the passage of time alone (a grace period running).
+func (s *Service) assess(pod *corev1.Pod) (failing, soon bool) {
 	issues, recheck := classify(pod, s.pulls.evidence(pod.UID), s.now(), s.cfg.Classify)
-	return len(issues) > 0 || !recheck.IsZero()
+	return len(issues) > 0, !recheck.IsZero()
 }
 
 // eventChanged remembers the cause of an image pull failure from a kubelet

@@ -103,6 +103,14 @@ func TestConfigFrom(t *testing.T) {
 	if _, err := got.withDefaults(); err != nil {
 		t.Errorf("ConfigFrom(config.Default()) does not validate: %v", err)
 	}
+	if want := (Timing{GroupInterval: 30 * time.Second, ResolveWait: 10 * time.Second}); got.Timing != want {
+		t.Errorf("ConfigFrom(config.Default()).Timing = %+v, want %+v", got.Timing, want)
+	}
+	c.Watcher.GroupWait, c.Watcher.GroupInterval, c.Watcher.ResolveWait = config.Duration{Duration: time.Second},
+		config.Duration{Duration: time.Minute}, config.Duration{Duration: 2 * time.Minute}
+	if got, want := ConfigFrom(c).Timing, (Timing{GroupWait: time.Second, GroupInterval: time.Minute, ResolveWait: 2 * time.Minute}); got != want {
+		t.Errorf("ConfigFrom(watcher timing) = %+v, want %+v", got, want)
+	}
 }
 
 func TestRunNeedsAProvisionedBus(t *testing.T) {

@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,7 +23,9 @@ import (
 // publisher) over the fake clientset and an embedded bus: they are about
 // the watcher's own wiring, the sandbox tests cover real kubelets.
 
-var unitTiming = Timing{GroupWait: time.Second, GroupInterval: time.Second, ResolveWait: 500 * time.Millisecond}
+// unitTiming has the default group wait (none): the first failing pod is
+// announced at once.
+var unitTiming = Timing{GroupInterval: time.Second, ResolveWait: 500 * time.Millisecond}
 
 type unitRun struct {
 	svc *Service
@@ -119,7 +123,7 @@ func TestExcludedNamespacesAreSilentAndProtectedOnesFlagged(t *testing.T) {
 	if in := ev.Incident; ev.Transition != events.TransitionDetected || in.Namespace != "kube-system" || !in.Protected {
 		t.Errorf("announced %s %+v, want the kube-system incident, flagged protected", ev.Transition, in)
 	}
-	r.none(t, 2*unitTiming.GroupWait)
+	r.none(t, 2*unitTiming.GroupInterval)
 	if resp, err := query(r.svc.tracker, events.AnalyzeRequest{Namespace: "dev"}, "unit", time.Now()); err != nil || resp.Total != 0 {
 		t.Errorf("analyze namespace dev = %+v, %v; want nothing from an excluded namespace", resp, err)
 	}
@@ -216,7 +220,7 @@ func TestAnnouncementPublishedButNotRecordedIsNotRepeated(t *testing.T) {
 		}
 		return true, string(e.Value())
 	})
-	r.none(t, 2*unitTiming.GroupWait)
+	r.none(t, 2*unitTiming.GroupInterval)
 	st, err := js.Stream(ctx, events.StreamIssues)
 	if err != nil {
 		t.Fatal(err)
@@ -231,4 +235,39 @@ func TestAnnouncementPublishedButNotRecordedIsNotRepeated(t *testing.T) {
 	if got := metricValue(t, r.reg, "kaar_watcher_detections_total", "CrashLoopBackOff"); got != 0 {
 		t.Errorf("kaar_watcher_detections_total = %v, want 0 (the stream said duplicate)", got)
 	}
+}
+
+// TestReplicasFailingOneByOneAreOneDetectedThenChanged runs the whole
+// service with the default timing (no group wait): the first failing
+// replica of a Deployment is announced as detected, the replicas that
+// follow are one incident announced as changed (rate-limited by the group
+// interval), never a second detected.
+func TestReplicasFailingOneByOneAreOneDetectedThenChanged(t *testing.T) {
+	kube := fake.NewClientset()
+	yes := true
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "payments-api-7d9f", UID: "uid-rs",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "payments-api", UID: "uid-dep", Controller: &yes}}}}
+	if _, err := kube.AppsV1().ReplicaSets("shop").Create(t.Context(), rs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := runUnit(t, embeddedBus(t, true), kube, Config{})
+	for i := range 20 {
+		p := barePod(t, "sandbox-crash-exit-1", "shop", fmt.Sprintf("payments-api-7d9f-%02d", i))
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: &yes}}
+		if _, err := kube.CoreV1().Pods("shop").Create(t.Context(), p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := events.IncidentID("unit", "shop", "Deployment", "payments-api", "app", events.IssueCrashLoopBackOff)
+	ev := r.next(t, "detected")
+	if ev.Transition != events.TransitionDetected || ev.Incident.ID != id || ev.Incident.PodCount < 1 || ev.Observation != 1 {
+		t.Fatalf("first announcement = %s %+v", ev.Transition, ev.Incident)
+	}
+	for ev.Incident.PodCount < 20 {
+		ev = r.next(t, "changed to 20 pods")
+		if ev.Transition != events.TransitionChanged || ev.Incident.ID != id {
+			t.Fatalf("announcement %s of %s, want only changes of %s", ev.Transition, ev.Incident.ID, id)
+		}
+	}
+	r.none(t, 2*unitTiming.GroupInterval)
 }

@@ -1,0 +1,484 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/sandbox"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// results are the numbers of one run.
+type results struct {
+	shape          shape
+	nodes          int
+	loadTime       time.Duration
+	syncTime       time.Duration
+	detect         []time.Duration
+	detectMissing  int
+	analyze        []time.Duration
+	analyzeErrors  int
+	incidents      int
+	rss, hwm       uint64
+	heap           heapReport
+	stormSend      time.Duration // time to send the storm's patches
+	stormWindow    time.Duration // first to last storm pod seen failing
+	stormSeen      int           // storm pods seen failing
+	stormDetected  int
+	stormLost      int
+	stormDuplicate int
+	stormRate      float64 // detected events per second
+	stormDetect    []time.Duration
+	stormRSS       uint64
+	stormHWM       uint64
+	notes          []string
+}
+
+func bench(ctx context.Context, f flags, out io.Writer) error {
+	sh, err := planLoad(f.pods, f.failPercent, f.storm)
+	if err != nil {
+		return err
+	}
+	r := &results{shape: sh, nodes: f.nodes}
+	logf(out, "load: %d healthy Deployments x %d, %d failing Deployments x %d, %d storm pods (%d pods)",
+		sh.HealthyDeployments, sh.HealthyReplicas, sh.FailingDeployments, sh.FailingReplicas, sh.StormPods, sh.total())
+
+	// The cluster.
+	var c *sandbox.Cluster
+	if f.kubeconfig != "" {
+		if c, err = sandbox.Attach(ctx, f.kubeconfig); err != nil {
+			return err
+		}
+		r.notes = append(r.notes, "attached to an existing sandbox: -nodes was not applied")
+	} else {
+		dir := f.stateDir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "kaar-watcher-bench-"); err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+		}
+		logf(out, "starting a private sandbox with %d kwok nodes in %s", f.nodes, dir)
+		if c, err = sandbox.Up(ctx, sandbox.Options{StateDir: dir, Nodes: f.nodes, Progress: prefixed(out)}); err != nil {
+			return err
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = c.Down(dctx)
+		}()
+	}
+	rc := c.RESTConfig()
+	rc.QPS, rc.Burst = 300, 600
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	ns := fmt.Sprintf("kaar-bench-%d", time.Now().Unix()%100000)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = cs.CoreV1().Namespaces().Delete(dctx, ns, metav1.DeleteOptions{})
+	}()
+	if err := waitServiceAccount(ctx, cs, ns); err != nil {
+		return err
+	}
+
+	// The bus: an embedded NATS JetStream on a TCP port, for the child.
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort})
+	if err != nil {
+		return err
+	}
+	defer emb.Shutdown()
+	nc, err := emb.Connect(ctx, bus.ConnectOptions{Name: "kaar-watcher-bench"})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := bus.Provision(ctx, js, bus.Config{Clusters: []string{f.cluster}}); err != nil {
+		return err
+	}
+	col, err := newCollector(ctx, nc, f.cluster)
+	if err != nil {
+		return err
+	}
+	defer col.cc.Stop()
+
+	// The bench's own watch, then the load.
+	obs, err := newPodObserver(cs, ns, f.cluster, watcherConfig(f.cluster).Classify)
+	if err != nil {
+		return err
+	}
+	if err := obs.run(ctx); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	logf(out, "creating %d healthy pods", sh.total()-sh.FailingDeployments*int(sh.FailingReplicas)+countEvict(sh)*int(sh.FailingReplicas))
+	if err := createHealthy(ctx, cs, ns, sh); err != nil {
+		return fmt.Errorf("create load: %w", err)
+	}
+	want := sh.total() - sh.FailingDeployments*int(sh.FailingReplicas) + countEvict(sh)*int(sh.FailingReplicas)
+	if err := poll(ctx, f.loadTimeout, 10*time.Second, func() (bool, string) {
+		n := obs.runningCount()
+		return n >= want, fmt.Sprintf("%d of %d pods running", n, want)
+	}, out); err != nil {
+		return err
+	}
+	r.loadTime = time.Since(t0)
+	logf(out, "%d pods running after %s", want, r.loadTime.Round(time.Second))
+
+	// The watcher, in its own process.
+	kc, err := c.KubeconfigFor(sandbox.AdminUser)
+	if err != nil {
+		return err
+	}
+	stats := &childStats{}
+	cctx, stopChild := context.WithCancel(ctx)
+	defer stopChild()
+	child, err := startChild(cctx, emb.ClientURL(), kc, f.cluster, stats)
+	if err != nil {
+		return err
+	}
+	defer func() { stopChild(); _ = child.Wait() }()
+	t0 = time.Now()
+	if err := poll(ctx, 10*time.Minute, 5*time.Second, func() (bool, string) {
+		_, err := analyze(nc, f.cluster, events.AnalyzeRequest{Limit: 1})
+		return err == nil, fmt.Sprint(err)
+	}, out); err != nil {
+		return fmt.Errorf("watcher sync: %w", err)
+	}
+	r.syncTime = time.Since(t0)
+	logf(out, "watcher synced %d pods in %s", want, r.syncTime.Round(10*time.Millisecond))
+
+	// 5% failing: detection latency per incident.
+	mark := col.len()
+	logf(out, "making %d pods fail (%d Deployments)", sh.FailingDeployments*int(sh.FailingReplicas), sh.FailingDeployments)
+	tFail := time.Now()
+	if err := createFailing(ctx, cs, ns, sh); err != nil {
+		return fmt.Errorf("create failing load: %w", err)
+	}
+	failIDs := func() []string { return observedSince(obs, tFail) }
+	_ = poll(ctx, 5*time.Minute, 10*time.Second, func() (bool, string) {
+		ids := failIDs()
+		det := detectedBy(col.since(mark))
+		missing := 0
+		for _, id := range ids {
+			if _, ok := det[id]; !ok {
+				missing++
+			}
+		}
+		return len(ids) >= sh.FailingDeployments && missing == 0, fmt.Sprintf("%d incidents seen failing, %d not detected yet", len(ids), missing)
+	}, out)
+	det := detectedBy(col.since(mark))
+	for _, id := range failIDs() {
+		at, ok := det[id]
+		first, _ := obs.firstFailing(id)
+		if !ok {
+			r.detectMissing++
+			continue
+		}
+		r.detect = append(r.detect, at[0].Sub(first))
+	}
+	r.incidents = len(r.detect)
+
+	// Analyze over NATS request/reply, from the watcher's memory.
+	time.Sleep(2 * time.Second)
+	types := []events.IssueType{events.IssueCrashLoopBackOff, events.IssueImagePullBackOff, events.IssueOOMKilled, events.IssuePending, events.IssueEvicted}
+	for i := range f.analyze {
+		req := []events.AnalyzeRequest{{}, {Namespace: ns}, {Type: types[i%len(types)]}, {Owner: fmt.Sprintf("fail-%s-%03d", failures[i%len(failures)], i%sh.FailingDeployments)}, {Limit: 100}}[i%5]
+		start := time.Now()
+		if _, err := analyze(nc, f.cluster, req); err != nil {
+			r.analyzeErrors++
+			continue
+		}
+		r.analyze = append(r.analyze, time.Since(start))
+	}
+	r.rss, r.hwm, _ = procMemory(child.Process.Pid)
+	r.heap = stats.heap()
+
+	// The storm.
+	if sh.StormPods > 0 {
+		mark = col.len()
+		logf(out, "storm: %d pods crash within %s", sh.StormPods, f.stormWindow)
+		sent := time.Now()
+		if err := storm(ctx, cs, ns, sh.StormPods, f.stormWindow); err != nil {
+			return fmt.Errorf("storm: %w", err)
+		}
+		r.stormSend = time.Since(sent)
+		ids := make([]string, sh.StormPods)
+		keys := make([]string, sh.StormPods)
+		for i := range ids {
+			ids[i] = events.IncidentID(f.cluster, ns, "Pod", stormPodName(i), "app", events.IssueCrashLoopBackOff)
+			keys[i] = ns + "/" + stormPodName(i)
+		}
+		_ = poll(ctx, 5*time.Minute, 5*time.Second, func() (bool, string) {
+			det := detectedBy(col.since(mark))
+			n := 0
+			for _, id := range ids {
+				if _, ok := det[id]; ok {
+					n++
+				}
+			}
+			return n == len(ids), fmt.Sprintf("%d of %d storm incidents detected", n, len(ids))
+		}, out)
+		time.Sleep(5 * time.Second) // late duplicates, if any, arrive
+		arr := col.since(mark)
+		det := detectedBy(arr)
+		var firstAt, lastAt time.Time
+		for _, id := range ids {
+			at, ok := det[id]
+			if !ok {
+				r.stormLost++
+				continue
+			}
+			r.stormDetected++
+			if len(at) > 1 {
+				r.stormDuplicate += len(at) - 1
+			}
+			if first, ok := obs.firstFailing(id); ok {
+				r.stormDetect = append(r.stormDetect, at[0].Sub(first))
+			}
+			if firstAt.IsZero() || at[0].Before(firstAt) {
+				firstAt = at[0]
+			}
+			lastAt = later(lastAt, at[0])
+		}
+		if span := lastAt.Sub(firstAt); span > 0 {
+			r.stormRate = float64(r.stormDetected) / span.Seconds()
+		}
+		seen := obs.failingPods(keys)
+		r.stormSeen = len(seen)
+		if len(seen) > 0 {
+			slices.SortFunc(seen, func(a, b time.Time) int { return a.Compare(b) })
+			r.stormWindow = seen[len(seen)-1].Sub(seen[0])
+		}
+		r.stormRSS, r.stormHWM, _ = procMemory(child.Process.Pid)
+	}
+
+	table := r.table()
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "command: "+commandLine())
+	fmt.Fprintln(out)
+	fmt.Fprint(out, table)
+	if f.out != "" {
+		if err := appendResults(f.out, table, r); err != nil {
+			return err
+		}
+		logf(out, "results appended to %s", f.out)
+	}
+	return nil
+}
+
+func countEvict(s shape) int {
+	n := 0
+	for i := range s.FailingDeployments {
+		if _, f := failingName(i); f == failEvict {
+			n++
+		}
+	}
+	return n
+}
+
+// observedSince returns the incidents the bench's watch saw start failing
+// at or after t.
+func observedSince(o *podObserver, t time.Time) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var ids []string
+	for id, at := range o.failingAt {
+		if !at.Before(t) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// detectedBy returns the arrival times of the detected announcements of
+// each incident.
+func detectedBy(arr []arrival) map[string][]time.Time {
+	out := map[string][]time.Time{}
+	for _, a := range arr {
+		if a.event.Transition == events.TransitionDetected {
+			out[a.event.Incident.ID] = append(out[a.event.Incident.ID], a.at)
+		}
+	}
+	return out
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func analyze(nc *nats.Conn, cluster string, req events.AnalyzeRequest) (events.AnalyzeResponse, error) {
+	subject, err := events.ServiceSubject(cluster, events.ServiceWatcher, events.VerbAnalyze)
+	if err != nil {
+		return events.AnalyzeResponse{}, err
+	}
+	body, _ := json.Marshal(req)
+	msg, err := nc.Request(subject, body, 10*time.Second)
+	if err != nil {
+		return events.AnalyzeResponse{}, err
+	}
+	return events.DecodeReply[events.AnalyzeResponse](msg.Data, msg.Header.Get(events.HeaderError))
+}
+
+func waitServiceAccount(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	return poll(ctx, time.Minute, time.Minute, func() (bool, string) {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	}, io.Discard)
+}
+
+// poll checks cond every 250ms until it holds, printing its state every
+// report, and fails after timeout.
+func poll(ctx context.Context, timeout, report time.Duration, cond func() (bool, string), out io.Writer) error {
+	deadline := time.Now().Add(timeout)
+	next := time.Now().Add(report)
+	for {
+		ok, why := cond()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			logf(out, "gave up after %s: %s", timeout, why)
+			return errors.New("timed out: " + why)
+		}
+		if time.Now().After(next) {
+			logf(out, "%s", why)
+			next = time.Now().Add(report)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func percentile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(float64(len(s))*q+0.999999) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+func (r *results) table() string {
+	s := r.shape
+	var b strings.Builder
+	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, v) }
+	b.WriteString("| measure | value |\n| --- | --- |\n")
+	row("cluster", fmt.Sprintf("%d kwok nodes, %d pods (%d healthy Deployments x %d, %d failing Deployments x %d, %d bare storm pods)",
+		r.nodes, s.total(), s.HealthyDeployments, s.HealthyReplicas, s.FailingDeployments, s.FailingReplicas, s.StormPods))
+	row("pods running after", r.loadTime.Round(time.Second).String())
+	row("watcher start to caches synced", r.syncTime.Round(10*time.Millisecond).String())
+	row("detection latency p50 / p99 (status write seen by a separate watch -> detected on the bus)",
+		fmt.Sprintf("%s / %s over %d incidents (%d not detected)", ms(percentile(r.detect, .5)), ms(percentile(r.detect, .99)), len(r.detect), r.detectMissing))
+	row("analyze latency p50 / p99 (NATS request/reply)",
+		fmt.Sprintf("%s / %s over %d requests (%d errors)", ms(percentile(r.analyze, .5)), ms(percentile(r.analyze, .99)), len(r.analyze), r.analyzeErrors))
+	row("watcher RSS / peak RSS (steady state)", fmt.Sprintf("%s / %s", mib(r.rss), mib(r.hwm)))
+	row("watcher Go heap live / objects", fmt.Sprintf("%s / %d", mib(r.heap.HeapLive), r.heap.HeapObjects))
+	if s.StormPods > 0 {
+		row("storm: patches sent (API server accepted them) in", r.stormSend.Round(100*time.Millisecond).String())
+		row("storm: pods seen failing, first to last", fmt.Sprintf("%d in %s", r.stormSeen, r.stormWindow.Round(100*time.Millisecond)))
+		row("storm: incidents detected / lost / duplicate", fmt.Sprintf("%d / %d / %d", r.stormDetected, r.stormLost, r.stormDuplicate))
+		row("storm: detected events per second (first to last detected)", fmt.Sprintf("%.0f", r.stormRate))
+		row("storm: detection latency p50 / p99", fmt.Sprintf("%s / %s", ms(percentile(r.stormDetect, .5)), ms(percentile(r.stormDetect, .99))))
+		row("watcher RSS / peak RSS after the storm", fmt.Sprintf("%s / %s", mib(r.stormRSS), mib(r.stormHWM)))
+	}
+	return b.String()
+}
+
+func appendResults(path, table string, r *results) error {
+	abs, _ := filepath.Abs(path)
+	var b strings.Builder
+	if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
+		b.WriteString("# Benchmarks\n\nMeasured numbers, newest last. Each section says the machine, the command and what was measured.\n")
+	}
+	fmt.Fprintf(&b, "\n## Watcher at scale (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Machine: %s\n\n", machine())
+	fmt.Fprintf(&b, "Command: `%s`\n\n", commandLine())
+	b.WriteString(table)
+	b.WriteString("\nMethod: the watcher runs alone in a child process (RSS read from /proc/<pid>/status) with the default timing (no group wait) and pending_grace 0 (so that a Pending pod is classifiable at its status write like the other types; the grace is a policy delay, not detection latency). Detection latency is, per incident, the arrival of its detected event on an ISSUES consumer minus the moment the bench's own pod watch first saw one of its pods failing (both in the bench process, same clock). The storm makes bare pods crash (one incident each), paced evenly over the window.\n")
+	for _, n := range r.notes {
+		b.WriteString("\nNote: " + n + "\n")
+	}
+	fh, err := os.OpenFile(abs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := fh.WriteString(b.String()); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				mem = f[1] + " kB RAM"
+			}
+		}
+	}
+	load := ""
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = ", load average at the end " + strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	free := ""
+	if b, err := exec.Command("free", "-g").Output(); err == nil {
+		free = "\n\n```\n$ free -g\n" + strings.TrimRight(string(b), "\n") + "\n```"
+	}
+	return fmt.Sprintf("%d CPUs (nproc), %s, %s%s (shared with other work)%s", nproc(), cpu, mem, load, free)
+}
+
+type prefixWriter struct{ w io.Writer }
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	for line := range strings.Lines(string(b)) {
+		logf(p.w, "sandbox: %s", strings.TrimRight(line, "\n"))
+	}
+	return len(b), nil
+}
+
+func prefixed(w io.Writer) io.Writer { return prefixWriter{w} }
