@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 MODULES := $(shell $(GO) work edit -json | sed -n 's/.*"DiskPath": "\.\/\(.*\)".*/\1/p')
 
-.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench bench-pipeline chaos mcp-tools interop tidy clean
+.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench bench-pipeline bench-watcher chaos mcp-tools interop tidy clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: ## benchmarks of every module (go test -bench), then the pipeline benchma
 bench-pipeline: ## failure-to-plan latency of kaar serve on the sandbox (30 failing Deployments)
 	@echo "== cmd/kaar: BenchmarkFailureToPlan (starts a sandbox unless KAAR_SANDBOX_KUBECONFIG is set)"
 	cd cmd/kaar && $(GO) test -run '^$$' -bench FailureToPlan -benchtime 30x -timeout 30m .
+
+bench-watcher: ## the watcher at scale on a private sandbox: 10,000 pods over 100 kwok nodes, a 2,000-pod storm; appends to BENCHMARKS.md
+	$(GO) run ./services/watcher/cmd/kaar-watcher-bench -pods 10000 -nodes 100 -storm 2000 -analyze 1000 -out $(ROOT)/BENCHMARKS.md
 
 chaos: ## long chaos suite: executor and NATS SIGKILLs, 50 plans per scenario; prints the table (into .cache/chaos-table.txt)
 	set -o pipefail; cd cmd/kaar && KAAR_CHAOS_RUNS=$${KAAR_CHAOS_RUNS:-5} KAAR_CHAOS_BATCH=$${KAAR_CHAOS_BATCH:-10} KAAR_CHAOS_TABLE=$(ROOT)/.cache/chaos-table.txt \
