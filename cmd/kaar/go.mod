@@ -22,6 +22,8 @@ require (
 	k8s.io/client-go v0.37.2
 )
 
+require github.com/coder/websocket v1.8.15 // indirect
+
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -102,7 +102,9 @@ func failingPods(pods []corev1.Pod, keep func(*corev1.Pod) bool) []string {
 	var out []string
 	for i := range pods {
 		p := &pods[i]
-		if !keep(p) {
+		// An evicted pod of a controller has been replaced by it: it is a
+		// leftover for a cleanup plan, not a failure of the revision.
+		if !keep(p) || evicted(p) {
 			continue
 		}
 		if why := PodFailure(p); why != "" {

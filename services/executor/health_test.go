@@ -119,6 +119,13 @@ func TestDeploymentHealth(t *testing.T) {
 			wantMessage: "failing pods", wantFailing: []string{"web-new-b: CrashLoopBackOff"},
 		},
 		{
+			name: "an evicted pod the ReplicaSet has replaced is a leftover, not a failure",
+			dep:  deployment(2, nil),
+			pods: []corev1.Pod{podOf("web-new-a", "rs-new", nil), podOf("web-new-b", "rs-new", nil),
+				podOf("web-new-c", "rs-new", func(p *corev1.Pod) { p.Status.Phase, p.Status.Reason = corev1.PodFailed, "Evicted" })},
+			healthy: true, wantMessage: "healthy",
+		},
+		{
 			name: "a failing pod of the old ReplicaSet does not count",
 			dep:  deployment(2, nil),
 			pods: []corev1.Pod{podOf("web-new-a", "rs-new", nil), podOf("web-new-b", "rs-new", nil),
