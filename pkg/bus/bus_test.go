@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,6 +216,23 @@ func TestProvisionRejectsBadConfig(t *testing.T) {
 	}
 	if _, err := Provision(ctx, js, Config{Clusters: []string{"Bad.Name"}}); !errors.Is(err, events.ErrInvalid) {
 		t.Fatalf("bad cluster: %v", err)
+	}
+	for _, r := range []int{-1, 6} {
+		if _, err := Provision(ctx, js, Config{Clusters: []string{testCluster}, Replicas: r}); !errors.Is(err, events.ErrInvalid) || !strings.Contains(err.Error(), "replicas") {
+			t.Errorf("replicas %d: %v", r, err)
+		}
+	}
+	// R3 needs a cluster: a single server says so, and nothing is left
+	// half-declared at R1.
+	_, err := Provision(ctx, js, Config{Clusters: []string{testCluster}, Replicas: 3})
+	if err == nil || !strings.Contains(err.Error(), "replicas") {
+		t.Fatalf("replicas 3 on one server: %v", err)
+	}
+	t.Logf("replicas 3 on one server: %v", err)
+	if names := js.StreamNames(ctx); names.Err() == nil {
+		for n := range names.Name() {
+			t.Errorf("stream %s declared by a failed R3 provisioning", n)
+		}
 	}
 }
 

@@ -2,10 +2,12 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -33,6 +35,14 @@ type EmbeddedOptions struct {
 	// bytes; 0 lets the server choose (a share of RAM and disk).
 	MaxMemory int64
 	MaxStore  int64
+	// TLS.CertFile and TLS.KeyFile, when set, make the client port
+	// require TLS with that certificate, whose names must include the
+	// host clients dial. TLS.CAFile verifies client certificates.
+	// In-process clients (Embedded.Connect) need no TLS.
+	TLS TLSFiles
+	// VerifyClients refuses clients without a certificate signed by a CA
+	// of TLS.CAFile (mutual TLS).
+	VerifyClients bool
 	// Logger receives the server's log lines; nil silences the server.
 	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the server to accept connections;
@@ -62,6 +72,10 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 10 * time.Second
 	}
+	tlsConfig, err := o.tlsConfig()
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
 	e := &Embedded{logger: o.Logger}
 	if o.StoreDir == "" {
 		dir, err := os.MkdirTemp("", "kaar-nats-")
@@ -81,6 +95,10 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		JetStreamMaxStore:  o.MaxStore,
 		NoSigs:             true,
 		NoLog:              o.Logger == nil,
+	}
+	if tlsConfig != nil {
+		opts.TLSConfig, opts.TLS, opts.TLSVerify = tlsConfig, true, o.VerifyClients
+		opts.TLSTimeout = 5 // seconds
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -107,7 +125,32 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	return e, nil
 }
 
-// ClientURL is the URL clients connect to. With DontListen it is a
+// tlsConfig is the client port's TLS configuration; nil without TLS.
+func (o EmbeddedOptions) tlsConfig() (*tls.Config, error) {
+	f := o.TLS
+	if f.CertFile == "" && f.KeyFile == "" {
+		if o.VerifyClients {
+			return nil, errors.New("tls: verifying client certificates needs TLS: set a cert file and a key file")
+		}
+		return nil, nil
+	}
+	if f.CertFile == "" || f.KeyFile == "" {
+		return nil, errors.New("tls: the server certificate needs both a cert file and a key file")
+	}
+	if o.VerifyClients && f.CAFile == "" {
+		return nil, errors.New("tls: verifying client certificates needs a CA file")
+	}
+	c, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: f.CertFile, KeyFile: f.KeyFile, CaFile: f.CAFile, Verify: o.VerifyClients})
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	if c == nil { // GenTLSConfig returns nil, nil for an unreadable CA file
+		return nil, fmt.Errorf("tls: cannot read CA file %s", f.CAFile)
+	}
+	return c, nil
+}
+
+// ClientURL is the URL clients connect to (tls:// with TLS). With DontListen it is a
 // placeholder: use Connect, which connects in-process.
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 
@@ -115,13 +158,17 @@ func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 func (e *Embedded) Server() *server.Server { return e.srv }
 
 // Connect opens a client connection to the embedded server, in-process
-// (no TCP) so it also works with DontListen.
+// (no TCP) so it also works with DontListen. It uses no TLS, whatever
+// o.TLS says: nothing crosses a network, and the server accepts plain
+// in-process clients even when its port requires TLS.
 func (e *Embedded) Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
+	o.TLS = TLSFiles{}
 	o.Extra = append([]nats.Option{nats.InProcessServer(e.srv)}, o.Extra...)
 	if o.Logger == nil {
 		o.Logger = e.logger
 	}
-	return Connect(ctx, e.srv.ClientURL(), o)
+	// A tls:// URL would make the client insist on TLS.
+	return Connect(ctx, strings.Replace(e.srv.ClientURL(), "tls://", "nats://", 1), o)
 }
 
 // Shutdown stops the server, waits for it, and removes its temporary

@@ -44,7 +44,8 @@ type Config struct {
 	// planner and one executor durable consumer is declared per cluster.
 	// At least one.
 	Clusters []string
-	// Replicas of every stream and bucket; default 1.
+	// Replicas of every stream and bucket, 1 to 5; default 1. More than
+	// one needs a NATS cluster with at least that many JetStream servers.
 	Replicas int
 	// Storage of ISSUES, PLAN_EVENTS, APPROVALS and the buckets; the zero
 	// value is file storage. AUDIT always uses file storage.
@@ -82,7 +83,10 @@ func (c Config) withDefaults() (Config, error) {
 			*d = v
 		}
 	}
-	if c.Replicas <= 0 {
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return c, fmt.Errorf("provision: field \"replicas\": %d is not between 1 and 5: %w", c.Replicas, events.ErrInvalid)
+	}
+	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
 	def(&c.AuditRetention, DefaultAuditRetention)

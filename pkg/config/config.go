@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +43,10 @@ type Server struct {
 	// /healthz, /readyz endpoints of services that do not serve HTTP
 	// otherwise. Empty disables it.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// TLSCertFile and TLSKeyFile (PEM) make the gateway serve HTTPS; both
+	// or neither. Read at start: restart after renewing them.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
 // Kubernetes selects the cluster and the scope kaar watches.
@@ -131,6 +137,27 @@ type NATS struct {
 	// progress on an execution before another executor resumes it (the
 	// take-over time after an executor crash).
 	ExecutorAckWait Duration `yaml:"executor_ack_wait"`
+	// TLS secures the connections to NATS, and the embedded server's
+	// client port (kaar serve with nats.listen, kaar nats).
+	TLS NATSTLS `yaml:"tls"`
+	// Replicas of every stream and bucket: 1, or 3 on a NATS cluster of
+	// at least three JetStream servers. Every process that provisions the
+	// bus must use the same value.
+	Replicas int `yaml:"replicas"`
+}
+
+// NATSTLS is TLS for NATS. As a client, kaar verifies the server with
+// CAFile (the system roots when empty) and presents CertFile/KeyFile to a
+// server that verifies clients. The embedded server listens with TLS
+// using CertFile/KeyFile when they are set.
+type NATSTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// VerifyClients makes the embedded server refuse clients without a
+	// certificate signed by a CA of CAFile (mutual TLS). In-process
+	// clients are exempt.
+	VerifyClients bool `yaml:"verify_clients"`
 }
 
 // Policy says where kaar may act.
@@ -345,7 +372,7 @@ func Default() Config {
 				"Evicted":          {{Action: "delete_evicted_pods"}},
 			},
 		},
-		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}, ExecutorAckWait: Duration{2 * time.Minute}},
+		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}, ExecutorAckWait: Duration{2 * time.Minute}, Replicas: 1},
 		Policy: Policy{ProtectedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"}, GitOpsManaged: "flag"},
 		Watcher: Watcher{RestartThreshold: 1, PendingGrace: Duration{30 * time.Second}, RecoveredAfter: Duration{10 * time.Minute},
 			NotReadyAfter: Duration{10 * time.Minute}, StuckTerminatingAfter: Duration{5 * time.Minute},
@@ -444,6 +471,7 @@ func (c *Config) Validate() error {
 	}
 	add(oneOf("server.log_level", c.Server.LogLevel, "debug", "info", "warn", "error"))
 	add(oneOf("server.log_format", c.Server.LogFormat, "text", "json"))
+	add(checkKeyPair("server.tls_cert_file", c.Server.TLSCertFile, "server.tls_key_file", c.Server.TLSKeyFile))
 	if !validToken(c.Kubernetes.ClusterName) {
 		add(fieldErr("kubernetes.cluster_name", fmt.Sprintf("%q is not a valid cluster name: use 1-63 lower-case letters, digits, '-' or '_', starting and ending with a letter or digit", c.Kubernetes.ClusterName)))
 	}
@@ -519,6 +547,16 @@ func (c *Config) Validate() error {
 	if d := c.NATS.ExecutorAckWait.Duration; d < time.Second || d > time.Hour {
 		add(fieldErr("nats.executor_ack_wait", fmt.Sprintf("%s must be between 1s and 1h", d)))
 	}
+	if r := c.NATS.Replicas; r != 1 && r != 3 {
+		add(fieldErr("nats.replicas", fmt.Sprintf("%d is not allowed", r), "1", "3"))
+	}
+	if f := c.NATS.TLS.CAFile; f != "" {
+		add(checkCAFile("nats.tls.ca_file", f))
+	}
+	add(checkKeyPair("nats.tls.cert_file", c.NATS.TLS.CertFile, "nats.tls.key_file", c.NATS.TLS.KeyFile))
+	if c.NATS.TLS.VerifyClients && (c.NATS.TLS.CAFile == "" || c.NATS.TLS.CertFile == "") {
+		add(fieldErr("nats.tls.verify_clients", "needs nats.tls.ca_file (the CA of client certificates) and nats.tls.cert_file, nats.tls.key_file (the server's certificate)"))
+	}
 	for i, ns := range c.Policy.ProtectedNamespaces {
 		if !validDNSLabel(ns) {
 			add(fieldErr(fmt.Sprintf("policy.protected_namespaces[%d]", i), fmt.Sprintf("%q is not a valid namespace name", ns)))
@@ -582,6 +620,41 @@ func (c *Config) Validate() error {
 	add(oneOf("mcp.approval.without_elicitation", c.MCP.Approval.WithoutElicitation, "accept", "refuse"))
 	c.Notify.validate(add)
 	return errors.Join(errs...)
+}
+
+// checkKeyPair checks a certificate and its key: both or neither, readable,
+// and matching.
+func checkKeyPair(certKey, certFile, keyKey, keyFile string) error {
+	switch {
+	case certFile == "" && keyFile == "":
+		return nil
+	case keyFile == "":
+		return fieldErr(keyKey, "must be set with "+certKey)
+	case certFile == "":
+		return fieldErr(certKey, "must be set with "+keyKey)
+	}
+	if _, err := os.ReadFile(certFile); err != nil {
+		return fieldErr(certKey, err.Error())
+	}
+	if _, err := os.ReadFile(keyFile); err != nil {
+		return fieldErr(keyKey, err.Error())
+	}
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		return fieldErr(certKey, fmt.Sprintf("%s with %s: %v", certFile, keyKey+" "+keyFile, err))
+	}
+	return nil
+}
+
+// checkCAFile checks that path holds at least one PEM certificate.
+func checkCAFile(key, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fieldErr(key, err.Error())
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return fieldErr(key, fmt.Sprintf("%s holds no PEM certificate", path))
+	}
+	return nil
 }
 
 func oneOf(key, v string, allowed ...string) error {

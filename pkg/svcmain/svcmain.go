@@ -159,7 +159,9 @@ func Run(ctx context.Context, c Command, args []string, stderr io.Writer) error 
 
 // ConnectOptions are the NATS connection options of a service.
 func ConnectOptions(cfg config.Config, name string, logger *slog.Logger) bus.ConnectOptions {
-	return bus.ConnectOptions{Name: name, Logger: logger, CredsFile: cfg.NATS.CredsFile, User: cfg.NATS.User, Password: cfg.NATS.Password}
+	t := cfg.NATS.TLS
+	return bus.ConnectOptions{Name: name, Logger: logger, CredsFile: cfg.NATS.CredsFile, User: cfg.NATS.User, Password: cfg.NATS.Password,
+		TLS: bus.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}}
 }
 
 // BusConfig is the bus declaration the configuration asks for. Every
@@ -167,7 +169,7 @@ func ConnectOptions(cfg config.Config, name string, logger *slog.Logger) bus.Con
 // settings (ack wait, retention).
 func BusConfig(cfg config.Config) bus.Config {
 	return bus.Config{Clusters: []string{cfg.Kubernetes.ClusterName}, AuditRetention: cfg.NATS.AuditRetention.Duration,
-		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration}
+		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration, Replicas: cfg.NATS.Replicas}
 }
 
 // Provision declares kaar's streams, buckets and consumers (idempotent).

@@ -92,8 +92,20 @@ func TestBusConfigCarriesTheNATSSection(t *testing.T) {
 	cfg := config.Default()
 	cfg.Kubernetes.ClusterName = "prod"
 	cfg.NATS.ExecutorAckWait.Duration = 7 * time.Second
+	cfg.NATS.Replicas = 3
 	b := BusConfig(cfg)
-	if len(b.Clusters) != 1 || b.Clusters[0] != "prod" || b.ExecutorAckWait != 7*time.Second || b.AuditRetention != cfg.NATS.AuditRetention.Duration {
+	if len(b.Clusters) != 1 || b.Clusters[0] != "prod" || b.ExecutorAckWait != 7*time.Second || b.AuditRetention != cfg.NATS.AuditRetention.Duration || b.Replicas != 3 {
 		t.Errorf("bus config %+v", b)
+	}
+}
+
+func TestConnectOptionsCarryTLS(t *testing.T) {
+	cfg := config.Default()
+	cfg.NATS.User, cfg.NATS.Password = "kaar-executor", "secret"
+	cfg.NATS.TLS = config.NATSTLS{CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", VerifyClients: true}
+	o := ConnectOptions(cfg, "kaar-executor", nil)
+	want := bus.TLSFiles{CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem"}
+	if o.TLS != want || o.Name != "kaar-executor" || o.User != "kaar-executor" || o.Password != "secret" {
+		t.Errorf("connect options %+v", o)
 	}
 }

@@ -43,6 +43,10 @@ type Config struct {
 	// 0 picks a free port (see Service.Addr).
 	Host string
 	Port int
+	// TLSCertFile and TLSKeyFile (PEM), when both set, make Run serve
+	// HTTPS (server.tls_cert_file, server.tls_key_file). New reads them.
+	TLSCertFile string
+	TLSKeyFile  string
 	// MCPPath is the streamable HTTP endpoint (mcp.path); default "/mcp".
 	MCPPath string
 	// Version is reported by the test tool and in the MCP server info.
@@ -106,6 +110,8 @@ func ConfigFrom(c config.Config) Config {
 		Cluster:              c.Kubernetes.ClusterName,
 		Host:                 c.Server.Host,
 		Port:                 c.Server.Port,
+		TLSCertFile:          c.Server.TLSCertFile,
+		TLSKeyFile:           c.Server.TLSKeyFile,
 		MCPPath:              c.MCP.Path,
 		RequestTimeout:       DefaultRequestTimeout,
 		PlanTimeout:          DefaultPlanTimeout,

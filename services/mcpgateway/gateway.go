@@ -3,6 +3,7 @@ package mcpgateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,8 @@ type Service struct {
 	byName map[string]*tool
 
 	auth *authenticator
+	// tls is the HTTPS configuration; nil serves plain HTTP.
+	tls *tls.Config
 	// stateKey signs the request state of an approval's confirmation
 	// round trip (MCP elicitation).
 	stateKey []byte
@@ -99,6 +102,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("mcpgateway config: field \"mcp.tokens\": required when server.host is %q, not a loopback address: set mcp.tokens or mcp.token_file (or listen on 127.0.0.1): %w",
 			cfg.Host, events.ErrInvalid)
 	}
+	tlsConfig, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	stateKey := make([]byte, 32)
 	if _, err := rand.Read(stateKey); err != nil {
 		return nil, fmt.Errorf("mcpgateway: %w", err)
@@ -115,7 +122,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg: cfg, log: deps.Logger.With("component", "mcpgateway", "cluster", cfg.Cluster),
 		nc: deps.NATS, js: js, now: deps.Now, metrics: m, gather: deps.Gatherer,
 		byName: map[string]*tool{}, draining: make(chan struct{}), ready: make(chan struct{}),
-		auth: newAuthenticator(tokens, deps.TokenVerifier), stateKey: stateKey,
+		auth: newAuthenticator(tokens, deps.TokenVerifier), stateKey: stateKey, tls: tlsConfig,
 	}
 	if s.tools, err = s.registry(); err != nil {
 		return nil, fmt.Errorf("mcpgateway: %w", err)
@@ -188,6 +195,31 @@ func (s *Service) invoke(ctx context.Context, t *tool, c *call, raw json.RawMess
 	return t.run(ctx, c)
 }
 
+// tlsConfig loads the HTTPS certificate; nil without one.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	switch {
+	case c.TLSCertFile == "" && c.TLSKeyFile == "":
+		return nil, nil
+	case c.TLSKeyFile == "":
+		return nil, fmt.Errorf("mcpgateway config: field \"server.tls_key_file\": must be set with server.tls_cert_file: %w", events.ErrInvalid)
+	case c.TLSCertFile == "":
+		return nil, fmt.Errorf("mcpgateway config: field \"server.tls_cert_file\": must be set with server.tls_key_file: %w", events.ErrInvalid)
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("mcpgateway config: field \"server.tls_cert_file\": %s with key %s: %v: %w", c.TLSCertFile, c.TLSKeyFile, err, events.ErrInvalid)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// Scheme is "https" when Run serves TLS, else "http".
+func (s *Service) Scheme() string {
+	if s.tls != nil {
+		return "https"
+	}
+	return "http"
+}
+
 // Addr is the address Run listens on, once it does (nil before).
 func (s *Service) Addr() net.Addr {
 	s.addrMu.Lock()
@@ -198,7 +230,8 @@ func (s *Service) Addr() net.Addr {
 // Ready is closed once Run listens.
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
-// Run serves Handler over HTTP on Config.Host:Port until ctx is done, then
+// Run serves Handler over HTTP, or HTTPS with Config.TLSCertFile and
+// TLSKeyFile, on Config.Host:Port until ctx is done, then
 // shuts down gracefully: it stops accepting, ends remediate_issue waits
 // (their executions go on), closes MCP listening streams and waits up to
 // ShutdownTimeout for in-flight requests. It returns nil on a clean
@@ -217,15 +250,23 @@ func (s *Service) Run(ctx context.Context) error {
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(slogWriter{s.log}, "", 0),
+		// ServeTLS clones it and adds HTTP/2.
+		TLSConfig: s.tls,
 	}
 	srv.RegisterOnShutdown(func() {
 		s.drain()
 		s.streamable.CloseSessions(context.Background())
 	})
-	s.log.Info("mcp gateway listening", "addr", ln.Addr().String(), "mcp_path", s.cfg.MCPPath)
+	s.log.Info("mcp gateway listening", "addr", ln.Addr().String(), "scheme", s.Scheme(), "mcp_path", s.cfg.MCPPath)
 	s.readyOnce.Do(func() { close(s.ready) })
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if s.tls != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		s.drain()

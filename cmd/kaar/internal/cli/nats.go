@@ -24,7 +24,7 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	listen := fs.String("listen", "127.0.0.1:4222", "client listen address (port 0 picks a free port)")
 	storeDir := fs.String("store-dir", "", "JetStream storage directory (default: a temporary directory)")
 	cluster := fs.String("cluster-name", "", "kaar cluster name the streams and consumers are declared for (default: kubernetes.cluster_name of --config, else \"default\")")
-	configFile := fs.String("config", "", "kaar configuration whose nats section (audit_retention, executor_ack_wait) the declarations follow")
+	configFile := fs.String("config", "", "kaar configuration whose nats section (audit_retention, executor_ack_wait; tls for the server's client port) the declarations follow")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,17 +43,29 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{StoreDir: *storeDir, Host: host, Port: port, Logger: logger})
+	opts := bus.EmbeddedOptions{StoreDir: *storeDir, Host: host, Port: port, Logger: logger}
+	opts.TLS, opts.VerifyClients = embeddedTLS(cfg)
+	emb, err := bus.StartEmbedded(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer emb.Shutdown()
-	if err := provision(ctx, connectURL(emb.ClientURL(), cfg), cfg, logger); err != nil {
+	if err := provision(ctx, connectEmbedded(emb, cfg), cfg, logger); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "NATS JetStream listening on %s\n", emb.ClientURL())
 	<-ctx.Done()
 	return nil
+}
+
+// embeddedTLS is the embedded server's TLS from nats.tls: none unless
+// cert_file is set (ca_file alone is a client setting).
+func embeddedTLS(cfg config.Config) (bus.TLSFiles, bool) {
+	t := cfg.NATS.TLS
+	if t.CertFile == "" {
+		return bus.TLSFiles{}, false
+	}
+	return bus.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}, t.VerifyClients
 }
 
 // connector opens a named NATS connection for one service.

@@ -66,6 +66,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	natsURL, connect := cfg.NATS.URL, connectURL(cfg.NATS.URL, cfg)
 	var emb *bus.Embedded
 	if natsURL == "" {
+		if cfg.NATS.Replicas > 1 {
+			return fmt.Errorf("config key \"nats.replicas\": %d needs a NATS cluster (nats.url): the embedded server is a single node", cfg.NATS.Replicas)
+		}
 		emb, err = startEmbeddedNATS(ctx, cfg, logger)
 		if err != nil {
 			return err
@@ -98,9 +101,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // startEmbeddedNATS starts the in-process JetStream server with file
-// storage under nats.store_dir (default: the user's state directory).
+// storage under nats.store_dir (default: the user's state directory); its
+// client port (nats.listen) requires TLS when nats.tls.cert_file is set.
 func startEmbeddedNATS(ctx context.Context, cfg config.Config, logger *slog.Logger) (*bus.Embedded, error) {
 	opts := bus.EmbeddedOptions{StoreDir: cfg.NATS.StoreDir, DontListen: cfg.NATS.Listen == "", Logger: logger.With(slog.String("component", "nats"))}
+	opts.TLS, opts.VerifyClients = embeddedTLS(cfg)
 	if opts.StoreDir == "" {
 		dir, err := stateDir("nats")
 		if err != nil {
@@ -156,7 +161,11 @@ func stateDir(name string) (string, error) {
 }
 
 func printBanner(w io.Writer, cfg config.Config, natsURL string, embedded bool) {
-	base := fmt.Sprintf("http://%s:%d", displayHost(cfg.Server.Host), cfg.Server.Port)
+	scheme := "http"
+	if cfg.Server.TLSCertFile != "" {
+		scheme = "https"
+	}
+	base := fmt.Sprintf("%s://%s:%d", scheme, displayHost(cfg.Server.Host), cfg.Server.Port)
 	bus := natsURL
 	if embedded && cfg.NATS.Listen == "" {
 		bus = "embedded, in-process only"
