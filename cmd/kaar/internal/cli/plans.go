@@ -7,7 +7,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 	"io"
+	"log/slog"
 	"os"
 	"os/user"
 	"sort"
@@ -55,8 +57,9 @@ func cliBus(ctx context.Context, cf *commonFlags) (*busClient, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	nc, err := bus.Connect(cctx, url, bus.ConnectOptions{Name: "kaar-cli", CredsFile: cfg.NATS.CredsFile, User: cfg.NATS.User, Password: cfg.NATS.Password,
-		Extra: []nats.Option{nats.RetryOnFailedConnect(false)}})
+	opts := svcmain.ConnectOptions(cfg, "kaar-cli", slog.New(slog.DiscardHandler))
+	opts.Extra = append(opts.Extra, nats.RetryOnFailedConnect(false))
+	nc, err := bus.Connect(cctx, url, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is kaar serve running? set --nats-url)", err)
 	}
