@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TLSFiles names the PEM files of one side of a TLS connection.
@@ -191,4 +192,14 @@ func tlsMismatch(err error) bool {
 	// as such.
 	return errors.As(err, &op) && op.Op == "remote error" ||
 		errors.Is(err, nats.ErrTLS) && strings.Contains(err.Error(), "closed by remote after TLS handshake")
+}
+
+// NewJetStream is the JetStream context of a service: the local server's
+// when domain is empty, else the JetStream of that domain (a central bus
+// reached through a leaf node, nats.jetstream_domain).
+func NewJetStream(nc *nats.Conn, domain string) (jetstream.JetStream, error) {
+	if domain == "" {
+		return jetstream.New(nc)
+	}
+	return jetstream.NewWithDomain(nc, domain)
 }

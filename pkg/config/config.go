@@ -144,6 +144,11 @@ type NATS struct {
 	// at least three JetStream servers. Every process that provisions the
 	// bus must use the same value.
 	Replicas int `yaml:"replicas"`
+	// JetStreamDomain is the JetStream domain of a central bus that this
+	// process reaches through a local leaf node (one watcher/executor
+	// pair per cluster, reporting centrally); empty uses the JetStream of
+	// the server nats.url names.
+	JetStreamDomain string `yaml:"jetstream_domain"`
 }
 
 // NATSTLS is TLS for NATS. As a client, kaar verifies the server with
@@ -546,6 +551,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.NATS.ExecutorAckWait.Duration; d < time.Second || d > time.Hour {
 		add(fieldErr("nats.executor_ack_wait", fmt.Sprintf("%s must be between 1s and 1h", d)))
+	}
+	if d := c.NATS.JetStreamDomain; d != "" && !validToken(d) {
+		add(fieldErr("nats.jetstream_domain", fmt.Sprintf("%q must be lower-case letters, digits, '-' and '_'", d)))
 	}
 	if r := c.NATS.Replicas; r != 1 && r != 3 {
 		add(fieldErr("nats.replicas", fmt.Sprintf("%d is not allowed", r), "1", "3"))

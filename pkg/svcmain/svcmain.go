@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
@@ -174,7 +173,7 @@ func BusConfig(cfg config.Config) bus.Config {
 
 // Provision declares kaar's streams, buckets and consumers (idempotent).
 func Provision(ctx context.Context, nc *nats.Conn, cfg config.Config, logger *slog.Logger) error {
-	js, err := jetstream.New(nc)
+	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,10 @@ const (
 // Config is the executor's own configuration. Zero durations and counts
 // take the Default* values.
 type Config struct {
+	// JetStreamDomain is the JetStream domain of the bus
+	// (nats.jetstream_domain): set when this service reaches a central
+	// bus through a leaf node; empty for the server it connects to.
+	JetStreamDomain string
 	// Cluster is the cluster name on the bus (kubernetes.cluster_name):
 	// the executor consumes kaar.<cluster>.approval.> and serves
 	// kaar.<cluster>.svc.executor.status.
@@ -108,6 +112,7 @@ type Config struct {
 func ConfigFrom(c config.Config) Config {
 	return Config{
 		Cluster:             c.Kubernetes.ClusterName,
+		JetStreamDomain:     c.NATS.JetStreamDomain,
 		Paused:              c.Remediation.Paused,
 		ProtectedNamespaces: slices.Clone(c.Policy.ProtectedNamespaces),
 		VerifyTimeout:       c.Remediation.VerifyTimeout.Duration,
@@ -233,7 +238,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("executor: register metrics: %w", err)
 	}
-	js, err := jetstream.New(deps.NATS)
+	js, err := bus.NewJetStream(deps.NATS, cfg.JetStreamDomain)
 	if err != nil {
 		return nil, fmt.Errorf("executor: jetstream: %w", err)
 	}

@@ -37,6 +37,10 @@ const (
 
 // Config is the gateway's own configuration.
 type Config struct {
+	// JetStreamDomain is the JetStream domain of the bus
+	// (nats.jetstream_domain): set when this service reaches a central
+	// bus through a leaf node; empty for the server it connects to.
+	JetStreamDomain string
 	// Cluster is the cluster name on the bus (kubernetes.cluster_name).
 	Cluster string
 	// Host and Port are where Run listens (server.host, server.port). Port
@@ -108,6 +112,7 @@ func ConfigFrom(c config.Config) Config {
 	}
 	return Config{
 		Cluster:              c.Kubernetes.ClusterName,
+		JetStreamDomain:      c.NATS.JetStreamDomain,
 		Host:                 c.Server.Host,
 		Port:                 c.Server.Port,
 		TLSCertFile:          c.Server.TLSCertFile,

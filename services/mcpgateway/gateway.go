@@ -110,7 +110,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if _, err := rand.Read(stateKey); err != nil {
 		return nil, fmt.Errorf("mcpgateway: %w", err)
 	}
-	js, err := jetstream.New(deps.NATS)
+	js, err := bus.NewJetStream(deps.NATS, cfg.JetStreamDomain)
 	if err != nil {
 		return nil, fmt.Errorf("mcpgateway: jetstream: %w", err)
 	}

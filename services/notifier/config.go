@@ -22,6 +22,10 @@ const (
 
 // Config is the notifier's configuration.
 type Config struct {
+	// JetStreamDomain is the JetStream domain of the bus
+	// (nats.jetstream_domain): set when this service reaches a central
+	// bus through a leaf node; empty for the server it connects to.
+	JetStreamDomain string
 	// Cluster is the kaar cluster name whose events are notified.
 	Cluster string
 	// Listen is the HTTP address of the Slack interactivity endpoint and
@@ -112,9 +116,10 @@ func (q QuietHours) Active(t time.Time) bool {
 func ConfigFrom(c config.Config) Config {
 	n := c.Notify
 	out := Config{
-		Cluster:       c.Kubernetes.ClusterName,
-		Listen:        n.Listen,
-		InboundSecret: n.Inbound.Secret,
+		Cluster:         c.Kubernetes.ClusterName,
+		JetStreamDomain: c.NATS.JetStreamDomain,
+		Listen:          n.Listen,
+		InboundSecret:   n.Inbound.Secret,
 		Slack: SlackConfig{
 			Token: n.Slack.BotToken, SigningSecret: n.Slack.SigningSecret, AppToken: n.Slack.AppToken, Channel: n.Slack.Channel,
 			APIURL: n.Slack.APIURL, AllowedUsers: n.Slack.AllowedUsers, AllowedChannels: n.Slack.AllowedChannels,

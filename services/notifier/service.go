@@ -71,7 +71,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.NATS == nil {
 		return nil, errors.New("notifier: a NATS connection is required")
 	}
-	js, err := jetstream.New(d.NATS)
+	js, err := bus.NewJetStream(d.NATS, cfg.JetStreamDomain)
 	if err != nil {
 		return nil, fmt.Errorf("notifier: jetstream: %w", err)
 	}

@@ -38,6 +38,10 @@ type Strategy struct {
 // Config is what the planner needs from the configuration. Build it with
 // ConfigFrom; the zero values of the planner-only fields take the defaults.
 type Config struct {
+	// JetStreamDomain is the JetStream domain of the bus
+	// (nats.jetstream_domain): set when this service reaches a central
+	// bus through a leaf node; empty for the server it connects to.
+	JetStreamDomain string
 	// Cluster is the cluster name on the bus (kubernetes.cluster_name).
 	Cluster string
 	// ApprovalWindow is how long a proposed plan can be approved: its TTL in
@@ -103,6 +107,7 @@ func ConfigFrom(c config.Config) Config {
 	}
 	return Config{
 		Cluster:             c.Kubernetes.ClusterName,
+		JetStreamDomain:     c.NATS.JetStreamDomain,
 		ApprovalWindow:      c.Remediation.ApprovalWindow.Duration,
 		Strategies:          strategies,
 		CustomStrategies:    custom,

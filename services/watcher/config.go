@@ -34,6 +34,10 @@ const (
 // Config is the watcher's configuration. Zero durations and counts take
 // the defaults above.
 type Config struct {
+	// JetStreamDomain is the JetStream domain of the bus
+	// (nats.jetstream_domain): set when this service reaches a central
+	// bus through a leaf node; empty for the server it connects to.
+	JetStreamDomain string
 	// Cluster names the cluster on the bus (kubernetes.cluster_name).
 	Cluster string
 	// Namespace scopes the informers to one namespace; empty watches all
@@ -74,6 +78,7 @@ type Config struct {
 func ConfigFrom(c config.Config) Config {
 	return Config{
 		Cluster:             c.Kubernetes.ClusterName,
+		JetStreamDomain:     c.NATS.JetStreamDomain,
 		Namespace:           c.Kubernetes.Namespace,
 		IncludeNamespaces:   slices.Clone(c.Policy.IncludeNamespaces),
 		ExcludeNamespaces:   slices.Clone(c.Policy.ExcludeNamespaces),

@@ -81,7 +81,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	js, err := jetstream.New(deps.NATS)
+	js, err := bus.NewJetStream(deps.NATS, cfg.JetStreamDomain)
 	if err != nil {
 		return nil, fmt.Errorf("watcher: jetstream: %w", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
@@ -50,6 +49,9 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer emb.Shutdown()
+	// This server is the bus: its own JetStream, whatever domain leaf
+	// clients are configured with.
+	cfg.NATS.JetStreamDomain = ""
 	if err := provision(ctx, connectEmbedded(emb, cfg), cfg, logger); err != nil {
 		return err
 	}
@@ -93,7 +95,7 @@ func provision(ctx context.Context, connect connector, cfg config.Config, logger
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func cliBus(ctx context.Context, cf *commonFlags) (*busClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (is kaar serve running? set --nats-url)", err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -69,6 +69,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if cfg.NATS.Replicas > 1 {
 			return fmt.Errorf("config key \"nats.replicas\": %d needs a NATS cluster (nats.url): the embedded server is a single node", cfg.NATS.Replicas)
 		}
+		if cfg.NATS.JetStreamDomain != "" {
+			return fmt.Errorf("config key \"nats.jetstream_domain\": %q names a central bus reached through a leaf node (nats.url); the embedded server has its own JetStream", cfg.NATS.JetStreamDomain)
+		}
 		emb, err = startEmbeddedNATS(ctx, cfg, logger)
 		if err != nil {
 			return err
