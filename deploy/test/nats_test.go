@@ -101,7 +101,9 @@ func refused(t *testing.T, nc *nats.Conn, errs <-chan error, op, subject string)
 // each service can declare kaar's bus (pkg/bus.Provision) and publish what
 // it owns, and the server refuses what belongs to another service: the
 // watcher cannot approve a plan, the gateway cannot forge incidents or
-// audit records, nobody can delete a stream, and only the gateway can flip
+// audit records, only the gateway and the executor's auto-approval publish
+// decisions and nobody else subscribes to them, nobody can delete a
+// stream, and only the gateway can flip
 // the kill switch in kaar_control, which the executor reads and watches.
 func TestNATSPermissionsLimitEachService(t *testing.T) {
 	url, pw := startAuthorizedNATS(t)
@@ -131,6 +133,12 @@ func TestNATSPermissionsLimitEachService(t *testing.T) {
 			t.Errorf("kaar-%s publish %s (its own subject): %v", svc, subj, err)
 		}
 	}
+	// The executor's auto-approval publishes ordinary decisions.
+	if ejs, _ := jetstream.New(conns["executor"]); ejs != nil {
+		if _, err := ejs.Publish(ctx, "kaar.prod.approval.1c0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1", []byte(`{}`)); err != nil {
+			t.Errorf("kaar-executor cannot publish an auto-approval: %v", err)
+		}
+	}
 	checkKillSwitch(t, conns["mcpgateway"], conns["executor"], cluster)
 	pauseKey := "$KV.kaar_control." + cluster + ".paused"
 	forbidden := []struct{ svc, op, subject string }{
@@ -143,7 +151,6 @@ func TestNATSPermissionsLimitEachService(t *testing.T) {
 		{"planner", "publish", "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
 		{"planner", "publish", "kaar.prod.issue.shop.OOMKilled"},
 		{"executor", "publish", "kaar.prod.issue.shop.OOMKilled"},
-		{"executor", "publish", "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
 		{"mcpgateway", "publish", "kaar.prod.issue.shop.OOMKilled"},
 		{"mcpgateway", "publish", "kaar.prod.audit.step_started"},
 		{"mcpgateway", "publish", "$KV.kaar_plans.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
@@ -151,6 +158,8 @@ func TestNATSPermissionsLimitEachService(t *testing.T) {
 		{"executor", "publish", "$JS.API.STREAM.PURGE.ISSUES"},
 		{"mcpgateway", "subscribe", "kaar.prod.svc.watcher.analyze"},
 		{"watcher", "subscribe", "kaar.prod.approval.>"},
+		{"mcpgateway", "subscribe", "kaar.prod.approval.>"},
+		{"planner", "subscribe", "kaar.prod.approval.>"},
 	}
 	for _, f := range forbidden {
 		t.Run(f.svc+" "+f.op+" "+f.subject, func(t *testing.T) {
