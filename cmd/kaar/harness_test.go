@@ -67,7 +67,7 @@ func freePort(t testing.TB) int {
 
 // writeConfig writes a config file for one kaar instance; extra is YAML
 // appended under remediation (e.g. "  approval_window: 2s").
-func writeConfig(t testing.TB, c *sandbox.Cluster, ns, cluster string, port int, remediationExtra string) string {
+func writeConfig(t testing.TB, c *sandbox.Cluster, ns, cluster string, port int, remediationExtra string, kubernetesExtra ...string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`server:
   host: 127.0.0.1
@@ -77,11 +77,12 @@ kubernetes:
   kubeconfig: %s
   namespace: %s
   cluster_name: %s
+%s
 remediation:
   max_pods: 10
   verify_timeout: 2m
 %s
-`, port, c.KubeconfigPath, ns, cluster, remediationExtra)
+`, port, c.KubeconfigPath, ns, cluster, strings.Join(kubernetesExtra, "\n"), remediationExtra)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -91,11 +92,11 @@ remediation:
 
 // startServe runs "kaar serve" in this process against the sandbox,
 // watching namespace ns, and waits until its gateway answers /health.
-func startServe(t testing.TB, c *sandbox.Cluster, ns, remediationExtra string) *instance {
+func startServe(t testing.TB, c *sandbox.Cluster, ns, remediationExtra string, kubernetesExtra ...string) *instance {
 	t.Helper()
 	port := freePort(t)
 	cluster := "e2e-" + strings.ToLower(strings.ReplaceAll(ns[len(ns)-5:], "-", ""))
-	cfgFile := writeConfig(t, c, ns, cluster, port, remediationExtra)
+	cfgFile := writeConfig(t, c, ns, cluster, port, remediationExtra, kubernetesExtra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out lockedBuffer
 	done := make(chan int, 1)

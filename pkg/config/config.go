@@ -60,6 +60,32 @@ type Kubernetes struct {
 	// ClusterName names the cluster on the bus and in every event. It must
 	// be a NATS subject token: lower-case letters, digits, '-' and '_'.
 	ClusterName string `yaml:"cluster_name"`
+	// AdditionalClusters are more clusters this process watches, plans for
+	// and remediates, each with its own kubeconfig/context, namespace and
+	// cluster_name (kaar serve, kaar watcher|planner|executor). The MCP
+	// gateway and the notifier of the process serve the cluster above;
+	// reach the others with `kaar mcp --stdio --cluster-name NAME`.
+	AdditionalClusters []Cluster `yaml:"additional_clusters"`
+}
+
+// Cluster is one additional cluster of Kubernetes.AdditionalClusters.
+type Cluster struct {
+	Kubeconfig  string `yaml:"kubeconfig"`
+	Context     string `yaml:"context"`
+	Namespace   string `yaml:"namespace"`
+	ClusterName string `yaml:"cluster_name"`
+}
+
+// Clusters returns one configuration per watched cluster: c itself, then
+// c with the kubernetes section of each additional cluster.
+func (c Config) Clusters() []Config {
+	out := []Config{c}
+	for _, a := range c.Kubernetes.AdditionalClusters {
+		cc := c
+		cc.Kubernetes = Kubernetes{Kubeconfig: a.Kubeconfig, Context: a.Context, Namespace: a.Namespace, ClusterName: a.ClusterName}
+		out = append(out, cc)
+	}
+	return out
 }
 
 // Remediation is how plans are made and executed.
@@ -477,6 +503,21 @@ func (c *Config) Validate() error {
 	add(oneOf("server.log_level", c.Server.LogLevel, "debug", "info", "warn", "error"))
 	add(oneOf("server.log_format", c.Server.LogFormat, "text", "json"))
 	add(checkKeyPair("server.tls_cert_file", c.Server.TLSCertFile, "server.tls_key_file", c.Server.TLSKeyFile))
+	seen := map[string]string{c.Kubernetes.ClusterName: "kubernetes.cluster_name"}
+	for i, a := range c.Kubernetes.AdditionalClusters {
+		key := fmt.Sprintf("kubernetes.additional_clusters[%d]", i)
+		switch {
+		case !validToken(a.ClusterName):
+			add(fieldErr(key+".cluster_name", fmt.Sprintf("%q is not a valid cluster name: use 1-63 lower-case letters, digits, '-' or '_'", a.ClusterName)))
+		case seen[a.ClusterName] != "":
+			add(fieldErr(key+".cluster_name", fmt.Sprintf("%q is already the name of %s: every cluster needs its own", a.ClusterName, seen[a.ClusterName])))
+		default:
+			seen[a.ClusterName] = key + ".cluster_name"
+		}
+		if a.Namespace != "" && !validDNSLabel(a.Namespace) {
+			add(fieldErr(key+".namespace", fmt.Sprintf("%q is not a valid namespace name", a.Namespace)))
+		}
+	}
 	if !validToken(c.Kubernetes.ClusterName) {
 		add(fieldErr("kubernetes.cluster_name", fmt.Sprintf("%q is not a valid cluster name: use 1-63 lower-case letters, digits, '-' or '_', starting and ending with a letter or digit", c.Kubernetes.ClusterName)))
 	}

@@ -167,7 +167,11 @@ func ConnectOptions(cfg config.Config, name string, logger *slog.Logger) bus.Con
 // process that provisions must use it, or they undo each other's
 // settings (ack wait, retention).
 func BusConfig(cfg config.Config) bus.Config {
-	return bus.Config{Clusters: []string{cfg.Kubernetes.ClusterName}, AuditRetention: cfg.NATS.AuditRetention.Duration,
+	var clusters []string
+	for _, c := range cfg.Clusters() {
+		clusters = append(clusters, c.Kubernetes.ClusterName)
+	}
+	return bus.Config{Clusters: clusters, AuditRetention: cfg.NATS.AuditRetention.Duration,
 		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration, Replicas: cfg.NATS.Replicas}
 }
 

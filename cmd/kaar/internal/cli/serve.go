@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -85,22 +85,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	g, gctx := errgroup.WithContext(ctx)
-	for _, name := range servicesFor(cfg) {
-		svc, closeFn, err := buildService(gctx, name, cfg, connect, rc, logger, reg)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		defer closeFn()
-		g.Go(func() error {
-			if err := svc.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			return nil
-		})
+	insts, closeAll, err := instances(ctx, servicesFor(cfg), cfg, connect, rc, logger, reg)
+	if err != nil {
+		return err
 	}
+	defer closeAll()
 	printBanner(stdout, cfg, natsURL, emb != nil)
-	return g.Wait()
+	return runAll(ctx, insts)
 }
 
 // startEmbeddedNATS starts the in-process JetStream server with file
@@ -185,6 +176,13 @@ func printBanner(w io.Writer, cfg config.Config, natsURL string, embedded bool) 
   NATS:                   %s
 Press Ctrl-C to stop.
 `, cfg.Kubernetes.ClusterName, base, cfg.MCP.Path, stdio, base, base, base, base, bus)
+	if more := cfg.Kubernetes.AdditionalClusters; len(more) > 0 {
+		names := make([]string, len(more))
+		for i, c := range more {
+			names[i] = c.ClusterName
+		}
+		fmt.Fprintf(w, "Also watching and remediating clusters %s (MCP: kaar mcp --stdio --nats-url %s --cluster-name NAME).\n", strings.Join(names, ", "), natsURL)
+	}
 }
 
 func displayHost(h string) string {

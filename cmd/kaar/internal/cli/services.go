@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,14 +39,14 @@ type runner interface {
 // buildService connects one service to the bus (its own connection, named
 // for it, as when it runs alone) and constructs it. The returned close
 // function closes that connection.
-func buildService(ctx context.Context, name string, cfg config.Config, connect connector, rc *rest.Config, logger *slog.Logger, reg *prometheus.Registry) (runner, func(), error) {
+func buildService(ctx context.Context, name string, cfg config.Config, connect connector, rc *rest.Config, logger *slog.Logger, reg prometheus.Registerer, gather prometheus.Gatherer) (runner, func(), error) {
 	logger = logger.With(slog.String("service", name), slog.String("cluster", cfg.Kubernetes.ClusterName))
 	nc, err := connect(ctx, "kaar-"+name, logger)
 	if err != nil {
 		return nil, nil, err
 	}
 	closeFn := func() { nc.Close() }
-	svc, err := newService(name, cfg, nc, rc, logger, reg)
+	svc, err := newService(name, cfg, nc, rc, logger, reg, gather)
 	if err != nil {
 		closeFn()
 		return nil, nil, err
@@ -53,7 +54,7 @@ func buildService(ctx context.Context, name string, cfg config.Config, connect c
 	return svc, closeFn, nil
 }
 
-func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, logger *slog.Logger, reg *prometheus.Registry) (runner, error) {
+func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, logger *slog.Logger, reg prometheus.Registerer, gather prometheus.Gatherer) (runner, error) {
 	var kube kubernetes.Interface
 	if needsKube(name) {
 		cs, err := kubernetes.NewForConfig(rc)
@@ -72,7 +73,7 @@ func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, 
 		ecfg.CrashAt = os.Getenv(executor.EnvCrashAt)
 		return executor.New(ecfg, executor.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
 	case "mcpgateway":
-		return mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: reg})
+		return mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: gather})
 	case "notifier":
 		return notifier.New(notifier.ConfigFrom(cfg), notifier.Deps{NATS: nc, Logger: logger, Registerer: reg})
 	}
@@ -82,6 +83,56 @@ func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, 
 // needsKube reports a service that talks to the cluster; the gateway
 // and the notifier only talk to the bus.
 func needsKube(name string) bool { return name != "mcpgateway" && name != "notifier" }
+
+// instance is one service of one cluster.
+type instance struct {
+	name, cluster string
+	svc           runner
+}
+
+// instances builds the named services for every cluster of cfg
+// (kubernetes.additional_clusters): the Kubernetes services once per
+// cluster, each with its own client, and the gateway and the notifier for
+// the first cluster only. rc is the first cluster's client configuration
+// (kaar serve may have fallen back to the sandbox). With several clusters
+// every metric carries a cluster label.
+func instances(ctx context.Context, names []string, cfg config.Config, connect connector, rc *rest.Config, logger *slog.Logger, reg *prometheus.Registry) ([]instance, func(), error) {
+	var out []instance
+	var closers []func()
+	closeAll := func() {
+		for _, c := range slices.Backward(closers) {
+			c()
+		}
+	}
+	clusters := cfg.Clusters()
+	for i, cc := range clusters {
+		crc := rc
+		var creg prometheus.Registerer = reg
+		if len(clusters) > 1 {
+			creg = prometheus.WrapRegistererWith(prometheus.Labels{"cluster": cc.Kubernetes.ClusterName}, reg)
+		}
+		for _, name := range names {
+			if i > 0 && !needsKube(name) {
+				continue
+			}
+			if i > 0 && crc == rc {
+				var err error
+				if crc, err = svcmain.RestConfig(cc.Kubernetes); err != nil {
+					closeAll()
+					return nil, nil, fmt.Errorf("cluster %s: %w", cc.Kubernetes.ClusterName, err)
+				}
+			}
+			svc, closeFn, err := buildService(ctx, name, cc, connect, crc, logger, creg, reg)
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("%s of cluster %s: %w", name, cc.Kubernetes.ClusterName, err)
+			}
+			closers = append(closers, closeFn)
+			out = append(out, instance{name: name, cluster: cc.Kubernetes.ClusterName, svc: svc})
+		}
+	}
+	return out, closeAll, nil
+}
 
 // servicesFor are the services "kaar serve" runs for cfg: the pipeline,
 // and the notifier when notify is configured.
@@ -128,13 +179,21 @@ func runOne(ctx context.Context, name string, args []string, stderr io.Writer) e
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	svc, closeFn, err := buildService(ctx, name, cfg, connect, rc, logger, reg)
+	insts, closeFn, err := instances(ctx, []string{name}, cfg, connect, rc, logger, reg)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
+	ready := func() bool {
+		for _, in := range insts {
+			if r := readiness(in.svc); r != nil && !r() {
+				return false
+			}
+		}
+		return true
+	}
 	if addr := cfg.Server.MetricsAddr; addr != "" {
-		srv := &http.Server{Addr: addr, Handler: svcmain.OpsHandler(reg, nil, readiness(svc)), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Addr: addr, Handler: svcmain.OpsHandler(reg, nil, ready), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("operations server (server.metrics_addr)", slog.String("addr", addr), slog.Any("error", err))
@@ -142,8 +201,23 @@ func runOne(ctx context.Context, name string, args []string, stderr io.Writer) e
 		}()
 		defer srv.Close()
 	}
-	logger.Info("service running", slog.String("service", name), slog.String("nats", cfg.NATS.URL))
-	return svc.Run(ctx)
+	logger.Info("service running", slog.String("service", name), slog.String("nats", cfg.NATS.URL), slog.Int("clusters", len(cfg.Clusters())))
+	return runAll(ctx, insts)
+}
+
+// runAll runs the instances until ctx ends or one fails (then the others
+// stop too).
+func runAll(ctx context.Context, insts []instance) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, in := range insts {
+		g.Go(func() error {
+			if err := in.svc.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s of cluster %s: %w", in.name, in.cluster, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // readiness adapts a service's Ready (a channel, or the watcher's bool)
