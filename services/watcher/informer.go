@@ -106,6 +106,9 @@ func (c *cluster) podsOf(k ownerKey) []*corev1.Pod {
 				continue
 			}
 			seen[p.Name] = true
+			if ownerPending(p, c, time.Now()) {
+				continue // attributed once its controller is cached
+			}
 			if owner, _ := resolveOwner(p, c); keyOf(owner) == k {
 				out = append(out, p)
 			}

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"time"
 )
 
 // ownerKey names a controlling owner: the unit the work queue coalesces
@@ -71,6 +72,36 @@ func resolveOwner(pod *corev1.Pod, lk ownerLookup) (owner events.ObjectRef, chai
 		chain = append(chain, cur)
 	}
 	return cur, chain
+}
+
+// ownerWait is how long a new pod whose ReplicaSet or Job is not in the
+// cache yet waits for it before being attributed to that intermediate
+// controller. The controller's watch event usually arrives within
+// milliseconds of the pod's; when the watches resume after an API server
+// restart, the pod's can come first.
+const ownerWait = 30 * time.Second
+
+// ownerPending reports a pod whose owner chain cannot be followed yet: its
+// controller is a ReplicaSet or Job missing from the cache, and the pod is
+// young enough for that controller to be on its way. Such a pod is not
+// attributed to any owner yet (it would open an incident under the
+// ReplicaSet and resolve it a moment later); the controller's arrival
+// re-evaluates its owner.
+func ownerPending(pod *corev1.Pod, lk ownerLookup, now time.Time) bool {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil || now.Sub(pod.CreationTimestamp.Time) > ownerWait {
+		return false
+	}
+	gv, _ := schema.ParseGroupVersion(ref.APIVersion)
+	switch {
+	case ref.Kind == "ReplicaSet" && gv.Group == groupApps:
+		rs := lk.replicaSet(pod.Namespace, ref.Name)
+		return rs == nil || rs.UID != ref.UID
+	case ref.Kind == "Job" && gv.Group == groupBatch:
+		j := lk.job(pod.Namespace, ref.Name)
+		return j == nil || j.UID != ref.UID
+	}
+	return false
 }
 
 func refOf(ns string, r *metav1.OwnerReference) events.ObjectRef {

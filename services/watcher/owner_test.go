@@ -167,3 +167,33 @@ func TestTransformIsNilSafeAndTrims(t *testing.T) {
 		t.Errorf("managedFields kept on other kinds")
 	}
 }
+
+// A new pod whose ReplicaSet is not cached yet (its watch event is on the
+// way, as when watches resume after an API server restart) is not
+// attributed to the ReplicaSet; an old one, or one whose ReplicaSet is
+// cached, is resolved as usual.
+func TestOwnerPendingWhileTheControllerIsOnItsWay(t *testing.T) {
+	now := time.Now()
+	lk := lookupMap{rs: map[string]*appsv1.ReplicaSet{
+		"web-7d9f": {ObjectMeta: meta("web-7d9f", ctrl("apps/v1", "Deployment", "web", "uid-web"))},
+	}}
+	pod := func(rs string, age time.Duration) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: meta("p", ctrl("apps/v1", "ReplicaSet", rs, types.UID("uid-"+rs)))}
+		p.CreationTimestamp = metav1.NewTime(now.Add(-age))
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want bool
+	}{
+		{"cached ReplicaSet", pod("web-7d9f", time.Second), false},
+		{"new pod, ReplicaSet not cached yet", pod("web-new", time.Second), true},
+		{"old pod, ReplicaSet still missing: attributed to it", pod("web-new", time.Minute), false},
+		{"bare pod", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "b", CreationTimestamp: metav1.NewTime(now)}}, false},
+	} {
+		if got := ownerPending(tc.pod, lk, now); got != tc.want {
+			t.Errorf("%s: pending %t, want %t", tc.name, got, tc.want)
+		}
+	}
+}

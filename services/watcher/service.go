@@ -260,6 +260,11 @@ func (s *Service) podChanged(oldObj, obj any) {
 	owner, _ := resolveOwner(pod, s.cl)
 	k := keyOf(owner)
 	old := podOf(oldObj)
+	if ownerPending(pod, s.cl, s.now()) {
+		// Its ReplicaSet or Job is not cached yet: the controller's
+		// arrival evaluates the real owner (controllerChanged).
+		return
+	}
 	failing, soon := s.assess(pod)
 	switch {
 	case failing && s.cfg.Timing.GroupWait == 0 && !s.tracker.Open(k):
