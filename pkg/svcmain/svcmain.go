@@ -143,15 +143,7 @@ func Run(ctx context.Context, c Command, args []string, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if addr := cfg.Server.MetricsAddr; addr != "" {
-		srv := &http.Server{Addr: addr, Handler: OpsHandler(env.Registry, env.NATS, svc.Ready), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("operations server (server.metrics_addr)", slog.String("addr", addr), slog.Any("error", err))
-			}
-		}()
-		defer srv.Close()
-	}
+	defer ServeOps(cfg.Server.MetricsAddr, OpsHandler(env.Registry, env.NATS, svc.Ready), logger)()
 	logger.Info("service running", slog.String("service", c.Name), slog.String("nats", cfg.NATS.URL))
 	return svc.Run(ctx)
 }
@@ -189,6 +181,21 @@ func Provision(ctx context.Context, nc *nats.Conn, cfg config.Config, logger *sl
 		logger.Info("bus provisioned", slog.String("changes", sum.String()))
 	}
 	return nil
+}
+
+// ServeOps serves h on addr (server.metrics_addr) in the background until
+// the returned stop is called; an empty addr serves nothing.
+func ServeOps(addr string, h http.Handler, logger *slog.Logger) (stop func()) {
+	if addr == "" {
+		return func() {}
+	}
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("operations server (server.metrics_addr)", slog.String("addr", addr), slog.Any("error", err))
+		}
+	}()
+	return func() { _ = srv.Close() }
 }
 
 // OpsHandler serves /metrics from reg, /healthz (the process runs) and

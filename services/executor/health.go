@@ -145,19 +145,7 @@ func (h Health) verdict(unmet []string) Health {
 func DeploymentHealth(dep *appsv1.Deployment, rss []appsv1.ReplicaSet, pods []corev1.Pod) Health {
 	s := dep.Status
 	h := Health{Desired: desired(dep.Spec.Replicas), Ready: s.ReadyReplicas, Updated: s.UpdatedReplicas, Available: s.AvailableReplicas}
-	var unmet []string
-	if s.ObservedGeneration < dep.Generation {
-		unmet = append(unmet, fmt.Sprintf("observed generation %d < generation %d", s.ObservedGeneration, dep.Generation))
-	}
-	if s.UpdatedReplicas != h.Desired {
-		unmet = append(unmet, fmt.Sprintf("%d of %d replicas updated", s.UpdatedReplicas, h.Desired))
-	}
-	if s.ReadyReplicas != h.Desired {
-		unmet = append(unmet, fmt.Sprintf("%d of %d replicas ready", s.ReadyReplicas, h.Desired))
-	}
-	if s.AvailableReplicas != h.Desired {
-		unmet = append(unmet, fmt.Sprintf("%d of %d replicas available", s.AvailableReplicas, h.Desired))
-	}
+	unmet := h.rolloutUnmet(s.ObservedGeneration, dep.Generation, "replicas")
 	if s.Replicas != h.Desired {
 		unmet = append(unmet, fmt.Sprintf("%d replicas exist, %d desired (old replicas pending termination)", s.Replicas, h.Desired))
 	}
@@ -169,6 +157,26 @@ func DeploymentHealth(dep *appsv1.Deployment, rss []appsv1.ReplicaSet, pods []co
 		h.FailingPods = failingPods(pods, func(p *corev1.Pod) bool { return ownedBy(p, string(newRS.UID)) })
 	}
 	return h.verdict(unmet)
+}
+
+// rolloutUnmet lists what keeps a rollout from being complete, common to
+// the workload kinds: the controller has not observed the latest
+// generation, or the updated, ready or available count (h's, of unit
+// "replicas" or "pods") differs from the desired one.
+func (h Health) rolloutUnmet(observed, generation int64, unit string) []string {
+	var unmet []string
+	if observed < generation {
+		unmet = append(unmet, fmt.Sprintf("observed generation %d < generation %d", observed, generation))
+	}
+	for _, c := range []struct {
+		n    int32
+		what string
+	}{{h.Updated, "updated"}, {h.Ready, "ready"}, {h.Available, "available"}} {
+		if c.n != h.Desired {
+			unmet = append(unmet, fmt.Sprintf("%d of %d %s %s", c.n, h.Desired, unit, c.what))
+		}
+	}
+	return unmet
 }
 
 // newReplicaSet is dep's ReplicaSet whose revision annotation equals the
@@ -196,19 +204,7 @@ func newReplicaSet(dep *appsv1.Deployment, rss []appsv1.ReplicaSet) *appsv1.Repl
 func StatefulSetHealth(sts *appsv1.StatefulSet, pods []corev1.Pod) Health {
 	s := sts.Status
 	h := Health{Desired: desired(sts.Spec.Replicas), Ready: s.ReadyReplicas, Updated: s.UpdatedReplicas, Available: s.AvailableReplicas}
-	var unmet []string
-	if s.ObservedGeneration < sts.Generation {
-		unmet = append(unmet, fmt.Sprintf("observed generation %d < generation %d", s.ObservedGeneration, sts.Generation))
-	}
-	if s.UpdatedReplicas != h.Desired {
-		unmet = append(unmet, fmt.Sprintf("%d of %d replicas updated", s.UpdatedReplicas, h.Desired))
-	}
-	if s.ReadyReplicas != h.Desired {
-		unmet = append(unmet, fmt.Sprintf("%d of %d replicas ready", s.ReadyReplicas, h.Desired))
-	}
-	if s.AvailableReplicas != h.Desired {
-		unmet = append(unmet, fmt.Sprintf("%d of %d replicas available", s.AvailableReplicas, h.Desired))
-	}
+	unmet := h.rolloutUnmet(s.ObservedGeneration, sts.Generation, "replicas")
 	rolling := sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType
 	if rolling && s.UpdateRevision != "" && s.CurrentRevision != s.UpdateRevision {
 		unmet = append(unmet, fmt.Sprintf("current revision %s is not update revision %s", s.CurrentRevision, s.UpdateRevision))
@@ -226,19 +222,7 @@ func StatefulSetHealth(sts *appsv1.StatefulSet, pods []corev1.Pod) Health {
 func DaemonSetHealth(ds *appsv1.DaemonSet, updateRevision string, pods []corev1.Pod) Health {
 	s := ds.Status
 	h := Health{Desired: s.DesiredNumberScheduled, Ready: s.NumberReady, Updated: s.UpdatedNumberScheduled, Available: s.NumberAvailable}
-	var unmet []string
-	if s.ObservedGeneration < ds.Generation {
-		unmet = append(unmet, fmt.Sprintf("observed generation %d < generation %d", s.ObservedGeneration, ds.Generation))
-	}
-	if s.UpdatedNumberScheduled != h.Desired {
-		unmet = append(unmet, fmt.Sprintf("%d of %d pods updated", s.UpdatedNumberScheduled, h.Desired))
-	}
-	if s.NumberReady != h.Desired {
-		unmet = append(unmet, fmt.Sprintf("%d of %d pods ready", s.NumberReady, h.Desired))
-	}
-	if s.NumberAvailable != h.Desired {
-		unmet = append(unmet, fmt.Sprintf("%d of %d pods available", s.NumberAvailable, h.Desired))
-	}
+	unmet := h.rolloutUnmet(s.ObservedGeneration, ds.Generation, "pods")
 	h.FailingPods = failingPods(pods, func(p *corev1.Pod) bool {
 		return ownedBy(p, string(ds.UID)) && (updateRevision == "" || p.Labels[labelControllerRevisionHash] == updateRevision)
 	})

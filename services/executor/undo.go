@@ -16,7 +16,8 @@ import (
 // the rest are not attempted. Every attempt is recorded in exec.Undo and
 // the audit trail.
 func (s *Service) undo(ctx context.Context, log *slog.Logger, p events.Plan, exec *events.Execution, runner *stepRunner) {
-	for _, st := range slices.Backward(runner.patched) {
+	applied := slices.Clone(runner.patched) // runner.patch appends the undo patches
+	for _, st := range slices.Backward(applied) {
 		res := events.StepResult{PlanID: p.ID, Digest: p.Digest, Index: st.Index, Action: st.Action, StartedAt: s.now().UTC()}
 		var err error
 		if len(st.UndoPatch) == 0 {

@@ -7,10 +7,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"slices"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -192,15 +190,7 @@ func runOne(ctx context.Context, name string, args []string, stderr io.Writer) e
 		}
 		return true
 	}
-	if addr := cfg.Server.MetricsAddr; addr != "" {
-		srv := &http.Server{Addr: addr, Handler: svcmain.OpsHandler(reg, nil, ready), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("operations server (server.metrics_addr)", slog.String("addr", addr), slog.Any("error", err))
-			}
-		}()
-		defer srv.Close()
-	}
+	defer svcmain.ServeOps(cfg.Server.MetricsAddr, svcmain.OpsHandler(reg, nil, ready), logger)()
 	logger.Info("service running", slog.String("service", name), slog.String("nats", cfg.NATS.URL), slog.Int("clusters", len(cfg.Clusters())))
 	return runAll(ctx, insts)
 }
