@@ -60,6 +60,9 @@ type Decision struct {
 	Via       Via          `json:"via"`
 	At        time.Time    `json:"at"`
 	Reason    string       `json:"reason,omitempty"`
+	// Signature is the deciding channel's (Signer.SignDecision); the
+	// executor accepts it only from a key trusted for Via.
+	Signature *Signature `json:"signature,omitempty"`
 }
 
 // Validate requires every field but Reason.
@@ -212,12 +215,16 @@ const (
 	RefusalAlreadyExecuted RefusalReason = "already_executed"
 	// RefusalPaused: remediation is paused by policy.
 	RefusalPaused RefusalReason = "paused"
+	// RefusalUntrusted: the plan is not signed by a trusted planner key,
+	// or the decision not by a key trusted for its channel (or via auto
+	// with auto-approval off).
+	RefusalUntrusted RefusalReason = "untrusted"
 )
 
 // RefusalReasons lists every RefusalReason.
 func RefusalReasons() []RefusalReason {
 	return []RefusalReason{RefusalExpired, RefusalStale, RefusalDigestMismatch,
-		RefusalNotApproved, RefusalAlreadyExecuted, RefusalPaused}
+		RefusalNotApproved, RefusalAlreadyExecuted, RefusalPaused, RefusalUntrusted}
 }
 
 // Validate reports an unknown reason (field "refusal_reason").

@@ -369,16 +369,53 @@ type Plan struct {
 	// ManagedBy names the GitOps or Helm tool that manages the target
 	// ("Argo CD", "Flux", "Helm"), empty when none: a live fix is reverted
 	// by the next sync, so auto-approval never applies to such a plan.
-	ManagedBy string   `json:"managed_by,omitempty"`
-	Notes     []string `json:"notes,omitempty"`
+	ManagedBy string `json:"managed_by,omitempty"`
+	// Notes are the planner's reasoning, shown to people: sealed with the
+	// rest of the plan.
+	Notes []string `json:"notes,omitempty"`
+	// History records what happened to the plan after it was sealed (a
+	// supersede reason, the executor's claim and take-over notes). It is
+	// the only free text outside the digest.
+	History []string `json:"history,omitempty"`
+	// Signature is the planner's signature of Digest (Signer.SignPlan).
+	// The executor acts only on a plan signed by a key its config trusts.
+	Signature *Signature `json:"signature,omitempty"`
 }
 
 // DigestPrefix starts every plan digest.
 const DigestPrefix = "sha256:"
 
-// digestV1 is the canonical form hashed by ComputeDigest. Field order and
-// names are frozen.
-type digestV1 struct {
+// digestVersion names the canonical form hashed by ComputeDigest.
+const digestVersion = "kaar-plan-digest-v2"
+
+// ComputeDigest is "sha256:" + the hex SHA-256 of a canonical JSON of the
+// whole plan as a person is shown it and the executor acts on it: id,
+// incident, cluster, target and its resourceVersion and generation, type,
+// summary, risk, every step (action, title, params, target, patch type,
+// patch, kubectl text, risk, preconditions, undo text and undo patch,
+// success check, dry run), the evidence, notes, managed_by, created_at and
+// expires_at. Only what changes over the plan's life is left out: state,
+// superseded_by, history, and the signature (which signs the digest).
+// Object keys are sorted and insignificant whitespace removed, so the
+// digest survives any JSON round trip; numbers keep their text.
+func ComputeDigest(p Plan) string {
+	p.State, p.SupersededBy, p.History, p.Signature, p.Digest = "", "", nil, nil, ""
+	b, err := json.Marshal(struct {
+		V    string `json:"v"`
+		Plan Plan   `json:"plan"`
+	}{digestVersion, p})
+	if err != nil {
+		// Only strings, numbers, times and valid JSON (RawMessage fields
+		// that are not valid JSON fail here and are hashed as text).
+		b, _ = json.Marshal(fmt.Sprintf("%s %#v", digestVersion, p))
+	}
+	sum := sha256.Sum256(canonicalJSON(b))
+	return DigestPrefix + hex.EncodeToString(sum[:])
+}
+
+// actionDigestV1 is the canonical form hashed by ActionDigest. Field order
+// and names are frozen.
+type actionDigestV1 struct {
 	V                     string       `json:"v"`
 	Target                ObjectRef    `json:"target"`
 	TargetResourceVersion string       `json:"target_resource_version"`
@@ -394,15 +431,15 @@ type digestStep struct {
 	Patch     json.RawMessage   `json:"patch"`
 }
 
-// ComputeDigest is "sha256:" + the hex SHA-256 of a canonical JSON of what
-// the plan will do: the target (kind, namespace, name, uid, api_version),
+// ActionDigest is "sha256:" + the hex SHA-256 of what the plan will do,
+// and nothing else: the target (kind, namespace, name, uid, api_version),
 // its resourceVersion and generation, and for each step in order its
-// action, target, params (keys sorted), patch type and patch (re-encoded
-// with sorted keys and no insignificant whitespace). State, times, titles,
-// evidence, kubectl text, notes and dry-run results are not covered: they
-// may change without changing what an approval approves.
-func ComputeDigest(p Plan) string {
-	d := digestV1{
+// action, target, params (keys sorted), patch type and patch (canonical
+// JSON). Two plans with one ActionDigest make the same change; the planner
+// uses it to keep one proposed plan per incident. Approvals name Digest,
+// never this.
+func ActionDigest(p Plan) string {
+	d := actionDigestV1{
 		V:                     "kaar-plan-digest-v1",
 		Target:                p.Target,
 		TargetResourceVersion: p.TargetResourceVersion,
@@ -448,7 +485,8 @@ func canonicalJSON(raw json.RawMessage) json.RawMessage {
 }
 
 // Seal sets p.Digest to ComputeDigest(*p). Call it after the last change to
-// the target or the steps, before storing or publishing the plan.
+// anything but the state and history, before signing, storing or
+// publishing the plan.
 func (p *Plan) Seal() { p.Digest = ComputeDigest(*p) }
 
 // Mutating reports whether any step changes the cluster.
@@ -518,12 +556,6 @@ func (p Plan) Validate() error {
 	if err := p.State.Validate(); err != nil {
 		return err
 	}
-	if p.Digest == "" {
-		return fieldErr("digest", "required: call Seal")
-	}
-	if want := ComputeDigest(p); p.Digest != want {
-		return fieldErr("digest", fmt.Sprintf("%q does not match the plan's content (%q)", p.Digest, want))
-	}
 	if err := validateTime("created_at", p.CreatedAt); err != nil {
 		return err
 	}
@@ -533,5 +565,19 @@ func (p Plan) Validate() error {
 	if !p.ExpiresAt.After(p.CreatedAt) {
 		return fieldErr("expires_at", "must be after created_at")
 	}
-	return validateOptionalUUID("superseded_by", p.SupersededBy)
+	if err := validateOptionalUUID("superseded_by", p.SupersededBy); err != nil {
+		return err
+	}
+	if p.Signature != nil {
+		if _, err := ParsePublicKey(p.Signature.Key); err != nil {
+			return fieldErr("signature.key", err.Error())
+		}
+	}
+	if p.Digest == "" {
+		return fieldErr("digest", "required: call Seal")
+	}
+	if want := ComputeDigest(p); p.Digest != want {
+		return fieldErr("digest", fmt.Sprintf("%q does not match the plan's content (%q)", p.Digest, want))
+	}
+	return nil
 }
