@@ -153,7 +153,7 @@ func TestProvisionAppliesChangedDeclaration(t *testing.T) {
 	cfg.Clusters = append(cfg.Clusters, "second")
 	sum := provision(t, js, cfg)
 	want := map[string]bool{
-		"updated stream ISSUES (max_age)":                 true,
+		"updated stream ISSUES: max_age 168h0m0s -> 24h0m0s":                 true,
 		"created consumer ISSUES/planner-second":          true,
 		"created consumer APPROVALS/executor-second":      true,
 		"created consumer PLAN_EVENTS/autoapprove-second": true,
@@ -200,7 +200,7 @@ func TestProvisionAppliesChangedDeclaration(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum = provision(t, js, cfg)
-	if len(sum.Changes) != 1 || sum.Changes[0].String() != "updated kv kaar_plans (limit_marker_ttl)" {
+	if len(sum.Changes) != 1 || sum.Changes[0].String() != "updated kv kaar_plans: subject_delete_marker_ttl 5s -> 15m0s" {
 		t.Fatalf("changes: %s", sum)
 	}
 	if sum = provision(t, js, cfg); sum.Changed() {

@@ -1,11 +1,7 @@
 package bus
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
@@ -67,6 +63,23 @@ type Config struct {
 	// decision is redelivered and another executor resumes the plan (the
 	// executor signals at a quarter of it). Default ExecutorAckWait.
 	ExecutorAckWait time.Duration
+	// Notify declares the notifier's stream (NotifyStream), state bucket
+	// (NotifyBucket) and durable consumers; nil when no notifier runs.
+	Notify *NotifyConfig
+}
+
+// NotifyConfig is what the notifier uses on the bus.
+type NotifyConfig struct {
+	// Cluster is the notified cluster: NotifyStream sources its subjects
+	// of ISSUES, PLAN_EVENTS and AUDIT.
+	Cluster string
+	// StreamMaxAge is NotifyStream's max age.
+	StreamMaxAge time.Duration
+	// StateMaxAge is NotifyBucket's TTL.
+	StateMaxAge time.Duration
+	// Consumers are the notifier's durable consumers on NotifyStream
+	// (Slack, one per webhook receiver).
+	Consumers []jetstream.ConsumerConfig
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -95,49 +108,17 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.ApprovalWindowMax, DefaultApprovalWindowMax)
 	def(&c.DuplicateWindow, DefaultDuplicateWindow)
 	def(&c.ExecutorAckWait, ExecutorAckWait)
+	if n := c.Notify; n != nil {
+		if err := events.ValidateClusterName(n.Cluster); err != nil {
+			return c, fmt.Errorf("provision: notify: %w", err)
+		}
+		for _, cc := range n.Consumers {
+			if cc.Durable == "" {
+				return c, fmt.Errorf("provision: notify: field \"durable\": a consumer of %s has no name: %w", NotifyStream, events.ErrInvalid)
+			}
+		}
+	}
 	return c, nil
-}
-
-// Change is one declaration Provision created or updated.
-type Change struct {
-	// Kind is "stream", "kv" or "consumer".
-	Kind string
-	// Name is the stream, bucket or "STREAM/consumer".
-	Name string
-	// Action is "created" or "updated".
-	Action string
-	// Fields lists what differed, for updates.
-	Fields []string
-}
-
-// String renders "updated stream ISSUES (max_age)".
-func (c Change) String() string {
-	s := c.Action + " " + c.Kind + " " + c.Name
-	if len(c.Fields) > 0 {
-		s += " (" + strings.Join(c.Fields, ", ") + ")"
-	}
-	return s
-}
-
-// Summary lists what Provision changed; empty when everything was already
-// as declared.
-type Summary struct {
-	Changes []Change
-}
-
-// Changed reports whether anything was created or updated.
-func (s Summary) Changed() bool { return len(s.Changes) > 0 }
-
-// String is one line for logs.
-func (s Summary) String() string {
-	if !s.Changed() {
-		return "jetstream: no changes"
-	}
-	parts := make([]string, len(s.Changes))
-	for i, c := range s.Changes {
-		parts[i] = c.String()
-	}
-	return "jetstream: " + strings.Join(parts, "; ")
 }
 
 // Streams returns the stream declarations for cfg (defaults applied).
@@ -147,7 +128,7 @@ func Streams(cfg Config) ([]jetstream.StreamConfig, error) {
 		return nil, err
 	}
 	dup := func(window, maxAge time.Duration) time.Duration { return min(window, maxAge) }
-	return []jetstream.StreamConfig{
+	out := []jetstream.StreamConfig{
 		{
 			Name:        events.StreamIssues,
 			Description: "kaar incident transitions",
@@ -192,7 +173,35 @@ func Streams(cfg Config) ([]jetstream.StreamConfig, error) {
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
 		},
-	}, nil
+	}
+	if n := cfg.Notify; n != nil {
+		// Sources start where their stream is when NOTIFY is created
+		// (Provision sets OptStartSeq): the notifier does not replay
+		// history into Slack or into receivers that did not exist yet.
+		i, _ := events.IssueFilter(n.Cluster)
+		p, _ := events.PlanEventFilter(n.Cluster)
+		a, _ := events.AuditFilter(n.Cluster)
+		notifyDup := cfg.DuplicateWindow
+		if n.StreamMaxAge > 0 {
+			notifyDup = dup(notifyDup, n.StreamMaxAge)
+		}
+		out = append(out, jetstream.StreamConfig{
+			Name:        NotifyStream,
+			Description: "kaar notifications of cluster " + n.Cluster + " (sources ISSUES, PLAN_EVENTS, AUDIT)",
+			Sources: []*jetstream.StreamSource{
+				{Name: events.StreamIssues, FilterSubject: i},
+				{Name: events.StreamPlanEvents, FilterSubject: p},
+				{Name: events.StreamAudit, FilterSubject: a},
+			},
+			Retention:  jetstream.LimitsPolicy,
+			Discard:    jetstream.DiscardOld,
+			MaxAge:     n.StreamMaxAge,
+			Duplicates: notifyDup,
+			Storage:    jetstream.FileStorage,
+			Replicas:   cfg.Replicas,
+		})
+	}
+	return out, nil
 }
 
 // Buckets returns the key-value bucket declarations for cfg.
@@ -201,7 +210,7 @@ func Buckets(cfg Config) ([]jetstream.KeyValueConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []jetstream.KeyValueConfig{
+	out := []jetstream.KeyValueConfig{
 		{
 			Bucket:         events.BucketPlans,
 			Description:    "kaar plans; per-key TTL = approval window",
@@ -231,7 +240,18 @@ func Buckets(cfg Config) ([]jetstream.KeyValueConfig, error) {
 			Storage:     cfg.Storage,
 			Replicas:    cfg.Replicas,
 		},
-	}, nil
+	}
+	if n := cfg.Notify; n != nil {
+		out = append(out, jetstream.KeyValueConfig{
+			Bucket:      NotifyBucket,
+			Description: "kaar notifier Slack message state",
+			History:     1,
+			TTL:         n.StateMaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+	}
+	return out, nil
 }
 
 // ConsumerDecl is a durable consumer on a stream.
@@ -288,155 +308,10 @@ func Consumers(cfg Config) ([]ConsumerDecl, error) {
 			}},
 		)
 	}
+	if n := cfg.Notify; n != nil {
+		for _, c := range n.Consumers {
+			out = append(out, ConsumerDecl{Stream: NotifyStream, Config: c})
+		}
+	}
 	return out, nil
-}
-
-// Provision declares every stream, bucket and durable consumer of kaar,
-// creating what is missing and updating what differs from the declaration
-// (only the fields kaar declares are compared). It is idempotent: a second
-// call with the same Config changes nothing and returns an empty Summary.
-// Fields the server cannot change (such as a stream's storage) make it
-// fail with the server's error.
-func Provision(ctx context.Context, js jetstream.JetStream, cfg Config) (Summary, error) {
-	var sum Summary
-	streams, err := Streams(cfg)
-	if err != nil {
-		return sum, err
-	}
-	buckets, _ := Buckets(cfg)
-	consumers, _ := Consumers(cfg)
-
-	for _, want := range streams {
-		ch, err := ensureStream(ctx, js, want)
-		if err != nil {
-			return sum, fmt.Errorf("provision stream %s: %w", want.Name, err)
-		}
-		sum.add(ch)
-	}
-	for _, want := range buckets {
-		ch, err := ensureBucket(ctx, js, want)
-		if err != nil {
-			return sum, fmt.Errorf("provision kv %s: %w", want.Bucket, err)
-		}
-		sum.add(ch)
-	}
-	for _, want := range consumers {
-		ch, err := ensureConsumer(ctx, js, want)
-		if err != nil {
-			return sum, fmt.Errorf("provision consumer %s/%s: %w", want.Stream, want.Config.Durable, err)
-		}
-		sum.add(ch)
-	}
-	return sum, nil
-}
-
-func (s *Summary) add(c *Change) {
-	if c != nil {
-		s.Changes = append(s.Changes, *c)
-	}
-}
-
-// diff collects the names of differing fields.
-type diff []string
-
-func (d *diff) check(name string, differs bool) {
-	if differs {
-		*d = append(*d, name)
-	}
-}
-
-func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (*Change, error) {
-	st, err := js.Stream(ctx, want.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err := js.CreateStream(ctx, want); err != nil {
-			return nil, err
-		}
-		return &Change{Kind: "stream", Name: want.Name, Action: "created"}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	have := st.CachedInfo().Config
-	var d diff
-	d.check("description", have.Description != want.Description)
-	d.check("subjects", !slices.Equal(have.Subjects, want.Subjects))
-	d.check("retention", have.Retention != want.Retention)
-	d.check("discard", have.Discard != want.Discard)
-	d.check("max_age", have.MaxAge != want.MaxAge)
-	d.check("duplicate_window", have.Duplicates != want.Duplicates)
-	d.check("storage", have.Storage != want.Storage)
-	d.check("num_replicas", have.Replicas != want.Replicas)
-	if len(d) == 0 {
-		return nil, nil
-	}
-	// Keep server-side settings kaar does not declare.
-	upd := have
-	upd.Description, upd.Subjects, upd.Retention, upd.Discard = want.Description, want.Subjects, want.Retention, want.Discard
-	upd.MaxAge, upd.Duplicates, upd.Storage, upd.Replicas = want.MaxAge, want.Duplicates, want.Storage, want.Replicas
-	if _, err := js.UpdateStream(ctx, upd); err != nil {
-		return nil, fmt.Errorf("update %v: %w", []string(d), err)
-	}
-	return &Change{Kind: "stream", Name: want.Name, Action: "updated", Fields: d}, nil
-}
-
-func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (*Change, error) {
-	st, err := js.Stream(ctx, "KV_"+want.Bucket)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err := js.CreateKeyValue(ctx, want); err != nil {
-			return nil, err
-		}
-		return &Change{Kind: "kv", Name: want.Bucket, Action: "created"}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	have := st.CachedInfo().Config
-	var d diff
-	d.check("description", have.Description != want.Description)
-	d.check("history", have.MaxMsgsPerSubject != int64(want.History))
-	d.check("ttl", have.MaxAge != want.TTL)
-	d.check("limit_marker_ttl", have.SubjectDeleteMarkerTTL != want.LimitMarkerTTL || have.AllowMsgTTL != (want.LimitMarkerTTL > 0))
-	d.check("storage", have.Storage != want.Storage)
-	d.check("num_replicas", have.Replicas != want.Replicas)
-	if len(d) == 0 {
-		return nil, nil
-	}
-	if _, err := js.UpdateKeyValue(ctx, want); err != nil {
-		return nil, fmt.Errorf("update %v: %w", []string(d), err)
-	}
-	return &Change{Kind: "kv", Name: want.Bucket, Action: "updated", Fields: d}, nil
-}
-
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, want ConsumerDecl) (*Change, error) {
-	name := want.Stream + "/" + want.Config.Durable
-	st, err := js.Stream(ctx, want.Stream)
-	if err != nil {
-		return nil, err
-	}
-	c, err := st.Consumer(ctx, want.Config.Durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		if _, err := st.CreateConsumer(ctx, want.Config); err != nil {
-			return nil, err
-		}
-		return &Change{Kind: "consumer", Name: name, Action: "created"}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	have, w := c.CachedInfo().Config, want.Config
-	var d diff
-	d.check("description", have.Description != w.Description)
-	d.check("deliver_policy", have.DeliverPolicy != w.DeliverPolicy)
-	d.check("ack_policy", have.AckPolicy != w.AckPolicy)
-	d.check("ack_wait", have.AckWait != w.AckWait)
-	d.check("max_deliver", have.MaxDeliver != w.MaxDeliver)
-	d.check("max_ack_pending", have.MaxAckPending != w.MaxAckPending)
-	d.check("filter_subject", have.FilterSubject != w.FilterSubject || len(have.FilterSubjects) > 0)
-	if len(d) == 0 {
-		return nil, nil
-	}
-	if _, err := st.UpdateConsumer(ctx, w); err != nil {
-		return nil, fmt.Errorf("update %v: %w", []string(d), err)
-	}
-	return &Change{Kind: "consumer", Name: name, Action: "updated", Fields: d}, nil
 }
