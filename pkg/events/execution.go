@@ -219,12 +219,17 @@ const (
 	// or the decision not by a key trusted for its channel (or via auto
 	// with auto-approval off).
 	RefusalUntrusted RefusalReason = "untrusted"
+	// RefusalInvalidStep: a step is outside the executor's action
+	// catalogue (another object, a patch that is not a generation-guarded
+	// JSON patch, a path its action may not touch, pods not listed by uid
+	// or more than remediation.max_pods), whatever the plan claims.
+	RefusalInvalidStep RefusalReason = "invalid_step"
 )
 
 // RefusalReasons lists every RefusalReason.
 func RefusalReasons() []RefusalReason {
 	return []RefusalReason{RefusalExpired, RefusalStale, RefusalDigestMismatch,
-		RefusalNotApproved, RefusalAlreadyExecuted, RefusalPaused, RefusalUntrusted}
+		RefusalNotApproved, RefusalAlreadyExecuted, RefusalPaused, RefusalUntrusted, RefusalInvalidStep}
 }
 
 // Validate reports an unknown reason (field "refusal_reason").

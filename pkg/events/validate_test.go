@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -258,6 +259,16 @@ func TestExecutionValidation(t *testing.T) {
 		{"refused with bad reason", ex(func(e *Execution) { e.State, e.RefusalReason = ExecutionRefused, "tired" }), "refusal_reason"},
 		{"reason without refusal", ex(func(e *Execution) { e.RefusalReason = RefusalStale }), "refusal_reason"},
 	})
+	// Every listed reason is valid on a refused execution, the
+	// executor's catalogue refusal among them.
+	if !slices.Contains(RefusalReasons(), RefusalInvalidStep) {
+		t.Errorf("RefusalReasons() %v lacks %s", RefusalReasons(), RefusalInvalidStep)
+	}
+	for _, r := range RefusalReasons() {
+		if err := ex(func(e *Execution) { e.State, e.RefusalReason = ExecutionRefused, r }).Validate(); err != nil {
+			t.Errorf("refused with reason %s: %v", r, err)
+		}
+	}
 }
 
 func TestAuditValidation(t *testing.T) {
