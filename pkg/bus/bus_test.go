@@ -153,10 +153,10 @@ func TestProvisionAppliesChangedDeclaration(t *testing.T) {
 	cfg.Clusters = append(cfg.Clusters, "second")
 	sum := provision(t, js, cfg)
 	want := map[string]bool{
-		"updated stream ISSUES: max_age 168h0m0s -> 24h0m0s":                 true,
-		"created consumer ISSUES/planner-second":          true,
-		"created consumer APPROVALS/executor-second":      true,
-		"created consumer PLAN_EVENTS/autoapprove-second": true,
+		"updated stream ISSUES: max_age 168h0m0s -> 24h0m0s": true,
+		"created consumer ISSUES/planner-second":             true,
+		"created consumer APPROVALS/executor-second":         true,
+		"created consumer PLAN_EVENTS/autoapprove-second":    true,
 	}
 	if len(sum.Changes) != len(want) {
 		t.Fatalf("changes: %s", sum)
@@ -572,12 +572,12 @@ func TestApprovalConsumedOnceByDurableConsumer(t *testing.T) {
 
 func TestEmbeddedListensAndConnectOverTCP(t *testing.T) {
 	ctx := testCtx(t, 15*time.Second)
-	e, err := StartEmbedded(ctx, EmbeddedOptions{Port: RandomPort, Logger: testLogger(t)})
+	e, err := StartEmbedded(ctx, EmbeddedOptions{Port: RandomPort, Logger: testLogger(t), Credentials: testCreds(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Shutdown)
-	nc, err := Connect(ctx, e.ClientURL(), ConnectOptions{Name: "tcp-client", Logger: testLogger(t)})
+	nc, err := Connect(ctx, e.ClientURL(), ConnectOptions{Name: "tcp-client", Logger: testLogger(t), NkeyFile: e.Credentials().SeedFile(RoleProvisioner), InboxPrefix: RoleProvisioner.InboxPrefix()})
 	if err != nil {
 		t.Fatalf("Connect %s: %v", e.ClientURL(), err)
 	}

@@ -50,8 +50,11 @@ type ConnectOptions struct {
 	Name string
 	// Logger receives connection events; nil uses slog.Default().
 	Logger *slog.Logger
-	// CredsFile, Token or User/Password authenticate the client.
+	// CredsFile (a JWT .creds file), NkeyFile (an nkey seed, as kaar
+	// serve writes one per role), Token or User/Password authenticate
+	// the client.
 	CredsFile string
+	NkeyFile  string
 	Token     string
 	User      string
 	Password  string
@@ -61,6 +64,9 @@ type ConnectOptions struct {
 	// are read again at every reconnection, so renewed certificates are
 	// picked up without a restart.
 	TLS TLSFiles
+	// InboxPrefix replaces _INBOX for replies: each role may subscribe
+	// only under its own (Role.InboxPrefix).
+	InboxPrefix string
 	// Extra options are applied last and may override the defaults.
 	Extra []nats.Option
 }
@@ -130,10 +136,19 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	switch {
 	case o.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	case o.NkeyFile != "":
+		nk, err := NkeyOption(o.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+		}
+		opts = append(opts, nk)
 	case o.Token != "":
 		opts = append(opts, nats.Token(o.Token))
 	case o.User != "":
 		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	opts = append(opts, tlsOpts...)
 	opts = append(opts, o.Extra...)
@@ -154,6 +169,10 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 				nc.Close()
 				return nil, fmt.Errorf("connect to nats %s: %w (check nats.tls and the server's TLS settings)", url, err)
 			}
+			if authRefused(err) {
+				nc.Close()
+				return nil, fmt.Errorf("connect to nats %s: %w (check the credentials: nats.nkey_file, nats.creds_file or nats.user and nats.password; kaar serve writes one nkey per role in its state directory)", url, err)
+			}
 			last = err
 			log.Warn("nats not reachable yet, retrying", slog.String("url", url), slog.Any("error", err))
 		case <-ctx.Done():
@@ -167,6 +186,13 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 			return nil, fmt.Errorf("connect to nats %s: %w", url, ctx.Err())
 		}
 	}
+}
+
+// authRefused reports a server that refused the credentials (or their
+// absence): retrying cannot fix that either.
+func authRefused(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization violation")
 }
 
 // tlsMismatch reports errors that retrying cannot fix: client and server

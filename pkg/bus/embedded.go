@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // RandomPort asks the embedded server to listen on a free port.
@@ -48,6 +49,10 @@ type EmbeddedOptions struct {
 	// ReadyTimeout bounds the wait for the server to accept connections;
 	// default 10s.
 	ReadyTimeout time.Duration
+	// Credentials are the users the server accepts: one nkey per role,
+	// each limited to Role.Permissions. Nil makes ephemeral ones (tests).
+	// The server never accepts an anonymous client.
+	Credentials *Credentials
 }
 
 // Embedded is a running in-process NATS server with JetStream.
@@ -55,6 +60,11 @@ type Embedded struct {
 	srv     *server.Server
 	tempDir string
 	logger  *slog.Logger
+	creds   *Credentials
+	// owner is this process's own identity, allowed everything; its
+	// seed never leaves memory, so only code holding the Embedded can
+	// use it (Connect).
+	owner nkeys.KeyPair
 }
 
 // StartEmbedded starts a NATS server with JetStream in this process and
@@ -76,7 +86,17 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	e := &Embedded{logger: o.Logger}
+	if o.Credentials == nil {
+		if o.Credentials, err = NewEphemeralCredentials(); err != nil {
+			return nil, fmt.Errorf("embedded nats: %w", err)
+		}
+	}
+	owner, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	ownerPub, _ := owner.PublicKey()
+	e := &Embedded{logger: o.Logger, creds: o.Credentials, owner: owner}
 	if o.StoreDir == "" {
 		dir, err := os.MkdirTemp("", "kaar-nats-")
 		if err != nil {
@@ -95,6 +115,8 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		JetStreamMaxStore:  o.MaxStore,
 		NoSigs:             true,
 		NoLog:              o.Logger == nil,
+		// Authentication always: one user per role, and the owner.
+		Nkeys: append(o.Credentials.nkeyUsers(), &server.NkeyUser{Nkey: ownerPub}),
 	}
 	if tlsConfig != nil {
 		opts.TLSConfig, opts.TLS, opts.TLSVerify = tlsConfig, true, o.VerifyClients
@@ -158,12 +180,34 @@ func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 func (e *Embedded) Server() *server.Server { return e.srv }
 
 // Connect opens a client connection to the embedded server, in-process
-// (no TCP) so it also works with DontListen. It uses no TLS, whatever
-// o.TLS says: nothing crosses a network, and the server accepts plain
-// in-process clients even when its port requires TLS.
+// (no TCP) so it also works with DontListen, as the server's owner: every
+// subject is allowed. It is for the code that started the server (tests,
+// "kaar nats"); kaar's services connect with ConnectAs, each as its role.
+// It uses no TLS, whatever o.TLS says: nothing crosses a network, and the
+// server accepts plain in-process clients even when its port requires TLS.
 func (e *Embedded) Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
+	pub, _ := e.owner.PublicKey()
+	return e.connect(ctx, o, nats.Nkey(pub, e.owner.Sign))
+}
+
+// ConnectAs opens an in-process connection authenticated as role, with
+// that role's permissions and inbox prefix.
+func (e *Embedded) ConnectAs(ctx context.Context, role Role, o ConnectOptions) (*nats.Conn, error) {
+	auth, err := e.creds.option(role)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	o.InboxPrefix = role.InboxPrefix()
+	return e.connect(ctx, o, auth)
+}
+
+// Credentials are the server's users.
+func (e *Embedded) Credentials() *Credentials { return e.creds }
+
+func (e *Embedded) connect(ctx context.Context, o ConnectOptions, auth nats.Option) (*nats.Conn, error) {
 	o.TLS = TLSFiles{}
-	o.Extra = append([]nats.Option{nats.InProcessServer(e.srv)}, o.Extra...)
+	o.CredsFile, o.NkeyFile, o.Token, o.User, o.Password = "", "", "", "", ""
+	o.Extra = append([]nats.Option{nats.InProcessServer(e.srv), auth}, o.Extra...)
 	if o.Logger == nil {
 		o.Logger = e.logger
 	}

@@ -109,7 +109,7 @@ func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
 func startTLS(t *testing.T, p testPKI, verifyClients bool) *Embedded {
 	t.Helper()
 	e, err := StartEmbedded(testCtx(t, 15*time.Second), EmbeddedOptions{Port: RandomPort, Logger: testLogger(t),
-		TLS: TLSFiles{CAFile: p.CA, CertFile: p.ServerCert, KeyFile: p.ServerKey}, VerifyClients: verifyClients})
+		TLS: TLSFiles{CAFile: p.CA, CertFile: p.ServerCert, KeyFile: p.ServerKey}, VerifyClients: verifyClients, Credentials: testCreds(t)})
 	if err != nil {
 		t.Fatalf("StartEmbedded with TLS: %v", err)
 	}
@@ -124,7 +124,8 @@ func TestEmbeddedTLSAcceptsAClientTrustingItsCA(t *testing.T) {
 		t.Errorf("ClientURL = %s, want tls://", e.ClientURL())
 	}
 	ctx := testCtx(t, 15*time.Second)
-	nc, err := Connect(ctx, e.ClientURL(), ConnectOptions{Name: "tls-client", Logger: testLogger(t), TLS: TLSFiles{CAFile: p.CA}})
+	nc, err := Connect(ctx, e.ClientURL(), ConnectOptions{Name: "tls-client", Logger: testLogger(t), TLS: TLSFiles{CAFile: p.CA},
+		NkeyFile: e.Credentials().SeedFile(RoleProvisioner), InboxPrefix: RoleProvisioner.InboxPrefix()})
 	if err != nil {
 		t.Fatalf("Connect with the CA: %v", err)
 	}
@@ -141,7 +142,8 @@ func TestEmbeddedTLSAcceptsAClientTrustingItsCA(t *testing.T) {
 
 	// A nats:// URL is upgraded: the server requires TLS.
 	plain := strings.Replace(e.ClientURL(), "tls://", "nats://", 1)
-	nc2, err := Connect(ctx, plain, ConnectOptions{Name: "upgraded", Logger: testLogger(t), TLS: TLSFiles{CAFile: p.CA}})
+	nc2, err := Connect(ctx, plain, ConnectOptions{Name: "upgraded", Logger: testLogger(t), TLS: TLSFiles{CAFile: p.CA},
+		NkeyFile: e.Credentials().SeedFile(RoleProvisioner), InboxPrefix: RoleProvisioner.InboxPrefix()})
 	if err != nil {
 		t.Fatalf("Connect %s with the CA: %v", plain, err)
 	}
@@ -213,7 +215,7 @@ func TestVerifyClientsRefusesAClientWithoutCertificate(t *testing.T) {
 	t.Logf("refused: %v", err)
 
 	nc, err = Connect(ctx, e.ClientURL(), ConnectOptions{Name: "mtls", Logger: testLogger(t),
-		TLS: TLSFiles{CAFile: p.CA, CertFile: p.ClientCert, KeyFile: p.ClientKey}})
+		TLS: TLSFiles{CAFile: p.CA, CertFile: p.ClientCert, KeyFile: p.ClientKey}, NkeyFile: e.Credentials().SeedFile(RoleProvisioner), InboxPrefix: RoleProvisioner.InboxPrefix()})
 	if err != nil {
 		t.Fatalf("Connect with a client certificate: %v", err)
 	}
