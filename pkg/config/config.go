@@ -153,8 +153,12 @@ type NATS struct {
 	// Listen is the embedded server's client address ("" = in-process
 	// only, "127.0.0.1:4222" to let split services connect).
 	Listen string `yaml:"listen"`
-	// CredsFile, User, Password authenticate to an external server.
+	// CredsFile, NkeyFile, User, Password authenticate to an external
+	// server, or to a running kaar serve's embedded one. NkeyFile is an
+	// nkey seed file such as the ones kaar serve writes per role in its
+	// state directory (credentials/<role>.nk).
 	CredsFile string `yaml:"creds_file"`
+	NkeyFile  string `yaml:"nkey_file"`
 	User      string `yaml:"user"`
 	Password  string `yaml:"password"`
 	// AuditRetention is how long the audit stream keeps records.
@@ -605,6 +609,9 @@ func (c *Config) Validate() error {
 	add(checkKeyPair("nats.tls.cert_file", c.NATS.TLS.CertFile, "nats.tls.key_file", c.NATS.TLS.KeyFile))
 	if c.NATS.TLS.VerifyClients && (c.NATS.TLS.CAFile == "" || c.NATS.TLS.CertFile == "") {
 		add(fieldErr("nats.tls.verify_clients", "needs nats.tls.ca_file (the CA of client certificates) and nats.tls.cert_file, nats.tls.key_file (the server's certificate)"))
+	}
+	for _, err := range c.NATS.validateAccess() {
+		add(err)
 	}
 	for i, ns := range c.Policy.ProtectedNamespaces {
 		if !validDNSLabel(ns) {
