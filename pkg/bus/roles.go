@@ -208,6 +208,9 @@ func (r Role) Permissions() Permissions {
 	case RoleProvisioner:
 		g.publish("$JS.API.>")
 	}
+	for _, st := range r.streams() {
+		g.publish("$JS.API.STREAM.INFO." + st)
+	}
 	return Permissions{Publish: dedup(g.pub), Subscribe: dedup(g.sub), Responds: responds}
 }
 

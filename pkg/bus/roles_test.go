@@ -498,3 +498,33 @@ func TestPermissionsConfMatchesRoles(t *testing.T) {
 		t.Errorf("ParseRole(root): %v", err)
 	}
 }
+
+// TestCheckBoundNamesWhatIsMissing: a service on a bus nobody provisioned
+// gets one error naming "kaar bus provision" and what is missing; after
+// provisioning every role binds with its own permissions.
+func TestCheckBoundNamesWhatIsMissing(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	e, err := StartEmbedded(ctx, EmbeddedOptions{DontListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	cfg := Config{Clusters: []string{testCluster}, Notify: &NotifyConfig{Cluster: testCluster,
+		Consumers: []jetstream.ConsumerConfig{{Durable: "slack-" + testCluster, AckPolicy: jetstream.AckExplicitPolicy}}}}
+	ejs, _ := jetstream.New(connectAs(t, e, RoleExecutor))
+	err = CheckBound(ctx, ejs, RoleExecutor, cfg)
+	if !errors.Is(err, ErrNotProvisioned) || !strings.Contains(err.Error(), "kaar bus provision") ||
+		!strings.Contains(err.Error(), "stream APPROVALS") || !strings.Contains(err.Error(), "consumer APPROVALS/executor-"+testCluster) {
+		t.Fatalf("unprovisioned bus: %v", err)
+	}
+	pjs, _ := jetstream.New(connectAs(t, e, RoleProvisioner))
+	if _, err := Provision(ctx, pjs, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range Roles() {
+		js, _ := jetstream.New(connectAs(t, e, r))
+		if err := CheckBound(ctx, js, r, cfg); err != nil {
+			t.Errorf("%s after provisioning: %v", r, err)
+		}
+	}
+}
