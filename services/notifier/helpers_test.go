@@ -213,6 +213,14 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 
 func (e *env) start(cfg Config) {
 	t := e.t
+	// The notifier binds to what "kaar bus provision" declares for cfg.
+	decl, err := BusDeclarations(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Provision(context.Background(), e.js, bus.Config{Clusters: []string{testCluster}, Notify: decl}); err != nil {
+		t.Fatal(err)
+	}
 	svc, err := New(cfg, Deps{NATS: e.nc, Now: e.clock.Now, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

@@ -6,25 +6,29 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Names of what the notifier declares on the bus (at start-up,
-// idempotently, like the other services' consumers).
+// Names of what the notifier uses on the bus. "kaar bus provision"
+// declares them (BusDeclarations); the notifier only binds to them, with
+// its role's permissions (pkg/bus RoleNotifier), which allow no stream or
+// consumer management.
 const (
-	// StreamPrefix + cluster is the notification stream: it sources the
-	// cluster's subjects of ISSUES, PLAN_EVENTS and AUDIT, so Slack and
-	// every webhook receiver read the events in one order.
-	StreamPrefix = "NOTIFY_"
+	// StreamPrefix is kept for compatibility: the notification stream is
+	// now one stream, bus.NotifyStream, for the notified cluster.
+	StreamPrefix = bus.NotifyStream
 	// BucketState holds Slack message state (channel, ts, what the
 	// message shows), so a restarted notifier updates its messages
 	// instead of posting new ones.
-	BucketState = "kaar_notifier"
+	BucketState = bus.NotifyBucket
 )
 
-// StreamName is the notification stream of a cluster.
-func StreamName(cluster string) string { return StreamPrefix + cluster }
+// StreamName is the notification stream: it sources the cluster's
+// subjects of ISSUES, PLAN_EVENTS and AUDIT, so Slack and every webhook
+// receiver read the events in one order.
+func StreamName(string) string { return bus.NotifyStream }
 
 // SlackConsumer is the durable consumer of the Slack notifier.
 func SlackConsumer(cluster string) string { return "slack-" + cluster }
@@ -41,50 +45,47 @@ func DefaultSubjects(cluster string) []string {
 	return []string{i, p, a}
 }
 
-// ensureStream creates the notification stream if it is missing. Its
-// sources start at creation time: the notifier does not replay history
-// into Slack or into receivers that did not exist yet. An existing stream
-// is left as it is (its sources keep their position).
-func ensureStream(ctx context.Context, js jetstream.JetStream, cluster string, maxAge time.Duration) error {
-	name := StreamName(cluster)
-	_, err := js.Stream(ctx, name)
-	if err == nil {
-		return nil
+// slackAckWait is how long Slack may take with one event.
+const slackAckWait = time.Minute
+
+// webhookAckWait is how long one webhook delivery may take.
+func webhookAckWait(c Config) time.Duration { return c.DeliveryTimeout + 20*time.Second }
+
+// BusDeclarations are the notification stream, the state bucket and the
+// durable consumers (Slack, one per webhook receiver) that cfg needs, for
+// bus.Config.Notify: "kaar bus provision" declares them.
+func BusDeclarations(cfg Config) (*bus.NotifyConfig, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("open stream %s: %w", name, err)
+	n := &bus.NotifyConfig{Cluster: cfg.Cluster, StreamMaxAge: cfg.StreamMaxAge, StateMaxAge: cfg.StateMaxAge}
+	if cfg.Slack.Enabled() {
+		n.Consumers = append(n.Consumers, consumerConfig(SlackConsumer(cfg.Cluster), "kaar Slack notifier", DefaultSubjects(cfg.Cluster), slackAckWait))
 	}
-	subj := DefaultSubjects(cluster)
-	var sources []*jetstream.StreamSource
-	for i, stream := range []string{events.StreamIssues, events.StreamPlanEvents, events.StreamAudit} {
-		// Start after what the source holds now (a sequence, not a time:
-		// a start time raced with messages published meanwhile).
-		st, err := js.Stream(ctx, stream)
-		if err != nil {
-			return fmt.Errorf("open source stream %s: %w", stream, err)
+	for _, w := range cfg.Webhooks {
+		subjects := w.Subjects
+		if len(subjects) == 0 {
+			subjects = DefaultSubjects(cfg.Cluster)
 		}
-		sources = append(sources, &jetstream.StreamSource{Name: stream, FilterSubject: subj[i], OptStartSeq: st.CachedInfo().State.LastSeq + 1})
+		n.Consumers = append(n.Consumers, consumerConfig(WebhookConsumer(cfg.Cluster, w.Name), "kaar webhook "+w.Name+" "+w.URL, subjects, webhookAckWait(cfg)))
 	}
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:        name,
-		Description: "kaar notifications of cluster " + cluster + " (sources ISSUES, PLAN_EVENTS, AUDIT)",
-		Sources:     sources,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      maxAge,
-		Storage:     jetstream.FileStorage,
-	})
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return fmt.Errorf("create stream %s: %w", name, err)
+	return n, nil
+}
+
+// ensureStream checks that the notification stream exists.
+func ensureStream(ctx context.Context, js jetstream.JetStream, _ string, _ time.Duration) error {
+	if _, err := js.Stream(ctx, bus.NotifyStream); err != nil {
+		return fmt.Errorf("open stream %s: %w (%w)", bus.NotifyStream, err, bus.ErrNotProvisioned)
 	}
 	return nil
 }
 
-// orderedConsumer declares a durable pull consumer that hands out one
-// message at a time (MaxAckPending 1): the next event is not delivered
-// before this one is acknowledged, so a retried event keeps its place.
-// MaxDeliver is unlimited: nothing is dropped while the receiver is down.
-func orderedConsumer(ctx context.Context, js jetstream.JetStream, cluster, durable, desc string, subjects []string, ackWait time.Duration) (jetstream.Consumer, error) {
+// consumerConfig is a durable pull consumer that hands out one message at
+// a time (MaxAckPending 1): the next event is not delivered before this
+// one is acknowledged, so a retried event keeps its place. MaxDeliver is
+// unlimited: nothing is dropped while the receiver is down.
+func consumerConfig(durable, desc string, subjects []string, ackWait time.Duration) jetstream.ConsumerConfig {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       durable,
 		Description:   desc,
@@ -99,24 +100,24 @@ func orderedConsumer(ctx context.Context, js jetstream.JetStream, cluster, durab
 	} else {
 		cfg.FilterSubjects = subjects
 	}
-	c, err := js.CreateOrUpdateConsumer(ctx, StreamName(cluster), cfg)
+	return cfg
+}
+
+// orderedConsumer binds to a durable consumer the provisioner declared
+// (consumerConfig): the notifier may not create or change consumers.
+func orderedConsumer(ctx context.Context, js jetstream.JetStream, _ string, durable, _ string, _ []string, _ time.Duration) (jetstream.Consumer, error) {
+	c, err := js.Consumer(ctx, bus.NotifyStream, durable)
 	if err != nil {
-		return nil, fmt.Errorf("declare consumer %s/%s: %w", StreamName(cluster), durable, err)
+		return nil, fmt.Errorf("bind consumer %s/%s: %w (%w)", bus.NotifyStream, durable, err, bus.ErrNotProvisioned)
 	}
 	return c, nil
 }
 
-// ensureStateBucket creates or updates the Slack state bucket.
-func ensureStateBucket(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketState,
-		Description: "kaar notifier Slack message state",
-		History:     1,
-		TTL:         maxAge,
-		Storage:     jetstream.FileStorage,
-	})
+// ensureStateBucket binds to the Slack state bucket.
+func ensureStateBucket(ctx context.Context, js jetstream.JetStream, _ time.Duration) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, BucketState)
 	if err != nil {
-		return nil, fmt.Errorf("declare kv %s: %w", BucketState, err)
+		return nil, fmt.Errorf("open kv %s: %w (%w)", BucketState, err, bus.ErrNotProvisioned)
 	}
 	return kv, nil
 }
