@@ -30,6 +30,7 @@ type Config struct {
 	Watcher     Watcher     `yaml:"watcher"`
 	MCP         MCP         `yaml:"mcp"`
 	Notify      Notify      `yaml:"notify"`
+	Signing     Signing     `yaml:"signing"`
 }
 
 // Server is where the gateway listens and how every service logs.
@@ -675,6 +676,7 @@ func (c *Config) Validate() error {
 	}
 	add(oneOf("mcp.approval.without_elicitation", c.MCP.Approval.WithoutElicitation, "accept", "refuse"))
 	c.Notify.validate(add)
+	add(c.Signing.validate())
 	return errors.Join(errs...)
 }
 

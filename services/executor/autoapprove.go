@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
@@ -70,6 +69,10 @@ func (s *Service) autoApprove(ctx context.Context, log *slog.Logger, announced e
 	case err != nil:
 		return err
 	}
+	if r := s.untrustedPlan(p); r != nil {
+		log.Warn("not auto-approved: untrusted plan", slog.String("why", r.Message))
+		return nil
+	}
 	if why := s.autoApprovable(p); why != "" {
 		log.Info("not auto-approved", slog.String("why", why))
 		return nil
@@ -77,6 +80,7 @@ func (s *Service) autoApprove(ctx context.Context, log *slog.Logger, announced e
 	reason := fmt.Sprintf("remediation.auto_approve: every step at or below risk %s, namespace %s not protected", s.cfg.AutoApproveMaxRisk, p.Namespace)
 	d := events.Decision{PlanID: p.ID, Digest: p.Digest, Decision: events.DecisionApproved, DecidedBy: AutoApprover,
 		Via: events.ViaAuto, At: s.now().UTC(), Reason: reason}
+	s.signer.SignDecision(&d)
 	env, err := events.New(events.DecisionApproved.EventType(), events.SourceExecutor, s.cfg.Cluster, p.ID, d)
 	if err != nil {
 		return err
@@ -94,7 +98,7 @@ func (s *Service) autoApprove(ctx context.Context, log *slog.Logger, announced e
 	if !dup {
 		s.audit(ctx, auditEntry{Kind: events.AuditAutoApproved, PlanID: p.ID, Digest: p.Digest, Actor: AutoApprover, Via: events.ViaAuto,
 			Message: "auto-approved: " + reason, Data: d, DecisionID: env.ID})
-		log.Info("plan auto-approved", slog.String("risk", string(p.Risk)))
+		log.Info("plan auto-approved", slog.String("risk", string(planRisk(p))))
 	}
 	return nil
 }
@@ -113,20 +117,19 @@ func (s *Service) autoApprovable(p events.Plan) string {
 	case p.Cluster != s.cfg.Cluster:
 		return "plan of cluster " + p.Cluster
 	}
-	limit := slices.Index(events.RiskLevels(), s.cfg.AutoApproveMaxRisk)
+	if r := validatePlanSteps(p, s.cfg.catalogue()); r != nil {
+		return r.Message
+	}
+	// The risk is the catalogue's for each action, never lower than
+	// what the plan claims for itself (stepRisk): a plan that calls a
+	// rollback harmless is still a rollback.
+	limit := riskIndex(s.cfg.AutoApproveMaxRisk)
 	for _, st := range p.Steps {
-		ns := st.Target.Namespace
-		if ns == "" {
-			ns = p.Namespace
-		}
 		if !st.Mutating {
 			continue
 		}
-		if slices.Contains(s.cfg.ProtectedNamespaces, ns) {
-			return "step changes protected namespace " + ns
-		}
-		if slices.Index(events.RiskLevels(), st.Risk) > limit {
-			return fmt.Sprintf("step %d has risk %s, above remediation.auto_approve_max_risk %s", st.Index, st.Risk, s.cfg.AutoApproveMaxRisk)
+		if r := stepRisk(st); riskIndex(r) > limit {
+			return fmt.Sprintf("step %d (%s) has risk %s, above remediation.auto_approve_max_risk %s", st.Index, st.Action, r, s.cfg.AutoApproveMaxRisk)
 		}
 	}
 	return ""

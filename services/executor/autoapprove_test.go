@@ -29,7 +29,7 @@ func TestAutoApprovalFollowsThePolicy(t *testing.T) {
 		if edit != nil {
 			edit(&p)
 		}
-		p.Seal()
+		signPlan(&p)
 		e.createPlan(p)
 		e.announce(p)
 		return p

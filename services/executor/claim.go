@@ -29,7 +29,7 @@ func claimNote(envID string, d events.Decision) string {
 
 // claimedBy reports whether p was claimed by the decision envelope envID.
 func claimedBy(p events.Plan, envID string) bool {
-	return slices.ContainsFunc(p.Notes, func(n string) bool {
+	return slices.ContainsFunc(p.History, func(n string) bool {
 		return strings.HasPrefix(n, claimNotePrefix+envID+" ")
 	})
 }
@@ -37,7 +37,8 @@ func claimedBy(p events.Plan, envID string) bool {
 // precheck decides whether an approval may start p now. It returns nil
 // or the refusal, checked in this order: already executed, expired,
 // digest mismatch, not approvable (state, cluster, diagnostic-only,
-// protected namespace), paused.
+// a step outside the action catalogue or in a protected namespace:
+// validatePlanSteps), paused.
 func (s *Service) precheck(p events.Plan, d events.Decision) *refusal {
 	now := s.now()
 	switch p.State {
@@ -61,14 +62,11 @@ func (s *Service) precheck(p events.Plan, d events.Decision) *refusal {
 	if p.DiagnosticOnly || !p.Mutating() {
 		return refuse(events.RefusalNotApproved, "plan %s is diagnostic only: nothing to execute", p.ID)
 	}
-	for _, st := range p.Steps {
-		ns := st.Target.Namespace
-		if ns == "" {
-			ns = p.Namespace
-		}
-		if st.Mutating && slices.Contains(s.cfg.ProtectedNamespaces, ns) {
-			return refuse(events.RefusalNotApproved, "step %d of plan %s changes protected namespace %s", st.Index, p.ID, ns)
-		}
+	// Every step against the action catalogue (protected namespaces,
+	// right object, guarded JSON patch, allowed paths, max_pods),
+	// whatever the plan says about itself.
+	if r := validatePlanSteps(p, s.cfg.catalogue()); r != nil {
+		return r
 	}
 	if s.cfg.Paused {
 		return refuse(events.RefusalPaused, "remediation is paused (remediation.paused): plan %s not executed", p.ID)
@@ -86,6 +84,10 @@ func (s *Service) precheck(p events.Plan, d events.Decision) *refusal {
 
 // approve runs an approval: load, check, claim, execute, verify, record.
 func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Envelope, d events.Decision) error {
+	if r := s.untrustedDecision(d); r != nil {
+		s.refuseDecision(ctx, log, env.ID, nil, d, r)
+		return nil
+	}
 	p, rev, err := s.plans.Get(ctx, d.PlanID)
 	switch {
 	case errors.Is(err, bus.ErrPlanNotFound):
@@ -104,6 +106,12 @@ func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Enve
 		}
 	}()
 	for {
+		// Every read of the plan is checked: the bus may hold a forged or
+		// altered plan at any time, also between a claim and a resume.
+		if r := s.untrustedPlan(p); r != nil {
+			s.refuseDecision(ctx, log, env.ID, &p, d, r)
+			return nil
+		}
 		if claimedBy(p, env.ID) {
 			if p.State == events.PlanExecuting {
 				// Redelivered while the plan is still executing: the
@@ -155,7 +163,7 @@ func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Enve
 		}
 		claimed := p
 		claimed.State = events.PlanExecuting
-		claimed.Notes = append(slices.Clone(p.Notes), claimNote(env.ID, d))
+		claimed.History = append(slices.Clone(p.History), claimNote(env.ID, d))
 		newRev, err := s.plans.Update(ctx, claimed, rev)
 		switch {
 		case err == nil:
@@ -203,7 +211,10 @@ func (s *Service) refuseDecision(ctx context.Context, log *slog.Logger, envID st
 	now := s.now().UTC()
 	exec := &events.Execution{PlanID: d.PlanID, Digest: digest, State: events.ExecutionRefused,
 		StartedAt: now, FinishedAt: now, Error: r.Message, RefusalReason: r.Reason}
-	if r.Reason != events.RefusalAlreadyExecuted {
+	// An untrusted decision or plan leaves no execution record: it must
+	// not mark a real plan refused on a forger's word (the audit record
+	// says what happened).
+	if r.Reason != events.RefusalAlreadyExecuted && r.Reason != events.RefusalUntrusted {
 		s.storeRefusal(ctx, exec)
 	}
 	dup := s.audit(ctx, auditEntry{Kind: events.AuditRefused, PlanID: d.PlanID, Digest: digest, Actor: Actor, Via: d.Via,
@@ -217,6 +228,13 @@ func (s *Service) refuseDecision(ctx context.Context, log *slog.Logger, envID st
 // reject marks a proposed plan rejected (compare-and-set). A rejection of
 // a plan that is gone, already decided or executing changes nothing.
 func (s *Service) reject(ctx context.Context, log *slog.Logger, d events.Decision) error {
+	if r := s.untrustedDecision(d); r != nil {
+		log.Warn("rejection refused", slog.String("reason", string(r.Reason)), slog.String("detail", r.Message))
+		s.metrics.refusals.WithLabelValues(string(r.Reason)).Inc()
+		s.audit(ctx, auditEntry{Kind: events.AuditRefused, PlanID: d.PlanID, Digest: d.Digest, Actor: Actor, Via: d.Via,
+			Message: fmt.Sprintf("refused the rejection by %s: %s: %s", d.DecidedBy, r.Reason, r.Message), Data: d})
+		return nil
+	}
 	for range 5 {
 		p, rev, err := s.plans.Get(ctx, d.PlanID)
 		switch {

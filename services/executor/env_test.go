@@ -30,6 +30,33 @@ func TestMain(m *testing.M) { os.Exit(sandbox.RunTests(m)) }
 
 const testCluster = "test"
 
+// The test installation's keys: the planner's signs every test plan, the
+// CLI's every test decision; the executor's signs auto-approvals.
+var (
+	testPlannerKey  = mustSigner()
+	testCLIKey      = mustSigner()
+	testExecutorKey = mustSigner()
+)
+
+func mustSigner() *events.Signer {
+	s, err := events.GenerateSigner()
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// testTrust trusts the test planner for plans and the test CLI for
+// decisions via cli.
+func testTrust() events.Trust {
+	t := events.Trust{Planners: []string{testPlannerKey.PublicKey()}}
+	t.Add([]string{testCLIKey.PublicKey()}, events.ViaCLI)
+	return t
+}
+
+// signPlan seals and signs p with the test planner key.
+func signPlan(p *events.Plan) { testPlannerKey.SignPlan(p) }
+
 // clock is a settable clock for Deps.Now.
 type clock struct {
 	mu     sync.Mutex
@@ -126,7 +153,8 @@ func startExecutor(t *testing.T, n natsEnv, kube kubernetes.Interface, cfg Confi
 		cfg.FetchWait = time.Second
 	}
 	e := &env{natsEnv: n, t: t, clock: &clock{}, reg: prometheus.NewRegistry()}
-	svc, err := New(cfg, Deps{NATS: n.nc, Kube: kube, Logger: testLogger(t), Registerer: e.reg, Now: e.clock.Now})
+	svc, err := New(cfg, Deps{NATS: n.nc, Kube: kube, Logger: testLogger(t), Registerer: e.reg, Now: e.clock.Now,
+		Trust: testTrust(), Signer: testExecutorKey})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -166,6 +194,7 @@ func (e *env) context(d time.Duration) context.Context {
 func (e *env) decide(p events.Plan, kind events.DecisionKind, by, digest string) events.Envelope {
 	e.t.Helper()
 	d := events.Decision{PlanID: p.ID, Digest: digest, Decision: kind, DecidedBy: by, Via: events.ViaCLI, At: time.Now().UTC()}
+	testCLIKey.SignDecision(&d)
 	env, err := events.New(kind.EventType(), events.SourceCLI, testCluster, p.ID, d)
 	if err != nil {
 		e.t.Fatal(err)
@@ -337,7 +366,7 @@ func newPlan(t *testing.T, target events.ObjectRef, generation int64, rv string,
 		ExpiresAt:             now.Add(15 * time.Minute),
 	}
 	p.DiagnosticOnly = !p.Mutating()
-	p.Seal()
+	signPlan(&p)
 	if err := p.Validate(); err != nil {
 		t.Fatalf("test plan invalid: %v", err)
 	}

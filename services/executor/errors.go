@@ -30,6 +30,10 @@ var (
 	// ErrUnsupportedStep: a mutating step the executor cannot apply (no
 	// patch and not a delete).
 	ErrUnsupportedStep = errors.New("unsupported step")
+	// ErrInvalidStep: a step outside the action catalogue (another
+	// object, an unguarded or non-JSON patch, a path its action may not
+	// touch, too many or unlisted pods).
+	ErrInvalidStep = errors.New("step outside the action catalogue")
 )
 
 // refusal is a refused decision: the reason recorded and a message for
@@ -58,6 +62,8 @@ func reasonErr(r events.RefusalReason) error {
 		return ErrAlreadyExecuted
 	case events.RefusalPaused:
 		return ErrPaused
+	case events.RefusalInvalidStep:
+		return ErrInvalidStep
 	}
 	return nil
 }

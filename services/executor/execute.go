@@ -26,7 +26,7 @@ func (s *Service) execute(ctx context.Context, log *slog.Logger, p events.Plan, 
 	exec := &events.Execution{PlanID: p.ID, Digest: p.Digest, State: events.ExecutionExecuting, StartedAt: s.now().UTC()}
 	s.putExecution(ctx, exec)
 
-	if stale, err := s.staleCheck(ctx, p); stale != nil {
+	if stale, err := s.preStepCheck(ctx, p); stale != nil {
 		s.finishStale(ctx, log, p, rev, exec, stale)
 		return
 	} else if err != nil {
@@ -197,11 +197,12 @@ func (s *Service) finish(ctx context.Context, log *slog.Logger, p events.Plan, r
 	log.Info("execution finished", slog.String("state", string(exec.State)), slog.String("error", exec.Error))
 }
 
-// finishStale ends a claimed plan whose target changed since planning:
-// nothing was applied. The plan fails, the execution is refused (stale),
-// and the planner is asked for a new plan.
+// finishStale ends a claimed plan refused before its first step: its
+// target changed since planning, or a pod to delete is not the target's.
+// Nothing was applied. The plan fails, the execution is refused, and for
+// a stale plan the planner is asked for a new plan.
 func (s *Service) finishStale(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, exec *events.Execution, r *refusal) {
-	log.Warn("plan is stale: refused", slog.String("detail", r.Message))
+	log.Warn("plan refused before its first step", slog.String("reason", string(r.Reason)), slog.String("detail", r.Message))
 	s.metrics.refusals.WithLabelValues(string(r.Reason)).Inc()
 	s.metrics.executions.WithLabelValues(outcomeRefused).Inc()
 	exec.State, exec.RefusalReason, exec.Error, exec.FinishedAt = events.ExecutionRefused, r.Reason, r.Message, s.now().UTC()
@@ -211,12 +212,16 @@ func (s *Service) finishStale(ctx context.Context, log *slog.Logger, p events.Pl
 	}
 	s.putExecution(ctx, exec)
 	msg := fmt.Sprintf("refused: %s: %s", r.Reason, r.Message)
-	if id, err := s.requestReplan(ctx, p); err != nil {
-		log.Warn("ask the planner for a new plan", slog.Any("error", err))
-		msg += "; asking the planner for a new plan failed: " + err.Error()
-	} else {
-		log.Info("planner proposed a new plan", slog.String("new_plan", id))
-		msg += "; new plan proposed: " + id
+	// Only a stale plan is worth planning again: a pod its target does
+	// not control would be in a new plan of the same making too.
+	if r.Reason == events.RefusalStale {
+		if id, err := s.requestReplan(ctx, p); err != nil {
+			log.Warn("ask the planner for a new plan", slog.Any("error", err))
+			msg += "; asking the planner for a new plan failed: " + err.Error()
+		} else {
+			log.Info("planner proposed a new plan", slog.String("new_plan", id))
+			msg += "; new plan proposed: " + id
+		}
 	}
 	s.audit(ctx, auditEntry{Kind: events.AuditRefused, PlanID: p.ID, Digest: p.Digest, Message: msg, Data: exec})
 	s.audit(ctx, auditEntry{Kind: events.AuditExecutionFinished, PlanID: p.ID, Digest: p.Digest, Message: fmt.Sprintf("plan %s refused: %s", p.ID, r.Reason), Data: exec})

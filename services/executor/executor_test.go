@@ -77,8 +77,8 @@ func TestApprovedRollbackHealsTheDeployment(t *testing.T) {
 	if v == nil || !v.Healthy || v.DesiredReplicas != 2 || v.ReadyReplicas != 2 || v.UpdatedReplicas != 2 || len(v.FailingPods) != 0 {
 		t.Fatalf("verification %+v", v)
 	}
-	if got := e.plan(p.ID); got.State != events.PlanSucceeded || len(got.Notes) != 1 || !strings.HasPrefix(got.Notes[0], claimNotePrefix) {
-		t.Errorf("plan state %s notes %q", got.State, got.Notes)
+	if got := e.plan(p.ID); got.State != events.PlanSucceeded || len(got.History) != 1 || !strings.HasPrefix(got.History[0], claimNotePrefix) {
+		t.Errorf("plan state %s history %q", got.State, got.History)
 	}
 
 	// The cluster agrees: back on nginx:1.27, every pod Running.
@@ -408,7 +408,7 @@ func TestEvictedPodsAreDeletedAndVerifiedGone(t *testing.T) {
 		Title: "Delete the evicted pods of deployment/cache", Target: target, Risk: events.RiskLow, Mutating: true,
 		Kubectl: "kubectl -n " + c.ns + " delete pods --field-selector=status.phase=Failed -l app=cache"})
 	p.Type = events.IssueEvicted
-	p.Seal()
+	signPlan(&p)
 	e.createPlan(p)
 	e.decide(p, events.DecisionApproved, "alice", p.Digest)
 	trail := e.waitAudit(p.ID, events.AuditExecutionFinished, 1, 2*time.Minute)
@@ -612,7 +612,7 @@ func TestEvictedPodsNotInThePlanAreLeft(t *testing.T) {
 		Title: "Delete the evicted pod of deployment/cache", Target: target, Risk: events.RiskLow, Mutating: true,
 		Params: map[string]string{"pods": names[0], "uids": uids[0]}})
 	p.Type = events.IssueEvicted
-	p.Seal()
+	signPlan(&p)
 	e.createPlan(p)
 	e.decide(p, events.DecisionApproved, "alice", p.Digest)
 	e.waitAudit(p.ID, events.AuditExecutionFinished, 1, 2*time.Minute)

@@ -81,17 +81,16 @@ func patchWith(ctx context.Context, cs kubernetes.Interface, ref events.ObjectRe
 	return nil, fmt.Errorf("patch %s: %w %q (supported: %v)", ref, ErrUnsupportedKind, ref.Kind, supportedKinds)
 }
 
-// patchType maps a step's patch type to the API's.
+// patchType maps a step's patch type to the API's. Only JSON patches are
+// applied: a merge or strategic patch cannot carry the generation test
+// that keeps a patch off an object that changed since planning, and
+// validatePlanSteps refuses them before the claim; this is the second
+// line of that defence, at the moment of the API call.
 func patchType(p events.PatchType) (types.PatchType, error) {
-	switch p {
-	case events.PatchJSON:
+	if p == events.PatchJSON {
 		return types.JSONPatchType, nil
-	case events.PatchMerge:
-		return types.MergePatchType, nil
-	case events.PatchStrategic:
-		return types.StrategicMergePatchType, nil
 	}
-	return "", fmt.Errorf("patch_type %q: %w (allowed: json, merge, strategic)", p, ErrUnsupportedStep)
+	return "", fmt.Errorf("patch_type %q: %w: the executor applies generation-guarded JSON patches only", p, ErrUnsupportedStep)
 }
 
 // checkStale compares the target as it is now with the plan's view of it:

@@ -48,6 +48,7 @@ func TestRefusalsNeverTouchTheCluster(t *testing.T) {
 		{name: "another cluster's plan", plan: func(t *testing.T) events.Plan {
 			p := newPlan(t, webTarget, 2, "100")
 			p.Cluster = "prod"
+			signPlan(&p)
 			return p
 		}, create: true, reason: events.RefusalNotApproved, sentinel: ErrNotApproved},
 		{name: "superseded", plan: func(t *testing.T) events.Plan {
@@ -139,6 +140,7 @@ func TestInvalidDecisionsAreTerminated(t *testing.T) {
 	otherSubject, _ := events.ApprovalSubject(testCluster, uuid.Must(uuid.NewV7()).String())
 
 	approve := events.Decision{PlanID: p.ID, Digest: p.Digest, Decision: events.DecisionApproved, DecidedBy: "alice", Via: events.ViaCLI, At: time.Now().UTC()}
+	testCLIKey.SignDecision(&approve)
 	good, err := events.New(events.TypeDecisionApproved, events.SourceCLI, testCluster, p.ID, approve)
 	if err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func (s *Service) resume(ctx context.Context, log *slog.Logger, p events.Plan, r
 		return nil
 	}
 	taken := p
-	taken.Notes = append(slices.Clone(p.Notes), fmt.Sprintf("%s%s", resumeNotePrefix, s.now().UTC().Format(time.RFC3339Nano)))
+	taken.History = append(slices.Clone(p.History), fmt.Sprintf("%s%s", resumeNotePrefix, s.now().UTC().Format(time.RFC3339Nano)))
 	newRev, err := s.plans.Update(ctx, taken, rev)
 	if err != nil {
 		// Someone else moved the plan first: decide again later.

@@ -86,7 +86,7 @@ func TestInterruptedExecutionIsResumedWithoutApplyingAStepTwice(t *testing.T) {
 				t.Fatal(err)
 			}
 			cur.State = events.PlanExecuting
-			cur.Notes = append(cur.Notes, claimNote(env.ID, decisionOf(t, env)))
+			cur.History = append(cur.History, claimNote(env.ID, decisionOf(t, env)))
 			if _, err := e.plans.Update(e.context(5*time.Second), cur, rev); err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +143,7 @@ func TestResumeDoesNotApplyOverAnotherChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	cur.State = events.PlanExecuting
-	cur.Notes = append(cur.Notes, claimNote(env.ID, decisionOf(t, env)))
+	cur.History = append(cur.History, claimNote(env.ID, decisionOf(t, env)))
 	if _, err := e.plans.Update(e.context(5*time.Second), cur, rev); err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +168,7 @@ func TestResumeDoesNotApplyOverAnotherChange(t *testing.T) {
 func decisionEnvelope(t *testing.T, p events.Plan) events.Envelope {
 	t.Helper()
 	d := events.Decision{PlanID: p.ID, Digest: p.Digest, Decision: events.DecisionApproved, DecidedBy: "alice", Via: events.ViaCLI, At: time.Now().UTC()}
+	testCLIKey.SignDecision(&d)
 	env, err := events.New(events.DecisionApproved.EventType(), events.SourceCLI, testCluster, p.ID, d)
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,8 @@ const (
 	DefaultReplanTimeout      = 10 * time.Second
 	DefaultDrainTimeout       = 60 * time.Second
 	DefaultFetchWait          = 5 * time.Second
+	// DefaultMaxPods is remediation.max_pods's default.
+	DefaultMaxPods = 10
 )
 
 // Config is the executor's own configuration. Zero durations and counts
@@ -55,6 +57,9 @@ type Config struct {
 	// ProtectedNamespaces never get a mutating step executed, whatever
 	// the plan says (policy.protected_namespaces).
 	ProtectedNamespaces []string
+	// MaxPods is how many pods one plan may delete, whatever the plan
+	// says (remediation.max_pods).
+	MaxPods int
 	// VerifyTimeout bounds the wait for the workload to become healthy
 	// after the steps ran (remediation.verify_timeout).
 	VerifyTimeout time.Duration
@@ -115,6 +120,7 @@ func ConfigFrom(c config.Config) Config {
 		JetStreamDomain:     c.NATS.JetStreamDomain,
 		Paused:              c.Remediation.Paused,
 		ProtectedNamespaces: slices.Clone(c.Policy.ProtectedNamespaces),
+		MaxPods:             c.Remediation.MaxPods,
 		VerifyTimeout:       c.Remediation.VerifyTimeout.Duration,
 		AutoApprove:         c.Remediation.AutoApprove,
 		AutoApproveMaxRisk:  events.RiskLevel(c.Remediation.AutoApproveMaxRisk),
@@ -151,6 +157,9 @@ func (c Config) withDefaults() Config {
 	if c.AutoApproveMaxRisk == "" {
 		c.AutoApproveMaxRisk = events.RiskLow
 	}
+	if c.MaxPods <= 0 {
+		c.MaxPods = DefaultMaxPods
+	}
 	return c
 }
 
@@ -185,6 +194,13 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock that decides expiry; default time.Now.
 	Now func() time.Time
+	// Trust is whom the executor believes (required, with at least one
+	// planner key): it acts only on plans a trusted planner key signed and
+	// decisions a key trusted for their channel signed.
+	Trust events.Trust
+	// Signer signs the executor's own auto-approvals (required with
+	// AutoApprove); its key is trusted for via auto only then.
+	Signer *events.Signer
 }
 
 // Service consumes approval decisions and executes, verifies and records
@@ -197,6 +213,8 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
+	trust   events.Trust
+	signer  *events.Signer
 
 	js         jetstream.JetStream
 	plans      *bus.PlanStore
@@ -234,6 +252,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	trust, err := trustFor(cfg, deps.Trust, deps.Signer)
+	if err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(deps.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("executor: register metrics: %w", err)
@@ -249,6 +271,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		log:      deps.Logger.With(slog.String("service", "executor"), slog.String("cluster", cfg.Cluster)),
 		now:      deps.Now,
 		metrics:  m,
+		trust:    trust,
+		signer:   deps.Signer,
 		js:       js,
 		ready:    make(chan struct{}),
 		inflight: map[string]chan struct{}{},

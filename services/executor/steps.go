@@ -138,6 +138,9 @@ func (r *stepRunner) patch(ctx context.Context, ref events.ObjectRef, st events.
 			return "", fmt.Errorf("step %d: %w", st.Index, err)
 		}
 	}
+	if err := requireGuard(data); err != nil {
+		return "", fmt.Errorf("step %d: %w", st.Index, err)
+	}
 	var obj metav1.Object
 	err = r.s.retry(ctx, func(ctx context.Context) error {
 		o, err := patchObject(ctx, r.s.kube, ref, pt, data, Actor)
@@ -196,6 +199,23 @@ func (r *stepRunner) alreadyApplied(ctx context.Context, ref events.ObjectRef, p
 		return nil, false
 	}
 	return cur, dry.GetGeneration() == cur.GetGeneration()
+}
+
+// requireGuard refuses, at the moment of the API call, a patch whose
+// first operation does not test the object's generation (or, for a pod
+// planned without one, its resourceVersion): without it the patch would
+// apply to whatever the object has become. validatePlanSteps checked the
+// plan before the claim; this keeps the executor from ever sending an
+// unguarded patch, whatever path the step took to get here.
+func requireGuard(patch []byte) error {
+	ops, err := parseOps(patch)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsupportedStep, err)
+	}
+	if ops[0].Op != "test" || (ops[0].Path != generationPath && ops[0].Path != resourceVersionPath) {
+		return fmt.Errorf("%w: the first operation of the patch is %s %s, not the test of %s", ErrUnsupportedStep, ops[0].Op, ops[0].Path, generationPath)
+	}
+	return nil
 }
 
 // dropGenerationTest removes the test operations on /metadata/generation
@@ -337,18 +357,22 @@ func (r *stepRunner) deleteWithUID(ctx context.Context, pod *corev1.Pod) (string
 }
 
 // deleteEvictedPods deletes the evicted pods of a workload (selected by
-// its label selector).
+// its label selector and controlled by it).
 //
-// When the plan lists the pods it was made for (params "uids", at most
-// remediation.max_pods of them), only those are deleted: a pod evicted
-// after planning was not reviewed, and is left for a new plan.
+// Only the pods the plan lists (params "uids", at most
+// remediation.max_pods of them) are deleted: a pod evicted after planning
+// was not reviewed, and is left for a new plan.
 func (r *stepRunner) deleteEvictedPods(ctx context.Context, ref events.ObjectRef, st events.Step) (string, error) {
-	var planned map[string]bool
-	if uids := st.Params["uids"]; uids != "" {
-		planned = map[string]bool{}
-		for u := range strings.SplitSeq(uids, ",") {
-			planned[strings.TrimSpace(u)] = true
+	planned := map[string]bool{}
+	for u := range strings.SplitSeq(st.Params["uids"], ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			planned[u] = true
 		}
+	}
+	// validatePlanSteps refused such a plan before the claim; without a
+	// list, every evicted pod the selector matches would be deleted.
+	if len(planned) == 0 || len(planned) > r.s.cfg.MaxPods {
+		return "", fmt.Errorf("step %d: params.uids lists %d pods (1 to remediation.max_pods %d): %w", st.Index, len(planned), r.s.cfg.MaxPods, ErrUnsupportedStep)
 	}
 	var obj metav1.Object
 	err := r.s.retry(ctx, func(ctx context.Context) error {
@@ -378,14 +402,22 @@ func (r *stepRunner) deleteEvictedPods(ctx context.Context, ref events.ObjectRef
 	if err != nil {
 		return "", fmt.Errorf("list pods of %s: %w", ref, err)
 	}
-	var done, unplanned []string
+	var done, unplanned, foreign []string
+	cc := newControlChecker(r.s.kube, r.plan)
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if !evicted(p) {
 			continue
 		}
-		if planned != nil && !planned[string(p.UID)] {
+		if !planned[string(p.UID)] {
 			unplanned = append(unplanned, p.Name)
+			continue
+		}
+		// The selector matches labels, which any workload may carry.
+		if ok, err := cc.controls(ctx, p); err != nil {
+			return fmt.Sprintf("deleted %d evicted pods (%s) before an error", len(done), strings.Join(done, ", ")), err
+		} else if !ok {
+			foreign = append(foreign, p.Name)
 			continue
 		}
 		if _, err := r.deleteWithUID(ctx, p); err != nil {
@@ -396,6 +428,9 @@ func (r *stepRunner) deleteEvictedPods(ctx context.Context, ref events.ObjectRef
 	left := ""
 	if len(unplanned) > 0 {
 		left = fmt.Sprintf("; left %d evicted after planning (not in the plan): %s", len(unplanned), strings.Join(unplanned, ", "))
+	}
+	if len(foreign) > 0 {
+		left += fmt.Sprintf("; left %d not controlled by %s: %s", len(foreign), ref, strings.Join(foreign, ", "))
 	}
 	if len(done) == 0 {
 		return fmt.Sprintf("no planned evicted pod of %s left%s", ref, left), nil

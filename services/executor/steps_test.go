@@ -87,7 +87,7 @@ func TestClassifyAPIErrors(t *testing.T) {
 
 func TestClaimNoteIdentifiesTheDecision(t *testing.T) {
 	d := events.Decision{Decision: events.DecisionApproved, DecidedBy: "alice", Via: events.ViaCLI}
-	p := events.Plan{Notes: []string{"planner: rollback to revision 1", claimNote("0192-aaaa", d)}}
+	p := events.Plan{History: []string{"planner: rollback to revision 1", claimNote("0192-aaaa", d)}}
 	if !claimedBy(p, "0192-aaaa") {
 		t.Error("claimedBy does not find the claiming decision")
 	}

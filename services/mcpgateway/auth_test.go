@@ -160,7 +160,7 @@ func TestTokensAreRequiredOffLoopback(t *testing.T) {
 	e := newEnv(t)
 	mk := func(c Config, d Deps) error {
 		c.Cluster = testCluster
-		d.NATS = e.nc
+		d.NATS, d.Signer = e.nc, testGatewayKey
 		_, err := New(c, d)
 		return err
 	}
@@ -242,7 +242,7 @@ func TestTokenFileAndVerifier(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	_ = os.WriteFile(bad, []byte("- token: x\n  user: y\n  role: read\n  extra: 1\n"), 0o600)
 	for _, path := range []string{bad, filepath.Join(dir, "missing.yaml")} {
-		_, err := New(Config{Cluster: testCluster, TokenFile: path}, Deps{NATS: e.nc})
+		_, err := New(Config{Cluster: testCluster, TokenFile: path}, Deps{NATS: e.nc, Signer: testGatewayKey})
 		if err == nil || !strings.Contains(err.Error(), "mcp.token_file") {
 			t.Errorf("token file %s: %v", path, err)
 		}

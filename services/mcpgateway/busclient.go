@@ -220,6 +220,7 @@ func (s *Service) publishDecision(ctx context.Context, d events.Decision) (dupli
 	if err != nil {
 		return false, err
 	}
+	s.signer.SignDecision(&d)
 	env, err := events.New(d.Decision.EventType(), events.SourceMCPGateway, s.cfg.Cluster, d.PlanID, d)
 	if err != nil {
 		return false, fmt.Errorf("build decision: %w", err)

@@ -216,4 +216,8 @@ type Deps struct {
 	// Config.Tokens (OAuth access tokens, for example). Setting it enables
 	// authentication like a configured token does.
 	TokenVerifier TokenVerifier
+	// Signer signs every decision the gateway publishes (required): the
+	// executor trusts its key for via mcp, mcp-elicitation and rest only
+	// (signing.trusted_channels.mcp).
+	Signer *events.Signer
 }

@@ -42,6 +42,8 @@ type Service struct {
 	auth *authenticator
 	// tls is the HTTPS configuration; nil serves plain HTTP.
 	tls *tls.Config
+	// signer signs the decisions the gateway publishes.
+	signer *events.Signer
 	// stateKey signs the request state of an approval's confirmation
 	// round trip (MCP elicitation).
 	stateKey []byte
@@ -74,6 +76,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	if deps.NATS == nil {
 		return nil, errors.New("mcpgateway: Deps.NATS is required")
+	}
+	if deps.Signer == nil {
+		return nil, errors.New("mcpgateway: Deps.Signer is required: the executor takes only signed decisions")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -123,6 +128,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		nc: deps.NATS, js: js, now: deps.Now, metrics: m, gather: deps.Gatherer,
 		byName: map[string]*tool{}, draining: make(chan struct{}), ready: make(chan struct{}),
 		auth: newAuthenticator(tokens, deps.TokenVerifier), stateKey: stateKey, tls: tlsConfig,
+		signer: deps.Signer,
 	}
 	if s.tools, err = s.registry(); err != nil {
 		return nil, fmt.Errorf("mcpgateway: %w", err)

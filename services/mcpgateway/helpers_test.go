@@ -102,7 +102,7 @@ func newEnvDeps(t *testing.T, deps func(*Deps), opts ...envOption) *testEnv {
 		o(&cfg)
 	}
 	gwConn := connect("kaar-mcpgateway")
-	d := Deps{NATS: gwConn, Logger: testLogger(), Registerer: e.reg, Gatherer: e.reg}
+	d := Deps{NATS: gwConn, Logger: testLogger(), Registerer: e.reg, Gatherer: e.reg, Signer: testGatewayKey}
 	if deps != nil {
 		deps(&d)
 	}
@@ -203,6 +203,15 @@ func respond(r micro.Request, v any, err error) {
 	}
 	_ = r.Respond(body)
 }
+
+// testGatewayKey is the decision key of every test gateway.
+var testGatewayKey = func() *events.Signer {
+	s, err := events.GenerateSigner()
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
 
 // --- fake planner -----------------------------------------------------
 
@@ -477,6 +486,19 @@ func (e *testEnv) approvalMsgs(planID string) []*jetstream.RawStreamMsg {
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
 		m, err := st.GetMsg(e.ctx, seq)
 		if err == nil && m.Subject == subj {
+			// Every decision the gateway publishes is signed by its key
+			// (the executor refuses any other).
+			env, err := events.Decode(m.Data)
+			if err != nil {
+				e.t.Fatalf("decision message %d: %v", seq, err)
+			}
+			d, err := events.DecodeData[events.Decision](env)
+			if err != nil {
+				e.t.Fatalf("decision message %d: %v", seq, err)
+			}
+			if err := events.VerifyDecision(d, []string{testGatewayKey.PublicKey()}); err != nil {
+				e.t.Fatalf("decision message %d: %v", seq, err)
+			}
 			out = append(out, m)
 		}
 	}

@@ -157,7 +157,7 @@ func TestGatewayTLSConfigErrorsNameTheKey(t *testing.T) {
 		{"missing cert", filepath.Join(t.TempDir(), "none.pem"), p.Key, "server.tls_cert_file"},
 	} {
 		cfg := Config{Cluster: testCluster, TLSCertFile: tc.cert, TLSKeyFile: tc.key}
-		_, err := New(cfg, Deps{NATS: e.nc, Logger: testLogger()})
+		_, err := New(cfg, Deps{NATS: e.nc, Logger: testLogger(), Signer: testGatewayKey})
 		if !errors.Is(err, events.ErrInvalid) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: %v, want an invalid %s", tc.name, err, tc.field)
 		}

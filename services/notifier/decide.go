@@ -48,6 +48,7 @@ func (s *Service) decide(ctx context.Context, d events.Decision) (plan events.Pl
 		return p, false, fmt.Errorf("plan %s: %w at %s", p.ID, ErrPlanExpired, p.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	d.At = s.now().UTC()
+	s.signer.SignDecision(&d)
 	subj, err := events.ApprovalSubject(s.cfg.Cluster, p.ID)
 	if err != nil {
 		return p, false, err

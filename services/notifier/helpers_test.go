@@ -221,7 +221,7 @@ func (e *env) start(cfg Config) {
 	if _, err := bus.Provision(context.Background(), e.js, bus.Config{Clusters: []string{testCluster}, Notify: decl}); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(cfg, Deps{NATS: e.nc, Now: e.clock.Now, Logger: testLogger(t)})
+	svc, err := New(cfg, Deps{NATS: e.nc, Now: e.clock.Now, Logger: testLogger(t), Signer: testNotifierKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,10 +380,23 @@ func (e *env) decisions() []events.Decision {
 		if err != nil {
 			e.t.Fatal(err)
 		}
+		// Every decision the notifier publishes is signed by its key.
+		if err := events.VerifyDecision(d, []string{testNotifierKey.PublicKey()}); err != nil {
+			e.t.Fatalf("decision %d: %v", seq, err)
+		}
 		out = append(out, d)
 	}
 	return out
 }
+
+// testNotifierKey is the decision key of every test notifier.
+var testNotifierKey = func() *events.Signer {
+	s, err := events.GenerateSigner()
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
 
 func testLogger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {

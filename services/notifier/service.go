@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/events"
 )
 
 // Source is the CloudEvents source of the decisions the notifier
@@ -38,6 +39,10 @@ type Deps struct {
 	Slack SlackAPI
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Signer signs the decisions taken in Slack and through the inbound
+	// webhook (required): the executor trusts its key for via slack and
+	// webhook only (signing.trusted_channels.slack, .webhook).
+	Signer *events.Signer
 }
 
 // Service is the notifier.
@@ -50,6 +55,7 @@ type Service struct {
 	slack   SlackAPI
 	socket  *slackClient // apps.connections.open with the app token
 	now     func() time.Time
+	signer  *events.Signer
 	metrics *metrics
 
 	// mu serialises changes to Slack threads (events, clicks, reminders).
@@ -71,11 +77,14 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.NATS == nil {
 		return nil, errors.New("notifier: a NATS connection is required")
 	}
+	if d.Signer == nil {
+		return nil, errors.New("notifier: Deps.Signer is required: the executor takes only signed decisions")
+	}
 	js, err := bus.NewJetStream(d.NATS, cfg.JetStreamDomain)
 	if err != nil {
 		return nil, fmt.Errorf("notifier: jetstream: %w", err)
 	}
-	s := &Service{cfg: cfg, nc: d.NATS, js: js, log: d.Logger, hc: d.HTTPClient, slack: d.Slack, now: d.Now, ready: make(chan struct{})}
+	s := &Service{cfg: cfg, nc: d.NATS, js: js, log: d.Logger, hc: d.HTTPClient, slack: d.Slack, now: d.Now, signer: d.Signer, ready: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -294,13 +294,13 @@ func TestSlackSocketModeReconnects(t *testing.T) {
 
 func TestSlackSocketModeConfig(t *testing.T) {
 	nc, _ := startBus(t)
-	if _, err := New(Config{Cluster: testCluster, Slack: SlackConfig{AppToken: testAppToken}}, Deps{NATS: nc}); err == nil {
+	if _, err := New(Config{Cluster: testCluster, Slack: SlackConfig{AppToken: testAppToken}}, Deps{NATS: nc, Signer: testNotifierKey}); err == nil {
 		t.Fatal("app token without bot token accepted")
 	}
-	if _, err := New(Config{Cluster: testCluster, Slack: SlackConfig{Token: "xoxb-1", Channel: testChannel}}, Deps{NATS: nc}); err == nil {
+	if _, err := New(Config{Cluster: testCluster, Slack: SlackConfig{Token: "xoxb-1", Channel: testChannel}}, Deps{NATS: nc, Signer: testNotifierKey}); err == nil {
 		t.Fatal("slack without signing secret or app token accepted")
 	}
-	if _, err := New(Config{Cluster: testCluster, Slack: SlackConfig{Token: "xoxb-1", AppToken: testAppToken, Channel: testChannel}}, Deps{NATS: nc}); err != nil {
+	if _, err := New(Config{Cluster: testCluster, Slack: SlackConfig{Token: "xoxb-1", AppToken: testAppToken, Channel: testChannel}}, Deps{NATS: nc, Signer: testNotifierKey}); err != nil {
 		t.Fatalf("socket mode without signing secret: %v", err)
 	}
 	var kc config.Config

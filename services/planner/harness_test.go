@@ -29,6 +29,15 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(sandbox.RunTests(m)) }
 
+// testSigner is the planner key of every test planner.
+var testSigner = func() *events.Signer {
+	s, err := events.GenerateSigner()
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
 // harness is one integration test's world: a namespace in the shared
 // sandbox cluster and an embedded NATS JetStream server, provisioned.
 type harness struct {
@@ -109,7 +118,7 @@ func (h *harness) startPlanner(edit func(*Config)) (*Service, *prometheus.Regist
 		kube = unreachableKube(h.t)
 	}
 	reg := prometheus.NewRegistry()
-	s, err := New(cfg, Deps{NATS: h.nc, Kube: kube, Logger: testLogger(h.t), Registerer: reg})
+	s, err := New(cfg, Deps{NATS: h.nc, Kube: kube, Logger: testLogger(h.t), Registerer: reg, Signer: testSigner})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -331,6 +340,11 @@ func (h *harness) plans(incidentID string) []events.Plan {
 	var out []events.Plan
 	for _, sp := range all {
 		if sp.Plan.IncidentID == incidentID {
+			// Every plan the planner stores is signed by its key, and the
+			// signature covers what the tests read.
+			if err := events.VerifyPlan(sp.Plan, []string{testSigner.PublicKey()}); err != nil {
+				h.t.Fatalf("stored plan %s: %v", sp.Plan.ID, err)
+			}
 			out = append(out, sp.Plan)
 		}
 	}

@@ -161,8 +161,8 @@ func TestImagePullBackOffIncidentLifecycle(t *testing.T) {
 	h.waitHandled(h.publishIssue(events.TransitionResolved, inc2, 3, ""))
 	got, _, err := h.store.Get(h.ctx(10*time.Second), p2.ID)
 	if err != nil || got.State != events.PlanSuperseded || got.SupersededBy != "" ||
-		!slices.ContainsFunc(got.Notes, func(n string) bool { return strings.Contains(n, "incident resolved") }) {
-		t.Fatalf("plan after resolution: state %s by %q notes %v err %v", got.State, got.SupersededBy, got.Notes, err)
+		!slices.ContainsFunc(got.History, func(n string) bool { return strings.Contains(n, "incident resolved") }) {
+		t.Fatalf("plan after resolution: state %s by %q notes %v err %v", got.State, got.SupersededBy, got.History, err)
 	}
 	// A late copy of the older "changed" observation plans nothing.
 	h.waitHandled(h.publishIssue(events.TransitionChanged, inc2, 2, "late-copy-of-observation-2"))

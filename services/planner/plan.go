@@ -53,6 +53,7 @@ func (s *Service) buildPlan(ctx context.Context, inc events.Incident) (events.Pl
 		return events.Plan{}, out, fmt.Errorf("plan incident %s: new id: %w", inc.ID, err)
 	}
 	p := assemblePlan(id.String(), in.Now, s.cfg, in, out)
+	s.signer.SignPlan(&p)
 	if err := p.Validate(); err != nil {
 		return p, out, fmt.Errorf("plan incident %s: built an invalid plan: %w", inc.ID, err)
 	}

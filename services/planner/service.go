@@ -34,6 +34,9 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock (plan times, expiry); default time.Now.
 	Now func() time.Time
+	// Signer signs every plan (required): executors act only on plans
+	// signed by a key they trust (signing.trusted_planners).
+	Signer *events.Signer
 }
 
 // Service is the planner. Build it with New, run it with Run.
@@ -47,6 +50,7 @@ type Service struct {
 	metrics *metrics
 	reader  reader
 	dry     dryRunner
+	signer  *events.Signer
 
 	store *bus.PlanStore
 	locks keyedLocks
@@ -69,6 +73,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Kube == nil {
 		return nil, errors.New("planner: Deps.Kube is required")
 	}
+	if deps.Signer == nil {
+		return nil, errors.New("planner: Deps.Signer is required: executors act only on signed plans")
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
@@ -90,6 +97,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		metrics: m,
 		reader:  reader{kube: deps.Kube, cfg: cfg},
 		dry:     dryRunner{kube: deps.Kube, now: deps.Now},
+		signer:  deps.Signer,
 		ready:   make(chan struct{}),
 	}, nil
 }

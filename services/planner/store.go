@@ -82,7 +82,7 @@ func (s *Service) proposedFor(ctx context.Context, incidentID string, target eve
 // only. Staleness is therefore a matter of generation: the executor
 // should compare TargetGeneration, not TargetResourceVersion.
 func equivalent(existing, fresh events.Plan) bool {
-	if existing.Digest == fresh.Digest {
+	if events.ActionDigest(existing) == events.ActionDigest(fresh) {
 		return true
 	}
 	if existing.TargetGeneration != fresh.TargetGeneration || existing.TargetGeneration == 0 {
@@ -90,7 +90,7 @@ func equivalent(existing, fresh events.Plan) bool {
 	}
 	f := fresh
 	f.TargetResourceVersion = existing.TargetResourceVersion
-	return events.ComputeDigest(f) == existing.Digest
+	return events.ActionDigest(f) == events.ActionDigest(existing)
 }
 
 // propose stores p unless an equivalent plan of the same incident is
@@ -179,7 +179,7 @@ func (s *Service) supersede(ctx context.Context, id, by, reason string) error {
 			return nil
 		}
 		p.State, p.SupersededBy = events.PlanSuperseded, by
-		p.Notes = append(p.Notes, reason)
+		p.History = append(p.History, reason)
 		// Keep the key's expiry: an Update would clear it and leave the
 		// superseded plan in the bucket forever.
 		err = s.updateWithTTL(ctx, p, rev, p.ExpiresAt.Sub(s.now()))

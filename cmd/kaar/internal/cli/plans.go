@@ -321,6 +321,11 @@ func (b *busClient) decide(ctx context.Context, id string, kind events.DecisionK
 		return fmt.Errorf("%s plan %s: its approval window ended at %s, before you answered", verb, p.ID, p.ExpiresAt.Format(time.RFC3339))
 	}
 	d := events.Decision{PlanID: p.ID, Digest: digest, Decision: kind, DecidedBy: by, Via: events.ViaCLI, At: time.Now().UTC(), Reason: reason}
+	signer, err := svcmain.Signer(b.cfg, svcmain.RoleCLI, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return fmt.Errorf("%s plan %s: the CLI signs its decisions: %w", verb, p.ID, err)
+	}
+	signer.SignDecision(&d)
 	subj, err := events.ApprovalSubject(b.cluster, p.ID)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/svcmain"
 	"github.com/kaar-dev/kaar/services/executor"
 	"github.com/kaar-dev/kaar/services/mcpgateway"
@@ -61,21 +62,51 @@ func newService(name string, cfg config.Config, nc *nats.Conn, rc *rest.Config, 
 		}
 		kube = cs
 	}
+	var signer *events.Signer
+	if role := signingRole(name, cfg); role != "" {
+		var err error
+		if signer, err = svcmain.Signer(cfg, role, logger); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	switch name {
 	case "watcher":
 		return watcher.New(watcher.ConfigFrom(cfg), watcher.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
 	case "planner":
-		return planner.New(planner.ConfigFrom(cfg), planner.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
+		return planner.New(planner.ConfigFrom(cfg), planner.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg, Signer: signer})
 	case "executor":
 		ecfg := executor.ConfigFrom(cfg)
 		ecfg.CrashAt = os.Getenv(executor.EnvCrashAt)
-		return executor.New(ecfg, executor.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg})
+		trust, err := svcmain.Trust(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("executor: %w", err)
+		}
+		return executor.New(ecfg, executor.Deps{NATS: nc, Kube: kube, Logger: logger, Registerer: reg, Trust: trust, Signer: signer})
 	case "mcpgateway":
-		return mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: gather})
+		return mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Registerer: reg, Gatherer: gather, Signer: signer})
 	case "notifier":
-		return notifier.New(notifier.ConfigFrom(cfg), notifier.Deps{NATS: nc, Logger: logger, Registerer: reg})
+		return notifier.New(notifier.ConfigFrom(cfg), notifier.Deps{NATS: nc, Logger: logger, Registerer: reg, Signer: signer})
 	}
 	return nil, fmt.Errorf("unknown service %q", name)
+}
+
+// signingRole is the key a service signs with: the planner its plans, the
+// gateway and the notifier their decisions, the executor its
+// auto-approvals (only with remediation.auto_approve); "" for none.
+func signingRole(name string, cfg config.Config) string {
+	switch name {
+	case "planner":
+		return svcmain.RolePlanner
+	case "mcpgateway":
+		return svcmain.RoleGateway
+	case "notifier":
+		return svcmain.RoleNotifier
+	case "executor":
+		if cfg.Remediation.AutoApprove {
+			return svcmain.RoleExecutor
+		}
+	}
+	return ""
 }
 
 // needsKube reports a service that talks to the cluster; the gateway
@@ -95,6 +126,12 @@ type instance struct {
 // (kaar serve may have fallen back to the sandbox). With several clusters
 // every metric carries a cluster label.
 func instances(ctx context.Context, names []string, cfg config.Config, connect connector, rc *rest.Config, logger *slog.Logger, reg *prometheus.Registry) ([]instance, func(), error) {
+	// The first kaar process of a machine creates the installation's
+	// signing keys, so every service, the executor's trust included, finds
+	// them (signing.key_dir; a split deployment sets signing.key_file).
+	if err := svcmain.EnsureKeys(cfg, logger); err != nil {
+		return nil, nil, err
+	}
 	var out []instance
 	var closers []func()
 	closeAll := func() {
@@ -262,7 +299,11 @@ func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		return err
 	}
 	defer nc.Close()
-	gw, err := mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger})
+	signer, err := svcmain.Signer(cfg, svcmain.RoleGateway, logger)
+	if err != nil {
+		return err
+	}
+	gw, err := mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Signer: signer})
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,17 @@ func main() {
 		Build: func(_ context.Context, e svcmain.Env) (svcmain.Service, error) {
 			cfg := executor.ConfigFrom(e.Config)
 			cfg.CrashAt = os.Getenv(executor.EnvCrashAt)
-			s, err := executor.New(cfg, executor.Deps{NATS: e.NATS, Kube: e.Kube, Logger: e.Logger, Registerer: e.Registry})
+			trust, err := e.Trust()
+			if err != nil {
+				return svcmain.Service{}, err
+			}
+			deps := executor.Deps{NATS: e.NATS, Kube: e.Kube, Logger: e.Logger, Registerer: e.Registry, Trust: trust}
+			if cfg.AutoApprove {
+				if deps.Signer, err = e.Signer(svcmain.RoleExecutor); err != nil {
+					return svcmain.Service{}, err
+				}
+			}
+			s, err := executor.New(cfg, deps)
 			if err != nil {
 				return svcmain.Service{}, err
 			}

@@ -20,7 +20,11 @@ func main() {
 			fs.BoolVar(&stdio, "stdio", false, "serve MCP on stdin/stdout instead of HTTP (logs go to stderr)")
 		},
 		Build: func(_ context.Context, e svcmain.Env) (svcmain.Service, error) {
-			gw, err := mcpgateway.New(mcpgateway.ConfigFrom(e.Config), mcpgateway.Deps{NATS: e.NATS, Logger: e.Logger, Registerer: e.Registry, Gatherer: e.Registry})
+			signer, err := e.Signer(svcmain.RoleGateway)
+			if err != nil {
+				return svcmain.Service{}, err
+			}
+			gw, err := mcpgateway.New(mcpgateway.ConfigFrom(e.Config), mcpgateway.Deps{NATS: e.NATS, Logger: e.Logger, Registerer: e.Registry, Gatherer: e.Registry, Signer: signer})
 			if err != nil {
 				return svcmain.Service{}, err
 			}

@@ -15,7 +15,11 @@ func main() {
 		Name:    "kaar-notifier",
 		Summary: "posts kaar incidents and plans to Slack and webhooks, and takes approvals from Slack and a signed webhook.",
 		Build: func(_ context.Context, e svcmain.Env) (svcmain.Service, error) {
-			s, err := notifier.New(notifier.ConfigFrom(e.Config), notifier.Deps{NATS: e.NATS, Logger: e.Logger, Registerer: e.Registry})
+			signer, err := e.Signer(svcmain.RoleNotifier)
+			if err != nil {
+				return svcmain.Service{}, err
+			}
+			s, err := notifier.New(notifier.ConfigFrom(e.Config), notifier.Deps{NATS: e.NATS, Logger: e.Logger, Registerer: e.Registry, Signer: signer})
 			if err != nil {
 				return svcmain.Service{}, err
 			}

@@ -15,7 +15,11 @@ func main() {
 		Summary: "turns kaar incidents into evidence-backed remediation plans, dry-run on the API server.",
 		Kube:    true,
 		Build: func(_ context.Context, e svcmain.Env) (svcmain.Service, error) {
-			s, err := planner.New(planner.ConfigFrom(e.Config), planner.Deps{NATS: e.NATS, Kube: e.Kube, Logger: e.Logger, Registerer: e.Registry})
+			signer, err := e.Signer(svcmain.RolePlanner)
+			if err != nil {
+				return svcmain.Service{}, err
+			}
+			s, err := planner.New(planner.ConfigFrom(e.Config), planner.Deps{NATS: e.NATS, Kube: e.Kube, Logger: e.Logger, Registerer: e.Registry, Signer: signer})
 			if err != nil {
 				return svcmain.Service{}, err
 			}

@@ -1,0 +1,220 @@
+package svcmain
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/events"
+)
+
+// Signing roles: each signs with its own key (config signing.*).
+const (
+	RolePlanner  = "planner"
+	RoleGateway  = "mcpgateway"
+	RoleNotifier = "notifier"
+	RoleCLI      = "cli"
+	RoleExecutor = "executor"
+)
+
+// SigningRoles lists every role that signs.
+func SigningRoles() []string {
+	return []string{RolePlanner, RoleGateway, RoleNotifier, RoleCLI, RoleExecutor}
+}
+
+// KeyDir is signing.key_dir, else ${XDG_STATE_HOME:-~/.local/state}/kaar/keys.
+func KeyDir(cfg config.Config) (string, error) {
+	if cfg.Signing.KeyDir != "" {
+		return cfg.Signing.KeyDir, nil
+	}
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("signing key directory (set signing.key_dir): %w", err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "kaar", "keys"), nil
+}
+
+// Signer is the signing key of role: signing.key_file when set (it must
+// exist), else <key_dir>/<role>.key, created (0600, with <role>.pub) on
+// first use. A key file that others may read is reported on logger.
+func Signer(cfg config.Config, role string, logger *slog.Logger) (*events.Signer, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if f := cfg.Signing.KeyFile; f != "" {
+		return loadSigner(f, logger)
+	}
+	dir, err := KeyDir(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return EnsureKey(dir, role, logger)
+}
+
+// EnsureKey loads <dir>/<role>.key, or creates it (dir 0700, key 0600) with
+// its public key in <dir>/<role>.pub. The key appears atomically (written
+// aside, then hard-linked into place), so concurrent first starts agree on
+// one key and never read a half-written file.
+func EnsureKey(dir, role string, logger *slog.Logger) (*events.Signer, error) {
+	path := filepath.Join(dir, role+".key")
+	s, err := loadSigner(path, logger)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return s, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("signing key directory %s: %w", dir, err)
+	}
+	if s, err = events.GenerateSigner(); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(dir, "."+role+".key-*")
+	if err != nil {
+		return nil, fmt.Errorf("create signing key in %s: %w", dir, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(s.MarshalPEM()); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("write signing key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("write signing key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return loadSigner(path, logger) // another process created it first
+	} else if err != nil {
+		return nil, fmt.Errorf("create signing key %s: %w", path, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, role+".pub"), []byte(s.PublicKey()+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write public key: %w", err)
+	}
+	logger.Info("created a signing key", slog.String("role", role), slog.String("file", path), slog.String("public_key", s.PublicKey()))
+	return s, nil
+}
+
+// EnsureKeys creates the missing keys of every role in the key directory
+// (nothing when signing.key_file names this process's key: a split
+// deployment configures its keys). The first kaar process of a machine
+// thus creates the installation's keys, and every later one, the executor
+// included, finds and trusts them.
+func EnsureKeys(cfg config.Config, logger *slog.Logger) error {
+	if cfg.Signing.KeyFile != "" {
+		return nil
+	}
+	dir, err := KeyDir(cfg)
+	if err != nil {
+		return err
+	}
+	for _, role := range SigningRoles() {
+		if _, err := EnsureKey(dir, role, logger); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func loadSigner(path string, logger *slog.Logger) (*events.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		logger.Warn("signing key file is readable by others: chmod 600 it", slog.String("file", path), slog.String("mode", st.Mode().Perm().String()))
+	}
+	s, err := events.ParseSignerPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Trust is whom the executor believes: the keys listed under
+// signing.trusted_*, plus the public keys of the roles found in the key
+// directory (<role>.pub), each for its own purpose: the planner's for
+// plans, the gateway's for mcp, mcp-elicitation and rest, the notifier's
+// for slack and webhook, the CLI's for cli, and the executor's own for
+// auto (which the executor honours only with remediation.auto_approve).
+func Trust(cfg config.Config) (events.Trust, error) {
+	s := cfg.Signing
+	t := events.Trust{Planners: append([]string(nil), s.TrustedPlanners...)}
+	t.Add(s.TrustedChannels.MCP, events.ViaMCP, events.ViaMCPElicitation, events.ViaREST)
+	t.Add(s.TrustedChannels.Slack, events.ViaSlack)
+	t.Add(s.TrustedChannels.Webhook, events.ViaWebhook)
+	t.Add(s.TrustedChannels.CLI, events.ViaCLI)
+	dir, err := KeyDir(cfg)
+	if err != nil {
+		return t, err
+	}
+	for _, role := range SigningRoles() {
+		pub, err := rolePublicKey(dir, role)
+		if err != nil {
+			return t, err
+		}
+		if pub == "" {
+			continue
+		}
+		switch role {
+		case RolePlanner:
+			if !contains(t.Planners, pub) {
+				t.Planners = append(t.Planners, pub)
+			}
+		case RoleGateway:
+			t.Add([]string{pub}, events.ViaMCP, events.ViaMCPElicitation, events.ViaREST)
+		case RoleNotifier:
+			t.Add([]string{pub}, events.ViaSlack, events.ViaWebhook)
+		case RoleCLI:
+			t.Add([]string{pub}, events.ViaCLI)
+		case RoleExecutor:
+			t.Add([]string{pub}, events.ViaAuto)
+		}
+	}
+	return t, t.Validate()
+}
+
+// rolePublicKey is the public key of <dir>/<role>.key when this process
+// may read it, else of <dir>/<role>.pub; "" when neither exists.
+func rolePublicKey(dir, role string) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(dir, role+".key")); err == nil {
+		s, err := events.ParseSignerPEM(b)
+		if err != nil {
+			return "", fmt.Errorf("signing key %s: %w", filepath.Join(dir, role+".key"), err)
+		}
+		return s.PublicKey(), nil
+	}
+	path := filepath.Join(dir, role+".pub")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("trusted key: %w", err)
+	}
+	pub := strings.TrimSpace(string(b))
+	if _, err := events.ParsePublicKey(pub); err != nil {
+		return "", fmt.Errorf("trusted key %s: %w", path, err)
+	}
+	return pub, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Signer is the signing key of role for this service (see Signer).
+func (e Env) Signer(role string) (*events.Signer, error) { return Signer(e.Config, role, e.Logger) }
+
+// Trust is the executor's trust for this configuration (see Trust).
+func (e Env) Trust() (events.Trust, error) { return Trust(e.Config) }
