@@ -136,8 +136,16 @@ func Run(ctx context.Context, c Command, args []string, stderr io.Writer) error 
 		return err
 	}
 	defer env.NATS.Close()
-	if err := Provision(ctx, env.NATS, cfg, logger); err != nil {
-		return err
+	// Services do not declare the bus ("kaar bus provision" does, as the
+	// provisioner): they bind to what exists, and say so when it does not.
+	if role, ok := bus.RoleOfService(c.Name); ok {
+		js, err := bus.NewJetStream(env.NATS, cfg.NATS.JetStreamDomain)
+		if err != nil {
+			return err
+		}
+		if err := bus.CheckBound(ctx, js, role, BusConfig(cfg)); err != nil {
+			return err
+		}
 	}
 	svc, err := c.Build(ctx, env)
 	if err != nil {
@@ -148,11 +156,24 @@ func Run(ctx context.Context, c Command, args []string, stderr io.Writer) error 
 	return svc.Run(ctx)
 }
 
-// ConnectOptions are the NATS connection options of a service.
+// ConnectOptions are the NATS connection options of a service. name
+// ("kaar-executor", "kaar-cli") says the role: its inbox prefix, and,
+// when the configuration names no credential (nats.nkey_file,
+// nats.creds_file, nats.user), the role's seed in the state directory
+// of a local "kaar serve" (bus.DefaultSeedFile), if there is one.
 func ConnectOptions(cfg config.Config, name string, logger *slog.Logger) bus.ConnectOptions {
 	t := cfg.NATS.TLS
-	return bus.ConnectOptions{Name: name, Logger: logger, CredsFile: cfg.NATS.CredsFile, User: cfg.NATS.User, Password: cfg.NATS.Password,
+	o := bus.ConnectOptions{Name: name, Logger: logger, CredsFile: cfg.NATS.CredsFile, NkeyFile: cfg.NATS.NkeyFile, User: cfg.NATS.User, Password: cfg.NATS.Password,
 		TLS: bus.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}}
+	if role, ok := bus.RoleOfService(name); ok {
+		o.InboxPrefix = role.InboxPrefix()
+		if o.CredsFile == "" && o.NkeyFile == "" && o.User == "" {
+			if f, ok := bus.DefaultSeedFile(role); ok {
+				o.NkeyFile = f
+			}
+		}
+	}
+	return o
 }
 
 // BusConfig is the bus declaration the configuration asks for. Every
@@ -168,6 +189,8 @@ func BusConfig(cfg config.Config) bus.Config {
 }
 
 // Provision declares kaar's streams, buckets and consumers (idempotent).
+// nc must be the provisioner's connection: no service role may manage
+// streams or consumers.
 func Provision(ctx context.Context, nc *nats.Conn, cfg config.Config, logger *slog.Logger) error {
 	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
 	if err != nil {

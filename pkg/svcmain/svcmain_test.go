@@ -109,3 +109,53 @@ func TestConnectOptionsCarryTLS(t *testing.T) {
 		t.Errorf("connect options %+v", o)
 	}
 }
+
+// TestConnectOptionsFindTheRoleCredential: a service with no credential
+// configured uses its role's seed from the state directory of a local
+// kaar serve, and always its role's inbox prefix.
+func TestConnectOptionsFindTheRoleCredential(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	dir, err := bus.DefaultCredentialsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := bus.LoadOrCreateCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	o := ConnectOptions(cfg, "kaar-executor", nil)
+	if o.NkeyFile != creds.SeedFile(bus.RoleExecutor) || o.InboxPrefix != bus.RoleExecutor.InboxPrefix() {
+		t.Errorf("executor: nkey %q inbox %q", o.NkeyFile, o.InboxPrefix)
+	}
+	cfg.NATS.User, cfg.NATS.Password = "kaar-executor", "secret"
+	if o := ConnectOptions(cfg, "kaar-executor", nil); o.NkeyFile != "" || o.User != "kaar-executor" {
+		t.Errorf("configured user: %+v", o)
+	}
+}
+
+// TestRunRefusesAnUnprovisionedBus: a service does not declare the bus;
+// it stops with an error naming kaar bus provision.
+func TestRunRefusesAnUnprovisionedBus(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	creds, err := bus.LoadOrCreateCredentials(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort, Credentials: creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+	t.Setenv("KAAR_NATS_NKEY_FILE", creds.SeedFile(bus.RoleMCPGateway))
+	c := Command{Name: "kaar-mcpgateway", Build: func(context.Context, Env) (Service, error) {
+		t.Fatal("built on an unprovisioned bus")
+		return Service{}, nil
+	}}
+	var out bytes.Buffer
+	err = Run(ctx, c, []string{"--nats-url", emb.ClientURL()}, &out)
+	if !errors.Is(err, bus.ErrNotProvisioned) || !strings.Contains(err.Error(), "kaar bus provision") {
+		t.Fatalf("Run on an unprovisioned bus: %v", err)
+	}
+}
