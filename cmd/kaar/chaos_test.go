@@ -22,8 +22,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 	"github.com/kaar-dev/kaar/services/executor"
 )
 
@@ -136,6 +138,9 @@ type chaosEnv struct {
 	js        jetstream.JetStream
 	plans     *bus.PlanStore
 	seq       int
+	// planner and cli sign the suite's plans and approvals with the
+	// installation's keys (signing.key_dir), which the executors trust.
+	planner, cli *events.Signer
 }
 
 // chaosAckWait is the executor consumer's ack wait in the suite: how soon
@@ -152,7 +157,18 @@ func newChaosEnv(t *testing.T) *chaosEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	loaded, err := config.LoadFile(ce.cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDir := loaded.Signing.KeyDir
 	cfg = append(cfg, fmt.Sprintf("nats:\n  url: nats://127.0.0.1:%d\n  executor_ack_wait: %s\n", ce.port, chaosAckWait)...)
+	if ce.planner, err = svcmain.EnsureKey(keyDir, svcmain.RolePlanner, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if ce.cli, err = svcmain.EnsureKey(keyDir, svcmain.RoleCLI, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(ce.cfg, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +346,7 @@ func (ce *chaosEnv) plan(t *testing.T, dep *appsv1.Deployment, expiresIn time.Du
 				PatchType: events.PatchJSON, Patch: json.RawMessage(`[` + guard + `,{"op":"add","path":"/spec/template/spec/containers/0/resources","value":{"limits":{"memory":"256Mi"}}}]`)},
 		},
 	}
-	p.Seal()
+	ce.planner.SignPlan(&p)
 	if err := p.Validate(); err != nil {
 		t.Fatalf("chaos plan invalid: %v", err)
 	}
@@ -349,6 +365,7 @@ func (ce *chaosEnv) approveAllAs(t *testing.T, plans []chaosPlan, client string)
 			by, msgID = client, msgID+"-"+client
 		}
 		d := events.Decision{PlanID: cp.plan.ID, Digest: cp.plan.Digest, Decision: events.DecisionApproved, DecidedBy: by, Via: events.ViaCLI, At: time.Now().UTC()}
+		ce.cli.SignDecision(&d)
 		env, err := events.New(events.DecisionApproved.EventType(), events.SourceCLI, ce.cluster, cp.plan.ID, d)
 		if err != nil {
 			t.Error(err)

@@ -78,11 +78,13 @@ kubernetes:
   namespace: %s
   cluster_name: %s
 %s
+signing:
+  key_dir: %s
 remediation:
   max_pods: 10
   verify_timeout: 2m
 %s
-`, port, c.KubeconfigPath, ns, cluster, strings.Join(kubernetesExtra, "\n"), remediationExtra)
+`, port, c.KubeconfigPath, ns, cluster, strings.Join(kubernetesExtra, "\n"), t.TempDir(), remediationExtra)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -60,7 +60,11 @@ func newGateway(t *testing.T, cfg config.Config) error {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	_, err = mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc})
+	signer, err := events.GenerateSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Signer: signer})
 	return err
 }
 

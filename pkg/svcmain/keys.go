@@ -65,6 +65,9 @@ func Signer(cfg config.Config, role string, logger *slog.Logger) (*events.Signer
 // aside, then hard-linked into place), so concurrent first starts agree on
 // one key and never read a half-written file.
 func EnsureKey(dir, role string, logger *slog.Logger) (*events.Signer, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	path := filepath.Join(dir, role+".key")
 	s, err := loadSigner(path, logger)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {

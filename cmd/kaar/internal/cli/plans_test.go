@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 )
 
 // cliBusEnv is an embedded NATS with kaar's streams and a plan store, as a
@@ -25,6 +28,8 @@ type cliBusEnv struct {
 
 func newCLIBus(t *testing.T) *cliBusEnv {
 	t.Helper()
+	// The CLI's signing key lives in the state directory: the test's own.
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
 	ctx := context.Background()
 	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort})
 	if err != nil {
@@ -73,6 +78,17 @@ func (e *cliBusEnv) run(t *testing.T, stdin string, args ...string) (string, int
 	return out.String() + errb.String(), code
 }
 
+// cliKey is the public key of the CLI's signing key (created by the
+// first approval in the test's own state directory).
+func (e *cliBusEnv) cliKey(t *testing.T) string {
+	t.Helper()
+	s, err := svcmain.EnsureKey(filepath.Join(os.Getenv("XDG_STATE_HOME"), "kaar", "keys"), svcmain.RoleCLI, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.PublicKey()
+}
+
 func (e *cliBusEnv) decisions(t *testing.T) []events.Decision {
 	t.Helper()
 	ctx := context.Background()
@@ -94,6 +110,11 @@ func (e *cliBusEnv) decisions(t *testing.T) []events.Decision {
 		d, err := events.DecodeData[events.Decision](env)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The CLI signs with the cli key of the installation's key
+		// directory, the key the executor trusts for via cli.
+		if err := events.VerifyDecision(d, []string{e.cliKey(t)}); err != nil {
+			t.Fatalf("decision %d: %v", seq, err)
 		}
 		out = append(out, d)
 	}
