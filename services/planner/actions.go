@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/text"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -24,9 +25,11 @@ type builder struct{ in planInput }
 
 const mebibyte = 1 << 20
 
-// kubectl renders an equivalent command for people (never executed).
+// kubectl renders an equivalent command for people (never executed by
+// kaar, but people and assistants run it): every argument shell-quoted, so
+// an image or name from the cluster runs as shown.
 func (b *builder) kubectl(args ...string) string {
-	return "kubectl -n " + b.in.Incident.Namespace + " " + strings.Join(args, " ")
+	return text.ShellQuote(append([]string{"kubectl", "-n", b.in.Incident.Namespace}, args...)...)
 }
 
 // containerName is the incident's container, else the first one.
@@ -537,7 +540,7 @@ func (b *builder) setNodeSelector(st Strategy) (*candidate, string) {
 	step.Patch = encodePatch(guardOp(w, 0), op)
 	step.UndoPatch = encodePatch(guardOp(w, 1), undo)
 	step.Undo = fmt.Sprintf("restore the node selector %s (the undo patch)", labels.SelectorFromSet(w.Spec.NodeSelector).String())
-	step.Kubectl = b.kubectl("patch", w.ref(), "--type=json", "-p", shellQuote(string(encodePatch(op))))
+	step.Kubectl = b.kubectl("patch", w.ref(), "--type=json", "-p", string(encodePatch(op)))
 	step.Preconditions = []string{b.generationPrecondition(), fmt.Sprintf("a Ready, schedulable node carries the labels %q and no taint the pods do not tolerate (now: %s)", sel.String(), strings.Join(match, ", "))}
 	step.SuccessCheck = fmt.Sprintf("the pods of %s are scheduled and become ready", w.ref())
 	return &candidate{Steps: []events.Step{step}, Summary: fmt.Sprintf("%s; set its node selector to %s.", problem(b.in), shown),
@@ -666,7 +669,7 @@ func (b *builder) addToleration(st Strategy) (*candidate, string) {
 		step.UndoPatch = encodePatch(guardOp(w, 1), undo)
 	}
 	step.Undo = "remove the added toleration (the undo patch); pods already placed on the tainted nodes stay there until replaced"
-	step.Kubectl = b.kubectl("patch", w.ref(), "--type=json", "-p", shellQuote(string(encodePatch(ops...))))
+	step.Kubectl = b.kubectl("patch", w.ref(), "--type=json", "-p", string(encodePatch(ops...)))
 	step.Preconditions = []string{b.generationPrecondition(), "a Ready, schedulable node matching the node selector carries the taint and no other untolerated one (now: " + strings.Join(match, ", ") + ")"}
 	step.SuccessCheck = fmt.Sprintf("the pods of %s are scheduled (on %s) and become ready", w.ref(), strings.Join(match, ", "))
 	return &candidate{Steps: []events.Step{step}, Summary: fmt.Sprintf("%s; let it tolerate %s.", problem(b.in), strings.Join(desc, ", ")),
@@ -687,9 +690,6 @@ func tolerationString(t corev1.Toleration) string {
 	}
 	return s
 }
-
-// shellQuote quotes s for a POSIX shell (single quotes).
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // lowerRequests lowers a CPU or memory request that no node can satisfy
 // (larger than the largest node's allocatable: a request that can never be

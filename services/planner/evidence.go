@@ -5,13 +5,13 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/text"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -28,52 +28,16 @@ type logsResult struct {
 	Err string
 }
 
-// credentialRE matches log lines that look like they carry a credential.
-// The whole line is withheld: partial masking leaks too easily.
-var credentialRE = regexp.MustCompile(`(?i)` + strings.Join([]string{
-	`pass(word|wd)?["']?\s*[:=]`,
-	`pwd["']?\s*[:=]`,
-	`secret["']?\s*[:=]`,
-	`token`,
-	`api[_-]?key`,
-	`access[_-]?key`,
-	`authorization:\s*(bearer|basic)`,
-	`\bbearer\s+[a-z0-9._~+/-]+`,
-	`\b(AKIA|ASIA)[0-9A-Z]{16}\b`,
-	`aws_secret_access_key`,
-	`-----BEGIN [A-Z ]*PRIVATE KEY-----`,
-	`credential`,
-	`private[_-]?key`,
-	`client[_-]?secret`,
-	`[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@`, // user:password@ in a URL
-	`\beyJ[a-z0-9_-]{8,}\.[a-z0-9_-]{8,}\.`,   // a JWT
-	`\b(gh[pousr]_[a-z0-9]{20,}|xox[abposr]-[a-z0-9-]{10,}|glpat-[a-z0-9_-]{20})`, // GitHub, Slack, GitLab tokens
-	`\bsk_(live|test)_[a-z0-9]{16,}`,                                              // Stripe keys
-}, "|"))
-
-// pemBegin and pemEnd delimit a PEM block: every line of a private key
-// block is withheld, not only the BEGIN line.
-var (
-	pemBegin = regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----`)
-	pemEnd   = regexp.MustCompile(`-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----`)
-)
-
 // redactedLine replaces a line that looks like a credential.
-const redactedLine = "[line withheld: it looks like it contains a credential]"
+const redactedLine = text.Withheld
 
-// quote makes one untrusted line safe to quote: credentials withheld,
-// control characters dropped, length bounded.
+// quote makes one untrusted line safe to keep in a plan: credentials
+// withheld, escape sequences and control characters dropped (tabs and line
+// breaks become spaces), length bounded. Each surface still renders it
+// with its own function of pkg/events/text.
 func quote(line string) string {
-	line = strings.Map(func(r rune) rune {
-		if r == '\t' {
-			return ' '
-		}
-		if r < ' ' || r == 0x7f {
-			return -1
-		}
-		return r
-	}, line)
-	if credentialRE.MatchString(line) {
+	line = strings.NewReplacer("\n", " ", "\t", " ").Replace(text.ForTerminal(line))
+	if text.Redact(line) == text.Withheld {
 		return redactedLine
 	}
 	if len(line) > maxLineLen {
@@ -101,28 +65,17 @@ func splitLogs(raw []byte, max int, limit int64) []string {
 			raw = nil
 		}
 	}
-	text := strings.TrimRight(string(raw), "\n")
-	if text == "" {
+	logText := strings.TrimRight(string(raw), "\n")
+	if logText == "" {
 		return nil
 	}
-	lines := strings.Split(text, "\n")
-	inKey := false
-	if end := slices.IndexFunc(lines, pemEnd.MatchString); end >= 0 && !slices.ContainsFunc(lines[:end], pemBegin.MatchString) {
-		inKey = true // the block began before the tail
+	lines := strings.Split(logText, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, "\r")
 	}
 	out := make([]string, 0, len(lines))
-	for _, l := range lines {
-		l = strings.TrimRight(l, "\r")
-		switch {
-		case pemBegin.MatchString(l):
-			inKey = !pemEnd.MatchString(l)
-			out = append(out, redactedLine)
-		case inKey:
-			inKey = !pemEnd.MatchString(l)
-			out = append(out, redactedLine)
-		default:
-			out = append(out, quote(l))
-		}
+	for _, l := range text.RedactLines(lines) {
+		out = append(out, quote(l))
 	}
 	if len(out) > max {
 		out = out[len(out)-max:]
@@ -232,11 +185,34 @@ func exitCodeEvidence(in planInput) (events.Evidence, bool) {
 	e.Lines = append(e.Lines, fmt.Sprintf("lastState.terminated: exitCode %d, reason %s, started %s, finished %s",
 		t.ExitCode, t.Reason, fmtTime(t.StartedAt.Time), fmtTime(t.FinishedAt.Time)),
 		"meaning: "+exitCodeMeaning(t.ExitCode, t.Reason))
+	e.Lines = append(e.Lines, terminationLines(t.Message)...)
 	e.Data["exit_code"] = strconv.Itoa(int(t.ExitCode))
 	if t.Reason != "" {
 		e.Data["reason"] = t.Reason
 	}
 	return e, true
+}
+
+// maxTerminationLines bounds the termination message quoted in a plan.
+const maxTerminationLines = 10
+
+// terminationLines quotes a container's termination message, which the
+// application writes (terminationMessagePath or its last log lines):
+// credentials withheld like its logs'.
+func terminationLines(msg string) []string {
+	msg = strings.TrimSpace(msg)
+	if msg == "" {
+		return nil
+	}
+	lines := text.RedactLines(strings.Split(strings.ReplaceAll(msg, "\r\n", "\n"), "\n"))
+	if len(lines) > maxTerminationLines {
+		lines = lines[len(lines)-maxTerminationLines:]
+	}
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		out = append(out, "terminationMessage: "+quote(l))
+	}
+	return out
 }
 
 func logsEvidence(in planInput) events.Evidence {

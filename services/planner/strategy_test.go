@@ -579,8 +579,8 @@ func TestQuoteRedactsCredentials(t *testing.T) {
 	if q := quote(long); len(q) > maxLineLen+len("…") || !strings.HasSuffix(q, "…") {
 		t.Errorf("long line not bounded: %d bytes", len(q))
 	}
-	if q := quote("a\x1b[31mred\x00"); q != "a[31mred" {
-		t.Errorf("control characters kept: %q", q)
+	if q := quote("a\x1b[31mred\x00\x1b]0;title\x07\tb"); q != "ared b" {
+		t.Errorf("escape sequences or control characters kept: %q", q)
 	}
 }
 

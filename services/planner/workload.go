@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/text"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -173,7 +174,11 @@ type gitops struct {
 // often deploy Helm charts, and they are the ones that revert a change
 // made in the cluster. A bare app.kubernetes.io/instance label is not
 // enough: Helm charts and people set it too.
+//
+// Annotation values are free text anyone with write access sets: the
+// ones quoted in the plan are withheld when they look like a credential.
 func managedBy(objLabels, annotations map[string]string) gitops {
+	annotations = redactValues(annotations)
 	get := func(k string) (string, string, bool) {
 		if v, ok := objLabels[k]; ok {
 			return v, "label", true
@@ -249,4 +254,14 @@ func (g gitops) advice() string {
 // metaSelector converts the workload's label selector.
 func metaSelector(w *workload) (labels.Selector, error) {
 	return metav1.LabelSelectorAsSelector(w.Selector)
+}
+
+// redactValues copies m with every value that looks like a credential
+// withheld.
+func redactValues(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = text.RedactText(v)
+	}
+	return out
 }
