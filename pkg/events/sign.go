@@ -3,8 +3,10 @@ package events
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -247,4 +249,18 @@ func (t Trust) Validate() error {
 		}
 	}
 	return nil
+}
+
+// SignedDecisionMsgID is the Nats-Msg-Id a channel publishes d with:
+// DecisionMsgID, followed by a fingerprint of the signing key. A repeated
+// decision of one channel is still one message, while a decision
+// published first under another key (a forger's, refused by the executor)
+// cannot swallow the genuine one as a duplicate.
+func SignedDecisionMsgID(d Decision) string {
+	id := DecisionMsgID(d.PlanID, d.Digest, d.Decision)
+	if d.Signature == nil {
+		return id
+	}
+	sum := sha256.Sum256([]byte(d.Signature.Key))
+	return id + "-" + hex.EncodeToString(sum[:6])
 }

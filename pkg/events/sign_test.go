@@ -206,3 +206,25 @@ func TestSignerPEMAndPublicKeyParsing(t *testing.T) {
 		t.Errorf("bad trust key: %v", err)
 	}
 }
+
+// TestSignedDecisionMsgIDSeparatesSigners: one channel's repeated decision
+// is one message; another key's decision on the same plan and digest is
+// another message, so a forged decision published first does not make the
+// genuine one a duplicate.
+func TestSignedDecisionMsgIDSeparatesSigners(t *testing.T) {
+	a, b := mustSigner(t), mustSigner(t)
+	d1, d2, d3 := sampleDecision(), sampleDecision(), sampleDecision()
+	d2.At = d2.At.Add(time.Second) // a second click of the same person
+	a.SignDecision(&d1)
+	a.SignDecision(&d2)
+	b.SignDecision(&d3)
+	if SignedDecisionMsgID(d1) != SignedDecisionMsgID(d2) {
+		t.Error("a repeated decision of one channel has two message ids")
+	}
+	if SignedDecisionMsgID(d1) == SignedDecisionMsgID(d3) {
+		t.Error("decisions of two keys share a message id")
+	}
+	if !strings.HasPrefix(SignedDecisionMsgID(d1), DecisionMsgID(d1.PlanID, d1.Digest, d1.Decision)) {
+		t.Error("the signed message id does not extend DecisionMsgID")
+	}
+}

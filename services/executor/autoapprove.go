@@ -91,7 +91,7 @@ func (s *Service) autoApprove(ctx context.Context, log *slog.Logger, announced e
 	}
 	pctx, cancel := recordContext(ctx)
 	defer cancel()
-	dup, err := bus.Publish(pctx, s.js, subject, env, events.DecisionMsgID(p.ID, p.Digest, events.DecisionApproved))
+	dup, err := bus.Publish(pctx, s.js, subject, env, events.SignedDecisionMsgID(d))
 	if err != nil {
 		return fmt.Errorf("publish auto-approval: %w", err)
 	}

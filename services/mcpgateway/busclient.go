@@ -225,7 +225,7 @@ func (s *Service) publishDecision(ctx context.Context, d events.Decision) (dupli
 	if err != nil {
 		return false, fmt.Errorf("build decision: %w", err)
 	}
-	dup, err := bus.Publish(ctx, s.js, subj, env, events.DecisionMsgID(d.PlanID, d.Digest, d.Decision))
+	dup, err := bus.Publish(ctx, s.js, subj, env, events.SignedDecisionMsgID(d))
 	if err != nil {
 		return false, busErr("publish decision", err)
 	}

@@ -162,7 +162,8 @@ func TestApprovalPublishesOneDecisionNamingTheDigest(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("%d messages on the approval subject, want 1", len(msgs))
 	}
-	if got, want := msgs[0].Header.Get(jetstream.MsgIDHeader), events.DecisionMsgID(p.PlanID, p.Digest, events.DecisionApproved); got != want {
+	if got, want := msgs[0].Header.Get(jetstream.MsgIDHeader), events.SignedDecisionMsgID(events.Decision{PlanID: p.PlanID, Digest: p.Digest,
+		Decision: events.DecisionApproved, Signature: &events.Signature{Key: testGatewayKey.PublicKey()}}); got != want {
 		t.Errorf("Nats-Msg-Id = %q, want %q", got, want)
 	}
 	env, err := events.Decode(msgs[0].Data)

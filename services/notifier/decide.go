@@ -57,7 +57,7 @@ func (s *Service) decide(ctx context.Context, d events.Decision) (plan events.Pl
 	if err != nil {
 		return p, false, err
 	}
-	dup, err := bus.Publish(ctx, s.js, subj, env, events.DecisionMsgID(p.ID, d.Digest, d.Decision))
+	dup, err := bus.Publish(ctx, s.js, subj, env, events.SignedDecisionMsgID(d))
 	if err != nil {
 		return p, false, err
 	}
