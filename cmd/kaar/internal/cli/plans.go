@@ -334,7 +334,7 @@ func (b *busClient) decide(ctx context.Context, id string, kind events.DecisionK
 	if err != nil {
 		return err
 	}
-	dup, err := bus.Publish(ctx, b.js, subj, env, events.DecisionMsgID(p.ID, digest, kind))
+	dup, err := bus.Publish(ctx, b.js, subj, env, events.SignedDecisionMsgID(d))
 	if err != nil {
 		return err
 	}
