@@ -377,3 +377,21 @@ func (a AuditRecord) Validate() error {
 		validateJSON("data", a.Data),
 	)
 }
+
+// MaxIdentityLen bounds an identity recorded in a plan or a decision
+// (requested_by).
+const MaxIdentityLen = 256
+
+// validateRequester accepts an empty identity or printable text of at
+// most MaxIdentityLen bytes: identities are shown to people.
+func validateRequester(field, s string) error {
+	if len(s) > MaxIdentityLen {
+		return fieldErr(field, fmt.Sprintf("is %d bytes long (at most %d)", len(s), MaxIdentityLen))
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return fieldErr(field, fmt.Sprintf("%q contains a control character", s))
+		}
+	}
+	return nil
+}

@@ -373,6 +373,11 @@ type Plan struct {
 	// Notes are the planner's reasoning, shown to people: sealed with the
 	// rest of the plan.
 	Notes []string `json:"notes,omitempty"`
+	// RequestedBy is the identity that asked for the plan
+	// (PlanRequest.RequestedBy), empty for a plan made from an incident
+	// on the planner's own initiative. Sealed with the rest, so it cannot
+	// be changed to get around remediation.require_distinct_approver.
+	RequestedBy string `json:"requested_by,omitempty"`
 	// History records what happened to the plan after it was sealed (a
 	// supersede reason, the executor's claim and take-over notes). It is
 	// the only free text outside the digest.
@@ -566,6 +571,9 @@ func (p Plan) Validate() error {
 		return fieldErr("expires_at", "must be after created_at")
 	}
 	if err := validateOptionalUUID("superseded_by", p.SupersededBy); err != nil {
+		return err
+	}
+	if err := validateRequester("requested_by", p.RequestedBy); err != nil {
 		return err
 	}
 	if p.Signature != nil {

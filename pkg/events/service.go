@@ -233,6 +233,11 @@ type PlanRequest struct {
 	// IssueType is optional: the planner uses the workload's current
 	// incident when it is empty.
 	IssueType IssueType `json:"issue_type,omitempty"`
+	// RequestedBy is the identity that asked for the plan (the gateway's
+	// caller); the planner copies it into Plan.RequestedBy, so
+	// remediation.require_distinct_approver can refuse its approval by
+	// the same identity. Empty for plans nobody asked for.
+	RequestedBy string `json:"requested_by,omitempty"`
 }
 
 // Validate requires Namespace, Kind and Name.
@@ -242,6 +247,7 @@ func (r PlanRequest) Validate() error {
 		requiredString("kind", r.Kind),
 		requiredString("name", r.Name),
 		validateOptionalEnum("issue_type", r.IssueType, IssueTypes()),
+		validateRequester("requested_by", r.RequestedBy),
 	)
 }
 
