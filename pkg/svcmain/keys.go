@@ -157,7 +157,7 @@ func Trust(cfg config.Config) (events.Trust, error) {
 		return t, err
 	}
 	for _, role := range SigningRoles() {
-		pub, err := rolePublicKey(dir, role)
+		pub, err := RolePublicKey(dir, role)
 		if err != nil {
 			return t, err
 		}
@@ -182,9 +182,9 @@ func Trust(cfg config.Config) (events.Trust, error) {
 	return t, t.Validate()
 }
 
-// rolePublicKey is the public key of <dir>/<role>.key when this process
+// RolePublicKey is the public key of <dir>/<role>.key when this process
 // may read it, else of <dir>/<role>.pub; "" when neither exists.
-func rolePublicKey(dir, role string) (string, error) {
+func RolePublicKey(dir, role string) (string, error) {
 	if b, err := os.ReadFile(filepath.Join(dir, role+".key")); err == nil {
 		s, err := events.ParseSignerPEM(b)
 		if err != nil {
