@@ -154,6 +154,9 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	opts = append(opts, o.Extra...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
+		if authRefused(err) {
+			return nil, fmt.Errorf("connect to nats %s: %w (%s)", url, err, authHint)
+		}
 		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
 	}
 	if nc.IsConnected() {
@@ -171,7 +174,7 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 			}
 			if authRefused(err) {
 				nc.Close()
-				return nil, fmt.Errorf("connect to nats %s: %w (check the credentials: nats.nkey_file, nats.creds_file or nats.user and nats.password; kaar serve writes one nkey per role in its state directory)", url, err)
+				return nil, fmt.Errorf("connect to nats %s: %w (%s)", url, err, authHint)
 			}
 			last = err
 			log.Warn("nats not reachable yet, retrying", slog.String("url", url), slog.Any("error", err))
@@ -187,6 +190,9 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 		}
 	}
 }
+
+const authHint = "check the credentials: --creds, nats.nkey_file, nats.creds_file or nats.user and nats.password; " +
+	"kaar serve writes one nkey seed per role in ~/.local/state/kaar/credentials"
 
 // authRefused reports a server that refused the credentials (or their
 // absence): retrying cannot fix that either.

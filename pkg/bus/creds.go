@@ -65,6 +65,9 @@ func NewEphemeralCredentials() (*Credentials, error) {
 	return c, nil
 }
 
+// createSeed writes a new seed to path, atomically: a temporary file
+// linked into place, so that two processes starting at once agree on one
+// seed (the loser reads the winner's) and nobody reads half a file.
 func createSeed(path string) (nkeys.KeyPair, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
@@ -74,13 +77,20 @@ func createSeed(path string) (nkeys.KeyPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), ".seed-*")
 	if err != nil {
 		return nil, fmt.Errorf("create credential %s: %w", path, err)
 	}
+	tmp := f.Name()
+	defer func() { _ = os.Remove(tmp) }()
 	_, werr := f.Write(append(seed, '\n'))
-	if err := errors.Join(werr, f.Close()); err != nil {
+	if err := errors.Join(werr, f.Chmod(0o600), f.Close()); err != nil {
 		return nil, fmt.Errorf("write credential %s: %w", path, err)
+	}
+	if err := os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+		return readSeed(path)
+	} else if err != nil {
+		return nil, fmt.Errorf("create credential %s: %w", path, err)
 	}
 	return kp, nil
 }

@@ -21,7 +21,9 @@ const auditHelp = `Prints the audit trail of one plan from the AUDIT stream: pro
 (who, via which channel), claim, every step, verification.`
 
 // readStream calls fn with every envelope on the stream's subjects
-// matching filter, oldest first (an ordered ephemeral consumer).
+// matching filter, oldest first. It reads message by message (a message
+// get of the next match), not through a consumer: the cli role may read
+// these streams but not create consumers on them.
 func (b *busClient) readStream(ctx context.Context, stream, filter string, fn func(events.Envelope)) error {
 	st, err := b.js.Stream(ctx, stream)
 	if err != nil {
@@ -34,33 +36,20 @@ func (b *busClient) readStream(ctx context.Context, stream, filter string, fn fu
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
-	if err != nil {
-		return err
-	}
-	last := info.State.LastSeq
-	for {
-		batch, err := c.FetchNoWait(256)
-		if err != nil {
-			return err
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			if env, err := events.Decode(m.Data()); err == nil {
-				fn(env)
-			}
-			if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= last {
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return err
-		}
-		if n == 0 {
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil // nothing more matches the filter
 		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		if env, err := events.Decode(m.Data); err == nil {
+			fn(env)
+		}
+		seq = m.Sequence + 1
 	}
+	return nil
 }
 
 // runIncidents is "kaar incidents".

@@ -31,6 +31,11 @@ Usage:
                              review and decide remediation plans on the bus (--nats-url)
   kaar incidents [--all]     the open incidents on the bus
   kaar audit PLAN            a plan's audit trail
+  kaar bus provision [flags]  declare kaar's streams, buckets and consumers (and repair
+                             drift), as the provisioner; kaar serve does it itself
+  kaar bus permissions       print the NATS authorization (one user per role) for nats-server
+  kaar keys init|show        the signing keys of plans and decisions (signing.key_dir): create
+                             the missing ones, print the public keys the executor trusts
   kaar nats [--listen ADDR] [--store-dir DIR]
                              run a NATS JetStream server with kaar's streams declared
   kaar sandbox up|down|status|kubeconfig [--demo]
@@ -40,6 +45,9 @@ Usage:
 Common flags (every command that runs a service):
   --config FILE        YAML configuration (the original config.yaml shape is accepted)
   --nats-url URL       external NATS server (default: embedded for serve)
+  --creds FILE         NATS credential: an nkey seed (nats.nkey_file, as kaar serve writes per
+                       role in ~/.local/state/kaar/credentials) or a .creds file (nats.creds_file).
+                       Default: the command's role's seed from that directory.
   --kubeconfig FILE    kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
   --context NAME       kubeconfig context
 Every configuration key can also be set as KAAR_<SECTION>_<KEY>, e.g. KAAR_SERVER_PORT=9090.
@@ -75,12 +83,16 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		err = runAudit(ctx, rest, stdout, stderr)
 	case "nats":
 		err = runNATS(ctx, rest, stdout, stderr)
+	case "bus":
+		err = runBus(ctx, rest, stdout, stderr)
+	case "keys":
+		err = runKeys(ctx, rest, stdout, stderr)
 	case "sandbox":
 		err = runSandbox(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "kaar", Version)
 	default:
-		err = fmt.Errorf("unknown command %q: want serve, mcp, watcher, planner, executor, mcpgateway, notifier, plans, incidents, audit, nats, sandbox or version (see kaar --help)", cmd)
+		err = fmt.Errorf("unknown command %q: want serve, mcp, watcher, planner, executor, mcpgateway, notifier, plans, incidents, audit, bus, keys, nats, sandbox or version (see kaar --help)", cmd)
 	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -94,7 +106,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 
 // commonFlags are the flags of every command that runs a service.
 type commonFlags struct {
-	configFile, natsURL, kubeconfig, kubeContext string
+	configFile, natsURL, kubeconfig, kubeContext, creds string
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
@@ -102,6 +114,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.natsURL, "nats-url", "", "NATS server URL (overrides nats.url)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (overrides kubernetes.kubeconfig)")
 	fs.StringVar(&c.kubeContext, "context", "", "kubeconfig context (overrides kubernetes.context)")
+	fs.StringVar(&c.creds, "creds", "", "NATS credential file: an nkey seed (overrides nats.nkey_file) or a .creds file (overrides nats.creds_file); default: the role's seed in the kaar serve state directory")
 }
 
 // load reads the configuration and applies the flags over it; flags win
@@ -119,6 +132,11 @@ func (c *commonFlags) load() (config.Config, error) {
 	}
 	if c.kubeContext != "" {
 		cfg.Kubernetes.Context = c.kubeContext
+	}
+	if c.creds != "" {
+		if err := applyCredsFlag(&cfg, c.creds); err != nil {
+			return cfg, err
+		}
 	}
 	return cfg, cfg.Validate()
 }

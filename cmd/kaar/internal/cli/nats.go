@@ -19,10 +19,11 @@ import (
 // runNATS runs a standalone NATS JetStream server with kaar's streams,
 // buckets and consumers declared, for split deployments and tests.
 func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("nats", "Runs a NATS JetStream server (file storage) and declares kaar's streams, buckets and consumers.", stderr)
+	fs := newFlagSet("nats", "Runs a NATS JetStream server (file storage) and declares kaar's streams, buckets and consumers. Clients authenticate as a role (an nkey seed of --credentials-dir), each limited to its role's subjects.", stderr)
 	listen := fs.String("listen", "127.0.0.1:4222", "client listen address (port 0 picks a free port)")
 	storeDir := fs.String("store-dir", "", "JetStream storage directory (default: a temporary directory)")
 	cluster := fs.String("cluster-name", "", "kaar cluster name the streams and consumers are declared for (default: kubernetes.cluster_name of --config, else \"default\")")
+	credDir := fs.String("credentials-dir", "", "directory of the role credentials (one nkey seed per role, created when missing; default: ~/.local/state/kaar/credentials)")
 	configFile := fs.String("config", "", "kaar configuration whose nats section (audit_retention, executor_ack_wait; tls for the server's client port) the declarations follow")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -42,7 +43,17 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	opts := bus.EmbeddedOptions{StoreDir: *storeDir, Host: host, Port: port, Logger: logger}
+	dir := *credDir
+	if dir == "" {
+		if dir, err = credentialsDir(); err != nil {
+			return err
+		}
+	}
+	creds, err := bus.LoadOrCreateCredentials(dir)
+	if err != nil {
+		return fmt.Errorf("bus credentials: %w", err)
+	}
+	opts := bus.EmbeddedOptions{StoreDir: *storeDir, Host: host, Port: port, Logger: logger, Credentials: creds}
 	opts.TLS, opts.VerifyClients = embeddedTLS(cfg)
 	emb, err := bus.StartEmbedded(ctx, opts)
 	if err != nil {
@@ -52,10 +63,10 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// This server is the bus: its own JetStream, whatever domain leaf
 	// clients are configured with.
 	cfg.NATS.JetStreamDomain = ""
-	if err := provision(ctx, connectEmbedded(emb, cfg), cfg, logger); err != nil {
+	if _, err := provision(ctx, connectEmbedded(emb, cfg), cfg, logger); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "NATS JetStream listening on %s\n", emb.ClientURL())
+	fmt.Fprintf(stdout, "NATS JetStream listening on %s (clients authenticate with a role's nkey seed from %s)\n", emb.ClientURL(), creds.Dir())
 	<-ctx.Done()
 	return nil
 }
@@ -80,33 +91,16 @@ func connectURL(url string, cfg config.Config) connector {
 	}
 }
 
-// connectEmbedded connects in-process to the embedded server.
+// connectEmbedded connects in-process to the embedded server, each
+// service (named "kaar-<role>") as its own role, as if it ran alone.
 func connectEmbedded(emb *bus.Embedded, cfg config.Config) connector {
 	return func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
-		return emb.Connect(ctx, svcmain.ConnectOptions(cfg, name, logger))
+		role, ok := bus.RoleOfService(name)
+		if !ok {
+			return nil, fmt.Errorf("no bus role for %q", name)
+		}
+		return emb.ConnectAs(ctx, role, svcmain.ConnectOptions(cfg, name, logger))
 	}
-}
-
-// provision declares kaar's streams, buckets and consumers for cfg's
-// cluster (idempotent).
-func provision(ctx context.Context, connect connector, cfg config.Config, logger *slog.Logger) error {
-	nc, err := connect(ctx, "kaar-provision", logger)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
-	if err != nil {
-		return err
-	}
-	sum, err := bus.Provision(ctx, js, svcmain.BusConfig(cfg))
-	if err != nil {
-		return fmt.Errorf("provision the bus: %w", err)
-	}
-	if sum.Changed() {
-		logger.Info("bus provisioned", slog.String("changes", sum.String()))
-	}
-	return nil
 }
 
 // splitListen parses host:port; port 0 means a random free port.

@@ -31,7 +31,17 @@ func newCLIBus(t *testing.T) *cliBusEnv {
 	// The CLI's signing key lives in the state directory: the test's own.
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
 	ctx := context.Background()
-	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort})
+	// The bus authenticates: the CLI finds its role's seed in the same
+	// state directory, as with kaar serve.
+	credDir, err := bus.DefaultCredentialsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := bus.LoadOrCreateCredentials(credDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort, Credentials: creds})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *natsListen != "" && cfg.NATS.Listen == "" {
 		cfg.NATS.Listen = *natsListen
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("--nats-listen: %w", err)
+		}
 	}
 	logger, closeLog, err := svcmain.NewLogger(cfg.Server, stderr)
 	if err != nil {
@@ -79,7 +82,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer emb.Shutdown()
 		natsURL, connect = emb.ClientURL(), connectEmbedded(emb, cfg)
 	}
-	if err := provision(ctx, connect, cfg, logger); err != nil {
+	// kaar serve is its own provisioner: in process and as the
+	// provisioner role on its embedded server (with an external bus, as
+	// the configured credential; use "kaar bus provision" where that
+	// credential may not manage streams).
+	if _, err := provision(ctx, connect, cfg, logger); err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
@@ -97,8 +104,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // startEmbeddedNATS starts the in-process JetStream server with file
 // storage under nats.store_dir (default: the user's state directory); its
 // client port (nats.listen) requires TLS when nats.tls.cert_file is set.
+// Every client authenticates: one nkey per role, created on the first
+// start in the state directory's credentials/ (0700; seeds 0600) and
+// reused later, each limited to its role's subjects.
 func startEmbeddedNATS(ctx context.Context, cfg config.Config, logger *slog.Logger) (*bus.Embedded, error) {
-	opts := bus.EmbeddedOptions{StoreDir: cfg.NATS.StoreDir, DontListen: cfg.NATS.Listen == "", Logger: logger.With(slog.String("component", "nats"))}
+	credDir, err := credentialsDir()
+	if err != nil {
+		return nil, err
+	}
+	creds, err := bus.LoadOrCreateCredentials(credDir)
+	if err != nil {
+		return nil, fmt.Errorf("bus credentials: %w", err)
+	}
+	opts := bus.EmbeddedOptions{StoreDir: cfg.NATS.StoreDir, DontListen: cfg.NATS.Listen == "", Logger: logger.With(slog.String("component", "nats")),
+		Credentials: creds}
 	opts.TLS, opts.VerifyClients = embeddedTLS(cfg)
 	if opts.StoreDir == "" {
 		dir, err := stateDir("nats")
@@ -165,6 +184,7 @@ func printBanner(w io.Writer, cfg config.Config, natsURL string, embedded bool) 
 		bus = "embedded, in-process only"
 	}
 	stdio := "kaar mcp --stdio --nats-url " + natsURL
+	credDir, _ := credentialsDir()
 	if c := cfg.Kubernetes.ClusterName; c != config.Default().Kubernetes.ClusterName {
 		stdio += " --cluster-name " + c
 	}
@@ -173,9 +193,9 @@ func printBanner(w io.Writer, cfg config.Config, natsURL string, embedded bool) 
   MCP (stdio):            %s
   REST (original API):    curl %s/mcp/v1/tools ; curl -X POST %s/mcp/v1/invoke/analyze_cluster -d '{}'
   Health, metrics:        %s/health  %s/metrics
-  NATS:                   %s
+  NATS:                   %s (one credential per role in %s)
 Press Ctrl-C to stop.
-`, cfg.Kubernetes.ClusterName, base, cfg.MCP.Path, stdio, base, base, base, base, bus)
+`, cfg.Kubernetes.ClusterName, base, cfg.MCP.Path, stdio, base, base, base, base, bus, credDir)
 	if more := cfg.Kubernetes.AdditionalClusters; len(more) > 0 {
 		names := make([]string, len(more))
 		for i, c := range more {

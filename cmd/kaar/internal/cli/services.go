@@ -45,6 +45,10 @@ func buildService(ctx context.Context, name string, cfg config.Config, connect c
 		return nil, nil, err
 	}
 	closeFn := func() { nc.Close() }
+	if err := checkBound(ctx, nc, name, cfg); err != nil {
+		closeFn()
+		return nil, nil, err
+	}
 	svc, err := newService(name, cfg, nc, rc, logger, reg, gather)
 	if err != nil {
 		closeFn()
@@ -179,8 +183,9 @@ func servicesFor(cfg config.Config) []string {
 }
 
 const oneHelp = `Runs one kaar service alone against an external NATS server (--nats-url or nats.url),
-as in a split deployment. The bus's streams, buckets and consumers are declared at start
-(idempotent). The watcher, planner and executor need a Kubernetes configuration; the
+as in a split deployment, as its own NATS user (--creds, nats.nkey_file or nats.user;
+default: its role's seed in ~/.local/state/kaar/credentials). It does not declare the bus:
+run "kaar bus provision" first. The watcher, planner and executor need a Kubernetes configuration; the
 gateway has none.`
 
 // runOne is "kaar watcher|planner|executor|mcpgateway|notifier".
@@ -210,9 +215,6 @@ func runOne(ctx context.Context, name string, args []string, stderr io.Writer) e
 		}
 	}
 	connect := connectURL(cfg.NATS.URL, cfg)
-	if err := provision(ctx, connect, cfg, logger); err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	insts, closeFn, err := instances(ctx, []string{name}, cfg, connect, rc, logger, reg)
 	if err != nil {
@@ -294,11 +296,14 @@ func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		return err
 	}
 	defer closeLog()
-	nc, err := bus.Connect(ctx, cfg.NATS.URL, svcmain.ConnectOptions(cfg, "kaar-mcp-stdio", logger))
+	nc, err := bus.Connect(ctx, cfg.NATS.URL, svcmain.ConnectOptions(cfg, "kaar-"+string(bus.RoleMCPStdio), logger))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	if err := checkBound(ctx, nc, string(bus.RoleMCPStdio), cfg); err != nil {
+		return err
+	}
 	signer, err := svcmain.Signer(cfg, svcmain.RoleGateway, logger)
 	if err != nil {
 		return err

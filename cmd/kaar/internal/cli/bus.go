@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
+	"github.com/kaar-dev/kaar/services/notifier"
+)
+
+const busHelp = `kaar bus provision [--config FILE] [--nats-url URL] [--creds FILE]
+    Declares kaar's streams, buckets and durable consumers for the configuration's
+    clusters (and the notifier's, when notify is configured), as the provisioner
+    (user kaar-provisioner; default credential: the provisioner's seed in the kaar
+    serve state directory). What exists is compared with the declaration in full
+    (sources, mirrors, subjects, retention, limits, deny delete/purge, consumer
+    filters and ack settings...), repaired, and every change is printed.
+    Services never declare the bus themselves: run this before starting them, and
+    after changing the configuration. kaar serve runs it in process.
+kaar bus permissions
+    Prints the NATS authorization block, one user per role, each limited to the
+    subjects it uses (the content of deploy/nats/kaar-permissions.conf).`
+
+// runBus is "kaar bus provision|permissions".
+func runBus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, "Usage:\n"+busHelp)
+		if len(args) == 0 {
+			return fmt.Errorf("bus: want a subcommand: provision or permissions")
+		}
+		return nil
+	}
+	switch args[0] {
+	case "provision":
+		return runBusProvision(ctx, args[1:], stdout, stderr)
+	case "permissions":
+		fmt.Fprint(stdout, bus.PermissionsConf())
+		return nil
+	}
+	return fmt.Errorf("bus: unknown subcommand %q: want provision or permissions", args[0])
+}
+
+func runBusProvision(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bus provision", busHelp, stderr)
+	var cf commonFlags
+	cf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	if cfg.NATS.URL == "" {
+		cfg.NATS.URL = svcmain.DefaultNATSURL
+	}
+	logger, closeLog, err := svcmain.NewLogger(cfg.Server, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	sum, err := provision(cctx, connectURL(cfg.NATS.URL, cfg), cfg, logger)
+	if err != nil {
+		return err
+	}
+	if !sum.Changed() {
+		fmt.Fprintln(stdout, "kaar bus provision: everything is as declared")
+		return nil
+	}
+	for _, c := range sum.Changes {
+		fmt.Fprintln(stdout, c.String())
+	}
+	return nil
+}
+
+// busConfigFor is the bus declaration of cfg: every cluster's streams and
+// consumers, and the notifier's stream, bucket and consumers when notify
+// is configured.
+func busConfigFor(cfg config.Config) (bus.Config, error) {
+	bc := svcmain.BusConfig(cfg)
+	if cfg.Notify.Enabled() {
+		n, err := notifier.BusDeclarations(notifier.ConfigFrom(cfg))
+		if err != nil {
+			return bc, err
+		}
+		bc.Notify = n
+	}
+	return bc, nil
+}
+
+// provision declares kaar's streams, buckets and consumers for cfg
+// (idempotent), connected as the provisioner.
+func provision(ctx context.Context, connect connector, cfg config.Config, logger *slog.Logger) (bus.Summary, error) {
+	bc, err := busConfigFor(cfg)
+	if err != nil {
+		return bus.Summary{}, err
+	}
+	nc, err := connect(ctx, "kaar-"+string(bus.RoleProvisioner), logger)
+	if err != nil {
+		return bus.Summary{}, err
+	}
+	defer nc.Close()
+	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
+	if err != nil {
+		return bus.Summary{}, err
+	}
+	sum, err := bus.Provision(ctx, js, bc)
+	if err != nil {
+		return sum, fmt.Errorf("provision the bus (as %s): %w", bus.RoleProvisioner.User(), err)
+	}
+	if sum.Changed() {
+		logger.Info("bus provisioned", slog.String("changes", sum.String()))
+	}
+	return sum, nil
+}
+
+// checkBound fails with an error naming "kaar bus provision" when what
+// the service binds to does not exist.
+func checkBound(ctx context.Context, nc *nats.Conn, name string, cfg config.Config) error {
+	role, ok := bus.RoleOfService(name)
+	if !ok {
+		return nil
+	}
+	bc := svcmain.BusConfig(cfg)
+	if role == bus.RoleNotifier {
+		var err error
+		if bc, err = busConfigFor(cfg); err != nil {
+			return err
+		}
+	}
+	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
+	if err != nil {
+		return err
+	}
+	return bus.CheckBound(ctx, js, role, bc)
+}
+
+// applyCredsFlag sets nats.nkey_file or nats.creds_file from --creds,
+// whichever the file holds, replacing any configured credential.
+func applyCredsFlag(cfg *config.Config, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--creds: %w", err)
+	}
+	cfg.NATS.CredsFile, cfg.NATS.NkeyFile, cfg.NATS.User, cfg.NATS.Password = "", "", "", ""
+	switch s := string(b); {
+	case strings.Contains(s, "BEGIN NATS USER JWT"):
+		cfg.NATS.CredsFile = path
+	case strings.HasPrefix(strings.TrimSpace(s), "SU"):
+		cfg.NATS.NkeyFile = path
+	default:
+		return fmt.Errorf("--creds: %s is neither an nkey user seed (SU...) nor a NATS .creds file", path)
+	}
+	return nil
+}
+
+// credentialsDir is where kaar serve keeps one nkey seed per role
+// (bus.DefaultCredentialsDir, 0700).
+func credentialsDir() (string, error) { return bus.DefaultCredentialsDir() }
