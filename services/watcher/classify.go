@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/text"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -297,8 +298,12 @@ func crashIssue(container string, t *corev1.ContainerStateTerminated, restarts i
 		iss.Message += " (" + t.Reason + ")"
 	}
 	iss.Message += fmt.Sprintf(", %d restarts", restarts)
+	// The termination message is the application's own text
+	// (terminationMessagePath, or its last log lines): credentials in it
+	// are withheld like the planner withholds them from logs, before the
+	// message reaches the bus, Slack, webhooks and get_incident.
 	if m := strings.TrimSpace(t.Message); m != "" {
-		iss.Message += ": " + truncate(m, 512)
+		iss.Message += ": " + truncate(text.RedactText(m), 512)
 	}
 	return iss
 }

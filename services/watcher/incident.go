@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/text"
 )
 
 // Timing is when incident transitions are announced, after Alertmanager's
@@ -254,7 +255,7 @@ func (t *tracker) update(st *incidentState, id string, owner events.ObjectRef, g
 		Container:    g.container,
 		Type:         g.typ,
 		Reason:       reason,
-		Message:      rep.issue.Message,
+		Message:      incidentMessage(rep.issue.Message),
 		ExitCode:     rep.issue.ExitCode,
 		RestartCount: restarts,
 		Pods:         names,
@@ -472,3 +473,12 @@ func representative(pods []podIssue) podIssue {
 	}
 	return best
 }
+
+// incidentMessage is the message an incident carries on the bus: cluster
+// text (kubelet and scheduler messages quoting image strings, the
+// application's termination message) kept as data, but with credential
+// lines withheld and escape sequences, control characters other than line
+// breaks and tabs, and bidirectional overrides removed, so that no
+// consumer (a webhook receiver's log, a terminal) meets them raw. Each
+// surface still renders it with its own function of pkg/events/text.
+func incidentMessage(m string) string { return text.ForTerminal(text.RedactText(m)) }
