@@ -48,6 +48,16 @@ type Server struct {
 	// or neither. Read at start: restart after renewing them.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// StrictFilePermissions refuses to start when a credential file kaar
+	// reads (mcp.token_file, nats.creds_file, nats.nkey_file,
+	// signing.key_file, the TLS keys) is readable by its group or others,
+	// or the configuration file (which may hold tokens and secrets) by
+	// others; false only warns (slog, naming the file and its mode).
+	StrictFilePermissions bool `yaml:"strict_file_permissions"`
+
+	// permWarnings are the files LoadFile found too open (warn only); a
+	// pointer keeps Server comparable.
+	permWarnings *[]FilePermission
 }
 
 // Kubernetes selects the cluster and the scope kaar watches.
@@ -120,6 +130,12 @@ type Remediation struct {
 	// MaxConcurrentPerNamespace how many of them may be in one namespace.
 	MaxConcurrent             int `yaml:"max_concurrent"`
 	MaxConcurrentPerNamespace int `yaml:"max_concurrent_per_namespace"`
+	// RequireDistinctApprover refuses the approval of a plan by the
+	// identity that asked for it (Plan.RequestedBy; plans made from
+	// incidents on the planner's own initiative have none): separation
+	// of duties, enforced by the executor and checked early by the
+	// gateway.
+	RequireDistinctApprover bool `yaml:"require_distinct_approver"`
 }
 
 // Strategy is one entry of a strategy list: a catalogue step name, written
@@ -263,14 +279,35 @@ type MCP struct {
 	AuthorizationServers []string `yaml:"authorization_servers"`
 	// Approval configures how MCP approvals are confirmed by a person.
 	Approval MCPApproval `yaml:"approval"`
+	// Stdio is who `kaar mcp --stdio` acts as: stdio carries no token.
+	Stdio MCPStdio `yaml:"stdio"`
 }
 
-// MCPApproval configures approve_remediation_plan over MCP.
+// Roles are the roles of mcp.tokens[].role and mcp.stdio.role, least
+// privileged first; each includes the ones before it. read analyzes and
+// reads; assistant may also ask for plans and follow executions, and
+// approve or reject only with a person's confirmation (MCP elicitation);
+// approver decides directly; admin may also pause and resume remediation.
+var Roles = []string{"read", "assistant", "approver", "admin"}
+
+// MCPApproval configures approve_remediation_plan and
+// reject_remediation_plan for callers with the assistant role.
 type MCPApproval struct {
-	// WithoutElicitation is what happens when the MCP client cannot ask
-	// its user to confirm (no elicitation capability): "accept" approves
-	// on the model's call, "refuse" points to another approval channel.
+	// WithoutElicitation is what happens when an assistant's MCP client
+	// cannot ask its user to confirm (no elicitation capability):
+	// "refuse" (the default) refuses and tells the person how to decide
+	// themselves; "accept" decides on the model's call alone.
 	WithoutElicitation string `yaml:"without_elicitation"`
+}
+
+// MCPStdio is the identity of the stdio transport: recorded as
+// decided_by, and its role bounds what the local client may do.
+type MCPStdio struct {
+	// User is recorded as decided_by (default "stdio").
+	User string `yaml:"user"`
+	// Role is one of Roles (default "assistant": approvals need the
+	// person's confirmation through the client).
+	Role string `yaml:"role"`
 }
 
 // Notify configures the notifier: Slack, outbound webhooks and the
@@ -302,9 +339,15 @@ type Slack struct {
 	Channel string `yaml:"channel"`
 	// APIURL is the Slack Web API base URL (tests point it elsewhere).
 	APIURL string `yaml:"api_url"`
-	// AllowedUsers are the Slack user ids or user names that may approve
-	// or reject; empty means nobody can (buttons answer with a refusal).
+	// AllowedUsers are the Slack user ids (U0123ABCD, or W... on
+	// Enterprise Grid) that may approve or reject; empty means nobody can
+	// (buttons answer with a refusal). Names are refused: a display name
+	// can be changed by its owner.
 	AllowedUsers []string `yaml:"allowed_users"`
+	// AllowedTeams are the Slack workspace (team) ids (T0123ABCD) clicks
+	// are accepted from; required with AllowedUsers. A click from another
+	// workspace (a shared channel, say) is refused.
+	AllowedTeams []string `yaml:"allowed_teams"`
 	// AllowedChannels are the channel ids clicks are accepted from;
 	// empty means Channel only.
 	AllowedChannels []string `yaml:"allowed_channels"`
@@ -338,9 +381,36 @@ type Webhook struct {
 }
 
 // InboundWebhook lets other tools approve or reject plans by POSTing a
-// signed decision to /webhooks/approval. It is on when Secret is set.
+// signed decision to /webhooks/approval. It is on when a sender is
+// configured.
 type InboundWebhook struct {
+	// Senders are who may call the webhook, each with its own secret;
+	// the decision records the name of the sender whose secret signed
+	// the request as decided_by.
+	Senders []InboundSender `yaml:"senders"`
+	// Secret is deprecated: one sender named "webhook". Use Senders.
 	Secret string `yaml:"secret"`
+}
+
+// InboundSender is one caller of the inbound webhook.
+type InboundSender struct {
+	// Name is recorded as decided_by (printable, at most 64 characters).
+	Name string `yaml:"name"`
+	// Secret signs its requests (HMAC-SHA256), at least 16 characters.
+	Secret string `yaml:"secret"`
+}
+
+// DeprecatedInboundSender is the sender name of notify.inbound.secret.
+const DeprecatedInboundSender = "webhook"
+
+// InboundSenders are the configured senders, with notify.inbound.secret
+// as a sender named "webhook".
+func (w InboundWebhook) InboundSenders() []InboundSender {
+	out := append([]InboundSender(nil), w.Senders...)
+	if w.Secret != "" {
+		out = append(out, InboundSender{Name: DeprecatedInboundSender, Secret: w.Secret})
+	}
+	return out
 }
 
 // Token is one bearer token and who it stands for.
@@ -413,7 +483,7 @@ func Default() Config {
 		Watcher: Watcher{RestartThreshold: 1, PendingGrace: Duration{30 * time.Second}, RecoveredAfter: Duration{10 * time.Minute},
 			NotReadyAfter: Duration{10 * time.Minute}, StuckTerminatingAfter: Duration{5 * time.Minute},
 			GroupInterval: Duration{30 * time.Second}, ResolveWait: Duration{10 * time.Second}},
-		MCP: MCP{Path: "/mcp", Approval: MCPApproval{WithoutElicitation: "accept"}},
+		MCP: MCP{Path: "/mcp", Approval: MCPApproval{WithoutElicitation: "refuse"}, Stdio: MCPStdio{User: "stdio", Role: "assistant"}},
 		Notify: Notify{Listen: "127.0.0.1:8081", Slack: Slack{APIURL: "https://slack.com/api/", RepeatInterval: Duration{4 * time.Hour},
 			QuietHours: QuietHours{Timezone: "UTC"}}},
 	}
@@ -431,7 +501,14 @@ func LoadFile(path string, environ []string) (Config, error) {
 		}
 		src = b
 	}
-	return Load(bytes.NewReader(src), environ)
+	cfg, err := Load(bytes.NewReader(src), environ)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.applyFilePermissions(path); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
 }
 
 // Load parses YAML from r over the defaults, applies environment overrides
@@ -664,7 +741,7 @@ func (c *Config) Validate() error {
 		if t.User == "" {
 			add(fieldErr(key+".user", "must not be empty"))
 		}
-		add(oneOf(key+".role", t.Role, "read", "approver", "admin"))
+		add(oneOf(key+".role", t.Role, Roles...))
 	}
 	for i, u := range c.MCP.AuthorizationServers {
 		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
@@ -675,6 +752,8 @@ func (c *Config) Validate() error {
 		add(fieldErr("mcp.resource", fmt.Sprintf("%q must be an http(s) URL", r)))
 	}
 	add(oneOf("mcp.approval.without_elicitation", c.MCP.Approval.WithoutElicitation, "accept", "refuse"))
+	add(validateIdentity("mcp.stdio.user", c.MCP.Stdio.User))
+	add(oneOf("mcp.stdio.role", c.MCP.Stdio.Role, Roles...))
 	c.Notify.validate(add)
 	add(c.Signing.validate())
 	return errors.Join(errs...)
@@ -746,4 +825,21 @@ func validToken(s string) bool {
 
 func validDNSLabel(s string) bool {
 	return validToken(s) && !strings.Contains(s, "_")
+}
+
+// validateIdentity checks a name recorded as decided_by: not empty,
+// printable, at most 64 characters.
+func validateIdentity(key, v string) error {
+	if v == "" {
+		return fieldErr(key, "must not be empty")
+	}
+	if len(v) > 64 {
+		return fieldErr(key, fmt.Sprintf("%q is longer than 64 characters", v))
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return fieldErr(key, fmt.Sprintf("%q contains a control character", v))
+		}
+	}
+	return nil
 }

@@ -110,7 +110,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"bad risk", "remediation: {auto_approve_max_risk: yolo}", `"remediation.auto_approve_max_risk"`, "none, low, medium, high"},
 		{"bad memory cap", "remediation: {max_memory_limit: lots}", `"remediation.max_memory_limit"`, ""},
 		{"short token", "mcp: {tokens: [{token: abc, user: ops, role: admin}]}", `"mcp.tokens[0].token"`, ""},
-		{"bad role", "mcp: {tokens: [{token: 0123456789abcdef0, user: ops, role: god}]}", `"mcp.tokens[0].role"`, "read, approver, admin"},
+		{"bad role", "mcp: {tokens: [{token: 0123456789abcdef0, user: ops, role: god}]}", `"mcp.tokens[0].role"`, "read, assistant, approver, admin"},
 		{"section not a mapping", "server: 8080", `"server"`, ""},
 		{"scalar given a list", "server: {host: [a, b]}", `"server.host"`, ""},
 		{"bad namespace", "policy: {protected_namespaces: [Kube_System]}", `"policy.protected_namespaces[0]"`, ""},

@@ -31,7 +31,7 @@ func (n Notify) slackHTTP() bool {
 
 // Enabled reports whether any part of the notifier is configured.
 func (n Notify) Enabled() bool {
-	return n.SlackEnabled() || len(n.Webhooks) > 0 || n.Inbound.Secret != ""
+	return n.SlackEnabled() || len(n.Webhooks) > 0 || len(n.Inbound.InboundSenders()) > 0
 }
 
 func (n Notify) validate(add func(error)) {
@@ -39,7 +39,7 @@ func (n Notify) validate(add func(error)) {
 		if _, _, err := net.SplitHostPort(n.Listen); err != nil {
 			add(fieldErr("notify.listen", fmt.Sprintf("%q is not host:port", n.Listen)))
 		}
-	} else if n.slackHTTP() || n.Inbound.Secret != "" {
+	} else if n.slackHTTP() || len(n.Inbound.InboundSenders()) > 0 {
 		add(fieldErr("notify.listen", "required for the Slack interactivity endpoint and the inbound webhook"))
 	}
 	s := n.Slack
@@ -102,9 +102,60 @@ func (n Notify) validate(add func(error)) {
 			}
 		}
 	}
+	for i, u := range s.AllowedUsers {
+		if !slackID(u, "UW") {
+			add(fieldErr(fmt.Sprintf("notify.slack.allowed_users[%d]", i), fmt.Sprintf("%q is not a Slack user id: give the member ids (U0123ABCD, or W0123ABCD on Enterprise Grid; in Slack: profile, \"Copy member ID\"), not names, which their owners can change", u)))
+		}
+	}
+	for i, t := range s.AllowedTeams {
+		if !slackID(t, "TE") {
+			add(fieldErr(fmt.Sprintf("notify.slack.allowed_teams[%d]", i), fmt.Sprintf("%q is not a Slack workspace id such as T0123ABCD (or E0123ABCD for an Enterprise Grid organization)", t)))
+		}
+	}
+	if len(s.AllowedUsers) > 0 && len(s.AllowedTeams) == 0 {
+		add(fieldErr("notify.slack.allowed_teams", "required with notify.slack.allowed_users: the workspace ids (T0123ABCD) clicks may come from, so a user of another workspace sharing the channel cannot decide"))
+	}
 	if sec := n.Inbound.Secret; sec != "" && len(sec) < 16 {
 		add(fieldErr("notify.inbound.secret", "must be at least 16 characters"))
 	}
+	senders := map[string]string{}
+	if n.Inbound.Secret != "" {
+		senders[DeprecatedInboundSender] = "notify.inbound.secret"
+	}
+	for i, snd := range n.Inbound.Senders {
+		key := fmt.Sprintf("notify.inbound.senders[%d]", i)
+		if err := validateIdentity(key+".name", snd.Name); err != nil {
+			add(err)
+		} else if prev, dup := senders[snd.Name]; dup {
+			add(fieldErr(key+".name", fmt.Sprintf("%q is already the name of %s: every sender needs its own, it is recorded as decided_by", snd.Name, prev)))
+		}
+		senders[snd.Name] = key
+		if len(snd.Secret) < 16 {
+			add(fieldErr(key+".secret", "must be at least 16 characters"))
+		}
+	}
+	secrets := map[string]string{}
+	for i, snd := range n.Inbound.InboundSenders() {
+		if prev, dup := secrets[snd.Secret]; dup && snd.Secret != "" {
+			add(fieldErr(fmt.Sprintf("notify.inbound.senders[%d].secret", i), "the same secret as "+prev+": the secret identifies the sender, every sender needs its own"))
+		}
+		secrets[snd.Secret] = snd.Name
+	}
+}
+
+// slackID reports whether v looks like a Slack id starting with one of
+// the prefixes: an upper-case letter then 6 to 20 upper-case letters and
+// digits.
+func slackID(v, prefixes string) bool {
+	if len(v) < 7 || len(v) > 21 || !strings.ContainsRune(prefixes, rune(v[0])) {
+		return false
+	}
+	for _, r := range v[1:] {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // validSubjectFilter accepts a NATS subject filter under kaar.

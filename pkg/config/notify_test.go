@@ -12,7 +12,8 @@ func TestNotifyConfig(t *testing.T) {
     bot_token: xoxb-1
     signing_secret: s
     channel: C1
-    allowed_users: [U1, alice]
+    allowed_users: [U0123ABCD, W0123ABCD]
+    allowed_teams: [T0123ABCD]
     repeat_interval: 1h
     quiet_hours: {start: "22:00", end: "07:00", timezone: Europe/Berlin}
   webhooks:
@@ -41,6 +42,15 @@ func TestNotifyConfig(t *testing.T) {
 		{"notify:\n  webhooks: [{name: a, url: https://x, secret: 0123456789abcdef, subjects: [\"foo.>\"]}]\n", "notify.webhooks[0].subjects[0]"},
 		{"notify:\n  webhooks: [{name: a, url: https://x, secret: 0123456789abcdef}, {name: a, url: https://y, secret: 0123456789abcdef}]\n", "notify.webhooks[1].name"},
 		{"notify:\n  inbound: {secret: short}\n", "notify.inbound.secret"},
+		{"notify:\n  slack: {allowed_users: [alice], allowed_teams: [T0123ABCD]}\n", "notify.slack.allowed_users[0]"},
+		{"notify:\n  slack: {allowed_users: [U0123ABCD, \"@bob\"], allowed_teams: [T0123ABCD]}\n", "notify.slack.allowed_users[1]"},
+		{"notify:\n  slack: {allowed_users: [U0123ABCD]}\n", "notify.slack.allowed_teams"},
+		{"notify:\n  slack: {allowed_users: [U0123ABCD], allowed_teams: [acme]}\n", "notify.slack.allowed_teams[0]"},
+		{"notify:\n  inbound: {senders: [{name: \"\", secret: 0123456789abcdef}]}\n", "notify.inbound.senders[0].name"},
+		{"notify:\n  inbound: {senders: [{name: jenkins, secret: short}]}\n", "notify.inbound.senders[0].secret"},
+		{"notify:\n  inbound: {senders: [{name: jenkins, secret: 0123456789abcdef}, {name: jenkins, secret: fedcba9876543210}]}\n", "notify.inbound.senders[1].name"},
+		{"notify:\n  inbound: {secret: 0123456789abcdef, senders: [{name: webhook, secret: fedcba9876543210}]}\n", "notify.inbound.senders[0].name"},
+		{"notify:\n  inbound: {senders: [{name: a, secret: 0123456789abcdef}, {name: b, secret: 0123456789abcdef}]}\n", "notify.inbound.senders[1].secret"},
 		{"notify:\n  slack: {token: x}\n", "notify.slack.token"},
 		{"notify:\n  slack: {bot_token: x, channel: C1, app_token: xoxb-2}\n", "notify.slack.app_token"},
 		{"notify:\n  slack: {app_token: xapp-1}\n", "notify.slack.app_token"},

@@ -30,5 +30,12 @@ func NewLogger(c config.Server, stderr io.Writer) (*slog.Logger, func() error, e
 	if c.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(h), closeFn, nil
+	logger := slog.New(h)
+	// Credential files others may read (config.LoadFile found them;
+	// server.strict_file_permissions would have refused to start).
+	for _, f := range c.FilePermissionWarnings() {
+		logger.Warn("credential file is readable by others: chmod 600 it (640 with the service's group for the configuration file)",
+			slog.String("key", f.Key), slog.String("file", f.Path), slog.String("mode", fmt.Sprintf("%04o", f.Mode.Perm())))
+	}
+	return logger, closeFn, nil
 }
