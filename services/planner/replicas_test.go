@@ -105,6 +105,8 @@ func TestConvergeKeepsTheNewestProposedPlan(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	older := assemblePlan(uuid.Must(uuid.NewV7()).String(), now, cfg, in, out)
 	newer := assemblePlan(uuid.Must(uuid.NewV7()).String(), now, cfg, in, out)
+	testSigner.SignPlan(&older) // as the replicas' planner would
+	testSigner.SignPlan(&newer)
 	for _, p := range []events.Plan{newer, older} {
 		if _, err := h.store.Create(h.ctx(10*time.Second), p, cfg.ApprovalWindow); err != nil {
 			t.Fatal(err)
