@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/text"
 )
 
 // analyze_cluster must fit an assistant's context however broken the
@@ -292,36 +293,45 @@ func (s *Service) incident(ctx context.Context, id string) (IncidentDetailOut, e
 		if in.ID != id {
 			continue
 		}
-		out := IncidentDetailOut{ID: in.ID, Cluster: in.Cluster, Namespace: in.Namespace,
-			Owner: targetOut(in.Owner), Container: in.Container, Type: string(in.Type), Reason: in.Reason,
-			ExitCode: in.ExitCode, Restarts: in.RestartCount, PodCount: in.PodCount, Pods: in.Pods,
-			Severity: string(in.Severity), Protected: in.Protected, FirstSeen: in.FirstSeen, LastSeen: in.LastSeen,
-			Observations: in.Count, Plans: []PlanSummaryOut{}}
-		for _, o := range in.OwnerChain {
-			out.OwnerChain = append(out.OwnerChain, targetOut(o))
-		}
-		if in.Message != "" {
-			out.MessageNotice = untrustedNotice
-			out.QuotedMessage = quoteLines([]string{in.Message})
-		}
 		plans, err := s.listPlans(ctx)
 		if err != nil {
 			return IncidentDetailOut{}, fmt.Errorf("get incident %s: %w", id, err)
 		}
-		sort.Slice(plans, func(i, j int) bool { return plans[i].CreatedAt.After(plans[j].CreatedAt) })
-		for _, p := range plans {
-			if p.IncidentID == in.ID || (p.Namespace == in.Namespace && p.Target.Kind == in.Owner.Kind && p.Target.Name == in.Owner.Name && p.Type == in.Type) {
-				out.Plans = append(out.Plans, planSummary(p))
-			}
-		}
-		return out, nil
+		return incidentDetail(in, plans), nil
 	}
 	return IncidentDetailOut{}, fmt.Errorf("%w: no open incident %s in cluster %s: it resolved, or the id is wrong; list the open ones with analyze_cluster",
 		ErrIncidentNotFound, id, s.cfg.Cluster)
 }
 
+// incidentDetail is get_incident's answer for an incident and the stored
+// plans (those of the incident are kept, newest first).
+func incidentDetail(in events.Incident, plans []events.Plan) IncidentDetailOut {
+	out := IncidentDetailOut{ID: in.ID, Cluster: in.Cluster, Namespace: in.Namespace,
+		Owner: targetOut(in.Owner), Container: in.Container, Type: string(in.Type), Reason: in.Reason,
+		ExitCode: in.ExitCode, Restarts: in.RestartCount, PodCount: in.PodCount, Pods: in.Pods,
+		Severity: string(in.Severity), Protected: in.Protected, FirstSeen: in.FirstSeen, LastSeen: in.LastSeen,
+		Observations: in.Count, Plans: []PlanSummaryOut{}}
+	for _, o := range in.OwnerChain {
+		out.OwnerChain = append(out.OwnerChain, targetOut(o))
+	}
+	if in.Message != "" {
+		out.MessageNotice = untrustedNotice
+		out.QuotedMessage = quoteLines([]string{in.Message})
+	}
+	sort.Slice(plans, func(i, j int) bool { return plans[i].CreatedAt.After(plans[j].CreatedAt) })
+	for _, p := range plans {
+		if p.IncidentID == in.ID || (p.Namespace == in.Namespace && p.Target.Kind == in.Owner.Kind && p.Target.Name == in.Owner.Name && p.Type == in.Type) {
+			out.Plans = append(out.Plans, planSummary(p))
+		}
+	}
+	return out
+}
+
 func incidentText(in IncidentDetailOut) string {
 	var b strings.Builder
+	if len(in.QuotedMessage) > 0 || len(in.Plans) > 0 {
+		b.WriteString(untrustedNotice + "\n")
+	}
 	fmt.Fprintf(&b, "Incident %s [%s]: %s %s/%s", in.ID, in.Severity, in.Owner.Kind, in.Namespace, in.Owner.Name)
 	if in.Container != "" {
 		fmt.Fprintf(&b, " container %s", in.Container)
@@ -340,14 +350,14 @@ func incidentText(in IncidentDetailOut) string {
 	}
 	if len(in.QuotedMessage) > 0 {
 		b.WriteString("\n")
-		writeQuoted(&b, "event message", in.QuotedMessage)
+		writeQuoted(&b, "message", in.QuotedMessage)
 	}
 	if len(in.Plans) == 0 {
 		fmt.Fprintf(&b, "\nNo plan yet: generate_remediation_plan {resource_type: %q, namespace: %q, resource_name: %q}.",
 			in.Owner.Kind, in.Namespace, in.Owner.Name)
 	}
 	for _, p := range in.Plans {
-		fmt.Fprintf(&b, "\nPlan %s (%s, risk %s): %s", p.PlanID, p.State, p.Risk, p.Summary)
+		fmt.Fprintf(&b, "\nPlan %s (%s, risk %s): %s", p.PlanID, p.State, p.Risk, text.ForModel(p.Summary))
 	}
 	return b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/text"
 )
 
 // maxListedPlans bounds list_remediation_plans.
@@ -93,9 +94,12 @@ func (s *Service) listPlansHandler(ctx context.Context, _ *call, a listPlansArgs
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d plan(s)", out.Total)
+	if len(out.Plans) > 0 {
+		b.WriteString(". " + untrustedNotice)
+	}
 	for _, p := range out.Plans {
 		fmt.Fprintf(&b, "\n- %s %s %s/%s/%s %s (risk %s): %s", p.PlanID, p.State, p.Target.Kind, p.Namespace,
-			p.Target.Name, p.IssueType, p.Risk, p.Summary)
+			p.Target.Name, p.IssueType, p.Risk, text.ForModel(p.Summary))
 	}
 	if out.Truncated {
 		fmt.Fprintf(&b, "\n(only the newest %d listed: filter by state or namespace)", maxListedPlans)
