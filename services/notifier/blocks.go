@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/text"
 )
 
 // Block is one Slack Block Kit block, as JSON.
@@ -30,16 +32,24 @@ func mrkdwn(s string) Block { return Block{"type": "mrkdwn", "text": s} }
 
 func section(s string) Block { return Block{"type": "section", "text": mrkdwn(truncate(s, 2900))} }
 
-// escape makes untrusted text (pod logs, messages) inert in mrkdwn.
-func escape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
+// escape makes untrusted text (messages, summaries, names) inert in
+// mrkdwn prose: no mention, link or formatting survives (text.ForSlack).
+func escape(s string) string { return text.ForSlack(s) }
 
+// escapeCode makes untrusted text inert inside a `code span`, where it
+// stays copyable (text.ForSlackCode).
+func escapeCode(s string) string { return text.ForSlackCode(s) }
+
+// truncate cuts s to at most n bytes at a rune boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // render is the message of a thread: pure, so tests check it directly.
@@ -59,7 +69,7 @@ func render(t *thread, now time.Time) (text string, blocks []Block) {
 	text = title
 	blocks = append(blocks, Block{"type": "header", "text": Block{"type": "plain_text", "text": truncate(icon+" "+title, 150), "emoji": true}})
 	if in != nil {
-		cause := "*Cause:* `" + escape(in.Reason) + "`"
+		cause := "*Cause:* `" + escapeCode(in.Reason) + "`"
 		if in.Message != "" {
 			cause += " " + escape(truncate(in.Message, 300))
 		}
@@ -119,7 +129,7 @@ func evidenceSummary(ev []events.Evidence) string {
 		}
 		fmt.Fprintf(&b, "• *%s* (%s)", escape(e.Title), escape(e.Source))
 		if len(e.Lines) > 0 {
-			fmt.Fprintf(&b, ": `%s`", escape(truncate(strings.TrimSpace(e.Lines[len(e.Lines)-1]), 200)))
+			fmt.Fprintf(&b, ": `%s`", escapeCode(truncate(strings.TrimSpace(e.Lines[len(e.Lines)-1]), 200)))
 		}
 		b.WriteString("\n")
 	}
@@ -131,7 +141,7 @@ func stepList(p *events.Plan) string {
 	for _, s := range p.Steps {
 		fmt.Fprintf(&b, "%d. %s (%s, risk %s)", s.Index+1, escape(s.Title), s.Action, s.Risk)
 		if s.Kubectl != "" {
-			fmt.Fprintf(&b, "\n     `%s`", escape(truncate(s.Kubectl, 300)))
+			fmt.Fprintf(&b, "\n     `%s`", escapeCode(truncate(s.Kubectl, 300)))
 		}
 		b.WriteString("\n")
 	}
