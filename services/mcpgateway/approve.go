@@ -23,15 +23,16 @@ type decideArgs struct {
 func (s *Service) approveTool() (*tool, error) {
 	return defineTool("approve_remediation_plan", "Approve remediation plan",
 		"Approve a proposed remediation plan: the executor then runs its steps against the cluster right away "+
-			"and verifies the workload (follow it with remediate_issue or get_execution_status). Name the digest you "+
-			"reviewed: if the plan changed since, the approval is refused. Without a digest the plan's current "+
-			"digest is approved and the answer says so. Refused when the plan is unknown or expired (its approval "+
-			"window passed), not proposed any more, or diagnostic-only. Approving the same plan and digest twice "+
-			"sends one decision.",
+			"and verifies the workload (follow it with remediate_issue or get_execution_status). A person decides: "+
+			"with the assistant role the user is asked to confirm in the client (elicitation), and a client that "+
+			"cannot ask is refused; an approver token decides directly. Name the digest you reviewed (required): if "+
+			"the plan changed since, the approval is refused. Refused when the plan is unknown or expired (its "+
+			"approval window passed), not proposed any more, or diagnostic-only. Approving the same plan and digest "+
+			"twice sends one decision.",
 		hints{readOnly: false, destructive: true, idempotent: true, openWorld: false},
 		[]argSpec{
 			planIDArg("The plan to approve.", true),
-			digestArg("The plan digest you reviewed (from generate_remediation_plan or get_remediation_plan). Strongly recommended."),
+			requiredDigest(digestArg("The plan digest the user reviewed (from generate_remediation_plan or get_remediation_plan).")),
 		},
 		func(ctx context.Context, c *call, a decideArgs) (DecisionOut, string, error) {
 			return s.decide(ctx, c, a, events.DecisionApproved)
@@ -40,7 +41,8 @@ func (s *Service) approveTool() (*tool, error) {
 
 func (s *Service) rejectTool() (*tool, error) {
 	return defineTool("reject_remediation_plan", "Reject remediation plan",
-		"Reject a proposed remediation plan so it is never executed. Name the digest you reviewed; without one the "+
+		"Reject a proposed remediation plan so it is never executed. A person decides: with the assistant role "+
+			"the user is asked to confirm in the client (elicitation). Name the digest you reviewed; without one the "+
 			"plan's current digest is rejected and the answer says so. Refused when the plan is unknown, expired or "+
 			"not proposed any more.",
 		hints{readOnly: false, destructive: false, idempotent: true, openWorld: false},
@@ -89,15 +91,19 @@ func (s *Service) decide(ctx context.Context, c *call, a decideArgs, kind events
 		return DecisionOut{}, "", fmt.Errorf("%s plan %s: %w: it was already %s by %s via %s at %s (digest %s), and the executor has not processed that decision yet",
 			verb, p.ID, ErrConflict, pending.Decision, pending.DecidedBy, pending.Via, pending.At.Format(time.RFC3339), pending.Digest)
 	}
-	via := c.via
-	if kind == events.DecisionApproved {
-		if via, err = s.confirmApproval(c, p, a.Digest); err != nil {
-			return DecisionOut{}, "", err
-		}
+	if kind == events.DecisionApproved && s.cfg.RequireDistinctApprover && p.RequestedBy != "" && p.RequestedBy == c.user {
+		return DecisionOut{}, "", fmt.Errorf("approve plan %s: %w: %q asked for this plan, and remediation.require_distinct_approver wants someone else to approve it; "+
+			"ask another person (with their own token, kaar plans approve, or Slack) to review and approve it", p.ID, ErrSameRequester, c.user)
+	}
+	via, err := s.personCheck(c, p, a.Digest, kind)
+	if err != nil {
+		return DecisionOut{}, "", err
+	}
+	if via != c.via {
 		now = s.now().UTC()
 		if !now.Before(p.ExpiresAt) {
-			return DecisionOut{}, "", fmt.Errorf("approve plan %s: %w: its approval window ended at %s, before the approval was confirmed; call generate_remediation_plan for a new plan",
-				p.ID, ErrPlanExpired, p.ExpiresAt.UTC().Format(time.RFC3339))
+			return DecisionOut{}, "", fmt.Errorf("%s plan %s: %w: its approval window ended at %s, before the decision was confirmed; call generate_remediation_plan for a new plan",
+				verb, p.ID, ErrPlanExpired, p.ExpiresAt.UTC().Format(time.RFC3339))
 		}
 	}
 	d := events.Decision{PlanID: p.ID, Digest: a.Digest, Decision: kind, DecidedBy: c.user, Via: via, At: now, Reason: a.Reason}

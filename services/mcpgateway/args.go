@@ -71,6 +71,9 @@ func planIDArg(desc string, required bool) argSpec {
 		pattern: uuidRE, rule: rulePlanID, maxLen: 36}
 }
 
+// requiredDigest marks a digest argument required.
+func requiredDigest(a argSpec) argSpec { a.required = true; return a }
+
 func digestArg(desc string) argSpec {
 	return argSpec{name: "digest", typ: typeString, desc: desc, pattern: digestRE, rule: ruleDigest, maxLen: 71}
 }

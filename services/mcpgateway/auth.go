@@ -27,18 +27,25 @@ const (
 	// RoleRead may analyze the cluster and read incidents, plans and
 	// executions (analyze/list/get tools, resources and prompts).
 	RoleRead Role = "read"
-	// RoleApprover may also ask for plans, approve or reject them and
-	// follow their execution.
+	// RoleAssistant may also ask for plans and follow their execution; it
+	// may approve or reject a plan only with the confirmation of a person
+	// (MCP elicitation), never on the model's call alone unless
+	// mcp.approval.without_elicitation is accept. The role of a model.
+	RoleAssistant Role = "assistant"
+	// RoleApprover decides directly: the role of a person's token.
 	RoleApprover Role = "approver"
-	// RoleAdmin may do everything.
+	// RoleAdmin may also pause and resume remediation (the kill switch).
 	RoleAdmin Role = "admin"
 )
 
 // Roles lists the roles, least privileged first.
-func Roles() []Role { return []Role{RoleRead, RoleApprover, RoleAdmin} }
+func Roles() []Role { return []Role{RoleRead, RoleAssistant, RoleApprover, RoleAdmin} }
+
+// rolesText is the order of the roles, for messages.
+const rolesText = "read < assistant < approver < admin"
 
 func roleNames() []string {
-	out := make([]string, 0, 3)
+	out := make([]string, 0, 4)
 	for _, r := range Roles() {
 		out = append(out, string(r))
 	}
@@ -59,6 +66,13 @@ type Token struct {
 
 // Identity is who a request acts for: the user recorded in decisions and
 // the role that bounds what it may do.
+//
+// A request without one gets its channel's identity (Service.identity):
+// MCP over HTTP without tokens and in-process MCP clients act as
+// {mcp-client, assistant}, REST without tokens as {rest-client,
+// approver} (the original server's curl flow on loopback), stdio as
+// mcp.stdio.user and mcp.stdio.role ({stdio, assistant}). Config.DefaultUser
+// or WithUser replace the user, never the role.
 type Identity struct {
 	User string
 	Role Role
@@ -89,8 +103,9 @@ type userKey struct{}
 
 // WithUser returns a context carrying the authenticated user of a request,
 // for authentication middleware in front of Handler when the gateway's own
-// tokens are not used; no role is checked for such a request. The gateway
-// records the user as decided_by in the decisions it publishes.
+// tokens are not used. The request gets its channel's role (see
+// Identity); use WithIdentity to give it another. The gateway records the
+// user as decided_by in the decisions it publishes.
 func WithUser(ctx context.Context, user string) context.Context {
 	return context.WithValue(ctx, userKey{}, user)
 }
@@ -129,19 +144,30 @@ type ForbiddenError struct {
 }
 
 func (e *ForbiddenError) Error() string {
-	return fmt.Sprintf("permission denied: %s needs role %q, and the token of user %q has role %q (roles: read < approver < admin); use a token with role %s or higher",
-		e.Tool, e.Required, e.User, e.Has, e.Required)
+	return fmt.Sprintf("permission denied: %s needs role %q, and the token of user %q has role %q (roles: %s); use a token with role %s or higher",
+		e.Tool, e.Required, e.User, e.Has, rolesText, e.Required)
 }
 
 // Is makes every ForbiddenError match ErrForbidden.
 func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
 
-// authorize checks the caller's role against the tool's. A request without
-// an identity came through a local transport (stdio, an in-process client)
-// or the gateway runs without tokens: it may do everything.
-func authorize(ctx context.Context, t *tool) error {
-	id, ok := IdentityFromContext(ctx)
-	if !ok || id.Role == "" || id.Role.allows(t.role) {
+// identity is who a call acts for: the authenticated identity, else the
+// identity of its channel (see Identity), never more than approver.
+func (s *Service) identity(ctx context.Context, via events.Via) Identity {
+	user := s.user(ctx, via)
+	if id, ok := IdentityFromContext(ctx); ok && id.Role != "" {
+		return Identity{User: user, Role: id.Role}
+	}
+	if via == events.ViaREST {
+		return Identity{User: user, Role: RoleApprover}
+	}
+	return Identity{User: user, Role: RoleAssistant}
+}
+
+// authorize checks the caller's role against the tool's. Every call has
+// a role: its token's, or its channel's (Service.identity).
+func authorize(id Identity, t *tool) error {
+	if id.Role.allows(t.role) {
 		return nil
 	}
 	return &ForbiddenError{Tool: t.name, User: id.User, Has: id.Role, Required: t.role}

@@ -16,18 +16,25 @@ import (
 )
 
 const (
-	readToken     = "read-token-0123456789"
-	approverToken = "approver-token-0123456789"
-	adminToken    = "admin-token-0123456789"
+	readToken      = "read-token-0123456789"
+	assistantToken = "assistant-token-0123456789"
+	approverToken  = "approver-token-0123456789"
+	adminToken     = "admin-token-0123456789"
 )
 
 func withTokens(c *Config) {
 	c.Tokens = []Token{
 		{Token: readToken, User: "rita", Role: RoleRead},
+		{Token: assistantToken, User: "claude", Role: RoleAssistant},
 		{Token: approverToken, User: "alice", Role: RoleApprover},
 		{Token: adminToken, User: "root", Role: RoleAdmin},
 	}
 }
+
+// acceptWithoutElicitation is mcp.approval.without_elicitation: accept,
+// for tests of what a published decision looks like: an assistant's MCP
+// client that cannot ask its user then decides on the model's call.
+func acceptWithoutElicitation(c *Config) { c.WithoutElicitation = FallbackAccept }
 
 // publishedDecisions decodes the decisions on a plan's approval subject.
 func (e *testEnv) publishedDecisions(planID string) []events.Decision {
@@ -80,8 +87,9 @@ func TestRESTNeedsATokenWithTheRightRole(t *testing.T) {
 		t.Errorf("read token analyze: %d %s", r.Status, r.Raw)
 	}
 	r := e.restAs(readToken, "POST", "/mcp/v1/invoke/approve_remediation_plan", approve)
-	if r.Status != http.StatusForbidden || r.Body["code"] != "forbidden" || r.Body["required_role"] != "approver" ||
-		!strings.Contains(r.Body["error"].(string), `needs role "approver"`) || !strings.Contains(r.Body["error"].(string), `"rita"`) {
+	if r.Status != http.StatusForbidden || r.Body["code"] != "forbidden" || r.Body["required_role"] != "assistant" ||
+		!strings.Contains(r.Body["error"].(string), `needs role "assistant"`) || !strings.Contains(r.Body["error"].(string), `"rita"`) ||
+		!strings.Contains(r.Body["error"].(string), "read < assistant < approver < admin") {
 		t.Errorf("read token approve: %d %s", r.Status, r.Raw)
 	}
 	if n := len(e.approvalMsgs(p.ID)); n != 0 {
@@ -134,11 +142,14 @@ func TestMCPNeedsATokenAndChecksRolesPerTool(t *testing.T) {
 	structured[PlanOut](t, callTool(t, e.ctx, reader, "get_remediation_plan", map[string]any{"plan_id": p.ID}))
 	for _, name := range []string{"approve_remediation_plan", "reject_remediation_plan", "remediate_issue", "generate_remediation_plan"} {
 		args := map[string]any{"plan_id": p.ID}
+		if name == "approve_remediation_plan" {
+			args["digest"] = p.Digest
+		}
 		if name == "generate_remediation_plan" {
 			args = map[string]any{"resource_type": "Deployment", "namespace": "shop", "resource_name": "payments-api"}
 		}
 		res := callTool(t, e.ctx, reader, name, args)
-		if !res.IsError || !strings.Contains(resultText(res), `needs role "approver"`) {
+		if !res.IsError || !strings.Contains(resultText(res), `needs role "assistant"`) {
 			t.Errorf("read token %s: %s", name, resultText(res))
 		}
 	}
@@ -192,7 +203,7 @@ func TestTokensAreRequiredOffLoopback(t *testing.T) {
 	}{
 		{[]Token{{Token: "short", User: "a", Role: RoleRead}}, []string{`"mcp.tokens[0].token"`, "16"}},
 		{[]Token{{Token: readToken, Role: RoleRead}}, []string{`"mcp.tokens[0].user"`}},
-		{[]Token{{Token: readToken, User: "a", Role: "root"}}, []string{`"mcp.tokens[0].role"`, "read, approver, admin"}},
+		{[]Token{{Token: readToken, User: "a", Role: "root"}}, []string{`"mcp.tokens[0].role"`, "read, assistant, approver, admin"}},
 		{[]Token{{Token: readToken, User: "a", Role: RoleRead}, {Token: readToken, User: "b", Role: RoleAdmin}}, []string{`"mcp.tokens[1].token"`, "mcp.tokens[0]"}},
 	} {
 		err := mk(Config{Tokens: tc.tokens}, Deps{})
@@ -201,6 +212,9 @@ func TestTokensAreRequiredOffLoopback(t *testing.T) {
 				t.Errorf("tokens %+v: %v, want %q", tc.tokens, err, w)
 			}
 		}
+	}
+	if err := mk(Config{StdioRole: "root"}, Deps{}); err == nil || !strings.Contains(err.Error(), `"mcp.stdio.role"`) || !strings.Contains(err.Error(), "read, assistant, approver, admin") {
+		t.Errorf("bad stdio role: %v", err)
 	}
 	if err := mk(Config{WithoutElicitation: "maybe"}, Deps{}); err == nil || !strings.Contains(err.Error(), "mcp.approval.without_elicitation") || !strings.Contains(err.Error(), "accept, refuse") {
 		t.Errorf("bad fallback: %v", err)
@@ -257,7 +271,9 @@ mcp:
   token_file: /run/secrets/kaar-tokens.yaml
   resource: https://kaar.example.com/mcp
   authorization_servers: [https://auth.example.com]
-  approval: {without_elicitation: refuse}
+  approval: {without_elicitation: accept}
+  stdio: {user: laptop-alice, role: approver}
+remediation: {require_distinct_approver: true}
 `), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -265,11 +281,15 @@ mcp:
 	c := ConfigFrom(cfg)
 	if len(c.Tokens) != 1 || c.Tokens[0] != (Token{Token: approverToken, User: "alice", Role: RoleApprover}) ||
 		c.TokenFile != "/run/secrets/kaar-tokens.yaml" || c.Resource != "https://kaar.example.com/mcp" ||
-		len(c.AuthorizationServers) != 1 || c.WithoutElicitation != FallbackRefuse {
+		len(c.AuthorizationServers) != 1 || c.WithoutElicitation != FallbackAccept ||
+		c.StdioUser != "laptop-alice" || c.StdioRole != RoleApprover || !c.RequireDistinctApprover {
 		t.Errorf("ConfigFrom = %+v", c)
 	}
-	if def := ConfigFrom(config.Default()); def.WithoutElicitation != FallbackAccept {
-		t.Errorf("default without_elicitation = %q", def.WithoutElicitation)
+	if def := ConfigFrom(config.Default()); def.WithoutElicitation != FallbackRefuse || def.StdioUser != "stdio" || def.StdioRole != RoleAssistant || def.RequireDistinctApprover {
+		t.Errorf("defaults = %+v", def)
+	}
+	if def, err := (Config{Cluster: testCluster}).withDefaults(); err != nil || def.WithoutElicitation != FallbackRefuse || def.StdioUser != "stdio" || def.StdioRole != RoleAssistant {
+		t.Errorf("library defaults = %+v (%v)", def, err)
 	}
 	_, err = config.Load(strings.NewReader("mcp: {approval: {without_elicitation: never}}"), nil)
 	if err == nil || !strings.Contains(err.Error(), "mcp.approval.without_elicitation") {

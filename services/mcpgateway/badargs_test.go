@@ -35,7 +35,8 @@ var badArgs = []struct {
 	{"approve_remediation_plan", `{"plan_id":"plan-1"}`, "plan_id"},
 	{"approve_remediation_plan", `{"plan_id":"01936F8E-7C1A-7B2E-9F3D-4A5B6C7D8E9F"}`, "plan_id"},
 	{"approve_remediation_plan", `{"plan_id":"01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f","digest":"abc"}`, "digest"},
-	{"approve_remediation_plan", `{"plan_id":"01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f","reason":"x"}`, "reason"},
+	{"approve_remediation_plan", `{"plan_id":"01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f","digest":"sha256:` + strings.Repeat("0", 64) + `","reason":"x"}`, "reason"},
+	{"approve_remediation_plan", `{"plan_id":"01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f"}`, "digest"},
 	{"remediate_issue", `{}`, "resource_type"},
 	{"remediate_issue", `{"plan_id":"nope"}`, "plan_id"},
 	{"remediate_issue", `{"plan_id":"01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f","namespace":"shop"}`, "plan_id"},
@@ -62,8 +63,12 @@ var badArgs = []struct {
 }
 
 func TestEveryToolRefusesBadArgumentsNamingThem(t *testing.T) {
-	e := newEnv(t)
-	cs := e.sdkSession(nil)
+	// An admin may call every tool, so every refusal is the argument's.
+	e := newEnv(t, withTokens)
+	cs, err := e.sdkConnect(nil, adminToken, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	covered := map[string]bool{}
 	for _, tc := range badArgs {
 		covered[tc.tool] = true
@@ -78,7 +83,7 @@ func TestEveryToolRefusesBadArgumentsNamingThem(t *testing.T) {
 				t.Errorf("MCP: isError=%t, want the argument %q named: %s", res.IsError, tc.field, txt)
 			}
 
-			r := e.rest("POST", "/mcp/v1/invoke/"+tc.tool, tc.args)
+			r := e.restAs(adminToken, "POST", "/mcp/v1/invoke/"+tc.tool, tc.args)
 			if r.Status != http.StatusBadRequest {
 				t.Fatalf("REST status %d, want 400: %s", r.Status, r.Raw)
 			}

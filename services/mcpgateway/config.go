@@ -85,11 +85,24 @@ type Config struct {
 	// AuthorizationServers are advertised in the metadata
 	// (mcp.authorization_servers).
 	AuthorizationServers []string
-	// WithoutElicitation is what approve_remediation_plan does over MCP
-	// when the client cannot ask its user to confirm
-	// (mcp.approval.without_elicitation); default accept.
+	// WithoutElicitation is what approve_remediation_plan and
+	// reject_remediation_plan do for a caller with the assistant role
+	// whose MCP client cannot ask its user to confirm
+	// (mcp.approval.without_elicitation); default refuse.
 	WithoutElicitation ElicitationFallback
+	// StdioUser and StdioRole are who ServeStdio acts as
+	// (mcp.stdio.user, mcp.stdio.role); default "stdio" and
+	// RoleAssistant.
+	StdioUser string
+	StdioRole Role
+	// RequireDistinctApprover refuses the approval of a plan by the
+	// identity that requested it (remediation.require_distinct_approver);
+	// the executor enforces it too.
+	RequireDistinctApprover bool
 }
+
+// DefaultStdioUser is the default of Config.StdioUser.
+const DefaultStdioUser = "stdio"
 
 // ElicitationFallback is the policy for MCP approvals from clients without
 // the elicitation capability.
@@ -97,10 +110,11 @@ type ElicitationFallback string
 
 // Values of ElicitationFallback.
 const (
-	// FallbackAccept approves on the model's call alone (channel "mcp").
+	// FallbackAccept decides on the model's call alone (channel "mcp").
 	FallbackAccept ElicitationFallback = "accept"
-	// FallbackRefuse refuses and points to an approval channel where a
-	// person acts: REST with an approver token, the CLI, Slack.
+	// FallbackRefuse refuses and tells the model what its person can do:
+	// decide in an elicitation-capable client, the CLI, Slack, or with an
+	// approver token of their own. The default.
 	FallbackRefuse ElicitationFallback = "refuse"
 )
 
@@ -111,24 +125,27 @@ func ConfigFrom(c config.Config) Config {
 		tokens = append(tokens, Token{Token: t.Token, User: t.User, Role: Role(t.Role)})
 	}
 	return Config{
-		Cluster:              c.Kubernetes.ClusterName,
-		JetStreamDomain:      c.NATS.JetStreamDomain,
-		Host:                 c.Server.Host,
-		Port:                 c.Server.Port,
-		TLSCertFile:          c.Server.TLSCertFile,
-		TLSKeyFile:           c.Server.TLSKeyFile,
-		MCPPath:              c.MCP.Path,
-		RequestTimeout:       DefaultRequestTimeout,
-		PlanTimeout:          DefaultPlanTimeout,
-		ProbeTimeout:         DefaultProbeTimeout,
-		RemediateTimeout:     remediateTimeout(c.Remediation.VerifyTimeout.Duration),
-		MaxRemediateTimeout:  DefaultMaxRemediateTimeout,
-		ShutdownTimeout:      DefaultShutdownTimeout,
-		Tokens:               tokens,
-		TokenFile:            c.MCP.TokenFile,
-		Resource:             c.MCP.Resource,
-		AuthorizationServers: c.MCP.AuthorizationServers,
-		WithoutElicitation:   ElicitationFallback(c.MCP.Approval.WithoutElicitation),
+		Cluster:                 c.Kubernetes.ClusterName,
+		JetStreamDomain:         c.NATS.JetStreamDomain,
+		Host:                    c.Server.Host,
+		Port:                    c.Server.Port,
+		TLSCertFile:             c.Server.TLSCertFile,
+		TLSKeyFile:              c.Server.TLSKeyFile,
+		MCPPath:                 c.MCP.Path,
+		RequestTimeout:          DefaultRequestTimeout,
+		PlanTimeout:             DefaultPlanTimeout,
+		ProbeTimeout:            DefaultProbeTimeout,
+		RemediateTimeout:        remediateTimeout(c.Remediation.VerifyTimeout.Duration),
+		MaxRemediateTimeout:     DefaultMaxRemediateTimeout,
+		ShutdownTimeout:         DefaultShutdownTimeout,
+		Tokens:                  tokens,
+		TokenFile:               c.MCP.TokenFile,
+		Resource:                c.MCP.Resource,
+		AuthorizationServers:    c.MCP.AuthorizationServers,
+		WithoutElicitation:      ElicitationFallback(c.MCP.Approval.WithoutElicitation),
+		StdioUser:               c.MCP.Stdio.User,
+		StdioRole:               Role(c.MCP.Stdio.Role),
+		RequireDistinctApprover: c.Remediation.RequireDistinctApprover,
 	}
 }
 
@@ -175,10 +192,19 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	switch c.WithoutElicitation {
 	case "":
-		c.WithoutElicitation = FallbackAccept
+		c.WithoutElicitation = FallbackRefuse
 	case FallbackAccept, FallbackRefuse:
 	default:
 		return c, fmt.Errorf("mcpgateway config: field \"mcp.approval.without_elicitation\": %q is not allowed (allowed: accept, refuse): %w", c.WithoutElicitation, events.ErrInvalid)
+	}
+	if c.StdioUser == "" {
+		c.StdioUser = DefaultStdioUser
+	}
+	if c.StdioRole == "" {
+		c.StdioRole = RoleAssistant
+	}
+	if c.StdioRole.rank() < 0 {
+		return c, fmt.Errorf("mcpgateway config: field \"mcp.stdio.role\": %q is not a role (allowed: %s): %w", c.StdioRole, strings.Join(roleNames(), ", "), events.ErrInvalid)
 	}
 	if err := validateTokens("mcp.tokens", c.Tokens); err != nil {
 		return c, fmt.Errorf("mcpgateway config: %w", err)

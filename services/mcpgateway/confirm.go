@@ -62,52 +62,9 @@ func (s *Service) confirmState(planID, digest, user string) string {
 }
 
 // confirmApproval returns the channel to record for an approval of p at
-// digest, asking the person first when the client can. Errors:
-// *inputRequired (ask), ErrNotConfirmed (declined), ErrConfirmationRequired
-// (the client cannot ask and the policy is refuse).
+// digest by a caller who needs a person's confirmation (person.go).
 func (s *Service) confirmApproval(c *call, p events.Plan, digest string) (events.Via, error) {
-	cf := c.confirm
-	if cf == nil {
-		return c.via, nil
-	}
-	want := s.confirmState(p.ID, digest, c.user)
-	if ans := server.ElicitationResponse(cf.responses, confirmID); ans != nil {
-		if !hmac.Equal([]byte(cf.state), []byte(want)) {
-			return "", fmt.Errorf("approve plan %s: %w: the confirmation answered was asked for another plan, digest or user; nothing was approved, call approve_remediation_plan again",
-				p.ID, ErrNotConfirmed)
-		}
-		content, _ := ans.Content.(map[string]any)
-		if ans.Action == mcp.ElicitationResponseActionAccept && content["approve"] == true {
-			return events.ViaMCPElicitation, nil
-		}
-		answer := string(ans.Action)
-		if ans.Action == mcp.ElicitationResponseActionAccept {
-			answer = "accept without approve=true"
-		}
-		return "", fmt.Errorf("approve plan %s: %w: the user answered %q in the confirmation dialog, so nothing was approved or published. Do not approve it again unless the user asks you to",
-			p.ID, ErrNotConfirmed, answer)
-	}
-	if cf.canElicit {
-		req := server.NewInputRequestBuilder(want).Elicit(confirmID, mcp.ElicitationParams{
-			Mode:    mcp.ElicitationModeForm,
-			Message: s.confirmMessage(p, digest),
-			RequestedSchema: map[string]any{
-				"type": "object",
-				"properties": map[string]any{
-					"approve": map[string]any{"type": "boolean", "title": "Approve this plan",
-						"description": "true lets kaar's executor run the steps now"},
-				},
-				"required": []string{"approve"},
-			},
-		})
-		return "", &inputRequired{result: req.ToolResult()}
-	}
-	if s.cfg.WithoutElicitation == FallbackRefuse {
-		return "", fmt.Errorf("approve plan %s: %w: this MCP client cannot ask its user to confirm (it has no elicitation capability) and the gateway requires a person (mcp.approval.without_elicitation: refuse). "+
-			"Ask the user to approve plan %s at digest %s themselves: POST /mcp/v1/invoke/approve_remediation_plan with an approver token, the kaar CLI, or Slack",
-			p.ID, ErrConfirmationRequired, p.ID, digest)
-	}
-	return c.via, nil
+	return s.confirmDecision(c, p, digest, events.DecisionApproved)
 }
 
 // confirmMessage is what the person reads before approving: what changes,

@@ -112,31 +112,45 @@ func TestDeclinedConfirmationPublishesNothing(t *testing.T) {
 	}
 }
 
+// An assistant whose client cannot ask its user decides nothing by
+// default (mcp.approval.without_elicitation: refuse): the refusal tells
+// the model what its person can do, never another endpoint to call.
 func TestClientsWithoutElicitationFollowThePolicy(t *testing.T) {
 	t.Run("refuse", func(t *testing.T) {
-		e := newEnv(t, func(c *Config) { c.WithoutElicitation = FallbackRefuse })
+		e := newEnv(t)          // the default
 		cs := e.sdkSession(nil) // no elicitation handler: no capability
 		p := e.storePlan(testPlan("shop", "Deployment", "payments-api", events.IssueCrashLoopBackOff, time.Now().UTC(), time.Hour), time.Hour)
 		res := callTool(t, e.ctx, cs, "approve_remediation_plan", map[string]any{"plan_id": p.ID, "digest": p.Digest})
 		txt := resultText(res)
-		for _, w := range []string{"cannot ask its user", "/mcp/v1/invoke/approve_remediation_plan", "approver token", "CLI", "Slack", p.Digest} {
+		for _, w := range []string{"cannot ask its user", "kaar plans approve " + p.ID, "Slack", "approver token of their own", "elicitation", p.Digest} {
 			if !res.IsError || !strings.Contains(txt, w) {
 				t.Errorf("refused approval lacks %q: %s", w, txt)
 			}
 		}
-		if n := len(e.approvalMsgs(p.ID)); n != 0 {
-			t.Errorf("refused approval published %d messages", n)
+		for _, never := range []string{"/mcp/v1", "POST", "invoke"} {
+			if strings.Contains(txt, never) {
+				t.Errorf("the refusal points the model at %q: %s", never, txt)
+			}
 		}
-		// Rejecting needs no confirmation, and REST is the other channel.
-		structured[DecisionOut](t, callTool(t, e.ctx, cs, "reject_remediation_plan", map[string]any{"plan_id": p.ID}))
-		q := e.storePlan(testPlan("shop", "Deployment", "other", events.IssueCrashLoopBackOff, time.Now().UTC(), time.Hour), time.Hour)
-		d := restResult[DecisionOut](t, e.rest("POST", "/mcp/v1/invoke/approve_remediation_plan", `{"plan_id":"`+q.ID+`"}`))
-		if d.Via != "rest" {
+		// A rejection is a decision too.
+		res = callTool(t, e.ctx, cs, "reject_remediation_plan", map[string]any{"plan_id": p.ID})
+		if txt := resultText(res); !res.IsError || !strings.Contains(txt, "kaar plans reject "+p.ID) {
+			t.Errorf("refused rejection: %s", txt)
+		}
+		if n := len(e.approvalMsgs(p.ID)); n != 0 {
+			t.Errorf("refused decisions published %d messages", n)
+		}
+		if got := testutil.ToFloat64(e.gw.metrics.toolCalls.WithLabelValues("approve_remediation_plan", outcomeForbidden)); got != 1 {
+			t.Errorf("forbidden outcome = %v", got)
+		}
+		// REST without tokens on loopback acts for a person (approver).
+		d := restResult[DecisionOut](t, e.rest("POST", "/mcp/v1/invoke/approve_remediation_plan", `{"plan_id":"`+p.ID+`","digest":"`+p.Digest+`"}`))
+		if d.Via != "rest" || d.DecidedBy != AnonymousRESTUser {
 			t.Errorf("REST approval = %+v", d)
 		}
 	})
 	t.Run("accept", func(t *testing.T) {
-		e := newEnv(t) // the default
+		e := newEnv(t, acceptWithoutElicitation)
 		cs := e.sdkSession(nil)
 		p := e.storePlan(testPlan("shop", "Deployment", "payments-api", events.IssueCrashLoopBackOff, time.Now().UTC(), time.Hour), time.Hour)
 		d := structured[DecisionOut](t, callTool(t, e.ctx, cs, "approve_remediation_plan", map[string]any{"plan_id": p.ID, "digest": p.Digest}))

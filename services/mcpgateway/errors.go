@@ -49,10 +49,15 @@ var (
 	// ErrNotApproved: remediate_issue found a plan nobody approved
 	// (matches ErrConflict).
 	ErrNotApproved = fmt.Errorf("plan not approved: %w", ErrConflict)
-	// ErrConfirmationRequired: an MCP approval from a client that cannot
-	// ask its user, with mcp.approval.without_elicitation = refuse
-	// (matches ErrForbidden).
-	ErrConfirmationRequired = fmt.Errorf("approval needs a person's confirmation: %w", ErrForbidden)
+	// ErrConfirmationRequired: a decision by an assistant that no person
+	// confirmed: over REST, or from an MCP client that cannot ask its
+	// user with mcp.approval.without_elicitation = refuse (matches
+	// ErrForbidden).
+	ErrConfirmationRequired = fmt.Errorf("the decision needs a person's confirmation: %w", ErrForbidden)
+	// ErrSameRequester: an approval by the identity that asked for the
+	// plan, with remediation.require_distinct_approver (matches
+	// ErrForbidden).
+	ErrSameRequester = fmt.Errorf("approval by the plan's requester: %w", ErrForbidden)
 	// ErrIncidentNotFound: no open incident has that id (matches
 	// ErrNotFound).
 	ErrIncidentNotFound = fmt.Errorf("incident not found: %w", ErrNotFound)
@@ -134,6 +139,9 @@ const (
 	// outcomeUnauthenticated is the REST code of a 401; never a tool
 	// outcome (the call does not reach a tool).
 	outcomeUnauthenticated = "unauthenticated"
+	// outcomeUnsupportedMedia is the REST code of a 415 (a POST body not
+	// declared application/json); never a tool outcome.
+	outcomeUnsupportedMedia = "unsupported_media_type"
 )
 
 // classify maps an error to its metrics outcome, REST status and the error

@@ -190,7 +190,9 @@ func (s *Service) invoke(ctx context.Context, t *tool, c *call, raw json.RawMess
 			s.log.Info("tool call refused", append(attrs, "error", err)...)
 		}
 	}()
-	if err := authorize(ctx, t); err != nil {
+	id := s.identity(ctx, c.via)
+	c.user, c.role = id.User, id.Role
+	if err := authorize(id, t); err != nil {
 		return nil, "", err
 	}
 	checked, err := checkArgs(t.specs, raw)
@@ -302,6 +304,10 @@ func (s *Service) drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 // run at most one ServeStdio at a time.
 func (s *Service) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
 	ss := server.NewStdioServer(s.mcp)
+	// stdio carries no token: it acts as the configured identity
+	// (mcp.stdio.user, mcp.stdio.role).
+	stdio := Identity{User: s.cfg.StdioUser, Role: s.cfg.StdioRole}
+	ss.SetContextFunc(func(ctx context.Context) context.Context { return WithIdentity(ctx, stdio) })
 	ss.SetErrorLogger(log.New(slogWriter{s.log.With("transport", "stdio")}, "", 0))
 	err := ss.Listen(ctx, in, out)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {

@@ -276,6 +276,8 @@ func startFakePlanner(t *testing.T, nc *nats.Conn, plans *bus.PlanStore) *fakePl
 				typ = events.IssueCrashLoopBackOff
 			}
 			p := testPlan(req.Namespace, req.Kind, req.Name, typ, time.Now().UTC().Truncate(time.Millisecond), 15*time.Minute)
+			p.RequestedBy = req.RequestedBy // as the planner does
+			p.Seal()
 			if _, err := plans.Create(context.Background(), p, 15*time.Minute); err != nil {
 				respond(r, nil, err)
 				return

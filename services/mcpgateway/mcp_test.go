@@ -3,6 +3,7 @@ package mcpgateway
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -148,7 +149,7 @@ func TestAssistantGeneratesAPlanWithUntrustedEvidence(t *testing.T) {
 }
 
 func TestApprovalPublishesOneDecisionNamingTheDigest(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, acceptWithoutElicitation)
 	cs := e.sdkSession(nil)
 	p := structured[PlanOut](t, callTool(t, e.ctx, cs, "generate_remediation_plan", map[string]any{
 		"resource_type": "Deployment", "namespace": "shop", "resource_name": "payments-api"}))
@@ -197,16 +198,29 @@ func TestApprovalPublishesOneDecisionNamingTheDigest(t *testing.T) {
 	}
 }
 
-func TestApprovalWithoutDigestApprovesTheCurrentOneAndSaysSo(t *testing.T) {
-	e := newEnv(t)
+// An approval approves exactly the digest a person reviewed: without one
+// it is refused naming the argument. A rejection may omit it.
+func TestApprovalNeedsTheDigestARejectionDoesNot(t *testing.T) {
+	e := newEnv(t, acceptWithoutElicitation)
 	cs := e.sdkSession(nil)
 	p := e.storePlan(testPlan("shop", "Deployment", "frontend", events.IssueImagePullBackOff, time.Now().UTC(), time.Hour), time.Hour)
-	d := structured[DecisionOut](t, callTool(t, e.ctx, cs, "approve_remediation_plan", map[string]any{"plan_id": p.ID}))
-	if d.Digest != p.Digest || d.DigestSource != digestCurrent || !strings.Contains(d.Message, "No digest was given") {
+	res := callTool(t, e.ctx, cs, "approve_remediation_plan", map[string]any{"plan_id": p.ID})
+	if !res.IsError || !strings.Contains(resultText(res), `argument "digest": required`) {
+		t.Errorf("MCP approval without a digest: %s", resultText(res))
+	}
+	r := e.rest("POST", "/mcp/v1/invoke/approve_remediation_plan", `{"plan_id":"`+p.ID+`"}`)
+	if r.Status != http.StatusBadRequest || r.Body["field"] != "digest" {
+		t.Errorf("REST approval without a digest: %d %s", r.Status, r.Raw)
+	}
+	if n := len(e.approvalMsgs(p.ID)); n != 0 {
+		t.Fatalf("%d approval messages without a digest, want 0", n)
+	}
+	d := structured[DecisionOut](t, callTool(t, e.ctx, cs, "reject_remediation_plan", map[string]any{"plan_id": p.ID}))
+	if d.Decision != "rejected" || d.Digest != p.Digest || d.DigestSource != digestCurrent || !strings.Contains(d.Message, "No digest was given") {
 		t.Errorf("decision = %+v", d)
 	}
 	if n := len(e.approvalMsgs(p.ID)); n != 1 {
-		t.Errorf("%d approval messages, want 1", n)
+		t.Errorf("%d decision messages, want 1", n)
 	}
 }
 
@@ -233,9 +247,9 @@ func TestApprovalRefusals(t *testing.T) {
 	}{
 		{"wrong digest", map[string]any{"plan_id": live.ID, "digest": otherDigest}, []string{"digest mismatch", live.Digest}, 409},
 		{"expired", map[string]any{"plan_id": expired.ID, "digest": expired.Digest}, []string{"plan expired", "generate_remediation_plan"}, 409},
-		{"missing", map[string]any{"plan_id": "01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f"}, []string{"not found", "expired", "never existed"}, 404},
+		{"missing", map[string]any{"plan_id": "01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f", "digest": otherDigest}, []string{"not found", "expired", "never existed"}, 404},
 		{"not proposed", map[string]any{"plan_id": executing.ID, "digest": executing.Digest}, []string{"not proposed", "executing"}, 409},
-		{"diagnostic only", map[string]any{"plan_id": diag.ID}, []string{"diagnostic-only"}, 409},
+		{"diagnostic only", map[string]any{"plan_id": diag.ID, "digest": diag.Digest}, []string{"diagnostic-only"}, 409},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := callTool(t, e.ctx, cs, "approve_remediation_plan", tc.args)
@@ -261,7 +275,7 @@ func TestApprovalRefusals(t *testing.T) {
 }
 
 func TestRemediateWaitsForTheExecutionRecord(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, acceptWithoutElicitation)
 	var mu sync.Mutex
 	var progress []float64
 	cs := e.sdkSession(&sdk.ClientOptions{ProgressNotificationHandler: func(_ context.Context, r *sdk.ProgressNotificationClientRequest) {
@@ -373,7 +387,7 @@ func TestRemediateTimesOutWithoutStoppingAnything(t *testing.T) {
 }
 
 func TestRejectAndListPlans(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, acceptWithoutElicitation)
 	cs := e.sdkSession(nil)
 	now := time.Now().UTC()
 	a := e.storePlan(testPlan("shop", "Deployment", "a", events.IssueCrashLoopBackOff, now.Add(-time.Minute), time.Hour), time.Hour)

@@ -39,9 +39,9 @@ func (s *Service) generatePlanTool() (*tool, error) {
 		s.generatePlan)
 }
 
-func (s *Service) generatePlan(ctx context.Context, _ *call, a generatePlanArgs) (PlanOut, string, error) {
+func (s *Service) generatePlan(ctx context.Context, c *call, a generatePlanArgs) (PlanOut, string, error) {
 	req := events.PlanRequest{Namespace: a.Namespace, Kind: workloadKinds[a.ResourceType],
-		Name: a.ResourceName, IssueType: events.IssueType(a.IssueType)}
+		Name: a.ResourceName, IssueType: events.IssueType(a.IssueType), RequestedBy: c.user}
 	resp, err := request[events.PlanResponse](ctx, s, events.ServicePlanner, events.VerbPlan, req, s.cfg.PlanTimeout,
 		map[string]string{"kind": "resource_type", "name": "resource_name", "namespace": "namespace", "issue_type": "issue_type", "type": "issue_type"})
 	if err != nil {

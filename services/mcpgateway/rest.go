@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/kaar-dev/kaar/pkg/events"
@@ -24,9 +27,9 @@ func (s *Service) Handler() http.Handler { return s.handler }
 
 func (s *Service) newHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(s.cfg.MCPPath, s.requireAuth(s.streamable))
-	mux.Handle("GET /mcp/v1/tools", s.requireAuth(http.HandlerFunc(s.restTools)))
-	mux.Handle("POST /mcp/v1/invoke/{tool}", s.requireAuth(http.HandlerFunc(s.restInvoke)))
+	mux.Handle(s.cfg.MCPPath, s.browserGuard(s.requireAuth(s.streamable)))
+	mux.Handle("GET /mcp/v1/tools", s.browserGuard(s.requireAuth(http.HandlerFunc(s.restTools))))
+	mux.Handle("POST /mcp/v1/invoke/{tool}", s.browserGuard(s.requireAuth(http.HandlerFunc(s.restInvoke))))
 	mux.HandleFunc("/mcp/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, restError{Error: fmt.Sprintf("no REST endpoint %s %s: use GET /mcp/v1/tools or POST /mcp/v1/invoke/{tool}", r.Method, r.URL.Path)})
 	})
@@ -155,6 +158,58 @@ func rebindingGuard(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// browserGuard keeps web pages out of the MCP and REST endpoints, which
+// can decide on plans and pause remediation: a request with an Origin
+// header naming another host:port than the request's own (or than
+// mcp.resource's) is refused with 403, and a POST whose body is not
+// declared application/json with 415. A page can send a text/plain or
+// form POST to 127.0.0.1 without a CORS preflight; it cannot send
+// application/json without one, and the gateway answers no preflight.
+func (s *Service) browserGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" && !s.sameOrigin(origin, r) {
+			writeJSON(w, http.StatusForbidden, restError{Field: "Origin", Code: outcomeForbidden,
+				Error: fmt.Sprintf("forbidden: Origin %q is not this server (%s): a web page of another site may not call kaar's MCP and REST endpoints", origin, r.Host)})
+			return
+		}
+		if r.Method == http.MethodPost {
+			ct := r.Header.Get("Content-Type")
+			mt, _, err := mime.ParseMediaType(ct)
+			if err != nil || !strings.EqualFold(mt, "application/json") {
+				writeJSON(w, http.StatusUnsupportedMediaType, restError{Field: "Content-Type", Code: outcomeUnsupportedMedia, Allowed: []string{"application/json"},
+					Error: fmt.Sprintf("unsupported media type: Content-Type %q; send the body as application/json", ct)})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sameOrigin reports whether origin (scheme://host[:port]) names the
+// host:port the request was sent to, or the configured resource's.
+func (s *Service) sameOrigin(origin string, r *http.Request) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false // includes "null": sandboxed frames, file:// pages
+	}
+	want := []string{normalHost(r.Host, u.Scheme)}
+	if s.cfg.Resource != "" {
+		if ru, err := url.Parse(s.cfg.Resource); err == nil && ru.Scheme == u.Scheme {
+			want = append(want, normalHost(ru.Host, ru.Scheme))
+		}
+	}
+	return slices.Contains(want, normalHost(u.Host, u.Scheme))
+}
+
+// normalHost lower-cases host:port and drops the scheme's default port.
+func normalHost(hostport, scheme string) string {
+	hostport = strings.ToLower(hostport)
+	if h, p, err := net.SplitHostPort(hostport); err == nil && ((scheme == "http" && p == "80") || (scheme == "https" && p == "443")) {
+		return h
+	}
+	return hostport
 }
 
 func isLoopback(hostport string) bool {

@@ -63,8 +63,10 @@ func TestRESTInvokesToolsAndMapsErrors(t *testing.T) {
 
 	p := restResult[PlanOut](t, e.rest("POST", "/mcp/v1/invoke/generate_remediation_plan",
 		`{"resource_type":"deployment","namespace":"shop","resource_name":"payments-api","issue_type":"CrashLoopBackOff"}`))
-	d := restResult[DecisionOut](t, e.rest("POST", "/mcp/v1/invoke/approve_remediation_plan", `{"plan_id":"`+p.PlanID+`"}`))
-	if d.Via != "rest" || d.DecidedBy != AnonymousRESTUser || d.DigestSource != digestCurrent || d.Digest != p.Digest {
+	// Without tokens on loopback, REST acts for a person (approver): the
+	// original server's curl flow.
+	d := restResult[DecisionOut](t, e.rest("POST", "/mcp/v1/invoke/approve_remediation_plan", `{"plan_id":"`+p.PlanID+`","digest":"`+p.Digest+`"}`))
+	if d.Via != "rest" || d.DecidedBy != AnonymousRESTUser || d.DigestSource != digestGiven || d.Digest != p.Digest {
 		t.Errorf("REST approval = %+v", d)
 	}
 	msgs := e.approvalMsgs(p.PlanID)
@@ -160,8 +162,9 @@ func TestAuthenticatedUserIsTheApprover(t *testing.T) {
 	p1 := e.storePlan(testPlan("shop", "Deployment", "one", events.IssueCrashLoopBackOff, now, time.Hour), time.Hour)
 	p2 := e.storePlan(testPlan("shop", "Deployment", "two", events.IssueCrashLoopBackOff, now, time.Hour), time.Hour)
 
-	approve := func(id, token string) DecisionOut {
-		req, _ := http.NewRequest("POST", auth.URL+"/mcp/v1/invoke/approve_remediation_plan", strings.NewReader(`{"plan_id":"`+id+`"}`))
+	approve := func(id, digest, token string) DecisionOut {
+		req, _ := http.NewRequest("POST", auth.URL+"/mcp/v1/invoke/approve_remediation_plan", strings.NewReader(`{"plan_id":"`+id+`","digest":"`+digest+`"}`))
+		req.Header.Set("Content-Type", "application/json")
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -178,10 +181,10 @@ func TestAuthenticatedUserIsTheApprover(t *testing.T) {
 		}
 		return body.Result
 	}
-	if d := approve(p1.ID, "alice-token"); d.DecidedBy != "alice" {
+	if d := approve(p1.ID, p1.Digest, "alice-token"); d.DecidedBy != "alice" {
 		t.Errorf("decided_by %q, want alice", d.DecidedBy)
 	}
-	if d := approve(p2.ID, ""); d.DecidedBy != "ops-laptop" {
+	if d := approve(p2.ID, p2.Digest, ""); d.DecidedBy != "ops-laptop" {
 		t.Errorf("decided_by %q, want the configured default", d.DecidedBy)
 	}
 }

@@ -27,6 +27,8 @@ type call struct {
 	// user is the authenticated user, or the configured or anonymous
 	// default; recorded in decisions.
 	user string
+	// role bounds what the call may do (Service.identity).
+	role Role
 	// args are the checked arguments (checkArgs).
 	args json.RawMessage
 	// progress reports progress to the client when it asked for it; nil
@@ -121,12 +123,14 @@ func (t *tool) mcpTool() mcp.Tool {
 }
 
 // toolRoles are the tools that need more than RoleRead: asking the
-// planner for a plan, deciding on one and following its execution.
+// planner for a plan, deciding on one and following its execution. An
+// assistant may call approve and reject, but decide then needs a
+// person's confirmation (person.go).
 var toolRoles = map[string]Role{
-	"generate_remediation_plan": RoleApprover,
-	"approve_remediation_plan":  RoleApprover,
-	"reject_remediation_plan":   RoleApprover,
-	"remediate_issue":           RoleApprover,
+	"generate_remediation_plan": RoleAssistant,
+	"approve_remediation_plan":  RoleAssistant,
+	"reject_remediation_plan":   RoleAssistant,
+	"remediate_issue":           RoleAssistant,
 	"pause_remediation":         RoleAdmin,
 	"resume_remediation":        RoleAdmin,
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -45,11 +46,25 @@ func TestStdioServesMCPToASpawningClient(t *testing.T) {
 	if out.Total != 2 {
 		t.Errorf("analyze over stdio = %+v", out)
 	}
-	// Decisions over stdio are MCP decisions.
+	// stdio carries no token: it acts as mcp.stdio.user with
+	// mcp.stdio.role, by default an assistant, which neither flips the
+	// kill switch nor decides without its person.
 	p := e.storePlan(testPlan("shop", "Deployment", "stdio", events.IssueCrashLoopBackOff, time.Now().UTC(), time.Hour), time.Hour)
-	d := structured[DecisionOut](t, callTool(t, e.ctx, cs, "approve_remediation_plan", map[string]any{"plan_id": p.ID, "digest": p.Digest}))
-	if d.Via != "mcp" || d.DecidedBy != AnonymousMCPUser {
-		t.Errorf("stdio decision = %+v", d)
+	ar := callTool(t, e.ctx, cs, "approve_remediation_plan", map[string]any{"plan_id": p.ID, "digest": p.Digest})
+	if txt := resultText(ar); !ar.IsError || !strings.Contains(txt, `user "stdio" has role assistant`) {
+		t.Errorf("stdio approval: %s", txt)
+	}
+	for _, tool := range []string{"pause_remediation", "resume_remediation"} {
+		res := callTool(t, e.ctx, cs, tool, map[string]any{"reason": "from a laptop"})
+		if txt := resultText(res); !res.IsError || !strings.Contains(txt, `needs role "admin"`) || !strings.Contains(txt, `"stdio"`) {
+			t.Errorf("stdio %s: %s", tool, txt)
+		}
+	}
+	if n := len(e.approvalMsgs(p.ID)); n != 0 {
+		t.Errorf("stdio published %d decisions", n)
+	}
+	if ps, err := bus.GetPause(e.ctx, e.js, testCluster); err == nil && ps.Paused {
+		t.Errorf("stdio paused remediation: %+v", ps)
 	}
 
 	_ = cs.Close()
