@@ -106,40 +106,61 @@ func checkGatewayAuth(t *testing.T, where string, cfg config.Config, localTokenF
 	}
 }
 
-// checkBusAsServices connects to url as each service with its effective
-// configuration (nats.user, nats.password: what kaar-<service> passes to
-// pkg/bus.Connect), declares the bus as each, and checks the kill switch:
-// the gateway writes it, the executor watches it, the watcher cannot.
-// A wrong password is refused.
+// checkBusAsServices connects to url as the provisioner and as each
+// service with its effective configuration (nats.user, nats.password:
+// what kaar bus provision and kaar-<service> pass to pkg/bus.Connect,
+// with the role's inbox prefix): the provisioner declares the bus, each
+// service binds to it (bus.CheckBound) without being allowed to declare
+// it, and the kill switch works: the gateway writes it, the executor
+// watches it, the watcher cannot. A wrong password and no credentials are
+// refused.
 func checkBusAsServices(t *testing.T, url string, cfgs map[string]config.Config) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	conns := map[string]*nats.Conn{}
-	for _, svc := range services {
-		cfg, ok := cfgs[svc]
+	login := func(name string) *nats.Conn {
+		cfg, ok := cfgs[name]
 		if !ok {
-			t.Fatalf("no configuration for %s", svc)
+			t.Fatalf("no configuration for %s", name)
 		}
-		if cfg.NATS.User != "kaar-"+svc || cfg.NATS.Password == "" {
-			t.Errorf("%s: nats.user %q (password set: %t), want kaar-%s with a password", svc, cfg.NATS.User, cfg.NATS.Password != "", svc)
+		role, _ := bus.RoleOfService(name)
+		if cfg.NATS.User != role.User() || cfg.NATS.Password == "" {
+			t.Errorf("%s: nats.user %q (password set: %t), want %s with a password", name, cfg.NATS.User, cfg.NATS.Password != "", role.User())
 		}
 		// Permission violations are expected (the watcher's write of the
 		// kill switch below) and checked where they matter.
-		nc, err := nats.Connect(url, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password), nats.Name("kaar-"+svc),
+		nc, err := nats.Connect(url, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password), nats.Name("kaar-"+name), nats.CustomInboxPrefix(role.InboxPrefix()),
 			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 		if err != nil {
-			t.Fatalf("%s cannot log in to NATS as %q: %v", svc, cfg.NATS.User, err)
+			t.Fatalf("%s cannot log in to NATS as %q: %v", name, cfg.NATS.User, err)
 		}
 		t.Cleanup(nc.Close)
-		conns[svc] = nc
-		js, err := jetstream.New(nc)
+		conns[name] = nc
+		return nc
+	}
+	pjs, err := jetstream.New(login("provisioner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := cfgs["provisioner"].Kubernetes.ClusterName
+	if _, err := bus.Provision(ctx, pjs, bus.Config{Clusters: []string{cluster}}); err != nil {
+		t.Fatalf("kaar-provisioner cannot declare the bus: %v", err)
+	}
+	for _, svc := range services {
+		js, err := jetstream.New(login(svc))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := bus.Provision(ctx, js, bus.Config{Clusters: []string{cfg.Kubernetes.ClusterName}}); err != nil {
-			t.Fatalf("%s cannot declare the bus as %s: %v", svc, cfg.NATS.User, err)
+		role, _ := bus.RoleOfService(svc)
+		if err := bus.CheckBound(ctx, js, role, bus.Config{Clusters: []string{cfgs[svc].Kubernetes.ClusterName}}); err != nil {
+			t.Errorf("%s cannot bind to the provisioned bus: %v", svc, err)
 		}
+		short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+		if _, err := bus.Provision(short, js, bus.Config{Clusters: []string{"other"}}); err == nil {
+			t.Errorf("%s could declare streams and consumers", svc)
+		}
+		cancelShort()
 	}
 	if nc, err := nats.Connect(url, nats.UserInfo("kaar-watcher", cfgs["watcher"].NATS.Password+"x")); err == nil {
 		nc.Close()
@@ -149,7 +170,6 @@ func checkBusAsServices(t *testing.T, url string, cfgs map[string]config.Config)
 		nc.Close()
 		t.Error("NATS accepts a client without credentials")
 	}
-	cluster := cfgs["mcpgateway"].Kubernetes.ClusterName
 	checkKillSwitch(t, conns["mcpgateway"], conns["executor"], cluster)
 	wjs, _ := jetstream.New(conns["watcher"])
 	p := events.Pause{Paused: false, By: "watcher", Via: events.ViaAuto, At: time.Now().UTC()}

@@ -2,6 +2,7 @@ package deploytest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -48,9 +50,10 @@ func chartSecrets(tc chartCase) map[string]map[string]string {
 	out := map[string]map[string]string{}
 	if tc.natsSecret != "" {
 		out[tc.natsSecret] = map[string]string{}
-		for _, svc := range services {
-			// Hex, as openssl rand -hex makes them (a leading digit too).
-			out[tc.natsSecret][svc] = "4f" + strings.Repeat(svc[:1], 8) + "0123456789abcdef"
+		for _, r := range bus.Roles() {
+			// Hex, as openssl rand -hex makes them (a leading digit too),
+			// one per role, all different.
+			out[tc.natsSecret][string(r)] = fmt.Sprintf("4f%x0123456789abcdef", string(r))
 		}
 	}
 	if tc.tokenSecret != "" {
@@ -97,9 +100,9 @@ nats:
 			args:    []string{"--set", "mcpgateway.auth.existingSecret=kaar-mcp-tokens,nats.enabled=false,nats.url=nats://nats.bus.svc:4222,nats.auth.enabled=false"},
 			cluster: "default", natsURL: "nats://nats.bus.svc:4222", rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2,
 			tokenSecret: "kaar-mcp-tokens", tokenKey: "tokens.yaml"},
-		{name: "loopback-only gateway, no NATS auth, no persistence, no RBAC, no annotations",
-			args:    []string{"--set", "mcpgateway.auth.loopbackOnly=true,nats.auth.enabled=false,nats.persistence.enabled=false,rbac.create=false,prometheusAnnotations=false,mcpgateway.podDisruptionBudget.enabled=false,serviceMonitor.enabled=true"},
-			cluster: "default", natsInChart: true, gatewayPods: 2, monitor: true, loopback: true},
+		{name: "loopback-only gateway, no persistence, no RBAC, no annotations",
+			args:    []string{"--set", "mcpgateway.auth.loopbackOnly=true,nats.auth.existingSecret=kaar-nats-users,nats.persistence.enabled=false,rbac.create=false,prometheusAnnotations=false,mcpgateway.podDisruptionBudget.enabled=false,serviceMonitor.enabled=true"},
+			cluster: "default", natsInChart: true, gatewayPods: 2, monitor: true, loopback: true, natsSecret: "kaar-nats-users"},
 		{name: "values file with config overrides", args: []string{"-f", values},
 			cluster: "staging_2", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2, autoApprove: true,
 			natsSecret: "bus-passwords", tokenSecret: "gateway-tokens", tokenKey: "tokens"},
@@ -161,6 +164,7 @@ func checkRendering(t *testing.T, tc chartCase, ns string, objs []*unstructured.
 		}
 		checkSecurityContext(t, "nats", sts)
 	}
+	checkProvisionJob(t, tc, objs)
 	if got := len(ofKind(objs, "ClusterRole")) == 3 && len(ofKind(objs, "ClusterRoleBinding")) == 3; got != tc.rbac {
 		t.Errorf("3 ClusterRoles and bindings rendered=%t, want %t", got, tc.rbac)
 	}
@@ -180,8 +184,8 @@ func checkRendering(t *testing.T, tc chartCase, ns string, objs []*unstructured.
 		if hasPerms := strings.Contains(conf["nats.conf"], "include ./kaar-permissions.conf") && conf["kaar-permissions.conf"] != ""; hasPerms != (tc.natsSecret != "") {
 			t.Errorf("NATS includes kaar-permissions.conf: %t, want %t", hasPerms, tc.natsSecret != "")
 		}
-		if n := len(env) - 1; (n == len(services)) != (tc.natsSecret != "") {
-			t.Errorf("NATS server gets %d passwords, want them with NATS auth only", n)
+		if n := len(env) - 1; (n == len(bus.Roles())) != (tc.natsSecret != "") {
+			t.Errorf("NATS server gets %d passwords, want one per role with NATS auth only", n)
 		}
 	}
 	for _, cr := range ofKind(objs, "ClusterRole") {
@@ -416,6 +420,7 @@ func TestChartRefusesInsecureOrIncompleteValues(t *testing.T) {
 	}{
 		{"no gateway tokens", "nats.auth.existingSecret=kaar-nats-users", "create secret generic kaar-mcp-tokens"},
 		{"no gateway tokens with NATS auth off", "nats.auth.enabled=false", "mcpgateway.auth.loopbackOnly=true"},
+		{"the chart's NATS without authentication", "mcpgateway.auth.existingSecret=t,nats.auth.enabled=false", "nats.auth.enabled=false with the chart's NATS server"},
 		{"no NATS passwords", "mcpgateway.auth.existingSecret=kaar-mcp-tokens", "create secret generic kaar-nats-users"},
 		{"external NATS without NATS passwords", "mcpgateway.auth.existingSecret=t,nats.enabled=false,nats.url=nats://bus:4222", "nats.auth.existingSecret=kaar-nats-users"},
 		{"tokens in the ConfigMap", withSecrets + ",config.mcp.tokens[0].token=0123456789abcdef0,config.mcp.tokens[0].user=a,config.mcp.tokens[0].role=admin", "config.mcp.tokens would be stored in a ConfigMap"},
@@ -507,8 +512,8 @@ func TestChartNATSConfigRunsJetStream(t *testing.T) {
 	if opts.JetStreamMaxStore < 1<<29 {
 		t.Errorf("max_file_store parsed as %d bytes, want about 1G", opts.JetStreamMaxStore)
 	}
-	if len(opts.Users) != len(services) {
-		t.Fatalf("%d NATS users, want one per service", len(opts.Users))
+	if len(opts.Users) != len(bus.Roles()) {
+		t.Fatalf("%d NATS users, want one per role", len(opts.Users))
 	}
 	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir = "127.0.0.1", -1, -1, t.TempDir()
 	ns, err := natsserver.NewServer(opts)
@@ -524,8 +529,10 @@ func TestChartNATSConfigRunsJetStream(t *testing.T) {
 	for _, svc := range services {
 		cfgs[svc], _ = effectiveConfig(t, tc, objs, find(t, objs, "Deployment", "kaar-"+svc))
 	}
+	cfgs["provisioner"], _ = effectiveConfig(t, tc, objs, find(t, objs, "Job", "kaar-provision"))
 	checkBusAsServices(t, ns.ClientURL(), cfgs)
-	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(cfgs["mcpgateway"].NATS.User, cfgs["mcpgateway"].NATS.Password))
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(cfgs["mcpgateway"].NATS.User, cfgs["mcpgateway"].NATS.Password),
+		nats.CustomInboxPrefix(bus.RoleMCPGateway.InboxPrefix()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,5 +547,46 @@ func TestChartNATSConfigRunsJetStream(t *testing.T) {
 	}
 	if info.Limits.MaxStore != -1 && info.Limits.MaxStore < 1<<29 {
 		t.Errorf("JetStream account store limit %d", info.Limits.MaxStore)
+	}
+}
+
+// checkProvisionJob: the chart runs "kaar bus provision" as a Helm hook
+// (before every upgrade; at install before the release's objects with an
+// external NATS, after them with the chart's own NATS, which does not
+// exist before), as kaar-provisioner, with the services' configuration.
+func checkProvisionJob(t *testing.T, tc chartCase, objs []*unstructured.Unstructured) {
+	t.Helper()
+	job := find(t, objs, "Job", "kaar-provision")
+	hook := job.GetAnnotations()["helm.sh/hook"]
+	want := "pre-install,pre-upgrade"
+	if tc.natsInChart {
+		want = "post-install,pre-upgrade"
+	}
+	if hook != want {
+		t.Errorf("provision Job hook %q, want %q", hook, want)
+	}
+	spec, _, _ := unstructured.NestedMap(job.Object, "spec", "template", "spec")
+	c := spec["containers"].([]any)[0].(map[string]any)
+	if cmd := fmt.Sprint(c["command"]); cmd != "[kaar bus provision --config /etc/kaar/config.yaml]" {
+		t.Errorf("provision Job command %s", cmd)
+	}
+	checkSecurityContext(t, "provision", job)
+	if auto := spec["automountServiceAccountToken"]; auto != false {
+		t.Errorf("provision Job mounts a ServiceAccount token: %v", auto)
+	}
+	cm := find(t, objs, "ConfigMap", "kaar-provision")
+	if h := cm.GetAnnotations()["helm.sh/hook"]; h != want {
+		t.Errorf("provision ConfigMap hook %q, want %q (it must exist when the Job runs)", h, want)
+	}
+	got, _, _ := unstructured.NestedString(cm.Object, "data", "config.yaml")
+	main, _, _ := unstructured.NestedString(find(t, objs, "ConfigMap", "kaar-config").Object, "data", "config.yaml")
+	if got != main {
+		t.Errorf("the provision Job's config.yaml differs from the services':\n%s\n---\n%s", got, main)
+	}
+	if tc.natsSecret != "" {
+		cfg, _ := effectiveConfig(t, tc, objs, job)
+		if cfg.NATS.User != bus.RoleProvisioner.User() || cfg.NATS.Password == "" {
+			t.Errorf("provision Job logs in as %q (password set %t), want kaar-provisioner", cfg.NATS.User, cfg.NATS.Password != "")
+		}
 	}
 }

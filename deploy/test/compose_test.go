@@ -11,6 +11,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,7 +76,7 @@ func mountedConfig(t *testing.T, p *types.Project, svc, target string) string {
 // and no cluster credentials for the gateway.
 func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 	p := loadCompose(t)
-	want := []string{"demo", "executor", "k3s", "mcpgateway", "nats", "planner", "watcher"}
+	want := []string{"demo", "executor", "k3s", "mcpgateway", "nats", "planner", "provision", "watcher"}
 	if got := p.ServiceNames(); !slices.Equal(sorted(got), want) {
 		t.Fatalf("services %v, want %v", got, want)
 	}
@@ -114,6 +115,9 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 		}
 		if dep, ok := s.DependsOn["nats"]; !ok || dep.Condition != types.ServiceConditionHealthy {
 			t.Errorf("%s: does not wait for a healthy NATS: %v", name, s.DependsOn)
+		}
+		if dep, ok := s.DependsOn["provision"]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("%s: does not wait for kaar bus provision: %v", name, s.DependsOn)
 		}
 		if !slices.ContainsFunc(s.Configs, func(c types.ServiceConfigObjConfig) bool {
 			return c.Source == "kaar-config" && c.Target == "/etc/kaar/config.yaml"
@@ -206,7 +210,7 @@ func TestComposeNATSLogsInEachService(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nats-server rejects the compose NATS configuration: %v", err)
 	}
-	if !opts.JetStream || opts.StoreDir != "/data" || opts.Port != 4222 || opts.HTTPPort != 8222 || len(opts.Users) != len(services) {
+	if !opts.JetStream || opts.StoreDir != "/data" || opts.Port != 4222 || opts.HTTPPort != 8222 || len(opts.Users) != len(bus.Roles()) {
 		t.Fatalf("compose nats.conf: jetstream=%t store_dir=%q port=%d http=%d users=%d", opts.JetStream, opts.StoreDir, opts.Port, opts.HTTPPort, len(opts.Users))
 	}
 	if slices.ContainsFunc(p.Services["nats"].Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == "/data" && v.Source == "nats-data" }) == false {
@@ -226,6 +230,11 @@ func TestComposeNATSLogsInEachService(t *testing.T) {
 	for _, svc := range services {
 		cfgs[svc] = composeConfig(t, p, svc)
 	}
+	prov := p.Services["provision"]
+	if !slices.Equal(prov.Command, []string{"kaar", "bus", "provision", "--config", "/etc/kaar/config.yaml"}) {
+		t.Errorf("provision: command %v, want kaar bus provision", prov.Command)
+	}
+	cfgs["provisioner"] = composeConfig(t, p, "provision")
 	checkBusAsServices(t, s.ClientURL(), cfgs)
 }
 

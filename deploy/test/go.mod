@@ -12,6 +12,7 @@ replace (
 
 require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
+	github.com/google/uuid v1.6.0
 	github.com/kaar-dev/kaar/pkg/bus v0.0.0
 	github.com/kaar-dev/kaar/pkg/config v0.0.0
 	github.com/kaar-dev/kaar/pkg/events v0.0.0
@@ -53,7 +54,6 @@ require (
 	github.com/google/gnostic-models v0.7.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/jsonschema-go v0.4.3 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/mark3labs/mcp-go v1.2.1 // indirect

@@ -34,16 +34,16 @@ func startAuthorizedNATS(t *testing.T) (url string, passwords map[string]string)
 		t.Fatal(err)
 	}
 	passwords = map[string]string{}
-	for _, svc := range services {
-		passwords[svc] = "pw-" + svc + "-for-test"
-		t.Setenv("KAAR_NATS_"+strings.ToUpper(svc)+"_PASSWORD", passwords[svc])
+	for _, r := range bus.Roles() {
+		passwords[string(r)] = "pw-" + string(r) + "-for-test"
+		t.Setenv(r.PasswordEnv(), passwords[string(r)])
 	}
 	opts, err := natsserver.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
 	if err != nil {
 		t.Fatalf("nats-server rejects kaar-permissions.conf: %v", err)
 	}
-	if len(opts.Users) != len(services) {
-		t.Fatalf("%d users configured, want %d", len(opts.Users), len(services))
+	if len(opts.Users) != len(bus.Roles()) {
+		t.Fatalf("%d users configured, want one per role (%d)", len(opts.Users), len(bus.Roles()))
 	}
 	s, err := natsserver.NewServer(opts)
 	if err != nil {
@@ -55,20 +55,6 @@ func startAuthorizedNATS(t *testing.T) (url string, passwords map[string]string)
 		t.Fatal("nats-server did not start")
 	}
 	return s.ClientURL(), passwords
-}
-
-// svcConn connects as kaar-<svc> and reports permission violations on the
-// returned channel.
-func svcConn(t *testing.T, url, svc, password string) (*nats.Conn, <-chan error) {
-	t.Helper()
-	errs := make(chan error, 16)
-	nc, err := nats.Connect(url, nats.UserInfo("kaar-"+svc, password), nats.Name("kaar-"+svc),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
-	if err != nil {
-		t.Fatalf("connect as kaar-%s: %v", svc, err)
-	}
-	t.Cleanup(nc.Close)
-	return nc, errs
 }
 
 // refused publishes to subject as nc and waits for the server's permission
@@ -87,64 +73,54 @@ func refused(t *testing.T, nc *nats.Conn, errs <-chan error, op, subject string)
 	if err != nil {
 		t.Fatalf("%s %s: %v", op, subject, err)
 	}
-	select {
-	case got := <-errs:
-		if !strings.Contains(strings.ToLower(got.Error()), "permissions violation") || !strings.Contains(got.Error(), subject) {
-			t.Errorf("%s %s: server said %v, want a permissions violation for that subject", op, subject, got)
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case got := <-errs:
+			if strings.Contains(strings.ToLower(got.Error()), "permissions violation") && strings.Contains(got.Error(), subject) {
+				return
+			}
+			t.Logf("%s %s: meanwhile the server said %v", op, subject, got)
+		case <-deadline:
+			t.Errorf("%s %s as %s was not refused", op, subject, nc.Opts.Name)
+			return
 		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("%s %s as %s was not refused", op, subject, nc.Opts.Name)
 	}
 }
 
 // TestNATSPermissionsLimitEachService: with deploy/nats/kaar-permissions.conf
-// each service can declare kaar's bus (pkg/bus.Provision) and publish what
-// it owns, and the server refuses what belongs to another service: the
-// watcher cannot approve a plan, the gateway cannot forge incidents or
-// audit records, only the gateway and the executor's auto-approval publish
-// decisions and nobody else subscribes to them, nobody can delete a
-// stream, and only the gateway can flip
-// the kill switch in kaar_control, which the executor reads and watches.
+// the provisioner declares kaar's bus (pkg/bus.Provision) and nobody else
+// can: each service user is refused a stream update (sources added
+// included), a stream delete or purge, the deletion of another service's
+// durable consumer and the creation of a durable consumer. Each service
+// still does its normal work (checkRolesWork) and publishes what it owns,
+// and the server refuses what belongs to another service: the watcher
+// cannot approve a plan, the gateway cannot forge incidents or audit
+// records, only the gateway, the notifier, the CLI and the executor's
+// auto-approval publish decisions and no service subscribes to them, and
+// only the gateway can flip the kill switch in kaar_control, which the
+// executor reads and watches.
 func TestNATSPermissionsLimitEachService(t *testing.T) {
 	url, pw := startAuthorizedNATS(t)
-	ctx := context.Background()
 	const cluster = "prod"
 	conns := map[string]*nats.Conn{}
 	errs := map[string]<-chan error{}
-	for _, svc := range services {
-		conns[svc], errs[svc] = svcConn(t, url, svc, pw[svc])
-		js, err := jetstream.New(conns[svc])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bus.Provision(ctx, js, bus.Config{Clusters: []string{cluster}}); err != nil {
-			t.Fatalf("kaar-%s cannot provision the bus under its permissions: %v", svc, err)
-		}
+	roleConns := map[bus.Role]*nats.Conn{}
+	for _, r := range bus.Roles() {
+		conns[string(r)], errs[string(r)] = roleConn(t, url, r, pw[string(r)])
+		roleConns[r] = conns[string(r)]
 	}
-	allowed := map[string]string{
-		"watcher":    "kaar.prod.issue.shop.CrashLoopBackOff",
-		"planner":    "kaar.prod.audit.plan_proposed",
-		"executor":   "kaar.prod.audit.step_started",
-		"mcpgateway": "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1",
-	}
-	for svc, subj := range allowed {
-		js, _ := jetstream.New(conns[svc])
-		if _, err := js.Publish(ctx, subj, []byte(`{}`)); err != nil {
-			t.Errorf("kaar-%s publish %s (its own subject): %v", svc, subj, err)
-		}
-	}
-	// The executor's auto-approval publishes ordinary decisions.
-	if ejs, _ := jetstream.New(conns["executor"]); ejs != nil {
-		if _, err := ejs.Publish(ctx, "kaar.prod.approval.1c0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1", []byte(`{}`)); err != nil {
-			t.Errorf("kaar-executor cannot publish an auto-approval: %v", err)
-		}
-	}
+	provisionAs(t, conns["provisioner"], cluster)
+	checkRolesWork(t, roleConns, cluster)
 	checkKillSwitch(t, conns["mcpgateway"], conns["executor"], cluster)
+
 	pauseKey := "$KV.kaar_control." + cluster + ".paused"
 	forbidden := []struct{ svc, op, subject string }{
 		{"watcher", "publish", pauseKey},
 		{"planner", "publish", pauseKey},
 		{"executor", "publish", pauseKey},
+		{"notifier", "publish", pauseKey},
+		{"cli", "publish", pauseKey},
 		{"watcher", "publish", "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
 		{"watcher", "publish", "kaar.prod.audit.step_started"},
 		{"watcher", "publish", "$KV.kaar_plans.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
@@ -154,17 +130,31 @@ func TestNATSPermissionsLimitEachService(t *testing.T) {
 		{"mcpgateway", "publish", "kaar.prod.issue.shop.OOMKilled"},
 		{"mcpgateway", "publish", "kaar.prod.audit.step_started"},
 		{"mcpgateway", "publish", "$KV.kaar_plans.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
-		{"mcpgateway", "publish", "$JS.API.STREAM.DELETE.AUDIT"},
-		{"executor", "publish", "$JS.API.STREAM.PURGE.ISSUES"},
+		{"notifier", "publish", "$KV.kaar_plans.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
+		{"cli", "publish", "$KV.kaar_plans.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
+		{"provisioner", "publish", "kaar.prod.approval.0b0c2d64-5d6e-4a57-a0b6-4c1b54c7a1f1"},
 		{"mcpgateway", "subscribe", "kaar.prod.svc.watcher.analyze"},
 		{"watcher", "subscribe", "kaar.prod.approval.>"},
 		{"mcpgateway", "subscribe", "kaar.prod.approval.>"},
 		{"planner", "subscribe", "kaar.prod.approval.>"},
+		{"planner", "subscribe", "_INBOX.>"},
+		{"watcher", "subscribe", bus.RoleExecutor.InboxPrefix() + ".>"},
+	}
+	for _, m := range managementRefused(cluster) {
+		forbidden = append(forbidden, struct{ svc, op, subject string }{string(m.role), "publish", m.subject})
 	}
 	for _, f := range forbidden {
 		t.Run(f.svc+" "+f.op+" "+f.subject, func(t *testing.T) {
 			refused(t, conns[f.svc], errs[f.svc], f.op, f.subject)
 		})
+	}
+	// What was refused did not happen: the provisioner finds the bus as
+	// declared.
+	js, _ := jetstream.New(conns["provisioner"])
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if sum, err := bus.Provision(ctx, js, bus.Config{Clusters: []string{cluster}, Notify: notifyDecl(cluster)}); err != nil || sum.Changed() {
+		t.Fatalf("after the refused requests: %s %v", sum, err)
 	}
 }
 

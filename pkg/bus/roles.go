@@ -269,8 +269,8 @@ authorization {
 	for _, r := range Roles() {
 		p := r.Permissions()
 		fmt.Fprintf(&b, "    {\n      user: %s\n      password: $%s\n      permissions: {\n", r.User(), r.PasswordEnv())
-		fmt.Fprintf(&b, "        publish: { allow: %s }\n", confList(p.Publish))
-		fmt.Fprintf(&b, "        subscribe: { allow: %s }\n", confList(p.Subscribe))
+		fmt.Fprintf(&b, "        publish: { allow: %s }\n", confList(p.Publish, "        "))
+		fmt.Fprintf(&b, "        subscribe: { allow: %s }\n", confList(p.Subscribe, "        "))
 		if p.Responds {
 			b.WriteString("        allow_responses: true\n")
 		}
@@ -280,10 +280,13 @@ authorization {
 	return b.String()
 }
 
-func confList(s []string) string {
-	q := make([]string, len(s))
-	for i, v := range s {
-		q[i] = fmt.Sprintf("%q", v)
+// confList is a NATS configuration array, one subject a line.
+func confList(s []string, indent string) string {
+	var b strings.Builder
+	b.WriteString("[\n")
+	for _, v := range s {
+		fmt.Fprintf(&b, "%s  %q,\n", indent, v)
 	}
-	return "[" + strings.Join(q, ", ") + "]"
+	b.WriteString(indent + "]")
+	return b.String()
 }

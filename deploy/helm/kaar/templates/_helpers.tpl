@@ -40,6 +40,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-%s" (include "kaar.fullname" .root) .component -}}
 {{- end -}}
 
+{{/* The bus roles, one NATS user each (pkg/bus/roles.go; files/kaar-permissions.conf). */}}
+{{- define "kaar.natsRoles" -}}watcher planner executor mcpgateway notifier cli mcp-stdio provisioner{{- end -}}
+
+{{/* kaar's configuration (config.yaml) as the chart renders it. */}}
+{{- define "kaar.config" -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $_ := set $cfg "kubernetes" (merge (default dict (get $cfg "kubernetes")) (dict "cluster_name" .Values.clusterName)) -}}
+{{- $_ = set $cfg "nats" (merge (dict "url" (include "kaar.natsURL" .)) (default dict (get $cfg "nats"))) -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
 {{/* Where the gateway's token file is mounted (mcpgateway.auth.existingSecret). */}}
 {{- define "kaar.tokenDir" -}}/etc/kaar-mcp{{- end -}}
 
@@ -65,6 +76,9 @@ or a bus anyone can use, or that would put secrets into the ConfigMap.
 {{- fail "config.nats.user/password would be stored in a ConfigMap and shared by every service: use nats.auth.existingSecret" -}}
 {{- end -}}
 {{- if and .Values.nats.auth.enabled (not .Values.nats.auth.existingSecret) -}}
-{{- fail "\n\nnats.auth: every service logs in to NATS as its own user (kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway).\nCreate a Secret with their passwords:\n  kubectl -n <namespace> create secret generic kaar-nats-users \\\n    --from-literal=watcher=\"$(openssl rand -hex 24)\" --from-literal=planner=\"$(openssl rand -hex 24)\" \\\n    --from-literal=executor=\"$(openssl rand -hex 24)\" --from-literal=mcpgateway=\"$(openssl rand -hex 24)\"\nand set nats.auth.existingSecret=kaar-nats-users,\nor set nats.auth.enabled=false (anyone who reaches NATS can then approve plans)." -}}
+{{- fail "\n\nnats.auth: every kaar role logs in to NATS as its own user (kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway, kaar-notifier, kaar-cli, kaar-mcp-stdio, kaar-provisioner).\nCreate a Secret with their passwords:\n  kubectl -n <namespace> create secret generic kaar-nats-users \\\n    $(for r in watcher planner executor mcpgateway notifier cli mcp-stdio provisioner; do printf -- '--from-literal=%s=%s ' $r $(openssl rand -hex 24); done)\nand set nats.auth.existingSecret=kaar-nats-users,\nor, with an external NATS server (nats.enabled=false) that authenticates kaar some other way, set nats.auth.enabled=false." -}}
+{{- end -}}
+{{- if and .Values.nats.enabled (not .Values.nats.auth.enabled) -}}
+{{- fail "nats.auth.enabled=false with the chart's NATS server (nats.enabled) would let anyone who reaches it approve plans and purge the audit trail: name a Secret in nats.auth.existingSecret (one password per role)" -}}
 {{- end -}}
 {{- end -}}
