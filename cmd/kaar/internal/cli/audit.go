@@ -101,7 +101,7 @@ func runIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	for _, ev := range list {
 		in := ev.Incident
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", in.ID, ev.Transition, in.Severity, in.Type,
-			in.Owner.Kind+"/"+in.Namespace+"/"+in.Owner.Name, in.Reason, in.PodCount, in.Count, in.LastSeen.Local().Format(time.RFC3339))
+			in.Owner.Kind+"/"+in.Namespace+"/"+in.Owner.Name, oneLine(in.Reason, 60), in.PodCount, in.Count, in.LastSeen.Local().Format(time.RFC3339))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -155,7 +155,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if via == "" {
 			via = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.At.Local().Format("2006-01-02 15:04:05"), r.Kind, r.Actor, via, oneLine(r.Message, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.At.Local().Format("2006-01-02 15:04:05"), r.Kind, oneLine(r.Actor, 60), via, oneLine(r.Message, 100))
 	}
 	return tw.Flush()
 }

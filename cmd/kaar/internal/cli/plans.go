@@ -16,6 +16,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +24,7 @@ import (
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/text"
 )
 
 const plansHelp = `Lists, shows, approves and rejects remediation plans on the bus of a running kaar
@@ -189,10 +191,17 @@ func expiresIn(p events.Plan, now time.Time) string {
 	return "in " + d.Round(time.Second).String()
 }
 
+// oneLine renders cluster text for a terminal on one line of at most n
+// bytes: escape sequences, controls and bidi overrides removed
+// (text.OneLine), cut at a rune boundary.
 func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = text.OneLine(s)
 	if len(s) > n {
-		s = s[:n-1] + "…"
+		cut := n - len("…")
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
 	return s
 }
@@ -207,17 +216,20 @@ func writePlan(w io.Writer, p events.Plan, now time.Time) {
 	if p.IncidentID != "" {
 		fmt.Fprintf(w, "  Incident: %s\n", p.IncidentID)
 	}
-	fmt.Fprintf(w, "  Summary:  %s\n", p.Summary)
+	// Summaries, titles, notes, parameters and evidence quote the cluster
+	// (image strings, messages, logs): text.OneLine keeps its escape
+	// sequences and controls off the terminal.
+	fmt.Fprintf(w, "  Summary:  %s\n", text.OneLine(p.Summary))
 	if p.DiagnosticOnly {
 		fmt.Fprintln(w, "  Diagnostic only: no step changes the cluster.")
 	}
 	for _, n := range p.Notes {
-		fmt.Fprintf(w, "  Note: %s\n", n)
+		fmt.Fprintf(w, "  Note: %s\n", text.OneLine(n))
 	}
 	if len(p.Evidence) > 0 {
 		fmt.Fprintln(w, "\nEvidence:")
 		for _, e := range p.Evidence {
-			fmt.Fprintf(w, "  - %s (%s)\n", e.Title, e.Source)
+			fmt.Fprintf(w, "  - %s (%s)\n", text.OneLine(e.Title), text.OneLine(e.Source))
 			lines := e.Lines
 			if len(lines) > 5 {
 				lines = lines[len(lines)-5:]
@@ -233,7 +245,7 @@ func writePlan(w io.Writer, p events.Plan, now time.Time) {
 		if s.Mutating {
 			mut = "changes " + s.Target.String()
 		}
-		fmt.Fprintf(w, "  %d. %s [%s, risk %s, %s]\n", s.Index+1, s.Title, s.Action, s.Risk, mut)
+		fmt.Fprintf(w, "  %d. %s [%s, risk %s, %s]\n", s.Index+1, text.OneLine(s.Title), s.Action, s.Risk, mut)
 		if len(s.Params) > 0 {
 			keys := make([]string, 0, len(s.Params))
 			for k := range s.Params {
@@ -241,18 +253,19 @@ func writePlan(w io.Writer, p events.Plan, now time.Time) {
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				fmt.Fprintf(w, "       %s = %s\n", k, s.Params[k])
+				fmt.Fprintf(w, "       %s = %s\n", text.OneLine(k), text.OneLine(s.Params[k]))
 			}
 		}
 		if len(s.Patch) > 0 {
 			fmt.Fprintf(w, "       %s patch:\n", s.PatchType)
-			fmt.Fprintln(w, indent(prettyJSON(s.Patch), "         "))
+			fmt.Fprintln(w, indent(text.ForTerminal(prettyJSON(s.Patch)), "         "))
 		}
 		if s.Kubectl != "" {
-			fmt.Fprintf(w, "       $ %s\n", s.Kubectl)
+			// Shell-quoted by the planner (text.ShellQuote): it runs as shown.
+			fmt.Fprintf(w, "       $ %s\n", text.OneLine(s.Kubectl))
 		}
 		if s.Undo != "" {
-			fmt.Fprintf(w, "       undo: %s\n", s.Undo)
+			fmt.Fprintf(w, "       undo: %s\n", text.OneLine(s.Undo))
 		}
 	}
 }
