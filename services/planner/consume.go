@@ -103,7 +103,7 @@ func (s *Service) handleIssue(ctx context.Context, msg jetstream.Msg) {
 	case events.TransitionResolved:
 		err = s.obsoleteLocked(ctx, inc, ev.ObservedAt)
 	default:
-		_, err = s.planLocked(ctx, inc, sourceIssue)
+		_, err = s.planLocked(ctx, inc, sourceIssue, "")
 	}
 	switch {
 	case err == nil:

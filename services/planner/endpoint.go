@@ -108,7 +108,7 @@ func (s *Service) planRequest(ctx context.Context, data []byte) (events.PlanResp
 	if err != nil {
 		return events.PlanResponse{}, err
 	}
-	p, err := s.planIncident(ctx, inc, sourceRequest)
+	p, err := s.planIncident(ctx, inc, sourceRequest, r.RequestedBy)
 	if err != nil {
 		return events.PlanResponse{}, replyErr(err)
 	}

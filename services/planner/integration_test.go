@@ -355,18 +355,19 @@ func TestPlanEndpoint(t *testing.T) {
 	inc := h.incident(h.getDeployment("api"), events.IssueCrashLoopBackOff, "exit_code_1", failing)
 	w := h.startFakeWatcher(inc)
 
-	resp, err := h.requestPlan(events.PlanRequest{Namespace: h.ns, Kind: "DEPLOYMENT", Name: "api"})
+	resp, err := h.requestPlan(events.PlanRequest{Namespace: h.ns, Kind: "DEPLOYMENT", Name: "api", RequestedBy: "alice"})
 	if err != nil {
 		t.Fatalf("plan request: %v", err)
 	}
 	p := resp.Plan
-	if p.IncidentID != inc.ID || p.State != events.PlanProposed || p.Target.Name != "api" {
+	// Who asked is sealed into the plan (require_distinct_approver).
+	if p.IncidentID != inc.ID || p.State != events.PlanProposed || p.Target.Name != "api" || p.RequestedBy != "alice" || p.Validate() != nil {
 		t.Fatalf("plan %s", mustJSON(p))
 	}
 	if got := actionsOf(p); !slices.Equal(got, []events.ActionType{events.ActionCheckLogs, events.ActionRolloutRestart}) {
 		t.Errorf("steps %v", got)
 	}
-	if stored, _, err := h.store.Get(h.ctx(10*time.Second), p.ID); err != nil || stored.Digest != p.Digest {
+	if stored, _, err := h.store.Get(h.ctx(10*time.Second), p.ID); err != nil || stored.Digest != p.Digest || stored.RequestedBy != "alice" {
 		t.Errorf("stored plan: %v (digest %s vs %s)", err, stored.Digest, p.Digest)
 	}
 	w.mu.Lock()

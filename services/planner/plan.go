@@ -37,8 +37,11 @@ func assemblePlan(id string, createdAt time.Time, cfg Config, in planInput, out 
 }
 
 // buildPlan gathers the evidence, drafts the steps, dry-runs the
-// candidates and returns the sealed (not yet stored) plan.
-func (s *Service) buildPlan(ctx context.Context, inc events.Incident) (events.Plan, outcome, error) {
+// candidates and returns the sealed (not yet stored) plan. requestedBy is
+// who asked for it (PlanRequest.RequestedBy), empty for a plan of the
+// issue stream; it is sealed into the plan for
+// remediation.require_distinct_approver.
+func (s *Service) buildPlan(ctx context.Context, inc events.Incident, requestedBy string) (events.Plan, outcome, error) {
 	in, err := s.reader.gather(ctx, inc)
 	if err != nil {
 		return events.Plan{}, outcome{}, fmt.Errorf("plan incident %s: %w", inc.ID, err)
@@ -53,6 +56,10 @@ func (s *Service) buildPlan(ctx context.Context, inc events.Incident) (events.Pl
 		return events.Plan{}, out, fmt.Errorf("plan incident %s: new id: %w", inc.ID, err)
 	}
 	p := assemblePlan(id.String(), in.Now, s.cfg, in, out)
+	if requestedBy != "" {
+		p.RequestedBy = requestedBy
+		p.Seal()
+	}
 	s.signer.SignPlan(&p)
 	if err := p.Validate(); err != nil {
 		return p, out, fmt.Errorf("plan incident %s: built an invalid plan: %w", inc.ID, err)
@@ -63,19 +70,19 @@ func (s *Service) buildPlan(ctx context.Context, inc events.Incident) (events.Pl
 // planIncident builds a plan for an incident and stores it (or finds the
 // equivalent proposed one), holding the incident's lock throughout.
 // source says where the incident came from (issue stream or request).
-func (s *Service) planIncident(ctx context.Context, inc events.Incident, source string) (events.Plan, error) {
+func (s *Service) planIncident(ctx context.Context, inc events.Incident, source, requestedBy string) (events.Plan, error) {
 	unlock := s.locks.lock(inc.ID)
 	defer unlock()
-	return s.planLocked(ctx, inc, source)
+	return s.planLocked(ctx, inc, source, requestedBy)
 }
 
 // planLocked is planIncident for a caller that holds the incident's lock.
-func (s *Service) planLocked(ctx context.Context, inc events.Incident, source string) (events.Plan, error) {
+func (s *Service) planLocked(ctx context.Context, inc events.Incident, source, requestedBy string) (events.Plan, error) {
 	start := time.Now()
 	defer func() { s.metrics.latency.WithLabelValues(source).Observe(time.Since(start).Seconds()) }()
 	log := s.log.With(slog.String("cluster", s.cfg.Cluster), slog.String("namespace", inc.Namespace),
 		slog.String("owner", inc.Owner.Kind+"/"+inc.Owner.Name), slog.String("incident", inc.ID))
-	p, out, err := s.buildPlan(ctx, inc)
+	p, out, err := s.buildPlan(ctx, inc, requestedBy)
 	if err != nil {
 		s.metrics.plans.WithLabelValues(string(inc.Type), outcomeFailed).Inc()
 		return events.Plan{}, err
