@@ -269,7 +269,7 @@ func incidentIDArg() argSpec {
 func (s *Service) getIncidentTool() (*tool, error) {
 	return defineTool("get_incident", "Get incident",
 		"Show one open incident in full: owner and owner chain, container, issue type and cause, exit code, "+
-			"restarts, affected pods, first and last seen, how often it was observed, the event message (quoted, "+
+			"restarts, affected pods, first and last seen, how often it was observed, the message (quoted, "+
 			"untrusted cluster data) and the remediation plans stored for it. Use the id from analyze_cluster.",
 		readOnlyHints,
 		[]argSpec{incidentIDArg()},
