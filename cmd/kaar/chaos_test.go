@@ -173,20 +173,17 @@ func newChaosEnv(t *testing.T) *chaosEnv {
 		t.Fatal(err)
 	}
 	ce.nats = ce.startNATS(t)
-	nc, err := bus.Connect(context.Background(), fmt.Sprintf("nats://127.0.0.1:%d", ce.port), bus.ConnectOptions{Name: "chaos-test", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if ce.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	// The test acts as the roles it stands for: the provisioner declares
+	// the bus, the planner stores plans, the gateway decides and reads
+	// executions.
+	url := fmt.Sprintf("nats://127.0.0.1:%d", ce.port)
+	ce.js = roleJetStream(t, url, bus.RoleMCPGateway)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := bus.Provision(ctx, ce.js, bus.Config{Clusters: []string{ce.cluster}, ExecutorAckWait: chaosAckWait}); err != nil {
+	if _, err := bus.Provision(ctx, roleJetStream(t, url, bus.RoleProvisioner), bus.Config{Clusters: []string{ce.cluster}, ExecutorAckWait: chaosAckWait}); err != nil {
 		t.Fatal(err)
 	}
-	if ce.plans, err = bus.OpenPlanStore(ctx, ce.js); err != nil {
+	if ce.plans, err = bus.OpenPlanStore(ctx, roleJetStream(t, url, bus.RolePlanner)); err != nil {
 		t.Fatal(err)
 	}
 	return ce

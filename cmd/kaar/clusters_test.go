@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 )
 
 // One kaar serve watches, plans for and remediates two clusters
@@ -30,7 +32,8 @@ func TestOneProcessServesSeveralClusters(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	nc, err := bus.Connect(ctx, m[1], bus.ConnectOptions{Name: "test", Logger: slog.New(slog.DiscardHandler)})
+	// As the CLI does: the cli role's seed from kaar serve's state directory.
+	nc, err := bus.Connect(ctx, m[1], svcmain.ConnectOptions(config.Default(), "kaar-cli", slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
