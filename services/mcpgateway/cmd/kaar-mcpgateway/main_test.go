@@ -50,14 +50,32 @@ func TestMCPClientSpawnsTheStdioServer(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort})
+	// The bus authenticates every client and the gateway does not declare
+	// it: the provisioner does, then the gateway logs in with its seed.
+	creds, err := bus.LoadOrCreateCredentials(filepath.Join(t.TempDir(), "credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort, Credentials: creds})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Shutdown)
+	pnc, err := emb.ConnectAs(ctx, bus.RoleProvisioner, bus.ConnectOptions{Name: "provisioner"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pnc.Close()
+	pjs, err := bus.NewJetStream(pnc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Provision(ctx, pjs, bus.Config{Clusters: []string{"spawned"}}); err != nil {
+		t.Fatal(err)
+	}
 
 	cmd := exec.Command(bin, "--stdio", "--nats-url", emb.ClientURL())
-	cmd.Env = append(os.Environ(), "KAAR_KUBERNETES_CLUSTER_NAME=spawned")
+	cmd.Env = append(os.Environ(), "KAAR_KUBERNETES_CLUSTER_NAME=spawned", "KAAR_NATS_NKEY_FILE="+creds.SeedFile(bus.RoleMCPGateway))
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	cl := sdk.NewClient(&sdk.Implementation{Name: "spawner", Version: "1"}, nil)
