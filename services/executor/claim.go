@@ -68,6 +68,9 @@ func (s *Service) precheck(p events.Plan, d events.Decision) *refusal {
 	if r := validatePlanSteps(p, s.cfg.catalogue()); r != nil {
 		return r
 	}
+	if r := s.distinctApprover(p, d); r != nil {
+		return r
+	}
 	if s.cfg.Paused {
 		return refuse(events.RefusalPaused, "remediation is paused (remediation.paused): plan %s not executed", p.ID)
 	}
@@ -322,4 +325,15 @@ func (s *Service) watchPause(ctx context.Context) (stop func(), err error) {
 	case <-ctx.Done():
 	}
 	return func() { _ = w.Stop() }, nil
+}
+
+// distinctApprover refuses, with remediation.require_distinct_approver,
+// an approval by the identity that requested the plan: separation of
+// duties, enforced here because the executor is the authority.
+func (s *Service) distinctApprover(p events.Plan, d events.Decision) *refusal {
+	if !s.cfg.RequireDistinctApprover || p.RequestedBy == "" || d.DecidedBy != p.RequestedBy {
+		return nil
+	}
+	return refuse(events.RefusalNotApproved, "plan %s was requested by %q, who cannot also approve it (remediation.require_distinct_approver): another person must approve it",
+		p.ID, p.RequestedBy)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,6 +49,13 @@ func TestRefusalsNeverTouchTheCluster(t *testing.T) {
 		{name: "another cluster's plan", plan: func(t *testing.T) events.Plan {
 			p := newPlan(t, webTarget, 2, "100")
 			p.Cluster = "prod"
+			signPlan(&p)
+			return p
+		}, create: true, reason: events.RefusalNotApproved, sentinel: ErrNotApproved},
+		{name: "approved by its requester", cfg: Config{RequireDistinctApprover: true}, plan: func(t *testing.T) events.Plan {
+			p := newPlan(t, webTarget, 2, "100")
+			p.RequestedBy = "alice" // the approver below
+			p.Seal()
 			signPlan(&p)
 			return p
 		}, create: true, reason: events.RefusalNotApproved, sentinel: ErrNotApproved},
@@ -92,12 +100,42 @@ func TestRefusalsNeverTouchTheCluster(t *testing.T) {
 			}
 			// The same refusal through precheck, for errors.Is.
 			if tt.create {
-				d := events.Decision{Digest: p.Digest}
+				d := events.Decision{Digest: p.Digest, DecidedBy: "alice"}
 				if r := e.svc.precheck(p, d); r == nil || !errors.Is(r, tt.sentinel) {
 					t.Errorf("precheck: %v, want %v", r, tt.sentinel)
 				}
 			}
 		})
+	}
+}
+
+// Separation of duties: only the requester is refused, only with the
+// option, and plans nobody requested are not restricted.
+func TestDistinctApprover(t *testing.T) {
+	p := newPlan(t, webTarget, 2, "100")
+	p.RequestedBy = "alice"
+	p.Seal()
+	signPlan(&p)
+	auto := newPlan(t, webTarget, 2, "100")
+	strict := &Service{cfg: Config{RequireDistinctApprover: true}}
+	r := strict.distinctApprover(p, events.Decision{DecidedBy: "alice"})
+	if r == nil || !errors.Is(r, ErrNotApproved) || r.Reason != events.RefusalNotApproved ||
+		!strings.Contains(r.Error(), "require_distinct_approver") || !strings.Contains(r.Error(), `"alice"`) {
+		t.Errorf("requester's approval: %v", r)
+	}
+	if r := strict.distinctApprover(p, events.Decision{DecidedBy: "bob"}); r != nil {
+		t.Errorf("another's approval: %v", r)
+	}
+	if r := strict.distinctApprover(auto, events.Decision{DecidedBy: "alice"}); r != nil {
+		t.Errorf("a plan nobody requested: %v", r)
+	}
+	if r := (&Service{}).distinctApprover(p, events.Decision{DecidedBy: "alice"}); r != nil {
+		t.Errorf("without the option: %v", r)
+	}
+	c := config.Default()
+	c.Remediation.RequireDistinctApprover = true
+	if !ConfigFrom(c).RequireDistinctApprover {
+		t.Error("ConfigFrom drops remediation.require_distinct_approver")
 	}
 }
 

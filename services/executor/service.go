@@ -103,6 +103,11 @@ type Config struct {
 	// (remediation.auto_approve, remediation.auto_approve_max_risk).
 	AutoApprove        bool
 	AutoApproveMaxRisk events.RiskLevel
+	// RequireDistinctApprover refuses an approval decided by the identity
+	// that requested the plan (Plan.RequestedBy, sealed by the planner;
+	// remediation.require_distinct_approver). Plans nobody requested are
+	// not restricted.
+	RequireDistinctApprover bool
 	// MaxPerNamespace is how many plans of one namespace may execute at
 	// once in this executor (remediation.max_concurrent_per_namespace);
 	// Workers bounds them all (remediation.max_concurrent).
@@ -116,17 +121,18 @@ type Config struct {
 // ConfigFrom takes the executor's settings from the whole configuration.
 func ConfigFrom(c config.Config) Config {
 	return Config{
-		Cluster:             c.Kubernetes.ClusterName,
-		JetStreamDomain:     c.NATS.JetStreamDomain,
-		Paused:              c.Remediation.Paused,
-		ProtectedNamespaces: slices.Clone(c.Policy.ProtectedNamespaces),
-		MaxPods:             c.Remediation.MaxPods,
-		VerifyTimeout:       c.Remediation.VerifyTimeout.Duration,
-		AutoApprove:         c.Remediation.AutoApprove,
-		AutoApproveMaxRisk:  events.RiskLevel(c.Remediation.AutoApproveMaxRisk),
-		UndoOnFailure:       c.Remediation.UndoOnFailure,
-		Workers:             c.Remediation.MaxConcurrent,
-		MaxPerNamespace:     c.Remediation.MaxConcurrentPerNamespace,
+		Cluster:                 c.Kubernetes.ClusterName,
+		JetStreamDomain:         c.NATS.JetStreamDomain,
+		Paused:                  c.Remediation.Paused,
+		ProtectedNamespaces:     slices.Clone(c.Policy.ProtectedNamespaces),
+		MaxPods:                 c.Remediation.MaxPods,
+		VerifyTimeout:           c.Remediation.VerifyTimeout.Duration,
+		AutoApprove:             c.Remediation.AutoApprove,
+		AutoApproveMaxRisk:      events.RiskLevel(c.Remediation.AutoApproveMaxRisk),
+		RequireDistinctApprover: c.Remediation.RequireDistinctApprover,
+		UndoOnFailure:           c.Remediation.UndoOnFailure,
+		Workers:                 c.Remediation.MaxConcurrent,
+		MaxPerNamespace:         c.Remediation.MaxConcurrentPerNamespace,
 	}.withDefaults()
 }
 
