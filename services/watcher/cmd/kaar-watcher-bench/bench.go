@@ -102,8 +102,21 @@ func bench(ctx context.Context, f flags, out io.Writer) error {
 		return err
 	}
 
-	// The bus: an embedded NATS JetStream on a TCP port, for the child.
-	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort})
+	// The bus: an embedded NATS JetStream on a TCP port, for the child,
+	// which logs in with the watcher's seed (KAAR_NATS_NKEY_FILE).
+	credDir, err := os.MkdirTemp("", "kaar-bench-creds-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(credDir)
+	creds, err := bus.LoadOrCreateCredentials(credDir)
+	if err != nil {
+		return err
+	}
+	if err := os.Setenv("KAAR_NATS_NKEY_FILE", creds.SeedFile(bus.RoleWatcher)); err != nil {
+		return err
+	}
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort, Credentials: creds})
 	if err != nil {
 		return err
 	}

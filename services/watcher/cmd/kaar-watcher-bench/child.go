@@ -45,7 +45,8 @@ func watcherConfig(cluster string) watcher.Config {
 // parent's NATS server and the sandbox.
 func runWatcherChild(ctx context.Context, natsURL, kubeconfig, cluster string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	nc, err := bus.Connect(ctx, natsURL, bus.ConnectOptions{Name: "kaar-watcher-bench", Logger: log})
+	nc, err := bus.Connect(ctx, natsURL, bus.ConnectOptions{Name: "kaar-watcher-bench", Logger: log,
+		NkeyFile: os.Getenv("KAAR_NATS_NKEY_FILE"), InboxPrefix: bus.RoleWatcher.InboxPrefix()})
 	if err != nil {
 		return err
 	}
