@@ -34,7 +34,13 @@ type Config struct {
 	Slack  SlackConfig
 	// Webhooks are the outbound receivers.
 	Webhooks []WebhookConfig
-	// InboundSecret enables POST /webhooks/approval; empty disables it.
+	// InboundSenders enable POST /webhooks/approval (notify.inbound.senders):
+	// who may call it, each with its own secret. A request signed with a
+	// sender's secret is that sender's decision: its Name is recorded as
+	// decided_by.
+	InboundSenders []InboundSender
+	// InboundSecret is deprecated (notify.inbound.secret): one more sender,
+	// named "webhook".
 	InboundSecret string
 	// RetryBase and RetryMax bound the exponential backoff between
 	// delivery attempts (webhooks and Slack API calls).
@@ -62,13 +68,35 @@ type SlackConfig struct {
 	SigningSecret string
 	// AppToken is the app-level xapp- token that opens Socket Mode
 	// connections.
-	AppToken        string
-	Channel         string
-	APIURL          string
-	AllowedUsers    []string
+	AppToken string
+	Channel  string
+	APIURL   string
+	// AllowedUsers are the Slack user ids (U…, W…) that may decide; a
+	// click is matched by its user id only, never by a changeable name.
+	AllowedUsers []string
+	// AllowedTeams are the Slack workspace ids (T…, E…) clicks may come
+	// from; a click from another workspace (a shared channel) or without
+	// one is refused. Empty refuses every click.
+	AllowedTeams    []string
 	AllowedChannels []string
 	RepeatInterval  time.Duration
 	Quiet           QuietHours
+}
+
+// InboundSender is one caller of the inbound approval webhook.
+type InboundSender struct {
+	Name   string
+	Secret string
+}
+
+// inboundSenders are InboundSenders with the deprecated InboundSecret as
+// a sender named "webhook".
+func (c Config) inboundSenders() []InboundSender {
+	out := append([]InboundSender(nil), c.InboundSenders...)
+	if c.InboundSecret != "" {
+		out = append(out, InboundSender{Name: config.DeprecatedInboundSender, Secret: c.InboundSecret})
+	}
+	return out
 }
 
 // Enabled reports whether Slack messages are sent.
@@ -122,7 +150,7 @@ func ConfigFrom(c config.Config) Config {
 		InboundSecret:   n.Inbound.Secret,
 		Slack: SlackConfig{
 			Token: n.Slack.BotToken, SigningSecret: n.Slack.SigningSecret, AppToken: n.Slack.AppToken, Channel: n.Slack.Channel,
-			APIURL: n.Slack.APIURL, AllowedUsers: n.Slack.AllowedUsers, AllowedChannels: n.Slack.AllowedChannels,
+			APIURL: n.Slack.APIURL, AllowedUsers: n.Slack.AllowedUsers, AllowedTeams: n.Slack.AllowedTeams, AllowedChannels: n.Slack.AllowedChannels,
 			RepeatInterval: n.Slack.RepeatInterval.Duration,
 		},
 	}
@@ -138,6 +166,9 @@ func ConfigFrom(c config.Config) Config {
 	}
 	for _, w := range n.Webhooks {
 		out.Webhooks = append(out.Webhooks, WebhookConfig{Name: w.Name, URL: w.URL, Secret: w.Secret, Subjects: w.Subjects})
+	}
+	for _, snd := range n.Inbound.Senders {
+		out.InboundSenders = append(out.InboundSenders, InboundSender{Name: snd.Name, Secret: snd.Secret})
 	}
 	return out
 }
@@ -166,6 +197,16 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Slack.AppToken != "" && !c.Slack.Enabled() {
 		return c, fmt.Errorf("notifier: the slack app token needs a bot token")
+	}
+	names, secrets := map[string]bool{}, map[string]bool{}
+	for i, snd := range c.inboundSenders() {
+		switch {
+		case snd.Name == "" || names[snd.Name]:
+			return c, fmt.Errorf("notifier: inbound sender %d: name %q is empty or repeated (it is recorded as decided_by)", i, snd.Name)
+		case snd.Secret == "" || secrets[snd.Secret]:
+			return c, fmt.Errorf("notifier: inbound sender %q: its secret is empty or another sender's (the secret identifies the sender)", snd.Name)
+		}
+		names[snd.Name], secrets[snd.Secret] = true, true
 	}
 	seen := map[string]bool{}
 	for _, w := range c.Webhooks {

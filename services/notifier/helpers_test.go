@@ -27,6 +27,7 @@ const (
 	testCluster = "c1"
 	testChannel = "C1"
 	testSecret  = "slack-signing-secret"
+	testTeam    = "T-ACME"
 )
 
 // clock is a settable test clock.
@@ -199,7 +200,7 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	cfg := Config{
 		Cluster: testCluster,
 		Slack: SlackConfig{Token: "xoxb-test", SigningSecret: testSecret, Channel: testChannel,
-			APIURL: e.slack.srv.URL + "/api/", AllowedUsers: []string{"alice"}},
+			APIURL: e.slack.srv.URL + "/api/", AllowedUsers: []string{"U-alice"}, AllowedTeams: []string{testTeam}},
 		InboundSecret: "inbound-secret-0123456789",
 		RetryBase:     20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		Tick: time.Hour, // tests call tick themselves
@@ -330,7 +331,8 @@ func (e *env) audit(kind events.AuditKind, p events.Plan, actor string, via even
 func (e *env) clickPayload(user, channel, action string, p events.Plan) map[string]any {
 	return map[string]any{
 		"type":         "block_actions",
-		"user":         map[string]any{"id": "U-" + user, "username": user, "name": user},
+		"team":         map[string]any{"id": testTeam, "domain": "acme"},
+		"user":         map[string]any{"id": "U-" + user, "username": user, "name": user, "team_id": testTeam},
 		"channel":      map[string]any{"id": channel},
 		"container":    map[string]any{"type": "message", "channel_id": channel, "message_ts": "1700000000.000001"},
 		"response_url": e.slack.srv.URL + "/respond",

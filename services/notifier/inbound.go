@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,8 +13,8 @@ import (
 )
 
 // InboundDecision is the body of POST /webhooks/approval, signed like an
-// outbound delivery (Kaar-Timestamp, Kaar-Signature with
-// notify.inbound.secret).
+// outbound delivery (Kaar-Timestamp, Kaar-Signature) with the secret of
+// one of notify.inbound.senders.
 type InboundDecision struct {
 	PlanID string `json:"plan_id"`
 	// Digest is the plan digest the caller reviewed (required: an
@@ -21,8 +22,10 @@ type InboundDecision struct {
 	Digest string `json:"digest"`
 	// Decision is "approved" or "rejected".
 	Decision events.DecisionKind `json:"decision"`
-	// DecidedBy names the person or tool deciding (required).
-	DecidedBy string `json:"decided_by"`
+	// DecidedBy is who decides: always the name of the sender whose
+	// secret signed the request. It may be omitted; any other value is
+	// refused (400, field decided_by).
+	DecidedBy string `json:"decided_by,omitempty"`
 	Reason    string `json:"reason,omitempty"`
 }
 
@@ -46,7 +49,8 @@ func (s *Service) handleInbound(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, InboundAnswer{Error: "body too large"})
 		return
 	}
-	if err := VerifySignature(s.cfg.InboundSecret, r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), body, s.now(), s.cfg.SignatureWindow); err != nil {
+	sender, err := s.inboundSender(r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), body)
+	if err != nil {
 		reason := "bad_signature"
 		if errors.Is(err, ErrStaleRequest) {
 			reason = "stale_timestamp"
@@ -63,7 +67,14 @@ func (s *Service) handleInbound(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, InboundAnswer{Error: "invalid JSON: " + err.Error()})
 		return
 	}
-	d := events.Decision{PlanID: in.PlanID, Digest: in.Digest, Decision: in.Decision, DecidedBy: in.DecidedBy,
+	if in.DecidedBy != "" && in.DecidedBy != sender {
+		s.metrics.refused.WithLabelValues("webhook", "decided_by").Inc()
+		s.log.Warn("inbound webhook refused: decided_by names someone else", slog.String("sender", sender), slog.String("decided_by", in.DecidedBy))
+		writeJSON(w, http.StatusBadRequest, InboundAnswer{PlanID: in.PlanID, Field: "decided_by",
+			Error: fmt.Sprintf("decided_by %q is not the sender whose secret signed the request (%q): the decision is recorded as that sender's; omit decided_by", in.DecidedBy, sender)})
+		return
+	}
+	d := events.Decision{PlanID: in.PlanID, Digest: in.Digest, Decision: in.Decision, DecidedBy: sender,
 		Via: events.ViaWebhook, At: s.now().UTC(), Reason: in.Reason}
 	if err := d.Validate(); err != nil {
 		var ve *events.ValidationError
@@ -89,6 +100,26 @@ func (s *Service) handleInbound(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, InboundAnswer{PlanID: in.PlanID, Decision: string(in.Decision), Duplicate: dup})
+}
+
+// inboundSender returns the name of the sender whose secret made the
+// signature. Every secret is compared (no early exit), so the time taken
+// says nothing about which sender matched.
+func (s *Service) inboundSender(tsHeader, sigHeader string, body []byte) (string, error) {
+	ts, err := checkTimestamp(tsHeader, s.now(), s.cfg.SignatureWindow)
+	if err != nil {
+		return "", err
+	}
+	found := ""
+	for _, snd := range s.cfg.inboundSenders() {
+		if compareSig(sigHeader, Sign(snd.Secret, ts, body)) == nil && found == "" {
+			found = snd.Name
+		}
+	}
+	if found == "" {
+		return "", ErrBadSignature
+	}
+	return found, nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -25,7 +25,14 @@ type interaction struct {
 		ID       string `json:"id"`
 		Username string `json:"username"`
 		Name     string `json:"name"`
+		// TeamID is the user's own workspace (another one for a user of
+		// a shared channel).
+		TeamID string `json:"team_id"`
 	} `json:"user"`
+	// Team is the workspace the click happened in.
+	Team struct {
+		ID string `json:"id"`
+	} `json:"team"`
 	Channel struct {
 		ID string `json:"id"`
 	} `json:"channel"`
@@ -151,10 +158,17 @@ func (s *Service) interact(ctx context.Context, payload []byte, transport string
 
 // refuseClick says why a click may not decide, or "" when it may.
 func (s *Service) refuseClick(ctx context.Context, in *interaction, planID string) string {
-	if !slices.ContainsFunc(s.cfg.Slack.AllowedUsers, func(u string) bool {
-		return u != "" && (u == in.User.ID || u == in.User.Username || u == in.User.Name)
-	}) {
+	// Ids only: a user can change their name to an allowed one.
+	if in.User.ID == "" || !slices.Contains(s.cfg.Slack.AllowedUsers, in.User.ID) {
 		return ":no_entry: You are not allowed to approve or reject kaar plans (notify.slack.allowed_users)."
+	}
+	// The workspace of the click and the user's own: a user id of
+	// another workspace sharing the channel is not one of ours.
+	teams := s.cfg.Slack.AllowedTeams
+	if in.Team.ID == "" && in.User.TeamID == "" ||
+		in.Team.ID != "" && !slices.Contains(teams, in.Team.ID) ||
+		in.User.TeamID != "" && !slices.Contains(teams, in.User.TeamID) {
+		return ":no_entry: kaar plans can be decided only from kaar's Slack workspace (notify.slack.allowed_teams)."
 	}
 	ch := in.channelID()
 	allowed := s.cfg.Slack.AllowedChannels

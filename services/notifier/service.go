@@ -150,7 +150,7 @@ func (s *Service) Run(ctx context.Context) error {
 		r := &receiver{cfg: w, s: s}
 		g.Go(func() error { return consume(gctx, c, r.handle) })
 	}
-	if s.cfg.Listen != "" && (s.cfg.Slack.HTTP() || s.cfg.InboundSecret != "") {
+	if s.cfg.Listen != "" && (s.cfg.Slack.HTTP() || len(s.cfg.inboundSenders()) > 0) {
 		ln, err := net.Listen("tcp", s.cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("notifier: listen on %s: %w", s.cfg.Listen, err)
@@ -200,7 +200,7 @@ func (s *Service) Handler() http.Handler {
 	if s.cfg.Slack.HTTP() {
 		mux.HandleFunc("POST /slack/interactions", s.handleInteraction)
 	}
-	if s.cfg.InboundSecret != "" {
+	if len(s.cfg.inboundSenders()) > 0 {
 		mux.HandleFunc("POST /webhooks/approval", s.handleInbound)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

@@ -160,7 +160,7 @@ func TestInboundApprovalWebhook(t *testing.T) {
 		return rec.Code, a
 	}
 	now := e.clock.Now()
-	ok := map[string]any{"plan_id": p.ID, "digest": p.Digest, "decision": "approved", "decided_by": "pagerduty:jane"}
+	ok := map[string]any{"plan_id": p.ID, "digest": p.Digest, "decision": "approved"}
 	cases := []struct {
 		name   string
 		body   any
@@ -171,10 +171,10 @@ func TestInboundApprovalWebhook(t *testing.T) {
 	}{
 		{"forged", ok, "wrong-secret-0123456789", now, http.StatusUnauthorized, ""},
 		{"replayed", ok, secret, now.Add(-10 * time.Minute), http.StatusUnauthorized, ""},
-		{"no decided_by", map[string]any{"plan_id": p.ID, "digest": p.Digest, "decision": "approved"}, secret, now, http.StatusBadRequest, "decided_by"},
-		{"bad decision", map[string]any{"plan_id": p.ID, "digest": p.Digest, "decision": "maybe", "decided_by": "x"}, secret, now, http.StatusBadRequest, "decision"},
-		{"other digest", map[string]any{"plan_id": p.ID, "digest": "sha256:" + string(bytes.Repeat([]byte("a"), 64)), "decision": "approved", "decided_by": "x"}, secret, now, http.StatusConflict, ""},
-		{"unknown plan", map[string]any{"plan_id": "0196a1a4-0000-7000-8000-000000000000", "digest": p.Digest, "decision": "approved", "decided_by": "x"}, secret, now, http.StatusNotFound, ""},
+		{"decided_by of another", map[string]any{"plan_id": p.ID, "digest": p.Digest, "decision": "approved", "decided_by": "pagerduty:jane"}, secret, now, http.StatusBadRequest, "decided_by"},
+		{"bad decision", map[string]any{"plan_id": p.ID, "digest": p.Digest, "decision": "maybe"}, secret, now, http.StatusBadRequest, "decision"},
+		{"other digest", map[string]any{"plan_id": p.ID, "digest": "sha256:" + string(bytes.Repeat([]byte("a"), 64)), "decision": "approved"}, secret, now, http.StatusConflict, ""},
+		{"unknown plan", map[string]any{"plan_id": "0196a1a4-0000-7000-8000-000000000000", "digest": p.Digest, "decision": "approved"}, secret, now, http.StatusNotFound, ""},
 	}
 	for _, c := range cases {
 		code, a := post(c.body, c.secret, c.ts)
@@ -189,7 +189,8 @@ func TestInboundApprovalWebhook(t *testing.T) {
 		t.Fatalf("signed approval: %d %+v", code, a)
 	}
 	ds := e.decisions()
-	if len(ds) != 1 || ds[0].Via != events.ViaWebhook || ds[0].DecidedBy != "pagerduty:jane" {
+	// The deprecated notify.inbound.secret is the sender "webhook".
+	if len(ds) != 1 || ds[0].Via != events.ViaWebhook || ds[0].DecidedBy != "webhook" {
 		t.Fatalf("decisions %+v", ds)
 	}
 }
