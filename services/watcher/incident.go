@@ -476,9 +476,11 @@ func representative(pods []podIssue) podIssue {
 
 // incidentMessage is the message an incident carries on the bus: cluster
 // text (kubelet and scheduler messages quoting image strings, the
-// application's termination message) kept as data, but with credential
-// lines withheld and escape sequences, control characters other than line
-// breaks and tabs, and bidirectional overrides removed, so that no
-// consumer (a webhook receiver's log, a terminal) meets them raw. Each
-// surface still renders it with its own function of pkg/events/text.
-func incidentMessage(m string) string { return text.ForTerminal(text.RedactText(m)) }
+// application's termination message, whose credential lines crashIssue
+// withholds) kept as data, but with escape sequences, control characters
+// other than line breaks and tabs, and bidirectional overrides removed, so
+// that no consumer (a webhook receiver's log, a terminal) meets them raw.
+// Each surface still renders it with its own function of pkg/events/text.
+// The kubelet's own messages are not redacted: "failed to fetch anonymous
+// token: 401 Unauthorized" is the diagnosis, not a credential.
+func incidentMessage(m string) string { return text.ForTerminal(m) }
