@@ -35,8 +35,9 @@ const plansHelp = `Lists, shows, approves and rejects remediation plans on the b
   kaar plans approve PLAN [--yes]         show the plan's changes, ask, then approve the digest shown
   kaar plans reject PLAN [--reason TEXT] [--yes]
 
-Decisions name the OS user and go through the bus like any other (via cli); the
-executor checks them again.`
+Decisions name the CLI's bus credential (cli:<nats.user>, cli:kaar-cli for kaar
+serve's cli seed, or the .creds name) and go through the bus like any other
+(via cli); the executor checks them again. The OS user is noted in the reason.`
 
 // busClient is the CLI's connection to the bus.
 type busClient struct {
@@ -45,6 +46,8 @@ type busClient struct {
 	js      jetstream.JetStream
 	plans   *bus.PlanStore
 	cluster string
+	// identity is the bus credential's (busIdentity): who decides.
+	identity string
 }
 
 // cliBus connects to the configured bus.
@@ -75,7 +78,7 @@ func cliBus(ctx context.Context, cf *commonFlags) (*busClient, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &busClient{cfg: cfg, nc: nc, js: js, plans: ps, cluster: cfg.Kubernetes.ClusterName}, nil
+	return &busClient{cfg: cfg, nc: nc, js: js, plans: ps, cluster: cfg.Kubernetes.ClusterName, identity: busIdentity(opts)}, nil
 }
 
 func (b *busClient) Close() { b.nc.Close() }
@@ -320,7 +323,13 @@ func (b *busClient) decide(ctx context.Context, id string, kind events.DecisionK
 	if !time.Now().Before(p.ExpiresAt) {
 		return fmt.Errorf("%s plan %s: its approval window ended at %s", verb, p.ID, p.ExpiresAt.Format(time.RFC3339))
 	}
-	by := osUser()
+	// The credential decides; the OS user is only a note for the reader.
+	by := b.identity
+	if u := osUser(); reason == "" {
+		reason = "decided with kaar plans by OS user " + u
+	} else {
+		reason += " (OS user " + u + ")"
+	}
 	writePlan(w, p, time.Now())
 	if !yes {
 		fmt.Fprintf(w, "\n%s plan %s (digest %s) as %s? [y/N] ", strings.ToUpper(verb[:1])+verb[1:], p.ID, p.Digest, by)

@@ -155,14 +155,15 @@ func TestPlansListShowApproveReject(t *testing.T) {
 	if ds := e.decisions(t); len(ds) != 0 {
 		t.Fatalf("declined approval published %+v", ds)
 	}
-	// Answering yes approves the digest shown, naming the OS user.
+	// Answering yes approves the digest shown, naming the bus credential
+	// (kaar serve's cli seed), not the OS user, who is only noted.
 	out, code = e.run(t, "y\n", "plans", "approve", web.ID)
 	if code != 0 || !strings.Contains(out, "Approved plan "+web.ID) {
 		t.Fatalf("approve (%d):\n%s", code, out)
 	}
 	ds := e.decisions(t)
 	if len(ds) != 1 || ds[0].PlanID != web.ID || ds[0].Digest != web.Digest || ds[0].Via != events.ViaCLI ||
-		ds[0].DecidedBy != osUser() || ds[0].Decision != events.DecisionApproved {
+		ds[0].DecidedBy != "cli:kaar-cli" || ds[0].Decision != events.DecisionApproved || ds[0].Reason != "decided with kaar plans by OS user "+osUser() {
 		t.Fatalf("decisions %+v", ds)
 	}
 	// --yes for scripts, flags after the id; reject with a reason.
@@ -171,7 +172,7 @@ func TestPlansListShowApproveReject(t *testing.T) {
 		t.Fatalf("reject (%d):\n%s", code, out)
 	}
 	ds = e.decisions(t)
-	if len(ds) != 2 || ds[1].Decision != events.DecisionRejected || ds[1].Reason != "not now" || ds[1].Via != events.ViaCLI {
+	if len(ds) != 2 || ds[1].Decision != events.DecisionRejected || ds[1].Reason != "not now (OS user "+osUser()+")" || ds[1].Via != events.ViaCLI || ds[1].DecidedBy != "cli:kaar-cli" {
 		t.Fatalf("decisions %+v", ds)
 	}
 	// A digest other than the plan's is refused.
