@@ -284,26 +284,3 @@ func managementRefused(cluster string) []struct {
 	}
 	return out
 }
-
-// expectRefused publishes to subject and waits for the server's
-// permissions violation.
-func expectRefused(t *testing.T, nc *nats.Conn, errs <-chan error, subject string) {
-	t.Helper()
-	if err := nc.Publish(subject, []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case err := <-errs:
-			if strings.Contains(strings.ToLower(err.Error()), "permissions violation") && strings.Contains(err.Error(), subject) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("%s: publish %s was not refused", nc.Opts.Name, subject)
-		}
-	}
-}
