@@ -3,6 +3,7 @@ package executor
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,12 +20,20 @@ func TestAutoApprovalFollowsThePolicy(t *testing.T) {
 	e := startExecutor(t, startNATS(t), c.executor, Config{AutoApprove: true, AutoApproveMaxRisk: events.RiskLow,
 		ProtectedNamespaces: []string{"kube-system"}})
 
-	plan := func(name string, risk events.RiskLevel, edit func(*events.Plan)) events.Plan {
+	// The risk that counts is the action's (the executor's catalogue),
+	// not what the plan claims: a rollout restart is low, a set_image
+	// medium.
+	plan := func(name string, action events.ActionType, risk events.RiskLevel, edit func(*events.Plan)) events.Plan {
 		dep := c.createDeployment(t, name)
 		target := events.ObjectRef{Kind: "Deployment", Namespace: c.ns, Name: name, UID: string(dep.UID), APIVersion: "apps/v1"}
-		p := newPlan(t, target, dep.Generation, dep.ResourceVersion, events.Step{Action: events.ActionSetImage, Title: "Set image to nginx:1.28",
+		st := events.Step{Action: events.ActionSetImage, Title: "Set image to nginx:1.28",
 			Target: target, Risk: risk, Mutating: true, PatchType: events.PatchJSON,
-			Patch: generationPatch(dep.Generation, `{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28"}`)})
+			Patch: generationPatch(dep.Generation, `{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28"}`)}
+		if action == events.ActionRolloutRestart {
+			st.Action, st.Title = action, "Restart deployment/"+name
+			st.Patch = generationPatch(dep.Generation, `{"op":"add","path":"/spec/template/metadata/annotations","value":{"kubectl.kubernetes.io/restartedAt":"2026-12-06T00:00:00Z"}}`)
+		}
+		p := newPlan(t, target, dep.Generation, dep.ResourceVersion, st)
 		p.Risk = risk
 		if edit != nil {
 			edit(&p)
@@ -34,7 +43,7 @@ func TestAutoApprovalFollowsThePolicy(t *testing.T) {
 		e.announce(p)
 		return p
 	}
-	low := plan("low", events.RiskLow, nil)
+	low := plan("low", events.ActionRolloutRestart, events.RiskLow, nil)
 	trail := e.waitAudit(low.ID, events.AuditExecutionFinished, 1, 2*time.Minute)
 	if got := kinds(trail); !slices.Contains(got, events.AuditAutoApproved) || !slices.Contains(got, events.AuditApproved) {
 		t.Fatalf("audit trail %v: want auto_approved and approved", got)
@@ -46,10 +55,12 @@ func TestAutoApprovalFollowsThePolicy(t *testing.T) {
 		t.Errorf("approved by %s via %s, want %s via auto", trail[i].Actor, trail[i].Via, AutoApprover)
 	}
 
-	medium := plan("medium", events.RiskMedium, nil)
-	managed := plan("managed", events.RiskLow, func(p *events.Plan) { p.ManagedBy = "Argo CD" })
+	medium := plan("medium", events.ActionSetImage, events.RiskMedium, nil)
+	// A set_image that calls itself harmless is still a set_image.
+	lying := plan("lying", events.ActionSetImage, events.RiskNone, nil)
+	managed := plan("managed", events.ActionRolloutRestart, events.RiskLow, func(p *events.Plan) { p.ManagedBy = "Argo CD" })
 	e.waitAutoApproverIdle()
-	for _, p := range []events.Plan{medium, managed} {
+	for _, p := range []events.Plan{medium, lying, managed} {
 		if got := e.plan(p.ID).State; got != events.PlanProposed {
 			t.Errorf("plan %s (%s) is %s: auto-approval must not apply", p.ID, p.Summary, got)
 		}
@@ -66,7 +77,7 @@ func TestAutoApprovalFollowsThePolicy(t *testing.T) {
 	}
 	p := e.plan(low.ID)
 	p.State = events.PlanProposed
-	if why := guarded.autoApprovable(p); why != "step changes protected namespace "+c.ns {
+	if why := guarded.autoApprovable(p); !strings.Contains(why, "changes protected namespace "+c.ns) {
 		t.Errorf("protected namespace: %q", why)
 	}
 }

@@ -308,7 +308,10 @@ func TestCatalogueRefusesTamperedPlans(t *testing.T) {
 			},
 			want: []string{"step 1 (set_image)", "undo_patch: operation 3 (add /spec/template/spec/hostNetwork)"}},
 		{name: "unguarded undo patch", plan: "deployment-rollback",
-			edit: func(t *testing.T, p *events.Plan) { st := mutating(t, p); st.UndoPatch = enc(t, ops(t, st.UndoPatch)[1:]) },
+			edit: func(t *testing.T, p *events.Plan) {
+				st := mutating(t, p)
+				st.UndoPatch = enc(t, ops(t, st.UndoPatch)[1:])
+			},
 			want: []string{"step 1 (rollback)", "undo_patch: first operation must be", "value\":3}"}},
 		{name: "set_memory_limit that lifts the CPU limit", plan: "deployment-set-memory-limit",
 			edit: func(t *testing.T, p *events.Plan) {

@@ -49,7 +49,7 @@ func TestShutdownDrainsInFlightExecutions(t *testing.T) {
 			kube := healthyFake()
 			svc, err := New(Config{Cluster: testCluster, VerifyStable: 3 * time.Second, VerifyInterval: 200 * time.Millisecond,
 				DrainTimeout: tt.drain, FetchWait: time.Second},
-				Deps{NATS: n.nc, Kube: kube, Logger: testLogger(t), Registerer: prometheus.NewRegistry()})
+				Deps{NATS: n.nc, Kube: kube, Logger: testLogger(t), Registerer: prometheus.NewRegistry(), Trust: testTrust()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,8 +62,8 @@ func TestShutdownDrainsInFlightExecutions(t *testing.T) {
 
 			target := events.ObjectRef{Kind: "Deployment", Namespace: "shop", Name: "web", UID: "dep"}
 			p := newPlan(t, target, 2, "1", events.Step{Action: events.ActionRolloutRestart, Title: "restart", Target: target,
-				Risk: events.RiskLow, Mutating: true, PatchType: events.PatchMerge,
-				Patch: []byte(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"now"}}}}}`)})
+				Risk: events.RiskLow, Mutating: true, PatchType: events.PatchJSON,
+				Patch: generationPatch(2, `{"op":"add","path":"/spec/template/metadata/annotations","value":{"kubectl.kubernetes.io/restartedAt":"now"}}`)})
 			e.createPlan(p)
 			e.decide(p, events.DecisionApproved, "alice", p.Digest)
 			e.waitAudit(p.ID, events.AuditStepResult, 1, 10*time.Second)
@@ -97,8 +97,8 @@ func TestRedeliveredRefusalIsRecordedOnce(t *testing.T) {
 	e := startExecutor(t, startNATS(t), healthyFake(), Config{VerifyStable: 300 * time.Millisecond, VerifyInterval: 100 * time.Millisecond})
 	target := events.ObjectRef{Kind: "Deployment", Namespace: "shop", Name: "web", UID: "dep"}
 	p := newPlan(t, target, 2, "1", events.Step{Action: events.ActionRolloutRestart, Title: "restart", Target: target,
-		Risk: events.RiskLow, Mutating: true, PatchType: events.PatchMerge,
-		Patch: []byte(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"now"}}}}}`)})
+		Risk: events.RiskLow, Mutating: true, PatchType: events.PatchJSON,
+		Patch: generationPatch(2, `{"op":"add","path":"/spec/template/metadata/annotations","value":{"kubectl.kubernetes.io/restartedAt":"now"}}`)})
 	e.createPlan(p)
 	e.decide(p, events.DecisionApproved, "bob", p.Digest)
 	e.waitAudit(p.ID, events.AuditExecutionFinished, 1, 20*time.Second)

@@ -400,13 +400,14 @@ func TestRejectionMarksThePlanRejected(t *testing.T) {
 func TestEvictedPodsAreDeletedAndVerifiedGone(t *testing.T) {
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
-	evicted, _ := c.evictAll(t, "cache")
+	evicted, uids := c.evictAll(t, "cache")
 
 	dep := c.deployment(t, "cache")
 	target := events.ObjectRef{Kind: "Deployment", Namespace: c.ns, Name: "cache", UID: string(dep.UID), APIVersion: "apps/v1"}
 	p := newPlan(t, target, dep.Generation, dep.ResourceVersion, events.Step{Action: events.ActionDeleteEvictedPods,
 		Title: "Delete the evicted pods of deployment/cache", Target: target, Risk: events.RiskLow, Mutating: true,
-		Kubectl: "kubectl -n " + c.ns + " delete pods --field-selector=status.phase=Failed -l app=cache"})
+		Params:  map[string]string{"pods": strings.Join(evicted, ","), "uids": strings.Join(uids, ",")},
+		Kubectl: "kubectl -n " + c.ns + " delete pod " + strings.Join(evicted, " ")})
 	p.Type = events.IssueEvicted
 	signPlan(&p)
 	e.createPlan(p)

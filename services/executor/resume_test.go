@@ -32,8 +32,8 @@ func TestInterruptedExecutionIsResumedWithoutApplyingAStepTwice(t *testing.T) {
 		return []events.Step{
 			{Action: events.ActionSetImage, Title: "Set image to nginx:1.28", Target: target, Risk: events.RiskLow, Mutating: true, PatchType: events.PatchJSON,
 				Patch: generationPatch(gen, `{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28"}`)},
-			{Action: events.ActionSetMemoryLimit, Title: "Set the memory limit to 256Mi", Target: target, Risk: events.RiskLow, Mutating: true, PatchType: events.PatchJSON,
-				Patch: generationPatch(gen, `{"op":"add","path":"/spec/template/spec/containers/0/resources/limits","value":{"memory":"256Mi"}}`)},
+			{Action: events.ActionSetResourceRequests, Title: "Set the memory request to 128Mi", Target: target, Risk: events.RiskMedium, Mutating: true, PatchType: events.PatchJSON,
+				Patch: generationPatch(gen, `{"op":"replace","path":"/spec/template/spec/containers/0/resources/requests/memory","value":"128Mi"}`)},
 		}
 	}
 	tests := []struct {
@@ -112,8 +112,8 @@ func TestInterruptedExecutionIsResumedWithoutApplyingAStepTwice(t *testing.T) {
 				t.Errorf("generation %d after a two-step plan from generation %d: a step was applied twice or not at all", got, dep.Generation)
 			}
 			got := c.deployment(t, name).Spec.Template.Spec.Containers[0]
-			if got.Image != "nginx:1.28" || got.Resources.Limits.Memory().String() != "256Mi" {
-				t.Errorf("container %s limits %v: the plan's changes are not both there", got.Image, got.Resources.Limits)
+			if got.Image != "nginx:1.28" || got.Resources.Requests.Memory().String() != "128Mi" {
+				t.Errorf("container %s requests %v: the plan's changes are not both there", got.Image, got.Resources.Requests)
 			}
 			i := slices.IndexFunc(trail, func(r events.AuditRecord) bool { return r.Kind == events.AuditResumed })
 			if i < 0 || !strings.Contains(trail[i].Message, tc.resumedFrom) {

@@ -1,0 +1,212 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/events"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// The second line of the catalogue's defence, at execution time: even a
+// step that got past validatePlanSteps is never sent as a merge,
+// strategic or unguarded patch, an evicted-pod cleanup never runs without
+// its uid list, and no pod the target does not control is deleted.
+
+// bareService is a Service with what the step runner needs: no bus.
+func bareService(t *testing.T, kube *fake.Clientset) *Service {
+	t.Helper()
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Service{cfg: Config{Cluster: testCluster, MaxPods: 2, StepTimeout: 2 * time.Second}.withDefaults(),
+		kube: kube, log: testLogger(t), now: time.Now, metrics: m}
+}
+
+// writes lists the mutating calls the fake cluster received.
+func writes(kube *fake.Clientset) []string {
+	var out []string
+	for _, a := range kube.Actions() {
+		if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" {
+			out = append(out, v+" "+a.GetResource().Resource)
+		}
+	}
+	return out
+}
+
+func TestExecutorSendsOnlyGuardedJSONPatches(t *testing.T) {
+	restart := `{"op":"add","path":"/spec/template/metadata/annotations","value":{"kubectl.kubernetes.io/restartedAt":"now"}}`
+	tests := []struct {
+		name  string
+		pt    events.PatchType
+		patch string
+		ok    bool
+	}{
+		{"guarded JSON patch", events.PatchJSON, string(generationPatch(2, restart)), true},
+		{"merge patch", events.PatchMerge, `{"spec":{"replicas":0}}`, false},
+		{"strategic patch", events.PatchStrategic, `{"spec":{"replicas":0}}`, false},
+		{"unguarded JSON patch", events.PatchJSON, `[` + restart + `]`, false},
+		{"guard after the change", events.PatchJSON, `[` + restart + `,{"op":"test","path":"/metadata/generation","value":2}]`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kube := healthyFake()
+			target := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
+			st := events.Step{Index: 0, Action: events.ActionRolloutRestart, Title: "restart", Target: target, Risk: events.RiskLow,
+				Mutating: true, PatchType: tt.pt, Patch: json.RawMessage(tt.patch)}
+			p := events.Plan{ID: "p", Namespace: "shop", Target: target, TargetGeneration: 2, Steps: []events.Step{st}}
+			status, summary, err := newStepRunner(bareService(t, kube), p).apply(context.Background(), st)
+			if tt.ok {
+				if err != nil || status != events.StepSucceeded {
+					t.Fatalf("%s %q: %v", status, summary, err)
+				}
+				if w := writes(kube); len(w) != 1 || w[0] != "patch deployments" {
+					t.Fatalf("writes %v, want the one patch", w)
+				}
+				return
+			}
+			if !errors.Is(err, ErrUnsupportedStep) || status != events.StepFailed {
+				t.Fatalf("%s %q: %v, want %v", status, summary, err, ErrUnsupportedStep)
+			}
+			if w := writes(kube); len(w) != 0 {
+				t.Fatalf("the cluster was written: %v", w)
+			}
+		})
+	}
+}
+
+// evictedPod is a Failed, Evicted pod with label app=web controlled by
+// owner (none when ownerUID is "").
+func evictedPod(name, ownerKind, ownerName, ownerUID string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: typesUID(name), Labels: map[string]string{"app": "web"}},
+		Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted"}}
+	if ownerUID != "" {
+		p.OwnerReferences = controller(ownerKind, ownerName, ownerUID)
+	}
+	return p
+}
+
+func typesUID(name string) types.UID { return types.UID(name + "-uid") }
+
+// clusterWithStrangers is healthyFake (Deployment web, uid dep, with its
+// ReplicaSet web-2, uid rs) plus another Deployment's ReplicaSet and pods
+// that carry web's labels: one of web's, one of the other Deployment's, one
+// without a controller, one of a Job.
+func clusterWithStrangers() *fake.Clientset {
+	kube := healthyFake()
+	other := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "other-1", Namespace: "shop", UID: "rs-other",
+		Labels: map[string]string{"app": "web"}, OwnerReferences: controller(kindDeployment, "other", "other")}}
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "migrate", Namespace: "shop", UID: "job"}}
+	for _, o := range []runtime.Object{other, job,
+		evictedPod("mine", kindReplicaSet, "web-2", "rs"),
+		evictedPod("stranger", kindReplicaSet, "other-1", "rs-other"),
+		evictedPod("orphan", "", "", ""),
+		evictedPod("jobs", kindJob, "migrate", "job"),
+	} {
+		if err := kube.Tracker().Add(o); err != nil {
+			panic(err)
+		}
+	}
+	kube.ClearActions()
+	return kube
+}
+
+func TestPodsToDeleteMustBeControlledByTheTarget(t *testing.T) {
+	web := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
+	job := events.ObjectRef{Kind: kindJob, Namespace: "shop", Name: "migrate", UID: "job"}
+	deletePod := func(i int, name string) events.Step {
+		return events.Step{Index: i, Action: events.ActionDeletePod, Title: "delete " + name, Risk: events.RiskLow, Mutating: true,
+			Target: events.ObjectRef{Kind: kindPod, Namespace: "shop", Name: name, UID: name + "-uid"}, Params: map[string]string{"uid": name + "-uid"}}
+	}
+	tests := []struct {
+		name   string
+		target events.ObjectRef
+		steps  []events.Step
+		want   string // "" = allowed
+	}{
+		{"the Deployment's pod, through its ReplicaSet", web, []events.Step{deletePod(0, "mine")}, ""},
+		{"the Job's own pod", job, []events.Step{deletePod(0, "jobs")}, ""},
+		{"a pod already gone", web, []events.Step{deletePod(0, "gone")}, ""},
+		{"another Deployment's pod with the same labels", web, []events.Step{deletePod(0, "mine"), deletePod(1, "stranger")},
+			"step 1 (delete_pod) of plan p: pod Pod/shop/stranger is not controlled by the plan's target Deployment/shop/web (controller: ReplicaSet/other-1 uid rs-other)"},
+		{"a pod without a controller", web, []events.Step{deletePod(0, "orphan")}, "pod Pod/shop/orphan is not controlled by the plan's target Deployment/shop/web (controller: none)"},
+		{"a Job's pod in a Deployment's plan", web, []events.Step{deletePod(0, "jobs")}, "controller: Job/migrate uid job"},
+		{"the Deployment's pod in a Job's plan", job, []events.Step{deletePod(0, "mine")}, "controller: ReplicaSet/web-2 uid rs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kube := clusterWithStrangers()
+			p := events.Plan{ID: "p", Namespace: "shop", Target: tt.target, Steps: tt.steps}
+			r, err := bareService(t, kube).checkPodsControlled(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tt.want == "" && r != nil:
+				t.Fatalf("refused: %v", r)
+			case tt.want != "" && r == nil:
+				t.Fatal("allowed")
+			case tt.want != "" && (r.Reason != events.RefusalInvalidStep || !strings.Contains(r.Message, tt.want)):
+				t.Fatalf("refusal %v, want invalid_step and %q", r, tt.want)
+			}
+			if w := writes(kube); len(w) != 0 {
+				t.Fatalf("the check wrote to the cluster: %v", w)
+			}
+		})
+	}
+}
+
+// The evicted pods of a cleanup are found by the target's label selector;
+// labels are not ownership: pods of other controllers that carry them are
+// left, even when the plan lists them. A step without its uid list, or
+// with more than max_pods, deletes nothing.
+func TestEvictedPodCleanupDeletesOnlyListedPodsOfTheTarget(t *testing.T) {
+	web := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
+	tests := []struct {
+		name    string
+		uids    string
+		deleted []string
+		err     error
+	}{
+		{"listed pods of the target and of others", "mine-uid,stranger-uid", []string{"mine"}, nil},
+		{"only others' pods", "orphan-uid,jobs-uid", nil, nil},
+		{"no uid list", "", nil, ErrUnsupportedStep},
+		{"more uids than max_pods (2)", "mine-uid,stranger-uid,orphan-uid", nil, ErrUnsupportedStep},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kube := clusterWithStrangers()
+			st := events.Step{Index: 0, Action: events.ActionDeleteEvictedPods, Title: "cleanup", Target: web, Risk: events.RiskLow, Mutating: true,
+				Params: map[string]string{"uids": tt.uids}}
+			p := events.Plan{ID: "p", Namespace: "shop", Target: web, TargetGeneration: 2, Steps: []events.Step{st}}
+			_, summary, err := newStepRunner(bareService(t, kube), p).apply(context.Background(), st)
+			if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) {
+				t.Fatalf("error %v, want %v (%s)", err, tt.err, summary)
+			}
+			var deleted []string
+			for _, a := range kube.Actions() {
+				if a.GetVerb() == "delete" {
+					deleted = append(deleted, a.(k8stesting.DeleteAction).GetName())
+				}
+			}
+			if strings.Join(deleted, ",") != strings.Join(tt.deleted, ",") {
+				t.Fatalf("deleted %v, want %v (%s)", deleted, tt.deleted, summary)
+			}
+			if tt.err == nil && strings.Contains(tt.uids, "stranger") && !strings.Contains(summary, "not controlled by Deployment/shop/web: stranger") {
+				t.Errorf("summary %q does not say which pod was left and why", summary)
+			}
+		})
+	}
+}
