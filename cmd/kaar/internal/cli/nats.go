@@ -35,8 +35,10 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *cluster != "" {
 		cfg.Kubernetes.ClusterName = *cluster
 	}
+	// The same rule as nats.listen: off loopback only with TLS.
+	cfg.NATS.Listen = *listen
 	if err := cfg.Validate(); err != nil {
-		return err
+		return fmt.Errorf("--listen, --cluster-name or --config: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	host, port, err := splitListen(*listen)

@@ -126,3 +126,21 @@ func TestServeBusRefusesWhatARoleDoesNotHold(t *testing.T) {
 		t.Fatalf("after the refused requests: %s %v", sum, err)
 	}
 }
+
+// TestBusOffLoopbackNeedsTLS: kaar serve --nats-listen and kaar nats
+// --listen refuse a non-loopback address without TLS, naming what to set.
+func TestBusOffLoopbackNeedsTLS(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	for _, args := range [][]string{
+		{"serve", "--nats-listen", "0.0.0.0:4222", "--no-sandbox"},
+		{"nats", "--listen", "0.0.0.0:0"},
+	} {
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		code := Main(ctx, args, strings.NewReader(""), &out, &out)
+		cancel()
+		if code == 0 || !strings.Contains(out.String(), "nats.listen") || !strings.Contains(out.String(), "nats.tls.cert_file") {
+			t.Errorf("kaar %v: exit %d\n%s", args, code, out.String())
+		}
+	}
+}
