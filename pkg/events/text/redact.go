@@ -1,6 +1,7 @@
 package text
 
 import (
+	"encoding/json"
 	"regexp"
 	"slices"
 	"strings"
@@ -89,4 +90,55 @@ func RedactText(s string) string {
 // matches reports whether re matches line as it is or as it shows.
 func matches(re *regexp.Regexp, line string) bool {
 	return re.MatchString(line) || re.MatchString(clean(prep(line), false))
+}
+
+// WithheldValue replaces a JSON string value that looks like a credential.
+const WithheldValue = "[withheld: it looks like a credential]"
+
+// RedactJSON returns raw (a patch or an object from the cluster, for
+// display only) with every string that looks like a credential replaced
+// by [WithheldValue]: an object's "value" when its "name" and value read
+// together as one ("DB_PASSWORD" and "hunter2", as in an env var; the
+// name stays), and any string that does alone. The result is compact JSON with sorted
+// keys; raw that is not JSON is returned as it is.
+func RedactJSON(raw []byte) []byte {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return raw
+	}
+	out, err := json.Marshal(redactValue(v))
+	if err != nil {
+		return raw
+	}
+	return out
+}
+
+func redactValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		name, _ := x["name"].(string)
+		_, pair := x["value"].(string)
+		pair = pair && name != ""
+		for k, c := range x {
+			switch s, _ := c.(string); {
+			case pair && k == "name":
+				// the variable's name stays: it says what was withheld
+			case pair && k == "value" && (Redact(name+"="+s) == Withheld || RedactText(s) != s):
+				x[k] = WithheldValue
+			default:
+				x[k] = redactValue(c)
+			}
+		}
+		return x
+	case []any:
+		for i, c := range x {
+			x[i] = redactValue(c)
+		}
+		return x
+	case string:
+		if RedactText(x) != x {
+			return WithheldValue
+		}
+	}
+	return v
 }

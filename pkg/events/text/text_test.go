@@ -311,3 +311,21 @@ func TestShellQuoteRunsAsShown(t *testing.T) {
 		t.Error("a quoted argument ran a command")
 	}
 }
+
+func TestRedactJSON(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"env value named like a password", `[{"op":"replace","path":"/spec/template","value":{"env":[{"name":"DB_PASSWORD","value":"hunter2"},{"name":"API_TOKEN","value":"x"},{"name":"LOG_LEVEL","value":"debug"}]}}]`,
+			`[{"op":"replace","path":"/spec/template","value":{"env":[{"name":"DB_PASSWORD","value":"` + WithheldValue + `"},{"name":"API_TOKEN","value":"` + WithheldValue + `"},{"name":"LOG_LEVEL","value":"debug"}]}}]`},
+		{"a credential in any string", `{"args":["--db=postgres://app:s3cr3t@db/app","--port=80"],"note":"AKIAIOSFODNN7EXAMPLE"}`,
+			`{"args":["` + WithheldValue + `","--port=80"],"note":"` + WithheldValue + `"}`},
+		{"a patch without credentials is unchanged but for key order", `{"op":"test","value":2,"path":"/metadata/generation"}`, `{"op":"test","path":"/metadata/generation","value":2}`},
+		{"not JSON is returned as it is", `{"broken"`, `{"broken"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(RedactJSON([]byte(tc.in))); got != tc.want {
+				t.Errorf("RedactJSON =\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}

@@ -261,7 +261,10 @@ func writePlan(w io.Writer, p events.Plan, now time.Time) {
 		}
 		if len(s.Patch) > 0 {
 			fmt.Fprintf(w, "       %s patch:\n", s.PatchType)
-			fmt.Fprintln(w, indent(text.ForTerminal(prettyJSON(s.Patch)), "         "))
+			// A rollback patch carries the whole pod template: env values
+			// that look like credentials are withheld from the display
+			// (the plan keeps them; the executor applies the patch).
+			fmt.Fprintln(w, indent(text.ForTerminal(prettyJSON(text.RedactJSON(s.Patch))), "         "))
 		}
 		if s.Kubectl != "" {
 			// Shell-quoted by the planner (text.ShellQuote): it runs as shown.

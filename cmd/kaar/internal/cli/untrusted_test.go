@@ -81,3 +81,27 @@ func TestOneLineForTables(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanPatchEnvCredentialsAreWithheldOnTheTerminal: a rollback patch
+// carries the whole pod template; "kaar plans show" withholds env values
+// that look like credentials, and keeps the rest of the patch.
+func TestPlanPatchEnvCredentialsAreWithheldOnTheTerminal(t *testing.T) {
+	p := texttest.Plan()
+	for i := range p.Steps {
+		if p.Steps[i].Mutating {
+			p.Steps[i].Patch = []byte(`[{"op":"replace","path":"/spec/template","value":{"spec":{"containers":[{"name":"app","image":"nginx:1.27",` +
+				`"env":[{"name":"DB_PASSWORD","value":"hunter2"},{"name":"LOG_LEVEL","value":"debug"}]}]}}}]`)
+		}
+	}
+	var b bytes.Buffer
+	writePlan(&b, p, p.CreatedAt)
+	got := b.String()
+	if strings.Contains(got, "hunter2") {
+		t.Errorf("the terminal shows the env credential:\n%s", got)
+	}
+	for _, want := range []string{`"name": "DB_PASSWORD"`, `"value": "[withheld: it looks like a credential]"`, `"value": "debug"`, `"image": "nginx:1.27"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("patch display lacks %s:\n%s", want, got)
+		}
+	}
+}
