@@ -35,6 +35,7 @@ type instance struct {
 	cluster string
 	kube    kubernetes.Interface
 	output  fmt.Stringer // what kaar printed, for in-process instances
+	cfgFile string       // its configuration file, for in-process instances
 }
 
 // lockedBuffer collects a command's output for failure reports.
@@ -119,7 +120,7 @@ func startServe(t testing.TB, c *sandbox.Cluster, ns, remediationExtra string, k
 			t.Logf("kaar serve output:\n%s", tail(out.String(), 200))
 		}
 	})
-	inst := &instance{base: fmt.Sprintf("http://127.0.0.1:%d", port), ns: ns, cluster: cluster, kube: c.Clientset(), output: &out}
+	inst := &instance{base: fmt.Sprintf("http://127.0.0.1:%d", port), ns: ns, cluster: cluster, kube: c.Clientset(), output: &out, cfgFile: cfgFile}
 	waitHealthy(t, inst, done, &out)
 	return inst
 }
@@ -170,7 +171,18 @@ type mcpCaller struct {
 
 func newMCPCaller(t *testing.T, inst *instance, protocolVersion string) *mcpCaller {
 	t.Helper()
-	cl := sdk.NewClient(&sdk.Implementation{Name: "kaar-e2e", Version: "1"}, nil)
+	m := &mcpCaller{}
+	// The client is an assistant with a person at the keyboard: kaar asks
+	// the person to confirm every decision (MCP elicitation), and the
+	// person agrees, as the user of a real client would.
+	cl := sdk.NewClient(&sdk.Implementation{Name: "kaar-e2e", Version: "1"}, &sdk.ClientOptions{
+		ElicitationHandler: func(_ context.Context, r *sdk.ElicitRequest) (*sdk.ElicitResult, error) {
+			if m.transcript != nil {
+				fmt.Fprintf(m.transcript, "The person is asked to confirm:\n\n%s\n\nand confirms.\n\n", r.Params.Message)
+			}
+			return &sdk.ElicitResult{Action: "accept", Content: map[string]any{"approve": true, "reject": true}}, nil
+		},
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var opts *sdk.ClientSessionOptions
@@ -182,7 +194,7 @@ func newMCPCaller(t *testing.T, inst *instance, protocolVersion string) *mcpCall
 		t.Fatalf("MCP connect: %v", err)
 	}
 	t.Cleanup(func() { cs.Close() })
-	m := &mcpCaller{cs: cs}
+	m.cs = cs
 	if path := os.Getenv("KAAR_TRANSCRIPT"); path != "" {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {

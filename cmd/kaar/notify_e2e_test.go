@@ -98,7 +98,8 @@ notify:
     signing_secret: %s
     channel: C-E2E
     api_url: %s/api/
-    allowed_users: [alice]
+    allowed_users: [U0ALICE01]
+    allowed_teams: [T0ACME001]
 `, notifyPort, secret, slack.URL)
 	breakDeployment(t, cs, ns, "web")
 	startServe(t, c, ns, extra)
@@ -124,9 +125,10 @@ notify:
 	if value == "" {
 		t.Fatalf("no approve button value in %s", withPlan.blocks)
 	}
-	click := func(user string) int {
+	click := func(user, id, team string) int {
 		payload, _ := json.Marshal(map[string]any{
-			"type": "block_actions", "user": map[string]any{"id": "U-" + user, "username": user},
+			"type": "block_actions", "user": map[string]any{"id": id, "username": user, "team_id": team},
+			"team":    map[string]any{"id": team},
 			"channel": map[string]any{"id": "C-E2E"},
 			"actions": []map[string]any{{"action_id": notifier.ActionApprove, "value": value}},
 		})
@@ -143,11 +145,19 @@ notify:
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := click("alice"); code != http.StatusOK {
+	// A user of another workspace sharing the channel, and one who took
+	// an allowed user's name, are refused; the allowed id decides.
+	if code := click("mallory", "U0MALLORY", "T0EVIL001"); code != http.StatusOK {
+		t.Fatalf("click from another workspace: HTTP %d", code)
+	}
+	if code := click("alice", "U0MALLORY", "T0ACME001"); code != http.StatusOK {
+		t.Fatalf("click by a name: HTTP %d", code)
+	}
+	if code := click("alice", "U0ALICE01", "T0ACME001"); code != http.StatusOK {
 		t.Fatalf("click: HTTP %d", code)
 	}
 	verified := rec.waitFor(t, "verified message", 4*time.Minute, func(r slackRec) bool {
-		return r.method == "chat.update" && strings.Contains(r.blocks, "Verified healthy") && strings.Contains(r.blocks, "alice (U-alice) via slack")
+		return r.method == "chat.update" && strings.Contains(r.blocks, "Verified healthy") && strings.Contains(r.blocks, "alice (U0ALICE01) via slack")
 	})
 	if verified.ts != withPlan.ts {
 		t.Fatalf("verified state went to message %s, the plan was in %s", verified.ts, withPlan.ts)
