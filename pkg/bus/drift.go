@@ -333,6 +333,11 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	if want, err = withSourceStarts(ctx, js, want, have.Sources); err != nil {
 		return nil, err
 	}
+	// Where a clustered server placed the stream is its choice when kaar
+	// names no placement (and moving it is not a repair).
+	if want.Placement == nil {
+		want.Placement = have.Placement
+	}
 	fields, details, err := configDiff(have, want)
 	if err != nil {
 		return nil, err
