@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +209,78 @@ func TestEvictedPodCleanupDeletesOnlyListedPodsOfTheTarget(t *testing.T) {
 				t.Errorf("summary %q does not say which pod was left and why", summary)
 			}
 		})
+	}
+}
+
+// A delete_pod step of a pod the target does not control fails at the
+// step itself too (a resumed execution skips the check before the first
+// step): nothing is deleted.
+func TestDeletePodStepChecksTheController(t *testing.T) {
+	web := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
+	for _, tt := range []struct {
+		pod     string
+		deleted bool
+	}{{"mine", true}, {"stranger", false}, {"orphan", false}} {
+		t.Run(tt.pod, func(t *testing.T) {
+			kube := clusterWithStrangers()
+			st := events.Step{Index: 0, Action: events.ActionDeletePod, Title: "delete", Risk: events.RiskLow, Mutating: true,
+				Target: events.ObjectRef{Kind: kindPod, Namespace: "shop", Name: tt.pod, UID: tt.pod + "-uid"}}
+			p := events.Plan{ID: "p", Namespace: "shop", Target: web, Steps: []events.Step{st}}
+			_, summary, err := newStepRunner(bareService(t, kube), p).apply(context.Background(), st)
+			if w := writes(kube); tt.deleted != (len(w) == 1) {
+				t.Fatalf("writes %v (%s, %v), want deleted=%t", w, summary, err, tt.deleted)
+			}
+			if !tt.deleted && (!errors.Is(err, ErrInvalidStep) || !strings.Contains(err.Error(), "is not controlled by the plan's target Deployment/shop/web")) {
+				t.Fatalf("error %v, want %v naming the target", err, ErrInvalidStep)
+			}
+		})
+	}
+}
+
+// An execution interrupted by a crash is resumed from its record; a plan
+// outside the catalogue (claimed, say, by an executor without it) runs
+// no further step: it is refused when resumed.
+func TestResumedPlanOutsideTheCatalogueRunsNoStep(t *testing.T) {
+	kube := clusterWithStrangers()
+	e := startExecutor(t, startNATS(t), kube, Config{})
+	web := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
+	restart := events.Step{Action: events.ActionRolloutRestart, Title: "restart", Target: web, Risk: events.RiskLow, Mutating: true,
+		PatchType: events.PatchJSON, Patch: generationPatch(2, `{"op":"add","path":"/spec/template/metadata/annotations","value":{"kubectl.kubernetes.io/restartedAt":"now"}}`)}
+	scale := events.Step{Action: events.ActionRolloutRestart, Title: "restart (really: scale to zero)", Target: web, Risk: events.RiskLow, Mutating: true,
+		PatchType: events.PatchMerge, Patch: json.RawMessage(`{"spec":{"replicas":0}}`)}
+	p := newPlan(t, web, 2, "1", restart, scale)
+	e.createPlan(p)
+	env := decisionEnvelope(t, p)
+	cur, rev, err := e.plans.Get(e.context(5*time.Second), p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.State = events.PlanExecuting
+	cur.History = append(cur.History, claimNote(env.ID, decisionOf(t, env)))
+	if _, err := e.plans.Update(e.context(5*time.Second), cur, rev); err != nil {
+		t.Fatal(err)
+	}
+	done := started(p, 0)
+	done.Status, done.FinishedAt, done.Generation = events.StepSucceeded, done.StartedAt, 3
+	if err := e.svc.storeExecution(e.context(5*time.Second), executing(p, done)); err != nil {
+		t.Fatal(err)
+	}
+	e.publishDecision(env, env.ID)
+	trail := e.waitAudit(p.ID, events.AuditExecutionFinished, 1, 30*time.Second)
+	want := []events.AuditKind{events.AuditRefused, events.AuditExecutionFinished}
+	if got := kinds(trail); !slices.Equal(got, want) {
+		t.Fatalf("audit trail %v, want %v (no step started)", got, want)
+	}
+	if !strings.Contains(trail[0].Message, "invalid_step") || !strings.Contains(trail[0].Message, `step 1 (rollout_restart)`) {
+		t.Errorf("refusal %q", trail[0].Message)
+	}
+	if ex := e.execution(p.ID); ex == nil || ex.State != events.ExecutionRefused || ex.RefusalReason != events.RefusalInvalidStep {
+		t.Errorf("execution %+v", ex)
+	}
+	if got := e.plan(p.ID).State; got != events.PlanFailed {
+		t.Errorf("plan state %s, want failed", got)
+	}
+	if w := writes(kube); len(w) != 0 {
+		t.Fatalf("the cluster was written: %v", w)
 	}
 }

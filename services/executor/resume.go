@@ -51,6 +51,16 @@ func (s *Service) resume(ctx context.Context, log *slog.Logger, p events.Plan, r
 	s.metrics.resumed.Inc()
 	untrack := s.track(p.ID)
 	defer untrack()
+	// The steps are checked again: the claim may predate the catalogue
+	// (an executor upgraded mid-plan), and no step of a plan outside it
+	// runs, whatever was done before.
+	if r := validatePlanSteps(p, s.cfg.catalogue()); r != nil {
+		if exec == nil {
+			exec = &events.Execution{PlanID: p.ID, Digest: p.Digest, State: events.ExecutionExecuting, StartedAt: s.now().UTC()}
+		}
+		s.finishStale(ctx, log, p, rev, exec, r)
+		return nil
+	}
 	if exec == nil {
 		s.audit(ctx, auditEntry{Kind: events.AuditResumed, PlanID: p.ID, Digest: p.Digest,
 			Message: fmt.Sprintf("resumed plan %s after an interruption between the claim and the first step", p.ID)})
@@ -73,9 +83,9 @@ func (s *Service) resume(ctx context.Context, log *slog.Logger, p events.Plan, r
 	runner := newStepRunner(s, p)
 	runner.resuming = true
 	if len(exec.Steps) == 0 {
-		// Interrupted before the first step: the stale check may not
-		// have run.
-		if stale, err := s.staleCheck(ctx, p); stale != nil {
+		// Interrupted before the first step: the stale and pod checks
+		// may not have run.
+		if stale, err := s.preStepCheck(ctx, p); stale != nil {
 			s.finishStale(ctx, log, p, rev, exec, stale)
 			return nil
 		} else if err != nil {

@@ -329,6 +329,14 @@ func (r *stepRunner) deletePod(ctx context.Context, ref events.ObjectRef, evicte
 	if evictedOnly && !evicted(pod) {
 		return fmt.Sprintf("pod %s is not evicted (%s): left alone", ref.Name, pod.Status.Phase), nil
 	}
+	// checkPodsControlled refused such a plan before its first step; a
+	// resumed execution goes on without that check, this one holds.
+	cc := newControlChecker(r.s.kube, r.plan)
+	if ok, err := cc.controls(ctx, pod); err != nil {
+		return "", err
+	} else if !ok {
+		return "", fmt.Errorf("pod %s is not controlled by the plan's target %s (controller: %s): %w", ref, cc.target, controllerString(pod), ErrInvalidStep)
+	}
 	return r.deleteWithUID(ctx, pod)
 }
 
