@@ -71,7 +71,7 @@ func TestAutoApprovalFollowsThePolicy(t *testing.T) {
 	// The same policy with the test's namespace protected (a service
 	// that is not running: autoApprovable is pure).
 	guarded, err := New(Config{Cluster: testCluster, AutoApprove: true, AutoApproveMaxRisk: events.RiskLow, ProtectedNamespaces: []string{c.ns}},
-		Deps{NATS: e.nc, Kube: c.executor})
+		Deps{NATS: e.nc, Kube: c.executor, Trust: testTrust(), Signer: testExecutorKey})
 	if err != nil {
 		t.Fatal(err)
 	}
