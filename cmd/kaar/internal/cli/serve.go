@@ -28,7 +28,14 @@ the original REST API at /mcp/v1/tools, /mcp/v1/invoke/{tool} and /health).
 
 It uses --kubeconfig, $KUBECONFIG or ~/.kube/config. With none of them (and not in a
 cluster) it starts the local sandbox cluster and installs the demo workloads, unless
---no-sandbox is given.`
+--no-sandbox is given.
+
+The embedded NATS server accepts no anonymous client: on first start kaar serve creates
+one nkey seed per role in ${XDG_STATE_HOME:-~/.local/state}/kaar/credentials (0700, seeds
+0600) and reuses them; each service runs as its own role, provisioning runs as the
+provisioner. kaar mcp --stdio, kaar plans|incidents|audit and kaar <service> on this
+machine find their role's seed there (elsewhere: --creds FILE). --nats-listen off
+loopback needs nats.tls.cert_file and nats.tls.key_file.`
 
 // runServe is "kaar serve".
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {

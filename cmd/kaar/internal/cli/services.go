@@ -262,7 +262,8 @@ func readiness(svc any) func() bool {
 }
 
 const mcpHelp = `Serves MCP over stdio (for MCP clients that spawn their servers), joining the bus
-of a running "kaar serve" or split deployment (--nats-url, default nats://127.0.0.1:4222).
+of a running "kaar serve" or split deployment (--nats-url, default nats://127.0.0.1:4222)
+as the mcp-stdio role (its seed from kaar serve's state directory, or --creds FILE).
 Logs go to stderr or server.log_file, never to stdout.`
 
 // runMCPStdio is "kaar mcp --stdio".
