@@ -6,8 +6,8 @@
 // whose image strings, termination message, events and log lines carry
 // instructions to a model, shell metacharacters, ANSI and OSC escape
 // sequences, a bidirectional override, Slack mentions and fake
-// credentials. testdata/incident.json is what the watcher announces for
-// it and testdata/plan.json what the planner proposes: the watcher's and
+// credentials. testdata/incident.json.golden is what the watcher announces for
+// it and testdata/plan.json.golden what the planner proposes: the watcher's and
 // the planner's golden tests compare their output with these files (and
 // rewrite them with -update); the gateway, notifier and CLI tests render
 // them. The package carries data only; library code does not import it.
@@ -23,16 +23,16 @@ import (
 // Files of the fixture, relative to this package's directory.
 const (
 	FixtureFile  = "testdata/hostile.json"
-	IncidentFile = "testdata/incident.json"
-	PlanFile     = "testdata/plan.json"
+	IncidentFile = "testdata/incident.json.golden"
+	PlanFile     = "testdata/plan.json.golden"
 )
 
 var (
 	//go:embed testdata/hostile.json
 	fixture []byte
-	//go:embed testdata/incident.json
+	//go:embed testdata/incident.json.golden
 	incident []byte
-	//go:embed testdata/plan.json
+	//go:embed testdata/plan.json.golden
 	plan []byte
 )
 
