@@ -11,6 +11,11 @@
 // the planner's golden tests compare their output with these files (and
 // rewrite them with -update); the gateway, notifier and CLI tests render
 // them. The package carries data only; library code does not import it.
+//
+// After an intended change to incidents or plans (a field, the digest),
+// refresh in pipeline order: go test -run Hostile -update in
+// services/watcher (TestTerminationMessage...), services/planner, then
+// services/mcpgateway, services/notifier and cmd/kaar/internal/cli.
 package texttest
 
 import (
