@@ -13,9 +13,9 @@
 // them. The package carries data only; library code does not import it.
 //
 // After an intended change to incidents or plans (a field, the digest),
-// refresh in pipeline order: go test -run Hostile -update in
-// services/watcher (TestTerminationMessage...), services/planner, then
-// services/mcpgateway, services/notifier and cmd/kaar/internal/cli.
+// refresh in pipeline order with go test -run 'Hostile|TerminationMessage'
+// -update in services/watcher, services/planner, then services/mcpgateway,
+// services/notifier and cmd/kaar/internal/cli.
 package texttest
 
 import (
