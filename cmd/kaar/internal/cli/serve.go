@@ -198,7 +198,7 @@ func printBanner(w io.Writer, cfg config.Config, natsURL string, embedded bool) 
 	fmt.Fprintf(w, `kaar is running (cluster %q).
   MCP (streamable HTTP):  %s%s
   MCP (stdio):            %s
-  REST (original API):    curl %s/mcp/v1/tools ; curl -X POST %s/mcp/v1/invoke/analyze_cluster -d '{}'
+  REST (original API):    curl %s/mcp/v1/tools ; curl -X POST %s/mcp/v1/invoke/analyze_cluster -H 'Content-Type: application/json' -d '{}'
   Health, metrics:        %s/health  %s/metrics
   NATS:                   %s (one credential per role in %s)
 Press Ctrl-C to stop.
