@@ -88,20 +88,35 @@ const (
 )
 
 // shape locates the pod template and the pod spec in an object of a
-// kind ("" template for a Pod, which has none).
+// kind ("" template for a Pod, which has none), and matches the paths
+// under one of the spec's containers.
 type shape struct {
-	template string
-	spec     string
+	template  string
+	spec      string
+	container *regexp.Regexp
+}
+
+func newShape(template, spec string) shape {
+	return shape{template: template, spec: spec,
+		container: regexp.MustCompile(`^` + regexp.QuoteMeta(spec) + `/(containers|initContainers)/(0|[1-9][0-9]{0,3})/(.+)$`)}
 }
 
 var kindShapes = map[string]shape{
-	kindDeployment:  {template: "/spec/template", spec: "/spec/template/spec"},
-	kindStatefulSet: {template: "/spec/template", spec: "/spec/template/spec"},
-	kindDaemonSet:   {template: "/spec/template", spec: "/spec/template/spec"},
-	kindReplicaSet:  {template: "/spec/template", spec: "/spec/template/spec"},
-	kindJob:         {template: "/spec/template", spec: "/spec/template/spec"},
-	kindCronJob:     {template: "/spec/jobTemplate/spec/template", spec: "/spec/jobTemplate/spec/template/spec"},
-	kindPod:         {spec: "/spec"},
+	kindDeployment:  newShape("/spec/template", "/spec/template/spec"),
+	kindStatefulSet: newShape("/spec/template", "/spec/template/spec"),
+	kindDaemonSet:   newShape("/spec/template", "/spec/template/spec"),
+	kindReplicaSet:  newShape("/spec/template", "/spec/template/spec"),
+	kindJob:         newShape("/spec/template", "/spec/template/spec"),
+	kindCronJob:     newShape("/spec/jobTemplate/spec/template", "/spec/jobTemplate/spec/template/spec"),
+	kindPod:         newShape("", "/spec"),
+}
+
+// containerFields are the fields of one container each container action
+// may replace.
+var containerFields = map[events.ActionType][]string{
+	events.ActionSetImage:            {"image"},
+	events.ActionSetMemoryLimit:      {"resources/limits/memory", "resources/requests/memory"},
+	events.ActionSetResourceRequests: {"resources/requests/cpu", "resources/requests/memory"},
 }
 
 // patchKinds lists, for each patch action, the target kinds the planner
@@ -377,13 +392,10 @@ func checkGuard(p events.Plan, op patchOp, after int64) error {
 	return nil
 }
 
-var containerIndex = `/(containers|initContainers)/(0|[1-9][0-9]{0,3})/`
-
 // containerField splits a path under a container of the pod spec into
 // the container ("containers/0") and the rest ("image").
 func containerField(sh shape, path string) (container, rest string, ok bool) {
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(sh.spec) + containerIndex + `(.+)$`)
-	m := re.FindStringSubmatch(path)
+	m := sh.container.FindStringSubmatch(path)
 	if m == nil {
 		return "", "", false
 	}
@@ -403,11 +415,7 @@ func allowedOp(action events.ActionType, sh shape, op patchOp, forward bool) (st
 		return "", strictDecode(op.Value, &tmpl, "a pod template")
 	case events.ActionSetImage, events.ActionSetMemoryLimit, events.ActionSetResourceRequests:
 		c, rest, ok := containerField(sh, op.Path)
-		allowed := map[events.ActionType][]string{
-			events.ActionSetImage:            {"image"},
-			events.ActionSetMemoryLimit:      {"resources/limits/memory", "resources/requests/memory"},
-			events.ActionSetResourceRequests: {"resources/requests/cpu", "resources/requests/memory"},
-		}[action]
+		allowed := containerFields[action]
 		if !ok || op.Op != "replace" || !slices.Contains(allowed, rest) {
 			return "", fmt.Errorf("%s replaces only %s/<containers|initContainers>/<i>/{%s}", action, sh.spec, strings.Join(allowed, ","))
 		}

@@ -538,3 +538,50 @@ func TestAutoApprovalTakesTheRiskFromTheCatalogue(t *testing.T) {
 		t.Errorf("planRisk of a harmless-claiming rollback = %s, want medium", got)
 	}
 }
+
+// FuzzCatalogueSetImage feeds arbitrary patches to a set_image step of a
+// real plan: the check never panics, and whatever it accepts starts with
+// the generation test and writes nothing but container images.
+func FuzzCatalogueSetImage(f *testing.F) {
+	for _, seed := range []string{
+		`[{"op":"test","path":"/metadata/generation","value":2},{"op":"test","path":"/spec/template/spec/containers/0/name","value":"app"},{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.27"}]`,
+		`[{"op":"test","path":"/metadata/generation","value":2},{"op":"replace","path":"/spec/replicas","value":0}]`,
+		`[{"op":"test","path":"/metadata/generation","value":2},{"op":"replace","path":"/spec/template/spec/containers/0/image","Path":"/spec/replicas","value":"x"}]`,
+		`{"spec":{"replicas":0}}`, `[]`, `[{}]`, `null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	base := func() events.Plan {
+		b, err := os.ReadFile(filepath.Join("testdata", "planner-plans", "deployment-set-image.json"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		var p events.Plan
+		if err := json.Unmarshal(b, &p); err != nil {
+			f.Fatal(err)
+		}
+		return p
+	}()
+	f.Fuzz(func(t *testing.T, patch []byte) {
+		p := base
+		p.Steps = slices.Clone(base.Steps)
+		p.Steps[1].Patch, p.Steps[1].UndoPatch = patch, nil
+		if validatePlanSteps(p, catalogueTestConfig) != nil {
+			return
+		}
+		var ops []map[string]json.RawMessage
+		if err := json.Unmarshal(patch, &ops); err != nil || len(ops) == 0 {
+			t.Fatalf("accepted a patch that is not a list of operations: %s", patch)
+		}
+		if string(ops[0]["op"]) != `"test"` || string(ops[0]["path"]) != `"/metadata/generation"` || string(ops[0]["value"]) != "2" {
+			t.Fatalf("accepted a patch without the generation test first: %s", patch)
+		}
+		for _, op := range ops[1:] {
+			var path string
+			_ = json.Unmarshal(op["path"], &path)
+			if string(op["op"]) != `"test"` && !(strings.HasPrefix(path, "/spec/template/spec/") && strings.HasSuffix(path, "/image")) {
+				t.Fatalf("accepted a write outside container images: %s", patch)
+			}
+		}
+	})
+}
