@@ -138,6 +138,22 @@ func (g *grants) ordered(stream string) {
 // serviceSubjects is kaar.*.svc.<service>.>.
 func serviceSubjects(service string) string { return events.SubjectRoot + ".*.svc." + service + ".>" }
 
+// microSubjects are the discovery subjects a micro service named
+// kaar-<service> answers: $SRV.PING|INFO|STATS, alone, with its name, and
+// with its name and id. Not $SRV.>: a service must not receive (and could
+// answer) the requests meant for another. The verbs are spelled out: an
+// allowed "$SRV.*" would also let a client subscribe to "$SRV.>" (the
+// server matches a wildcard subscription against the allow list token by
+// token, and "*" matches the token ">").
+func microSubjects(service string) []string {
+	name := "kaar-" + service
+	var out []string
+	for _, verb := range []string{"PING", "INFO", "STATS"} {
+		out = append(out, "$SRV."+verb, "$SRV."+verb+"."+name, "$SRV."+verb+"."+name+".*")
+	}
+	return out
+}
+
 // Permissions returns the role's permissions. Cluster names are
 // wildcards: one set of users serves every cluster on the bus.
 func (r Role) Permissions() Permissions {
@@ -151,7 +167,8 @@ func (r Role) Permissions() Permissions {
 		g.kvRead(events.BucketIncidents)
 		g.kvWrite(events.BucketIncidents)
 		g.kvWatch(events.BucketIncidents)
-		g.subscribe(serviceSubjects(events.ServiceWatcher), "$SRV.>")
+		g.subscribe(serviceSubjects(events.ServiceWatcher))
+		g.subscribe(microSubjects(events.ServiceWatcher)...)
 		responds = true
 	case RolePlanner:
 		g.publish(events.PlanEventSubjectsAll, events.AuditSubjectsAll, serviceSubjects(events.ServiceWatcher))
@@ -159,7 +176,8 @@ func (r Role) Permissions() Permissions {
 		g.kvWrite(events.BucketPlans)
 		g.kvWatch(events.BucketPlans)
 		g.durables(events.StreamIssues)
-		g.subscribe(serviceSubjects(events.ServicePlanner), "$SRV.>")
+		g.subscribe(serviceSubjects(events.ServicePlanner))
+		g.subscribe(microSubjects(events.ServicePlanner)...)
 		responds = true
 	case RoleExecutor:
 		// kaar.*.approval.>: auto-approval by policy
@@ -174,7 +192,8 @@ func (r Role) Permissions() Permissions {
 		g.kvWatch(events.BucketControl)
 		g.durables(events.StreamApprovals)
 		g.durables(events.StreamPlanEvents)
-		g.subscribe(serviceSubjects(events.ServiceExecutor), "$SRV.>")
+		g.subscribe(serviceSubjects(events.ServiceExecutor))
+		g.subscribe(microSubjects(events.ServiceExecutor)...)
 		responds = true
 	case RoleMCPGateway, RoleMCPStdio:
 		// The gateway decides nothing itself: it publishes decisions,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/kaar-dev/kaar/pkg/events"
 )
@@ -188,6 +189,8 @@ func TestRolesAreRefusedWhatTheyDoNotHold(t *testing.T) {
 		{RoleWatcher, "sub", RoleExecutor.InboxPrefix() + ".>"},
 		{RoleMCPGateway, "sub", "_INBOX.>"},
 		{RolePlanner, "sub", "kaar.*.approval.>"},
+		{RoleWatcher, "sub", "$SRV.INFO.kaar-planner"},
+		{RoleWatcher, "sub", "$SRV.>"},
 	}
 	conns := map[Role]*nats.Conn{}
 	errs := map[Role]<-chan error{}
@@ -242,6 +245,24 @@ func TestServiceRolesDoTheirWork(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
+	}
+
+	// The services' micro endpoints: the gateway asks the watcher (and
+	// the planner asks it too), and finds it by $SRV discovery.
+	wnc := connectAs(t, e, RoleWatcher)
+	analyze, _ := events.ServiceSubject(testCluster, events.ServiceWatcher, events.VerbAnalyze)
+	svc, err := micro.AddService(wnc, micro.Config{Name: "kaar-watcher", Version: "1.0.0"})
+	must("watcher serves micro", err)
+	t.Cleanup(func() { _ = svc.Stop() })
+	must("watcher adds its endpoint", svc.AddEndpoint(events.VerbAnalyze, micro.HandlerFunc(func(r micro.Request) { _ = r.Respond([]byte(`{"ok":true}`)) }),
+		micro.WithEndpointSubject(analyze)))
+	for _, r := range []Role{RoleMCPGateway, RolePlanner} {
+		if _, err := connectAs(t, e, r).Request(analyze, []byte(`{}`), 5*time.Second); err != nil {
+			t.Fatalf("%s asks the watcher: %v", r, err)
+		}
+	}
+	if _, err := connectAs(t, e, RoleMCPGateway).Request("$SRV.INFO.kaar-watcher", nil, 5*time.Second); err != nil {
+		t.Fatalf("gateway's health probe of the watcher ($SRV.INFO): %v", err)
 	}
 
 	// Watcher: its incident state (watch, put, purge) and an issue.
