@@ -29,7 +29,7 @@ func TestPermissionsConfIsTheGoDefinition(t *testing.T) {
 			t.Fatal(err)
 		}
 		if string(got) != want {
-			t.Errorf("%s differs from pkg/bus/roles.go: regenerate it with\n  go run ./cmd/kaar bus permissions > %s", path, path)
+			t.Errorf("%s differs from pkg/bus/roles.go: regenerate it (and the chart copy and the manifests) with: make -C deploy manifests", path)
 		}
 	}
 }
