@@ -213,6 +213,9 @@ func TestTokensAreRequiredOffLoopback(t *testing.T) {
 			}
 		}
 	}
+	if err := mk(Config{StdioUser: "a\nb"}, Deps{}); err == nil || !strings.Contains(err.Error(), `"mcp.stdio.user"`) {
+		t.Errorf("bad stdio user: %v", err)
+	}
 	if err := mk(Config{StdioRole: "root"}, Deps{}); err == nil || !strings.Contains(err.Error(), `"mcp.stdio.role"`) || !strings.Contains(err.Error(), "read, assistant, approver, admin") {
 		t.Errorf("bad stdio role: %v", err)
 	}

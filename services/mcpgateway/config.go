@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
@@ -202,6 +203,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.StdioRole == "" {
 		c.StdioRole = RoleAssistant
+	}
+	if len(c.StdioUser) > 64 || strings.ContainsFunc(c.StdioUser, unicode.IsControl) {
+		return c, fmt.Errorf("mcpgateway config: field \"mcp.stdio.user\": %q must be at most 64 printable characters: %w", c.StdioUser, events.ErrInvalid)
 	}
 	if c.StdioRole.rank() < 0 {
 		return c, fmt.Errorf("mcpgateway config: field \"mcp.stdio.role\": %q is not a role (allowed: %s): %w", c.StdioRole, strings.Join(roleNames(), ", "), events.ErrInvalid)
