@@ -284,3 +284,84 @@ func TestResumedPlanOutsideTheCatalogueRunsNoStep(t *testing.T) {
 		t.Fatalf("the cluster was written: %v", w)
 	}
 }
+
+// A rollback may replace the pod template and nothing else (the
+// catalogue), and only with a template the Deployment ran: one of its
+// ReplicaSets' (less the pod-template-hash label); its undo patch puts
+// back the template it has now.
+func TestRollbackRestoresARevisionTheDeploymentRan(t *testing.T) {
+	labels := map[string]string{"app": "web"}
+	tmpl := func(image string, mut func(*corev1.PodTemplateSpec)) corev1.PodTemplateSpec {
+		t := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}}}
+		if mut != nil {
+			mut(&t)
+		}
+		return t
+	}
+	hashed := func(t corev1.PodTemplateSpec, hash string) corev1.PodTemplateSpec {
+		t = *t.DeepCopy()
+		t.Labels[appsv1.DefaultDeploymentUniqueLabelKey] = hash
+		return t
+	}
+	good, current := tmpl("nginx:1.27", nil), tmpl("nginx:1.27-broken", nil)
+	privileged := tmpl("nginx:1.27", func(t *corev1.PodTemplateSpec) {
+		t.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr(true)}
+	})
+	kube := func() *fake.Clientset {
+		dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "dep", Generation: 2},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: current}}
+		rs := func(name, uid, owner, ownerUID string, t corev1.PodTemplateSpec) *appsv1.ReplicaSet {
+			return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: typesUID(uid), Labels: t.Labels,
+				OwnerReferences: controller(kindDeployment, owner, ownerUID)}, Spec: appsv1.ReplicaSetSpec{Template: t}}
+		}
+		return fake.NewClientset(dep,
+			rs("web-1", "web-1", "web", "dep", hashed(good, "aaa")),
+			rs("web-2", "web-2", "web", "dep", hashed(current, "bbb")),
+			// Another Deployment's ReplicaSet, with web's labels.
+			rs("other-1", "other-1", "other", "other", hashed(privileged, "ccc")))
+	}
+	target := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
+	rollback := func(to, undo corev1.PodTemplateSpec) events.Plan {
+		enc := func(gen int64, t corev1.PodTemplateSpec) json.RawMessage {
+			b, err := json.Marshal(t)
+			if err != nil {
+				panic(err)
+			}
+			return generationPatch(gen, `{"op":"replace","path":"/spec/template","value":`+string(b)+`}`)
+		}
+		st := events.Step{Index: 0, Action: events.ActionRollback, Title: "rollback", Target: target, Risk: events.RiskMedium, Mutating: true,
+			PatchType: events.PatchJSON, Patch: enc(2, to), UndoPatch: enc(3, undo)}
+		return events.Plan{ID: "p", Namespace: "shop", Target: target, TargetGeneration: 2, TargetResourceVersion: "1", Steps: []events.Step{st}}
+	}
+	tests := []struct {
+		name string
+		p    events.Plan
+		want string // "" = allowed
+	}{
+		{"back to revision 1", rollback(good, current), ""},
+		{"to a template no revision had", rollback(privileged, current), "the template is not that of any ReplicaSet of Deployment/shop/web"},
+		{"to another Deployment's revision", rollback(hashed(privileged, "ccc"), current), "the template is not that of any ReplicaSet"},
+		{"with an undo patch that is not the current template", rollback(good, privileged), "the undo patch's template is not the current template"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if r := validatePlanSteps(tt.p, catalogueTestConfig); r != nil {
+				t.Fatalf("the catalogue refused it already: %v", r)
+			}
+			k := kube()
+			r, err := bareService(t, k).checkRollbacks(context.Background(), tt.p)
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case tt.want == "" && r != nil:
+				t.Fatalf("refused: %v", r)
+			case tt.want != "" && (r == nil || r.Reason != events.RefusalInvalidStep || !strings.Contains(r.Message, tt.want) || !strings.Contains(r.Message, "step 0 (rollback)")):
+				t.Fatalf("refusal %v, want invalid_step, step 0 (rollback) and %q", r, tt.want)
+			}
+			if w := writes(k); len(w) != 0 {
+				t.Fatalf("the check wrote: %v", w)
+			}
+		})
+	}
+}

@@ -38,6 +38,12 @@ func TestPlanOutsideTheCatalogueIsRefusedAndTheClusterUntouched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	escalated := web.Spec.Template.DeepCopy()
+	escalated.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr(true)}
+	escalatedJSON, err := json.Marshal(escalated)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name string
@@ -63,6 +69,10 @@ func TestPlanOutsideTheCatalogueIsRefusedAndTheClusterUntouched(t *testing.T) {
 			step: events.Step{Action: events.ActionSetImage, Target: otherRef, Risk: events.RiskMedium, PatchType: events.PatchJSON,
 				Patch: patch(setImage)},
 			want: "Deployment/" + c.ns + "/other is not the plan's target Deployment/" + c.ns + "/web"},
+		{name: "a rollback to a template the Deployment never ran",
+			step: events.Step{Action: events.ActionRollback, Target: target, Risk: events.RiskMedium, PatchType: events.PatchJSON,
+				Patch: patch(`{"op":"replace","path":"/spec/template","value":` + string(escalatedJSON) + `}`)},
+			want: "the template is not that of any ReplicaSet of Deployment/" + c.ns + "/web", claimed: true},
 		{name: "the deletion of another Deployment's pod",
 			step: events.Step{Action: events.ActionDeletePod, Risk: events.RiskLow,
 				Target: events.ObjectRef{Kind: kindPod, Namespace: c.ns, Name: otherPods[0].Name, UID: string(otherPods[0].UID)}},

@@ -4,14 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
+// Checks of the catalogue that need the cluster, run after the claim and
+// before the first step.
+//
 // A plan may delete only pods its target controls (directly, or through a
 // ReplicaSet of a target Deployment), as the planner's controlledByOwner
 // chooses them. That needs the cluster, so it is checked after the claim
@@ -119,14 +125,129 @@ func controllerString(pod *corev1.Pod) string {
 
 // preStepCheck runs the checks that need the cluster before the first
 // step: the target unchanged since planning (stale), then the pods to
-// delete controlled by it.
+// delete controlled by it, then rollbacks to a template it ran.
 func (s *Service) preStepCheck(ctx context.Context, p events.Plan) (*refusal, error) {
 	if r, err := s.staleCheck(ctx, p); r != nil || err != nil {
 		return r, err
 	}
 	r, err := s.checkPodsControlled(ctx, p)
+	if r != nil || err != nil {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("check the pods to delete: %w", err)
+		}
+		return r, err
+	}
+	r, err = s.checkRollbacks(ctx, p)
 	if err != nil && !errors.Is(err, context.Canceled) {
-		err = fmt.Errorf("check the pods to delete: %w", err)
+		err = fmt.Errorf("check the rollback: %w", err)
 	}
 	return r, err
+}
+
+// checkRollbacks refuses (invalid_step) a rollback whose template is not
+// one the target ran, or whose undo patch would not put back the
+// template it has now. The catalogue lets a rollback replace the pod
+// template and nothing else; this makes it a rollback: the template comes
+// from a ReplicaSet the Deployment controls (less its pod-template-hash
+// label, as the planner takes it), not from the plan's author. The stale
+// check before it ensures the Deployment is still at the planned
+// generation, so its current template is the one the plan saw.
+func (s *Service) checkRollbacks(ctx context.Context, p events.Plan) (*refusal, error) {
+	var dep *appsv1.Deployment
+	var rss []appsv1.ReplicaSet
+	for _, st := range p.Steps {
+		if !st.Mutating || st.Action != events.ActionRollback {
+			continue
+		}
+		if dep == nil {
+			var err error
+			if dep, rss, err = s.deploymentAndReplicaSets(ctx, resolveNamespace(p.Target, p.Namespace)); err != nil {
+				return nil, fmt.Errorf("step %d: %w", st.Index, err)
+			}
+		}
+		planned, err := templateValues(st.Patch)
+		if err != nil {
+			return invalidStep("step %d (%s) of plan %s: patch: %v", st.Index, st.Action, p.ID, err), nil
+		}
+		for _, tmpl := range planned {
+			if !slices.ContainsFunc(rss, func(rs appsv1.ReplicaSet) bool {
+				return metav1.IsControlledBy(&rs, dep) && apiequality.Semantic.DeepEqual(revisionTemplate(rs), tmpl)
+			}) {
+				return invalidStep("step %d (%s) of plan %s: the template is not that of any ReplicaSet of %s: a rollback restores a revision the Deployment ran",
+					st.Index, st.Action, p.ID, resolveNamespace(p.Target, p.Namespace)), nil
+			}
+		}
+		undo, err := templateValues(st.UndoPatch)
+		if err != nil {
+			return invalidStep("step %d (%s) of plan %s: undo_patch: %v", st.Index, st.Action, p.ID, err), nil
+		}
+		for _, tmpl := range undo {
+			if !apiequality.Semantic.DeepEqual(dep.Spec.Template, tmpl) {
+				return invalidStep("step %d (%s) of plan %s: the undo patch's template is not the current template of %s",
+					st.Index, st.Action, p.ID, resolveNamespace(p.Target, p.Namespace)), nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (s *Service) deploymentAndReplicaSets(ctx context.Context, ref events.ObjectRef) (*appsv1.Deployment, []appsv1.ReplicaSet, error) {
+	var dep *appsv1.Deployment
+	var rss []appsv1.ReplicaSet
+	err := s.retry(ctx, func(ctx context.Context) error {
+		d, err := s.kube.AppsV1().Deployments(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return classify(err)
+		}
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil {
+			return permanent(fmt.Errorf("selector of %s: %w", ref, err))
+		}
+		l, err := s.kube.AppsV1().ReplicaSets(ref.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err != nil {
+			return classify(err)
+		}
+		dep, rss = d, l.Items
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s and its ReplicaSets: %w", ref, err)
+	}
+	return dep, rss, nil
+}
+
+// revisionTemplate is a ReplicaSet's pod template as a rollback writes it
+// back: without the pod-template-hash label the Deployment controller
+// adds.
+func revisionTemplate(rs appsv1.ReplicaSet) corev1.PodTemplateSpec {
+	t := *rs.Spec.Template.DeepCopy()
+	delete(t.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	if len(t.Labels) == 0 {
+		t.Labels = nil
+	}
+	return t
+}
+
+// templateValues decodes the values of a rollback patch's writing
+// operations (the catalogue allows only the replacement of the template).
+func templateValues(patch []byte) ([]corev1.PodTemplateSpec, error) {
+	if len(patch) == 0 {
+		return nil, nil
+	}
+	ops, err := parseOps(patch)
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.PodTemplateSpec
+	for _, op := range ops {
+		if op.Op == "test" {
+			continue
+		}
+		var t corev1.PodTemplateSpec
+		if err := strictDecode(op.Value, &t, "a pod template"); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
