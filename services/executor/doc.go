@@ -3,6 +3,16 @@
 // cluster, explicit acks) and, for an approval that names an unexpired
 // plan and its exact digest, executes that plan at most once:
 //
+//   - catalogue (catalogue.go): every step is checked against the action
+//     catalogue on the executor's own reading, never the plan's: it acts
+//     on the plan's target (or on pods listed by uid, at most
+//     remediation.max_pods), outside protected namespaces, with a JSON
+//     patch whose first operation tests the planned generation and whose
+//     writes stay on the paths of its action (the undo patch too); risk
+//     comes from the action, not from the plan. Anything else is refused
+//     (invalid_step) before the claim, and checks that need the cluster
+//     (control.go: pods the target controls, a rollback to a template it
+//     ran) run after the claim, before the first step;
 //   - claim: compare-and-set of the plan in kaar_plans from proposed to
 //     executing (the update also clears the key's TTL, so a claimed plan
 //     outlives its approval window); a duplicate delivery of the claiming
@@ -23,6 +33,7 @@
 // answers from the plans and executions buckets.
 //
 // Files follow the pipeline: consume.go (messages), claim.go (checks,
-// claim, rejection), execute.go, steps.go, verify.go and health.go,
+// claim, rejection), catalogue.go and control.go (what a step may do),
+// execute.go, steps.go, verify.go and health.go,
 // record.go (audit and execution records), replan.go, status.go.
 package executor
