@@ -115,6 +115,18 @@ func provision(ctx context.Context, connect connector, cfg config.Config, logger
 	if err != nil {
 		return bus.Summary{}, err
 	}
+	// A credential that is not the provisioner's is refused the management
+	// API; the server only says so asynchronously and the request would
+	// wait for its deadline: ask once, briefly, and say what is wrong.
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	names := js.StreamNames(pctx)
+	for range names.Name() {
+	}
+	cancel()
+	if err := names.Err(); err != nil {
+		return bus.Summary{}, fmt.Errorf("provision the bus: the JetStream management API does not answer this credential (%w): "+
+			"provision as %s (its seed provisioner.nk, --creds FILE, or nats.user %s with its password)", err, bus.RoleProvisioner.User(), bus.RoleProvisioner.User())
+	}
 	sum, err := bus.Provision(ctx, js, bc)
 	if err != nil {
 		return sum, fmt.Errorf("provision the bus (as %s): %w", bus.RoleProvisioner.User(), err)

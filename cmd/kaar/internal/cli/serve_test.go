@@ -144,3 +144,28 @@ func TestBusOffLoopbackNeedsTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestBusProvisionNeedsTheProvisioner: kaar bus provision with another
+// role's credential is refused quickly, naming the provisioner; with the
+// provisioner's (found in the state directory) it reports the bus as
+// declared.
+func TestBusProvisionNeedsTheProvisioner(t *testing.T) {
+	emb, _ := startServeBus(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if code := Main(ctx, []string{"bus", "provision", "--nats-url", emb.ClientURL()}, strings.NewReader(""), &out, &out); code != 0 ||
+		!strings.Contains(out.String(), "everything is as declared") {
+		t.Fatalf("kaar bus provision as the provisioner: %d\n%s", code, out.String())
+	}
+	out.Reset()
+	seed := emb.Credentials().SeedFile(bus.RoleWatcher)
+	start := time.Now()
+	if code := Main(ctx, []string{"bus", "provision", "--nats-url", emb.ClientURL(), "--creds", seed}, strings.NewReader(""), &out, &out); code == 0 ||
+		!strings.Contains(out.String(), "provision as kaar-provisioner") {
+		t.Fatalf("kaar bus provision as the watcher: %d\n%s", code, out.String())
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the refusal took %s", d)
+	}
+}
