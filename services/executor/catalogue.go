@@ -152,6 +152,9 @@ func validatePlanSteps(p events.Plan, c catalogueConfig) *refusal {
 	if p.Target.Namespace != "" && p.Target.Namespace != ns {
 		return invalidStep("plan %s: target %s is not in the plan's namespace %s", p.ID, p.Target, ns)
 	}
+	if p.Mutating() && !slices.Contains(supportedKinds, p.Target.Kind) {
+		return invalidStep("plan %s: target kind %q is not one the executor changes (%s)", p.ID, p.Target.Kind, strings.Join(supportedKinds, ", "))
+	}
 	target := p.Target
 	target.Namespace = ns
 	pods := 0
