@@ -78,7 +78,8 @@ func TestCredentialFilePermissions(t *testing.T) {
 	}
 	tokens := write("tokens.yaml", "[]\n", 0o644)
 	creds := write("kaar.creds", "creds\n", 0o640)
-	cfgBody := "mcp: {token_file: " + tokens + "}\nnats: {creds_file: " + creds + "}\n"
+	kubeconfig := write("kubeconfig", "apiVersion: v1\n", 0o644)
+	cfgBody := "mcp: {token_file: " + tokens + "}\nnats: {creds_file: " + creds + "}\nkubernetes: {kubeconfig: " + kubeconfig + "}\n"
 	cfgFile := write("config.yaml", cfgBody, 0o640) // group-readable: the documented mode
 
 	c, err := LoadFile(cfgFile, nil)
@@ -89,8 +90,8 @@ func TestCredentialFilePermissions(t *testing.T) {
 	for _, f := range c.Server.FilePermissionWarnings() {
 		got[f.Key] = f.Mode
 	}
-	if len(got) != 2 || got["mcp.token_file"] != 0o644 || got["nats.creds_file"] != 0o640 {
-		t.Errorf("warnings = %v, want mcp.token_file 0644 and nats.creds_file 0640 (not the 0640 config file)", c.Server.FilePermissionWarnings())
+	if len(got) != 3 || got["mcp.token_file"] != 0o644 || got["nats.creds_file"] != 0o640 || got["kubernetes.kubeconfig"] != 0o644 {
+		t.Errorf("warnings = %v, want mcp.token_file 0644, nats.creds_file 0640 and kubernetes.kubeconfig 0644 (not the 0640 config file)", c.Server.FilePermissionWarnings())
 	}
 
 	strict := write("strict.yaml", cfgBody+"server: {strict_file_permissions: true}\n", 0o604)
@@ -101,7 +102,7 @@ func TestCredentialFilePermissions(t *testing.T) {
 		}
 	}
 
-	for _, p := range []string{tokens, creds, strict} {
+	for _, p := range []string{tokens, creds, kubeconfig, strict} {
 		if err := os.Chmod(p, 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -49,7 +49,7 @@ type Server struct {
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
 	// StrictFilePermissions refuses to start when a credential file kaar
-	// reads (mcp.token_file, nats.creds_file, nats.nkey_file,
+	// reads (kubeconfigs, mcp.token_file, nats.creds_file, nats.nkey_file,
 	// signing.key_file, the TLS keys) is readable by its group or others,
 	// or the configuration file (which may hold tokens and secrets) by
 	// others; false only warns (slog, naming the file and its mode).

@@ -51,14 +51,19 @@ func (c Config) checkFilePermissions(configPath string) []FilePermission {
 		}
 	}
 	check("config", configPath, 0o007)
-	for _, f := range []struct{ key, path string }{
+	files := []struct{ key, path string }{
+		{"kubernetes.kubeconfig", c.Kubernetes.Kubeconfig},
 		{"mcp.token_file", c.MCP.TokenFile},
 		{"nats.creds_file", c.NATS.CredsFile},
 		{"nats.nkey_file", c.NATS.NkeyFile},
 		{"nats.tls.key_file", c.NATS.TLS.KeyFile},
 		{"server.tls_key_file", c.Server.TLSKeyFile},
 		{"signing.key_file", c.Signing.KeyFile},
-	} {
+	}
+	for i, a := range c.Kubernetes.AdditionalClusters {
+		files = append(files, struct{ key, path string }{fmt.Sprintf("kubernetes.additional_clusters[%d].kubeconfig", i), a.Kubeconfig})
+	}
+	for _, f := range files {
 		check(f.key, f.path, 0o077)
 	}
 	return out
