@@ -115,6 +115,13 @@ func TestConfigFromDefaults(t *testing.T) {
 		!slices.Equal(got.ProtectedNamespaces, full.Policy.ProtectedNamespaces) || got.Validate() != nil {
 		t.Errorf("ConfigFrom(default config) = %+v", got)
 	}
+	full.Remediation.MaxPods = 3
+	if got := ConfigFrom(full); got.MaxPods != 3 {
+		t.Errorf("ConfigFrom: MaxPods %d, want remediation.max_pods 3", got.MaxPods)
+	}
+	if c.MaxPods != DefaultMaxPods {
+		t.Errorf("MaxPods default %d, want %d", c.MaxPods, DefaultMaxPods)
+	}
 	if err := (Config{Cluster: "Bad.Name"}).withDefaults().Validate(); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("bad cluster: %v", err)
 	}
