@@ -152,11 +152,12 @@ func (c *Credentials) option(r Role) (nats.Option, error) {
 	return nats.Nkey(pub, kp.Sign), nil
 }
 
-// nkeyUsers are the server's users: one per role, with its permissions.
-func (c *Credentials) nkeyUsers() []*server.NkeyUser {
+// nkeyUsers are the server's users: one per role, with its permissions
+// (for clients of the JetStream domain, when not empty).
+func (c *Credentials) nkeyUsers(domain string) []*server.NkeyUser {
 	var out []*server.NkeyUser
 	for _, r := range Roles() {
-		out = append(out, &server.NkeyUser{Nkey: c.PublicKey(r), Permissions: r.Permissions().server()})
+		out = append(out, &server.NkeyUser{Nkey: c.PublicKey(r), Permissions: r.Permissions().InDomain(domain).server()})
 	}
 	return out
 }

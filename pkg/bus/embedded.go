@@ -116,7 +116,7 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		NoSigs:             true,
 		NoLog:              o.Logger == nil,
 		// Authentication always: one user per role, and the owner.
-		Nkeys: append(o.Credentials.nkeyUsers(), &server.NkeyUser{Nkey: ownerPub}),
+		Nkeys: append(o.Credentials.nkeyUsers(""), &server.NkeyUser{Nkey: ownerPub}),
 	}
 	if tlsConfig != nil {
 		opts.TLSConfig, opts.TLS, opts.TLSVerify = tlsConfig, true, o.VerifyClients

@@ -233,6 +233,24 @@ func (r Role) Permissions() Permissions {
 	return Permissions{Publish: dedup(g.pub), Subscribe: dedup(g.sub), Responds: responds}
 }
 
+// InDomain is p for a client whose JetStream is another server's domain
+// (nats.jetstream_domain, a service on a leaf node): its JetStream API
+// subjects are $JS.<domain>.API.* instead of $JS.API.*. An empty domain
+// returns p.
+func (p Permissions) InDomain(domain string) Permissions {
+	if domain == "" {
+		return p
+	}
+	out := Permissions{Subscribe: slices.Clone(p.Subscribe), Responds: p.Responds}
+	for _, s := range p.Publish {
+		if rest, ok := strings.CutPrefix(s, "$JS.API."); ok {
+			s = "$JS." + domain + ".API." + rest
+		}
+		out.Publish = append(out.Publish, s)
+	}
+	return out
+}
+
 func dedup(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
@@ -260,7 +278,11 @@ func (r Role) PasswordEnv() string {
 // PermissionsConf renders deploy/nats/kaar-permissions.conf: an
 // authorization block with one user per role, its password read from the
 // server's environment (Role.PasswordEnv), and Role.Permissions.
-func PermissionsConf() string {
+func PermissionsConf() string { return PermissionsConfInDomain("") }
+
+// PermissionsConfInDomain is PermissionsConf for a leaf node whose
+// clients use the JetStream of domain (Permissions.InDomain).
+func PermissionsConfInDomain(domain string) string {
 	var b strings.Builder
 	b.WriteString(`# NATS authorization for a split kaar deployment: one user per role, each
 # allowed only the subjects that role uses. GENERATED from pkg/bus/roles.go
@@ -285,8 +307,11 @@ func PermissionsConf() string {
 authorization {
   users = [
 `)
+	if domain != "" {
+		fmt.Fprintf(&b, "  # For a leaf node: JetStream API subjects in the domain %q.\n", domain)
+	}
 	for _, r := range Roles() {
-		p := r.Permissions()
+		p := r.Permissions().InDomain(domain)
 		fmt.Fprintf(&b, "    {\n      user: %s\n      password: $%s\n      permissions: {\n", r.User(), r.PasswordEnv())
 		fmt.Fprintf(&b, "        publish: { allow: %s }\n", confList(p.Publish, "        "))
 		fmt.Fprintf(&b, "        subscribe: { allow: %s }\n", confList(p.Subscribe, "        "))

@@ -26,9 +26,11 @@ const busHelp = `kaar bus provision [--config FILE] [--nats-url URL] [--creds FI
     filters and ack settings...), repaired, and every change is printed.
     Services never declare the bus themselves: run this before starting them, and
     after changing the configuration. kaar serve runs it in process.
-kaar bus permissions
+kaar bus permissions [--jetstream-domain DOMAIN]
     Prints the NATS authorization block, one user per role, each limited to the
-    subjects it uses (the content of deploy/nats/kaar-permissions.conf).`
+    subjects it uses (the content of deploy/nats/kaar-permissions.conf). With
+    --jetstream-domain, the JetStream API subjects are those of that domain: the
+    users of a leaf node whose services set nats.jetstream_domain.`
 
 // runBus is "kaar bus provision|permissions".
 func runBus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,7 +45,15 @@ func runBus(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "provision":
 		return runBusProvision(ctx, args[1:], stdout, stderr)
 	case "permissions":
-		fmt.Fprint(stdout, bus.PermissionsConf())
+		fs := newFlagSet("bus permissions", busHelp, stderr)
+		domain := fs.String("jetstream-domain", "", "render the JetStream API subjects in this domain ($JS.<domain>.API.*), for the users of a leaf node whose services set nats.jetstream_domain")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *domain != "" && strings.ContainsAny(*domain, ".*> \t") {
+			return fmt.Errorf("--jetstream-domain: %q is not a JetStream domain (one token, no dots or wildcards)", *domain)
+		}
+		fmt.Fprint(stdout, bus.PermissionsConfInDomain(*domain))
 		return nil
 	}
 	return fmt.Errorf("bus: unknown subcommand %q: want provision or permissions", args[0])
