@@ -72,3 +72,24 @@ func checkSeedFile(path string) error {
 	}
 	return nil
 }
+
+// SetCredential makes path the bus credential, replacing any configured
+// one: nats.nkey_file when it holds an nkey user seed (as kaar serve
+// writes per role), nats.creds_file when it is a NATS .creds file (a user
+// JWT and its seed). It is what --creds FILE does.
+func (n *NATS) SetCredential(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--creds: %w", err)
+	}
+	n.CredsFile, n.NkeyFile, n.User, n.Password = "", "", "", ""
+	switch s := string(b); {
+	case strings.Contains(s, "BEGIN NATS USER JWT"):
+		n.CredsFile = path
+	case strings.HasPrefix(strings.TrimSpace(s), "SU"):
+		n.NkeyFile = path
+	default:
+		return fmt.Errorf("--creds: %s is neither an nkey user seed (SU...) nor a NATS .creds file", path)
+	}
+	return nil
+}

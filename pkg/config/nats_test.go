@@ -63,3 +63,27 @@ func TestNATSAccessErrorsNameTheKey(t *testing.T) {
 		})
 	}
 }
+
+func TestSetCredentialTellsSeedsFromCredsFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	seed := write("cli.nk", "SUAIBDPBAUTWCWBKIO6XHQNINK5FWJW4OHLXC3HQ2KFE4PEJUA44CNHTC4\n")
+	creds := write("user.creds", "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n")
+	junk := write("junk", "hello\n")
+	n := NATS{User: "kaar-cli", Password: "x"}
+	if err := n.SetCredential(seed); err != nil || n.NkeyFile != seed || n.User != "" || n.Password != "" {
+		t.Errorf("seed: %+v %v", n, err)
+	}
+	if err := n.SetCredential(creds); err != nil || n.CredsFile != creds || n.NkeyFile != "" {
+		t.Errorf("creds: %+v %v", n, err)
+	}
+	if err := n.SetCredential(junk); err == nil || !strings.Contains(err.Error(), "--creds") {
+		t.Errorf("junk: %v", err)
+	}
+}

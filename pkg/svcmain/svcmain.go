@@ -89,6 +89,7 @@ func Run(ctx context.Context, c Command, args []string, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "kaar config file (YAML; the original config.yaml shape is accepted); empty uses the defaults")
 	natsURL := fs.String("nats-url", "", "NATS server URL (default: nats.url from the config, else "+DefaultNATSURL+")")
+	creds := fs.String("creds", "", "NATS credential file: an nkey seed (overrides nats.nkey_file) or a .creds file (overrides nats.creds_file); default: this service's seed in the kaar serve state directory (~/.local/state/kaar/credentials)")
 	var kubeconfig *string
 	if c.Kube {
 		kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: kubernetes.kubeconfig, $KUBECONFIG, ~/.kube/config, in-cluster)")
@@ -110,6 +111,14 @@ func Run(ctx context.Context, c Command, args []string, stderr io.Writer) error 
 	}
 	if *natsURL != "" {
 		cfg.NATS.URL = *natsURL
+	}
+	if *creds != "" {
+		if err := cfg.NATS.SetCredential(*creds); err != nil {
+			return err
+		}
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
 	}
 	if cfg.NATS.URL == "" {
 		cfg.NATS.URL = DefaultNATSURL

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -170,22 +169,7 @@ func checkBound(ctx context.Context, nc *nats.Conn, name string, cfg config.Conf
 
 // applyCredsFlag sets nats.nkey_file or nats.creds_file from --creds,
 // whichever the file holds, replacing any configured credential.
-func applyCredsFlag(cfg *config.Config, path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("--creds: %w", err)
-	}
-	cfg.NATS.CredsFile, cfg.NATS.NkeyFile, cfg.NATS.User, cfg.NATS.Password = "", "", "", ""
-	switch s := string(b); {
-	case strings.Contains(s, "BEGIN NATS USER JWT"):
-		cfg.NATS.CredsFile = path
-	case strings.HasPrefix(strings.TrimSpace(s), "SU"):
-		cfg.NATS.NkeyFile = path
-	default:
-		return fmt.Errorf("--creds: %s is neither an nkey user seed (SU...) nor a NATS .creds file", path)
-	}
-	return nil
-}
+func applyCredsFlag(cfg *config.Config, path string) error { return cfg.NATS.SetCredential(path) }
 
 // credentialsDir is where kaar serve keeps one nkey seed per role
 // (bus.DefaultCredentialsDir, 0700).
