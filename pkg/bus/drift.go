@@ -20,7 +20,7 @@ type Change struct {
 	Kind string
 	// Name is the stream, bucket or "STREAM/consumer".
 	Name string
-	// Action is "created" or "updated".
+	// Action is "created", "updated" or "deleted".
 	Action string
 	// Fields lists the configuration fields (JSON names) that differed,
 	// for updates.
@@ -111,7 +111,56 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config) (Summary
 		}
 		sum.add(ch)
 	}
+	names := make([]string, 0, len(streams)+len(buckets))
+	for _, st := range streams {
+		names = append(names, st.Name)
+	}
+	for _, b := range buckets {
+		names = append(names, "KV_"+b.Bucket)
+	}
+	for _, name := range names {
+		chs, err := removeRelays(ctx, js, name)
+		if err != nil {
+			return sum, fmt.Errorf("provision stream %s: %w", name, err)
+		}
+		sum.Changes = append(sum.Changes, chs...)
+	}
 	return sum, nil
+}
+
+// removeRelays deletes the push consumers of a kaar stream that deliver
+// anywhere but an inbox. A role allowed to create consumers on a stream
+// (a key watch, an ordered read) could otherwise have the server deliver
+// that stream's messages onto a subject the role may not publish to
+// (another service's request endpoint; a stream's subject, where the
+// delivery is stored once anything subscribes to that subject): the
+// server does not check a consumer's deliver subject against its
+// creator's permissions. kaar's own push consumers (key watches) deliver
+// to their client's inbox.
+func removeRelays(ctx context.Context, js jetstream.JetStream, stream string) ([]Change, error) {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	var out []Change
+	infos := st.ListConsumers(ctx)
+	var relays []*jetstream.ConsumerInfo
+	for ci := range infos.Info() {
+		if d := ci.Config.DeliverSubject; d != "" && !strings.HasPrefix(d, "_INBOX") {
+			relays = append(relays, ci)
+		}
+	}
+	if err := infos.Err(); err != nil {
+		return nil, err
+	}
+	for _, ci := range relays {
+		if err := st.DeleteConsumer(ctx, ci.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return out, fmt.Errorf("delete consumer %s delivering to %s: %w", ci.Name, ci.Config.DeliverSubject, err)
+		}
+		out = append(out, Change{Kind: "consumer", Name: stream + "/" + ci.Name, Action: "deleted",
+			Details: []string{"it delivered " + stream + " to " + ci.Config.DeliverSubject + " (a push consumer may deliver only to an inbox)"}})
+	}
+	return out, nil
 }
 
 // BucketStream is the stream configuration of a key-value bucket, as
