@@ -78,7 +78,7 @@ func CheckBound(ctx context.Context, js jetstream.JetStream, r Role, cfg Config)
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			missing = append(missing, "stream "+s)
 		case err != nil:
-			return fmt.Errorf("%s: stream %s: %w", r, s, err)
+			return fmt.Errorf("%s: stream %s: %w (is this credential the %s's? %s may read that stream)", r, s, err, r.User(), r.User())
 		}
 	}
 	for _, d := range r.durables(cfg) {
