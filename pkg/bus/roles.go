@@ -106,9 +106,11 @@ func (g *grants) kvRead(bucket string) {
 func (g *grants) kvWrite(bucket string) { g.publish("$KV." + bucket + ".>") }
 
 // kvWatch: Watch, WatchAll and ListKeys (an ordered push consumer on the
-// bucket's stream, with flow control). A bucket's stream has no durable
-// consumer, so creating and deleting consumers there touches only
-// watches.
+// bucket's stream, with flow control, deleted when the watch stops). A
+// bucket's stream has no durable consumer, so deleting consumers there
+// touches only watches (another role's recreates itself when its
+// heartbeats stop); a consumer created to relay the bucket elsewhere is
+// deleted by provisioning (removeRelays).
 func (g *grants) kvWatch(bucket string) {
 	st := "KV_" + bucket
 	g.publish("$JS.API.CONSUMER.CREATE."+st+".>", "$JS.API.CONSUMER.INFO."+st+".*", "$JS.API.CONSUMER.DELETE."+st+".*", "$JS.FC."+st+".>")
