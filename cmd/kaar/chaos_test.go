@@ -18,6 +18,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -312,6 +314,8 @@ func (ce *chaosEnv) newPlans(t *testing.T, n int, expiresIn time.Duration) []cha
 
 func (ce *chaosEnv) createDeployment(t *testing.T, name string) {
 	dep := sandbox.TestDeployment(ce.ns, name, "nginx:1.27", 1, nil)
+	// A memory limit to raise, as the planner's set_memory_limit replaces.
+	dep.Spec.Template.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}
 	if _, err := ce.kube.AppsV1().Deployments(ce.ns).Create(context.Background(), dep, metav1.CreateOptions{}); err != nil {
 		t.Error(err)
 		return
@@ -340,7 +344,8 @@ func (ce *chaosEnv) plan(t *testing.T, dep *appsv1.Deployment, expiresIn time.Du
 			{Index: 0, Action: events.ActionSetImage, Title: "Set image to nginx:1.28", Target: target, Risk: events.RiskLow, Mutating: true,
 				PatchType: events.PatchJSON, Patch: json.RawMessage(`[` + guard + `,{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28"}]`)},
 			{Index: 1, Action: events.ActionSetMemoryLimit, Title: "Set the memory limit to 256Mi", Target: target, Risk: events.RiskLow, Mutating: true,
-				PatchType: events.PatchJSON, Patch: json.RawMessage(`[` + guard + `,{"op":"add","path":"/spec/template/spec/containers/0/resources","value":{"limits":{"memory":"256Mi"}}}]`)},
+				PatchType: events.PatchJSON, Patch: json.RawMessage(`[` + guard + `,{"op":"test","path":"/spec/template/spec/containers/0/name","value":"app"},` +
+					`{"op":"replace","path":"/spec/template/spec/containers/0/resources/limits/memory","value":"256Mi"}]`)},
 		},
 	}
 	ce.planner.SignPlan(&p)
