@@ -105,7 +105,8 @@ func EnsureKey(dir, role string, logger *slog.Logger) (*events.Signer, error) {
 
 // EnsureKeys creates the missing keys of every role in the key directory
 // (nothing when signing.key_file names this process's key: a split
-// deployment configures its keys). The first kaar process of a machine
+// deployment configures its keys). A role with only its <role>.pub in the
+// directory is left alone: its private key lives with its service. The first kaar process of a machine
 // thus creates the installation's keys, and every later one, the executor
 // included, finds and trusts them.
 func EnsureKeys(cfg config.Config, logger *slog.Logger) error {
@@ -117,6 +118,13 @@ func EnsureKeys(cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	for _, role := range SigningRoles() {
+		// A role whose public key alone is here (an executor's mount of
+		// the others' .pub files) keeps its private key elsewhere.
+		if _, err := os.Stat(filepath.Join(dir, role+".pub")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, role+".key")); errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+		}
 		if _, err := EnsureKey(dir, role, logger); err != nil {
 			return err
 		}

@@ -168,3 +168,29 @@ func TestTrustWithoutAKeyDirectory(t *testing.T) {
 		t.Error("Trust created the key directory")
 	}
 }
+
+// TestEnsureKeysLeavesPublicOnlyRoles: an executor whose key directory is
+// a read-only mount of the other roles' public keys (a split deployment)
+// starts without trying to create their private keys.
+func TestEnsureKeysLeavesPublicOnlyRoles(t *testing.T) {
+	dir := t.TempDir()
+	planner, _ := events.GenerateSigner()
+	if err := os.WriteFile(filepath.Join(dir, "planner.pub"), []byte(planner.PublicKey()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Signing.KeyDir = dir
+	if err := EnsureKeys(cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "planner.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a planner key was created beside the planner's public key: %v", err)
+	}
+	tr, err := Trust(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tr.Planners, []string{planner.PublicKey()}) {
+		t.Errorf("planners %v, want the mounted public key", tr.Planners)
+	}
+}
