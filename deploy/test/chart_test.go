@@ -428,6 +428,9 @@ func TestChartRefusesInsecureOrIncompleteValues(t *testing.T) {
 		{"NATS password in the ConfigMap", withSecrets + ",config.nats.password=secret", "config.nats.user/password"},
 		{"token Secret without a key", withSecrets + ",mcpgateway.auth.secretKey=", "mcpgateway.auth.secretKey"},
 		{"external NATS without URL", withSecrets + ",nats.enabled=false", "nats.url is required"},
+		{"no signing keys Secret", withSecrets + ",signing.existingSecret=", "create secret generic kaar-signing-keys"},
+		{"signing key file in config", withSecrets + ",config.signing.key_file=/k", "config.signing.key_file/key_dir are set by the chart"},
+		{"signing key directory in config", withSecrets + ",config.signing.key_dir=/k", "config.signing.key_file/key_dir are set by the chart"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := helmTemplate(t, "kaar", "kaar", "--set", tc.set)
