@@ -331,7 +331,19 @@ func inspector(t *testing.T, pathFirst string, args ...string) inspectorRun {
 	home := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "inspector"), append([]string{"--cli"}, args...)...)
+	// The private HOME is the Inspector's own; a server it spawns gets a
+	// filtered environment with that HOME. A real client spawns kaar with
+	// the user's HOME, where kaar serve keeps the bus credentials: point
+	// the spawned kaar at the user's state directory (-e), as that would.
+	state := os.Getenv("XDG_STATE_HOME")
+	if state == "" {
+		userHome, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		state = filepath.Join(userHome, ".local", "state")
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "inspector"), append([]string{"--cli", "-e", "XDG_STATE_HOME=" + state}, args...)...)
 	path := os.Getenv("PATH")
 	if pathFirst != "" {
 		path = pathFirst + string(os.PathListSeparator) + path
