@@ -2,6 +2,7 @@ package deploytest
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -169,32 +171,17 @@ func TestChartMountsEachServiceOnlyItsSigningKeys(t *testing.T) {
 	}
 }
 
-var serviceBinaries struct {
-	sync.Once
-	dir string
-	err error
-	log []byte
-}
-
-// buildServiceBinaries builds kaar, kaar-planner and kaar-executor once
-// per test binary.
+// buildServiceBinaries builds kaar, kaar-planner and kaar-executor into
+// the test's directory.
 func buildServiceBinaries(t *testing.T) string {
 	t.Helper()
-	serviceBinaries.Do(func() {
-		dir, err := os.MkdirTemp("", "kaar-signing-bin-")
-		if err != nil {
-			serviceBinaries.err = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", dir, "./cmd/kaar", "./services/planner/cmd/kaar-planner", "./services/executor/cmd/kaar-executor")
-		cmd.Dir = repoRoot(t)
-		serviceBinaries.log, serviceBinaries.err = cmd.CombinedOutput()
-		serviceBinaries.dir = dir
-	})
-	if serviceBinaries.err != nil {
-		t.Fatalf("go build: %v\n%s", serviceBinaries.err, serviceBinaries.log)
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir, "./cmd/kaar", "./services/planner/cmd/kaar-planner", "./services/executor/cmd/kaar-executor")
+	cmd.Dir = repoRoot(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
 	}
-	return serviceBinaries.dir
+	return dir
 }
 
 // chartLayout copies, from the files `kaar keys init` made (what
@@ -305,15 +292,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestChartSigningKeysStartThePlannerAndTheExecutor runs the real
+// TestSigningKeysAsMountedStartThePlannerAndTheExecutor runs the real
 // kaar-planner and kaar-executor binaries as processes with the keys laid
 // out exactly as the chart mounts them (files of `kaar keys init`, only
 // each Deployment's items, in a read-only directory, with the
-// Deployment's own environment): both start without creating a key, and
-// the executor trusts the planner's public key from its mount. Without
+// Deployment's own environment), and the executor as docker-compose.yaml
+// mounts its demo keys: they start without creating a key, and the
+// executor trusts the planner's public key from its mount. Without
 // the .pub files the executor refuses to start, naming the missing
 // planner key: the mount is what makes it work.
-func TestChartSigningKeysStartThePlannerAndTheExecutor(t *testing.T) {
+func TestSigningKeysAsMountedStartThePlannerAndTheExecutor(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the service binaries")
 	}
@@ -386,6 +374,15 @@ func TestChartSigningKeysStartThePlannerAndTheExecutor(t *testing.T) {
 			t.Errorf("the executor's mount does not show the planner key %s:\n%s", plannerPub, b)
 		}
 	})
+	t.Run("compose executor with its secrets", func(t *testing.T) {
+		p := loadCompose(t)
+		provisionAs(t, nc, composeConfig(t, p, "executor").Kubernetes.ClusterName)
+		env := composeLayout(t, p, "executor")
+		running, out := startService(t, filepath.Join(bin, "kaar-executor"), p.Configs["kaar-config"].File, ns.ClientURL(), kubeconfig, env)
+		if !running {
+			t.Fatalf("the compose kaar-executor did not start with its secrets:\n%s", out.String())
+		}
+	})
 	t.Run("executor without the .pub files", func(t *testing.T) {
 		var pubs []string
 		for _, r := range signingRoles {
@@ -397,4 +394,93 @@ func TestChartSigningKeysStartThePlannerAndTheExecutor(t *testing.T) {
 			t.Fatalf("kaar-executor without planner.pub: running=%t, want a refusal naming the missing planner key:\n%s", running, out.String())
 		}
 	})
+}
+
+// composeSigningDir is where docker-compose.yaml mounts the signing keys.
+const composeSigningDir = "/run/secrets/kaar-keys"
+
+// composeSigningFiles are the signing key secrets of a compose service:
+// file name under composeSigningDir -> the file on the host.
+func composeSigningFiles(t *testing.T, p *types.Project, svc string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for _, sec := range p.Services[svc].Secrets {
+		src := p.Secrets[sec.Source].File
+		inDir := strings.HasPrefix(sec.Target, composeSigningDir+"/")
+		fromKeys := filepath.Dir(src) == filepath.Join(repoRoot(t), "deploy", "compose", "demo-secrets", "signing-keys")
+		if inDir != fromKeys {
+			t.Errorf("%s: secret %s (%s) mounted at %q: signing keys belong at %s and nothing else there", svc, sec.Source, src, sec.Target, composeSigningDir)
+		}
+		if !inDir {
+			continue
+		}
+		if base := filepath.Base(sec.Target); base != filepath.Base(src) {
+			t.Errorf("%s: %s mounted as %s: the layout of kaar keys init is <role>.key/<role>.pub", svc, src, base)
+		}
+		files[filepath.Base(sec.Target)] = src
+	}
+	return files
+}
+
+// TestComposeMountsEachServiceOnlyItsSigningKeys: docker-compose.yaml
+// mounts the demo signing keys as the chart does: the planner and the
+// gateway their own private key (signing.key_file), the executor every
+// public key plus its own private key (signing.key_dir), the watcher and
+// the provision job nothing.
+func TestComposeMountsEachServiceOnlyItsSigningKeys(t *testing.T) {
+	p := loadCompose(t)
+	for _, svc := range append(slices.Clone(services), "provision") {
+		files := composeSigningFiles(t, p, svc)
+		got := slices.Sorted(maps.Keys(files))
+		if want := wantSigningFiles(svc); !slices.Equal(got, want) {
+			t.Errorf("%s: mounts signing files %v, want exactly %v", svc, got, want)
+		}
+		if svc == "provision" {
+			continue
+		}
+		cfg := composeConfig(t, p, svc)
+		switch svc {
+		case "watcher":
+			if cfg.Signing.KeyFile != "" || cfg.Signing.KeyDir != "" {
+				t.Errorf("watcher: key_file %q key_dir %q; it signs nothing", cfg.Signing.KeyFile, cfg.Signing.KeyDir)
+			}
+		case "executor":
+			if cfg.Signing.KeyDir != composeSigningDir || cfg.Signing.KeyFile != "" {
+				t.Errorf("executor: key_dir %q key_file %q, want key_dir %s", cfg.Signing.KeyDir, cfg.Signing.KeyFile, composeSigningDir)
+			}
+		default:
+			if want := composeSigningDir + "/" + svc + ".key"; cfg.Signing.KeyFile != want {
+				t.Errorf("%s: key_file %q, want %q", svc, cfg.Signing.KeyFile, want)
+			}
+		}
+	}
+}
+
+// composeLayout copies a compose service's signing secrets into a
+// directory standing for /run/secrets/kaar-keys and returns its
+// environment with that path replaced.
+func composeLayout(t *testing.T, p *types.Project, svc string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, src := range composeSigningFiles(t, p, svc) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var env []string
+	for k, v := range p.Services[svc].Environment {
+		if v == nil {
+			continue
+		}
+		val := *v
+		if strings.HasPrefix(val, composeSigningDir) {
+			val = dir + strings.TrimPrefix(val, composeSigningDir)
+		}
+		env = append(env, k+"="+val)
+	}
+	return env
 }
