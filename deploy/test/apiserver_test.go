@@ -109,8 +109,8 @@ func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
 // deploy/manifests/kaar.yaml (moved into a namespace of the test's own;
 // its Namespace object is checked for the restricted label by
 // TestRenderedManifestsAreUpToDate) as TestChartObjectsAcceptedByAPIServer
-// does, and checks it needs exactly the two Secrets its header tells to
-// create.
+// does, and checks it needs exactly the three Secrets its header tells to
+// create (the gateway's tokens, the NATS passwords, the signing keys).
 func TestRenderedManifestsAcceptedByAPIServer(t *testing.T) {
 	c := clients(t)
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "manifests", "kaar.yaml"))
@@ -134,7 +134,7 @@ func TestRenderedManifestsAcceptedByAPIServer(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"kaar-mcp-tokens", "kaar-nats-users"} {
+	for _, want := range []string{"kaar-mcp-tokens", "kaar-nats-users", "kaar-signing-keys"} {
 		if !secrets[want] {
 			t.Errorf("the manifests do not use Secret %s", want)
 		}
