@@ -137,9 +137,8 @@ func loadSigner(path string, logger *slog.Logger) (*events.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		logger.Warn("signing key file is readable by others: chmod 600 it", slog.String("file", path), slog.String("mode", st.Mode().Perm().String()))
-	}
+	// signing.key_file's mode is checked with the other credential files
+	// (config.FilePermissionWarnings); keys kaar creates are 0600.
 	s, err := events.ParseSignerPEM(b)
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", path, err)
