@@ -61,7 +61,7 @@ or a bus anyone can use, or that would put secrets into the ConfigMap.
 {{- define "kaar.validate" -}}
 {{- $auth := .Values.mcpgateway.auth -}}
 {{- if not (or $auth.existingSecret $auth.loopbackOnly) -}}
-{{- fail "\n\nmcpgateway.auth: the gateway listens on 0.0.0.0 and refuses to start there without bearer tokens.\nCreate a Secret holding its token file (a YAML list of {token, user, role}; roles read, approver, admin):\n  kubectl -n <namespace> create secret generic kaar-mcp-tokens --from-file=tokens.yaml=./tokens.yaml\nand set mcpgateway.auth.existingSecret=kaar-mcp-tokens,\nor set mcpgateway.auth.loopbackOnly=true (no tokens; reachable only through kubectl port-forward)." -}}
+{{- fail "\n\nmcpgateway.auth: the gateway listens on 0.0.0.0 and refuses to start there without bearer tokens.\nCreate a Secret holding its token file (a YAML list of {token, user, role}; roles read, assistant, approver, admin: one token per person (approver) and one per assistant (assistant)):\n  kubectl -n <namespace> create secret generic kaar-mcp-tokens --from-file=tokens.yaml=./tokens.yaml\nand set mcpgateway.auth.existingSecret=kaar-mcp-tokens,\nor set mcpgateway.auth.loopbackOnly=true (no tokens; reachable only through kubectl port-forward)." -}}
 {{- end -}}
 {{- if and $auth.existingSecret (not $auth.secretKey) -}}
 {{- fail "mcpgateway.auth.secretKey must name the key of the token file in mcpgateway.auth.existingSecret" -}}
