@@ -96,9 +96,10 @@ func CheckBound(ctx context.Context, js jetstream.JetStream, r Role, cfg Config)
 	return nil
 }
 
-// DefaultCredentialsDir is where kaar serve keeps one nkey seed per role:
-// ${XDG_STATE_HOME:-~/.local/state}/kaar/credentials.
-func DefaultCredentialsDir() (string, error) {
+// StateDir is kaar's state directory for name (the embedded bus's store,
+// credentials, signing keys): ${XDG_STATE_HOME:-~/.local/state}/kaar/<name>.
+// It does not create it.
+func StateDir(name string) (string, error) {
 	base := os.Getenv("XDG_STATE_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
@@ -107,8 +108,12 @@ func DefaultCredentialsDir() (string, error) {
 		}
 		base = filepath.Join(home, ".local", "state")
 	}
-	return filepath.Join(base, "kaar", "credentials"), nil
+	return filepath.Join(base, "kaar", name), nil
 }
+
+// DefaultCredentialsDir is where kaar serve keeps one nkey seed per role:
+// ${XDG_STATE_HOME:-~/.local/state}/kaar/credentials.
+func DefaultCredentialsDir() (string, error) { return StateDir("credentials") }
 
 // DefaultSeedFile is the role's seed file in DefaultCredentialsDir, if
 // that file exists.

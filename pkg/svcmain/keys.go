@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
 )
@@ -32,15 +33,11 @@ func KeyDir(cfg config.Config) (string, error) {
 	if cfg.Signing.KeyDir != "" {
 		return cfg.Signing.KeyDir, nil
 	}
-	base := os.Getenv("XDG_STATE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("signing key directory (set signing.key_dir): %w", err)
-		}
-		base = filepath.Join(home, ".local", "state")
+	dir, err := bus.StateDir("keys")
+	if err != nil {
+		return "", fmt.Errorf("signing key directory (set signing.key_dir): %w", err)
 	}
-	return filepath.Join(base, "kaar", "keys"), nil
+	return dir, nil
 }
 
 // Signer is the signing key of role: signing.key_file when set (it must

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/events/text"
@@ -41,16 +40,7 @@ func escape(s string) string { return text.ForSlack(s) }
 func escapeCode(s string) string { return text.ForSlackCode(s) }
 
 // truncate cuts s to at most n bytes at a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+func truncate(s string, n int) string { return text.Truncate(s, n) }
 
 // render is the message of a thread: pure, so tests check it directly.
 func render(t *thread, now time.Time) (text string, blocks []Block) {

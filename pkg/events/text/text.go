@@ -90,6 +90,10 @@ func OneLine(s string) string {
 	return bound(strings.Join(strings.Fields(clean(prep(s), false)), " "), MaxTerminal)
 }
 
+// Truncate cuts s to at most n bytes at a rune boundary, ending in "…"
+// when it cut.
+func Truncate(s string, n int) string { return bound(s, n) }
+
 // bound cuts s to at most n bytes at a rune boundary, ending in "…".
 func bound(s string, n int) string {
 	if len(s) <= n {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -168,15 +167,10 @@ func startSandbox(ctx context.Context, dir string, progress io.Writer) (*rest.Co
 
 // stateDir is ${XDG_STATE_HOME:-~/.local/state}/kaar/<name>.
 func stateDir(name string) (string, error) {
-	base := os.Getenv("XDG_STATE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("state directory: %w", err)
-		}
-		base = filepath.Join(home, ".local", "state")
+	dir, err := bus.StateDir(name)
+	if err != nil {
+		return "", err
 	}
-	dir := filepath.Join(base, "kaar", name)
 	return dir, os.MkdirAll(dir, 0o750)
 }
 
