@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
@@ -42,13 +43,11 @@ func KeyDir(cfg config.Config) (string, error) {
 
 // Signer is the signing key of role: signing.key_file when set (it must
 // exist), else <key_dir>/<role>.key, created (0600, with <role>.pub) on
-// first use. A key file that others may read is reported on logger.
+// first use (reported on logger). signing.key_file's mode is checked
+// with the other credential files (config.FilePermissionWarnings).
 func Signer(cfg config.Config, role string, logger *slog.Logger) (*events.Signer, error) {
-	if logger == nil {
-		logger = slog.Default()
-	}
 	if f := cfg.Signing.KeyFile; f != "" {
-		return loadSigner(f, logger)
+		return loadSigner(f)
 	}
 	dir, err := KeyDir(cfg)
 	if err != nil {
@@ -66,7 +65,7 @@ func EnsureKey(dir, role string, logger *slog.Logger) (*events.Signer, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	path := filepath.Join(dir, role+".key")
-	s, err := loadSigner(path, logger)
+	s, err := loadSigner(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return s, err
 	}
@@ -89,7 +88,7 @@ func EnsureKey(dir, role string, logger *slog.Logger) (*events.Signer, error) {
 		return nil, fmt.Errorf("write signing key: %w", err)
 	}
 	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
-		return loadSigner(path, logger) // another process created it first
+		return loadSigner(path) // another process created it first
 	} else if err != nil {
 		return nil, fmt.Errorf("create signing key %s: %w", path, err)
 	}
@@ -129,7 +128,7 @@ func EnsureKeys(cfg config.Config, logger *slog.Logger) error {
 	return nil
 }
 
-func loadSigner(path string, logger *slog.Logger) (*events.Signer, error) {
+func loadSigner(path string) (*events.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
@@ -170,7 +169,7 @@ func Trust(cfg config.Config) (events.Trust, error) {
 		}
 		switch role {
 		case RolePlanner:
-			if !contains(t.Planners, pub) {
+			if !slices.Contains(t.Planners, pub) {
 				t.Planners = append(t.Planners, pub)
 			}
 		case RoleGateway:
@@ -209,15 +208,6 @@ func RolePublicKey(dir, role string) (string, error) {
 		return "", fmt.Errorf("trusted key %s: %w", path, err)
 	}
 	return pub, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Signer is the signing key of role for this service (see Signer).
