@@ -185,20 +185,26 @@ func Trust(cfg config.Config) (events.Trust, error) {
 	return t, t.Validate()
 }
 
-// RolePublicKey is the public key of <dir>/<role>.key when this process
-// may read it, else of <dir>/<role>.pub; "" when neither exists.
+// RolePublicKey is the public key in <dir>/<role>.pub, else (a key
+// created by a process that stopped before writing its .pub) of
+// <dir>/<role>.key; "" when neither exists. A private key is read only
+// in that last case.
 func RolePublicKey(dir, role string) (string, error) {
-	if b, err := os.ReadFile(filepath.Join(dir, role+".key")); err == nil {
+	path := filepath.Join(dir, role+".pub")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		b, err := os.ReadFile(filepath.Join(dir, role+".key"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("signing key: %w", err)
+		}
 		s, err := events.ParseSignerPEM(b)
 		if err != nil {
 			return "", fmt.Errorf("signing key %s: %w", filepath.Join(dir, role+".key"), err)
 		}
 		return s.PublicKey(), nil
-	}
-	path := filepath.Join(dir, role+".pub")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("trusted key: %w", err)

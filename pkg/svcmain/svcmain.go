@@ -197,24 +197,6 @@ func BusConfig(cfg config.Config) bus.Config {
 		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration, Replicas: cfg.NATS.Replicas}
 }
 
-// Provision declares kaar's streams, buckets and consumers (idempotent).
-// nc must be the provisioner's connection: no service role may manage
-// streams or consumers.
-func Provision(ctx context.Context, nc *nats.Conn, cfg config.Config, logger *slog.Logger) error {
-	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
-	if err != nil {
-		return err
-	}
-	sum, err := bus.Provision(ctx, js, BusConfig(cfg))
-	if err != nil {
-		return fmt.Errorf("provision the bus: %w", err)
-	}
-	if sum.Changed() {
-		logger.Info("bus provisioned", slog.String("changes", sum.String()))
-	}
-	return nil
-}
-
 // ServeOps serves h on addr (server.metrics_addr) in the background until
 // the returned stop is called; an empty addr serves nothing.
 func ServeOps(addr string, h http.Handler, logger *slog.Logger) (stop func()) {

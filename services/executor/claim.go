@@ -116,6 +116,14 @@ func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Enve
 			return nil
 		}
 		if claimedBy(p, env.ID) {
+			// A claim note and the state are outside the signed digest:
+			// the decision that claims the plan must still name this
+			// plan's digest and cluster before anything resumes.
+			if d.Digest != p.Digest || p.Cluster != s.cfg.Cluster {
+				s.refuseDecision(ctx, log, env.ID, &p, d, refuse(events.RefusalDigestMismatch,
+					"decision %s names digest %s of cluster %s; claimed plan %s has %s of cluster %s", env.ID, d.Digest, s.cfg.Cluster, p.ID, p.Digest, p.Cluster))
+				return nil
+			}
 			if p.State == events.PlanExecuting {
 				// Redelivered while the plan is still executing: the
 				// executor that claimed it stopped signalling progress

@@ -60,7 +60,7 @@ func (s *Service) rejectTool() (*tool, error) {
 // checks repeat the executor's (which stays the authority) so the caller
 // hears about a mistake now rather than in the audit trail.
 func (s *Service) decide(ctx context.Context, c *call, a decideArgs, kind events.DecisionKind) (DecisionOut, string, error) {
-	verb := map[events.DecisionKind]string{events.DecisionApproved: "approve", events.DecisionRejected: "reject"}[kind]
+	verb := verbOf(kind)
 	p, err := s.getPlan(ctx, a.PlanID)
 	if err != nil {
 		return DecisionOut{}, "", fmt.Errorf("%s: %w", verb, err)

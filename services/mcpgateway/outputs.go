@@ -162,7 +162,7 @@ func (s *Service) planOut(p events.Plan) PlanOut {
 		IncidentID: p.IncidentID, Summary: text.OneLine(p.Summary), Risk: string(p.Risk),
 		DiagnosticOnly: p.DiagnosticOnly, Steps: make([]StepOut, 0, len(p.Steps)),
 		EvidenceNotice: untrustedNotice, Evidence: make([]EvidenceOut, 0, len(p.Evidence)),
-		Notes: p.Notes, SupersededBy: p.SupersededBy, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt,
+		Notes: oneLines(p.Notes), SupersededBy: p.SupersededBy, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt,
 	}
 	if left := p.ExpiresAt.Sub(s.now()); left > 0 {
 		out.ExpiresInSeconds = int(left.Round(time.Second) / time.Second)
@@ -313,12 +313,25 @@ func finalExecution(s events.ExecutionState) bool {
 	return s == events.ExecutionSucceeded || s == events.ExecutionFailed || s == events.ExecutionRefused
 }
 
+// oneLines renders lines that may quote cluster text (a plan's notes
+// name images and annotations) for the structured output.
+func oneLines(lines []string) []string {
+	if lines == nil {
+		return nil
+	}
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = text.OneLine(l)
+	}
+	return out
+}
+
 func executionOut(e *events.Execution) *ExecutionOut {
 	if e == nil {
 		return nil
 	}
 	out := &ExecutionOut{State: string(e.State), Final: finalExecution(e.State), Digest: e.Digest,
-		Steps: make([]StepResultOut, 0, len(e.Steps)), Error: e.Error,
+		Steps: make([]StepResultOut, 0, len(e.Steps)), Error: text.OneLine(e.Error),
 		RefusalReason: string(e.RefusalReason), StartedAt: e.StartedAt}
 	if !e.FinishedAt.IsZero() {
 		t := e.FinishedAt
@@ -326,7 +339,7 @@ func executionOut(e *events.Execution) *ExecutionOut {
 	}
 	for _, r := range e.Steps {
 		so := StepResultOut{Index: r.Index, Action: string(r.Action), Status: string(r.Status),
-			Message: r.Message, APIResponse: r.APIResponse, StartedAt: r.StartedAt}
+			Message: text.OneLine(r.Message), APIResponse: text.OneLine(r.APIResponse), StartedAt: r.StartedAt}
 		if !r.FinishedAt.IsZero() {
 			t := r.FinishedAt
 			so.FinishedAt = &t
@@ -336,7 +349,7 @@ func executionOut(e *events.Execution) *ExecutionOut {
 	if v := e.Verification; v != nil {
 		out.Verification = &VerificationOut{Healthy: v.Healthy, DesiredReplicas: v.DesiredReplicas,
 			ReadyReplicas: v.ReadyReplicas, UpdatedReplicas: v.UpdatedReplicas, FailingPods: v.FailingPods,
-			Message: v.Message, CheckedAt: v.CheckedAt}
+			Message: text.OneLine(v.Message), CheckedAt: v.CheckedAt}
 	}
 	return out
 }

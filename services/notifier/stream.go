@@ -16,19 +16,11 @@ import (
 // its role's permissions (pkg/bus RoleNotifier), which allow no stream or
 // consumer management.
 const (
-	// StreamPrefix is kept for compatibility: the notification stream is
-	// now one stream, bus.NotifyStream, for the notified cluster.
-	StreamPrefix = bus.NotifyStream
 	// BucketState holds Slack message state (channel, ts, what the
 	// message shows), so a restarted notifier updates its messages
 	// instead of posting new ones.
 	BucketState = bus.NotifyBucket
 )
-
-// StreamName is the notification stream: it sources the cluster's
-// subjects of ISSUES, PLAN_EVENTS and AUDIT, so Slack and every webhook
-// receiver read the events in one order.
-func StreamName(string) string { return bus.NotifyStream }
 
 // SlackConsumer is the durable consumer of the Slack notifier.
 func SlackConsumer(cluster string) string { return "slack-" + cluster }

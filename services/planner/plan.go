@@ -56,11 +56,8 @@ func (s *Service) buildPlan(ctx context.Context, inc events.Incident, requestedB
 		return events.Plan{}, out, fmt.Errorf("plan incident %s: new id: %w", inc.ID, err)
 	}
 	p := assemblePlan(id.String(), in.Now, s.cfg, in, out)
-	if requestedBy != "" {
-		p.RequestedBy = requestedBy
-		p.Seal()
-	}
-	s.signer.SignPlan(&p)
+	p.RequestedBy = requestedBy
+	s.signer.SignPlan(&p) // seals first
 	if err := p.Validate(); err != nil {
 		return p, out, fmt.Errorf("plan incident %s: built an invalid plan: %w", inc.ID, err)
 	}
