@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
-# One image, five static binaries: kaar (all-in-one and CLI) and the four
-# services kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway.
+# One image, six static binaries: kaar (all-in-one and CLI) and the five
+# services kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway,
+# kaar-notifier.
 # Pick the binary with the container's command, e.g.
 #   docker run ghcr.io/kaar-dev/kaar kaar-watcher --nats-url nats://nats:4222
 # deploy/hack/build-binaries.sh does the build; deploy/test runs the same
@@ -14,21 +15,9 @@ ARG TARGETARCH=amd64
 ARG VERSION=dev
 WORKDIR /src
 # Module files first so that the download layer is cached across source
-# changes.
-COPY pkg/events/go.mod pkg/events/go.sum pkg/events/
-COPY pkg/config/go.mod pkg/config/go.sum pkg/config/
-COPY pkg/bus/go.mod pkg/bus/go.sum pkg/bus/
-COPY pkg/sandbox/go.mod pkg/sandbox/go.sum pkg/sandbox/
-COPY services/watcher/go.mod services/watcher/go.sum services/watcher/
-COPY services/planner/go.mod services/planner/go.sum services/planner/
-COPY services/executor/go.mod services/executor/go.sum services/executor/
-COPY services/mcpgateway/go.mod services/mcpgateway/go.sum services/mcpgateway/
-COPY services/notifier/go.mod services/notifier/go.sum services/notifier/
-COPY cmd/kaar/go.mod cmd/kaar/go.sum cmd/kaar/
-RUN --mount=type=cache,target=/go/pkg/mod \
-    for m in cmd/kaar services/watcher services/planner services/executor services/mcpgateway; do \
-      (cd "$m" && GOWORK=off go mod download) || exit 1; \
-    done
+# changes: one module, one go.mod.
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod GOWORK=off go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \

@@ -10,7 +10,7 @@ ROOT := $(CURDIR)
 BIN := $(ROOT)/bin
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
-MODULES := $(shell $(GO) work edit -json | sed -n 's/.*"DiskPath": "\.\/\(.*\)".*/\1/p')
+SERVICES := watcher planner executor mcpgateway notifier
 
 .PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench bench-pipeline bench-watcher chaos mcp-tools interop tidy clean
 
@@ -20,21 +20,20 @@ help: ## show the targets
 run: build ## run kaar serve (uses $$KUBECONFIG / ~/.kube/config, else starts the sandbox with demo failures)
 	$(BIN)/kaar serve $(ARGS)
 
-build: ## build bin/kaar and the per-service binaries
+build: ## build bin/kaar and the per-service binaries (kaar-watcher, -planner, -executor, -mcpgateway, -notifier)
 	@mkdir -p $(BIN)
-	cd cmd/kaar && $(GO) build -o $(BIN)/kaar .
-	@for s in watcher planner executor mcpgateway; do \
-		(cd services/$$s && $(GO) build -o $(BIN)/kaar-$$s ./cmd/kaar-$$s) || exit 1; done
+	$(GO) build -o $(BIN)/ ./cmd/kaar $(foreach s,$(SERVICES),./services/$(s)/cmd/kaar-$(s))
 
-test: lint ## lint, then every module's tests with -race against real NATS and the real sandbox
+test: lint ## lint, then every test (go test -race ./...) against real NATS and the real sandbox
 	./hack/test.sh
 
-unit: ## every module's tests with -race, without the shared sandbox set-up
-	@for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
+unit: ## the fast loop: go test -short ./... (no control plane; sandbox tests skip under -short)
+	$(GO) test -short -count=1 ./...
 
-lint: $(STATICCHECK) ## gofmt, go vet and staticcheck over every module
-	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	@for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
+lint: $(STATICCHECK) ## gofmt, go vet and staticcheck over the whole tree
+	@out=$$(gofmt -l cmd pkg services deploy test hack); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	@echo "lint: ok (gofmt, go vet, staticcheck $(STATICCHECK_VERSION))"
 
 $(STATICCHECK):
@@ -43,8 +42,8 @@ $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(BIN)/staticcheck $(STATICCHECK)
 
-fmt: ## gofmt every module
-	gofmt -w $(MODULES)
+fmt: ## gofmt the tree
+	gofmt -w cmd pkg services deploy test hack
 
 sandbox: ## start the local sandbox cluster with the demo failures (idempotent); prints KUBECONFIG
 	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox up --demo --state-dir $(ROOT)/.sandbox
@@ -56,7 +55,7 @@ sandbox-status: ## show what the sandbox runs
 	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox status --state-dir $(ROOT)/.sandbox
 
 bench: ## benchmarks of every module (go test -bench), then the pipeline benchmark on the sandbox
-	@for m in $(filter-out cmd/kaar,$(MODULES)); do echo "== $$m"; (cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...) || exit 1; done
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/cmd/kaar$$')
 	@$(MAKE) --no-print-directory bench-pipeline
 
 bench-pipeline: ## failure-to-plan latency of kaar serve on the sandbox (30 failing Deployments)
@@ -76,8 +75,8 @@ mcp-tools: ## install Node.js 22, the MCP conformance suite and the MCP Inspecto
 interop: mcp-tools ## MCP interop against kaar serve on the sandbox: conformance suite, Inspector over HTTP and stdio, client snippets
 	cd test/mcpinterop && $(GO) test -race -count=1 -timeout 20m -v ./...
 
-tidy: ## go mod tidy in every module
-	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done
+tidy: ## go mod tidy
+	$(GO) mod tidy
 
 clean: ## remove build outputs (keeps the cached control plane binaries)
 	rm -rf $(BIN)
