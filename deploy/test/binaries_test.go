@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -18,6 +19,7 @@ var binaries = map[string]string{
 	"kaar-planner":    "-nats-url",
 	"kaar-executor":   "-nats-url",
 	"kaar-mcpgateway": "-stdio",
+	"kaar-notifier":   "-nats-url",
 }
 
 // TestDockerfileBinariesAreStaticAndRun runs the build script the
@@ -75,10 +77,34 @@ func TestDockerfileBinariesAreStaticAndRun(t *testing.T) {
 			if !strings.Contains(string(b), phrase) {
 				t.Errorf("%s --help does not mention %q:\n%s", name, phrase, b)
 			}
+			// kaar-<service> and "kaar <service>" are one command under
+			// two names: the same flags.
+			if svc, ok := strings.CutPrefix(name, "kaar-"); ok {
+				same := exec.Command(filepath.Join(out, "kaar"), svc, "--help")
+				same.Env, same.Dir = []string{}, t.TempDir()
+				sb, err := same.CombinedOutput()
+				if err != nil {
+					t.Fatalf("kaar %s --help: %v\n%s", svc, err, sb)
+				}
+				if got, want := flagNames(b), flagNames(sb); !slices.Equal(got, want) || len(got) < 3 {
+					t.Errorf("%s flags %v, kaar %s flags %v: want the same", name, got, svc, want)
+				}
+			}
 		})
 	}
 	v := exec.Command(filepath.Join(out, "kaar"), "version")
 	if b, err := v.CombinedOutput(); err != nil || !strings.Contains(string(b), "v0.0.0-test") {
 		t.Errorf("kaar version = %q (%v), want the version stamped by the build", b, err)
 	}
+}
+
+// flagNames are the flags a --help lists ("  -name value" lines).
+func flagNames(help []byte) []string {
+	var names []string
+	for _, line := range strings.Split(string(help), "\n") {
+		if rest, ok := strings.CutPrefix(line, "  -"); ok {
+			names = append(names, strings.Fields(rest)[0])
+		}
+	}
+	return names
 }

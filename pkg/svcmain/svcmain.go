@@ -1,9 +1,15 @@
-// Package svcmain is the main of kaar's standalone service commands
-// (kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway): flags,
-// configuration, logging, the NATS connection and the bus declarations,
-// the Kubernetes client, and the operations endpoints (/metrics, /healthz,
-// /readyz on server.metrics_addr). Each command's main only builds its
-// service; `kaar serve` and `kaar <service>` use the same pieces.
+// Package svcmain is kaar's one composition root: every binary builds its
+// services here, through Instances, with the same flags, defaults and
+// multi-cluster behaviour. `kaar serve` builds all of them over its
+// embedded bus; `kaar <service>` and the `kaar-<service>` images run one
+// through Run, which is the same function under both names.
+//
+// A service describes itself with a Spec (services/<name>.Spec()): its
+// name (also its bus role), whether it talks to the cluster, its own
+// flags, and how it is built from an Env. svcmain itself links no
+// Kubernetes client: the services that need one make it from
+// Env.Config.Kubernetes (pkg/kubeclient), so the gateway's binary holds
+// no cluster code at all.
 package svcmain
 
 import (
@@ -16,153 +22,324 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"k8s.io/client-go/kubernetes"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
 )
 
-// DefaultNATSURL is where a standalone service looks for the bus when
-// neither --nats-url nor nats.url says.
+// DefaultNATSURL is where a service run alone looks for the bus when
+// neither --nats-url nor nats.url says: the address kaar serve listens on.
 const DefaultNATSURL = "nats://127.0.0.1:4222"
 
-// Env is what a service is built from.
-type Env struct {
-	Config   config.Config
-	Logger   *slog.Logger
-	NATS     *nats.Conn
-	Kube     kubernetes.Interface // nil unless Command.Kube
-	Registry *prometheus.Registry
+// Service is a built kaar service: it runs until its context ends, and
+// its Ready channel closes once it serves (caches synced, bus bound).
+type Service interface {
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
 }
 
-// Service is a built service: Run until ctx ends; Ready once it serves.
-type Service struct {
-	Run   func(ctx context.Context) error
-	Ready func() bool
-}
-
-// ReadyChan adapts a service's ready channel to Service.Ready.
-func ReadyChan(ch <-chan struct{}) func() bool {
-	return func() bool {
-		select {
-		case <-ch:
-			return true
-		default:
-			return false
-		}
-	}
-}
-
-// Command describes one service command.
-type Command struct {
-	Name    string // "kaar-executor"
-	Summary string // one line for --help
-	Kube    bool   // needs a Kubernetes client
-	// Flags registers the command's own flags, if any.
+// Spec describes one service to the composition root.
+type Spec struct {
+	// Name is the service's name, its command (kaar <name>, kaar-<name>)
+	// and its bus role (bus.RoleOfService("kaar-"+Name)).
+	Name string
+	// Summary is one line for --help.
+	Summary string
+	// Kube marks a service that talks to the cluster: it is built once per
+	// cluster of the configuration (kubernetes.additional_clusters) and
+	// takes --kubeconfig and --context. The others serve the first cluster.
+	Kube bool
+	// Flags registers the service's own flags, if any.
 	Flags func(fs *flag.FlagSet)
+	// BusConfig is the declaration the service must find on the bus
+	// before it starts (default: BusConfig).
+	BusConfig func(cfg config.Config) (bus.Config, error)
+	// Build constructs the service; nothing runs until Service.Run.
 	Build func(ctx context.Context, env Env) (Service, error)
 }
 
-// Main runs the command with the process's arguments and exits.
-func Main(c Command) {
+// Env is what a service is built from.
+type Env struct {
+	// Config is the configuration of the cluster this instance serves
+	// (one of config.Config.Clusters()).
+	Config config.Config
+	Logger *slog.Logger // carries the service and cluster attributes
+	NATS   *nats.Conn   // the service's own connection, as its bus role
+	// Registerer takes the service's metrics (with a cluster label when
+	// the configuration has several clusters); Gatherer reads them all.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+// Connector opens a named NATS connection ("kaar-<service>") for one
+// service, as that service's role.
+type Connector func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error)
+
+// ConnectURL connects to the NATS server at cfg.NATS.URL.
+func ConnectURL(cfg config.Config) Connector {
+	return func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
+		return bus.Connect(ctx, cfg.NATS.URL, ConnectOptions(cfg, name, logger))
+	}
+}
+
+// Instance is one service of one cluster.
+type Instance struct {
+	Name, Cluster string
+	Service       Service
+	NATS          *nats.Conn
+}
+
+// Instances builds specs for every cluster of cfg: a Kube service once
+// per cluster, the others for the first cluster only; each instance with
+// its own NATS connection, bound to the bus the provisioner declared.
+// The first kaar process of a machine creates the installation's signing
+// keys (signing.key_dir), so that every service, the executor's trust
+// included, finds them; with signing.key_file it creates none. The
+// returned close function closes the connections.
+func Instances(ctx context.Context, specs []Spec, cfg config.Config, connect Connector, logger *slog.Logger, reg *prometheus.Registry) ([]Instance, func(), error) {
+	if err := EnsureKeys(cfg, logger); err != nil {
+		return nil, nil, err
+	}
+	var out []Instance
+	closeAll := func() {
+		for _, in := range slices.Backward(out) {
+			in.NATS.Close()
+		}
+	}
+	clusters := cfg.Clusters()
+	for i, cc := range clusters {
+		var creg prometheus.Registerer = reg
+		if len(clusters) > 1 {
+			creg = prometheus.WrapRegistererWith(prometheus.Labels{"cluster": cc.Kubernetes.ClusterName}, reg)
+		}
+		for _, spec := range specs {
+			if i > 0 && !spec.Kube {
+				continue
+			}
+			in, err := build(ctx, spec, cc, connect, logger, creg, reg)
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("%s of cluster %s: %w", spec.Name, cc.Kubernetes.ClusterName, err)
+			}
+			out = append(out, in)
+		}
+	}
+	return out, closeAll, nil
+}
+
+// build connects one service to the bus, checks its bindings and
+// constructs it.
+func build(ctx context.Context, spec Spec, cfg config.Config, connect Connector, logger *slog.Logger, reg prometheus.Registerer, gather prometheus.Gatherer) (Instance, error) {
+	logger = logger.With(slog.String("service", spec.Name), slog.String("cluster", cfg.Kubernetes.ClusterName))
+	nc, err := connect(ctx, "kaar-"+spec.Name, logger)
+	if err != nil {
+		return Instance{}, err
+	}
+	if err := checkBound(ctx, nc, spec, cfg); err != nil {
+		nc.Close()
+		return Instance{}, err
+	}
+	svc, err := spec.Build(ctx, Env{Config: cfg, Logger: logger, NATS: nc, Registerer: reg, Gatherer: gather})
+	if err != nil {
+		nc.Close()
+		return Instance{}, err
+	}
+	return Instance{Name: spec.Name, Cluster: cfg.Kubernetes.ClusterName, Service: svc, NATS: nc}, nil
+}
+
+// checkBound fails with an error naming "kaar bus provision" when what the
+// service's role needs is not declared: services never declare the bus.
+func checkBound(ctx context.Context, nc *nats.Conn, spec Spec, cfg config.Config) error {
+	role, ok := bus.RoleOfService("kaar-" + spec.Name)
+	if !ok {
+		return fmt.Errorf("service %q has no bus role", spec.Name)
+	}
+	bc := BusConfig(cfg)
+	if spec.BusConfig != nil {
+		var err error
+		if bc, err = spec.BusConfig(cfg); err != nil {
+			return err
+		}
+	}
+	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
+	if err != nil {
+		return err
+	}
+	return bus.CheckBound(ctx, js, role, bc)
+}
+
+// RunAll runs the instances until ctx ends or one fails (then the others
+// stop too).
+func RunAll(ctx context.Context, insts []Instance) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, in := range insts {
+		g.Go(func() error {
+			if err := in.Service.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s of cluster %s: %w", in.Name, in.Cluster, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// Readiness reports why the instances are not ready yet (a connection
+// that is not connected, a service still starting), or nil.
+func Readiness(insts []Instance) func() error {
+	return func() error {
+		for _, in := range insts {
+			if !in.NATS.IsConnected() {
+				return fmt.Errorf("%s: NATS %s", in.Name, in.NATS.Status())
+			}
+			select {
+			case <-in.Service.Ready():
+			default:
+				return fmt.Errorf("%s of cluster %s is starting (informers syncing, bus bindings)", in.Name, in.Cluster)
+			}
+		}
+		return nil
+	}
+}
+
+// Main runs spec as the kaar-<name> command with the process's arguments
+// and exits.
+func Main(spec Spec) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := Run(ctx, c, os.Args[1:], os.Stderr)
+	prog := "kaar-" + spec.Name
+	err := Run(ctx, prog, spec, os.Args[1:], os.Stderr)
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", c.Name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
 		os.Exit(1)
 	}
 }
 
-// Run parses args, connects, builds and runs the service until ctx ends.
-func Run(ctx context.Context, c Command, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "kaar config file (YAML; the original config.yaml shape is accepted); empty uses the defaults")
-	natsURL := fs.String("nats-url", "", "NATS server URL (default: nats.url from the config, else "+DefaultNATSURL+")")
-	creds := fs.String("creds", "", "NATS credential file: an nkey seed (overrides nats.nkey_file) or a .creds file (overrides nats.creds_file); default: this service's seed in the kaar serve state directory (~/.local/state/kaar/credentials)")
-	var kubeconfig *string
-	if c.Kube {
-		kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: kubernetes.kubeconfig, $KUBECONFIG, ~/.kube/config, in-cluster)")
+// Flags are the flags of a service run alone (see Spec.Kube for the
+// Kubernetes ones).
+type Flags struct {
+	Config, NATSURL, Creds, Kubeconfig, Context string
+}
+
+// Register adds the flags to fs; kube adds --kubeconfig and --context.
+func (f *Flags) Register(fs *flag.FlagSet, kube bool) {
+	fs.StringVar(&f.Config, "config", "", "kaar config file (YAML; the original config.yaml shape is accepted); empty uses the defaults")
+	fs.StringVar(&f.NATSURL, "nats-url", "", "NATS server URL (overrides nats.url; default "+DefaultNATSURL+")")
+	fs.StringVar(&f.Creds, "creds", "", "NATS credential file: an nkey seed (overrides nats.nkey_file) or a .creds file (overrides nats.creds_file); default: this role's seed in the kaar serve state directory (~/.local/state/kaar/credentials)")
+	if kube {
+		fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "kubeconfig file (overrides kubernetes.kubeconfig; default $KUBECONFIG, ~/.kube/config, in-cluster)")
+		fs.StringVar(&f.Context, "context", "", "kubeconfig context (overrides kubernetes.context)")
 	}
-	if c.Flags != nil {
-		c.Flags(fs)
+}
+
+// Load reads the configuration (file, then KAAR_<SECTION>_<KEY>
+// variables) and applies the flags over it; flags win. The result is
+// validated.
+func (f *Flags) Load() (config.Config, error) {
+	cfg, err := config.LoadFile(f.Config, os.Environ())
+	if err != nil {
+		return cfg, err
+	}
+	changed := false
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst, changed = v, true
+		}
+	}
+	set(&cfg.NATS.URL, f.NATSURL)
+	set(&cfg.Kubernetes.Kubeconfig, f.Kubeconfig)
+	set(&cfg.Kubernetes.Context, f.Context)
+	if f.Creds != "" {
+		if err := cfg.NATS.SetCredential(f.Creds); err != nil {
+			return cfg, err
+		}
+		changed = true
+	}
+	if changed {
+		err = cfg.Validate()
+	}
+	return cfg, err
+}
+
+// Run parses args, builds spec for every cluster of the configuration and
+// runs it until ctx ends: "kaar <name>" and "kaar-<name>" (prog names it
+// in --help and errors). It connects to an external NATS server (nats.url,
+// default DefaultNATSURL) as the service's role and does not declare the
+// bus ("kaar bus provision" does). With server.metrics_addr set, /metrics,
+// /healthz and /readyz are served there.
+func Run(ctx context.Context, prog string, spec Spec, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f Flags
+	f.Register(fs, spec.Kube)
+	if spec.Flags != nil {
+		spec.Flags(fs)
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "%s %s\n\nUsage: %s [flags]\n\nConfiguration: --config, overridden by KAAR_<SECTION>_<KEY> variables (KAAR_NATS_URL...).\n"+
-			"With server.metrics_addr set, /metrics, /healthz and /readyz are served there.\n\nFlags:\n", c.Name, c.Summary, c.Name)
+		fmt.Fprintf(stderr, "%s %s\n\nUsage: %s [flags]\n\n%s\n\nFlags:\n", prog, spec.Summary, prog, runHelp(spec))
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.LoadFile(*cfgPath, os.Environ())
+	cfg, err := f.Load()
 	if err != nil {
 		return err
 	}
-	if *natsURL != "" {
-		cfg.NATS.URL = *natsURL
-	}
-	if *creds != "" {
-		if err := cfg.NATS.SetCredential(*creds); err != nil {
-			return err
-		}
-		if err := cfg.Validate(); err != nil {
-			return err
-		}
-	}
 	if cfg.NATS.URL == "" {
 		cfg.NATS.URL = DefaultNATSURL
-	}
-	if kubeconfig != nil && *kubeconfig != "" {
-		cfg.Kubernetes.Kubeconfig = *kubeconfig
 	}
 	logger, closeLog, err := NewLogger(cfg.Server, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
-	env := Env{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry()}
-	if c.Kube {
-		rc, err := RestConfig(cfg.Kubernetes)
-		if err != nil {
-			return err
-		}
-		if env.Kube, err = kubernetes.NewForConfig(rc); err != nil {
-			return fmt.Errorf("kubernetes client: %w", err)
-		}
-	}
-	if env.NATS, err = bus.Connect(ctx, cfg.NATS.URL, ConnectOptions(cfg, c.Name, logger)); err != nil {
-		return err
-	}
-	defer env.NATS.Close()
-	// Services do not declare the bus ("kaar bus provision" does, as the
-	// provisioner): they bind to what exists, and say so when it does not.
-	if role, ok := bus.RoleOfService(c.Name); ok {
-		js, err := bus.NewJetStream(env.NATS, cfg.NATS.JetStreamDomain)
-		if err != nil {
-			return err
-		}
-		if err := bus.CheckBound(ctx, js, role, BusConfig(cfg)); err != nil {
-			return err
-		}
-	}
-	svc, err := c.Build(ctx, env)
+	defer func() { _ = closeLog() }()
+	reg := NewRegistry()
+	insts, closeAll, err := Instances(ctx, []Spec{spec}, cfg, ConnectURL(cfg), logger, reg)
 	if err != nil {
 		return err
 	}
-	defer ServeOps(cfg.Server.MetricsAddr, OpsHandler(env.Registry, env.NATS, svc.Ready), logger)()
-	logger.Info("service running", slog.String("service", c.Name), slog.String("nats", cfg.NATS.URL))
-	return svc.Run(ctx)
+	defer closeAll()
+	defer ServeOps(cfg.Server.MetricsAddr, OpsHandler(reg, Readiness(insts)), logger)()
+	logger.Info("service running", slog.String("service", spec.Name), slog.String("nats", cfg.NATS.URL), slog.Int("instances", len(insts)))
+	return RunAll(ctx, insts)
+}
+
+func runHelp(spec Spec) string {
+	s := `Runs this kaar service alone against a NATS server (--nats-url or nats.url), as in a split
+deployment, as its own NATS user (--creds, nats.nkey_file or nats.user; default: its role's
+seed in ~/.local/state/kaar/credentials). It does not declare the bus: run
+"kaar bus provision" first. Configuration: --config, overridden by KAAR_<SECTION>_<KEY>
+variables (KAAR_NATS_URL...), overridden by the flags. With server.metrics_addr set,
+/metrics, /healthz and /readyz are served there.`
+	if spec.Kube {
+		s += `
+It talks to the cluster (--kubeconfig, --context); with kubernetes.additional_clusters it
+serves every cluster of the configuration, one instance each.`
+	} else {
+		s += `
+It holds no Kubernetes credentials and serves the configuration's first cluster.`
+	}
+	return s
+}
+
+// NewRegistry is a metrics registry with the Go runtime and process
+// collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // ConnectOptions are the NATS connection options of a service. name
@@ -213,20 +390,17 @@ func ServeOps(addr string, h http.Handler, logger *slog.Logger) (stop func()) {
 }
 
 // OpsHandler serves /metrics from reg, /healthz (the process runs) and
-// /readyz (the service is ready and the bus connected; 503 otherwise).
-func OpsHandler(reg prometheus.Gatherer, nc *nats.Conn, ready func() bool) http.Handler {
+// /readyz (503 with the reason while ready returns an error).
+func OpsHandler(reg prometheus.Gatherer, ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		switch {
-		case nc != nil && !nc.IsConnected():
-			http.Error(w, "not ready: NATS "+nc.Status().String(), http.StatusServiceUnavailable)
-		case ready != nil && !ready():
-			http.Error(w, "not ready: the service is starting (informers syncing, bus bindings)", http.StatusServiceUnavailable)
-		default:
-			fmt.Fprintln(w, "ready")
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
 		}
+		fmt.Fprintln(w, "ready")
 	})
 	return mux
 }

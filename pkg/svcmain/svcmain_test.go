@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +17,12 @@ import (
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
 )
+
+// fakeService is ready when its channel is closed.
+type fakeService struct{ ready chan struct{} }
+
+func (f fakeService) Run(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+func (f fakeService) Ready() <-chan struct{}        { return f.ready }
 
 func TestOpsEndpointsFollowTheServiceAndTheBus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -33,8 +38,8 @@ func TestOpsEndpointsFollowTheServiceAndTheBus(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "kaar_test_total", Help: "t"}))
-	var ready atomic.Bool
-	srv := httptest.NewServer(OpsHandler(reg, nc, ready.Load))
+	svc := fakeService{ready: make(chan struct{})}
+	srv := httptest.NewServer(OpsHandler(reg, Readiness([]Instance{{Name: "watcher", Cluster: "c", Service: svc, NATS: nc}})))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		t.Helper()
@@ -50,10 +55,10 @@ func TestOpsEndpointsFollowTheServiceAndTheBus(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz %d", code)
 	}
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "starting") {
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "watcher of cluster c is starting") {
 		t.Errorf("/readyz before ready: %d %q", code, body)
 	}
-	ready.Store(true)
+	close(svc.ready)
 	if code, _ := get("/readyz"); code != 200 {
 		t.Errorf("/readyz when ready: %d", code)
 	}
@@ -71,19 +76,19 @@ func TestOpsEndpointsFollowTheServiceAndTheBus(t *testing.T) {
 
 func TestHelpAndBadInput(t *testing.T) {
 	var out bytes.Buffer
-	c := Command{Name: "kaar-test", Summary: "tests the main.", Kube: true, Build: func(context.Context, Env) (Service, error) {
+	c := Spec{Name: "watcher", Summary: "tests the main.", Kube: true, Build: func(context.Context, Env) (Service, error) {
 		t.Fatal("built with bad input")
-		return Service{}, nil
+		return nil, nil
 	}}
-	if err := Run(context.Background(), c, []string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-kubeconfig") || !strings.Contains(out.String(), "tests the main.") {
+	if err := Run(context.Background(), "kaar-watcher", c, []string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-kubeconfig") || !strings.Contains(out.String(), "tests the main.") {
 		t.Errorf("--help: %v\n%s", err, out.String())
 	}
 	out.Reset()
-	if err := Run(context.Background(), c, []string{"--bogus"}, &out); err == nil || !strings.Contains(out.String(), "bogus") {
+	if err := Run(context.Background(), "kaar-watcher", c, []string{"--bogus"}, &out); err == nil || !strings.Contains(out.String(), "bogus") {
 		t.Errorf("--bogus: %v", err)
 	}
 	t.Setenv("KAAR_SERVER_PORT", "http")
-	if err := Run(context.Background(), c, nil, &out); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "server.port") {
+	if err := Run(context.Background(), "kaar-watcher", c, nil, &out); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "server.port") {
 		t.Errorf("bad env: %v", err)
 	}
 }
@@ -149,12 +154,12 @@ func TestRunRefusesAnUnprovisionedBus(t *testing.T) {
 	}
 	defer emb.Shutdown()
 	t.Setenv("KAAR_NATS_NKEY_FILE", creds.SeedFile(bus.RoleMCPGateway))
-	c := Command{Name: "kaar-mcpgateway", Build: func(context.Context, Env) (Service, error) {
+	c := Spec{Name: "mcpgateway", Build: func(context.Context, Env) (Service, error) {
 		t.Fatal("built on an unprovisioned bus")
-		return Service{}, nil
+		return nil, nil
 	}}
 	var out bytes.Buffer
-	err = Run(ctx, c, []string{"--nats-url", emb.ClientURL()}, &out)
+	err = Run(ctx, "kaar-mcpgateway", c, []string{"--nats-url", emb.ClientURL()}, &out)
 	if !errors.Is(err, bus.ErrNotProvisioned) || !strings.Contains(err.Error(), "kaar bus provision") {
 		t.Fatalf("Run on an unprovisioned bus: %v", err)
 	}

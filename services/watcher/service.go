@@ -58,6 +58,7 @@ type Service struct {
 	store   *stateStore
 	pulls   *pullMemory
 	synced  atomic.Bool
+	ready   chan struct{} // closed with synced
 	ran     atomic.Bool
 }
 
@@ -94,6 +95,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("watcher: informers: %w", err)
 	}
 	s := &Service{
+		ready:   make(chan struct{}),
 		cfg:     cfg,
 		nc:      deps.NATS,
 		js:      js,
@@ -199,6 +201,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cache.WaitForCacheSync(ectx.Done(), s.cl.events.HasSynced)
 	ecancel()
 	s.synced.Store(true)
+	close(s.ready)
 	for _, k := range restored {
 		s.queue.Add(k) // resolves those that ended while the watcher was down
 	}
@@ -220,9 +223,9 @@ func (s *Service) Run(ctx context.Context) error {
 // start-up (events are evidence, not a condition of detection).
 const eventSyncWait = 5 * time.Second
 
-// Ready reports whether the informer caches are synced: the watcher
+// Ready is closed once the informer caches are synced: the watcher then
 // evaluates pods and answers analyze (for readiness probes).
-func (s *Service) Ready() bool { return s.synced.Load() }
+func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 func (s *Service) startEndpoints() (micro.Service, error) {
 	subject, err := events.ServiceSubject(s.cfg.Cluster, events.ServiceWatcher, events.VerbAnalyze)

@@ -74,7 +74,14 @@ func runUnit(t *testing.T, nc *nats.Conn, kube *fake.Clientset, cfg Config) *uni
 			t.Errorf("Run: %v", err)
 		}
 	})
-	waitFor(t, 10*time.Second, "the caches to sync", func() (bool, string) { return r.svc.Ready(), "not ready" })
+	waitFor(t, 10*time.Second, "the caches to sync", func() (bool, string) {
+		select {
+		case <-r.svc.Ready():
+			return true, ""
+		default:
+			return false, "not ready"
+		}
+	})
 	return r
 }
 

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/svcmain"
@@ -79,7 +77,7 @@ func runBusProvision(ctx context.Context, args []string, stdout, stderr io.Write
 	defer closeLog()
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	sum, err := provision(cctx, connectURL(cfg.NATS.URL, cfg), cfg, logger)
+	sum, err := provision(cctx, svcmain.ConnectURL(cfg), cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -93,25 +91,10 @@ func runBusProvision(ctx context.Context, args []string, stdout, stderr io.Write
 	return nil
 }
 
-// busConfigFor is the bus declaration of cfg: every cluster's streams and
-// consumers, and the notifier's stream, bucket and consumers when notify
-// is configured.
-func busConfigFor(cfg config.Config) (bus.Config, error) {
-	bc := svcmain.BusConfig(cfg)
-	if cfg.Notify.Enabled() {
-		n, err := notifier.BusDeclarations(notifier.ConfigFrom(cfg))
-		if err != nil {
-			return bc, err
-		}
-		bc.Notify = n
-	}
-	return bc, nil
-}
-
 // provision declares kaar's streams, buckets and consumers for cfg
 // (idempotent), connected as the provisioner.
-func provision(ctx context.Context, connect connector, cfg config.Config, logger *slog.Logger) (bus.Summary, error) {
-	bc, err := busConfigFor(cfg)
+func provision(ctx context.Context, connect svcmain.Connector, cfg config.Config, logger *slog.Logger) (bus.Summary, error) {
+	bc, err := notifier.BusConfig(cfg)
 	if err != nil {
 		return bus.Summary{}, err
 	}
@@ -144,27 +127,6 @@ func provision(ctx context.Context, connect connector, cfg config.Config, logger
 		logger.Info("bus provisioned", slog.String("changes", sum.String()))
 	}
 	return sum, nil
-}
-
-// checkBound fails with an error naming "kaar bus provision" when what
-// the service binds to does not exist.
-func checkBound(ctx context.Context, nc *nats.Conn, name string, cfg config.Config) error {
-	role, ok := bus.RoleOfService(name)
-	if !ok {
-		return nil
-	}
-	bc := svcmain.BusConfig(cfg)
-	if role == bus.RoleNotifier {
-		var err error
-		if bc, err = busConfigFor(cfg); err != nil {
-			return err
-		}
-	}
-	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
-	if err != nil {
-		return err
-	}
-	return bus.CheckBound(ctx, js, role, bc)
 }
 
 // applyCredsFlag sets nats.nkey_file or nats.creds_file from --creds,

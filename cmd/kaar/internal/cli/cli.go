@@ -8,10 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 )
 
 // Version is set at build time with -ldflags "-X ...cli.Version=v1.2.3".
@@ -104,42 +104,16 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	return 0
 }
 
-// commonFlags are the flags of every command that runs a service.
-type commonFlags struct {
-	configFile, natsURL, kubeconfig, kubeContext, creds string
-}
+// commonFlags are the flags of every command that runs a service or
+// talks to the bus: svcmain's, so that kaar <service> and the
+// kaar-<service> binaries cannot drift apart.
+type commonFlags struct{ svcmain.Flags }
 
-func (c *commonFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.configFile, "config", "", "YAML configuration file (the original config.yaml shape is accepted)")
-	fs.StringVar(&c.natsURL, "nats-url", "", "NATS server URL (overrides nats.url)")
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (overrides kubernetes.kubeconfig)")
-	fs.StringVar(&c.kubeContext, "context", "", "kubeconfig context (overrides kubernetes.context)")
-	fs.StringVar(&c.creds, "creds", "", "NATS credential file: an nkey seed (overrides nats.nkey_file) or a .creds file (overrides nats.creds_file); default: the role's seed in the kaar serve state directory")
-}
+func (c *commonFlags) register(fs *flag.FlagSet) { c.Register(fs, true) }
 
 // load reads the configuration and applies the flags over it; flags win
 // over the file and the environment.
-func (c *commonFlags) load() (config.Config, error) {
-	cfg, err := config.LoadFile(c.configFile, os.Environ())
-	if err != nil {
-		return cfg, err
-	}
-	if c.natsURL != "" {
-		cfg.NATS.URL = c.natsURL
-	}
-	if c.kubeconfig != "" {
-		cfg.Kubernetes.Kubeconfig = c.kubeconfig
-	}
-	if c.kubeContext != "" {
-		cfg.Kubernetes.Context = c.kubeContext
-	}
-	if c.creds != "" {
-		if err := applyCredsFlag(&cfg, c.creds); err != nil {
-			return cfg, err
-		}
-	}
-	return cfg, cfg.Validate()
-}
+func (c *commonFlags) load() (config.Config, error) { return c.Load() }
 
 func newFlagSet(name, help string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("kaar "+name, flag.ContinueOnError)

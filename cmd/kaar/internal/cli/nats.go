@@ -83,19 +83,9 @@ func embeddedTLS(cfg config.Config) (bus.TLSFiles, bool) {
 	return bus.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}, t.VerifyClients
 }
 
-// connector opens a named NATS connection for one service.
-type connector func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error)
-
-// connectURL connects to a NATS server by URL.
-func connectURL(url string, cfg config.Config) connector {
-	return func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
-		return bus.Connect(ctx, url, svcmain.ConnectOptions(cfg, name, logger))
-	}
-}
-
 // connectEmbedded connects in-process to the embedded server, each
 // service (named "kaar-<role>") as its own role, as if it ran alone.
-func connectEmbedded(emb *bus.Embedded, cfg config.Config) connector {
+func connectEmbedded(emb *bus.Embedded, cfg config.Config) svcmain.Connector {
 	return func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
 		role, ok := bus.RoleOfService(name)
 		if !ok {

@@ -10,13 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/kubeclient"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 	"github.com/kaar-dev/kaar/pkg/svcmain"
 )
@@ -63,16 +59,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer closeLog()
 
-	rc, err := svcmain.RestConfig(cfg.Kubernetes)
-	if errors.Is(err, svcmain.ErrNoCluster) && !*noSandbox {
+	// The first cluster's configuration is checked here, so that a bad
+	// kubeconfig or context is reported before anything starts; with none
+	// at all, the sandbox's kubeconfig becomes the first cluster's.
+	_, err = kubeclient.RestConfig(cfg.Kubernetes)
+	if errors.Is(err, kubeclient.ErrNoCluster) && !*noSandbox {
 		fmt.Fprintln(stderr, "kaar: no kubeconfig found; starting the local sandbox cluster with the demo workloads")
-		rc, err = startSandbox(ctx, *sandboxDir, stderr)
+		cfg.Kubernetes.Kubeconfig, err = startSandbox(ctx, *sandboxDir, stderr)
 	}
 	if err != nil {
 		return err
 	}
 
-	natsURL, connect := cfg.NATS.URL, connectURL(cfg.NATS.URL, cfg)
+	natsURL, connect := cfg.NATS.URL, svcmain.ConnectURL(cfg)
 	var emb *bus.Embedded
 	if natsURL == "" {
 		if cfg.NATS.Replicas > 1 {
@@ -95,16 +94,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := provision(ctx, connect, cfg, logger); err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	insts, closeAll, err := instances(ctx, servicesFor(cfg), cfg, connect, rc, logger, reg)
+	reg := svcmain.NewRegistry()
+	insts, closeAll, err := svcmain.Instances(ctx, servicesFor(cfg), cfg, connect, logger, reg)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
 	printBanner(stdout, cfg, natsURL, emb != nil)
-	return runAll(ctx, insts)
+	return svcmain.RunAll(ctx, insts)
 }
 
 // startEmbeddedNATS starts the in-process JetStream server with file
@@ -143,26 +140,26 @@ func startEmbeddedNATS(ctx context.Context, cfg config.Config, logger *slog.Logg
 }
 
 // startSandbox starts (or reuses) the detached sandbox, installs the demo
-// workloads and returns the admin client configuration.
-func startSandbox(ctx context.Context, dir string, progress io.Writer) (*rest.Config, error) {
+// workloads and returns its admin kubeconfig.
+func startSandbox(ctx context.Context, dir string, progress io.Writer) (string, error) {
 	if dir == "" {
 		d, err := sandbox.DefaultStateDir()
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		dir = d
 	}
 	c, err := sandbox.Up(ctx, sandbox.Options{StateDir: dir, Detached: true, Progress: progress})
 	if err != nil {
-		return nil, fmt.Errorf("start the sandbox: %w", err)
+		return "", fmt.Errorf("start the sandbox: %w", err)
 	}
 	t0 := time.Now()
 	if err := sandbox.ApplyDemo(ctx, c.Clientset(), sandbox.DemoOptions{Extras: true}, progress); err != nil {
-		return nil, fmt.Errorf("install the demo workloads: %w", err)
+		return "", fmt.Errorf("install the demo workloads: %w", err)
 	}
 	fmt.Fprintf(progress, "kaar: sandbox ready (demo in %s); kubectl: KUBECONFIG=%s %s get pods -n %s; stop it with: make sandbox-down\n",
 		time.Since(t0).Round(100*time.Millisecond), c.KubeconfigPath, c.Kubectl, sandbox.DefaultDemoNamespace)
-	return clientcmd.BuildConfigFromFlags("", c.KubeconfigPath)
+	return c.KubeconfigPath, nil
 }
 
 // stateDir is ${XDG_STATE_HOME:-~/.local/state}/kaar/<name>.

@@ -17,6 +17,7 @@ import (
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/svcmain"
+	"github.com/kaar-dev/kaar/services/notifier"
 )
 
 // startServeBus starts kaar serve's bus as kaar serve does
@@ -121,7 +122,7 @@ func TestServeBusRefusesWhatARoleDoesNotHold(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	bc, _ := busConfigFor(cfg)
+	bc, _ := notifier.BusConfig(cfg)
 	if sum, err := bus.Provision(ctx, js, bc); err != nil || sum.Changed() {
 		t.Fatalf("after the refused requests: %s %v", sum, err)
 	}

@@ -4,26 +4,9 @@
 package main
 
 import (
-	"context"
-
 	"github.com/kaar-dev/kaar/pkg/svcmain"
 	"github.com/kaar-dev/kaar/services/notifier"
 )
 
-func main() {
-	svcmain.Main(svcmain.Command{
-		Name:    "kaar-notifier",
-		Summary: "posts kaar incidents and plans to Slack and webhooks, and takes approvals from Slack and a signed webhook.",
-		Build: func(_ context.Context, e svcmain.Env) (svcmain.Service, error) {
-			signer, err := e.Signer(svcmain.RoleNotifier)
-			if err != nil {
-				return svcmain.Service{}, err
-			}
-			s, err := notifier.New(notifier.ConfigFrom(e.Config), notifier.Deps{NATS: e.NATS, Logger: e.Logger, Registerer: e.Registry, Signer: signer})
-			if err != nil {
-				return svcmain.Service{}, err
-			}
-			return svcmain.Service{Run: s.Run, Ready: svcmain.ReadyChan(s.Ready())}, nil
-		},
-	})
-}
+// main is "kaar notifier": the same flags, defaults and composition (svcmain.Run).
+func main() { svcmain.Main(notifier.Spec()) }

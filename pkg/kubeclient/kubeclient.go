@@ -1,4 +1,9 @@
-package svcmain
+// Package kubeclient loads kaar's Kubernetes client configuration: the
+// kubeconfig file and context of config.Kubernetes, $KUBECONFIG,
+// ~/.kube/config, or the in-cluster service account. Only the services
+// that talk to the cluster (watcher, planner, executor) import it; the
+// gateway and the notifier never link a Kubernetes client.
+package kubeclient
 
 import (
 	"errors"
@@ -6,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -64,4 +70,17 @@ func RestConfig(c config.Kubernetes) (*rest.Config, error) {
 	rc.UserAgent = "kaar"
 	rc.QPS, rc.Burst = 50, 100
 	return rc, nil
+}
+
+// Clientset is the typed client of the configured cluster.
+func Clientset(c config.Kubernetes) (kubernetes.Interface, error) {
+	rc, err := RestConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return cs, nil
 }
