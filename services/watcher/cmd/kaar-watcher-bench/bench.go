@@ -401,7 +401,17 @@ func percentile(d []time.Duration, q float64) time.Duration {
 	return s[min(max(i, 0), len(s)-1)]
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+// ms prints a latency. A detection latency is the difference of two
+// watches on the same API server (the watcher's and the bench's), good
+// to about a millisecond: one below zero means the watcher's watch
+// delivered first, and is printed as "< 1 ms" rather than as a negative
+// number.
+func ms(d time.Duration) string {
+	if d < 0 {
+		return "< 1 ms"
+	}
+	return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000)
+}
 
 func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
