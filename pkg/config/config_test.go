@@ -2,40 +2,32 @@ package config
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
 )
 
-// The original server's config.yaml, as its README showed it.
-const original = `
-server:
-  host: "0.0.0.0"
-  port: 8080
-  log_level: "info"
-  log_file: "mcp-server.log"
-kubernetes:
-  context: "minikube"
-  namespace: "default"
-remediation:
-  auto_approve: false
-  max_pods: 5
-  strategies:
-    CrashLoopBackOff:
-      - check_logs
-      - restart_pod
-    ImagePullBackOff:
-      - check_image
-      - update_image
-`
+// original is the original server's config.yaml, as it was written.
+func original(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/valid/original.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 func TestLoadOriginalConfigAsIs(t *testing.T) {
-	cfg, err := Load(strings.NewReader(original), nil)
+	cfg, err := LoadFile("testdata/valid/original.yaml", nil)
 	if err != nil {
 		t.Fatalf("original config.yaml refused: %v", err)
 	}
-	if cfg.Server.Host != "0.0.0.0" || cfg.Server.Port != 8080 || cfg.Server.LogFile != "mcp-server.log" {
+	if cfg.Server.Host != "0.0.0.0" || cfg.Server.Port != 8000 || cfg.Server.LogFile != "mcp-server.log" {
 		t.Errorf("server = %+v", cfg.Server)
+	}
+	if cfg.Server.LogLevel != "info" {
+		t.Errorf("log_level \"INFO\" loaded as %q, want info (what the loggers parse)", cfg.Server.LogLevel)
 	}
 	if cfg.Kubernetes.Context != "minikube" || cfg.Kubernetes.Namespace != "default" {
 		t.Errorf("kubernetes = %+v", cfg.Kubernetes)
@@ -53,6 +45,19 @@ func TestLoadOriginalConfigAsIs(t *testing.T) {
 	// kaar's own keys keep their defaults.
 	if cfg.Remediation.ApprovalWindow.Duration != 15*time.Minute || cfg.Kubernetes.ClusterName != "default" {
 		t.Errorf("defaults lost: window=%s cluster=%q", cfg.Remediation.ApprovalWindow, cfg.Kubernetes.ClusterName)
+	}
+}
+
+func TestLogLevelInAnyCase(t *testing.T) {
+	for in, want := range map[string]string{"INFO": "info", "Debug": "debug", "WARNING": "warn", "warn": "warn", "ERROR": "error", "CRITICAL": "error"} {
+		cfg, err := Load(strings.NewReader("server: {log_level: "+in+"}"), nil)
+		if err != nil || cfg.Server.LogLevel != want {
+			t.Errorf("log_level %s = %q, %v; want %s", in, cfg.Server.LogLevel, err, want)
+		}
+	}
+	cfg, err := Load(strings.NewReader(""), []string{"KAAR_SERVER_LOG_LEVEL=DEBUG"})
+	if err != nil || cfg.Server.LogLevel != "debug" {
+		t.Errorf("KAAR_SERVER_LOG_LEVEL=DEBUG = %q, %v", cfg.Server.LogLevel, err)
 	}
 }
 
@@ -135,7 +140,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 func TestEnvOverrides(t *testing.T) {
 	env := []string{"KAAR_SERVER_PORT=9090", "KAAR_NATS_URL=nats://x:4222", "KAAR_REMEDIATION_AUTO_APPROVE=true",
 		"KAAR_REMEDIATION_APPROVAL_WINDOW=2m", "KAAR_POLICY_PROTECTED_NAMESPACES=a, b", "PATH=/bin"}
-	cfg, err := Load(strings.NewReader(original), env)
+	cfg, err := Load(strings.NewReader(original(t)), env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,12 +159,12 @@ func TestEnvOverrides(t *testing.T) {
 }
 
 func TestParseQuantityBytes(t *testing.T) {
-	for in, want := range map[string]int64{"512Mi": 512 << 20, "4Gi": 4 << 30, "1G": 1e9, "100": 100, "64k": 64000} {
+	for in, want := range map[string]int64{"512Mi": 512 << 20, "4Gi": 4 << 30, "1.5Gi": 3 << 29, "1G": 1e9, "100": 100, "64k": 64000, "0.5": 1} {
 		if got, err := ParseQuantityBytes(in); err != nil || got != want {
 			t.Errorf("%s = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "Mi", "-1Gi", "1.5Gi", "lots"} {
+	for _, in := range []string{"", "Mi", "-1Gi", "0", "0Gi", "lots", "4 Gi"} {
 		if _, err := ParseQuantityBytes(in); err == nil {
 			t.Errorf("%q accepted", in)
 		}
@@ -167,7 +172,7 @@ func TestParseQuantityBytes(t *testing.T) {
 }
 
 func FuzzLoad(f *testing.F) {
-	f.Add(original)
+	f.Add(original(f))
 	f.Add("server: {port: 1}")
 	f.Add("remediation: {strategies: {OOMKilled: [{action: x}]}}")
 	f.Fuzz(func(t *testing.T, src string) {

@@ -205,25 +205,3 @@ func setScalar(v reflect.Value, raw string) error {
 	}
 	return nil
 }
-
-// ParseQuantityBytes parses a memory quantity such as 512Mi, 4Gi or 1G into
-// bytes. It accepts the binary (Ki, Mi, Gi, Ti) and decimal (k, M, G, T)
-// suffixes Kubernetes uses for memory, and plain byte counts.
-func ParseQuantityBytes(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}}
-	num, mult := s, int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q is not a memory quantity such as 512Mi or 4Gi", s)
-	}
-	return n * mult, nil
-}

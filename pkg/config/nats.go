@@ -6,7 +6,91 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 )
+
+// NATS is the bus: an external server by URL, or the embedded one.
+type NATS struct {
+	// URL of an external NATS server; empty runs an embedded server.
+	URL string `yaml:"url"`
+	// StoreDir is the embedded server's JetStream file storage.
+	StoreDir string `yaml:"store_dir"`
+	// Listen is the embedded server's client address ("" = in-process
+	// only, "127.0.0.1:4222" to let split services connect).
+	Listen string `yaml:"listen"`
+	// CredsFile, NkeyFile, User, Password authenticate to an external
+	// server, or to a running kaar serve's embedded one. NkeyFile is an
+	// nkey seed file such as the ones kaar serve writes per role in its
+	// state directory (credentials/<role>.nk).
+	CredsFile string `yaml:"creds_file"`
+	NkeyFile  string `yaml:"nkey_file"`
+	User      string `yaml:"user"`
+	Password  string `yaml:"password"`
+	// AuditRetention is how long the audit stream keeps records.
+	AuditRetention Duration `yaml:"audit_retention"`
+	// ExecutorAckWait is how long an executor may go without signalling
+	// progress on an execution before another executor resumes it (the
+	// take-over time after an executor crash).
+	ExecutorAckWait Duration `yaml:"executor_ack_wait"`
+	// TLS secures the connections to NATS, and the embedded server's
+	// client port (kaar serve with nats.listen, kaar nats).
+	TLS NATSTLS `yaml:"tls"`
+	// Replicas of every stream and bucket: 1, or 3 on a NATS cluster of
+	// at least three JetStream servers. Every process that provisions the
+	// bus must use the same value.
+	Replicas int `yaml:"replicas"`
+	// JetStreamDomain is the JetStream domain of a central bus that this
+	// process reaches through a local leaf node (one watcher/executor
+	// pair per cluster, reporting centrally); empty uses the JetStream of
+	// the server nats.url names.
+	JetStreamDomain string `yaml:"jetstream_domain"`
+}
+
+// NATSTLS is TLS for NATS. As a client, kaar verifies the server with
+// CAFile (the system roots when empty) and presents CertFile/KeyFile to a
+// server that verifies clients. The embedded server listens with TLS
+// using CertFile/KeyFile when they are set.
+type NATSTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// VerifyClients makes the embedded server refuse clients without a
+	// certificate signed by a CA of CAFile (mutual TLS). In-process
+	// clients are exempt.
+	VerifyClients bool `yaml:"verify_clients"`
+}
+
+// Bounds of the nats section.
+const (
+	minAuditRetention  = time.Hour
+	minExecutorAckWait = time.Second
+	maxExecutorAckWait = time.Hour
+)
+
+func (n NATS) validate() error {
+	var p problems
+	if d := n.AuditRetention.Duration; d < minAuditRetention {
+		p.addf("nats.audit_retention", "%s must be at least %s", d, minAuditRetention)
+	}
+	if d := n.ExecutorAckWait.Duration; d < minExecutorAckWait || d > maxExecutorAckWait {
+		p.addf("nats.executor_ack_wait", "%s must be between %s and %s", d, minExecutorAckWait, maxExecutorAckWait)
+	}
+	if d := n.JetStreamDomain; d != "" && !validToken(d) {
+		p.addf("nats.jetstream_domain", "%q must be lower-case letters, digits, '-' and '_'", d)
+	}
+	if r := n.Replicas; r != 1 && r != 3 {
+		p.add(fieldErr("nats.replicas", fmt.Sprintf("%d is not allowed", r), "1", "3"))
+	}
+	if f := n.TLS.CAFile; f != "" {
+		p.add(checkCAFile("nats.tls.ca_file", f))
+	}
+	p.add(checkKeyPair("nats.tls.cert_file", n.TLS.CertFile, "nats.tls.key_file", n.TLS.KeyFile))
+	if n.TLS.VerifyClients && (n.TLS.CAFile == "" || n.TLS.CertFile == "") {
+		p.add(fieldErr("nats.tls.verify_clients", "needs nats.tls.ca_file (the CA of client certificates) and nats.tls.cert_file, nats.tls.key_file (the server's certificate)"))
+	}
+	p = append(p, n.validateAccess()...)
+	return p.join()
+}
 
 // validateAccess checks who may reach the bus: the embedded server's
 // client port (nats.listen) and the client credentials.

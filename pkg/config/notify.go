@@ -8,6 +8,109 @@ import (
 	"time"
 )
 
+// Notify configures the notifier: Slack, outbound webhooks and the
+// inbound approval webhook. Each part is off until configured.
+type Notify struct {
+	// Listen is the HTTP address of the Slack interactivity endpoint
+	// (/slack/interactions) and the inbound approval webhook
+	// (/webhooks/approval); served only when one of them is configured.
+	Listen   string         `yaml:"listen"`
+	Slack    Slack          `yaml:"slack"`
+	Webhooks []Webhook      `yaml:"webhooks"`
+	Inbound  InboundWebhook `yaml:"inbound"`
+}
+
+// Slack configures the Slack notifier (Block Kit messages updated in
+// place, Approve/Reject buttons). It is on when BotToken is set.
+type Slack struct {
+	// BotToken is the bot's xoxb- token (chat:write).
+	BotToken string `yaml:"bot_token"`
+	// SigningSecret verifies interaction requests (the app's signing
+	// secret); required with a bot token unless AppToken is set.
+	SigningSecret string `yaml:"signing_secret"`
+	// AppToken is the app-level xapp- token (connections:write). When set,
+	// button clicks also arrive over Socket Mode, for clusters without
+	// inbound HTTP; the signing secret is then needed only to serve
+	// /slack/interactions as well.
+	AppToken string `yaml:"app_token"`
+	// Channel is the channel id (C0123...) messages go to.
+	Channel string `yaml:"channel"`
+	// APIURL is the Slack Web API base URL (tests point it elsewhere).
+	APIURL string `yaml:"api_url"`
+	// AllowedUsers are the Slack user ids (U0123ABCD, or W... on
+	// Enterprise Grid) that may approve or reject; empty means nobody can
+	// (buttons answer with a refusal). Names are refused: a display name
+	// can be changed by its owner.
+	AllowedUsers []string `yaml:"allowed_users"`
+	// AllowedTeams are the Slack workspace (team) ids (T0123ABCD) clicks
+	// are accepted from; required with AllowedUsers. A click from another
+	// workspace (a shared channel, say) is refused.
+	AllowedTeams []string `yaml:"allowed_teams"`
+	// AllowedChannels are the channel ids clicks are accepted from;
+	// empty means Channel only.
+	AllowedChannels []string `yaml:"allowed_channels"`
+	// RepeatInterval re-notifies (a thread reply) about an incident that
+	// is still open and unchanged for that long; 0 never repeats.
+	RepeatInterval Duration `yaml:"repeat_interval"`
+	// QuietHours hold back new posts and reminders (messages already
+	// posted are still updated in place); held posts go out when they end.
+	QuietHours QuietHours `yaml:"quiet_hours"`
+}
+
+// QuietHours is a daily window, "22:00" to "07:00" in Timezone; it may
+// cross midnight. Both empty disables it.
+type QuietHours struct {
+	Start    string `yaml:"start"`
+	End      string `yaml:"end"`
+	Timezone string `yaml:"timezone"`
+}
+
+// Webhook is one outbound webhook receiver.
+type Webhook struct {
+	// Name identifies the receiver (its durable consumer); lower-case
+	// letters, digits, '-' and '_'.
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Secret signs every delivery (HMAC-SHA256, Kaar-Signature header).
+	Secret string `yaml:"secret"`
+	// Subjects are NATS subject filters ("kaar.*.audit.>"); empty means
+	// every incident, plan and audit event.
+	Subjects []string `yaml:"subjects"`
+}
+
+// InboundWebhook lets other tools approve or reject plans by POSTing a
+// signed decision to /webhooks/approval. It is on when a sender is
+// configured.
+type InboundWebhook struct {
+	// Senders are who may call the webhook, each with its own secret;
+	// the decision records the name of the sender whose secret signed
+	// the request as decided_by.
+	Senders []InboundSender `yaml:"senders"`
+	// Secret is deprecated: one sender named "webhook". Use Senders.
+	Secret string `yaml:"secret"`
+}
+
+// InboundSender is one caller of the inbound webhook.
+type InboundSender struct {
+	// Name is recorded as decided_by (printable, at most 64 characters).
+	Name string `yaml:"name"`
+	// Secret signs its requests (HMAC-SHA256), at least 16 characters.
+	Secret string `yaml:"secret"`
+}
+
+// DeprecatedInboundSender is the sender name of notify.inbound.secret.
+const DeprecatedInboundSender = "webhook"
+
+// InboundSenders are the configured senders, with notify.inbound.secret
+// as a sender named "webhook".
+func (w InboundWebhook) InboundSenders() []InboundSender {
+	out := append([]InboundSender(nil), w.Senders...)
+	if w.Secret != "" {
+		out = append(out, InboundSender{Name: DeprecatedInboundSender, Secret: w.Secret})
+	}
+	return out
+}
+
 // ParseClock parses "HH:MM" (24h) into the offset from midnight.
 func ParseClock(s string) (time.Duration, error) {
 	t, err := time.Parse("15:04", s)
@@ -34,89 +137,90 @@ func (n Notify) Enabled() bool {
 	return n.SlackEnabled() || len(n.Webhooks) > 0 || len(n.Inbound.InboundSenders()) > 0
 }
 
-func (n Notify) validate(add func(error)) {
+func (n Notify) validate() error {
+	var p problems
 	if n.Listen != "" {
 		if _, _, err := net.SplitHostPort(n.Listen); err != nil {
-			add(fieldErr("notify.listen", fmt.Sprintf("%q is not host:port", n.Listen)))
+			p.add(fieldErr("notify.listen", fmt.Sprintf("%q is not host:port", n.Listen)))
 		}
 	} else if n.slackHTTP() || len(n.Inbound.InboundSenders()) > 0 {
-		add(fieldErr("notify.listen", "required for the Slack interactivity endpoint and the inbound webhook"))
+		p.add(fieldErr("notify.listen", "required for the Slack interactivity endpoint and the inbound webhook"))
 	}
 	s := n.Slack
 	if s.BotToken != "" {
 		if s.SigningSecret == "" && s.AppToken == "" {
-			add(fieldErr("notify.slack.signing_secret", "required with notify.slack.bot_token (it verifies button clicks) unless notify.slack.app_token enables Socket Mode"))
+			p.add(fieldErr("notify.slack.signing_secret", "required with notify.slack.bot_token (it verifies button clicks) unless notify.slack.app_token enables Socket Mode"))
 		}
 		if s.Channel == "" {
-			add(fieldErr("notify.slack.channel", "required with notify.slack.bot_token"))
+			p.add(fieldErr("notify.slack.channel", "required with notify.slack.bot_token"))
 		}
 	}
 	if s.AppToken != "" {
 		switch {
 		case !strings.HasPrefix(s.AppToken, "xapp-"):
-			add(fieldErr("notify.slack.app_token", "must be an app-level token (xapp-...) with connections:write, not a bot or user token"))
+			p.add(fieldErr("notify.slack.app_token", "must be an app-level token (xapp-...) with connections:write, not a bot or user token"))
 		case s.BotToken == "":
-			add(fieldErr("notify.slack.app_token", "needs notify.slack.bot_token (Socket Mode only receives clicks; messages are posted with the bot token)"))
+			p.add(fieldErr("notify.slack.app_token", "needs notify.slack.bot_token (Socket Mode only receives clicks; messages are posted with the bot token)"))
 		}
 	}
 	if u, err := url.Parse(s.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		add(fieldErr("notify.slack.api_url", fmt.Sprintf("%q must be an http(s) URL", s.APIURL)))
+		p.add(fieldErr("notify.slack.api_url", fmt.Sprintf("%q must be an http(s) URL", s.APIURL)))
 	}
 	if d := s.RepeatInterval.Duration; d < 0 || (d > 0 && d < time.Minute) {
-		add(fieldErr("notify.slack.repeat_interval", fmt.Sprintf("%s must be 0 (never) or at least 1m", d)))
+		p.add(fieldErr("notify.slack.repeat_interval", fmt.Sprintf("%s must be 0 (never) or at least 1m", d)))
 	}
 	q := s.QuietHours
 	if (q.Start == "") != (q.End == "") {
-		add(fieldErr("notify.slack.quiet_hours", "start and end must be given together"))
+		p.add(fieldErr("notify.slack.quiet_hours", "start and end must be given together"))
 	}
-	for key, v := range map[string]string{"notify.slack.quiet_hours.start": q.Start, "notify.slack.quiet_hours.end": q.End} {
-		if v == "" {
+	for _, c := range []struct{ key, v string }{{"notify.slack.quiet_hours.start", q.Start}, {"notify.slack.quiet_hours.end", q.End}} {
+		if c.v == "" {
 			continue
 		}
-		if _, err := ParseClock(v); err != nil {
-			add(fieldErr(key, err.Error()))
+		if _, err := ParseClock(c.v); err != nil {
+			p.add(fieldErr(c.key, err.Error()))
 		}
 	}
 	if _, err := time.LoadLocation(q.Timezone); err != nil {
-		add(fieldErr("notify.slack.quiet_hours.timezone", fmt.Sprintf("%q is not a time zone such as UTC or Europe/Berlin", q.Timezone)))
+		p.add(fieldErr("notify.slack.quiet_hours.timezone", fmt.Sprintf("%q is not a time zone such as UTC or Europe/Berlin", q.Timezone)))
 	}
 	names := map[string]bool{}
 	for i, w := range n.Webhooks {
 		key := fmt.Sprintf("notify.webhooks[%d]", i)
 		switch {
 		case !validToken(w.Name):
-			add(fieldErr(key+".name", fmt.Sprintf("%q is not a valid name: use 1-63 lower-case letters, digits, '-' or '_'", w.Name)))
+			p.add(fieldErr(key+".name", fmt.Sprintf("%q is not a valid name: use 1-63 lower-case letters, digits, '-' or '_'", w.Name)))
 		case names[w.Name]:
-			add(fieldErr(key+".name", fmt.Sprintf("%q is used by another webhook", w.Name)))
+			p.add(fieldErr(key+".name", fmt.Sprintf("%q is used by another webhook", w.Name)))
 		}
 		names[w.Name] = true
 		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			add(fieldErr(key+".url", fmt.Sprintf("%q must be an http(s) URL", w.URL)))
+			p.add(fieldErr(key+".url", fmt.Sprintf("%q must be an http(s) URL", w.URL)))
 		}
-		if len(w.Secret) < 16 {
-			add(fieldErr(key+".secret", "must be at least 16 characters"))
+		if len(w.Secret) < minTokenLength {
+			p.addf(key+".secret", "must be at least %d characters", minTokenLength)
 		}
 		for j, sub := range w.Subjects {
 			if !validSubjectFilter(sub) {
-				add(fieldErr(fmt.Sprintf("%s.subjects[%d]", key, j), fmt.Sprintf("%q is not a kaar subject filter such as kaar.*.audit.> or kaar.prod.issue.>", sub)))
+				p.add(fieldErr(fmt.Sprintf("%s.subjects[%d]", key, j), fmt.Sprintf("%q is not a kaar subject filter such as kaar.*.audit.> or kaar.prod.issue.>", sub)))
 			}
 		}
 	}
 	for i, u := range s.AllowedUsers {
 		if !slackID(u, "UW") {
-			add(fieldErr(fmt.Sprintf("notify.slack.allowed_users[%d]", i), fmt.Sprintf("%q is not a Slack user id: give the member ids (U0123ABCD, or W0123ABCD on Enterprise Grid; in Slack: profile, \"Copy member ID\"), not names, which their owners can change", u)))
+			p.add(fieldErr(fmt.Sprintf("notify.slack.allowed_users[%d]", i), fmt.Sprintf("%q is not a Slack user id: give the member ids (U0123ABCD, or W0123ABCD on Enterprise Grid; in Slack: profile, \"Copy member ID\"), not names, which their owners can change", u)))
 		}
 	}
 	for i, t := range s.AllowedTeams {
 		if !slackID(t, "TE") {
-			add(fieldErr(fmt.Sprintf("notify.slack.allowed_teams[%d]", i), fmt.Sprintf("%q is not a Slack workspace id such as T0123ABCD (or E0123ABCD for an Enterprise Grid organization)", t)))
+			p.add(fieldErr(fmt.Sprintf("notify.slack.allowed_teams[%d]", i), fmt.Sprintf("%q is not a Slack workspace id such as T0123ABCD (or E0123ABCD for an Enterprise Grid organization)", t)))
 		}
 	}
 	if len(s.AllowedUsers) > 0 && len(s.AllowedTeams) == 0 {
-		add(fieldErr("notify.slack.allowed_teams", "required with notify.slack.allowed_users: the workspace ids (T0123ABCD) clicks may come from, so a user of another workspace sharing the channel cannot decide"))
+		p.add(fieldErr("notify.slack.allowed_teams", "required with notify.slack.allowed_users: the workspace ids (T0123ABCD) clicks may come from, so a user of another workspace sharing the channel cannot decide"))
 	}
-	if sec := n.Inbound.Secret; sec != "" && len(sec) < 16 {
-		add(fieldErr("notify.inbound.secret", "must be at least 16 characters"))
+	if sec := n.Inbound.Secret; sec != "" && len(sec) < minTokenLength {
+		p.addf("notify.inbound.secret", "must be at least %d characters", minTokenLength)
 	}
 	senders := map[string]string{}
 	if n.Inbound.Secret != "" {
@@ -125,22 +229,23 @@ func (n Notify) validate(add func(error)) {
 	for i, snd := range n.Inbound.Senders {
 		key := fmt.Sprintf("notify.inbound.senders[%d]", i)
 		if err := validateIdentity(key+".name", snd.Name); err != nil {
-			add(err)
+			p.add(err)
 		} else if prev, dup := senders[snd.Name]; dup {
-			add(fieldErr(key+".name", fmt.Sprintf("%q is already the name of %s: every sender needs its own, it is recorded as decided_by", snd.Name, prev)))
+			p.add(fieldErr(key+".name", fmt.Sprintf("%q is already the name of %s: every sender needs its own, it is recorded as decided_by", snd.Name, prev)))
 		}
 		senders[snd.Name] = key
-		if len(snd.Secret) < 16 {
-			add(fieldErr(key+".secret", "must be at least 16 characters"))
+		if len(snd.Secret) < minTokenLength {
+			p.addf(key+".secret", "must be at least %d characters", minTokenLength)
 		}
 	}
 	secrets := map[string]string{}
 	for i, snd := range n.Inbound.InboundSenders() {
 		if prev, dup := secrets[snd.Secret]; dup && snd.Secret != "" {
-			add(fieldErr(fmt.Sprintf("notify.inbound.senders[%d].secret", i), "the same secret as "+prev+": the secret identifies the sender, every sender needs its own"))
+			p.add(fieldErr(fmt.Sprintf("notify.inbound.senders[%d].secret", i), "the same secret as "+prev+": the secret identifies the sender, every sender needs its own"))
 		}
 		secrets[snd.Secret] = snd.Name
 	}
+	return p.join()
 }
 
 // slackID reports whether v looks like a Slack id starting with one of

@@ -44,14 +44,7 @@ type TrustedChannels struct {
 }
 
 func (s Signing) validate() error {
-	check := func(key string, keys []string) error {
-		for i, k := range keys {
-			if !validPublicKey(k) {
-				return fieldErr(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("%q is not a public key: want ed25519: followed by the base64 of 32 bytes (kaar keys init prints them)", k))
-			}
-		}
-		return nil
-	}
+	var p problems
 	for _, c := range []struct {
 		key  string
 		keys []string
@@ -62,11 +55,13 @@ func (s Signing) validate() error {
 		{"signing.trusted_channels.webhook", s.TrustedChannels.Webhook},
 		{"signing.trusted_channels.cli", s.TrustedChannels.CLI},
 	} {
-		if err := check(c.key, c.keys); err != nil {
-			return err
+		for i, k := range c.keys {
+			if !validPublicKey(k) {
+				p.addf(fmt.Sprintf("%s[%d]", c.key, i), "%q is not a public key: want ed25519: followed by the base64 of 32 bytes (kaar keys init prints them)", k)
+			}
 		}
 	}
-	return nil
+	return p.join()
 }
 
 func validPublicKey(k string) bool {
