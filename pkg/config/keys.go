@@ -17,7 +17,8 @@ var (
 
 // checkKeys walks the YAML document alongside the Config type and reports
 // the first key that the type does not have, by its full path, with the keys
-// that are allowed there.
+// that are allowed there, or the first value of the wrong kind (a word for
+// a number, a list for a string, "soon" for a duration).
 func checkKeys(root *yaml.Node, cfg Config) error {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
@@ -30,7 +31,11 @@ func walk(n *yaml.Node, t reflect.Type, path string) error {
 		n = n.Alias
 	}
 	switch {
-	case t == durationType || t == strategyType && n.Kind == yaml.ScalarNode:
+	case t == durationType:
+		if err := n.Decode(new(Duration)); err != nil {
+			return fieldErr(display(path), err.Error())
+		}
+	case t == strategyType && n.Kind == yaml.ScalarNode:
 		return nil
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
@@ -75,8 +80,24 @@ func walk(n *yaml.Node, t reflect.Type, path string) error {
 		if n.Kind != yaml.ScalarNode {
 			return fieldErr(display(path), "must be a single value, not a list or mapping")
 		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			return fieldErr(display(path), fmt.Sprintf("%q is not a %s", n.Value, scalarKind(t)))
+		}
 	}
 	return nil
+}
+
+// scalarKind names what a scalar of type t must be.
+func scalarKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "whole number"
+	case reflect.Float64, reflect.Float32:
+		return "number"
+	case reflect.Bool:
+		return "boolean (true or false)"
+	}
+	return t.Kind().String()
 }
 
 func yamlFields(t reflect.Type) map[string]reflect.StructField {
