@@ -23,7 +23,8 @@ import (
 // there, so its target, its patches and its risk are re-derived here from
 // the plan's target kind and the step's action, never from the plan's own
 // text. The shapes are exactly those services/planner/actions.go emits
-// (testdata/planner-plans holds real plans of every action family).
+// (services/planner/testdata/plans, its golden files, holds real plans of
+// every action family; catalogue_test.go reads them).
 
 // catalogueConfig is what the catalogue check needs of the configuration.
 type catalogueConfig struct {

@@ -13,18 +13,22 @@ import (
 	"github.com/kaar-dev/kaar/pkg/events"
 )
 
-// testdata/planner-plans holds plans the planner made (services/planner,
-// from its recorded shop fixtures and its workload-kind tests): one or
-// more per action family and target kind. The catalogue must accept every
-// one of them as it is, and refuse each tampered variant below.
+// plannerPlansDir holds the plans the planner makes: its golden files
+// (services/planner TestPlanGoldens, refreshed with -update), one or more
+// per action family and target kind, and its diagnostic-only plans. They
+// are read from the planner's own testdata, not copied, so the catalogue
+// is checked against what the planner produces today. The catalogue must
+// accept every one of them as it is, and refuse each tampered variant
+// below.
+var plannerPlansDir = filepath.Join("..", "planner", "testdata", "plans")
 
 var catalogueTestConfig = catalogueConfig{MaxPods: 10, ProtectedNamespaces: []string{"kube-system"}}
 
 func plannerPlans(t *testing.T) map[string]events.Plan {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", "planner-plans", "*.json"))
+	files, err := filepath.Glob(filepath.Join(plannerPlansDir, "*.json"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no planner plans in testdata/planner-plans: %v", err)
+		t.Fatalf("no planner plans in %s: %v", plannerPlansDir, err)
 	}
 	out := map[string]events.Plan{}
 	for _, f := range files {
@@ -77,12 +81,12 @@ func TestPlannerPlansPassTheCatalogue(t *testing.T) {
 	}
 	for _, a := range events.ActionTypes() {
 		if a.Mutating() && !covered[a] {
-			t.Errorf("no planner plan with a %s step in testdata/planner-plans", a)
+			t.Errorf("no planner plan with a %s step in %s", a, plannerPlansDir)
 		}
 	}
 	for _, k := range supportedKinds {
 		if !kinds[k] {
-			t.Errorf("no planner plan for a %s in testdata/planner-plans", k)
+			t.Errorf("no planner plan for a %s in %s", k, plannerPlansDir)
 		}
 	}
 }
@@ -127,7 +131,7 @@ func appendOp(t *testing.T, raw json.RawMessage, op map[string]any) json.RawMess
 func TestCatalogueRefusesTamperedPlans(t *testing.T) {
 	tests := []struct {
 		name string
-		plan string // a file of testdata/planner-plans
+		plan string // a file of plannerPlansDir
 		cfg  func(*catalogueConfig)
 		edit func(t *testing.T, p *events.Plan)
 		// want are substrings of the refusal message (the step and the
@@ -555,7 +559,7 @@ func FuzzCatalogueSetImage(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	base := func() events.Plan {
-		b, err := os.ReadFile(filepath.Join("testdata", "planner-plans", "deployment-set-image.json"))
+		b, err := os.ReadFile(filepath.Join(plannerPlansDir, "deployment-set-image.json"))
 		if err != nil {
 			f.Fatal(err)
 		}
