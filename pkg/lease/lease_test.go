@@ -1,0 +1,236 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kaar-dev/kaar/pkg/bus"
+)
+
+const (
+	testDuration = 1500 * time.Millisecond
+	testDeadline = 1000 * time.Millisecond
+	testRetry    = 200 * time.Millisecond
+)
+
+// server is an embedded JetStream server with a leases bucket; conn
+// opens a new connection to it and the bucket through it.
+type server struct {
+	emb *bus.Embedded
+}
+
+func newServer(t *testing.T) *server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DontListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	s := &server{emb: emb}
+	_, js := s.conn(t)
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "leases", History: 1, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *server) conn(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := s.emb.Connect(context.Background(), bus.ConnectOptions{Name: "lease-test", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func (s *server) kv(t *testing.T) (*nats.Conn, jetstream.KeyValue) {
+	t.Helper()
+	nc, js := s.conn(t)
+	kv, err := js.KeyValue(context.Background(), "leases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, kv
+}
+
+// leaders records who leads, and fails the test if two lead at once.
+type leaders struct {
+	t       *testing.T
+	mu      sync.Mutex
+	current string
+	history []string
+	changed chan struct{}
+}
+
+func newLeaders(t *testing.T) *leaders {
+	return &leaders{t: t, changed: make(chan struct{}, 100)}
+}
+
+// lead is the function a candidate runs while it leads.
+func (l *leaders) lead(name string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		l.mu.Lock()
+		if l.current != "" {
+			l.t.Errorf("%s leads while %s still leads", name, l.current)
+		}
+		l.current = name
+		l.history = append(l.history, name)
+		l.mu.Unlock()
+		l.changed <- struct{}{}
+		<-ctx.Done()
+		l.mu.Lock()
+		l.current = ""
+		l.mu.Unlock()
+		l.changed <- struct{}{}
+		return ctx.Err()
+	}
+}
+
+func (l *leaders) now() (string, []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.current, append([]string(nil), l.history...)
+}
+
+// waitLeader waits until someone other than not leads, and returns it.
+func (l *leaders) waitLeader(t *testing.T, not string, within time.Duration) string {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		if cur, _ := l.now(); cur != "" && cur != not {
+			return cur
+		}
+		select {
+		case <-l.changed:
+		case <-deadline:
+			cur, hist := l.now()
+			t.Fatalf("no new leader within %s (current %q, history %v)", within, cur, hist)
+		}
+	}
+}
+
+type candidateRun struct {
+	cancel context.CancelFunc
+	done   chan error
+	nc     *nats.Conn
+}
+
+func start(t *testing.T, s *server, l *leaders, name string) *candidateRun {
+	t.Helper()
+	nc, kv := s.kv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &candidateRun{cancel: cancel, done: make(chan error, 1), nc: nc}
+	cfg := Config{KV: kv, Key: "watcher.prod", Holder: name, Duration: testDuration, RenewDeadline: testDeadline, RetryPeriod: testRetry,
+		Logger: slog.New(slog.DiscardHandler)}
+	go func() { r.done <- Run(ctx, cfg, l.lead(name)) }()
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+	})
+	return r
+}
+
+// TestOneLeaderAndAQuickHandOver: of three candidates exactly one leads;
+// when it stops, it releases the lease and another leads within a few
+// retry periods, not a whole duration.
+func TestOneLeaderAndAQuickHandOver(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	l := newLeaders(t)
+	runs := map[string]*candidateRun{}
+	for _, n := range []string{"a", "b", "c"} {
+		runs[n] = start(t, s, l, n)
+	}
+	first := l.waitLeader(t, "", 5*time.Second)
+	time.Sleep(3 * testDuration) // renewals keep it: no takeover
+	if cur, hist := l.now(); cur != first || len(hist) != 1 {
+		t.Fatalf("leadership moved while the leader renewed: current %q, history %v", cur, hist)
+	}
+	t0 := time.Now()
+	runs[first].cancel()
+	if err := <-runs[first].done; err != nil {
+		t.Errorf("Run of the stopped leader: %v", err)
+	}
+	runs[first].done <- nil // for the cleanup
+	second := l.waitLeader(t, first, 5*time.Second)
+	if took := time.Since(t0); took >= testDuration {
+		t.Errorf("hand-over after a release took %s, want less than the lease duration %s", took, testDuration)
+	}
+	t.Logf("hand-over %s -> %s in %s", first, second, time.Since(t0).Round(time.Millisecond))
+}
+
+// TestACrashedLeaderIsReplacedAfterItStopped: a leader cut off from the
+// bus cannot renew; it stops leading after the renew deadline, and
+// another candidate takes over only after the lease duration, so the two
+// never lead at once (the leaders recorder fails the test otherwise).
+func TestACrashedLeaderIsReplacedAfterItStopped(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	l := newLeaders(t)
+	runs := map[string]*candidateRun{}
+	for _, n := range []string{"a", "b"} {
+		runs[n] = start(t, s, l, n)
+	}
+	first := l.waitLeader(t, "", 5*time.Second)
+	t0 := time.Now()
+	runs[first].nc.Close() // no renewal, no release
+	second := l.waitLeader(t, first, 10*time.Second)
+	if took := time.Since(t0); took < testDuration-testRetry {
+		t.Errorf("took over %s after the leader was cut off, before the lease duration %s", took, testDuration)
+	}
+	_, hist := l.now()
+	if len(hist) != 2 || hist[1] != second {
+		t.Errorf("history %v", hist)
+	}
+}
+
+// TestLeadErrorEndsRun: an error from the led function ends Run with it
+// and releases the lease.
+func TestLeadErrorEndsRun(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	_, kv := s.kv(t)
+	boom := errors.New("boom")
+	cfg := Config{KV: kv, Key: "notifier.prod", Holder: "x", Duration: testDuration, RenewDeadline: testDeadline, RetryPeriod: testRetry,
+		Logger: slog.New(slog.DiscardHandler)}
+	err := Run(context.Background(), cfg, func(context.Context) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run: %v, want the lead error", err)
+	}
+	if _, err := kv.Get(context.Background(), "notifier.prod"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("lease after Run ended: %v, want released", err)
+	}
+}
+
+func TestInvalidConfigNamesWhatIsWrong(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	_, kv := s.kv(t)
+	for _, c := range []Config{
+		{Key: "k", Holder: "h"},
+		{KV: kv, Holder: "h"},
+		{KV: kv, Key: "k"},
+		{KV: kv, Key: "k", Holder: "h", Duration: time.Second, RenewDeadline: 2 * time.Second},
+		{KV: kv, Key: "k", Holder: "h", RetryPeriod: time.Minute},
+	} {
+		err := Run(context.Background(), c, func(context.Context) error { return nil })
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", fmt.Sprintf("%+v", c), err)
+		}
+	}
+}
