@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -357,7 +358,8 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 	c := clients(t)
 	ns := sandbox.NewNamespace(t, c.cs)
 	release := uniqueRelease(t)
-	applyRBAC(t, c, render(t, release, ns, "--set", withSecrets), false)
+	objs := render(t, release, ns, "--set", withSecrets+notifierArgs)
+	applyRBAC(t, c, objs, false)
 	const workNS = "shop"
 
 	plannerOnly := []access{sub("get", "pods", "log"), cluster("get", "", "nodes"), cluster("list", "", "nodes")}
@@ -377,6 +379,7 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads), deny: concat(deniedToAll, revisions)},
 		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly)},
 		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions)},
+		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions)},
 	}
 	// The RBAC authorizer sees new bindings through its informers: wait
 	// (not a timing assertion) until each binding is in force.
@@ -390,7 +393,8 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		}
 	}
 	cells := 0
-	for _, svc := range services {
+	for _, svc := range append(slices.Clone(services), "notifier") {
+		find(t, objs, "ServiceAccount", release+"-"+svc) // the identity asked about is the chart's
 		sa := release + "-" + svc
 		want := matrix[svc]
 		for _, a := range want.allow {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/services/mcpgateway"
+	"github.com/kaar-dev/kaar/services/notifier"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -144,16 +146,34 @@ func checkBusAsServices(t *testing.T, url string, cfgs map[string]config.Config)
 		t.Fatal(err)
 	}
 	cluster := cfgs["provisioner"].Kubernetes.ClusterName
-	if _, err := bus.Provision(ctx, pjs, bus.Config{Clusters: []string{cluster}}); err != nil {
+	// What the provisioner declares from its own configuration (the
+	// notifier's stream and consumers when notify is configured), as
+	// kaar bus provision does.
+	decl, err := notifier.BusConfig(cfgs["provisioner"])
+	if err != nil {
+		t.Fatalf("provisioner: bus declaration: %v", err)
+	}
+	if _, err := bus.Provision(ctx, pjs, decl); err != nil {
 		t.Fatalf("kaar-provisioner cannot declare the bus: %v", err)
 	}
-	for _, svc := range services {
+	svcs := services
+	if _, ok := cfgs["notifier"]; ok {
+		svcs = append(slices.Clone(services), "notifier")
+	}
+	for _, svc := range svcs {
 		js, err := jetstream.New(login(svc))
 		if err != nil {
 			t.Fatal(err)
 		}
 		role, _ := bus.RoleOfService(svc)
-		if err := bus.CheckBound(ctx, js, role, bus.Config{Clusters: []string{cfgs[svc].Kubernetes.ClusterName}}); err != nil {
+		bound := bus.Config{Clusters: []string{cfgs[svc].Kubernetes.ClusterName}}
+		if svc == "notifier" {
+			// Its stream, bucket and consumers, from its own configuration.
+			if bound, err = notifier.BusConfig(cfgs[svc]); err != nil || bound.Notify == nil {
+				t.Fatalf("notifier: bus declaration %+v: %v", bound.Notify, err)
+			}
+		}
+		if err := bus.CheckBound(ctx, js, role, bound); err != nil {
 			t.Errorf("%s cannot bind to the provisioned bus: %v", svc, err)
 		}
 		short, cancelShort := context.WithTimeout(ctx, 3*time.Second)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/services/notifier"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,7 +40,31 @@ type chartCase struct {
 	// loopback is mcpgateway.auth.loopbackOnly.
 	natsSecret, tokenSecret, tokenKey string
 	loopback                          bool
+	// notifierSecret is notifier.existingSecret ("" = no notifier).
+	notifierSecret string
 }
+
+// chartServices are the services a rendering runs: the four, and the
+// notifier when notify is configured.
+func chartServices(tc chartCase) []string {
+	if tc.notifierSecret != "" {
+		return append(slices.Clone(services), "notifier")
+	}
+	return services
+}
+
+// The notifier's Secret of the test (notifier.existingSecret): a bot
+// token with its signing secret, and the inbound webhook's secret.
+var notifierSecrets = map[string]string{
+	"slack-bot-token":      "xoxb-chart-test-bot-token-0123456789",
+	"slack-signing-secret": "chart-test-slack-signing-secret-0123",
+	"inbound-secret":       "chart-test-inbound-secret-0123456789",
+}
+
+// notifierArgs configure the notifier: Slack (its non-secret part in
+// config.notify) and the Secret with its tokens.
+const notifierArgs = ",notifier.existingSecret=kaar-notifier,config.notify.slack.channel=C0123ABCD" +
+	",config.notify.slack.allowed_users[0]=U0123ABCD,config.notify.slack.allowed_teams[0]=T0123ABCD"
 
 // The Secrets the README tells to create, as the test's stand-ins: kubelet
 // would resolve the rendered secretKeyRefs and secret volumes from them.
@@ -58,6 +84,9 @@ func chartSecrets(tc chartCase) map[string]map[string]string {
 	}
 	if tc.tokenSecret != "" {
 		out[tc.tokenSecret] = map[string]string{tc.tokenKey: demoTokenFile}
+	}
+	if tc.notifierSecret != "" {
+		out[tc.notifierSecret] = notifierSecrets
 	}
 	return out
 }
@@ -106,12 +135,15 @@ nats:
 		{name: "values file with config overrides", args: []string{"-f", values},
 			cluster: "staging_2", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2, autoApprove: true,
 			natsSecret: "bus-passwords", tokenSecret: "gateway-tokens", tokenKey: "tokens"},
+		{name: "notifier with Slack and the inbound webhook", args: []string{"--set", withSecrets + notifierArgs + ",serviceMonitor.enabled=true"},
+			cluster: "default", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, monitor: true, gatewayPods: 2,
+			natsSecret: "kaar-nats-users", tokenSecret: "kaar-mcp-tokens", tokenKey: "tokens.yaml", notifierSecret: "kaar-notifier"},
 	}
 }
 
 // TestChartRendersSecureDeployments renders the chart with default and
 // non-default values and checks what every rendering must hold: the four
-// Deployments with probes, requests, a non-root read-only security context,
+// Deployments (five with the notifier) with probes, requests, a non-root read-only security context,
 // one ServiceAccount each, a config.yaml that kaar's own loader accepts
 // with each container's environment (Secrets resolved as kubelet would),
 // a gateway that starts with tokens (or on loopback only), NATS
@@ -136,21 +168,29 @@ func checkRendering(t *testing.T, tc chartCase, ns string, objs []*unstructured.
 			t.Errorf("%s %s in namespace %q, want the release namespace", o.GetKind(), o.GetName(), ns)
 		}
 	}
-	for _, svc := range services {
+	for _, svc := range chartServices(tc) {
 		dep := find(t, objs, "Deployment", "kaar-"+svc)
 		cfg, tokenFile := effectiveConfig(t, tc, objs, dep)
 		checkDeployment(t, tc, svc, dep, cfg)
 		if svc == "mcpgateway" {
 			checkGatewayAuth(t, tc.name, cfg, tokenFile, tc.loopback)
 		}
-		if got := find(t, objs, "ServiceAccount", "kaar-"+svc); svc == "mcpgateway" {
+		if svc == "notifier" {
+			checkNotifier(t, tc, objs, cfg)
+		}
+		if got := find(t, objs, "ServiceAccount", "kaar-"+svc); svc == "mcpgateway" || svc == "notifier" {
 			if auto, ok, _ := unstructured.NestedBool(got.Object, "automountServiceAccountToken"); !ok || auto {
-				t.Errorf("gateway ServiceAccount mounts a token: %v", got.Object)
+				t.Errorf("%s ServiceAccount mounts a token: %v", svc, got.Object)
 			}
 		}
 		pdbWanted := !(svc == "mcpgateway" && slices.ContainsFunc(tc.args, func(a string) bool { return strings.Contains(a, "mcpgateway.podDisruptionBudget.enabled=false") }))
 		if hasObject(objs, "PodDisruptionBudget", "kaar-"+svc) != pdbWanted {
 			t.Errorf("PodDisruptionBudget kaar-%s rendered=%t, want %t", svc, !pdbWanted, pdbWanted)
+		}
+	}
+	for _, kind := range []string{"Deployment", "ServiceAccount", "Service", "PodDisruptionBudget"} {
+		if got := hasObject(objs, kind, "kaar-notifier"); got != (tc.notifierSecret != "") {
+			t.Errorf("%s kaar-notifier rendered=%t, want it only with notify configured", kind, got)
 		}
 	}
 	if hasObject(objs, "StatefulSet", "kaar-nats") != tc.natsInChart {
@@ -284,10 +324,14 @@ func resolveEnv(t *testing.T, where string, c map[string]any, secrets map[string
 			env = append(env, name+"="+v)
 			continue
 		}
-		if ref, ok, _ := unstructured.NestedStringMap(m, "valueFrom", "secretKeyRef"); ok {
-			v, found := secrets[ref["name"]][ref["key"]]
+		if ref, ok, _ := unstructured.NestedMap(m, "valueFrom", "secretKeyRef"); ok {
+			secret, key := ref["name"].(string), ref["key"].(string)
+			v, found := secrets[secret][key]
+			if _, exists := secrets[secret]; exists && !found && ref["optional"] == true {
+				continue // kubelet leaves an optional key that is absent unset
+			}
 			if !found {
-				t.Fatalf("%s: %s from Secret %q key %q, which is not the one to create", where, name, ref["name"], ref["key"])
+				t.Fatalf("%s: %s from Secret %q key %q, which is not the one to create", where, name, secret, key)
 			}
 			env = append(env, name+"="+v)
 			continue
@@ -318,7 +362,7 @@ func checkDeployment(t *testing.T, tc chartCase, svc string, dep *unstructured.U
 	if sa := spec["serviceAccountName"]; sa != "kaar-"+svc {
 		t.Errorf("%s: serviceAccountName %v, want kaar-%s", svc, sa, svc)
 	}
-	if auto := spec["automountServiceAccountToken"]; auto != (svc != "mcpgateway") {
+	if auto := spec["automountServiceAccountToken"]; auto != (svc != "mcpgateway" && svc != "notifier") {
 		t.Errorf("%s: automountServiceAccountToken = %v", svc, auto)
 	}
 	checkSecurityContext(t, svc, dep)
@@ -431,6 +475,13 @@ func TestChartRefusesInsecureOrIncompleteValues(t *testing.T) {
 		{"no signing keys Secret", withSecrets + ",signing.existingSecret=", "create secret generic kaar-signing-keys"},
 		{"signing key file in config", withSecrets + ",config.signing.key_file=/k", "config.signing.key_file/key_dir are set by the chart"},
 		{"signing key directory in config", withSecrets + ",config.signing.key_dir=/k", "config.signing.key_file/key_dir are set by the chart"},
+		{"notify without the notifier's Secret", withSecrets + ",config.notify.slack.channel=C0123ABCD", "create secret generic kaar-notifier"},
+		{"Slack bot token in the ConfigMap", withSecrets + notifierArgs + ",config.notify.slack.bot_token=xoxb-0123456789", "config.notify's Slack tokens and inbound secret would be stored in a ConfigMap"},
+		{"Slack signing secret in the ConfigMap", withSecrets + notifierArgs + ",config.notify.slack.signing_secret=0123456789abcdef", "config.notify's Slack tokens"},
+		{"inbound secret in the ConfigMap", withSecrets + notifierArgs + ",config.notify.inbound.secret=0123456789abcdef", "config.notify's Slack tokens"},
+		{"outbound webhook secret in the ConfigMap", withSecrets + notifierArgs + ",config.notify.webhooks[0].name=ops,config.notify.webhooks[0].url=https://h.example,config.notify.webhooks[0].secret=0123456789abcdef", "config.notify.webhooks and config.notify.inbound.senders carry their secrets"},
+		{"inbound senders in the ConfigMap", withSecrets + notifierArgs + ",config.notify.inbound.senders[0].name=pd,config.notify.inbound.senders[0].secret=0123456789abcdef", "config.notify.webhooks and config.notify.inbound.senders"},
+		{"notify listen address in config", withSecrets + notifierArgs + ",config.notify.listen=0.0.0.0:1", "config.notify.listen is set by the chart"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := helmTemplate(t, "kaar", "kaar", "--set", tc.set)
@@ -489,7 +540,12 @@ func TestChartNATSConfigRunsJetStream(t *testing.T) {
 	if string(chartCopy) != string(canonical) {
 		t.Fatal("deploy/helm/kaar/files/kaar-permissions.conf differs from deploy/nats/kaar-permissions.conf: copy it over")
 	}
-	tc := chartCases(t)[0]
+	// The case with the notifier: every service of the chart logs in.
+	cases := chartCases(t)
+	tc := cases[len(cases)-1]
+	if tc.notifierSecret == "" {
+		t.Fatal("the last chart case should run the notifier")
+	}
 	objs := render(t, "kaar", "kaar-system", tc.args...)
 	data, _, _ := unstructured.NestedStringMap(find(t, objs, "ConfigMap", "kaar-nats").Object, "data")
 	if data["kaar-permissions.conf"] != string(canonical) {
@@ -529,7 +585,7 @@ func TestChartNATSConfigRunsJetStream(t *testing.T) {
 		t.Fatal("nats-server from the chart's config did not start")
 	}
 	cfgs := map[string]config.Config{}
-	for _, svc := range services {
+	for _, svc := range chartServices(tc) {
 		cfgs[svc], _ = effectiveConfig(t, tc, objs, find(t, objs, "Deployment", "kaar-"+svc))
 	}
 	cfgs["provisioner"], _ = effectiveConfig(t, tc, objs, find(t, objs, "Job", "kaar-provision"))
@@ -591,5 +647,72 @@ func checkProvisionJob(t *testing.T, tc chartCase, objs []*unstructured.Unstruct
 		if cfg.NATS.User != bus.RoleProvisioner.User() || cfg.NATS.Password == "" {
 			t.Errorf("provision Job logs in as %q (password set %t), want kaar-provisioner", cfg.NATS.User, cfg.NATS.Password != "")
 		}
+	}
+}
+
+// checkNotifier: the notifier's Slack tokens and inbound secret reach it
+// from its Secret and appear in no ConfigMap; it listens for Slack and the
+// inbound webhook on the port its Service targets; no RBAC binding names
+// its ServiceAccount; the provision Job sees the same notify section, so
+// it declares the consumers the notifier binds to.
+func checkNotifier(t *testing.T, tc chartCase, objs []*unstructured.Unstructured, cfg config.Config) {
+	t.Helper()
+	n := cfg.Notify
+	if n.Listen != "0.0.0.0:8081" {
+		t.Errorf("notifier: notify.listen %q, want 0.0.0.0:8081 (its Service's target)", n.Listen)
+	}
+	if n.Slack.BotToken != notifierSecrets["slack-bot-token"] || n.Slack.SigningSecret != notifierSecrets["slack-signing-secret"] || n.Slack.AppToken != "" {
+		t.Errorf("notifier: Slack bot token %q signing secret %q app token %q, want those of Secret %s (no app token)", n.Slack.BotToken, n.Slack.SigningSecret, n.Slack.AppToken, tc.notifierSecret)
+	}
+	if got := n.Inbound.InboundSenders(); len(got) != 1 || got[0].Secret != notifierSecrets["inbound-secret"] {
+		t.Errorf("notifier: inbound senders %v, want the one of Secret %s", got, tc.notifierSecret)
+	}
+	if n.Slack.Channel != "C0123ABCD" || !n.SlackEnabled() || !n.Enabled() {
+		t.Errorf("notifier: Slack channel %q enabled %t", n.Slack.Channel, n.SlackEnabled())
+	}
+	for _, cm := range ofKind(objs, "ConfigMap") {
+		data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+		for _, content := range data {
+			for key, secret := range notifierSecrets {
+				if strings.Contains(content, secret) {
+					t.Errorf("ConfigMap %s holds the notifier's %s", cm.GetName(), key)
+				}
+			}
+		}
+	}
+	svc := find(t, objs, "Service", "kaar-notifier")
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	if len(ports) != 1 || ports[0].(map[string]any)["targetPort"] != "notify" {
+		t.Errorf("notifier Service ports %v, want one targeting the container port notify", ports)
+	}
+	containers, _, _ := unstructured.NestedSlice(find(t, objs, "Deployment", "kaar-notifier").Object, "spec", "template", "spec", "containers")
+	cports, _ := containers[0].(map[string]any)["ports"].([]any)
+	if !slices.ContainsFunc(cports, func(p any) bool {
+		m := p.(map[string]any)
+		return m["name"] == "notify" && m["containerPort"] == int64(8081)
+	}) {
+		t.Errorf("notifier container ports %v, want notify on 8081 (notify.listen)", cports)
+	}
+	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
+		for _, b := range ofKind(objs, kind) {
+			subjects, _, _ := unstructured.NestedSlice(b.Object, "subjects")
+			for _, s := range subjects {
+				if s.(map[string]any)["name"] == "kaar-notifier" {
+					t.Errorf("%s %s binds the notifier, which holds no Kubernetes access", kind, b.GetName())
+				}
+			}
+		}
+	}
+	prov, _ := effectiveConfig(t, tc, objs, find(t, objs, "Job", "kaar-provision"))
+	want, err := notifier.BusConfig(cfg)
+	if err != nil {
+		t.Fatalf("notifier: bus declaration: %v", err)
+	}
+	got, err := notifier.BusConfig(prov)
+	if err != nil {
+		t.Fatalf("provision Job: bus declaration: %v", err)
+	}
+	if want.Notify == nil || len(want.Notify.Consumers) != 1 || !reflect.DeepEqual(got.Notify, want.Notify) {
+		t.Errorf("the provision Job declares the notifier's %+v, the notifier binds to %+v (want its Slack consumer in both)", got.Notify, want.Notify)
 	}
 }

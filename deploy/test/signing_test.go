@@ -25,11 +25,11 @@ import (
 var signingRoles = []string{"planner", "mcpgateway", "notifier", "cli", "executor"}
 
 // wantSigningFiles is what each Deployment may see of the signing Secret:
-// the planner and the gateway their own private key, the executor every
-// public key and its own private key, the watcher nothing.
+// the planner, the gateway and the notifier their own private key, the
+// executor every public key and its own private key, the watcher nothing.
 func wantSigningFiles(svc string) []string {
 	switch svc {
-	case "planner", "mcpgateway":
+	case "planner", "mcpgateway", "notifier":
 		return []string{svc + ".key"}
 	case "executor":
 		files := []string{"executor.key"}
@@ -110,7 +110,7 @@ func signingMountOf(t *testing.T, where string, workload *unstructured.Unstructu
 }
 
 // TestChartMountsEachServiceOnlyItsSigningKeys: every rendering mounts,
-// from the signing Secret, the planner's and the gateway's own private key
+// from the signing Secret, the planner's, the gateway's and the notifier's own private key
 // (named by signing.key_file), the executor's public keys of every role
 // plus its own private key (as signing.key_dir, whose public keys it
 // trusts), and nothing into the watcher or the provision Job; the files
@@ -127,7 +127,7 @@ func TestChartMountsEachServiceOnlyItsSigningKeys(t *testing.T) {
 				secret = "prod-signing"
 			}
 			objs := render(t, "kaar", "kaar-system", tc.args...)
-			for _, svc := range services {
+			for _, svc := range chartServices(tc) {
 				dep := find(t, objs, "Deployment", "kaar-"+svc)
 				cfg, _ := effectiveConfig(t, tc, objs, dep)
 				m, mounted := signingMountOf(t, svc, dep, secret)

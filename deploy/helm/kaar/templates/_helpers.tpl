@@ -40,6 +40,44 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-%s" (include "kaar.fullname" .root) .component -}}
 {{- end -}}
 
+{{/*
+kaar.notifierEnabled is "true" when the notifier runs: when config.notify
+configures something or notifier.existingSecret names its Secret (kaar
+serve likewise runs it only with notify configured).
+*/}}
+{{- define "kaar.notifierEnabled" -}}
+{{- if or .Values.config.notify .Values.notifier.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* The kaar services the chart runs, space-separated. */}}
+{{- define "kaar.components" -}}
+watcher planner executor mcpgateway{{ if include "kaar.notifierEnabled" . }} notifier{{ end }}
+{{- end -}}
+
+{{/*
+The notifier's secrets: environment variable (a scalar key of notify) ->
+key of notifier.existingSecret. Each is optional: a key the Secret lacks
+leaves that part off (Slack without a bot token, no inbound webhook).
+*/}}
+{{- define "kaar.notifierSecretEnv" -}}
+KAAR_NOTIFY_SLACK_BOT_TOKEN: slack-bot-token
+KAAR_NOTIFY_SLACK_SIGNING_SECRET: slack-signing-secret
+KAAR_NOTIFY_SLACK_APP_TOKEN: slack-app-token
+KAAR_NOTIFY_INBOUND_SECRET: inbound-secret
+{{- end -}}
+
+{{/* The env entries of the notifier's secrets (the notifier and the provision Job). */}}
+{{- define "kaar.notifierSecretEnvList" -}}
+{{- range $name, $key := include "kaar.notifierSecretEnv" . | fromYaml }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.notifier.existingSecret }}
+      key: {{ $key }}
+      optional: true
+{{- end }}
+{{- end -}}
+
 {{/* The bus roles, one NATS user each (pkg/bus/roles.go; files/kaar-permissions.conf). */}}
 {{- define "kaar.natsRoles" -}}watcher planner executor mcpgateway notifier cli mcp-stdio provisioner{{- end -}}
 
@@ -77,6 +115,19 @@ or a bus anyone can use, or that would put secrets into the ConfigMap.
 {{- end -}}
 {{- if and .Values.nats.auth.enabled (not .Values.nats.auth.existingSecret) -}}
 {{- fail "\n\nnats.auth: every kaar role logs in to NATS as its own user (kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway, kaar-notifier, kaar-cli, kaar-mcp-stdio, kaar-provisioner).\nCreate a Secret with their passwords:\n  kubectl -n <namespace> create secret generic kaar-nats-users \\\n    $(for r in watcher planner executor mcpgateway notifier cli mcp-stdio provisioner; do printf -- '--from-literal=%s=%s ' $r $(openssl rand -hex 24); done)\nand set nats.auth.existingSecret=kaar-nats-users,\nor, with an external NATS server (nats.enabled=false) that authenticates kaar some other way, set nats.auth.enabled=false." -}}
+{{- end -}}
+{{- $notify := default dict .Values.config.notify -}}
+{{- if or (dig "slack" "bot_token" "" $notify) (dig "slack" "signing_secret" "" $notify) (dig "slack" "app_token" "" $notify) (dig "inbound" "secret" "" $notify) -}}
+{{- fail "config.notify's Slack tokens and inbound secret would be stored in a ConfigMap: put them in the Secret named by notifier.existingSecret (keys slack-bot-token, slack-signing-secret, slack-app-token, inbound-secret)" -}}
+{{- end -}}
+{{- if or (get $notify "webhooks") (dig "inbound" "senders" nil $notify) -}}
+{{- fail "config.notify.webhooks and config.notify.inbound.senders carry their secrets in the configuration, which the chart keeps in a ConfigMap: the chart supports Slack and the inbound webhook's notify.inbound.secret (from notifier.existingSecret) only" -}}
+{{- end -}}
+{{- if get $notify "listen" -}}
+{{- fail "config.notify.listen is set by the chart: use notifier.port" -}}
+{{- end -}}
+{{- if and (include "kaar.notifierEnabled" .) (not .Values.notifier.existingSecret) -}}
+{{- fail "\n\nnotifier.existingSecret: config.notify is set, so the chart runs the notifier; its Slack tokens and inbound webhook secret come from a Secret, never from config (a ConfigMap):\n  kubectl -n <namespace> create secret generic kaar-notifier \\\n    --from-literal=slack-bot-token=xoxb-... --from-literal=slack-signing-secret=... [--from-literal=slack-app-token=xapp-...] [--from-literal=inbound-secret=$(openssl rand -hex 24)]\nand set notifier.existingSecret=kaar-notifier." -}}
 {{- end -}}
 {{- if and .Values.nats.enabled (not .Values.nats.auth.enabled) -}}
 {{- fail "nats.auth.enabled=false with the chart's NATS server (nats.enabled) would let anyone who reaches it approve plans and purge the audit trail: name a Secret in nats.auth.existingSecret (one password per role)" -}}

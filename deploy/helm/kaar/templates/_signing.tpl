@@ -3,13 +3,13 @@ Signing keys (pkg/events/sign.go, pkg/svcmain/keys.go). One Secret, made by
 `kaar keys init` (<role>.key and <role>.pub for planner, mcpgateway,
 notifier, cli and executor), named by signing.existingSecret. Each
 Deployment mounts only its part of it at kaar.signingDir:
-  planner, mcpgateway: its own <role>.key, named by KAAR_SIGNING_KEY_FILE;
+  planner, mcpgateway, notifier: its own <role>.key, named by
+    KAAR_SIGNING_KEY_FILE;
   executor: every <role>.pub and its own executor.key, as the directory
     KAAR_SIGNING_KEY_DIR: it trusts the public keys it finds there and
     never sees another role's private key;
   watcher: nothing (it signs nothing).
-The chart runs no notifier; cli.key stays with the people who run kaar
-approve.
+cli.key stays with the people who run kaar approve.
 */}}
 
 {{/* Where a service's part of the signing Secret is mounted. */}}
@@ -24,7 +24,7 @@ notifier.pub
 cli.pub
 executor.pub
 executor.key
-{{- else if or (eq . "planner") (eq . "mcpgateway") -}}
+{{- else if has . (list "planner" "mcpgateway" "notifier") -}}
 {{ . }}.key
 {{- end -}}
 {{- end -}}
