@@ -56,8 +56,12 @@ func RunTests(m *testing.M) int {
 // instead (for instance one started by `kaar-sandbox up` that `make test`
 // shares across packages). It fails the test loudly when the sandbox
 // cannot run. Give each test its own namespace: see NewNamespace.
+//
+// Under go test -short (make unit) it skips the test: the fast loop runs
+// without a control plane.
 func ForTest(t testing.TB) *Cluster {
 	t.Helper()
+	SkipShort(t, "it needs the sandbox control plane")
 	if !shared.mainRunning.Load() {
 		t.Fatal("sandbox.ForTest needs the package's TestMain to be: func TestMain(m *testing.M) { os.Exit(sandbox.RunTests(m)) }")
 	}
@@ -66,6 +70,16 @@ func ForTest(t testing.TB) *Cluster {
 		t.Fatalf("sandbox: %v", shared.err)
 	}
 	return shared.cluster
+}
+
+// SkipShort skips the test under go test -short (make unit), saying why:
+// for tests that need slow external parts (the sandbox, built binaries,
+// npm tools, long chaos runs). why completes "skipped under -short: ".
+func SkipShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("skipped under -short: %s; run without -short (make test) to run it", why)
+	}
 }
 
 // TestStartup is how long ForTest took to make the shared sandbox ready

@@ -362,6 +362,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, typ string) float
 // analyze returns it, fixing the spec resolves it, and a restarted watcher
 // does not announce it again.
 func TestCrashingDeploymentIsOneIncidentUntilFixed(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	stop, reg := h.startWatcher(t)
 	h.create(t, testDeployment("payments-api", 3, map[string]string{sandbox.AnnotationCrashExitCode: "1"},
@@ -442,6 +443,7 @@ func TestCrashingDeploymentIsOneIncidentUntilFixed(t *testing.T) {
 // the incident), then fixes the workload while no watcher runs (the next
 // one must announce the resolution).
 func TestRestartedWatcherNeitherRepeatsNorMissesResolution(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	stop, _ := h.startWatcher(t)
 	h.create(t, testDeployment("worker", 2, map[string]string{sandbox.AnnotationCrashExitCode: "139"},
@@ -489,6 +491,7 @@ func TestRestartedWatcherNeitherRepeatsNorMissesResolution(t *testing.T) {
 // (the status no longer says why): the incident still names the cause,
 // read from the kubelet's Failed events.
 func TestWatcherStartedDuringImagePullBackOffNamesTheCause(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.create(t, testDeployment("web", 2, nil, corev1.Container{Name: "web", Image: "private.registry.example/team/web:1.0"}))
 	waitFor(t, 2*time.Minute, "both pods to be in ImagePullBackOff", func() (bool, string) {
@@ -527,6 +530,7 @@ func TestWatcherStartedDuringImagePullBackOffNamesTheCause(t *testing.T) {
 // ImagePullBackOff among them) and the healthy ones (a StatefulSet, a
 // completed Job, Deployments whose old pods were replaced) give none.
 func TestDemoShopIncidents(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.startWatcher(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -34,6 +34,8 @@ import (
 // as soon as the API server is back, while the watcher's watches are still
 // broken, are each detected exactly once.
 func TestAPIServerOutageAndExpiredWatchesNeitherLoseNorRepeatIncidents(t *testing.T) {
+	sandbox.SkipShort(t, "it starts a private sandbox control plane")
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	c, err := sandbox.Up(ctx, sandbox.Options{StateDir: t.TempDir(), Nodes: 2, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})

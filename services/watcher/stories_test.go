@@ -119,6 +119,7 @@ func barePod(t *testing.T, fixture, ns, name string) *corev1.Pod {
 // TestExcludedNamespacesAreSilentAndProtectedOnesFlagged: the namespace
 // policy applies to what the informers deliver, not only to a filter.
 func TestExcludedNamespacesAreSilentAndProtectedOnesFlagged(t *testing.T) {
+	t.Parallel()
 	kube := fake.NewClientset()
 	r := runUnit(t, embeddedBus(t, true), kube, Config{ExcludeNamespaces: []string{"dev"}, ProtectedNamespaces: []string{"kube-system"}})
 	for _, p := range []*corev1.Pod{barePod(t, "sandbox-crash-exit-1", "dev", "api"), barePod(t, "sandbox-crash-exit-1", "kube-system", "dns")} {
@@ -140,6 +141,7 @@ func TestExcludedNamespacesAreSilentAndProtectedOnesFlagged(t *testing.T) {
 // its status only says "Back-off pulling image" gets its cause as soon as
 // the kubelet's Failed event is seen, announced as changed.
 func TestPullCauseFromALaterEventChangesTheIncident(t *testing.T) {
+	t.Parallel()
 	kube := fake.NewClientset()
 	r := runUnit(t, embeddedBus(t, true), kube, Config{})
 	pod := barePod(t, "sandbox-image-not-found", "shop", "web")
@@ -189,6 +191,7 @@ func TestPullCauseFromALaterEventChangesTheIncident(t *testing.T) {
 // incidents bucket: its successor publishes the same observation with the
 // same Nats-Msg-Id, and the ISSUES stream drops it as a duplicate.
 func TestAnnouncementPublishedButNotRecordedIsNotRepeated(t *testing.T) {
+	t.Parallel()
 	nc := embeddedBus(t, true)
 	js, _ := jetstream.New(nc)
 	ctx := t.Context()
@@ -250,6 +253,7 @@ func TestAnnouncementPublishedButNotRecordedIsNotRepeated(t *testing.T) {
 // follow are one incident announced as changed (rate-limited by the group
 // interval), never a second detected.
 func TestReplicasFailingOneByOneAreOneDetectedThenChanged(t *testing.T) {
+	t.Parallel()
 	kube := fake.NewClientset()
 	yes := true
 	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "payments-api-7d9f", UID: "uid-rs",
