@@ -16,6 +16,7 @@ import (
 // plan, a plan for a GitOps-managed workload and one in a protected
 // namespace wait for a person.
 func TestAutoApprovalFollowsThePolicy(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{AutoApprove: true, AutoApproveMaxRisk: events.RiskLow,
 		ProtectedNamespaces: []string{"kube-system"}})

@@ -48,6 +48,7 @@ func writes(kube *fake.Clientset) []string {
 }
 
 func TestExecutorSendsOnlyGuardedJSONPatches(t *testing.T) {
+	t.Parallel()
 	restart := `{"op":"add","path":"/spec/template/metadata/annotations","value":{"kubectl.kubernetes.io/restartedAt":"now"}}`
 	tests := []struct {
 		name  string
@@ -125,6 +126,7 @@ func clusterWithStrangers() *fake.Clientset {
 }
 
 func TestPodsToDeleteMustBeControlledByTheTarget(t *testing.T) {
+	t.Parallel()
 	web := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
 	job := events.ObjectRef{Kind: kindJob, Namespace: "shop", Name: "migrate", UID: "job"}
 	deletePod := func(i int, name string) events.Step {
@@ -174,6 +176,7 @@ func TestPodsToDeleteMustBeControlledByTheTarget(t *testing.T) {
 // left, even when the plan lists them. A step without its uid list, or
 // with more than max_pods, deletes nothing.
 func TestEvictedPodCleanupDeletesOnlyListedPodsOfTheTarget(t *testing.T) {
+	t.Parallel()
 	web := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
 	tests := []struct {
 		name    string
@@ -216,6 +219,7 @@ func TestEvictedPodCleanupDeletesOnlyListedPodsOfTheTarget(t *testing.T) {
 // step itself too (a resumed execution skips the check before the first
 // step): nothing is deleted.
 func TestDeletePodStepChecksTheController(t *testing.T) {
+	t.Parallel()
 	web := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
 	for _, tt := range []struct {
 		pod     string
@@ -241,6 +245,7 @@ func TestDeletePodStepChecksTheController(t *testing.T) {
 // outside the catalogue (claimed, say, by an executor without it) runs
 // no further step: it is refused when resumed.
 func TestResumedPlanOutsideTheCatalogueRunsNoStep(t *testing.T) {
+	t.Parallel()
 	kube := clusterWithStrangers()
 	e := startExecutor(t, startNATS(t), kube, Config{})
 	web := events.ObjectRef{Kind: kindDeployment, Namespace: "shop", Name: "web", UID: "dep"}
@@ -290,6 +295,7 @@ func TestResumedPlanOutsideTheCatalogueRunsNoStep(t *testing.T) {
 // ReplicaSets' (less the pod-template-hash label); its undo patch puts
 // back the template it has now.
 func TestRollbackRestoresARevisionTheDeploymentRan(t *testing.T) {
+	t.Parallel()
 	labels := map[string]string{"app": "web"}
 	tmpl := func(image string, mut func(*corev1.PodTemplateSpec)) corev1.PodTemplateSpec {
 		t := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},

@@ -22,6 +22,7 @@ import (
 // the steps: the refusal is in the audit stream with its reason, and
 // neither the target nor anything else in the cluster changes.
 func TestPlanOutsideTheCatalogueIsRefusedAndTheClusterUntouched(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	web := c.settledDeployment(t, "web")

@@ -42,6 +42,7 @@ func refusedUntrusted(t *testing.T, e *env, kube *fake.Clientset, p events.Plan,
 // planner (the review's hand-made privileged plan with risk none and a
 // correct digest), approved by a genuine, signed decision.
 func TestForgedPlanIsRefused(t *testing.T) {
+	t.Parallel()
 	attacker := mustSigner()
 	forge := map[string]func(p *events.Plan){
 		"unsigned, correct digest": func(p *events.Plan) { p.Signature = nil; p.Seal() },
@@ -75,6 +76,7 @@ func TestForgedPlanIsRefused(t *testing.T) {
 // the executor acts on, changed in the stored plan with the (public)
 // digest recomputed and the planner's signature kept.
 func TestPlanAlteredAfterSigningIsRefused(t *testing.T) {
+	t.Parallel()
 	alter := map[string]func(p *events.Plan){
 		"patch": func(p *events.Plan) {
 			p.Steps[0].Patch = generationPatch(2, `{"op":"add","path":"/spec/template/spec/hostNetwork","value":true}`)
@@ -109,6 +111,7 @@ func TestPlanAlteredAfterSigningIsRefused(t *testing.T) {
 // unknown key, by a trusted key for another channel (a CLI key claiming
 // Slack), and via auto while auto-approval is off.
 func TestUntrustedDecisionsAreRefused(t *testing.T) {
+	t.Parallel()
 	attacker := mustSigner()
 	cases := []struct {
 		name   string
@@ -156,6 +159,7 @@ func TestUntrustedDecisionsAreRefused(t *testing.T) {
 // TestUnsignedRejectionChangesNothing: a forged rejection cannot cancel a
 // plan the person is about to approve.
 func TestUnsignedRejectionChangesNothing(t *testing.T) {
+	t.Parallel()
 	kube := fake.NewClientset()
 	e := startExecutor(t, startNATS(t), kube, Config{})
 	p := newPlan(t, webTarget, 2, "100")
@@ -183,6 +187,7 @@ func TestUnsignedRejectionChangesNothing(t *testing.T) {
 // start rather than refuse every plan silently; auto-approval needs the
 // executor's own key.
 func TestTrustNeedsAPlannerKey(t *testing.T) {
+	t.Parallel()
 	if _, err := trustFor(Config{}, events.Trust{}, nil); err == nil || !strings.Contains(err.Error(), "no planner key") {
 		t.Errorf("empty trust: %v", err)
 	}

@@ -34,6 +34,7 @@ func healthyFake() *fake.Clientset {
 // plan finishes and is recorded) before returning, or, past DrainTimeout,
 // cancels it and records the interrupted verification.
 func TestShutdownDrainsInFlightExecutions(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		drain     time.Duration
@@ -94,6 +95,7 @@ func TestShutdownDrainsInFlightExecutions(t *testing.T) {
 // refusal is one audit record (its id derives from the decision) and
 // counted once.
 func TestRedeliveredRefusalIsRecordedOnce(t *testing.T) {
+	t.Parallel()
 	e := startExecutor(t, startNATS(t), healthyFake(), Config{VerifyStable: 300 * time.Millisecond, VerifyInterval: 100 * time.Millisecond})
 	target := events.ObjectRef{Kind: "Deployment", Namespace: "shop", Name: "web", UID: "dep"}
 	p := newPlan(t, target, 2, "1", events.Step{Action: events.ActionRolloutRestart, Title: "restart", Target: target,

@@ -23,6 +23,7 @@ import (
 // the executor rolls back (and restarts), verifies the workload is
 // healthy, and records every step.
 func TestApprovedRollbackHealsTheDeployment(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	c.createDeployment(t, "web")
@@ -135,6 +136,7 @@ func requestStatus(t *testing.T, e *env, planID string) events.ExecutionStatusRe
 // twice: the plan runs once; the redelivery is a no-op and the second
 // approval is refused as already executed.
 func TestApprovingTwiceExecutesOnce(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	c.createDeployment(t, "web")
@@ -232,6 +234,7 @@ func refusedBeforeClaim(t *testing.T, e *env, c cluster, p events.Plan, reason e
 }
 
 func TestApprovalWithWrongDigestIsRefused(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	c.createDeployment(t, "web")
@@ -244,6 +247,7 @@ func TestApprovalWithWrongDigestIsRefused(t *testing.T) {
 }
 
 func TestApprovalAfterExpiryIsRefused(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	c.createDeployment(t, "web")
@@ -260,6 +264,7 @@ func TestApprovalAfterExpiryIsRefused(t *testing.T) {
 // The Deployment was changed (scaled) after planning: the claimed plan is
 // refused as stale, never applied, and the planner is asked for a new one.
 func TestStalePlanIsRefusedAndReplanned(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	n := startNATS(t)
 	e := startExecutor(t, n, c.executor, Config{})
@@ -325,6 +330,7 @@ func TestStalePlanIsRefusedAndReplanned(t *testing.T) {
 // generation test makes the API server refuse the patch, and nothing is
 // applied. Driven directly through the step runner to hit the window.
 func TestGenerationTestStopsAPatchOfAChangedObject(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	dep := c.createDeployment(t, "web")
@@ -356,6 +362,7 @@ func TestGenerationTestStopsAPatchOfAChangedObject(t *testing.T) {
 }
 
 func TestRejectionMarksThePlanRejected(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	c.createDeployment(t, "web")
@@ -398,6 +405,7 @@ func TestRejectionMarksThePlanRejected(t *testing.T) {
 // replaced them but the evicted pods linger. The approved cleanup deletes
 // exactly those pods (UID preconditions) and verifies they are gone.
 func TestEvictedPodsAreDeletedAndVerifiedGone(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	evicted, uids := c.evictAll(t, "cache")
@@ -442,6 +450,7 @@ func TestEvictedPodsAreDeletedAndVerifiedGone(t *testing.T) {
 // but verification fails at the deadline: the plan ends failed, with the
 // failing pods named.
 func TestVerificationFailsWhenTheFixDoesNotHeal(t *testing.T) {
+	t.Parallel()
 	// VerifyFailAfter above VerifyTimeout: only the deadline ends it.
 	v := applyFixThatDoesNotHeal(t, Config{VerifyTimeout: 8 * time.Second, VerifyFailAfter: time.Hour})
 	if !strings.Contains(v.Message, "not healthy after 8s") {
@@ -452,6 +461,7 @@ func TestVerificationFailsWhenTheFixDoesNotHeal(t *testing.T) {
 // Pods of the new revision failing without a break end verification
 // before the deadline.
 func TestVerificationFailsFastWhenNewPodsKeepFailing(t *testing.T) {
+	t.Parallel()
 	start := time.Now()
 	v := applyFixThatDoesNotHeal(t, Config{VerifyTimeout: 5 * time.Minute, VerifyFailAfter: 3 * time.Second})
 	if !strings.Contains(v.Message, "pods of the new revision kept failing for") {
@@ -505,6 +515,7 @@ func applyFixThatDoesNotHeal(t *testing.T, cfg Config) *events.Verification {
 // the Deployment is back at the template it had before the plan, and the
 // undo is recorded.
 func TestFailedVerificationIsUndoneWhenPolicySaysSo(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{VerifyTimeout: 5 * time.Minute, VerifyFailAfter: 3 * time.Second, UndoOnFailure: true})
 	c.createDeployment(t, "web")
@@ -535,6 +546,7 @@ func TestFailedVerificationIsUndoneWhenPolicySaysSo(t *testing.T) {
 // With one execution per namespace, two plans approved at once in the
 // same namespace run one after the other, and both run.
 func TestExecutionsPerNamespaceAreBounded(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{Workers: 4, MaxPerNamespace: 1})
 	var plans []events.Plan
@@ -604,6 +616,7 @@ func (c cluster) evictAll(t *testing.T, name string) (names, uids []string) {
 // A cleanup plan deletes the evicted pods it lists (at most max_pods of
 // them) and leaves one that it does not list: it was not reviewed.
 func TestEvictedPodsNotInThePlanAreLeft(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	names, uids := c.evictAll(t, "cache")

@@ -72,6 +72,7 @@ func replicaSets() []appsv1.ReplicaSet {
 }
 
 func TestDeploymentHealth(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name        string
 		dep         *appsv1.Deployment
@@ -185,6 +186,7 @@ func TestDeploymentHealth(t *testing.T) {
 }
 
 func TestStatefulSetHealth(t *testing.T) {
+	t.Parallel()
 	sts := func(mut func(*appsv1.StatefulSet)) *appsv1.StatefulSet {
 		s := &appsv1.StatefulSet{
 			ObjectMeta: metav1.ObjectMeta{Name: "db", UID: "sts", Generation: 2},
@@ -231,6 +233,7 @@ func TestStatefulSetHealth(t *testing.T) {
 }
 
 func TestDaemonSetHealth(t *testing.T) {
+	t.Parallel()
 	ds := func(mut func(*appsv1.DaemonSetStatus)) *appsv1.DaemonSet {
 		d := &appsv1.DaemonSet{
 			ObjectMeta: metav1.ObjectMeta{Name: "agent", UID: "ds", Generation: 4},
@@ -273,6 +276,7 @@ func TestDaemonSetHealth(t *testing.T) {
 }
 
 func TestPodHealthAndPodsGone(t *testing.T) {
+	t.Parallel()
 	now := metav1.Now()
 	tests := []struct {
 		name    string

@@ -26,6 +26,7 @@ import (
 var webTarget = events.ObjectRef{Kind: "Deployment", Namespace: "shop", Name: "web", APIVersion: "apps/v1"}
 
 func TestRefusalsNeverTouchTheCluster(t *testing.T) {
+	t.Parallel()
 	diagnostic := func(t *testing.T) events.Plan {
 		return newPlan(t, webTarget, 2, "100", events.Step{Action: events.ActionCheckLogs, Title: "read the logs", Risk: events.RiskNone})
 	}
@@ -112,6 +113,7 @@ func TestRefusalsNeverTouchTheCluster(t *testing.T) {
 // Separation of duties: only the requester is refused, only with the
 // option, and plans nobody requested are not restricted.
 func TestDistinctApprover(t *testing.T) {
+	t.Parallel()
 	p := newPlan(t, webTarget, 2, "100")
 	p.RequestedBy = "alice"
 	p.Seal()
@@ -140,6 +142,7 @@ func TestDistinctApprover(t *testing.T) {
 }
 
 func TestPrecheckOrder(t *testing.T) {
+	t.Parallel()
 	n := startNATS(t)
 	e := startExecutor(t, n, fake.NewClientset(), Config{Paused: true})
 	p := newPlan(t, webTarget, 2, "100")
@@ -170,6 +173,7 @@ func TestPrecheckOrder(t *testing.T) {
 // Messages that are not valid decisions for this executor are terminated
 // (never retried, never executed) and the executor keeps working.
 func TestInvalidDecisionsAreTerminated(t *testing.T) {
+	t.Parallel()
 	kube := fake.NewClientset()
 	e := startExecutor(t, startNATS(t), kube, Config{})
 	p := newPlan(t, webTarget, 2, "100")
@@ -236,6 +240,7 @@ func TestInvalidDecisionsAreTerminated(t *testing.T) {
 }
 
 func TestStatusEndpoint(t *testing.T) {
+	t.Parallel()
 	e := startExecutor(t, startNATS(t), fake.NewClientset(), Config{})
 	subject, _ := events.ServiceSubject(testCluster, events.ServiceExecutor, events.VerbStatus)
 	ask := func(body string) (events.ExecutionStatusResponse, error) {
@@ -265,6 +270,7 @@ func TestStatusEndpoint(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
+	t.Parallel()
 	n := startNATS(t)
 	if _, err := New(Config{Cluster: "UPPER"}, Deps{NATS: n.nc, Kube: fake.NewClientset()}); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("bad cluster: %v", err)
@@ -281,6 +287,7 @@ func TestNewValidates(t *testing.T) {
 // client) stops new executions at once and names who paused and why;
 // switched off, approvals are processed again.
 func TestKillSwitchOnTheBusPausesAndResumes(t *testing.T) {
+	t.Parallel()
 	kube := fake.NewClientset()
 	e := startExecutor(t, startNATS(t), kube, Config{})
 	set := func(paused bool) {

@@ -21,6 +21,7 @@ import (
 // the plan completes with every step applied exactly once: the
 // Deployment's generation moves by one per step and no more.
 func TestInterruptedExecutionIsResumedWithoutApplyingAStepTwice(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 
@@ -129,6 +130,7 @@ func TestInterruptedExecutionIsResumedWithoutApplyingAStepTwice(t *testing.T) {
 // A resumed plan whose object somebody else changed during the
 // interruption is not applied over that change.
 func TestResumeDoesNotApplyOverAnotherChange(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	e := startExecutor(t, startNATS(t), c.executor, Config{})
 	dep := c.createDeployment(t, "web")
