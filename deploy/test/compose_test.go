@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/services/notifier"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -70,13 +72,15 @@ func mountedConfig(t *testing.T, p *types.Project, svc, target string) string {
 // TestComposeFileDefinesTheSplitDeployment loads docker-compose.yaml with
 // the compose-spec loader (what `docker compose` uses) and checks the
 // deployment it describes: NATS with JetStream and kaar's permissions, k3s
-// and its demo job, the four services hardened, their configuration
+// and its demo job, the five services hardened, their configuration
 // accepted by kaar's own loader with a NATS login each, the MCP endpoint
-// published on the host's loopback only with tokens the gateway accepts,
-// and no cluster credentials for the gateway.
+// and the notifier's inbound webhook published on the host's loopback
+// only, with tokens the gateway accepts and the notifier's secret from the
+// demo secrets, and no cluster credentials for the gateway and the
+// notifier.
 func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 	p := loadCompose(t)
-	want := []string{"demo", "executor", "k3s", "mcpgateway", "nats", "planner", "provision", "watcher"}
+	want := []string{"demo", "executor", "k3s", "mcpgateway", "nats", "notifier", "planner", "provision", "watcher"}
 	if got := p.ServiceNames(); !slices.Equal(sorted(got), want) {
 		t.Fatalf("services %v, want %v", got, want)
 	}
@@ -99,7 +103,7 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 	if cfgFile != filepath.Join(root, "deploy", "compose", "config.yaml") {
 		t.Errorf("config kaar-config from %q", cfgFile)
 	}
-	for _, name := range services {
+	for _, name := range composeServices {
 		s := p.Services[name]
 		if s.Build == nil || s.Build.Dockerfile != "Dockerfile" || s.Build.Context != root {
 			t.Errorf("%s: build %+v, want the root Dockerfile", name, s.Build)
@@ -172,6 +176,10 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 			checkGatewayAuth(t, "compose", cfg, tokenFile, false)
 			continue
 		}
+		if name == "notifier" {
+			checkComposeNotifier(t, p, cfg, hasKube)
+			continue
+		}
 		if !hasKube || cfg.Kubernetes.Kubeconfig != "/kube/kubeconfig-internal.yaml" {
 			t.Errorf("%s: kubeconfig %q (volume %t), want the demo job's /kube/kubeconfig-internal.yaml", name, cfg.Kubernetes.Kubeconfig, hasKube)
 		}
@@ -227,7 +235,7 @@ func TestComposeNATSLogsInEachService(t *testing.T) {
 		t.Fatal("nats-server from the compose configuration did not start")
 	}
 	cfgs := map[string]config.Config{}
-	for _, svc := range services {
+	for _, svc := range composeServices {
 		cfgs[svc] = composeConfig(t, p, svc)
 	}
 	prov := p.Services["provision"]
@@ -287,5 +295,64 @@ func TestComposeDemoManifestsAcceptedByAPIServer(t *testing.T) {
 	}
 	if checked != 7 {
 		t.Errorf("checked %d demo objects, want 7 (4 good, 3 broken)", checked)
+	}
+}
+
+// composeServices are the kaar services of docker-compose.yaml: the four
+// and the notifier.
+var composeServices = append(slices.Clone(services), "notifier")
+
+// checkComposeNotifier: the notifier holds no cluster credentials, serves
+// the inbound approval webhook on 0.0.0.0:8081 in its container, published
+// on the host's loopback only, with the demo secret of
+// demo-secrets/notify.env (not in the shared config file), and the
+// provision job sees the same notify section, so it declares the stream
+// the notifier binds to.
+func checkComposeNotifier(t *testing.T, p *types.Project, cfg config.Config, hasKube bool) {
+	t.Helper()
+	s := p.Services["notifier"]
+	if hasKube || cfg.Kubernetes.Kubeconfig != "" {
+		t.Error("notifier gets cluster credentials; it must hold none")
+	}
+	if cfg.Notify.Listen != "0.0.0.0:8081" || cfg.Server.MetricsAddr != ":9090" {
+		t.Errorf("notifier: notify.listen %q metrics_addr %q, want 0.0.0.0:8081 and :9090", cfg.Notify.Listen, cfg.Server.MetricsAddr)
+	}
+	if len(s.Ports) != 1 || s.Ports[0].HostIP != "127.0.0.1" || s.Ports[0].Published != "8081" || s.Ports[0].Target != 8081 {
+		t.Errorf("notifier ports %+v, want 127.0.0.1:8081:8081", s.Ports)
+	}
+	senders := cfg.Notify.Inbound.InboundSenders()
+	if !cfg.Notify.Enabled() || len(senders) != 1 || len(senders[0].Secret) < 16 {
+		t.Fatalf("notifier: notify enabled %t, inbound senders %v: want the demo inbound webhook", cfg.Notify.Enabled(), senders)
+	}
+	shared, err := os.ReadFile(p.Configs["kaar-config"].File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(shared), senders[0].Secret) {
+		t.Error("the inbound webhook's secret is in the shared config file")
+	}
+	demo := filepath.Join(repoRoot(t), "deploy", "compose", "demo-secrets")
+	for _, f := range s.EnvFiles {
+		if filepath.Dir(f.Path) != demo {
+			t.Errorf("notifier: env_file %s outside the demo-only deploy/compose/demo-secrets", f.Path)
+		}
+	}
+	for name, svc := range p.Services {
+		if name == "notifier" || name == "provision" {
+			continue
+		}
+		for k := range svc.Environment {
+			if strings.HasPrefix(k, "KAAR_NOTIFY_") {
+				t.Errorf("%s gets the notifier's %s", name, k)
+			}
+		}
+	}
+	want, err := notifier.BusConfig(cfg)
+	if err != nil || want.Notify == nil {
+		t.Fatalf("notifier: bus declaration %+v: %v", want.Notify, err)
+	}
+	got, err := notifier.BusConfig(composeConfig(t, p, "provision"))
+	if err != nil || !reflect.DeepEqual(got.Notify, want.Notify) {
+		t.Errorf("provision declares the notifier's %+v (%v), the notifier binds to %+v", got.Notify, err, want.Notify)
 	}
 }

@@ -139,6 +139,8 @@ func ofKind(objs []*unstructured.Unstructured, kind string) []*unstructured.Unst
 	return out
 }
 
-// services are kaar's four services, as named in the chart, the compose
+// services are kaar's four services that run in every deployment (the
+// notifier, the fifth, runs when notify is configured: chartServices,
+// composeServices), as named in the chart, the compose
 // file and the binaries (kaar-<service>).
 var services = []string{"watcher", "planner", "executor", "mcpgateway"}

@@ -429,7 +429,7 @@ func composeSigningFiles(t *testing.T, p *types.Project, svc string) map[string]
 // the provision job nothing.
 func TestComposeMountsEachServiceOnlyItsSigningKeys(t *testing.T) {
 	p := loadCompose(t)
-	for _, svc := range append(slices.Clone(services), "provision") {
+	for _, svc := range append(slices.Clone(composeServices), "provision") {
 		files := composeSigningFiles(t, p, svc)
 		got := slices.Sorted(maps.Keys(files))
 		if want := wantSigningFiles(svc); !slices.Equal(got, want) {
