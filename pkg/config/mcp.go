@@ -67,10 +67,15 @@ func (m MCP) validate() error {
 	if !strings.HasPrefix(m.Path, "/") || strings.HasPrefix(m.Path, "/mcp/v1") {
 		p.addf("mcp.path", "%q must start with / and must not collide with the REST API under /mcp/v1", m.Path)
 	}
+	seen := map[string]string{}
 	for i, t := range m.Tokens {
 		key := fmt.Sprintf("mcp.tokens[%d]", i)
-		if len(t.Token) < minTokenLength {
-			p.addf(key+".token", "must be at least %d characters", minTokenLength)
+		if prev, dup := seen[t.Token]; dup {
+			p.addf(key+".token", "the same token as %s: a token names one user", prev)
+		}
+		seen[t.Token] = key
+		if len(t.Token) < MinTokenLength {
+			p.addf(key+".token", "must be at least %d characters", MinTokenLength)
 		}
 		if t.User == "" {
 			p.add(fieldErr(key+".user", "must not be empty"))

@@ -197,8 +197,8 @@ func (n Notify) validate() error {
 		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			p.add(fieldErr(key+".url", fmt.Sprintf("%q must be an http(s) URL", w.URL)))
 		}
-		if len(w.Secret) < minTokenLength {
-			p.addf(key+".secret", "must be at least %d characters", minTokenLength)
+		if len(w.Secret) < MinTokenLength {
+			p.addf(key+".secret", "must be at least %d characters", MinTokenLength)
 		}
 		for j, sub := range w.Subjects {
 			if !validSubjectFilter(sub) {
@@ -219,8 +219,8 @@ func (n Notify) validate() error {
 	if len(s.AllowedUsers) > 0 && len(s.AllowedTeams) == 0 {
 		p.add(fieldErr("notify.slack.allowed_teams", "required with notify.slack.allowed_users: the workspace ids (T0123ABCD) clicks may come from, so a user of another workspace sharing the channel cannot decide"))
 	}
-	if sec := n.Inbound.Secret; sec != "" && len(sec) < minTokenLength {
-		p.addf("notify.inbound.secret", "must be at least %d characters", minTokenLength)
+	if sec := n.Inbound.Secret; sec != "" && len(sec) < MinTokenLength {
+		p.addf("notify.inbound.secret", "must be at least %d characters", MinTokenLength)
 	}
 	senders := map[string]string{}
 	if n.Inbound.Secret != "" {
@@ -234,8 +234,8 @@ func (n Notify) validate() error {
 			p.add(fieldErr(key+".name", fmt.Sprintf("%q is already the name of %s: every sender needs its own, it is recorded as decided_by", snd.Name, prev)))
 		}
 		senders[snd.Name] = key
-		if len(snd.Secret) < minTokenLength {
-			p.addf(key+".secret", "must be at least %d characters", minTokenLength)
+		if len(snd.Secret) < MinTokenLength {
+			p.addf(key+".secret", "must be at least %d characters", MinTokenLength)
 		}
 	}
 	secrets := map[string]string{}

@@ -12,12 +12,12 @@ import (
 	"github.com/kaar-dev/kaar/pkg/events"
 )
 
-// Bounds shared by sections: bearer tokens and webhook secrets, and the
-// names recorded as decided_by.
-const (
-	minTokenLength    = 16
-	maxIdentityLength = 64
-)
+// MinTokenLength is the shortest bearer token (mcp.tokens, and the
+// gateway's mcp.token_file) and shared secret (webhooks, inbound senders).
+const MinTokenLength = 16
+
+// maxIdentityLength bounds a name recorded as decided_by.
+const maxIdentityLength = 64
 
 // Validate checks every section and reports every problem it finds, each
 // a *FieldError naming its key, joined with errors.Join; nil means the
