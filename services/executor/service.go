@@ -24,10 +24,10 @@ import (
 // manager on the API server.
 const Actor = "kaar-executor"
 
-// Defaults of Config fields that config.Config does not carry.
+// Defaults of Config fields that config.Config does not carry. The
+// fields it carries default to config.Default()'s values.
 const (
 	DefaultWorkers            = 4
-	DefaultVerifyTimeout      = 3 * time.Minute
 	DefaultVerifyInterval     = 2 * time.Second
 	DefaultVerifyStable       = 5 * time.Second
 	DefaultVerifyFailAfter    = 60 * time.Second
@@ -36,8 +36,6 @@ const (
 	DefaultReplanTimeout      = 10 * time.Second
 	DefaultDrainTimeout       = 60 * time.Second
 	DefaultFetchWait          = 5 * time.Second
-	// DefaultMaxPods is remediation.max_pods's default.
-	DefaultMaxPods = 10
 )
 
 // Config is the executor's own configuration. Zero durations and counts
@@ -136,13 +134,18 @@ func ConfigFrom(c config.Config) Config {
 	}.withDefaults()
 }
 
+// withDefaults fills zero values: the executor-only settings with the
+// Default* constants, the settings of the configuration (for a Config
+// built by hand, in tests) with config.Default()'s. It checks none of
+// them: ConfigFrom's come from a configuration config.Load validated.
 func (c Config) withDefaults() Config {
+	conf := config.Default()
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
-	def(&c.VerifyTimeout, DefaultVerifyTimeout)
+	def(&c.VerifyTimeout, conf.Remediation.VerifyTimeout.Duration)
 	def(&c.VerifyInterval, DefaultVerifyInterval)
 	def(&c.VerifyStable, DefaultVerifyStable)
 	def(&c.VerifyFailAfter, DefaultVerifyFailAfter)
@@ -161,15 +164,18 @@ func (c Config) withDefaults() Config {
 		c.MaxPerNamespace = c.Workers
 	}
 	if c.AutoApproveMaxRisk == "" {
-		c.AutoApproveMaxRisk = events.RiskLow
+		c.AutoApproveMaxRisk = events.RiskLevel(conf.Remediation.AutoApproveMaxRisk)
 	}
 	if c.MaxPods <= 0 {
-		c.MaxPods = DefaultMaxPods
+		c.MaxPods = conf.Remediation.MaxPods
 	}
 	return c
 }
 
-// Validate checks the configuration; errors name the field.
+// Validate checks the cluster name (subjects are built from it) and the
+// auto-approval risk with pkg/events' rules, the ones config.Load applies,
+// and the CrashAt failpoint, which no configuration file sets; errors name
+// the field.
 func (c Config) Validate() error {
 	if err := events.ValidateClusterName(c.Cluster); err != nil {
 		return fmt.Errorf("executor config: Cluster (kubernetes.cluster_name): %w", err)

@@ -119,8 +119,8 @@ func TestConfigFromDefaults(t *testing.T) {
 	if got := ConfigFrom(full); got.MaxPods != 3 {
 		t.Errorf("ConfigFrom: MaxPods %d, want remediation.max_pods 3", got.MaxPods)
 	}
-	if c.MaxPods != DefaultMaxPods {
-		t.Errorf("MaxPods default %d, want %d", c.MaxPods, DefaultMaxPods)
+	if want := config.Default().Remediation.MaxPods; c.MaxPods != want {
+		t.Errorf("MaxPods default %d, want remediation.max_pods's default %d", c.MaxPods, want)
 	}
 	if err := (Config{Cluster: "Bad.Name"}).withDefaults().Validate(); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("bad cluster: %v", err)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/mark3labs/mcp-go/server"
 	"go.yaml.in/yaml/v3"
@@ -323,8 +324,8 @@ func validateTokens(key string, tokens []Token) error {
 	seen := map[string]string{}
 	for i, t := range tokens {
 		k := fmt.Sprintf("%s[%d]", key, i)
-		if len(t.Token) < 16 {
-			return fmt.Errorf("field %q: must be at least 16 characters: %w", k+".token", events.ErrInvalid)
+		if len(t.Token) < config.MinTokenLength {
+			return fmt.Errorf("field %q: must be at least %d characters: %w", k+".token", config.MinTokenLength, events.ErrInvalid)
 		}
 		if t.User == "" {
 			return fmt.Errorf("field %q: must not be empty: %w", k+".user", events.ErrInvalid)

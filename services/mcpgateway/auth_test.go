@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,17 +214,18 @@ func TestTokensAreRequiredOffLoopback(t *testing.T) {
 			}
 		}
 	}
-	if err := mk(Config{StdioUser: "a\nb"}, Deps{}); err == nil || !strings.Contains(err.Error(), `"mcp.stdio.user"`) {
-		t.Errorf("bad stdio user: %v", err)
-	}
-	if err := mk(Config{StdioRole: "root"}, Deps{}); err == nil || !strings.Contains(err.Error(), `"mcp.stdio.role"`) || !strings.Contains(err.Error(), "read, assistant, approver, admin") {
-		t.Errorf("bad stdio role: %v", err)
-	}
-	if err := mk(Config{WithoutElicitation: "maybe"}, Deps{}); err == nil || !strings.Contains(err.Error(), "mcp.approval.without_elicitation") || !strings.Contains(err.Error(), "accept, refuse") {
-		t.Errorf("bad fallback: %v", err)
-	}
-	if err := mk(Config{AuthorizationServers: []string{"auth.example.com"}}, Deps{}); err == nil || !strings.Contains(err.Error(), "mcp.authorization_servers[0]") {
-		t.Errorf("bad authorization server: %v", err)
+	// The other mcp keys are config.Load's to check: the gateway takes
+	// them validated.
+	for _, tc := range []struct{ src, key, allowed string }{
+		{`mcp: {stdio: {user: "a\nb"}}`, "mcp.stdio.user", ""},
+		{"mcp: {stdio: {role: root}}", "mcp.stdio.role", "read, assistant, approver, admin"},
+		{"mcp: {approval: {without_elicitation: maybe}}", "mcp.approval.without_elicitation", "accept, refuse"},
+		{"mcp: {authorization_servers: [auth.example.com]}", "mcp.authorization_servers[0]", ""},
+	} {
+		_, err := config.Load(strings.NewReader(tc.src), nil)
+		if err == nil || !strings.Contains(err.Error(), `"`+tc.key+`"`) || !strings.Contains(err.Error(), tc.allowed) {
+			t.Errorf("%s: %v, want an error naming %s", tc.src, err, tc.key)
+		}
 	}
 }
 
@@ -297,5 +299,10 @@ remediation: {require_distinct_approver: true}
 	_, err = config.Load(strings.NewReader("mcp: {approval: {without_elicitation: never}}"), nil)
 	if err == nil || !strings.Contains(err.Error(), "mcp.approval.without_elicitation") {
 		t.Errorf("bad policy in the file: %v", err)
+	}
+	// config.Load checks mcp.tokens[].role and mcp.stdio.role against
+	// config.Roles; they must be the gateway's roles, in its order.
+	if !slices.Equal(config.Roles, roleNames()) {
+		t.Errorf("config.Roles %v, the gateway's roles %v", config.Roles, roleNames())
 	}
 }

@@ -3,9 +3,7 @@ package mcpgateway
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
-	"unicode"
 
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
@@ -160,7 +158,13 @@ func remediateTimeout(verify time.Duration) time.Duration {
 	return min(max(verify+time.Minute, DefaultRemediateTimeout), DefaultMaxRemediateTimeout)
 }
 
-// withDefaults fills zero values and validates, naming the field at fault.
+// withDefaults fills zero values with the defaults. The settings that come
+// from the configuration are not checked again: ConfigFrom takes them from
+// a configuration config.Load validated, where their bounds live. What is
+// checked: the cluster name, because subjects are built from it (the
+// bus's rule, as config.Load applies it); the tokens, which New checks
+// again with mcp.token_file's (config.MinTokenLength, the same roles); and
+// the remediate timeouts, which no configuration key sets.
 func (c Config) withDefaults() (Config, error) {
 	if err := events.ValidateClusterName(c.Cluster); err != nil {
 		return c, fmt.Errorf("mcpgateway config: %w", err)
@@ -168,14 +172,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Host == "" {
 		c.Host = "127.0.0.1"
 	}
-	if c.Port < 0 || c.Port > 65535 {
-		return c, fmt.Errorf("mcpgateway config: field \"port\": %d is out of range 0-65535: %w", c.Port, events.ErrInvalid)
-	}
 	if c.MCPPath == "" {
 		c.MCPPath = DefaultMCPPath
-	}
-	if !strings.HasPrefix(c.MCPPath, "/") || strings.HasPrefix(c.MCPPath, "/mcp/v1") {
-		return c, fmt.Errorf("mcpgateway config: field \"mcp_path\": %q must start with / and must not be under /mcp/v1 (the REST API): %w", c.MCPPath, events.ErrInvalid)
 	}
 	if c.Version == "" {
 		c.Version = DefaultVersion
@@ -191,12 +189,8 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.RemediateTimeout, DefaultRemediateTimeout)
 	def(&c.MaxRemediateTimeout, DefaultMaxRemediateTimeout)
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
-	switch c.WithoutElicitation {
-	case "":
+	if c.WithoutElicitation == "" {
 		c.WithoutElicitation = FallbackRefuse
-	case FallbackAccept, FallbackRefuse:
-	default:
-		return c, fmt.Errorf("mcpgateway config: field \"mcp.approval.without_elicitation\": %q is not allowed (allowed: accept, refuse): %w", c.WithoutElicitation, events.ErrInvalid)
 	}
 	if c.StdioUser == "" {
 		c.StdioUser = DefaultStdioUser
@@ -204,22 +198,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StdioRole == "" {
 		c.StdioRole = RoleAssistant
 	}
-	if len(c.StdioUser) > 64 || strings.ContainsFunc(c.StdioUser, unicode.IsControl) {
-		return c, fmt.Errorf("mcpgateway config: field \"mcp.stdio.user\": %q must be at most 64 printable characters: %w", c.StdioUser, events.ErrInvalid)
-	}
-	if c.StdioRole.rank() < 0 {
-		return c, fmt.Errorf("mcpgateway config: field \"mcp.stdio.role\": %q is not a role (allowed: %s): %w", c.StdioRole, strings.Join(roleNames(), ", "), events.ErrInvalid)
-	}
 	if err := validateTokens("mcp.tokens", c.Tokens); err != nil {
 		return c, fmt.Errorf("mcpgateway config: %w", err)
-	}
-	for i, u := range c.AuthorizationServers {
-		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
-			return c, fmt.Errorf("mcpgateway config: field \"mcp.authorization_servers[%d]\": %q must be an http(s) URL: %w", i, u, events.ErrInvalid)
-		}
-	}
-	if r := c.Resource; r != "" && !strings.HasPrefix(r, "https://") && !strings.HasPrefix(r, "http://") {
-		return c, fmt.Errorf("mcpgateway config: field \"mcp.resource\": %q must be an http(s) URL: %w", r, events.ErrInvalid)
 	}
 	if c.RemediateTimeout > c.MaxRemediateTimeout {
 		return c, fmt.Errorf("mcpgateway config: field \"remediate_timeout\": %s is above max_remediate_timeout %s: %w", c.RemediateTimeout, c.MaxRemediateTimeout, events.ErrInvalid)

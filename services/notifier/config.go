@@ -173,6 +173,11 @@ func ConfigFrom(c config.Config) Config {
 	return out
 }
 
+// withDefaults fills zero values with the defaults. The settings that come
+// from the configuration (Slack, webhooks, inbound senders) are not checked
+// again: ConfigFrom takes them from a configuration config.Load validated,
+// where their rules live. The cluster name is checked because subjects are
+// built from it, with the bus's own rule.
 func (c Config) withDefaults() (Config, error) {
 	if err := events.ValidateClusterName(c.Cluster); err != nil {
 		return c, fmt.Errorf("notifier: %w", err)
@@ -191,32 +196,6 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.StateMaxAge, DefaultStateMaxAge)
 	if c.Slack.APIURL == "" {
 		c.Slack.APIURL = DefaultSlackAPIURL
-	}
-	if c.Slack.Enabled() && ((c.Slack.SigningSecret == "" && c.Slack.AppToken == "") || c.Slack.Channel == "") {
-		return c, fmt.Errorf("notifier: slack needs a channel and a signing secret or an app token (Socket Mode)")
-	}
-	if c.Slack.AppToken != "" && !c.Slack.Enabled() {
-		return c, fmt.Errorf("notifier: the slack app token needs a bot token")
-	}
-	names, secrets := map[string]bool{}, map[string]bool{}
-	for i, snd := range c.inboundSenders() {
-		switch {
-		case snd.Name == "" || names[snd.Name]:
-			return c, fmt.Errorf("notifier: inbound sender %d: name %q is empty or repeated (it is recorded as decided_by)", i, snd.Name)
-		case snd.Secret == "" || secrets[snd.Secret]:
-			return c, fmt.Errorf("notifier: inbound sender %q: its secret is empty or another sender's (the secret identifies the sender)", snd.Name)
-		}
-		names[snd.Name], secrets[snd.Secret] = true, true
-	}
-	seen := map[string]bool{}
-	for _, w := range c.Webhooks {
-		if err := events.ValidateToken("webhooks.name", w.Name); err != nil || seen[w.Name] {
-			return c, fmt.Errorf("notifier: webhook name %q is empty, invalid or repeated", w.Name)
-		}
-		seen[w.Name] = true
-		if w.URL == "" || w.Secret == "" {
-			return c, fmt.Errorf("notifier: webhook %q needs a url and a secret", w.Name)
-		}
 	}
 	return c, nil
 }

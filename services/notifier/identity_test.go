@@ -160,13 +160,17 @@ notify:
 	if len(c.Slack.AllowedTeams) != 1 || c.Slack.AllowedTeams[0] != "T0123ABCD" {
 		t.Errorf("allowed teams %v", c.Slack.AllowedTeams)
 	}
-	for _, bad := range [][]InboundSender{
-		{{Name: "a", Secret: "s1-0123456789abcdef"}, {Name: "a", Secret: "s2-0123456789abcdef"}},
-		{{Name: "a", Secret: "s1-0123456789abcdef"}, {Name: "b", Secret: "s1-0123456789abcdef"}},
-		{{Name: "", Secret: "s1-0123456789abcdef"}},
+	// config.Load refuses senders sharing a name or a secret, and a sender
+	// without a name: the secret identifies the sender, and its name is
+	// recorded as decided_by.
+	for _, bad := range []struct{ senders, key string }{
+		{"[{name: a, secret: s1-0123456789abcdef}, {name: a, secret: s2-0123456789abcdef}]", "notify.inbound.senders[1].name"},
+		{"[{name: a, secret: s1-0123456789abcdef}, {name: b, secret: s1-0123456789abcdef}]", "notify.inbound.senders[1].secret"},
+		{"[{name: \"\", secret: s1-0123456789abcdef}]", "notify.inbound.senders[0].name"},
 	} {
-		if _, err := (Config{Cluster: "c1", InboundSenders: bad}).withDefaults(); err == nil {
-			t.Errorf("senders %+v accepted", bad)
+		_, err := config.Load(strings.NewReader("notify: {inbound: {senders: "+bad.senders+"}}"), nil)
+		if err == nil || !strings.Contains(err.Error(), `"`+bad.key+`"`) {
+			t.Errorf("senders %s: %v, want an error naming %s", bad.senders, err, bad.key)
 		}
 	}
 }

@@ -294,11 +294,12 @@ func TestSlackSocketModeReconnects(t *testing.T) {
 
 func TestSlackSocketModeConfig(t *testing.T) {
 	nc, _ := startBus(t)
-	if _, err := New(Config{Cluster: testCluster, Slack: SlackConfig{AppToken: testAppToken}}, Deps{NATS: nc, Signer: testNotifierKey}); err == nil {
-		t.Fatal("app token without bot token accepted")
+	// The notifier takes the slack keys validated by config.Load.
+	if _, err := config.Load(strings.NewReader("notify: {slack: {app_token: "+testAppToken+"}}"), nil); err == nil || !strings.Contains(err.Error(), `"notify.slack.app_token"`) {
+		t.Fatalf("app token without bot token: %v", err)
 	}
-	if _, err := New(Config{Cluster: testCluster, Slack: SlackConfig{Token: "xoxb-1", Channel: testChannel}}, Deps{NATS: nc, Signer: testNotifierKey}); err == nil {
-		t.Fatal("slack without signing secret or app token accepted")
+	if _, err := config.Load(strings.NewReader("notify: {slack: {bot_token: xoxb-1, channel: "+testChannel+"}}"), nil); err == nil || !strings.Contains(err.Error(), `"notify.slack.signing_secret"`) {
+		t.Fatalf("slack without signing secret or app token: %v", err)
 	}
 	if _, err := New(Config{Cluster: testCluster, Slack: SlackConfig{Token: "xoxb-1", AppToken: testAppToken, Channel: testChannel}}, Deps{NATS: nc, Signer: testNotifierKey}); err != nil {
 		t.Fatalf("socket mode without signing secret: %v", err)

@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
-	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Defaults of the planner-only settings of Config.
@@ -119,8 +117,13 @@ func ConfigFrom(c config.Config) Config {
 	}
 }
 
-// withDefaults fills the planner-only settings and validates everything,
-// naming the configuration key at fault.
+// withDefaults fills zero values with the defaults: the planner-only
+// settings with the Default* constants, and the settings that come from
+// the configuration (for a Config built by hand, in tests) with
+// config.Default()'s. It does not check those values again: ConfigFrom
+// takes them from a configuration config.Load validated, where their
+// bounds live. The cluster name is checked because subjects are built
+// from it, with the bus's own rule.
 func (c Config) withDefaults() (Config, error) {
 	if c.LogTailLines <= 0 {
 		c.LogTailLines = DefaultLogTailLines
@@ -140,54 +143,24 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
 	}
-	if err := events.ValidateClusterName(c.Cluster); err != nil {
-		return c, fmt.Errorf("planner config: kubernetes.cluster_name: %w", err)
+	def := config.Default()
+	if c.ApprovalWindow == 0 {
+		c.ApprovalWindow = def.Remediation.ApprovalWindow.Duration
 	}
-	if c.ApprovalWindow < time.Second {
-		return c, fmt.Errorf("planner config: remediation.approval_window %s must be at least 1s: %w", c.ApprovalWindow, ErrInvalidConfig)
+	if c.MaxPods == 0 {
+		c.MaxPods = def.Remediation.MaxPods
 	}
-	if c.MaxPods < 1 {
-		return c, fmt.Errorf("planner config: remediation.max_pods %d must be at least 1: %w", c.MaxPods, ErrInvalidConfig)
+	if c.MemoryFactor == 0 {
+		c.MemoryFactor = def.Remediation.MemoryFactor
 	}
-	if c.MemoryFactor <= 1 {
-		return c, fmt.Errorf("planner config: remediation.memory_factor %g must be greater than 1: %w", c.MemoryFactor, ErrInvalidConfig)
-	}
-	if _, err := parseBytes(c.MaxMemoryLimit); err != nil {
-		return c, fmt.Errorf("planner config: remediation.max_memory_limit: %w: %w", err, ErrInvalidConfig)
+	if c.MaxMemoryLimit == "" {
+		c.MaxMemoryLimit = def.Remediation.MaxMemoryLimit
 	}
 	if c.GitOpsManaged == "" {
-		c.GitOpsManaged = GitOpsFlag
+		c.GitOpsManaged = def.Policy.GitOpsManaged
 	}
-	if !slices.Contains(config.GitOpsModes, c.GitOpsManaged) {
-		return c, fmt.Errorf("planner config: policy.gitops_managed %q is not allowed (allowed: %s): %w",
-			c.GitOpsManaged, strings.Join(config.GitOpsModes, ", "), ErrInvalidConfig)
-	}
-	customNames := slices.Sorted(maps.Keys(c.CustomStrategies))
-	for _, name := range customNames {
-		if slices.Contains(config.StrategyNames, name) {
-			return c, fmt.Errorf("planner config: remediation.custom_strategies.%s: %q is a catalogue step, give the custom strategy another name: %w", name, name, ErrInvalidConfig)
-		}
-		if len(c.CustomStrategies[name]) == 0 {
-			return c, fmt.Errorf("planner config: remediation.custom_strategies.%s: must list at least one catalogue step: %w", name, ErrInvalidConfig)
-		}
-		for i, s := range c.CustomStrategies[name] {
-			if !slices.Contains(config.StrategyNames, s.Name) {
-				return c, fmt.Errorf("planner config: remediation.custom_strategies.%s[%d]: unknown catalogue step %q (allowed: %s): %w",
-					name, i, s.Name, strings.Join(config.StrategyNames, ", "), ErrInvalidConfig)
-			}
-		}
-	}
-	allowed := append(slices.Clone(config.StrategyNames), customNames...)
-	for typ, list := range c.Strategies {
-		if err := typ.Validate(); err != nil {
-			return c, fmt.Errorf("planner config: remediation.strategies key %q: %w", typ, err)
-		}
-		for i, s := range list {
-			if !slices.Contains(allowed, s.Name) {
-				return c, fmt.Errorf("planner config: remediation.strategies.%s[%d]: unknown strategy %q (allowed: %s): %w",
-					typ, i, s.Name, strings.Join(allowed, ", "), ErrInvalidConfig)
-			}
-		}
+	if err := events.ValidateClusterName(c.Cluster); err != nil {
+		return c, fmt.Errorf("planner config: kubernetes.cluster_name: %w: %w", err, ErrInvalidConfig)
 	}
 	return c, nil
 }
@@ -195,14 +168,7 @@ func (c Config) withDefaults() (Config, error) {
 // protected reports whether ns is a protected namespace.
 func (c Config) protected(ns string) bool { return slices.Contains(c.ProtectedNamespaces, ns) }
 
-// parseBytes parses a memory quantity ("4Gi") into bytes.
-func parseBytes(s string) (int64, error) {
-	q, err := resource.ParseQuantity(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a Kubernetes quantity such as 512Mi or 4Gi", s)
-	}
-	if q.Sign() <= 0 {
-		return 0, fmt.Errorf("%q must be positive", s)
-	}
-	return q.Value(), nil
-}
+// parseBytes parses a memory quantity ("4Gi", "1.5Gi") into bytes with
+// the parser config.Validate uses, so remediation.max_memory_limit means
+// the same to both.
+func parseBytes(s string) (int64, error) { return config.ParseQuantityBytes(s) }

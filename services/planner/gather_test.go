@@ -197,27 +197,27 @@ func TestConfigFrom(t *testing.T) {
 		t.Errorf("CrashLoopBackOff strategies %+v", got)
 	}
 
-	bad := []struct {
-		edit func(*Config)
-		key  string
-	}{
-		{func(c *Config) { c.Cluster = "Bad Name" }, "kubernetes.cluster_name"},
-		{func(c *Config) { c.ApprovalWindow = 0 }, "remediation.approval_window"},
-		{func(c *Config) { c.MaxPods = 0 }, "remediation.max_pods"},
-		{func(c *Config) { c.MemoryFactor = 1 }, "remediation.memory_factor"},
-		{func(c *Config) { c.MaxMemoryLimit = "lots" }, "remediation.max_memory_limit"},
-		{func(c *Config) { c.Strategies = strategies(events.IssueOOMKilled, "pray") }, "remediation.strategies.OOMKilled[0]"},
-		{func(c *Config) { c.GitOpsManaged = "ignore" }, "policy.gitops_managed"},
-		{func(c *Config) { c.CustomStrategies = map[string][]Strategy{"rollback": {{Name: "rollback"}}} }, "remediation.custom_strategies.rollback"},
-		{func(c *Config) { c.CustomStrategies = map[string][]Strategy{"empty": nil} }, "remediation.custom_strategies.empty"},
-		{func(c *Config) { c.CustomStrategies = map[string][]Strategy{"loop": {{Name: "loop"}}} }, "remediation.custom_strategies.loop[0]"},
+	// A Config built by hand gets config.Default()'s values for the
+	// remediation settings it leaves zero; their bounds are config.Load's
+	// to check (pkg/config/testdata/invalid).
+	byHand, err := Config{Cluster: "prod-eu"}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, b := range bad {
-		c := ConfigFrom(config.Default())
-		b.edit(&c)
-		if _, err := c.withDefaults(); err == nil || !strings.Contains(err.Error(), b.key) {
-			t.Errorf("want an error naming %s, got %v", b.key, err)
-		}
+	if byHand.ApprovalWindow != 15*time.Minute || byHand.MaxPods != 10 || byHand.MemoryFactor != 2 ||
+		byHand.MaxMemoryLimit != "4Gi" || byHand.GitOpsManaged != GitOpsFlag {
+		t.Errorf("defaults of a Config built by hand: %+v", byHand)
+	}
+	if _, err := (Config{Cluster: "Bad Name"}).withDefaults(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "kubernetes.cluster_name") {
+		t.Errorf("a bad cluster name: %v, want ErrInvalidConfig naming kubernetes.cluster_name", err)
+	}
+	// 1.5Gi is a quantity to config.Load and to the planner alike.
+	c.Remediation.MaxMemoryLimit = "1.5Gi"
+	if _, err := config.Load(strings.NewReader("remediation: {max_memory_limit: 1.5Gi}"), nil); err != nil {
+		t.Errorf("config.Load refuses max_memory_limit 1.5Gi: %v", err)
+	}
+	if n, err := parseBytes(ConfigFrom(c).MaxMemoryLimit); err != nil || n != 3<<29 {
+		t.Errorf("parseBytes(1.5Gi) = %d, %v", n, err)
 	}
 }
 
@@ -226,7 +226,7 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("New without NATS: %v", err)
 	}
 	cfg := testConfig(t)
-	cfg.MaxPods = -1
+	cfg.Cluster = ""
 	if _, err := New(cfg, Deps{}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("New with a bad config: %v", err)
 	}

@@ -98,7 +98,12 @@ func ConfigFrom(c config.Config) Config {
 	}
 }
 
-// withDefaults fills zero values and validates, naming the field at fault.
+// withDefaults fills zero values with the defaults above and checks the
+// watcher's own settings, naming the field at fault. The settings that
+// come from the configuration (namespaces, classification and timing)
+// are not checked again: ConfigFrom takes them from a configuration
+// config.Load validated, where their bounds live. The cluster name is
+// checked because subjects are built from it, with the bus's own rule.
 func (c Config) withDefaults() (Config, error) {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -124,37 +129,15 @@ func (c Config) withDefaults() (Config, error) {
 	if err := events.ValidateClusterName(c.Cluster); err != nil {
 		return c, fmt.Errorf("%w: field \"cluster\": %w", ErrInvalidConfig, err)
 	}
-	if c.Namespace != "" {
-		if err := events.ValidateToken("namespace", c.Namespace); err != nil {
-			return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-		}
-	}
-	for _, l := range []struct {
-		field string
-		list  []string
-	}{{"include_namespaces", c.IncludeNamespaces}, {"exclude_namespaces", c.ExcludeNamespaces}, {"protected_namespaces", c.ProtectedNamespaces}} {
-		for i, ns := range l.list {
-			if err := events.ValidateToken(fmt.Sprintf("%s[%d]", l.field, i), ns); err != nil {
-				return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-			}
-		}
-	}
 	for _, d := range []struct {
 		field string
 		d     time.Duration
 	}{
-		{"classify.pending_grace", c.Classify.PendingGrace}, {"classify.recovered_after", c.Classify.RecoveredAfter},
-		{"classify.not_ready_after", c.Classify.NotReadyAfter}, {"classify.stuck_terminating_after", c.Classify.StuckTerminatingAfter},
-		{"timing.group_wait", c.Timing.GroupWait}, {"timing.group_interval", c.Timing.GroupInterval},
-		{"timing.resolve_wait", c.Timing.ResolveWait}, {"debounce", c.Debounce}, {"resync_period", c.ResyncPeriod},
-		{"state_retention", c.StateRetention}, {"publish_timeout", c.PublishTimeout},
+		{"debounce", c.Debounce}, {"resync_period", c.ResyncPeriod}, {"publish_timeout", c.PublishTimeout},
 	} {
 		if d.d < 0 {
 			return c, bad(d.field, fmt.Sprintf("%s must not be negative", d.d))
 		}
-	}
-	if c.Classify.RestartThreshold < 0 {
-		return c, bad("classify.restart_threshold", fmt.Sprintf("%d must not be negative", c.Classify.RestartThreshold))
 	}
 	if c.Workers < 1 || c.Workers > 64 {
 		return c, bad("workers", fmt.Sprintf("%d is not between 1 and 64", c.Workers))

@@ -57,11 +57,8 @@ func TestNewValidatesConfig(t *testing.T) {
 	}{
 		{func(c *Config) { c.Cluster = "" }, "cluster"},
 		{func(c *Config) { c.Cluster = "Prod.EU" }, "cluster"},
-		{func(c *Config) { c.Namespace = "a.b" }, "namespace"},
-		{func(c *Config) { c.ExcludeNamespaces = []string{"ok", "bad ns"} }, "exclude_namespaces[1]"},
-		{func(c *Config) { c.Timing.GroupWait = -time.Second }, "timing.group_wait"},
-		{func(c *Config) { c.Classify = DefaultClassifyOptions(); c.Classify.RestartThreshold = -1 }, "classify.restart_threshold"},
 		{func(c *Config) { c.Workers = 1000 }, "workers"},
+		{func(c *Config) { c.Debounce = -time.Second }, "debounce"},
 		{func(c *Config) { c.StateRetention = time.Minute }, "state_retention"},
 	} {
 		cfg := good
