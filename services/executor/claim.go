@@ -86,127 +86,196 @@ func (s *Service) precheck(p events.Plan, d events.Decision) *refusal {
 }
 
 // approve runs an approval: load, check, claim, execute, verify, record.
+// Each step of decideOnce either finishes the approval or reads the plan
+// again and decides on what is there now.
 func (s *Service) approve(ctx context.Context, log *slog.Logger, env events.Envelope, d events.Decision) error {
 	if r := s.untrustedDecision(d); r != nil {
 		s.refuseDecision(ctx, log, env.ID, nil, d, r)
 		return nil
 	}
-	p, rev, err := s.plans.Get(ctx, d.PlanID)
-	switch {
-	case errors.Is(err, bus.ErrPlanNotFound):
-		s.refuseDecision(ctx, log, env.ID, nil, d, refuse(events.RefusalExpired, "plan %s not found: its approval window passed or it never existed", d.PlanID))
-		return nil
-	case errors.Is(err, events.ErrInvalid):
-		s.refuseDecision(ctx, log, env.ID, nil, d, refuse(events.RefusalNotApproved, "stored plan %s is invalid: %v", d.PlanID, err))
-		return nil
-	case err != nil:
-		return transient(fmt.Errorf("load plan %s: %w", d.PlanID, err))
-	}
-	var release func()
+	a := &approval{log: log, envID: env.ID, d: d}
 	defer func() {
-		if release != nil {
-			release()
+		if a.release != nil {
+			a.release()
 		}
 	}()
-	for {
-		// Every read of the plan is checked: the bus may hold a forged or
-		// altered plan at any time, also between a claim and a resume.
-		if r := s.untrustedPlan(p); r != nil {
-			s.refuseDecision(ctx, log, env.ID, &p, d, r)
-			return nil
-		}
-		if claimedBy(p, env.ID) {
-			// A claim note and the state are outside the signed digest:
-			// the decision that claims the plan must still name this
-			// plan's digest and cluster before anything resumes.
-			if d.Digest != p.Digest || p.Cluster != s.cfg.Cluster {
-				s.refuseDecision(ctx, log, env.ID, &p, d, refuse(events.RefusalDigestMismatch,
-					"decision %s names digest %s of cluster %s; claimed plan %s has %s of cluster %s", env.ID, d.Digest, s.cfg.Cluster, p.ID, p.Digest, p.Cluster))
-				return nil
-			}
-			if p.State == events.PlanExecuting {
-				// Redelivered while the plan is still executing: the
-				// executor that claimed it stopped signalling progress
-				// (it crashed) unless its execution record is final.
-				if done := s.runningHere(p.ID); done != nil {
-					// This process runs it: the bus was out for longer
-					// than the ack wait. Hold the redelivery until the
-					// execution ends.
-					log.Info("decision redelivered while this executor runs the plan: waiting for the execution")
-					select {
-					case <-done:
-					case <-ctx.Done():
-					}
-					return nil
-				}
-				exec, err := s.getExecution(ctx, p.ID)
-				if err != nil {
-					return transient(fmt.Errorf("read execution of plan %s: %w", p.ID, err))
-				}
-				return s.resume(ctx, log, p, rev, exec)
-			}
-			log.Info("plan already claimed by this decision: duplicate delivery, nothing to do", slog.String("state", string(p.State)))
-			return nil
-		}
-		if r := s.precheck(p, d); r != nil {
-			s.refuseDecision(ctx, log, env.ID, &p, d, r)
-			return nil
-		}
-		if release == nil {
-			// At most MaxPerNamespace executions at once in a namespace:
-			// wait for a slot, then decide again on the plan as it is
-			// now (its window may have passed meanwhile).
-			var waited bool
-			release, waited = s.slots.acquire(ctx, p.Namespace)
-			if release == nil {
-				return transient(fmt.Errorf("wait for an execution slot in namespace %s: %w", p.Namespace, ctx.Err()))
-			}
-			if waited {
-				log.Info("waited for an execution slot in the namespace", slog.String("namespace", p.Namespace), slog.Int("max_per_namespace", s.cfg.MaxPerNamespace))
-				if p, rev, err = s.plans.Get(ctx, d.PlanID); errors.Is(err, bus.ErrPlanNotFound) {
-					s.refuseDecision(ctx, log, env.ID, nil, d, refuse(events.RefusalExpired, "plan %s expired while waiting for an execution slot", d.PlanID))
-					return nil
-				} else if err != nil {
-					return transient(fmt.Errorf("re-read plan %s: %w", d.PlanID, err))
-				}
-				continue
-			}
-		}
-		claimed := p
-		claimed.State = events.PlanExecuting
-		claimed.History = append(slices.Clone(p.History), claimNote(env.ID, d))
-		newRev, err := s.plans.Update(ctx, claimed, rev)
-		switch {
-		case err == nil:
-			s.metrics.claims.Inc()
-			log.Info("plan claimed", slog.Uint64("revision", newRev))
-			s.audit(ctx, auditEntry{Kind: events.AuditApproved, PlanID: p.ID, Digest: p.Digest, Actor: d.DecidedBy, Via: d.Via,
-				Message: fmt.Sprintf("approved by %s via %s", d.DecidedBy, d.Via), Data: d, DecisionID: env.ID})
-			s.audit(ctx, auditEntry{Kind: events.AuditClaimed, PlanID: p.ID, Digest: p.Digest,
-				Message: fmt.Sprintf("claimed plan %s (%s) for execution", p.ID, p.Summary), Data: claimed, DecisionID: env.ID})
-			done := s.track(p.ID)
-			defer done()
-			s.failpoint("claimed")
-			s.execute(ctx, log, claimed, newRev)
-			return nil
-		case errors.Is(err, bus.ErrRevisionMismatch):
-			// Someone else changed the plan first (another executor
-			// claimed it, or the planner superseded it): decide again on
-			// what is there now.
-			log.Info("plan changed during the claim: re-reading", slog.Uint64("revision", rev))
-			if p, rev, err = s.plans.Get(ctx, d.PlanID); errors.Is(err, bus.ErrPlanNotFound) {
-				s.refuseDecision(ctx, log, env.ID, nil, d, refuse(events.RefusalExpired, "plan %s expired during the claim", d.PlanID))
-				return nil
-			} else if err != nil {
-				return transient(fmt.Errorf("re-read plan %s: %w", d.PlanID, err))
-			}
-		case errors.Is(err, bus.ErrPlanNotFound):
-			s.refuseDecision(ctx, log, env.ID, &p, d, refuse(events.RefusalExpired, "plan %s expired before it could be claimed", d.PlanID))
-			return nil
-		default:
-			return transient(fmt.Errorf("claim plan %s: %w", d.PlanID, err))
+	n, err := s.loadApproved(ctx, a)
+	for n != stop {
+		n, err = s.decideOnce(ctx, a)
+	}
+	return err
+}
+
+// approval is one approval being decided: the decision, and the plan as
+// last read with its revision.
+type approval struct {
+	log   *slog.Logger
+	envID string
+	d     events.Decision
+	p     events.Plan
+	rev   uint64
+	// release frees the execution slot once one is taken.
+	release func()
+}
+
+// next says how an approval goes on after one of its steps.
+type next int
+
+const (
+	proceed next = iota // on to the next step
+	again               // the plan was read again: decide anew
+	stop                // the approval is finished (approve returns)
+)
+
+// refuseApproval refuses the approval; p is nil when the plan could not
+// be loaded.
+func (s *Service) refuseApproval(ctx context.Context, a *approval, p *events.Plan, r *refusal) (next, error) {
+	s.refuseDecision(ctx, a.log, a.envID, p, a.d, r)
+	return stop, nil
+}
+
+// loadApproved reads the plan the decision approves; a plan that is gone
+// or invalid is refused.
+func (s *Service) loadApproved(ctx context.Context, a *approval) (next, error) {
+	p, rev, err := s.plans.Get(ctx, a.d.PlanID)
+	switch {
+	case errors.Is(err, bus.ErrPlanNotFound):
+		return s.refuseApproval(ctx, a, nil, refuse(events.RefusalExpired, "plan %s not found: its approval window passed or it never existed", a.d.PlanID))
+	case errors.Is(err, events.ErrInvalid):
+		return s.refuseApproval(ctx, a, nil, refuse(events.RefusalNotApproved, "stored plan %s is invalid: %v", a.d.PlanID, err))
+	case err != nil:
+		return stop, transient(fmt.Errorf("load plan %s: %w", a.d.PlanID, err))
+	}
+	a.p, a.rev = p, rev
+	return proceed, nil
+}
+
+// reread reads the plan again after it may have changed; a plan that is
+// gone by now expired "when".
+func (s *Service) reread(ctx context.Context, a *approval, when string) (next, error) {
+	p, rev, err := s.plans.Get(ctx, a.d.PlanID)
+	switch {
+	case errors.Is(err, bus.ErrPlanNotFound):
+		return s.refuseApproval(ctx, a, nil, refuse(events.RefusalExpired, "plan %s expired %s", a.d.PlanID, when))
+	case err != nil:
+		return stop, transient(fmt.Errorf("re-read plan %s: %w", a.d.PlanID, err))
+	}
+	a.p, a.rev = p, rev
+	return again, nil
+}
+
+// decideOnce decides on the plan as last read: refuse it, handle a claim
+// this decision already made, take an execution slot, claim and run it.
+func (s *Service) decideOnce(ctx context.Context, a *approval) (next, error) {
+	// Every read of the plan is checked: the bus may hold a forged or
+	// altered plan at any time, also between a claim and a resume.
+	if r := s.untrustedPlan(a.p); r != nil {
+		return s.refuseApproval(ctx, a, &a.p, r)
+	}
+	if claimedBy(a.p, a.envID) {
+		return stop, s.claimedAlready(ctx, a)
+	}
+	if r := s.precheck(a.p, a.d); r != nil {
+		return s.refuseApproval(ctx, a, &a.p, r)
+	}
+	if a.release == nil {
+		if n, err := s.takeSlot(ctx, a); n != proceed {
+			return n, err
 		}
 	}
+	return s.claimAndRun(ctx, a)
+}
+
+// claimedAlready handles a decision whose claim note the plan carries: a
+// redelivery. It resumes an execution whose executor stopped, waits for
+// one this process runs, and otherwise does nothing.
+func (s *Service) claimedAlready(ctx context.Context, a *approval) error {
+	p, log := a.p, a.log
+	// A claim note and the state are outside the signed digest: the
+	// decision that claims the plan must still name this plan's digest
+	// and cluster before anything resumes.
+	if a.d.Digest != p.Digest || p.Cluster != s.cfg.Cluster {
+		s.refuseDecision(ctx, log, a.envID, &p, a.d, refuse(events.RefusalDigestMismatch,
+			"decision %s names digest %s of cluster %s; claimed plan %s has %s of cluster %s", a.envID, a.d.Digest, s.cfg.Cluster, p.ID, p.Digest, p.Cluster))
+		return nil
+	}
+	if p.State != events.PlanExecuting {
+		log.Info("plan already claimed by this decision: duplicate delivery, nothing to do", slog.String("state", string(p.State)))
+		return nil
+	}
+	// Redelivered while the plan is still executing: the executor that
+	// claimed it stopped signalling progress (it crashed) unless its
+	// execution record is final.
+	if done := s.runningHere(p.ID); done != nil {
+		// This process runs it: the bus was out for longer than the ack
+		// wait. Hold the redelivery until the execution ends.
+		log.Info("decision redelivered while this executor runs the plan: waiting for the execution")
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	exec, err := s.getExecution(ctx, p.ID)
+	if err != nil {
+		return transient(fmt.Errorf("read execution of plan %s: %w", p.ID, err))
+	}
+	return s.resume(ctx, log, p, a.rev, exec)
+}
+
+// takeSlot waits for an execution slot: at most MaxPerNamespace
+// executions at once in a namespace. After a wait the plan is read again,
+// to decide on it as it is now (its window may have passed meanwhile).
+func (s *Service) takeSlot(ctx context.Context, a *approval) (next, error) {
+	release, waited := s.slots.acquire(ctx, a.p.Namespace)
+	if release == nil {
+		return stop, transient(fmt.Errorf("wait for an execution slot in namespace %s: %w", a.p.Namespace, ctx.Err()))
+	}
+	a.release = release
+	if !waited {
+		return proceed, nil
+	}
+	a.log.Info("waited for an execution slot in the namespace", slog.String("namespace", a.p.Namespace), slog.Int("max_per_namespace", s.cfg.MaxPerNamespace))
+	return s.reread(ctx, a, "while waiting for an execution slot")
+}
+
+// claimAndRun claims the plan (compare-and-set of its state and claim
+// note) and runs it. When someone else changed the plan first (another
+// executor claimed it, or the planner superseded it), it reads the plan
+// again to decide on what is there now.
+func (s *Service) claimAndRun(ctx context.Context, a *approval) (next, error) {
+	claimed := a.p
+	claimed.State = events.PlanExecuting
+	claimed.History = append(slices.Clone(a.p.History), claimNote(a.envID, a.d))
+	newRev, err := s.plans.Update(ctx, claimed, a.rev)
+	switch {
+	case err == nil:
+		s.runClaimed(ctx, a, claimed, newRev)
+		return stop, nil
+	case errors.Is(err, bus.ErrRevisionMismatch):
+		a.log.Info("plan changed during the claim: re-reading", slog.Uint64("revision", a.rev))
+		return s.reread(ctx, a, "during the claim")
+	case errors.Is(err, bus.ErrPlanNotFound):
+		return s.refuseApproval(ctx, a, &a.p, refuse(events.RefusalExpired, "plan %s expired before it could be claimed", a.d.PlanID))
+	default:
+		return stop, transient(fmt.Errorf("claim plan %s: %w", a.d.PlanID, err))
+	}
+}
+
+// runClaimed records the approval and the claim, then executes the
+// claimed plan (revision rev), tracked as running in this process.
+func (s *Service) runClaimed(ctx context.Context, a *approval, claimed events.Plan, rev uint64) {
+	p, d := a.p, a.d
+	s.metrics.claims.Inc()
+	a.log.Info("plan claimed", slog.Uint64("revision", rev))
+	s.audit(ctx, auditEntry{Kind: events.AuditApproved, PlanID: p.ID, Digest: p.Digest, Actor: d.DecidedBy, Via: d.Via,
+		Message: fmt.Sprintf("approved by %s via %s", d.DecidedBy, d.Via), Data: d, DecisionID: a.envID})
+	s.audit(ctx, auditEntry{Kind: events.AuditClaimed, PlanID: p.ID, Digest: p.Digest,
+		Message: fmt.Sprintf("claimed plan %s (%s) for execution", p.ID, p.Summary), Data: claimed, DecisionID: a.envID})
+	done := s.track(p.ID)
+	defer done()
+	s.failpoint("claimed")
+	s.execute(ctx, a.log, claimed, rev)
 }
 
 // refuseDecision records a refusal: a refused audit record, an execution

@@ -29,6 +29,14 @@ func (s *Service) verify(ctx context.Context, log *slog.Logger, p events.Plan, d
 	if ref.Namespace == "" {
 		ref.Namespace = p.Namespace
 	}
+	h := s.watchHealth(ctx, p.ID, ref, deleted)
+	return s.recordVerification(ctx, log, p, ref, h, start)
+}
+
+// watchHealth reads the target's health on every tick and every event of
+// a watch on it, until the verdict settles (see verdict.settled) or
+// VerifyTimeout passes; it returns the verdict, whose message says which.
+func (s *Service) watchHealth(ctx context.Context, planID string, ref events.ObjectRef, deleted map[string]string) Health {
 	vctx, cancel := context.WithTimeout(ctx, s.cfg.VerifyTimeout)
 	defer cancel()
 
@@ -40,75 +48,113 @@ func (s *Service) verify(ctx context.Context, log *slog.Logger, p events.Plan, d
 			w.Stop()
 		}
 	}()
-	var h Health
-	var read bool // h is a real reading
-	var healthySince, failingSince time.Time
+	var v verdict
 	for {
 		if w == nil {
 			w = s.watchTarget(vctx, ref) // nil: fall back to the ticker
 		}
-		// A failed read (the API server busy, the deadline cutting a
-		// request short) keeps the last verdict: an error says nothing
-		// about the workload.
 		cur, err := s.checkHealth(vctx, ref, deleted)
-		switch {
-		case err == nil:
-			h, read = cur, true
-		case !read:
-			h = Health{Message: "read workload: " + apiSummary(err)}
-		default:
-			s.log.Debug("verify: read workload", slog.String("plan", p.ID), slog.Any("error", err))
+		v.observe(cur, err)
+		if err != nil && v.read {
+			s.log.Debug("verify: read workload", slog.String("plan", planID), slog.Any("error", err))
 		}
-		if h.Healthy {
-			if healthySince.IsZero() {
-				healthySince = time.Now()
-			}
-			if time.Since(healthySince) >= s.cfg.VerifyStable {
-				break
-			}
-		} else {
-			healthySince = time.Time{}
+		if v.settled(s.cfg.VerifyStable, s.cfg.VerifyFailAfter) {
+			return v.h
 		}
-		// Pods of the new revision failing without a break for
-		// VerifyFailAfter: the change did not fix it; say so now.
-		if read && len(h.FailingPods) > 0 {
-			if failingSince.IsZero() {
-				failingSince = time.Now()
-			}
-			if d := time.Since(failingSince); d >= s.cfg.VerifyFailAfter {
-				h.Message = fmt.Sprintf("pods of the new revision kept failing for %s: %s", d.Round(time.Second), h.Message)
-				break
-			}
-		} else {
-			failingSince = time.Time{}
-		}
-		var wake <-chan watch.Event
-		if w != nil {
-			wake = w.ResultChan()
-		}
-		select {
-		case <-vctx.Done():
-		case <-tick.C:
-		case _, open := <-wake:
-			if !open {
-				w.Stop()
-				w = nil
-			}
-		}
+		w = waitForChange(vctx, tick, w)
 		if vctx.Err() != nil {
-			if h.Healthy {
-				h.Healthy = false
-				h.Message = "healthy, but not for " + s.cfg.VerifyStable.String() + " before the deadline"
-			}
-			if ctx.Err() != nil {
-				h.Message = "verification interrupted (executor shutting down): " + h.Message
-			} else {
-				h.Message = fmt.Sprintf("not healthy after %s: %s", s.cfg.VerifyTimeout, h.Message)
-			}
-			break
+			return s.cutShort(ctx, v.h)
 		}
 	}
+}
 
+// verdict is what the verification loop knows: the last health reading,
+// and since when the target has been healthy or its new pods failing.
+type verdict struct {
+	h            Health
+	read         bool // h is a real reading
+	healthySince time.Time
+	failingSince time.Time
+}
+
+// observe takes a reading. A failed read (the API server busy, the
+// deadline cutting a request short) keeps the last verdict: an error says
+// nothing about the workload.
+func (v *verdict) observe(cur Health, err error) {
+	switch {
+	case err == nil:
+		v.h, v.read = cur, true
+	case !v.read:
+		v.h = Health{Message: "read workload: " + apiSummary(err)}
+	}
+}
+
+// settled reports whether the verdict is final: healthy for stable, or
+// pods of the new revision failing without a break for failAfter (the
+// change did not fix it; say so now).
+func (v *verdict) settled(stable, failAfter time.Duration) bool {
+	if v.h.Healthy {
+		if v.healthySince.IsZero() {
+			v.healthySince = time.Now()
+		}
+		if time.Since(v.healthySince) >= stable {
+			return true
+		}
+	} else {
+		v.healthySince = time.Time{}
+	}
+	if !v.read || len(v.h.FailingPods) == 0 {
+		v.failingSince = time.Time{}
+		return false
+	}
+	if v.failingSince.IsZero() {
+		v.failingSince = time.Now()
+	}
+	if d := time.Since(v.failingSince); d >= failAfter {
+		v.h.Message = fmt.Sprintf("pods of the new revision kept failing for %s: %s", d.Round(time.Second), v.h.Message)
+		return true
+	}
+	return false
+}
+
+// waitForChange waits for the next tick, an event of the watch w or the
+// end of ctx. It returns the watch, or nil once the watch closed.
+func waitForChange(ctx context.Context, tick *time.Ticker, w watch.Interface) watch.Interface {
+	var wake <-chan watch.Event
+	if w != nil {
+		wake = w.ResultChan()
+	}
+	select {
+	case <-ctx.Done():
+	case <-tick.C:
+	case _, open := <-wake:
+		if !open {
+			w.Stop()
+			return nil
+		}
+	}
+	return w
+}
+
+// cutShort is the verdict when the deadline passed (or the executor is
+// shutting down: ctx ended) before the verdict settled.
+func (s *Service) cutShort(ctx context.Context, h Health) Health {
+	if h.Healthy {
+		h.Healthy = false
+		h.Message = "healthy, but not for " + s.cfg.VerifyStable.String() + " before the deadline"
+	}
+	if ctx.Err() != nil {
+		h.Message = "verification interrupted (executor shutting down): " + h.Message
+	} else {
+		h.Message = fmt.Sprintf("not healthy after %s: %s", s.cfg.VerifyTimeout, h.Message)
+	}
+	return h
+}
+
+// recordVerification turns the verdict into the plan's Verification (at
+// most maxVerificationPods failing pods named), counts and logs it, and
+// records it in the audit trail.
+func (s *Service) recordVerification(ctx context.Context, log *slog.Logger, p events.Plan, ref events.ObjectRef, h Health, start time.Time) events.Verification {
 	failing := h.FailingPods
 	if len(failing) > maxVerificationPods {
 		failing = append(failing[:maxVerificationPods:maxVerificationPods], fmt.Sprintf("and %d more", len(h.FailingPods)-maxVerificationPods))
