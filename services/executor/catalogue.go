@@ -22,7 +22,7 @@ import (
 // in the plans bucket may have been written by anyone who could write
 // there, so its target, its patches and its risk are re-derived here from
 // the plan's target kind and the step's action, never from the plan's own
-// text. The shapes are exactly those services/planner/actions.go emits
+// text. The shapes are exactly those services/planner/actions*.go emit
 // (services/planner/testdata/plans, its golden files, holds real plans of
 // every action family; catalogue_test.go reads them).
 

@@ -15,7 +15,8 @@
 // kept, and the first mutating strategy that applies and passes a
 // server-side dry run is chosen. A custom strategy
 // (remediation.custom_strategies) is a named sequence of catalogue steps,
-// proposed whole or not at all. Mutating steps (actions.go) are JSON
+// proposed whole or not at all. Mutating steps (actions*.go, one file per
+// action family; testdata/plans holds a plan of each) are JSON
 // patches against the controlling owner whose first operation tests
 // /metadata/generation, so a step cannot apply to a spec it was not planned
 // for; deletes carry UID preconditions and only ever target pods a
