@@ -108,6 +108,7 @@ func runCaseStudy(t *testing.T, c toolCaller, inst *instance) {
 }
 
 func TestCaseStudyOverMCP(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	ns := sandbox.NewNamespace(t, c.Clientset())
 	applyCaseStudy(t, c, ns)
@@ -116,6 +117,7 @@ func TestCaseStudyOverMCP(t *testing.T) {
 }
 
 func TestCaseStudyOverREST(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	ns := sandbox.NewNamespace(t, c.Clientset())
 	applyCaseStudy(t, c, ns)
@@ -127,6 +129,7 @@ func TestCaseStudyOverREST(t *testing.T) {
 // twice executes once, a plan whose target changed since planning is
 // refused as stale, and nothing of it touches the cluster.
 func TestApprovalGuards(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	cs := c.Clientset()
 	ns := sandbox.NewNamespace(t, cs)
@@ -211,6 +214,7 @@ func TestApprovalGuards(t *testing.T) {
 // TestApprovalAfterExpiryIsRefused: with a 2s approval window, a plan
 // approved after its window never runs.
 func TestApprovalAfterExpiryIsRefused(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	cs := c.Clientset()
 	ns := sandbox.NewNamespace(t, cs)
@@ -235,6 +239,7 @@ func TestApprovalAfterExpiryIsRefused(t *testing.T) {
 // clear error naming the argument (MCP isError, HTTP 400 JSON), and the
 // cluster is unchanged.
 func TestBadArgumentsChangeNothing(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	cs := c.Clientset()
 	ns := sandbox.NewNamespace(t, cs)

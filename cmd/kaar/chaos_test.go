@@ -51,6 +51,7 @@ import (
 // KAAR_CHAOS_BATCH plans at once (50 plans per scenario by default there)
 // and prints the table.
 func TestChaosExecutorAndNATSKills(t *testing.T) {
+	parallel(t)
 	runs, batch := envInt(t, "KAAR_CHAOS_RUNS", 1), envInt(t, "KAAR_CHAOS_BATCH", 1)
 	ce := newChaosEnv(t)
 

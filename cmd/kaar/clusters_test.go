@@ -19,6 +19,7 @@ import (
 // under two cluster names): each failing Deployment becomes an incident and
 // a plan of its own cluster on the bus.
 func TestOneProcessServesSeveralClusters(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	cs := c.Clientset()
 	nsA, nsB := sandbox.NewNamespace(t, cs), sandbox.NewNamespace(t, cs)

@@ -55,6 +55,7 @@ func roleConn(t *testing.T, url string, role bus.Role) jetstream.JetStream {
 // Each is refused and audited as untrusted, the Deployment is untouched,
 // and the person's genuine approval still heals it afterwards.
 func TestBusWritersCannotChangeTheCluster(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	cs := c.Clientset()
 	ns := sandbox.NewNamespace(t, cs)

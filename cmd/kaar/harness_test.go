@@ -25,7 +25,22 @@ import (
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 )
 
-func TestMain(m *testing.M) { os.Exit(sandbox.RunTests(m)) }
+func TestMain(m *testing.M) {
+	code := sandbox.RunTests(m)
+	removeBuiltKaar()
+	os.Exit(code)
+}
+
+// parallel marks a test as parallel: every test works in its own
+// namespace with its own kaar (in-process or processes), bus and store.
+// With KAAR_TRANSCRIPT set the tests run one after another, so that the
+// transcript reads as one session per test.
+func parallel(t *testing.T) {
+	t.Helper()
+	if os.Getenv("KAAR_TRANSCRIPT") == "" {
+		t.Parallel()
+	}
+}
 
 // instance is one running kaar (in-process "kaar serve", or split
 // processes) watching one namespace of the sandbox.
@@ -100,6 +115,18 @@ func startServe(t testing.TB, c *sandbox.Cluster, ns, remediationExtra string, k
 	port := freePort(t)
 	cluster := "e2e-" + strings.ToLower(strings.ReplaceAll(ns[len(ns)-5:], "-", ""))
 	cfgFile := writeConfig(t, c, ns, cluster, port, remediationExtra, kubernetesExtra...)
+	// Its own JetStream store: instances of tests running in parallel
+	// never share one (the default is the user's state directory).
+	f, err := os.OpenFile(cfgFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(f, "nats:\n  store_dir: %s\n", t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var out lockedBuffer
 	done := make(chan int, 1)

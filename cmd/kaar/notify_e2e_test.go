@@ -82,6 +82,7 @@ func (s *slackRecorder) waitFor(t *testing.T, what string, within time.Duration,
 // signed click approves it, the executor runs it, and the same message
 // ends as verified.
 func TestSlackApprovalEndToEnd(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	cs := c.Clientset()
 	ns := sandbox.NewNamespace(t, cs)

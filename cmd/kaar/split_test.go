@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,15 +18,39 @@ import (
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 )
 
-// buildKaar builds the kaar binary once per test binary run.
+// builtKaar is the kaar binary, built once per test binary run for every
+// test that runs it as a process (removed by TestMain).
+var builtKaar struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+	out  []byte
+}
+
+// buildKaar builds the kaar binary once per test binary run and returns
+// its path. It skips the test under -short.
 func buildKaar(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "kaar")
-	cmd := exec.Command("go", "build", "-race", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build kaar: %v\n%s", err, out)
+	sandbox.SkipShort(t, "it builds the kaar binary")
+	builtKaar.once.Do(func() {
+		if builtKaar.dir, builtKaar.err = os.MkdirTemp("", "kaar-e2e-bin-"); builtKaar.err != nil {
+			return
+		}
+		builtKaar.bin = filepath.Join(builtKaar.dir, "kaar")
+		cmd := exec.Command("go", "build", "-race", "-o", builtKaar.bin, ".")
+		builtKaar.out, builtKaar.err = cmd.CombinedOutput()
+	})
+	if builtKaar.err != nil {
+		t.Fatalf("go build kaar: %v\n%s", builtKaar.err, builtKaar.out)
 	}
-	return bin
+	return builtKaar.bin
+}
+
+func removeBuiltKaar() {
+	if builtKaar.dir != "" {
+		_ = os.RemoveAll(builtKaar.dir)
+	}
 }
 
 // startProcess starts a kaar process and stops it (SIGTERM, then SIGKILL)
@@ -64,6 +89,7 @@ var natsURLRE = regexp.MustCompile(`listening on (nats://\S+)`)
 // server process and the four services as separate processes, talking
 // only over NATS.
 func TestCaseStudySplitProcesses(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	ns := sandbox.NewNamespace(t, c.Clientset())
 	applyCaseStudy(t, c, ns)
@@ -87,6 +113,11 @@ func TestCaseStudySplitProcesses(t *testing.T) {
 	}
 	t.Logf("NATS server process %d at %s", natsCmd.Process.Pid, natsURL)
 
+	// A split deployment creates its signing keys once, before the
+	// services (each service creates only its own key when missing).
+	if out, err := exec.Command(bin, "keys", "init", "--config", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("kaar keys init: %v\n%s", err, out)
+	}
 	pids := map[string]int{}
 	for _, svc := range []string{"watcher", "planner", "executor", "mcpgateway"} {
 		cmd, _ := startProcess(t, bin, svc, "--config", cfg, "--nats-url", natsURL)
@@ -100,6 +131,7 @@ func TestCaseStudySplitProcesses(t *testing.T) {
 
 // TestHelpIsReadable: every command answers --help with its usage.
 func TestHelpIsReadable(t *testing.T) {
+	parallel(t)
 	bin := buildKaar(t)
 	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"watcher", "--help"}, {"mcp", "--help"}, {"nats", "--help"}, {"sandbox", "--help"}} {
 		out, err := exec.Command(bin, args...).CombinedOutput()
@@ -128,6 +160,7 @@ func TestHelpIsReadable(t *testing.T) {
 // TestStdioJoinsServe: an MCP client that spawns "kaar mcp --stdio" (the
 // command line kaar serve prints) reaches the running pipeline over its bus.
 func TestStdioJoinsServe(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	cs := c.Clientset()
 	ns := sandbox.NewNamespace(t, cs)

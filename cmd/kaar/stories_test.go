@@ -16,6 +16,7 @@ import (
 // selector of the last healthy revision, the executor applies it after
 // approval, and the pod is scheduled and running.
 func TestPendingNodeSelectorHealsThroughTheExecutor(t *testing.T) {
+	parallel(t)
 	c := sandbox.ForTest(t)
 	cs := c.Clientset()
 	ns := sandbox.NewNamespace(t, cs)
