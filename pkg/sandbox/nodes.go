@@ -45,6 +45,9 @@ func kwokNode(i int, o Options) *corev1.Node {
 		},
 		Status: corev1.NodeStatus{
 			Addresses: []corev1.NodeAddress{
+				// All kwok nodes share one kubelet server, kwok's, on
+				// 127.0.0.1; the API server dials InternalDNS first.
+				{Type: corev1.NodeInternalDNS, Address: "localhost"},
 				{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.240.%d.%d", i/250, i%250+1)},
 				{Type: corev1.NodeHostName, Address: name},
 			},

@@ -12,6 +12,9 @@ type Ports struct {
 	APIServer         int `json:"apiServer"`
 	ControllerManager int `json:"controllerManager"`
 	Scheduler         int `json:"scheduler"`
+	// Kubelet is kwok's kubelet server (container logs), the
+	// kubeletEndpoint of every kwok node.
+	Kubelet int `json:"kubelet"`
 }
 
 // pickPorts asks the kernel for n distinct free ports on 127.0.0.1. All
@@ -38,9 +41,9 @@ func pickPorts(n int) ([]int, error) {
 }
 
 func pickSandboxPorts() (Ports, error) {
-	p, err := pickPorts(5)
+	p, err := pickPorts(6)
 	if err != nil {
 		return Ports{}, err
 	}
-	return Ports{EtcdClient: p[0], EtcdPeer: p[1], APIServer: p[2], ControllerManager: p[3], Scheduler: p[4]}, nil
+	return Ports{EtcdClient: p[0], EtcdPeer: p[1], APIServer: p[2], ControllerManager: p[3], Scheduler: p[4], Kubelet: p[5]}, nil
 }

@@ -105,7 +105,7 @@ func Down(ctx context.Context, stateDir string) error {
 
 // stateEntries are everything Up creates in a state directory, so that
 // cleaning never touches anything else in a user-chosen directory.
-var stateEntries = []string{stateFileName, stateFileName + ".tmp", "etcd", "pki", "logs", "users", "components", "kubeconfig", "kwok.yaml"}
+var stateEntries = []string{stateFileName, stateFileName + ".tmp", "etcd", "pki", "logs", "users", "components", "kubeconfig", "kwok.yaml", "podlogs"}
 
 func removeState(dir string) error {
 	for _, e := range stateEntries {
@@ -223,6 +223,9 @@ func (s *starter) run(ctx context.Context) (*Cluster, error) {
 		// The reconciler refuses a loopback address; nothing in the sandbox
 		// reaches the API server through the kubernetes Service.
 		"--endpoint-reconciler-type=none",
+		// kwok nodes list InternalDNS localhost first, so that pods/log
+		// reaches kwok's kubelet server on 127.0.0.1 (nodeAddresses).
+		"--kubelet-preferred-address-types=InternalDNS,InternalIP,Hostname",
 		"--allow-privileged=true",
 		"--profiling=false"); err != nil {
 		return nil, err
@@ -244,13 +247,17 @@ func (s *starter) run(ctx context.Context) (*Cluster, error) {
 	}
 	s.progress("kube-apiserver ready in %s", time.Since(t0).Round(100*time.Millisecond))
 
-	stages, err := RenderStages()
+	podLogsDir := filepath.Join(o.StateDir, "podlogs")
+	stages, err := renderKwokConfig(podLogsDir)
 	if err != nil {
 		return nil, fmt.Errorf("up: %w", err)
 	}
 	stagesPath := filepath.Join(o.StateDir, "kwok.yaml")
 	if err := os.WriteFile(stagesPath, stages, 0o644); err != nil {
 		return nil, fmt.Errorf("up: %w", err)
+	}
+	if err := installLogsCRD(ctx, c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
 	certDir := filepath.Join(pkiDir, "components")
 	s.progress("starting kube-controller-manager, kube-scheduler and kwok %s", KwokVersion)
@@ -274,6 +281,12 @@ func (s *starter) run(ctx context.Context) (*Cluster, error) {
 		"--kubeconfig="+kc.Comps["sandbox:kwok"],
 		"--config="+stagesPath,
 		"--manage-nodes-with-annotation-selector="+kwokNodeAnnotation+"=fake",
+		// The kubelet server: container logs from kwok Logs objects, which
+		// the pod log writer built into the sandbox's kwok creates.
+		"--server-address=127.0.0.1:"+strconv.Itoa(ports.Kubelet),
+		"--node-port="+strconv.Itoa(ports.Kubelet),
+		"--enable-crds=Logs",
+		"--kaar-pod-logs-dir="+podLogsDir,
 		"--node-lease-duration-seconds=40",
 		"--cidr=10.244.0.0/16"); err != nil {
 		return nil, err
@@ -315,7 +328,7 @@ func etcdHealthy(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // a response body: closing only frees the connection
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"health":"true"`) {
 		return fmt.Errorf("etcd health: %s %s", resp.Status, b)
