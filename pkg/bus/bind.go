@@ -25,7 +25,7 @@ func (r Role) streams() []string {
 	kv := func(b string) string { return "KV_" + b }
 	switch r {
 	case RoleWatcher:
-		return []string{events.StreamIssues, kv(events.BucketIncidents)}
+		return []string{events.StreamIssues, kv(events.BucketIncidents), kv(events.BucketLeases)}
 	case RolePlanner:
 		return []string{events.StreamIssues, events.StreamPlanEvents, events.StreamAudit, kv(events.BucketPlans)}
 	case RoleExecutor:
@@ -34,7 +34,7 @@ func (r Role) streams() []string {
 	case RoleMCPGateway, RoleMCPStdio:
 		return []string{events.StreamApprovals, events.StreamAudit, kv(events.BucketPlans), kv(events.BucketExecutions), kv(events.BucketControl)}
 	case RoleNotifier:
-		return []string{events.StreamApprovals, NotifyStream, kv(events.BucketPlans), kv(NotifyBucket)}
+		return []string{events.StreamApprovals, NotifyStream, kv(events.BucketPlans), kv(NotifyBucket), kv(events.BucketLeases)}
 	case RoleCLI:
 		return []string{events.StreamApprovals, events.StreamIssues, events.StreamAudit, kv(events.BucketPlans)}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -53,6 +54,23 @@ type EmbeddedOptions struct {
 	// each limited to Role.Permissions. Nil makes ephemeral ones (tests).
 	// The server never accepts an anonymous client.
 	Credentials *Credentials
+	// Cluster, when its Port is set, joins this server to a JetStream
+	// cluster over routes (every server of the cluster given the same
+	// Credentials, so each role is the same user on every node).
+	Cluster ClusterOptions
+}
+
+// ClusterOptions are an embedded server's cluster (route) settings.
+type ClusterOptions struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Host and Port are where this node listens for routes (Host
+	// defaults to 127.0.0.1).
+	Host string
+	Port int
+	// Routes are the route URLs of the cluster's nodes
+	// (nats-route://127.0.0.1:6222); this node's own may be among them.
+	Routes []string
 }
 
 // Embedded is a running in-process NATS server with JetStream.
@@ -122,6 +140,10 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		opts.TLSConfig, opts.TLS, opts.TLSVerify = tlsConfig, true, o.VerifyClients
 		opts.TLSTimeout = 5 // seconds
 	}
+	if err := o.Cluster.apply(opts); err != nil {
+		e.removeTemp()
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		e.removeTemp()
@@ -145,6 +167,29 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		return nil, errors.New("embedded nats: JetStream did not start")
 	}
 	return e, nil
+}
+
+// apply sets the cluster options of opts; nothing without a port.
+func (c ClusterOptions) apply(opts *server.Options) error {
+	if c.Port == 0 {
+		return nil
+	}
+	if c.Name == "" {
+		return errors.New("cluster: a name is required")
+	}
+	host := c.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: c.Port}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return fmt.Errorf("cluster: route %q: %w", r, err)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
 }
 
 // tlsConfig is the client port's TLS configuration; nil without TLS.

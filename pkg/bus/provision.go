@@ -240,6 +240,13 @@ func Buckets(cfg Config) ([]jetstream.KeyValueConfig, error) {
 			Storage:     cfg.Storage,
 			Replicas:    cfg.Replicas,
 		},
+		{
+			Bucket:      events.BucketLeases,
+			Description: "kaar leases: the active replica of the watcher and the notifier per cluster",
+			History:     1,
+			Storage:     cfg.Storage,
+			Replicas:    cfg.Replicas,
+		},
 	}
 	if n := cfg.Notify; n != nil {
 		out = append(out, jetstream.KeyValueConfig{

@@ -105,6 +105,13 @@ func (g *grants) kvRead(bucket string) {
 // kvWrite: put, create, update, delete and purge keys.
 func (g *grants) kvWrite(bucket string) { g.publish("$KV." + bucket + ".>") }
 
+// leaseWrite: create, renew and release the leases of one service
+// (events.LeaseKey: "<service>.<cluster>"), not another's.
+func (g *grants) leaseWrite(service string) {
+	g.kvRead(events.BucketLeases)
+	g.publish("$KV." + events.BucketLeases + "." + service + ".>")
+}
+
 // kvWatch: Watch, WatchAll and ListKeys (an ordered push consumer on the
 // bucket's stream, with flow control, deleted when the watch stops). A
 // bucket's stream has no durable consumer, so deleting consumers there
@@ -169,6 +176,7 @@ func (r Role) Permissions() Permissions {
 		g.kvRead(events.BucketIncidents)
 		g.kvWrite(events.BucketIncidents)
 		g.kvWatch(events.BucketIncidents)
+		g.leaseWrite(events.ServiceWatcher)
 		g.subscribe(serviceSubjects(events.ServiceWatcher))
 		g.subscribe(microSubjects(events.ServiceWatcher)...)
 		responds = true
@@ -218,6 +226,7 @@ func (r Role) Permissions() Permissions {
 		g.kvRead(NotifyBucket)
 		g.kvWrite(NotifyBucket)
 		g.kvWatch(NotifyBucket)
+		g.leaseWrite("notifier")
 		g.publish("$JS.API.STREAM.INFO." + NotifyStream)
 		g.durables(NotifyStream)
 	case RoleCLI:

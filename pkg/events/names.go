@@ -62,6 +62,11 @@ const (
 	// BucketControl holds operator switches (key = PauseKey: the kill
 	// switch of a cluster's remediation). No TTL.
 	BucketControl = "kaar_control"
+	// BucketLeases holds the leases that make one replica of a singleton
+	// service active (key = LeaseKey: "watcher.<cluster>",
+	// "notifier.<cluster>"). No TTL: a lease is taken over when it stops
+	// changing (pkg/lease).
+	BucketLeases = "kaar_leases"
 )
 
 // Service names and verbs of the request/reply endpoints
@@ -305,3 +310,7 @@ func PlanEventMsgID(planID string, event PlanEvent) string {
 
 // AuditMsgID is the Nats-Msg-Id of an audit record: "audit-<record id>".
 func AuditMsgID(recordID string) string { return "audit-" + recordID }
+
+// LeaseKey is the key of a singleton service's lease for a cluster in
+// BucketLeases: "<service>.<cluster>".
+func LeaseKey(service, cluster string) string { return service + "." + cluster }

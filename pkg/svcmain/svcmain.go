@@ -101,14 +101,11 @@ type Instance struct {
 // Instances builds specs for every cluster of cfg: a Kube service once
 // per cluster, the others for the first cluster only; each instance with
 // its own NATS connection, bound to the bus the provisioner declared.
-// The first kaar process of a machine creates the installation's signing
-// keys (signing.key_dir), so that every service, the executor's trust
-// included, finds them; with signing.key_file it creates none. The
-// returned close function closes the connections.
+// It creates no signing key but the services' own (Signer); kaar serve
+// creates the installation's keys first (EnsureKeys), a split
+// deployment with "kaar keys init" or its mounted keys. The returned
+// close function closes the connections.
 func Instances(ctx context.Context, specs []Spec, cfg config.Config, connect Connector, logger *slog.Logger, reg *prometheus.Registry) ([]Instance, func(), error) {
-	if err := EnsureKeys(cfg, logger); err != nil {
-		return nil, nil, err
-	}
 	var out []Instance
 	closeAll := func() {
 		for _, in := range slices.Backward(out) {

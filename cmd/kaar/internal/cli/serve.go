@@ -57,7 +57,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer closeLog()
+	defer func() { _ = closeLog() }() // the log file: nowhere left to report a failed close
 
 	// The first cluster's configuration is checked here, so that a bad
 	// kubeconfig or context is reported before anything starts; with none
@@ -92,6 +92,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// the configured credential; use "kaar bus provision" where that
 	// credential may not manage streams).
 	if _, err := provision(ctx, connect, cfg, logger); err != nil {
+		return err
+	}
+	// The first kaar serve of a machine creates the installation's signing
+	// keys (signing.key_dir), so that every service, the executor's trust
+	// included, finds them; with signing.key_file it creates none.
+	if err := svcmain.EnsureKeys(cfg, logger); err != nil {
 		return err
 	}
 	reg := svcmain.NewRegistry()
