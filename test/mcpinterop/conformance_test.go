@@ -39,6 +39,7 @@ func conformance(t *testing.T, timeout time.Duration, args ...string) (string, e
 // kaar serve's streamable HTTP endpoint and compares each scenario's
 // verdict with testdata/expected-failures.txt.
 func TestConformanceServerScenarios(t *testing.T) {
+	t.Parallel()
 	mcpTools(t)
 	c := sandbox.ForTest(t)
 	s := startServe(t, c, sandbox.NewNamespace(t, c.Clientset()), serveOptions{})

@@ -128,6 +128,7 @@ func (r *recorder) Logf(format string, args ...any) {
 
 // TestCompareExpected: the list judges both ways.
 func TestCompareExpected(t *testing.T) {
+	t.Parallel()
 	expected := map[string]expectedFailure{
 		"conformance/a":    {check: "conformance/a", marker: "tool 'x' not found", reason: "fixture: the suite's tool x", line: 1},
 		"conformance/b":    {check: "conformance/b", marker: "logging not supported", reason: "capability: no logging declared", line: 2},
@@ -176,6 +177,7 @@ func TestCompareExpected(t *testing.T) {
 // TestExpectedFailuresFile: the checked-in list parses, each entry with its
 // failure text and reason.
 func TestExpectedFailuresFile(t *testing.T) {
+	t.Parallel()
 	list := loadExpectedFailures(t)
 	if len(list) == 0 {
 		t.Fatal("testdata/expected-failures.txt lists nothing")

@@ -270,6 +270,7 @@ func checkAnalyze(t *testing.T, tr transport, s *served) {
 // protocol eras: it lists the tools and calls the read-only tools test and
 // analyze_cluster.
 func TestInspectorHTTPAndStdio(t *testing.T) {
+	t.Parallel()
 	mcpTools(t)
 	c := sandbox.ForTest(t)
 	cs := c.Clientset()
@@ -309,6 +310,7 @@ func TestInspectorHTTPAndStdio(t *testing.T) {
 // prints must reach that serve's pipeline also when the cluster has a name
 // other than "default" (the name is part of every bus subject).
 func TestStdioBannerLineNamesCluster(t *testing.T) {
+	t.Parallel()
 	mcpTools(t)
 	c := sandbox.ForTest(t)
 	s := startServe(t, c, sandbox.NewNamespace(t, c.Clientset()), serveOptions{cluster: "interop-named"})

@@ -175,6 +175,7 @@ func shellWords(line string) ([]string, error) {
 // and the same URL, and they are kaar's defaults: the address that kaar
 // serve's NATS listens on and the HTTP endpoint it serves.
 func TestClientSnippetsAgree(t *testing.T) {
+	t.Parallel()
 	servers := loadSnippets(t)
 	def := config.Default()
 	wantURL := fmt.Sprintf("http://%s:%d%s", def.Server.Host, def.Server.Port, def.MCP.Path)
@@ -224,6 +225,7 @@ func stdioForms(t *testing.T) []snippetServer {
 // through the MCP Inspector, against a kaar serve that listens where the
 // snippet says (its defaults): tools/list and the test tool.
 func TestClientSnippetStdioAsWritten(t *testing.T) {
+	t.Parallel()
 	mcpTools(t)
 	forms := stdioForms(t)
 	natsURL := ""
@@ -265,6 +267,7 @@ func TestClientSnippetStdioAsWritten(t *testing.T) {
 // snippets name the default port). Without the header, or with a wrong
 // token, the Inspector gets no tools.
 func TestClientSnippetHTTPWithToken(t *testing.T) {
+	t.Parallel()
 	mcpTools(t)
 	const token = "interop-read-token-0123456789"
 	c := sandbox.ForTest(t)
@@ -321,6 +324,7 @@ var jsonBlockRE = regexp.MustCompile("(?s)```json\n(.*?)```")
 // TestREADMECopiesSnippets: the README shows the snippets as they are in
 // testdata/clients (JSON compared as JSON, command lines as lines).
 func TestREADMECopiesSnippets(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
 	if err != nil {
 		t.Fatal(err)
