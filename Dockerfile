@@ -34,6 +34,6 @@ LABEL org.opencontainers.image.title="kaar" \
 COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
 # The gateway's HTTP port and the services' metrics/health port.
-EXPOSE 8080 9090
+EXPOSE 8000 9090
 ENTRYPOINT []
 CMD ["kaar", "--help"]

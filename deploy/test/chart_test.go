@@ -420,8 +420,8 @@ func checkDeployment(t *testing.T, tc chartCase, svc string, dep *unstructured.U
 		if tc.loopback {
 			host = "127.0.0.1"
 		}
-		if cfg.Server.Host != host || cfg.Server.Port != 8080 {
-			t.Errorf("gateway listens on %s:%d, want %s:8080", cfg.Server.Host, cfg.Server.Port, host)
+		if cfg.Server.Host != host || cfg.Server.Port != 8000 {
+			t.Errorf("gateway listens on %s:%d, want %s:8000", cfg.Server.Host, cfg.Server.Port, host)
 		}
 	} else if cfg.Server.MetricsAddr != ":9090" {
 		t.Errorf("%s: metrics_addr %q, want :9090 (the probes' port)", svc, cfg.Server.MetricsAddr)

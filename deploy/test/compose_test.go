@@ -145,11 +145,11 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 			if hasKube || cfg.Kubernetes.Kubeconfig != "" {
 				t.Error("mcpgateway gets cluster credentials; it must hold none")
 			}
-			if cfg.Server.Host != "0.0.0.0" || cfg.Server.Port != 8080 {
-				t.Errorf("gateway listens on %s:%d inside its container, want 0.0.0.0:8080", cfg.Server.Host, cfg.Server.Port)
+			if cfg.Server.Host != "0.0.0.0" || cfg.Server.Port != 8000 {
+				t.Errorf("gateway listens on %s:%d inside its container, want 0.0.0.0:8000", cfg.Server.Host, cfg.Server.Port)
 			}
-			if len(s.Ports) != 1 || s.Ports[0].HostIP != "127.0.0.1" || s.Ports[0].Published != "8080" || s.Ports[0].Target != 8080 {
-				t.Errorf("gateway ports %+v, want 127.0.0.1:8080:8080", s.Ports)
+			if len(s.Ports) != 1 || s.Ports[0].HostIP != "127.0.0.1" || s.Ports[0].Published != "8000" || s.Ports[0].Target != 8000 {
+				t.Errorf("gateway ports %+v, want 127.0.0.1:8000:8000", s.Ports)
 			}
 			// The token file is the compose secret mounted at
 			// mcp.token_file (compose mounts secrets at /run/secrets/<name>

@@ -66,7 +66,7 @@ func TestLoadEmptyIsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Server.Port != 8080 || len(cfg.Remediation.Strategies) == 0 || cfg.MCP.Path != "/mcp" {
+	if cfg.Server.Port != 8000 || len(cfg.Remediation.Strategies) == 0 || cfg.MCP.Path != "/mcp" {
 		t.Errorf("defaults = %+v", cfg)
 	}
 }
@@ -116,7 +116,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"bad memory cap", "remediation: {max_memory_limit: lots}", `"remediation.max_memory_limit"`, ""},
 		{"short token", "mcp: {tokens: [{token: abc, user: ops, role: admin}]}", `"mcp.tokens[0].token"`, ""},
 		{"bad role", "mcp: {tokens: [{token: 0123456789abcdef0, user: ops, role: god}]}", `"mcp.tokens[0].role"`, "read, assistant, approver, admin"},
-		{"section not a mapping", "server: 8080", `"server"`, ""},
+		{"section not a mapping", "server: 8000", `"server"`, ""},
 		{"scalar given a list", "server: {host: [a, b]}", `"server.host"`, ""},
 		{"bad namespace", "policy: {protected_namespaces: [Kube_System]}", `"policy.protected_namespaces[0]"`, ""},
 		{"not yaml", "server: [", "", ""},

@@ -52,7 +52,7 @@ Common flags (every command that runs a service):
   --context NAME       kubeconfig context
 Every configuration key can also be set as KAAR_<SECTION>_<KEY>, e.g. KAAR_SERVER_PORT=9090.
 
-Connect an MCP client to "kaar serve" at http://127.0.0.1:8080/mcp (streamable HTTP), or
+Connect an MCP client to "kaar serve" at http://127.0.0.1:8000/mcp (streamable HTTP), or
 spawn "kaar mcp --stdio --nats-url nats://127.0.0.1:4222".
 `
 
