@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -102,4 +103,42 @@ func nodesReady(ctx context.Context, cs kubernetes.Interface, n int) error {
 func defaultServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
 	_, err := cs.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
 	return err
+}
+
+// TaintExtraNode is the NoSchedule taint of the nodes AddNode creates, so
+// that only pods that tolerate it (a test's own) run there.
+const TaintExtraNode = "sandbox.kaar.dev/extra-node"
+
+// AddNode creates one more kwok node called name, with the default
+// capacity, tainted TaintExtraNode=true:NoSchedule: a node a test may make
+// NotReady (AnnotationNodeReady), put under pressure
+// (AnnotationNodePressure) or cordon without touching the pods of other
+// tests on a shared sandbox. Its pods tolerate the taint and name it
+// (spec.nodeName or a nodeSelector on kubernetes.io/hostname). Delete the
+// node when done; kwok runs it as it runs the others.
+func AddNode(ctx context.Context, cs kubernetes.Interface, name string) (*corev1.Node, error) {
+	o, err := Options{StateDir: "unused"}.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := kwokNode(0, o)
+	n.Name = name
+	n.Labels["kubernetes.io/hostname"] = name
+	n.Labels[TaintExtraNode] = "true"
+	for i, a := range n.Status.Addresses {
+		switch a.Type {
+		case corev1.NodeHostName:
+			n.Status.Addresses[i].Address = name
+		case corev1.NodeInternalIP: // 10.241.0.0/16, apart from the default nodes
+			h := fnv.New32a()
+			h.Write([]byte(name))
+			n.Status.Addresses[i].Address = fmt.Sprintf("10.241.%d.%d", h.Sum32()>>8%256, h.Sum32()%250+1)
+		}
+	}
+	n.Spec.Taints = []corev1.Taint{{Key: TaintExtraNode, Value: "true", Effect: corev1.TaintEffectNoSchedule}}
+	created, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("add node %s: %w", name, err)
+	}
+	return created, nil
 }

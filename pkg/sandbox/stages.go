@@ -24,6 +24,24 @@ const (
 	// AnnotationEvict (pod annotation, value "memory"): set on a Running
 	// pod, the kubelet evicts it for node memory pressure.
 	AnnotationEvict = "sandbox.kaar.dev/evict"
+	// AnnotationReadiness (pod annotation, value "fail"): the first
+	// container's readiness probe fails: the pod runs but is never Ready,
+	// with Warning Unhealthy events.
+	AnnotationReadiness = "sandbox.kaar.dev/readiness"
+	// AnnotationLiveness (pod annotation, value "fail"): the first
+	// container's liveness probe fails: the kubelet has killed and
+	// restarted it three times (exit code 137, reason Error), with Warning
+	// Unhealthy and Killing events.
+	AnnotationLiveness = "sandbox.kaar.dev/liveness"
+	// AnnotationNodeReady (node annotation, "False" or "Unknown"): the
+	// kwok node's Ready condition, held until the annotation is removed.
+	// Unknown sets every condition but NetworkUnavailable to Unknown, as
+	// the node lifecycle controller does for a node that stopped posting.
+	AnnotationNodeReady = "sandbox.kaar.dev/node-ready"
+	// AnnotationNodePressure (node annotation, a comma-separated subset of
+	// memory, disk, pid): the node reports MemoryPressure, DiskPressure,
+	// PIDPressure True until the annotation is removed.
+	AnnotationNodePressure = "sandbox.kaar.dev/node-pressure"
 	// NonexistentTag: an image whose tag contains it cannot be pulled
 	// (ErrImagePull, then ImagePullBackOff).
 	NonexistentTag = "nonexistent"
@@ -65,11 +83,29 @@ var predicates = []predicate{
 		`select(type == "string" and startswith("` + MissingRefPrefix + `"))] | length > 0`},
 	{"crash", `(.metadata.annotations["` + AnnotationCrashExitCode + `"] // "") | test("^[0-9]{1,3}$")`},
 	{"oom", jqBytes + `(.metadata.annotations["` + AnnotationMemoryUsage + `"] | kaarbytes) > (.spec.containers[0].resources.limits.memory | kaarbytes)`},
+	{"liveness", `.metadata.annotations["` + AnnotationLiveness + `"] == "fail"`},
+	{"readiness", `.metadata.annotations["` + AnnotationReadiness + `"] == "fail"`},
 	{"evict", `.metadata.annotations["` + AnnotationEvict + `"] == "memory"`},
 }
 
+// nodePredicates are jq expressions over a node. "node-condition": the
+// node's conditions are held by annotations, so kwok's stock node stages
+// must leave it alone. "node-conditions-wanted": its conditions are
+// already what the annotations (or their absence) ask for.
+var nodePredicates = []predicate{
+	{"node-condition", `((.metadata.annotations["` + AnnotationNodeReady + `"] // "") | test("^(False|Unknown)$")) or ` +
+		`((.metadata.annotations["` + AnnotationNodePressure + `"] // "") | test("^(memory|disk|pid)(,(memory|disk|pid))*$"))`},
+	{"node-conditions-wanted", `((.metadata.annotations["` + AnnotationNodeReady + `"] // "") | if test("^(False|Unknown)$") then . else "True" end) as $r | ` +
+		`((.metadata.annotations["` + AnnotationNodePressure + `"] // "") | split(",")) as $p | ` +
+		`(if $r == "Unknown" then {"Ready": "Unknown", "MemoryPressure": "Unknown", "DiskPressure": "Unknown", "PIDPressure": "Unknown"} ` +
+		`else {"Ready": $r, "MemoryPressure": (if ($p | index("memory")) != null then "True" else "False" end), ` +
+		`"DiskPressure": (if ($p | index("disk")) != null then "True" else "False" end), ` +
+		`"PIDPressure": (if ($p | index("pid")) != null then "True" else "False" end)} end) as $w | ` +
+		`([(.status.conditions // [])[] | select($w[.type] != null) | {key: .type, value: .status}] | from_entries) == $w`},
+}
+
 func predicateExpr(name string) (string, error) {
-	for _, p := range predicates {
+	for _, p := range append(append([]predicate(nil), predicates...), nodePredicates...) {
 		if p.Name == name {
 			return p.Expr, nil
 		}
@@ -82,11 +118,13 @@ var stagesTemplate string
 
 // stageData is the data of stages.yaml.tmpl.
 type stageData struct {
-	NotFoundRE            string
-	PrivatePrefix         string
-	MissingPrefix         string
-	CrashAnnotation       string
-	MemoryUsageAnnotation string
+	NotFoundRE             string
+	PrivatePrefix          string
+	MissingPrefix          string
+	CrashAnnotation        string
+	MemoryUsageAnnotation  string
+	NodeReadyAnnotation    string
+	NodePressureAnnotation string
 	// FailurePredicates keep the stock stages off the pods meant to fail.
 	FailurePredicates []predicate
 }
@@ -119,6 +157,7 @@ func RenderStages() ([]byte, error) {
 			e, err := predicateExpr(name)
 			return fmt.Sprintf("%q", e), err
 		},
+		"jqraw": predicateExpr,
 		"event": func(root stageData, suffix, typ, reason, container, message, preamble string) eventStep {
 			return eventStep{Root: root, Suffix: suffix, Type: typ, Reason: reason, Container: container, Message: message, Preamble: preamble}
 		},
@@ -144,12 +183,14 @@ func RenderStages() ([]byte, error) {
 	}
 	failing := append([]predicate(nil), predicates...)
 	data := stageData{
-		NotFoundRE:            notFoundRE,
-		PrivatePrefix:         PrivateRegistry + "/",
-		MissingPrefix:         MissingRefPrefix,
-		CrashAnnotation:       AnnotationCrashExitCode,
-		MemoryUsageAnnotation: AnnotationMemoryUsage,
-		FailurePredicates:     failing,
+		NotFoundRE:             notFoundRE,
+		PrivatePrefix:          PrivateRegistry + "/",
+		MissingPrefix:          MissingRefPrefix,
+		CrashAnnotation:        AnnotationCrashExitCode,
+		MemoryUsageAnnotation:  AnnotationMemoryUsage,
+		NodeReadyAnnotation:    AnnotationNodeReady,
+		NodePressureAnnotation: AnnotationNodePressure,
+		FailurePredicates:      failing,
 	}
 	var out bytes.Buffer
 	if err := tmpl.Execute(&out, data); err != nil {

@@ -81,7 +81,8 @@ func TestRenderStagesIsValid(t *testing.T) {
 	docs := renderedStages(t)
 	want := []string{"node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete",
 		"kaar-sandbox-err-image-pull", "kaar-sandbox-image-pull-back-off", "kaar-sandbox-create-container-config-error",
-		"kaar-sandbox-crash-loop-back-off", "kaar-sandbox-oom-killed", "kaar-sandbox-evicted"}
+		"kaar-sandbox-crash-loop-back-off", "kaar-sandbox-oom-killed", "kaar-sandbox-liveness-failure",
+		"kaar-sandbox-readiness-failure", "kaar-sandbox-node-conditions", "kaar-sandbox-evicted"}
 	var got []string
 	for _, d := range docs {
 		if d.Kind != "Stage" {
@@ -128,7 +129,7 @@ var kwokFuncStubs = func() template.FuncMap {
 	m := template.FuncMap{}
 	for _, n := range []string{"Quote", "Now", "YAML", "Version", "NodeConditions", "NodeIP", "NodeName", "NodePort",
 		"NodeIPWith", "NodeIPsWith", "PodIPWith", "PodIPsWith", "splitList", "contains", "regexMatch", "hasPrefix",
-		"dict", "list", "set", "toString", "sha256sum", "trim", "atoi"} {
+		"dict", "list", "set", "toString", "sha256sum", "trim", "atoi", "has"} {
 		m[n] = func(...any) any { return nil }
 	}
 	return m
@@ -257,6 +258,10 @@ func TestStagePredicates(t *testing.T) {
 		}), "config-missing"},
 		{"evict memory", podWith(annotate(AnnotationEvict, "memory")), "evict"},
 		{"evict other resource", podWith(annotate(AnnotationEvict, "disk")), ""},
+		{"readiness fails", podWith(annotate(AnnotationReadiness, "fail")), "readiness"},
+		{"readiness other value", podWith(annotate(AnnotationReadiness, "pass")), ""},
+		{"liveness fails", podWith(annotate(AnnotationLiveness, "fail")), "liveness"},
+		{"liveness other value", podWith(annotate(AnnotationLiveness, "yes")), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,5 +291,67 @@ func TestPodReadyExcludesEveryFailure(t *testing.T) {
 				t.Errorf("%s does not exclude %s pods", d.Metadata.Name, p.Name)
 			}
 		}
+	}
+}
+
+func evalJQNode(t *testing.T, name string, node *corev1.Node) bool {
+	t.Helper()
+	expr, err := predicateExpr(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := compileJQ(expr)
+	if err != nil {
+		t.Fatalf("jq %q: %v", expr, err)
+	}
+	b, _ := json.Marshal(node)
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	r, ok := code.Run(v).Next()
+	if _, isErr := r.(error); isErr || !ok {
+		return false
+	}
+	got, _ := r.(bool)
+	return got
+}
+
+func TestNodePredicates(t *testing.T) {
+	conds := func(ready, mem, disk, pid corev1.ConditionStatus) []corev1.NodeCondition {
+		return []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready}, {Type: corev1.NodeMemoryPressure, Status: mem},
+			{Type: corev1.NodeDiskPressure, Status: disk}, {Type: corev1.NodePIDPressure, Status: pid},
+			{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse}}
+	}
+	const T, F, U = corev1.ConditionTrue, corev1.ConditionFalse, corev1.ConditionUnknown
+	tests := []struct {
+		name      string
+		ann       map[string]string
+		conds     []corev1.NodeCondition
+		held      bool // node-condition: kwok's stock stages must skip it
+		wantedNow bool // node-conditions-wanted
+	}{
+		{"healthy", nil, conds(T, F, F, F), false, true},
+		{"new node", nil, nil, false, false},
+		{"not ready asked", map[string]string{AnnotationNodeReady: "False"}, conds(T, F, F, F), true, false},
+		{"not ready held", map[string]string{AnnotationNodeReady: "False"}, conds(F, F, F, F), true, true},
+		{"unknown held", map[string]string{AnnotationNodeReady: "Unknown"}, conds(U, U, U, U), true, true},
+		{"unknown half done", map[string]string{AnnotationNodeReady: "Unknown"}, conds(U, F, F, F), true, false},
+		{"ready True is no hold", map[string]string{AnnotationNodeReady: "True"}, conds(T, F, F, F), false, true},
+		{"memory and pid pressure", map[string]string{AnnotationNodePressure: "memory,pid"}, conds(T, T, F, T), true, true},
+		{"pressure asked", map[string]string{AnnotationNodePressure: "disk"}, conds(T, F, F, F), true, false},
+		{"pressure not a resource", map[string]string{AnnotationNodePressure: "cpu"}, conds(T, F, F, F), false, true},
+		{"annotation removed, pressure left", nil, conds(T, T, F, F), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Annotations: tt.ann}, Status: corev1.NodeStatus{Conditions: tt.conds}}
+			if got := evalJQNode(t, "node-condition", n); got != tt.held {
+				t.Errorf("node-condition = %v, want %v", got, tt.held)
+			}
+			if got := evalJQNode(t, "node-conditions-wanted", n); got != tt.wantedNow {
+				t.Errorf("node-conditions-wanted = %v, want %v", got, tt.wantedNow)
+			}
+		})
 	}
 }
