@@ -47,8 +47,11 @@ type Config struct {
 	KV jetstream.KeyValue
 	// Key is the lease's key, e.g. "watcher.prod" (required).
 	Key string
-	// Holder is this candidate's identity, unique among the candidates
-	// (e.g. host name and a random suffix; required).
+	// Holder is this candidate's identity, unique among the live
+	// candidates (required). A candidate finding a record of its own
+	// holder takes it back at once: keep the identity stable across a
+	// restart of the same instance (a pod's name, a state directory) and
+	// never shared by two live processes.
 	Holder string
 	// Duration is how long a record must stay unchanged before a
 	// candidate takes it over; RenewDeadline is how long the holder keeps
@@ -168,6 +171,19 @@ func (c *candidate) tryAcquire(ctx context.Context) (uint64, bool) {
 		c.log.Warn("lease read failed", slog.Any("error", err))
 		return 0, false
 	}
+	var prev Record
+	_ = json.Unmarshal(e.Value(), &prev)
+	if prev.Holder == c.cfg.Holder {
+		// Our own record, left by this instance before a restart (its
+		// identity is stable across one): nobody else may hold it, so
+		// take it back at once.
+		rev, err := c.cfg.KV.Update(ctx, c.cfg.Key, val, e.Revision())
+		if err != nil {
+			return 0, false
+		}
+		c.log.Info("took back this holder's lease after a restart")
+		return rev, true
+	}
 	if e.Revision() != c.observedRev {
 		c.observedRev, c.observedAt = e.Revision(), now
 		return 0, false
@@ -175,8 +191,6 @@ func (c *candidate) tryAcquire(ctx context.Context) (uint64, bool) {
 	if now.Sub(c.observedAt) < c.cfg.Duration {
 		return 0, false
 	}
-	var prev Record
-	_ = json.Unmarshal(e.Value(), &prev)
 	rev, err := c.cfg.KV.Update(ctx, c.cfg.Key, val, e.Revision())
 	if err != nil {
 		c.log.Debug("lease takeover lost", slog.Any("error", err))

@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -140,7 +141,7 @@ func start(t *testing.T, s *server, l *leaders, name string) *candidateRun {
 	go func() { r.done <- Run(ctx, cfg, l.lead(name)) }()
 	t.Cleanup(func() {
 		cancel()
-		<-r.done
+		<-r.done //nolint:errcheck // canceled above: only waiting for Run to return
 	})
 	return r
 }
@@ -232,5 +233,45 @@ func TestInvalidConfigNamesWhatIsWrong(t *testing.T) {
 		if !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", fmt.Sprintf("%+v", c), err)
 		}
+	}
+}
+
+// TestARestartedHolderTakesItsLeaseBackAtOnce: a record left by this
+// holder (a crash, no release) is taken back without waiting for the
+// lease duration; another holder's would not be.
+func TestARestartedHolderTakesItsLeaseBackAtOnce(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	_, kv := s.kv(t)
+	rec, _ := json.Marshal(Record{Holder: "pod-a/1"})
+	if _, err := kv.Create(context.Background(), "watcher.prod", rec); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan time.Time, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := Config{KV: kv, Key: "watcher.prod", Holder: "pod-a/1", Duration: time.Hour, RenewDeadline: 30 * time.Minute, RetryPeriod: testRetry,
+		Logger: slog.New(slog.DiscardHandler)}
+	t0 := time.Now()
+	go func() {
+		_ = Run(ctx, cfg, func(ctx context.Context) error { started <- time.Now(); <-ctx.Done(); return nil })
+	}()
+	select {
+	case at := <-started:
+		if d := at.Sub(t0); d > 5*time.Second {
+			t.Errorf("took its own lease back after %s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not take its own lease back")
+	}
+	// Another holder waits (the lease duration is an hour here).
+	other := cfg
+	other.Holder = "pod-b/1"
+	octx, ocancel := context.WithTimeout(context.Background(), 3*testRetry)
+	defer ocancel()
+	led := false
+	_ = Run(octx, other, func(context.Context) error { led = true; return nil })
+	if led {
+		t.Error("another holder took a live lease")
 	}
 }

@@ -79,9 +79,9 @@ func EnsureKey(dir, role string, logger *slog.Logger) (*events.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create signing key in %s: %w", dir, err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // fails once the key is linked into place, as it should
 	if _, err := tmp.Write(s.MarshalPEM()); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write error is the one to report
 		return nil, fmt.Errorf("write signing key: %w", err)
 	}
 	if err := tmp.Close(); err != nil {

@@ -34,6 +34,7 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/events"
 )
 
 // DefaultNATSURL is where a service run alone looks for the bus when
@@ -65,6 +66,11 @@ type Spec struct {
 	BusConfig func(cfg config.Config) (bus.Config, error)
 	// Build constructs the service; nothing runs until Service.Run.
 	Build func(ctx context.Context, env Env) (Service, error)
+	// Singleton marks a service of which one replica per cluster may be
+	// active (the watcher, the notifier): each replica campaigns for the
+	// lease events.LeaseKey(Name, cluster) and runs only while it holds
+	// it (see Leased).
+	Singleton bool
 }
 
 // Env is what a service is built from.
@@ -105,7 +111,13 @@ type Instance struct {
 // creates the installation's keys first (EnsureKeys), a split
 // deployment with "kaar keys init" or its mounted keys. The returned
 // close function closes the connections.
-func Instances(ctx context.Context, specs []Spec, cfg config.Config, connect Connector, logger *slog.Logger, reg *prometheus.Registry) ([]Instance, func(), error) {
+//
+// holder is this process's identity in the singleton services' leases
+// (see Leased); empty means DefaultHolder().
+func Instances(ctx context.Context, specs []Spec, cfg config.Config, connect Connector, holder string, logger *slog.Logger, reg *prometheus.Registry) ([]Instance, func(), error) {
+	if holder == "" {
+		holder = DefaultHolder()
+	}
 	var out []Instance
 	closeAll := func() {
 		for _, in := range slices.Backward(out) {
@@ -122,7 +134,7 @@ func Instances(ctx context.Context, specs []Spec, cfg config.Config, connect Con
 			if i > 0 && !spec.Kube {
 				continue
 			}
-			in, err := build(ctx, spec, cc, connect, logger, creg, reg)
+			in, err := build(ctx, spec, cc, connect, holder, logger, creg, reg)
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("%s of cluster %s: %w", spec.Name, cc.Kubernetes.ClusterName, err)
@@ -135,7 +147,7 @@ func Instances(ctx context.Context, specs []Spec, cfg config.Config, connect Con
 
 // build connects one service to the bus, checks its bindings and
 // constructs it.
-func build(ctx context.Context, spec Spec, cfg config.Config, connect Connector, logger *slog.Logger, reg prometheus.Registerer, gather prometheus.Gatherer) (Instance, error) {
+func build(ctx context.Context, spec Spec, cfg config.Config, connect Connector, holder string, logger *slog.Logger, reg prometheus.Registerer, gather prometheus.Gatherer) (Instance, error) {
 	logger = logger.With(slog.String("service", spec.Name), slog.String("cluster", cfg.Kubernetes.ClusterName))
 	nc, err := connect(ctx, "kaar-"+spec.Name, logger)
 	if err != nil {
@@ -146,6 +158,9 @@ func build(ctx context.Context, spec Spec, cfg config.Config, connect Connector,
 		return Instance{}, err
 	}
 	svc, err := spec.Build(ctx, Env{Config: cfg, Logger: logger, NATS: nc, Registerer: reg, Gatherer: gather})
+	if err == nil && spec.Singleton {
+		svc, err = Leased(ctx, svc, nc, cfg, events.LeaseKey(spec.Name, cfg.Kubernetes.ClusterName), holder, logger)
+	}
 	if err != nil {
 		nc.Close()
 		return Instance{}, err
@@ -303,7 +318,7 @@ func Run(ctx context.Context, prog string, spec Spec, args []string, stderr io.W
 	}
 	defer func() { _ = closeLog() }()
 	reg := NewRegistry()
-	insts, closeAll, err := Instances(ctx, []Spec{spec}, cfg, ConnectURL(cfg), logger, reg)
+	insts, closeAll, err := Instances(ctx, []Spec{spec}, cfg, ConnectURL(cfg), DefaultHolder(), logger, reg)
 	if err != nil {
 		return err
 	}

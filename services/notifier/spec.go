@@ -17,6 +17,8 @@ func Spec() svcmain.Spec {
 		Name:      "notifier",
 		Summary:   "posts kaar incidents and plans to Slack and webhooks, and takes approvals from Slack and a signed webhook.",
 		BusConfig: BusConfig,
+		// One active notifier: replicas stand by on the lease.
+		Singleton: true,
 		Build: func(_ context.Context, e svcmain.Env) (svcmain.Service, error) {
 			signer, err := svcmain.Signer(e.Config, svcmain.RoleNotifier, e.Logger)
 			if err != nil {

@@ -14,6 +14,8 @@ func Spec() svcmain.Spec {
 		Name:    "watcher",
 		Summary: "watches the cluster's pods and publishes one incident per failing workload.",
 		Kube:    true,
+		// One active watcher per cluster: replicas stand by on the lease.
+		Singleton: true,
 		Build: func(_ context.Context, e svcmain.Env) (svcmain.Service, error) {
 			kube, err := kubeclient.Clientset(e.Config.Kubernetes)
 			if err != nil {

@@ -101,7 +101,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	reg := svcmain.NewRegistry()
-	insts, closeAll, err := svcmain.Instances(ctx, servicesFor(cfg), cfg, connect, logger, reg)
+	// The singletons' lease holder: this process is the only kaar serve
+	// of its embedded bus, so its identity is stable across restarts (a
+	// crash does not leave the watcher waiting for its own lease).
+	holder := svcmain.DefaultHolder()
+	if emb != nil {
+		host, _ := os.Hostname()
+		holder = "kaar-serve@" + host
+	}
+	insts, closeAll, err := svcmain.Instances(ctx, servicesFor(cfg), cfg, connect, holder, logger, reg)
 	if err != nil {
 		return err
 	}
