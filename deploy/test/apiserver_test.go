@@ -97,6 +97,7 @@ func restrictedNamespace(t *testing.T, c clusterClients) string {
 // a kind the cluster does not serve (ServiceMonitor without the
 // prometheus-operator CRD) are only accepted when the values enabled them.
 func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
+	t.Parallel()
 	c := clients(t)
 	for _, tc := range chartCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,6 +114,7 @@ func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
 // does, and checks it needs exactly the three Secrets its header tells to
 // create (the gateway's tokens, the NATS passwords, the signing keys).
 func TestRenderedManifestsAcceptedByAPIServer(t *testing.T) {
+	t.Parallel()
 	c := clients(t)
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "manifests", "kaar.yaml"))
 	if err != nil {
@@ -355,6 +357,7 @@ var deniedToAll = []access{
 // ClusterRoles and bindings to the sandbox and asks the API server, with a
 // SubjectAccessReview per cell, what each service's identity may do.
 func TestRBACLeastPrivilegeMatrix(t *testing.T) {
+	t.Parallel()
 	c := clients(t)
 	ns := sandbox.NewNamespace(t, c.cs)
 	release := uniqueRelease(t)
@@ -417,6 +420,7 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 // server-side dry runs; the chart's ValidatingAdmissionPolicy makes a real
 // write by its identity fail, while the executor's real patch goes through.
 func TestPlannerCanOnlyDryRunWrites(t *testing.T) {
+	t.Parallel()
 	c := clients(t)
 	ctx := context.Background()
 	ns := sandbox.NewNamespace(t, c.cs)

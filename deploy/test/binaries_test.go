@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kaar-dev/kaar/pkg/sandbox"
 )
 
 // binaries are what the Dockerfile's image holds, with a phrase each one's
@@ -28,6 +30,8 @@ var binaries = map[string]string{
 // statically linked (no interpreter, no shared libraries: it runs on
 // distroless/static) and answers --help.
 func TestDockerfileBinariesAreStaticAndRun(t *testing.T) {
+	sandbox.SkipShort(t, "it builds every binary of the image with deploy/hack/build-binaries.sh")
+	t.Parallel()
 	root := repoRoot(t)
 	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {

@@ -302,9 +302,8 @@ func (s *syncBuffer) String() string {
 // the .pub files the executor refuses to start, naming the missing
 // planner key: the mount is what makes it work.
 func TestSigningKeysAsMountedStartThePlannerAndTheExecutor(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the service binaries")
-	}
+	sandbox.SkipShort(t, "it builds and runs the service binaries")
+	t.Parallel()
 	bin := buildServiceBinaries(t)
 	c := sandbox.ForTest(t)
 	kubeconfig, err := c.KubeconfigFor(sandbox.AdminUser)

@@ -38,6 +38,9 @@ func (s *syncBuffer) String() string {
 // {"command": ..., "args": ["--stdio"]} does: stdout must carry nothing but
 // the protocol, logs go to stderr.
 func TestMCPClientSpawnsTheStdioServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short: it builds the kaar-mcpgateway binary; run without -short (make test) to run it")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	goBin, err := exec.LookPath("go")
