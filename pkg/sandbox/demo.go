@@ -55,12 +55,26 @@ type DemoWorkload struct {
 	RolledOut bool
 	// Fix says what heals it.
 	Fix string
+	// Log is a line of the failing pods' container log (AnnotationLog)
+	// that explains the failure ("" when the log says nothing useful).
+	Log string
 }
+
+// Container logs of the demo's apps (AnnotationLog).
+const (
+	paymentsGoodLog = "payments-api 3.2.0 starting\nloading configuration from /etc/payments/config.yaml\nlistening on :8080"
+	// DemoPaymentsCrashLine is the line of payments-api's revision-2 log
+	// that explains its crash.
+	DemoPaymentsCrashLine = "Error: open /etc/payments/settings.yaml: no such file or directory"
+	paymentsBadLog        = "payments-api 3.2.0 starting\nloading configuration from /etc/payments/settings.yaml\n" + DemoPaymentsCrashLine
+	// The OOM killer leaves no line: the log stops while the model loads.
+	recommenderLog = "recommender 0.9.4 starting\nloading model ranking-v7 (180Mi) into memory"
+)
 
 // DemoBroken lists the broken workloads of the demo.
 var DemoBroken = []DemoWorkload{
 	{Kind: "Deployment", Name: "payments-api", Issue: "CrashLoopBackOff", Status: "CrashLoopBackOff", RolledOut: true,
-		Fix: "roll back to revision 1 (revision 2 changed CONFIG_PATH and crashes with exit code 1)"},
+		Fix: "roll back to revision 1 (revision 2 changed CONFIG_PATH and crashes with exit code 1)", Log: DemoPaymentsCrashLine},
 	{Kind: "Deployment", Name: "recommender", Issue: "OOMKilled", Status: "CrashLoopBackOff", RolledOut: true,
 		Fix: "raise the memory limit to at least 200Mi (revision 2 lowered it from 512Mi to 64Mi), or roll back"},
 	{Kind: "Deployment", Name: "frontend", Issue: "ImagePullBackOff", Status: "ImagePullBackOff", RolledOut: true,
@@ -440,10 +454,10 @@ func checkoutDeployment(ns string) *appsv1.Deployment {
 // does not exist and the app exits with code 1.
 func paymentsDeployment(ns string, bad bool) *appsv1.Deployment {
 	configPath := "/etc/payments/config.yaml"
-	var ann map[string]string
+	ann := map[string]string{AnnotationLog: paymentsGoodLog}
 	if bad {
 		configPath = "/etc/payments/settings.yaml"
-		ann = map[string]string{AnnotationCrashExitCode: "1"}
+		ann = map[string]string{AnnotationCrashExitCode: "1", AnnotationLog: paymentsBadLog}
 	}
 	d := deployment(ns, "payments-api", 3, ann, corev1.Container{Image: "ghcr.io/kaar-dev/demo/payments-api:3.2.0",
 		Env:       []corev1.EnvVar{{Name: "CONFIG_PATH", Value: configPath}},
@@ -463,7 +477,7 @@ func recommenderDeployment(ns string, bad bool) *appsv1.Deployment {
 	if bad {
 		limit = "64Mi"
 	}
-	return deployment(ns, "recommender", 1, map[string]string{AnnotationMemoryUsage: "200Mi"},
+	return deployment(ns, "recommender", 1, map[string]string{AnnotationMemoryUsage: "200Mi", AnnotationLog: recommenderLog},
 		corev1.Container{Image: "ghcr.io/kaar-dev/demo/recommender:0.9.4", Resources: resources("250m", "64Mi", limit)})
 }
 

@@ -136,6 +136,15 @@ func TestDemoShowsEveryFailureAndTheFixesHealIt(t *testing.T) {
 				t.Errorf("restarts %d phase %s ready %v, want >=3 Running not ready", st.RestartCount, p.Status.Phase, conditionTrue(&p, corev1.PodReady))
 			}
 			wantEvent(t, cs, ns, p.Name, "Warning", "BackOff", fmt.Sprintf("Back-off restarting failed container app in pod %s_%s(%s)", p.Name, ns, p.UID))
+			// The crashed run's log says why (kubectl logs --previous).
+			w := demoWorkload("payments-api")
+			err := poll(ctx, 30*time.Second, "the crash line in the log of "+p.Name, func(ctx context.Context) (bool, string, error) {
+				got, err := podLog(ctx, cs, ns, p.Name, true)
+				return err == nil && strings.Contains(got, w.Log), fmt.Sprintf("%q, %v", got, err), nil
+			})
+			if w.Log == "" || err != nil {
+				t.Errorf("log %q: %v", w.Log, err)
+			}
 		}
 	})
 
