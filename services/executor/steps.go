@@ -551,7 +551,7 @@ func (s *Service) retry(ctx context.Context, op func(ctx context.Context) error)
 		backoff.WithMaxElapsedTime(s.cfg.StepTimeout))
 	return backoff.RetryNotify(func() error { return op(ctx) }, backoff.WithContext(b, ctx), func(err error, d time.Duration) {
 		s.metrics.retries.Inc()
-		s.log.Debug("transient API error, retrying", "error", err, "in", d)
+		s.log.Debug("transient API error, retrying", slog.Any("error", err), slog.Duration("in", d))
 	})
 }
 

@@ -3,6 +3,7 @@ package mcpgateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
@@ -114,9 +115,9 @@ func (s *Service) decide(ctx context.Context, c *call, a decideArgs, kind events
 	if !dup {
 		s.metrics.decisions.WithLabelValues(string(kind), string(d.Via)).Inc()
 	}
-	s.log.Info("decision published", "cluster", s.cfg.Cluster, "namespace", p.Namespace,
-		"owner", p.Target.Kind+"/"+p.Target.Name, "plan", p.ID, "digest", d.Digest,
-		"decision", kind, "decided_by", d.DecidedBy, "via", d.Via, "duplicate", dup)
+	s.log.Info("decision published", slog.String("cluster", s.cfg.Cluster), slog.String("namespace", p.Namespace),
+		slog.String("owner", p.Target.Kind+"/"+p.Target.Name), slog.String("plan", p.ID), slog.String("digest", d.Digest),
+		slog.String("decision", string(kind)), slog.String("decided_by", d.DecidedBy), slog.String("via", string(d.Via)), slog.Bool("duplicate", dup))
 	out := DecisionOut{PlanID: p.ID, Digest: d.Digest, Decision: string(kind), DecidedBy: d.DecidedBy,
 		Via: string(d.Via), At: now, DigestSource: source, Duplicate: dup}
 	switch kind {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
@@ -132,7 +133,7 @@ func (s *Service) listPlans(ctx context.Context) ([]events.Plan, error) {
 			return nil, busErr("list plans", err)
 		}
 		// Some values did not decode: list the rest, log the others.
-		s.log.Warn("skipping unreadable plans", "error", err)
+		s.log.Warn("skipping unreadable plans", slog.Any("error", err))
 	}
 	out := make([]events.Plan, 0, len(stored))
 	for _, sp := range stored {
@@ -168,11 +169,11 @@ func (s *Service) getExecution(ctx context.Context, planID string) (*events.Exec
 func (s *Service) decodeExecution(planID string, b []byte) *events.Execution {
 	var ex events.Execution
 	if err := json.Unmarshal(b, &ex); err != nil {
-		s.log.Warn("ignoring an execution value that does not decode", "plan", planID, "error", err)
+		s.log.Warn("ignoring an execution value that does not decode", slog.String("plan", planID), slog.Any("error", err))
 		return nil
 	}
 	if err := ex.Validate(); err != nil {
-		s.log.Warn("ignoring an invalid execution record", "plan", planID, "error", err)
+		s.log.Warn("ignoring an invalid execution record", slog.String("plan", planID), slog.Any("error", err))
 		return nil
 	}
 	return &ex
@@ -200,12 +201,12 @@ func (s *Service) pendingDecision(ctx context.Context, planID string) (*events.D
 	}
 	env, err := events.Decode(raw.Data)
 	if err != nil {
-		s.log.Warn("ignoring an invalid message on the approvals stream", "plan", planID, "error", err)
+		s.log.Warn("ignoring an invalid message on the approvals stream", slog.String("plan", planID), slog.Any("error", err))
 		return nil, nil
 	}
 	d, err := events.DecodeData[events.Decision](env)
 	if err != nil {
-		s.log.Warn("ignoring an invalid decision on the approvals stream", "plan", planID, "error", err)
+		s.log.Warn("ignoring an invalid decision on the approvals stream", slog.String("plan", planID), slog.Any("error", err))
 		return nil, nil
 	}
 	return &d, nil

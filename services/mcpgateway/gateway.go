@@ -124,7 +124,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("mcpgateway: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, log: deps.Logger.With("component", "mcpgateway", "cluster", cfg.Cluster),
+		cfg: cfg, log: deps.Logger.With(slog.String("component", "mcpgateway"), slog.String("cluster", cfg.Cluster)),
 		nc: deps.NATS, js: js, now: deps.Now, metrics: m, gather: deps.Gatherer,
 		byName: map[string]*tool{}, draining: make(chan struct{}), ready: make(chan struct{}),
 		auth: newAuthenticator(tokens, deps.TokenVerifier), stateKey: stateKey, tls: tlsConfig,
@@ -138,7 +138,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.mcp = s.newMCPServer()
 	s.streamable = server.NewStreamableHTTPServer(s.mcp,
-		server.WithStreamableHTTPLogger(s.log.With("transport", "streamable-http")),
+		server.WithStreamableHTTPLogger(s.log.With(slog.String("transport", "streamable-http"))),
 		// The identity requireAuth put on the request reaches the tools.
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
 			if id, ok := IdentityFromContext(r.Context()); ok {
@@ -172,7 +172,7 @@ func (s *Service) invoke(ctx context.Context, t *tool, c *call, raw json.RawMess
 	start := time.Now()
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("tool panicked", "tool", t.name, "panic", r)
+			s.log.Error("tool panicked", slog.String("tool", t.name), slog.Any("panic", r))
 			res, text, err = nil, "", fmt.Errorf("tool %s failed unexpectedly: %v", t.name, r)
 		}
 		outcome, _ := classify(err)
@@ -265,7 +265,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.drain()
 		s.streamable.CloseSessions(context.Background())
 	})
-	s.log.Info("mcp gateway listening", "addr", ln.Addr().String(), "scheme", s.Scheme(), "mcp_path", s.cfg.MCPPath)
+	s.log.Info("mcp gateway listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", s.Scheme()), slog.String("mcp_path", s.cfg.MCPPath))
 	s.readyOnce.Do(func() { close(s.ready) })
 	errc := make(chan error, 1)
 	go func() {
@@ -308,7 +308,7 @@ func (s *Service) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) e
 	// (mcp.stdio.user, mcp.stdio.role).
 	stdio := Identity{User: s.cfg.StdioUser, Role: s.cfg.StdioRole}
 	ss.SetContextFunc(func(ctx context.Context) context.Context { return WithIdentity(ctx, stdio) })
-	ss.SetErrorLogger(log.New(slogWriter{s.log.With("transport", "stdio")}, "", 0))
+	ss.SetErrorLogger(log.New(slogWriter{s.log.With(slog.String("transport", "stdio"))}, "", 0))
 	err := ss.Listen(ctx, in, out)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("mcpgateway: stdio: %w", err)

@@ -50,7 +50,7 @@ func testLogger() *slog.Logger {
 	if os.Getenv("KAAR_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.DiscardHandler)
 }
 
 func newEnv(t *testing.T, opts ...envOption) *testEnv {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
@@ -64,7 +65,7 @@ func (s *Service) decide(ctx context.Context, d events.Decision) (plan events.Pl
 	if !dup {
 		s.metrics.decisions.WithLabelValues(string(d.Via), string(d.Decision)).Inc()
 	}
-	s.log.Info("decision published", "cluster", s.cfg.Cluster, "namespace", p.Namespace, "plan", p.ID,
-		"decision", d.Decision, "decided_by", d.DecidedBy, "via", d.Via, "duplicate", dup)
+	s.log.Info("decision published", slog.String("cluster", s.cfg.Cluster), slog.String("namespace", p.Namespace), slog.String("plan", p.ID),
+		slog.String("decision", string(d.Decision)), slog.String("decided_by", d.DecidedBy), slog.String("via", string(d.Via)), slog.Bool("duplicate", dup))
 	return p, dup, nil
 }
