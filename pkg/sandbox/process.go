@@ -27,7 +27,7 @@ func startProcess(name, binary string, args []string, logPath string, detached b
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	defer logFile.Close() // the child has its own descriptor
+	defer func() { _ = logFile.Close() }() // the child has its own descriptor
 	fmt.Fprintf(logFile, "==== %s: %s %q\n", time.Now().UTC().Format(time.RFC3339), binary, args)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout = logFile

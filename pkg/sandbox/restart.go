@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// ErrNotOwned: the operation needs a sandbox started by this program (Up),
-// not one found with Attach.
+// ErrNotOwned is returned by operations that need a sandbox started by this
+// program (Up), not one found with Attach.
 var ErrNotOwned = errors.New("sandbox not started by this program")
 
 // RestartAPIServer stops the kube-apiserver (SIGTERM, SIGKILL after 10 s),

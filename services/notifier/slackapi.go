@@ -71,7 +71,7 @@ func (c *slackClient) call(ctx context.Context, method string, body any) (slackR
 	if err != nil {
 		return out, fmt.Errorf("slack %s: %w", method, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // a response body: closing only frees the connection
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		return out, fmt.Errorf("slack %s: HTTP %d (retry after %q)", method, resp.StatusCode, resp.Header.Get("Retry-After"))

@@ -131,7 +131,7 @@ func (s *Service) socketSession(ctx context.Context, dispatch func(socketEnvelop
 	if err != nil {
 		return false, fmt.Errorf("slack socket mode: connect: %w", err)
 	}
-	defer conn.CloseNow()
+	defer func() { _ = conn.CloseNow() }() // the session is over either way
 	conn.SetReadLimit(maxBody)
 
 	cctx, stop := context.WithCancel(ctx)

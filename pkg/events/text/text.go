@@ -214,10 +214,10 @@ func skipCSI(s string, i int) int {
 func skipString(s string, i int) int {
 	for i < len(s) {
 		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == bel || r == c1ST:
+		switch r {
+		case bel, c1ST:
 			return i + size
-		case r == esc:
+		case esc:
 			if i+1 < len(s) && s[i+1] == '\\' {
 				return i + 2
 			}

@@ -74,7 +74,7 @@ func runBusProvision(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	defer closeLog()
+	defer func() { _ = closeLog() }() // the log file: nowhere left to report a failed close
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	sum, err := provision(cctx, svcmain.ConnectURL(cfg), cfg, logger)
@@ -128,10 +128,6 @@ func provision(ctx context.Context, connect svcmain.Connector, cfg config.Config
 	}
 	return sum, nil
 }
-
-// applyCredsFlag sets nats.nkey_file or nats.creds_file from --creds,
-// whichever the file holds, replacing any configured credential.
-func applyCredsFlag(cfg *config.Config, path string) error { return cfg.NATS.SetCredential(path) }
 
 // credentialsDir is where kaar serve keeps one nkey seed per role
 // (bus.DefaultCredentialsDir, 0700).

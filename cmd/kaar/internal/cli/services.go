@@ -88,7 +88,7 @@ func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err != nil {
 		return err
 	}
-	defer closeLog()
+	defer func() { _ = closeLog() }() // the log file: nowhere left to report a failed close
 	nc, err := bus.Connect(ctx, cfg.NATS.URL, svcmain.ConnectOptions(cfg, "kaar-"+string(bus.RoleMCPStdio), logger))
 	if err != nil {
 		return err
