@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
@@ -62,19 +63,37 @@ func Leased(ctx context.Context, svc Service, nc *nats.Conn, cfg config.Config, 
 
 func (l *leased) Ready() <-chan struct{} { return l.ready }
 
+// SplitService is a singleton service with a part every replica runs
+// (the notifier's HTTP endpoints, which any replica may answer) besides
+// the part only the lease holder runs.
+type SplitService interface {
+	Service
+	RunEveryReplica(ctx context.Context) error
+	RunLeader(ctx context.Context) error
+}
+
 func (l *leased) Run(ctx context.Context) error {
+	lead := l.inner.Run
+	g, gctx := errgroup.WithContext(ctx)
+	if split, ok := l.inner.(SplitService); ok {
+		lead = split.RunLeader
+		g.Go(func() error { return split.RunEveryReplica(gctx) })
+	}
 	close(l.ready)
 	l.logger.Info("campaigning for the lease; standing by until it is held", slog.String("lease", l.cfg.Key), slog.String("holder", l.cfg.Holder))
 	ran := false
-	return lease.Run(ctx, l.cfg, func(lctx context.Context) error {
-		if ran {
-			return ErrLeaseLost // a service runs once per process
-		}
-		ran = true
-		err := l.inner.Run(lctx)
-		if err == nil && lctx.Err() != nil && ctx.Err() == nil {
-			return ErrLeaseLost
-		}
-		return err
+	g.Go(func() error {
+		return lease.Run(gctx, l.cfg, func(lctx context.Context) error {
+			if ran {
+				return ErrLeaseLost // a service runs once per process
+			}
+			ran = true
+			err := lead(lctx)
+			if err == nil && lctx.Err() != nil && gctx.Err() == nil {
+				return ErrLeaseLost
+			}
+			return err
+		})
 	})
+	return g.Wait()
 }

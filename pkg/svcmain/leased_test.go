@@ -119,3 +119,73 @@ func TestSingletonReplicasStandBy(t *testing.T) {
 		t.Errorf("%d replicas ran at once", most.Load())
 	}
 }
+
+// splitService records which of its parts run.
+type splitService struct {
+	runningService
+	everyReplica chan string
+}
+
+func (s splitService) RunLeader(ctx context.Context) error { return s.runningService.Run(ctx) }
+
+func (s splitService) RunEveryReplica(ctx context.Context) error {
+	s.everyReplica <- s.name
+	<-ctx.Done()
+	return nil
+}
+
+// TestSplitSingletonServesOnEveryReplica: a singleton with a part for
+// every replica (the notifier's HTTP endpoints) runs that part on the
+// standby too, and its leader part on one replica only.
+func TestSplitSingletonServesOnEveryReplica(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DontListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+	owner, err := emb.Connect(ctx, bus.ConnectOptions{Name: "provisioner", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	js, _ := jetstream.New(owner)
+	cfg := config.Default()
+	if _, err := bus.Provision(ctx, js, BusConfig(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	connect := func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
+		role, _ := bus.RoleOfService(name)
+		return emb.ConnectAs(ctx, role, ConnectOptions(cfg, name, logger))
+	}
+	var running, most atomic.Int32
+	leaders, every := make(chan string, 4), make(chan string, 4)
+	for _, name := range []string{"a", "b"} {
+		spec := Spec{Name: "watcher", Singleton: true, Build: func(context.Context, Env) (Service, error) {
+			return splitService{runningService{running: &running, max: &most, started: leaders, name: name}, every}, nil
+		}}
+		insts, closeAll, err := Instances(ctx, []Spec{spec}, cfg, connect, name, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(closeAll)
+		go func() { _ = RunAll(ctx, insts) }()
+	}
+	got := map[string]bool{}
+	for range 2 {
+		select {
+		case n := <-every:
+			got[n] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("every-replica part ran on %v only", got)
+		}
+	}
+	<-leaders
+	select {
+	case n := <-leaders:
+		t.Errorf("a second leader part ran (%s)", n)
+	case <-time.After(2 * time.Second):
+	}
+}

@@ -116,11 +116,51 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // Addr is the HTTP listen address once Ready (empty when not serving).
 func (s *Service) Addr() string { <-s.ready; return s.addr }
 
-// Run declares the notification stream, the consumers and the state
-// bucket, then runs the Slack notifier, one delivery loop per webhook
-// receiver, the reminder loop, the Socket Mode connection and the HTTP
-// endpoints until ctx ends.
+// Run runs both parts of the notifier until ctx ends: RunLeader (the
+// deliveries) and RunEveryReplica (the HTTP endpoints). Ready closes
+// when both serve.
 func (s *Service) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	leaderUp, endpointsUp := make(chan struct{}), make(chan struct{})
+	g.Go(func() error { return s.runLeader(gctx, leaderUp) })
+	g.Go(func() error { return s.runEndpoints(gctx, endpointsUp) })
+	g.Go(func() error {
+		for _, up := range []chan struct{}{leaderUp, endpointsUp} {
+			select {
+			case <-up:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		s.readyOnce.Do(func() { close(s.ready) })
+		return nil
+	})
+	return g.Wait()
+}
+
+// RunLeader is the part of the notifier one replica runs (the lease
+// holder, svcmain.Singleton): it declares the notification stream, the
+// consumers and the state bucket, then runs the Slack notifier, one
+// delivery loop per webhook receiver, the reminder loop and the Socket
+// Mode connection until ctx ends.
+func (s *Service) RunLeader(ctx context.Context) error { return s.runLeader(ctx, nil) }
+
+// RunEveryReplica is the part every replica runs: the HTTP endpoints
+// (Slack interactivity, the inbound approval webhook), which only verify
+// a request and publish its decision, so any replica may answer.
+func (s *Service) RunEveryReplica(ctx context.Context) error {
+	up := make(chan struct{})
+	go func() {
+		select {
+		case <-up:
+			s.readyOnce.Do(func() { close(s.ready) })
+		case <-ctx.Done():
+		}
+	}()
+	return s.runEndpoints(ctx, up)
+}
+
+func (s *Service) runLeader(ctx context.Context, up chan struct{}) error {
 	if err := s.declare(ctx); err != nil {
 		return err
 	}
@@ -150,28 +190,45 @@ func (s *Service) Run(ctx context.Context) error {
 		r := &receiver{cfg: w, s: s}
 		g.Go(func() error { return consume(gctx, c, r.handle) })
 	}
-	if s.cfg.Listen != "" && (s.cfg.Slack.HTTP() || len(s.cfg.inboundSenders()) > 0) {
-		ln, err := net.Listen("tcp", s.cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("notifier: listen on %s: %w", s.cfg.Listen, err)
-		}
-		s.addr = ln.Addr().String()
-		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		g.Go(func() error {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("notifier http: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		})
-		s.log.Info("notifier endpoints listening", slog.String("addr", s.addr), slog.String("cluster", s.cfg.Cluster))
+	if up != nil {
+		close(up)
 	}
-	s.readyOnce.Do(func() { close(s.ready) })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	<-ctx.Done() // nothing to deliver: hold the lease until the end
+	return nil
+}
+
+// runEndpoints serves the HTTP endpoints, if any are configured, until
+// ctx ends; up closes once they listen (at once without endpoints).
+func (s *Service) runEndpoints(ctx context.Context, up chan struct{}) error {
+	if s.cfg.Listen == "" || !(s.cfg.Slack.HTTP() || len(s.cfg.inboundSenders()) > 0) {
+		close(up)
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("notifier: listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.addr = ln.Addr().String()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("notifier http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	s.log.Info("notifier endpoints listening", slog.String("addr", s.addr), slog.String("cluster", s.cfg.Cluster))
+	close(up)
 	return g.Wait()
 }
 
