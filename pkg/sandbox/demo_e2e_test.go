@@ -137,6 +137,7 @@ func TestDemoShowsEveryFailureAndTheFixesHealIt(t *testing.T) {
 			}
 			wantEvent(t, cs, ns, p.Name, "Warning", "BackOff", fmt.Sprintf("Back-off restarting failed container app in pod %s_%s(%s)", p.Name, ns, p.UID))
 			// The crashed run's log says why (kubectl logs --previous).
+			requireCurrentSandbox(t, cs)
 			w := demoWorkload("payments-api")
 			err := poll(ctx, 30*time.Second, "the crash line in the log of "+p.Name, func(ctx context.Context) (bool, string, error) {
 				got, err := podLog(ctx, cs, ns, p.Name, true)

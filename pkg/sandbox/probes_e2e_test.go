@@ -11,7 +11,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kaar-dev/kaar/pkg/sandbox/podlogs"
 )
+
+// requireCurrentSandbox fails t, saying why, on a sandbox started before
+// container logs and the probe and node stages existed (a shared sandbox
+// keeps the stages and kwok flags it was started with).
+func requireCurrentSandbox(t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	if _, err := cs.Discovery().ServerResourcesForGroupVersion(podlogs.LogsGVR.GroupVersion().String()); err != nil {
+		t.Fatalf("this sandbox predates container logs and the probe and node stages (%v): restart it (kaar-sandbox down, then up)", err)
+	}
+}
 
 // podLog returns the log client-go's GetLogs returns for the first
 // container of ns/name.
@@ -45,6 +57,7 @@ func hasEvent(evs []corev1.Event, typ, reason, message string) bool {
 func TestContainerLogsFromTheAnnotation(t *testing.T) {
 	c := ForTest(t)
 	cs := c.Clientset()
+	requireCurrentSandbox(t, cs)
 	ns := NewNamespace(t, cs)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -98,6 +111,7 @@ func TestContainerLogsFromTheAnnotation(t *testing.T) {
 func TestProbeFailures(t *testing.T) {
 	c := ForTest(t)
 	cs := c.Clientset()
+	requireCurrentSandbox(t, cs)
 	ns := NewNamespace(t, cs)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -193,6 +207,7 @@ func hasTaint(n *corev1.Node, key string, effect corev1.TaintEffect) bool {
 func TestNodeConditionsFromAnnotations(t *testing.T) {
 	c := ForTest(t)
 	cs := c.Clientset()
+	requireCurrentSandbox(t, cs)
 	ns := NewNamespace(t, cs) // for its unique name
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
