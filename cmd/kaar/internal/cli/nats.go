@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -24,7 +26,11 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	storeDir := fs.String("store-dir", "", "JetStream storage directory (default: a temporary directory)")
 	cluster := fs.String("cluster-name", "", "kaar cluster name the streams and consumers are declared for (default: kubernetes.cluster_name of --config, else \"default\")")
 	credDir := fs.String("credentials-dir", "", "directory of the role credentials (one nkey seed per role, created when missing; default: ~/.local/state/kaar/credentials)")
-	configFile := fs.String("config", "", "kaar configuration whose nats section (audit_retention, executor_ack_wait; tls for the server's client port) the declarations follow")
+	configFile := fs.String("config", "", "kaar configuration whose nats section (audit_retention, executor_ack_wait, replicas; tls for the server's client port) the declarations follow")
+	serverName := fs.String("server-name", "", "this server's name (unique in a NATS cluster; default kaar-embedded)")
+	routeListen := fs.String("route-listen", "", "join a NATS cluster: listen for routes on this host:port (with --routes)")
+	routes := fs.String("routes", "", "comma-separated route URLs of the NATS cluster's servers (nats-route://host:port), this one's may be among them")
+	natsCluster := fs.String("nats-cluster", "kaar", "the NATS cluster's name (the same on every server)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,7 +61,22 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("bus credentials: %w", err)
 	}
-	opts := bus.EmbeddedOptions{StoreDir: *storeDir, Host: host, Port: port, Logger: logger, Credentials: creds}
+	opts := bus.EmbeddedOptions{StoreDir: *storeDir, Host: host, Port: port, Logger: logger, Credentials: creds, ServerName: *serverName}
+	clustered := *routeListen != ""
+	if clustered {
+		if *routes == "" || *serverName == "" {
+			return fmt.Errorf("--route-listen needs --routes and --server-name (a NATS cluster of servers with distinct names)")
+		}
+		rhost, rport, err := splitListen(*routeListen)
+		if err != nil || rport == bus.RandomPort {
+			return fmt.Errorf("--route-listen %q: want host:port with a fixed port (the other servers' --routes name it)", *routeListen)
+		}
+		opts.Cluster = bus.ClusterOptions{Name: *natsCluster, Host: rhost, Port: rport, Routes: strings.Split(*routes, ",")}
+		// A clustered server waits for its peers before it serves.
+		opts.ReadyTimeout = time.Minute
+	} else if cfg.NATS.Replicas > 1 {
+		return fmt.Errorf("config key \"nats.replicas\": %d needs a NATS cluster (--route-listen, --routes)", cfg.NATS.Replicas)
+	}
 	opts.TLS, opts.VerifyClients = embeddedTLS(cfg)
 	emb, err := bus.StartEmbedded(ctx, opts)
 	if err != nil {
@@ -65,7 +86,7 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// This server is the bus: its own JetStream, whatever domain leaf
 	// clients are configured with.
 	cfg.NATS.JetStreamDomain = ""
-	if _, err := provision(ctx, connectEmbedded(emb, cfg), cfg, logger); err != nil {
+	if err := provisionWhenReady(ctx, connectEmbedded(emb, cfg), cfg, logger, clustered); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "NATS JetStream listening on %s (clients authenticate with a role's nkey seed from %s)\n", emb.ClientURL(), creds.Dir())
@@ -109,4 +130,25 @@ func splitListen(addr string) (string, int, error) {
 		port = bus.RandomPort
 	}
 	return host, port, nil
+}
+
+// provisionWhenReady declares the bus; on a cluster it retries (for up to
+// two minutes) while the cluster elects its meta leader and the other
+// servers declare the same things.
+func provisionWhenReady(ctx context.Context, connect svcmain.Connector, cfg config.Config, logger *slog.Logger, clustered bool) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := provision(actx, connect, cfg, logger)
+		cancel()
+		if err == nil || !clustered || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		logger.Info("provisioning the cluster: waiting for it to form", slog.Any("error", err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
