@@ -97,61 +97,97 @@ func classify(pod *corev1.Pod, ev Evidence, now time.Time, o ClassifyOptions) (o
 	if pod == nil {
 		return nil, time.Time{}
 	}
+	if pod.DeletionTimestamp != nil {
+		return terminatingIssues(pod, now, o.StuckTerminatingAfter)
+	}
+	if issues, done := finishedIssues(pod); done {
+		return issues, time.Time{}
+	}
+	if issues, due, ok := unschedulableIssues(pod, now, o.PendingGrace); ok {
+		return issues, due
+	}
+
 	later := func(t time.Time) {
 		if t.After(now) && (recheck.IsZero() || t.Before(recheck)) {
 			recheck = t
 		}
 	}
-	if pod.DeletionTimestamp != nil {
-		// Being deleted (rollout, scale-down, clean-up): on its way out,
-		// unless it stays well past its deadline.
-		if o.StuckTerminatingAfter > 0 {
-			stuckAt := pod.DeletionTimestamp.Add(o.StuckTerminatingAfter)
-			if now.Before(stuckAt) {
-				later(stuckAt)
-				return nil, recheck
-			}
-			reason, msg := "grace_period_exceeded", fmt.Sprintf("pod is still terminating %s after its deletion deadline %s",
-				now.Sub(pod.DeletionTimestamp.Time).Round(time.Second), pod.DeletionTimestamp.UTC().Format(time.RFC3339))
-			if len(pod.Finalizers) > 0 {
-				reason = "finalizers"
-				msg += "; finalizers: " + strings.Join(pod.Finalizers, ", ")
-			}
-			return []PodIssue{{Type: events.IssueStuckTerminating, Reason: reason, Message: msg}}, time.Time{}
+	out = containerIssues(pod, ev, now, o, later)
+	if len(out) == 0 && o.NotReadyAfter > 0 && pod.Status.Phase == corev1.PodRunning {
+		if iss, ok := notReady(pod, now, o.NotReadyAfter, later); ok {
+			out = append(out, iss)
 		}
+	}
+	sortIssues(out)
+	return out, recheck
+}
+
+// terminatingIssues classifies a pod being deleted (rollout, scale-down,
+// clean-up): on its way out, unless it stays well past its deadline
+// (stuckAfter; zero never reports it). Before that it returns when to look
+// again.
+func terminatingIssues(pod *corev1.Pod, now time.Time, stuckAfter time.Duration) ([]PodIssue, time.Time) {
+	if stuckAfter <= 0 {
 		return nil, time.Time{}
 	}
+	stuckAt := pod.DeletionTimestamp.Add(stuckAfter)
+	if now.Before(stuckAt) {
+		return nil, stuckAt
+	}
+	reason, msg := "grace_period_exceeded", fmt.Sprintf("pod is still terminating %s after its deletion deadline %s",
+		now.Sub(pod.DeletionTimestamp.Time).Round(time.Second), pod.DeletionTimestamp.UTC().Format(time.RFC3339))
+	if len(pod.Finalizers) > 0 {
+		reason = "finalizers"
+		msg += "; finalizers: " + strings.Join(pod.Finalizers, ", ")
+	}
+	return []PodIssue{{Type: events.IssueStuckTerminating, Reason: reason, Message: msg}}, time.Time{}
+}
 
+// finishedIssues classifies a pod whose phase is final (done is true):
+// a succeeded pod is fine, an evicted one is reported, and another failed
+// pod (Job, restartPolicy Never) only when a container was OOM-killed:
+// other failures are the Job's business.
+func finishedIssues(pod *corev1.Pod) (out []PodIssue, done bool) {
 	switch pod.Status.Phase {
 	case corev1.PodSucceeded:
-		return nil, time.Time{}
+		return nil, true
 	case corev1.PodFailed:
 		if pod.Status.Reason == "Evicted" {
-			return []PodIssue{{Type: events.IssueEvicted, Reason: evictedReason(pod.Status.Message), Message: pod.Status.Message}}, time.Time{}
+			return []PodIssue{{Type: events.IssueEvicted, Reason: evictedReason(pod.Status.Message), Message: pod.Status.Message}}, true
 		}
-		// A failed pod (Job, restartPolicy Never) is reported only when a
-		// container was OOM-killed: other failures are the Job's business.
 		for _, cs := range pod.Status.ContainerStatuses {
 			if t := cs.State.Terminated; t != nil && t.Reason == reasonOOMKilled {
 				out = append(out, oomIssue(cs.Name, t, cs.RestartCount))
 			}
 		}
 		sortIssues(out)
-		return out, time.Time{}
+		return out, true
 	}
+	return nil, false
+}
 
-	if c := condition(pod, corev1.PodScheduled); c != nil && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-		since := c.LastTransitionTime.Time
-		if since.IsZero() {
-			since = pod.CreationTimestamp.Time
-		}
-		if due := since.Add(o.PendingGrace); now.Before(due) {
-			later(due)
-			return nil, recheck
-		}
-		return []PodIssue{{Type: events.IssuePending, Reason: pendingReason(c.Message), Message: c.Message}}, time.Time{}
+// unschedulableIssues classifies a pod the scheduler cannot place (ok is
+// true): reported once it has been so for grace, before that it returns
+// when to look again.
+func unschedulableIssues(pod *corev1.Pod, now time.Time, grace time.Duration) (issues []PodIssue, recheck time.Time, ok bool) {
+	c := condition(pod, corev1.PodScheduled)
+	if c == nil || c.Status != corev1.ConditionFalse || c.Reason != corev1.PodReasonUnschedulable {
+		return nil, time.Time{}, false
 	}
+	since := c.LastTransitionTime.Time
+	if since.IsZero() {
+		since = pod.CreationTimestamp.Time
+	}
+	if due := since.Add(grace); now.Before(due) {
+		return nil, due, true
+	}
+	return []PodIssue{{Type: events.IssuePending, Reason: pendingReason(c.Message), Message: c.Message}}, time.Time{}, true
+}
 
+// containerIssues classifies the init containers, then the containers, of
+// a pod, each under its effective restart policy (a sidecar, an init
+// container with restartPolicy Always, restarts like a container).
+func containerIssues(pod *corev1.Pod, ev Evidence, now time.Time, o ClassifyOptions, later func(time.Time)) (out []PodIssue) {
 	sidecars := map[string]bool{}
 	for _, c := range pod.Spec.InitContainers {
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
@@ -179,13 +215,7 @@ func classify(pod *corev1.Pod, ev Evidence, now time.Time, o ClassifyOptions) (o
 			out = append(out, iss)
 		}
 	}
-	if len(out) == 0 && o.NotReadyAfter > 0 && pod.Status.Phase == corev1.PodRunning {
-		if iss, ok := notReady(pod, now, o.NotReadyAfter, later); ok {
-			out = append(out, iss)
-		}
-	}
-	sortIssues(out)
-	return out, recheck
+	return out
 }
 
 // Kubernetes reasons the classifier reads.
