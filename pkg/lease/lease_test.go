@@ -141,7 +141,7 @@ func start(t *testing.T, s *server, l *leaders, name string) *candidateRun {
 	go func() { r.done <- Run(ctx, cfg, l.lead(name)) }()
 	t.Cleanup(func() {
 		cancel()
-		<-r.done //nolint:errcheck // canceled above: only waiting for Run to return
+		<-r.done
 	})
 	return r
 }

@@ -135,7 +135,7 @@ func stdioSession(t *testing.T, e *testEnv) *sdk.ClientSession {
 		_ = cs.Close()
 		cancel()
 		_ = inW.Close()
-		<-served //nolint:errcheck // canceled above: only waiting for it to return
+		<-served
 	})
 	return cs
 }
