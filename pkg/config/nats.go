@@ -32,6 +32,12 @@ type NATS struct {
 	// progress on an execution before another executor resumes it (the
 	// take-over time after an executor crash).
 	ExecutorAckWait Duration `yaml:"executor_ack_wait"`
+	// LeaseDuration is how long the active replica of the watcher or the
+	// notifier may go without renewing its lease before a standby
+	// replica takes over (the take-over time after a crash; a clean stop
+	// hands over at once). It renews every LeaseDuration*2/15 and stops
+	// acting after LeaseDuration*2/3 without a renewal.
+	LeaseDuration Duration `yaml:"lease_duration"`
 	// TLS secures the connections to NATS, and the embedded server's
 	// client port (kaar serve with nats.listen, kaar nats).
 	TLS NATSTLS `yaml:"tls"`
@@ -65,6 +71,8 @@ const (
 	minAuditRetention  = time.Hour
 	minExecutorAckWait = time.Second
 	maxExecutorAckWait = time.Hour
+	minLeaseDuration   = 3 * time.Second
+	maxLeaseDuration   = 10 * time.Minute
 )
 
 func (n NATS) validate() error {
@@ -74,6 +82,9 @@ func (n NATS) validate() error {
 	}
 	if d := n.ExecutorAckWait.Duration; d < minExecutorAckWait || d > maxExecutorAckWait {
 		p.addf("nats.executor_ack_wait", "%s must be between %s and %s", d, minExecutorAckWait, maxExecutorAckWait)
+	}
+	if d := n.LeaseDuration.Duration; d < minLeaseDuration || d > maxLeaseDuration {
+		p.addf("nats.lease_duration", "%s must be between %s and %s", d, minLeaseDuration, maxLeaseDuration)
 	}
 	if d := n.JetStreamDomain; d != "" && !validToken(d) {
 		p.addf("nats.jetstream_domain", "%q must be lower-case letters, digits, '-' and '_'", d)

@@ -57,8 +57,9 @@ func Leased(ctx context.Context, svc Service, nc *nats.Conn, cfg config.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("open the leases bucket %s: %w (%w)", events.BucketLeases, err, bus.ErrNotProvisioned)
 	}
+	d := cfg.NATS.LeaseDuration.Duration
 	return &leased{inner: svc, ready: make(chan struct{}), logger: logger,
-		cfg: lease.Config{KV: kv, Key: key, Holder: holder, Logger: logger}}, nil
+		cfg: lease.Config{KV: kv, Key: key, Holder: holder, Logger: logger, Duration: d, RenewDeadline: d * 2 / 3, RetryPeriod: d * 2 / 15}}, nil
 }
 
 func (l *leased) Ready() <-chan struct{} { return l.ready }
