@@ -71,7 +71,7 @@ func bench(ctx context.Context, f flags, out io.Writer) error {
 			if dir, err = os.MkdirTemp("", "kaar-watcher-bench-"); err != nil {
 				return err
 			}
-			defer os.RemoveAll(dir)
+			defer func() { _ = os.RemoveAll(dir) }() // scratch space; a leftover does no harm
 		}
 		logf(out, "starting a private sandbox with %d kwok nodes in %s", f.nodes, dir)
 		if c, err = sandbox.Up(ctx, sandbox.Options{StateDir: dir, Nodes: f.nodes, Progress: prefixed(out)}); err != nil {
@@ -108,7 +108,7 @@ func bench(ctx context.Context, f flags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(credDir)
+	defer func() { _ = os.RemoveAll(credDir) }() // scratch space; a leftover does no harm
 	creds, err := bus.LoadOrCreateCredentials(credDir)
 	if err != nil {
 		return err
@@ -460,7 +460,7 @@ func appendResults(path, table string, r *results) error {
 		return err
 	}
 	if _, err := fh.WriteString(b.String()); err != nil {
-		fh.Close()
+		_ = fh.Close() // the write error is the one to report
 		return err
 	}
 	return fh.Close()
