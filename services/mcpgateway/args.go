@@ -234,43 +234,57 @@ func checkArgs(specs []argSpec, raw json.RawMessage) (json.RawMessage, error) {
 func (s argSpec) check(v any) error {
 	switch s.typ {
 	case typeString:
-		str, ok := v.(string)
-		if !ok {
-			return argErr(s.name, fmt.Sprintf("must be a string, not %s", jsonKind(v)), s.enum...)
-		}
-		if str == "" && s.required {
-			return argErr(s.name, "required: must not be empty", s.enum...)
-		}
-		if str == "" {
-			if len(s.enum) > 0 || s.pattern != nil {
-				return argErr(s.name, "is empty: omit the argument or give a value", s.enum...)
-			}
-			return nil
-		}
-		if len(s.enum) > 0 {
-			if !slices.Contains(s.enum, str) {
-				return argErr(s.name, fmt.Sprintf("unknown value %q", truncate(str, 80)), s.enum...)
-			}
-			return nil
-		}
-		if n := utf8.RuneCountInString(str); s.maxLen > 0 && n > s.maxLen {
-			return argErr(s.name, fmt.Sprintf("is %d characters long, at most %d allowed", n, s.maxLen))
-		}
-		if s.pattern != nil && !s.pattern.MatchString(str) {
-			return argErr(s.name, fmt.Sprintf("%q is not %s", truncate(str, 80), s.rule))
-		}
+		return s.checkString(v)
 	case typeInteger:
-		num, ok := v.(json.Number)
-		if !ok {
-			return argErr(s.name, fmt.Sprintf("must be an integer between %d and %d, not %s", s.min, s.max, jsonKind(v)))
+		return s.checkInteger(v)
+	}
+	return nil
+}
+
+// checkString checks a string argument: present if required, one of the
+// enum if there is one, else within maxLen and matching the pattern.
+func (s argSpec) checkString(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return argErr(s.name, fmt.Sprintf("must be a string, not %s", jsonKind(v)), s.enum...)
+	}
+	if str == "" && s.required {
+		return argErr(s.name, "required: must not be empty", s.enum...)
+	}
+	if str == "" {
+		if len(s.enum) > 0 || s.pattern != nil {
+			return argErr(s.name, "is empty: omit the argument or give a value", s.enum...)
 		}
-		f, err := num.Float64()
-		if err != nil || f != math.Trunc(f) {
-			return argErr(s.name, fmt.Sprintf("must be an integer between %d and %d, not %s", s.min, s.max, num))
+		return nil
+	}
+	if len(s.enum) > 0 {
+		if !slices.Contains(s.enum, str) {
+			return argErr(s.name, fmt.Sprintf("unknown value %q", truncate(str, 80)), s.enum...)
 		}
-		if f < float64(s.min) || f > float64(s.max) {
-			return argErr(s.name, fmt.Sprintf("%s is not between %d and %d", num, s.min, s.max))
-		}
+		return nil
+	}
+	if n := utf8.RuneCountInString(str); s.maxLen > 0 && n > s.maxLen {
+		return argErr(s.name, fmt.Sprintf("is %d characters long, at most %d allowed", n, s.maxLen))
+	}
+	if s.pattern != nil && !s.pattern.MatchString(str) {
+		return argErr(s.name, fmt.Sprintf("%q is not %s", truncate(str, 80), s.rule))
+	}
+	return nil
+}
+
+// checkInteger checks an integer argument: a whole JSON number between min
+// and max.
+func (s argSpec) checkInteger(v any) error {
+	num, ok := v.(json.Number)
+	if !ok {
+		return argErr(s.name, fmt.Sprintf("must be an integer between %d and %d, not %s", s.min, s.max, jsonKind(v)))
+	}
+	f, err := num.Float64()
+	if err != nil || f != math.Trunc(f) {
+		return argErr(s.name, fmt.Sprintf("must be an integer between %d and %d, not %s", s.min, s.max, num))
+	}
+	if f < float64(s.min) || f > float64(s.max) {
+		return argErr(s.name, fmt.Sprintf("%s is not between %d and %d", num, s.min, s.max))
 	}
 	return nil
 }

@@ -244,33 +244,8 @@ func (s *Service) waitExecution(ctx context.Context, c *call, p events.Plan, tim
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 
-	total := float64(1) // verification
-	for _, st := range p.Steps {
-		if st.Mutating {
-			total++
-		}
-	}
-	last := -1.0
-	progress := func(ex *events.Execution) {
-		done, msg := 0.0, "waiting for the executor to claim the plan"
-		if ex != nil {
-			for _, r := range ex.Steps {
-				if r.Status != events.StepStarted {
-					done++
-				}
-			}
-			if ex.Verification != nil || finalExecution(ex.State) {
-				done = total
-			}
-			done = min(done, total)
-			msg = fmt.Sprintf("execution %s: %d step result(s)", ex.State, len(ex.Steps))
-		}
-		if done > last {
-			last = done
-			c.report(done, total, msg)
-		}
-	}
-	progress(nil)
+	progress := newExecutionProgress(c, p)
+	progress.report(nil)
 
 	var ex *events.Execution
 	for {
@@ -296,12 +271,52 @@ func (s *Service) waitExecution(ctx context.Context, c *call, p events.Plan, tim
 			}
 			if got := s.decodeExecution(p.ID, e.Value()); got != nil {
 				ex = got
-				progress(ex)
+				progress.report(ex)
 				if finalExecution(ex.State) {
 					return ex, "", nil
 				}
 			}
 		}
+	}
+}
+
+// executionProgress reports an execution's progress to the caller: one
+// unit per mutating step and one for the verification, only when it grows.
+type executionProgress struct {
+	c     *call
+	total float64
+	last  float64
+}
+
+func newExecutionProgress(c *call, p events.Plan) *executionProgress {
+	total := float64(1) // verification
+	for _, st := range p.Steps {
+		if st.Mutating {
+			total++
+		}
+	}
+	return &executionProgress{c: c, total: total, last: -1}
+}
+
+// report reports the execution record ex (nil before the executor claims
+// the plan) if it advanced since the last report.
+func (pr *executionProgress) report(ex *events.Execution) {
+	done, msg := 0.0, "waiting for the executor to claim the plan"
+	if ex != nil {
+		for _, r := range ex.Steps {
+			if r.Status != events.StepStarted {
+				done++
+			}
+		}
+		if ex.Verification != nil || finalExecution(ex.State) {
+			done = pr.total
+		}
+		done = min(done, pr.total)
+		msg = fmt.Sprintf("execution %s: %d step result(s)", ex.State, len(ex.Steps))
+	}
+	if done > pr.last {
+		pr.last = done
+		pr.c.report(done, pr.total, msg)
 	}
 }
 

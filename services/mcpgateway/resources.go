@@ -159,21 +159,13 @@ func (s *Service) auditTrail(ctx context.Context, planID string) (AuditTrailOut,
 			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
 				last = true
 			}
-			env, err := events.Decode(m.Data())
-			if err != nil {
-				continue
-			}
-			rec, err := events.DecodeData[events.AuditRecord](env)
-			if err != nil || rec.PlanID != planID {
+			ro, ok := auditRecordOf(m.Data(), planID)
+			if !ok {
 				continue
 			}
 			if len(out.Records) == maxAuditRecords {
 				out.Truncated = true
 				continue
-			}
-			ro := AuditRecordOut{At: rec.At, Kind: string(rec.Kind), Actor: rec.Actor, Via: string(rec.Via), Digest: rec.Digest}
-			if rec.Message != "" {
-				ro.Message = quoteLines([]string{rec.Message})
 			}
 			out.Records = append(out.Records, ro)
 		}
@@ -190,6 +182,24 @@ func (s *Service) auditTrail(ctx context.Context, planID string) (AuditTrailOut,
 		}
 	}
 	return out, nil
+}
+
+// auditRecordOf decodes an audit stream message; ok is false when it does
+// not decode or is about another plan.
+func auditRecordOf(data []byte, planID string) (_ AuditRecordOut, ok bool) {
+	env, err := events.Decode(data)
+	if err != nil {
+		return AuditRecordOut{}, false
+	}
+	rec, err := events.DecodeData[events.AuditRecord](env)
+	if err != nil || rec.PlanID != planID {
+		return AuditRecordOut{}, false
+	}
+	ro := AuditRecordOut{At: rec.At, Kind: string(rec.Kind), Actor: rec.Actor, Via: string(rec.Via), Digest: rec.Digest}
+	if rec.Message != "" {
+		ro.Message = quoteLines([]string{rec.Message})
+	}
+	return ro, true
 }
 
 // --- prompts ----------------------------------------------------------
