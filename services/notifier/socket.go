@@ -116,20 +116,9 @@ func (s *Service) runSocket(ctx context.Context) error {
 // asks for a new one, or ctx ends. hello reports whether Slack greeted
 // the connection.
 func (s *Service) socketSession(ctx context.Context, dispatch func(socketEnvelope)) (hello bool, err error) {
-	octx, cancel := context.WithTimeout(ctx, s.cfg.DeliveryTimeout)
-	u, err := s.socket.OpenConnection(octx)
-	cancel()
+	conn, err := s.socketDial(ctx)
 	if err != nil {
 		return false, err
-	}
-	dctx, cancel := context.WithTimeout(ctx, s.cfg.DeliveryTimeout)
-	conn, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: s.hc})
-	cancel()
-	if resp != nil && resp.Body != nil {
-		_ = resp.Body.Close()
-	}
-	if err != nil {
-		return false, fmt.Errorf("slack socket mode: connect: %w", err)
 	}
 	defer func() { _ = conn.CloseNow() }() // the session is over either way
 	conn.SetReadLimit(maxBody)
@@ -157,11 +146,7 @@ func (s *Service) socketSession(ctx context.Context, dispatch func(socketEnvelop
 			continue
 		}
 		if env.EnvelopeID != "" {
-			ack, _ := json.Marshal(map[string]string{"envelope_id": env.EnvelopeID})
-			wctx, cancel := context.WithTimeout(cctx, socketWriteTimeout)
-			err := conn.Write(wctx, websocket.MessageText, ack)
-			cancel()
-			if err != nil {
+			if err := socketAck(cctx, conn, env.EnvelopeID); err != nil {
 				// Not acknowledged: Slack sends the envelope again on the
 				// next connection, so it is not processed here.
 				if ctx.Err() != nil {
@@ -192,6 +177,34 @@ func (s *Service) socketSession(ctx context.Context, dispatch func(socketEnvelop
 			s.log.Debug("slack socket mode: envelope ignored", slog.String("type", env.Type))
 		}
 	}
+}
+
+// socketDial asks Slack for a Socket Mode URL and connects to it.
+func (s *Service) socketDial(ctx context.Context) (*websocket.Conn, error) {
+	octx, cancel := context.WithTimeout(ctx, s.cfg.DeliveryTimeout)
+	u, err := s.socket.OpenConnection(octx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.DeliveryTimeout)
+	conn, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: s.hc})
+	cancel()
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("slack socket mode: connect: %w", err)
+	}
+	return conn, nil
+}
+
+// socketAck acknowledges the envelope id, within socketWriteTimeout.
+func socketAck(ctx context.Context, conn *websocket.Conn, id string) error {
+	ack, _ := json.Marshal(map[string]string{"envelope_id": id})
+	wctx, cancel := context.WithTimeout(ctx, socketWriteTimeout)
+	defer cancel()
+	return conn.Write(wctx, websocket.MessageText, ack)
 }
 
 // socketPing pings Slack every socketPingInterval and closes conn when a
