@@ -215,6 +215,26 @@ func (s Step) Validate() error {
 	if s.Mutating != s.Action.Mutating() {
 		return fieldErr("mutating", fmt.Sprintf("must be %t for action %q", s.Action.Mutating(), s.Action))
 	}
+	if err := s.validatePatch(); err != nil {
+		return err
+	}
+	if s.DryRun != nil {
+		if err := under("dry_run", s.DryRun.Validate()); err != nil {
+			return err
+		}
+	}
+	if !s.Mutating {
+		if !s.Target.IsZero() {
+			return under("target", s.Target.Validate())
+		}
+		return nil
+	}
+	return s.validateChange()
+}
+
+// validatePatch checks the patch, the undo patch and their patch type
+// together.
+func (s Step) validatePatch() error {
 	if err := s.PatchType.Validate(); err != nil {
 		return err
 	}
@@ -233,17 +253,12 @@ func (s Step) Validate() error {
 	if len(s.UndoPatch) > 0 && s.PatchType == PatchNone {
 		return fieldErr("patch_type", "required with an undo_patch", enumStrings(PatchTypes())...)
 	}
-	if s.DryRun != nil {
-		if err := under("dry_run", s.DryRun.Validate()); err != nil {
-			return err
-		}
-	}
-	if !s.Mutating {
-		if !s.Target.IsZero() {
-			return under("target", s.Target.Validate())
-		}
-		return nil
-	}
+	return nil
+}
+
+// validateChange checks what a mutating step changes: a namespaced target,
+// and either a patch or its action's params.
+func (s Step) validateChange() error {
 	if s.Target.IsZero() {
 		return required("target")
 	}
@@ -503,52 +518,11 @@ func (p Plan) Mutating() bool {
 // plan is sealed). Steps must be indexed 0..n-1 in order; a diagnostic-only
 // plan has no mutating step and any other plan has at least one.
 func (p Plan) Validate() error {
-	if err := validateUUID("id", p.ID); err != nil {
+	if err := p.validateSubject(); err != nil {
 		return err
 	}
-	if p.IncidentID != "" {
-		if err := validateIncidentID("incident_id", p.IncidentID); err != nil {
-			return err
-		}
-	}
-	if err := validateCluster("cluster", p.Cluster); err != nil {
+	if err := p.validateSteps(); err != nil {
 		return err
-	}
-	if err := ValidateToken("namespace", p.Namespace); err != nil {
-		return err
-	}
-	if err := under("target", p.Target.Validate()); err != nil {
-		return err
-	}
-	if p.TargetResourceVersion == "" {
-		return required("target_resource_version")
-	}
-	if err := validateNonNegative("target_generation", p.TargetGeneration); err != nil {
-		return err
-	}
-	if err := p.Type.Validate(); err != nil {
-		return err
-	}
-	if p.Summary == "" {
-		return required("summary")
-	}
-	if len(p.Steps) == 0 {
-		return required("steps")
-	}
-	for i, s := range p.Steps {
-		field := fmt.Sprintf("steps[%d]", i)
-		if s.Index != i {
-			return fieldErr(field+".index", fmt.Sprintf("is %d, want %d", s.Index, i))
-		}
-		if err := under(field, s.Validate()); err != nil {
-			return err
-		}
-	}
-	if p.DiagnosticOnly && p.Mutating() {
-		return fieldErr("diagnostic_only", "a diagnostic-only plan has a mutating step")
-	}
-	if !p.DiagnosticOnly && !p.Mutating() {
-		return fieldErr("steps", "no mutating step: set diagnostic_only")
 	}
 	for i, e := range p.Evidence {
 		if err := under(fmt.Sprintf("evidence[%d]", i), e.Validate()); err != nil {
@@ -586,6 +560,65 @@ func (p Plan) Validate() error {
 	}
 	if want := ComputeDigest(p); p.Digest != want {
 		return fieldErr("digest", fmt.Sprintf("%q does not match the plan's content (%q)", p.Digest, want))
+	}
+	return nil
+}
+
+// validateSubject checks what the plan is about: its id, incident, cluster,
+// target and issue, and its summary.
+func (p Plan) validateSubject() error {
+	if err := validateUUID("id", p.ID); err != nil {
+		return err
+	}
+	if p.IncidentID != "" {
+		if err := validateIncidentID("incident_id", p.IncidentID); err != nil {
+			return err
+		}
+	}
+	if err := validateCluster("cluster", p.Cluster); err != nil {
+		return err
+	}
+	if err := ValidateToken("namespace", p.Namespace); err != nil {
+		return err
+	}
+	if err := under("target", p.Target.Validate()); err != nil {
+		return err
+	}
+	if p.TargetResourceVersion == "" {
+		return required("target_resource_version")
+	}
+	if err := validateNonNegative("target_generation", p.TargetGeneration); err != nil {
+		return err
+	}
+	if err := p.Type.Validate(); err != nil {
+		return err
+	}
+	if p.Summary == "" {
+		return required("summary")
+	}
+	return nil
+}
+
+// validateSteps checks the steps, indexed 0..n-1 in order, and that the
+// plan is diagnostic-only exactly when none of them is mutating.
+func (p Plan) validateSteps() error {
+	if len(p.Steps) == 0 {
+		return required("steps")
+	}
+	for i, s := range p.Steps {
+		field := fmt.Sprintf("steps[%d]", i)
+		if s.Index != i {
+			return fieldErr(field+".index", fmt.Sprintf("is %d, want %d", s.Index, i))
+		}
+		if err := under(field, s.Validate()); err != nil {
+			return err
+		}
+	}
+	if p.DiagnosticOnly && p.Mutating() {
+		return fieldErr("diagnostic_only", "a diagnostic-only plan has a mutating step")
+	}
+	if !p.DiagnosticOnly && !p.Mutating() {
+		return fieldErr("steps", "no mutating step: set diagnostic_only")
 	}
 	return nil
 }
