@@ -133,20 +133,11 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 			log.Error("nats async error", attrs...)
 		}),
 	}
-	switch {
-	case o.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(o.CredsFile))
-	case o.NkeyFile != "":
-		nk, err := NkeyOption(o.NkeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("connect to nats %s: %w", url, err)
-		}
-		opts = append(opts, nk)
-	case o.Token != "":
-		opts = append(opts, nats.Token(o.Token))
-	case o.User != "":
-		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	auth, err := o.authOptions()
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
 	}
+	opts = append(opts, auth...)
 	if o.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
@@ -162,6 +153,34 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	if nc.IsConnected() {
 		return nc, nil
 	}
+	return waitConnected(ctx, nc, url, connected, failed, log)
+}
+
+// authOptions is the one credential of o that is set, in order of
+// precedence: creds file, nkey file, token, user and password; none if
+// none is.
+func (o ConnectOptions) authOptions() ([]nats.Option, error) {
+	switch {
+	case o.CredsFile != "":
+		return []nats.Option{nats.UserCredentials(o.CredsFile)}, nil
+	case o.NkeyFile != "":
+		nk, err := NkeyOption(o.NkeyFile)
+		if err != nil {
+			return nil, err
+		}
+		return []nats.Option{nk}, nil
+	case o.Token != "":
+		return []nats.Option{nats.Token(o.Token)}, nil
+	case o.User != "":
+		return []nats.Option{nats.UserInfo(o.User, o.Password)}, nil
+	}
+	return nil, nil
+}
+
+// waitConnected waits for nc's first connection (connected), giving up at
+// once on a failed attempt (failed) that retrying cannot fix, and when ctx
+// ends; nc is closed when it gives up.
+func waitConnected(ctx context.Context, nc *nats.Conn, url string, connected <-chan struct{}, failed <-chan error, log *slog.Logger) (*nats.Conn, error) {
 	var last error
 	for {
 		select {
