@@ -177,13 +177,41 @@ func (d *demo) run(ctx context.Context, extras bool) error {
 			return err
 		}
 	}
+	if err := d.rollOutCaseStudy(ctx); err != nil {
+		return err
+	}
+	if extras {
+		if err := d.apply(ctx, analyticsDeployment(d.ns)); err != nil {
+			return err
+		}
+		if err := d.apply(ctx, notifierDeployment(d.ns)); err != nil {
+			return err
+		}
+		if err := d.evictCache(ctx); err != nil {
+			return err
+		}
+	}
+	for _, w := range append(append([]DemoWorkload{}, DemoHealthy...), DemoBroken...) {
+		if w.Extra && !extras {
+			continue
+		}
+		if err := d.waitShows(ctx, w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rollOutCaseStudy rolls out the bad revision of each case-study
+// Deployment; a new one gets its good revision first, so that its rollout
+// history has a rollback target, as on a real cluster.
+func (d *demo) rollOutCaseStudy(ctx context.Context) error {
 	caseStudy := []struct{ good, bad *appsv1.Deployment }{
 		{paymentsDeployment(d.ns, false), paymentsDeployment(d.ns, true)},
 		{recommenderDeployment(d.ns, false), recommenderDeployment(d.ns, true)},
 		{frontendDeployment(d.ns, false), frontendDeployment(d.ns, true)},
 	}
-	// A new case-study Deployment gets its good revision first; an
-	// existing one already has its history.
+	// An existing case-study Deployment already has its history.
 	var created []string
 	for _, c := range caseStudy {
 		_, err := d.cs.AppsV1().Deployments(d.ns).Get(ctx, c.good.Name, metav1.GetOptions{})
@@ -204,25 +232,6 @@ func (d *demo) run(ctx context.Context, extras bool) error {
 	fmt.Fprintln(d.progress, "rolling out the bad revisions of payments-api, recommender and frontend")
 	for _, c := range caseStudy {
 		if err := d.apply(ctx, c.bad); err != nil {
-			return err
-		}
-	}
-	if extras {
-		if err := d.apply(ctx, analyticsDeployment(d.ns)); err != nil {
-			return err
-		}
-		if err := d.apply(ctx, notifierDeployment(d.ns)); err != nil {
-			return err
-		}
-		if err := d.evictCache(ctx); err != nil {
-			return err
-		}
-	}
-	for _, w := range append(append([]DemoWorkload{}, DemoHealthy...), DemoBroken...) {
-		if w.Extra && !extras {
-			continue
-		}
-		if err := d.waitShows(ctx, w); err != nil {
 			return err
 		}
 	}

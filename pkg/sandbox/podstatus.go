@@ -21,70 +21,9 @@ func PodStatus(pod *corev1.Pod) string {
 			reason = corev1.PodReasonSchedulingGated
 		}
 	}
-	initContainers := make(map[string]*corev1.Container, len(pod.Spec.InitContainers))
-	for i := range pod.Spec.InitContainers {
-		initContainers[pod.Spec.InitContainers[i].Name] = &pod.Spec.InitContainers[i]
-	}
-	initializing := false
-	for i, cs := range pod.Status.InitContainerStatuses {
-		switch {
-		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
-			continue
-		case restartable(initContainers[cs.Name]) && cs.Started != nil && *cs.Started:
-			continue
-		case cs.State.Terminated != nil:
-			switch {
-			case cs.State.Terminated.Reason != "":
-				reason = "Init:" + cs.State.Terminated.Reason
-			case cs.State.Terminated.Signal != 0:
-				reason = fmt.Sprintf("Init:Signal:%d", cs.State.Terminated.Signal)
-			default:
-				reason = fmt.Sprintf("Init:ExitCode:%d", cs.State.Terminated.ExitCode)
-			}
-			initializing = true
-		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "" && cs.State.Waiting.Reason != "PodInitializing":
-			reason = "Init:" + cs.State.Waiting.Reason
-			initializing = true
-		default:
-			reason = fmt.Sprintf("Init:%d/%d", i, len(pod.Spec.InitContainers))
-			initializing = true
-		}
-		break
-	}
+	reason, initializing := initStatus(pod, reason)
 	if !initializing || conditionTrue(pod, corev1.PodInitialized) {
-		hasRunning := false
-		errorReason := ""
-		for i := len(pod.Status.ContainerStatuses) - 1; i >= 0; i-- {
-			cs := pod.Status.ContainerStatuses[i]
-			switch {
-			case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
-				reason = cs.State.Waiting.Reason
-			case cs.State.Terminated != nil:
-				switch {
-				case cs.State.Terminated.Reason != "":
-					reason = cs.State.Terminated.Reason
-				case cs.State.Terminated.Signal != 0:
-					reason = fmt.Sprintf("Signal:%d", cs.State.Terminated.Signal)
-				default:
-					reason = fmt.Sprintf("ExitCode:%d", cs.State.Terminated.ExitCode)
-				}
-				if cs.State.Terminated.ExitCode != 0 {
-					errorReason = reason
-				}
-			case cs.Ready && cs.State.Running != nil:
-				hasRunning = true
-			}
-		}
-		if reason == "Completed" {
-			switch {
-			case hasRunning && conditionTrue(pod, corev1.PodReady):
-				reason = "Running"
-			case errorReason != "":
-				reason = errorReason
-			case hasRunning:
-				reason = "NotReady"
-			}
-		}
+		reason = containersStatus(pod, reason)
 	}
 	terminal := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 	switch {
@@ -94,6 +33,77 @@ func PodStatus(pod *corev1.Pod) string {
 		reason = "Terminating"
 	}
 	return reason
+}
+
+// initStatus is the status the first init container that has not finished
+// (nor started, for a sidecar) gives the pod, and initializing true; or
+// reason unchanged and false when every one has.
+func initStatus(pod *corev1.Pod, reason string) (string, bool) {
+	initContainers := make(map[string]*corev1.Container, len(pod.Spec.InitContainers))
+	for i := range pod.Spec.InitContainers {
+		initContainers[pod.Spec.InitContainers[i].Name] = &pod.Spec.InitContainers[i]
+	}
+	for i, cs := range pod.Status.InitContainerStatuses {
+		switch {
+		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
+			continue
+		case restartable(initContainers[cs.Name]) && cs.Started != nil && *cs.Started:
+			continue
+		case cs.State.Terminated != nil:
+			return terminatedStatus("Init:", cs.State.Terminated), true
+		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "" && cs.State.Waiting.Reason != "PodInitializing":
+			return "Init:" + cs.State.Waiting.Reason, true
+		default:
+			return fmt.Sprintf("Init:%d/%d", i, len(pod.Spec.InitContainers)), true
+		}
+	}
+	return reason, false
+}
+
+// containersStatus is the status the containers give the pod, the first
+// one's winning; a "Completed" pod with containers still running is
+// Running, NotReady or the error of one that failed.
+func containersStatus(pod *corev1.Pod, reason string) string {
+	hasRunning := false
+	errorReason := ""
+	for i := len(pod.Status.ContainerStatuses) - 1; i >= 0; i-- {
+		cs := pod.Status.ContainerStatuses[i]
+		switch {
+		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
+			reason = cs.State.Waiting.Reason
+		case cs.State.Terminated != nil:
+			reason = terminatedStatus("", cs.State.Terminated)
+			if cs.State.Terminated.ExitCode != 0 {
+				errorReason = reason
+			}
+		case cs.Ready && cs.State.Running != nil:
+			hasRunning = true
+		}
+	}
+	if reason == "Completed" {
+		switch {
+		case hasRunning && conditionTrue(pod, corev1.PodReady):
+			reason = "Running"
+		case errorReason != "":
+			reason = errorReason
+		case hasRunning:
+			reason = "NotReady"
+		}
+	}
+	return reason
+}
+
+// terminatedStatus is a terminated container's status: its reason, else
+// the signal or the exit code that ended it.
+func terminatedStatus(prefix string, t *corev1.ContainerStateTerminated) string {
+	switch {
+	case t.Reason != "":
+		return prefix + t.Reason
+	case t.Signal != 0:
+		return fmt.Sprintf("%sSignal:%d", prefix, t.Signal)
+	default:
+		return fmt.Sprintf("%sExitCode:%d", prefix, t.ExitCode)
+	}
 }
 
 func restartable(c *corev1.Container) bool {
