@@ -150,7 +150,9 @@ func TestPodStormIsCoalesced(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	svc, err := New(Config{Cluster: "unit", Timing: Timing{GroupWait: time.Second, GroupInterval: time.Second, ResolveWait: 500 * time.Millisecond},
+	// The group wait must outlast the creation of the 50 pods below: 1 s
+	// was not enough when make test runs packages side by side on 2 cores.
+	svc, err := New(Config{Cluster: "unit", Timing: Timing{GroupWait: 3 * time.Second, GroupInterval: time.Second, ResolveWait: 500 * time.Millisecond},
 		Debounce: 300 * time.Millisecond}, Deps{NATS: nc, Kube: kube, Registerer: reg, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
