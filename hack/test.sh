@@ -5,6 +5,11 @@
 # that need a cluster, through KAAR_SANDBOX_KUBECONFIG; each test works in
 # its own namespace, so packages and tests run in parallel.
 #
+# The tests mostly wait on the control plane, NATS and timers, not the
+# CPU: TEST_P packages run at once (go test -p; default 4, go's default is
+# GOMAXPROCS, 2 here) and TEST_PARALLEL parallel tests per package
+# (-parallel; default 8, go's default is 2).
+#
 # TEST_FLAGS adds go test flags (for example TEST_FLAGS=-v).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +28,7 @@ echo "== sandbox ready after $(( $(date +%s) - start ))s"
 
 status=0
 # shellcheck disable=SC2086
-go test -race -count=1 -timeout 25m ${TEST_FLAGS:-} ./... || status=$?
+go test -race -count=1 -p "${TEST_P:-4}" -parallel "${TEST_PARALLEL:-8}" -timeout 25m ${TEST_FLAGS:-} ./... || status=$?
 echo "== make test took $(( $(date +%s) - start ))s"
 if [ "$status" -ne 0 ]; then
   echo "FAILED"
