@@ -71,9 +71,9 @@ func TestChaosExecutorAndNATSKills(t *testing.T) {
 		ce.startExecutor(t, "")
 		ce.approveAll(t, plans)
 		ce.waitAnyExecution(t, plans, time.Minute)
-		ce.nats.kill(t)
+		ce.nodes[0].proc.kill(t)
 		time.Sleep(2 * time.Second)
-		ce.nats = ce.startNATS(ce.t) // outlives this scenario
+		ce.startNATS(ce.t, 0) // outlives this scenario
 	}))
 	results = append(results, ce.scenario("100 approvals each, 2 executors", runs, batch, func(t *testing.T, plans []chaosPlan) {
 		ce.startExecutor(t, "")
@@ -89,14 +89,21 @@ func TestChaosExecutorAndNATSKills(t *testing.T) {
 	results = append(results, ce.refusalScenario("approval after expiry", runs, batch, events.RefusalExpired))
 	results = append(results, ce.refusalScenario("stale target", runs, batch, events.RefusalStale))
 
+	reportChaos(t, results, "KAAR_CHAOS_TABLE")
+}
+
+// reportChaos logs the table of results, writes it to the file named by
+// the environment variable tableEnv (if set), and fails on any duplicate
+// or loss.
+func reportChaos(t *testing.T, results []chaosResult, tableEnv string) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-36s %5s %10s %10s %6s %7s %7s\n", "scenario", "runs", "executions", "duplicates", "losses", "stale", "expired")
+	fmt.Fprintf(&b, "\n%-44s %5s %10s %10s %6s %7s %7s\n", "scenario", "runs", "executions", "duplicates", "losses", "stale", "expired")
 	for _, r := range results {
-		fmt.Fprintf(&b, "%-36s %5d %10d %10d %6d %7d %7d\n", r.name, r.runs, r.executions, r.duplicates, r.losses, r.stale, r.expired)
+		fmt.Fprintf(&b, "%-44s %5d %10d %10d %6d %7d %7d\n", r.name, r.runs, r.executions, r.duplicates, r.losses, r.stale, r.expired)
 	}
 	t.Log(b.String())
-	if os.Getenv("KAAR_CHAOS_TABLE") != "" {
-		if err := os.WriteFile(os.Getenv("KAAR_CHAOS_TABLE"), []byte(b.String()), 0o644); err != nil {
+	if f := os.Getenv(tableEnv); f != "" {
+		if err := os.WriteFile(f, []byte(b.String()), 0o644); err != nil {
 			t.Error(err)
 		}
 	}
@@ -133,9 +140,9 @@ type chaosEnv struct {
 	ns      string
 	cluster string
 	cfg     string
-	port    int
-	store   string
-	nats    *proc
+	// nodes are the NATS server processes: one, or a JetStream cluster
+	// of three with every stream and bucket at R3.
+	nodes []*natsNode
 	// executors are the executor processes of the current run.
 	executors []*proc
 	js        jetstream.JetStream
@@ -150,9 +157,24 @@ type chaosEnv struct {
 // a crashed executor's plan is taken over.
 const chaosAckWait = 3 * time.Second
 
-func newChaosEnv(t *testing.T) *chaosEnv {
+func newChaosEnv(t *testing.T) *chaosEnv { return newChaosEnvWith(t, 1) }
+
+// natsNode is one kaar nats process of the suite: its client port, its
+// route port (clustered), its store, and the running process.
+type natsNode struct {
+	port, route int
+	store       string
+	proc        *proc
+}
+
+// newChaosEnvWith starts nodes kaar nats processes: 1, or 3 clustered
+// (nats.replicas 3).
+func newChaosEnvWith(t *testing.T, nodes int) *chaosEnv {
 	c := sandbox.ForTest(t)
-	ce := &chaosEnv{t: t, bin: buildKaar(t), kube: c.Clientset(), store: t.TempDir(), port: freePort(t)}
+	ce := &chaosEnv{t: t, bin: buildKaar(t), kube: c.Clientset()}
+	for range nodes {
+		ce.nodes = append(ce.nodes, &natsNode{port: freePort(t), route: freePort(t), store: t.TempDir()})
+	}
 	ce.ns = sandbox.NewNamespace(t, ce.kube)
 	ce.cluster = "chaos-" + strings.ReplaceAll(ce.ns[len(ce.ns)-5:], "-", "")
 	ce.cfg = writeConfig(t, c, ce.ns, ce.cluster, freePort(t), "  max_concurrent: 8\n  max_concurrent_per_namespace: 8")
@@ -165,7 +187,7 @@ func newChaosEnv(t *testing.T) *chaosEnv {
 		t.Fatal(err)
 	}
 	keyDir := loaded.Signing.KeyDir
-	cfg = append(cfg, fmt.Sprintf("nats:\n  url: nats://127.0.0.1:%d\n  executor_ack_wait: %s\n", ce.port, chaosAckWait)...)
+	cfg = append(cfg, fmt.Sprintf("nats:\n  url: %s\n  executor_ack_wait: %s\n  replicas: %d\n", ce.natsURL(), chaosAckWait, nodes)...)
 	if ce.planner, err = svcmain.EnsureKey(keyDir, svcmain.RolePlanner, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
@@ -175,15 +197,24 @@ func newChaosEnv(t *testing.T) *chaosEnv {
 	if err := os.WriteFile(ce.cfg, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ce.nats = ce.startNATS(t)
+	// A clustered node finishes starting (provisioning at R3) only once
+	// the others run: start them all, then wait for each.
+	var wg sync.WaitGroup
+	for i := range ce.nodes {
+		wg.Go(func() { ce.startNATS(t, i) })
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	// The test acts as the roles it stands for: the provisioner declares
 	// the bus, the planner stores plans, the gateway decides and reads
 	// executions.
-	url := fmt.Sprintf("nats://127.0.0.1:%d", ce.port)
+	url := ce.natsURL()
 	ce.js = roleJetStream(t, url, bus.RoleMCPGateway)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := bus.Provision(ctx, roleJetStream(t, url, bus.RoleProvisioner), bus.Config{Clusters: []string{ce.cluster}, ExecutorAckWait: chaosAckWait}); err != nil {
+	if _, err := bus.Provision(ctx, roleJetStream(t, url, bus.RoleProvisioner), bus.Config{Clusters: []string{ce.cluster}, ExecutorAckWait: chaosAckWait, Replicas: nodes}); err != nil {
 		t.Fatal(err)
 	}
 	if ce.plans, err = bus.OpenPlanStore(ctx, roleJetStream(t, url, bus.RolePlanner)); err != nil {
@@ -253,16 +284,37 @@ func (p *proc) kill(t *testing.T) {
 	_, _ = p.waitExit(10 * time.Second)
 }
 
-func (ce *chaosEnv) startNATS(t *testing.T) *proc {
-	p := ce.start(t, nil, "nats", "--listen", fmt.Sprintf("127.0.0.1:%d", ce.port), "--store-dir", ce.store, "--config", ce.cfg)
-	deadline := time.Now().Add(30 * time.Second)
+// natsURL lists every node's client URL (clients fail over between them).
+func (ce *chaosEnv) natsURL() string {
+	var urls []string
+	for _, n := range ce.nodes {
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", n.port))
+	}
+	return strings.Join(urls, ",")
+}
+
+// startNATS starts (or restarts, on the same store) node i and waits
+// until it serves.
+func (ce *chaosEnv) startNATS(t *testing.T, i int) {
+	n := ce.nodes[i]
+	args := []string{"nats", "--listen", fmt.Sprintf("127.0.0.1:%d", n.port), "--store-dir", n.store, "--config", ce.cfg}
+	if len(ce.nodes) > 1 {
+		var routes []string
+		for _, o := range ce.nodes {
+			routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", o.route))
+		}
+		args = append(args, "--server-name", fmt.Sprintf("n%d", i), "--route-listen", fmt.Sprintf("127.0.0.1:%d", n.route), "--routes", strings.Join(routes, ","))
+	}
+	p := ce.start(t, nil, args...)
+	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(p.out.String(), "listening on") {
 		if _, exited := p.waitExit(0); exited || time.Now().After(deadline) {
-			t.Fatalf("kaar nats did not start:\n%s", p.out.String())
+			t.Errorf("kaar nats node %d did not start:\n%s", i, p.out.String())
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return p
+	n.proc = p
 }
 
 func (ce *chaosEnv) startExecutor(t *testing.T, crashAt string) *proc {
