@@ -134,6 +134,11 @@ func TestRelayConsumerStopsAtProvisioning(t *testing.T) {
 	if _, err := sub.NextMsg(10 * time.Second); err != nil {
 		t.Fatalf("the relay delivered nothing: %v", err)
 	}
+	// The stream stores the relayed delivery asynchronously to the
+	// subscriber's copy: give it a moment.
+	for deadline := time.Now().Add(5 * time.Second); auditMsgs() == 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if n := auditMsgs(); n != 1 {
 		t.Fatalf("AUDIT holds %d messages; the relay's delivery was expected there (if NATS stops storing relayed deliveries, say so in drift.go)", n)
 	}
