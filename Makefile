@@ -46,7 +46,7 @@ test: lint ## lint, then every test (go test -race ./...) against real NATS and 
 	./hack/test.sh
 
 unit: ## the fast loop: go test -short ./... (no control plane; sandbox tests skip under -short)
-	$(GO) test -short -count=1 ./...
+	$(GO) test -short -count=1 -p 4 ./...
 
 lint: $(GOLANGCI_LINT) $(GOVULNCHECK) $(VULNDB) ## gofmt, go vet, golangci-lint (.golangci.yml), go mod tidy -diff, govulncheck (hack/vulncheck.sh)
 	@out=$$(gofmt -l cmd pkg services deploy test hack); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
