@@ -15,6 +15,32 @@ import (
 	"github.com/kaar-dev/kaar/pkg/config"
 )
 
+// provisionedBus is an embedded bus, provisioned for the default
+// configuration (cluster "default"), and a connector that connects each
+// service as its role.
+func provisionedBus(t *testing.T, ctx context.Context) (config.Config, Connector) {
+	t.Helper()
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DontListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	owner, err := emb.Connect(ctx, bus.ConnectOptions{Name: "provisioner", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(owner.Close)
+	js, _ := jetstream.New(owner)
+	cfg := config.Default()
+	if _, err := bus.Provision(ctx, js, BusConfig(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
+		role, _ := bus.RoleOfService(name)
+		return emb.ConnectAs(ctx, role, ConnectOptions(cfg, name, logger))
+	}
+}
+
 // runningService counts how many of its kind run at once.
 type runningService struct {
 	running *atomic.Int32
@@ -46,26 +72,7 @@ func TestSingletonReplicasStandBy(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DontListen: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	owner, err := emb.Connect(ctx, bus.ConnectOptions{Name: "provisioner", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	js, _ := jetstream.New(owner)
-	cfg := config.Default()
-	cfg.Kubernetes.ClusterName = "prod"
-	if _, err := bus.Provision(ctx, js, BusConfig(cfg)); err != nil {
-		t.Fatal(err)
-	}
-	connect := func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
-		role, _ := bus.RoleOfService(name)
-		return emb.ConnectAs(ctx, role, ConnectOptions(cfg, name, logger))
-	}
+	cfg, connect := provisionedBus(t, ctx)
 	var running, most atomic.Int32
 	started := make(chan string, 4)
 	replica := func(name string) (Instance, context.CancelFunc, chan error) {
@@ -141,25 +148,7 @@ func TestSplitSingletonServesOnEveryReplica(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DontListen: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	owner, err := emb.Connect(ctx, bus.ConnectOptions{Name: "provisioner", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	js, _ := jetstream.New(owner)
-	cfg := config.Default()
-	if _, err := bus.Provision(ctx, js, BusConfig(cfg)); err != nil {
-		t.Fatal(err)
-	}
-	connect := func(ctx context.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
-		role, _ := bus.RoleOfService(name)
-		return emb.ConnectAs(ctx, role, ConnectOptions(cfg, name, logger))
-	}
+	cfg, connect := provisionedBus(t, ctx)
 	var running, most atomic.Int32
 	leaders, every := make(chan string, 4), make(chan string, 4)
 	for _, name := range []string{"a", "b"} {
