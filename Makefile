@@ -30,7 +30,7 @@ VULNDB := $(BIN)/vulndb-$(VULNDB_VERSION)
 GOVULNDB ?= file://$(VULNDB)
 SERVICES := watcher planner executor mcpgateway notifier
 
-.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench bench-pipeline bench-watcher chaos mcp-tools interop tidy clean
+.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench bench-pipeline bench-watcher bench-ha chaos mcp-tools interop tidy clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -104,6 +104,9 @@ bench-pipeline: ## failure-to-plan latency of kaar serve on the sandbox (30 fail
 
 bench-watcher: ## the watcher at scale on a private sandbox: 10,000 pods over 100 kwok nodes, a 2,000-pod storm; appends to BENCHMARKS.md
 	$(GO) run ./services/watcher/cmd/kaar-watcher-bench -pods 10000 -nodes 100 -storm 2000 -analyze 1000 -out $(ROOT)/BENCHMARKS.md
+
+bench-ha: ## approved plans executed and verified per second by the split deployment, on one NATS server and on a 3-node R3 cluster (sandbox)
+	cd cmd/kaar && $(GO) test -run '^$$' -bench ExecutedDecisions -benchtime 1x -timeout 30m .
 
 chaos: ## long chaos suite: executor and NATS SIGKILLs on one NATS server and on a 3-node R3 cluster, 50 plans per scenario; prints the tables (into .cache/chaos-table.txt, .cache/chaos-cluster-table.txt)
 	set -o pipefail; cd cmd/kaar && KAAR_CHAOS_RUNS=$${KAAR_CHAOS_RUNS:-5} KAAR_CHAOS_BATCH=$${KAAR_CHAOS_BATCH:-10} KAAR_CHAOS_TABLE=$(ROOT)/.cache/chaos-table.txt \

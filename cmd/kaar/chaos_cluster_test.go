@@ -61,7 +61,7 @@ func TestChaosOnAThreeNodeCluster(t *testing.T) {
 
 // streamLeader is the index of the node leading stream (its server name
 // is n<index>).
-func (ce *chaosEnv) streamLeader(t *testing.T, stream string) int {
+func (ce *chaosEnv) streamLeader(t testing.TB, stream string) int {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

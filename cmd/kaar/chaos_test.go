@@ -157,7 +157,7 @@ type chaosEnv struct {
 // a crashed executor's plan is taken over.
 const chaosAckWait = 3 * time.Second
 
-func newChaosEnv(t *testing.T) *chaosEnv { return newChaosEnvWith(t, 1) }
+func newChaosEnv(t testing.TB) *chaosEnv { return newChaosEnvWith(t, 1) }
 
 // natsNode is one kaar nats process of the suite: its client port, its
 // route port (clustered), its store, and the running process.
@@ -169,9 +169,10 @@ type natsNode struct {
 
 // newChaosEnvWith starts nodes kaar nats processes: 1, or 3 clustered
 // (nats.replicas 3).
-func newChaosEnvWith(t *testing.T, nodes int) *chaosEnv {
+func newChaosEnvWith(t testing.TB, nodes int) *chaosEnv {
 	c := sandbox.ForTest(t)
-	ce := &chaosEnv{t: t, bin: buildKaar(t), kube: c.Clientset()}
+	ce := &chaosEnv{bin: buildKaar(t), kube: c.Clientset()}
+	ce.t, _ = t.(*testing.T) // scenarios run as its subtests; benchmarks have none
 	for range nodes {
 		ce.nodes = append(ce.nodes, &natsNode{port: freePort(t), route: freePort(t), store: t.TempDir()})
 	}
@@ -230,7 +231,7 @@ type proc struct {
 	done chan error
 }
 
-func (ce *chaosEnv) start(t *testing.T, env []string, args ...string) *proc {
+func (ce *chaosEnv) start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{out: &lockedBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(ce.bin, args...)
@@ -276,7 +277,7 @@ func (p *proc) stop() {
 	}
 }
 
-func (p *proc) kill(t *testing.T) {
+func (p *proc) kill(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatalf("kill: %v", err)
@@ -295,7 +296,7 @@ func (ce *chaosEnv) natsURL() string {
 
 // startNATS starts (or restarts, on the same store) node i and waits
 // until it serves.
-func (ce *chaosEnv) startNATS(t *testing.T, i int) {
+func (ce *chaosEnv) startNATS(t testing.TB, i int) {
 	n := ce.nodes[i]
 	args := []string{"nats", "--listen", fmt.Sprintf("127.0.0.1:%d", n.port), "--store-dir", n.store, "--config", ce.cfg}
 	if len(ce.nodes) > 1 {
@@ -317,7 +318,7 @@ func (ce *chaosEnv) startNATS(t *testing.T, i int) {
 	n.proc = p
 }
 
-func (ce *chaosEnv) startExecutor(t *testing.T, crashAt string) *proc {
+func (ce *chaosEnv) startExecutor(t testing.TB, crashAt string) *proc {
 	var env []string
 	if crashAt != "" {
 		env = append(env, executor.EnvCrashAt+"="+crashAt)
@@ -335,7 +336,7 @@ type chaosPlan struct {
 
 // newPlans creates n Deployments and a two-step plan for each: a new
 // image and a memory limit, both patches guarded by the generation.
-func (ce *chaosEnv) newPlans(t *testing.T, n int, expiresIn time.Duration) []chaosPlan {
+func (ce *chaosEnv) newPlans(t testing.TB, n int, expiresIn time.Duration) []chaosPlan {
 	t.Helper()
 	var names []string
 	for range n {
@@ -365,7 +366,7 @@ func (ce *chaosEnv) newPlans(t *testing.T, n int, expiresIn time.Duration) []cha
 	return out
 }
 
-func (ce *chaosEnv) createDeployment(t *testing.T, name string) {
+func (ce *chaosEnv) createDeployment(t testing.TB, name string) {
 	dep := sandbox.TestDeployment(ce.ns, name, "nginx:1.27", 1, nil)
 	// A memory limit to raise, as the planner's set_memory_limit replaces.
 	dep.Spec.Template.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}
@@ -384,7 +385,7 @@ func (ce *chaosEnv) createDeployment(t *testing.T, name string) {
 	t.Errorf("deployment %s not available within 2m", name)
 }
 
-func (ce *chaosEnv) plan(t *testing.T, dep *appsv1.Deployment, expiresIn time.Duration) events.Plan {
+func (ce *chaosEnv) plan(t testing.TB, dep *appsv1.Deployment, expiresIn time.Duration) events.Plan {
 	target := events.ObjectRef{Kind: "Deployment", Namespace: ce.ns, Name: dep.Name, UID: string(dep.UID), APIVersion: "apps/v1"}
 	guard := fmt.Sprintf(`{"op":"test","path":"/metadata/generation","value":%d}`, dep.Generation)
 	now := time.Now().UTC().Truncate(time.Second)
@@ -408,11 +409,11 @@ func (ce *chaosEnv) plan(t *testing.T, dep *appsv1.Deployment, expiresIn time.Du
 	return p
 }
 
-func (ce *chaosEnv) approveAll(t *testing.T, plans []chaosPlan) { ce.approveAllAs(t, plans, "") }
+func (ce *chaosEnv) approveAll(t testing.TB, plans []chaosPlan) { ce.approveAllAs(t, plans, "") }
 
 // approveAllAs approves every plan as client: "" is the chaos client with
 // the canonical message id; other clients' approvals carry their own.
-func (ce *chaosEnv) approveAllAs(t *testing.T, plans []chaosPlan, client string) {
+func (ce *chaosEnv) approveAllAs(t testing.TB, plans []chaosPlan, client string) {
 	for _, cp := range plans {
 		by := "chaos"
 		msgID := events.DecisionMsgID(cp.plan.ID, cp.plan.Digest, events.DecisionApproved)
@@ -461,7 +462,7 @@ func (ce *chaosEnv) execution(id string) (*events.Execution, error) {
 	return &ex, json.Unmarshal(e.Value(), &ex)
 }
 
-func (ce *chaosEnv) waitAnyExecution(t *testing.T, plans []chaosPlan, within time.Duration) {
+func (ce *chaosEnv) waitAnyExecution(t testing.TB, plans []chaosPlan, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -476,7 +477,7 @@ func (ce *chaosEnv) waitAnyExecution(t *testing.T, plans []chaosPlan, within tim
 }
 
 // finishedCounts counts the execution_finished audit records per plan.
-func (ce *chaosEnv) finishedCounts(t *testing.T) map[string]int {
+func (ce *chaosEnv) finishedCounts(t testing.TB) map[string]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -560,7 +561,7 @@ func (ce *chaosEnv) refusalScenario(name string, runs, batch int, reason events.
 
 // deleteDeployments removes a run's Deployments (and so their pods), so a
 // long run does not fill the sandbox's nodes.
-func (ce *chaosEnv) deleteDeployments(t *testing.T, plans []chaosPlan) {
+func (ce *chaosEnv) deleteDeployments(t testing.TB, plans []chaosPlan) {
 	bg := metav1.DeletePropagationBackground
 	for _, cp := range plans {
 		if err := ce.kube.AppsV1().Deployments(ce.ns).Delete(context.Background(), cp.dep.Name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
@@ -580,7 +581,7 @@ func (ce *chaosEnv) stopExecutors() {
 
 // settle waits for every plan to reach a final execution state and
 // counts executions, duplicates and losses.
-func (ce *chaosEnv) settle(t *testing.T, plans []chaosPlan, r *chaosResult, want events.ExecutionState, reason events.RefusalReason) {
+func (ce *chaosEnv) settle(t testing.TB, plans []chaosPlan, r *chaosResult, want events.ExecutionState, reason events.RefusalReason) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	final := map[string]*events.Execution{}

@@ -30,7 +30,7 @@ var builtKaar struct {
 
 // buildKaar builds the kaar binary once per test binary run and returns
 // its path. It skips the test under -short.
-func buildKaar(t *testing.T) string {
+func buildKaar(t testing.TB) string {
 	t.Helper()
 	sandbox.SkipShort(t, "it builds the kaar binary")
 	builtKaar.once.Do(func() {
