@@ -42,6 +42,9 @@ type chartCase struct {
 	loopback                          bool
 	// notifierSecret is notifier.existingSecret ("" = no notifier).
 	notifierSecret string
+	// natsCluster is nats.cluster.enabled (three NATS nodes, whose routes
+	// log in with the key route of natsSecret).
+	natsCluster bool
 }
 
 // chartServices are the services a rendering runs: the four, and the
@@ -80,6 +83,9 @@ func chartSecrets(tc chartCase) map[string]map[string]string {
 			// Hex, as openssl rand -hex makes them (a leading digit too),
 			// one per role, all different.
 			out[tc.natsSecret][string(r)] = fmt.Sprintf("4f%x0123456789abcdef", string(r))
+		}
+		if tc.natsCluster {
+			out[tc.natsSecret]["route"] = routePassword
 		}
 	}
 	if tc.tokenSecret != "" {
@@ -135,6 +141,9 @@ nats:
 		{name: "values file with config overrides", args: []string{"-f", values},
 			cluster: "staging_2", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2, autoApprove: true,
 			natsSecret: "bus-passwords", tokenSecret: "gateway-tokens", tokenKey: "tokens"},
+		{name: "high availability (values-ha.yaml) with the notifier", args: []string{"-f", haValues(t), "--set", withSecrets + notifierArgs},
+			cluster: "default", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, gatewayPods: 2,
+			natsSecret: "kaar-nats-users", tokenSecret: "kaar-mcp-tokens", tokenKey: "tokens.yaml", notifierSecret: "kaar-notifier", natsCluster: true},
 		{name: "notifier with Slack and the inbound webhook", args: []string{"--set", withSecrets + notifierArgs + ",serviceMonitor.enabled=true"},
 			cluster: "default", natsInChart: true, persistence: true, rbac: true, dryRunPolicy: true, annotations: true, monitor: true, gatewayPods: 2,
 			natsSecret: "kaar-nats-users", tokenSecret: "kaar-mcp-tokens", tokenKey: "tokens.yaml", notifierSecret: "kaar-notifier"},
@@ -224,7 +233,13 @@ func checkRendering(t *testing.T, tc chartCase, ns string, objs []*unstructured.
 		if hasPerms := strings.Contains(conf["nats.conf"], "include ./kaar-permissions.conf") && conf["kaar-permissions.conf"] != ""; hasPerms != (tc.natsSecret != "") {
 			t.Errorf("NATS includes kaar-permissions.conf: %t, want %t", hasPerms, tc.natsSecret != "")
 		}
-		if n := len(env) - 1; (n == len(bus.Roles())) != (tc.natsSecret != "") {
+		n := 0
+		for _, kv := range env {
+			if name, _, _ := strings.Cut(kv, "="); strings.HasSuffix(name, "_PASSWORD") && name != "KAAR_NATS_ROUTE_PASSWORD" {
+				n++
+			}
+		}
+		if (n == len(bus.Roles())) != (tc.natsSecret != "") {
 			t.Errorf("NATS server gets %d passwords, want one per role with NATS auth only", n)
 		}
 	}
@@ -321,6 +336,11 @@ func resolveEnv(t *testing.T, where string, c map[string]any, secrets map[string
 		m := e.(map[string]any)
 		name := m["name"].(string)
 		if v, ok := m["value"].(string); ok {
+			// kubelet expands $(NAME) of the variables defined before.
+			for _, kv := range env {
+				k, val, _ := strings.Cut(kv, "=")
+				v = strings.ReplaceAll(v, "$("+k+")", val)
+			}
 			env = append(env, name+"="+v)
 			continue
 		}
@@ -482,6 +502,9 @@ func TestChartRefusesInsecureOrIncompleteValues(t *testing.T) {
 		{"outbound webhook secret in the ConfigMap", withSecrets + notifierArgs + ",config.notify.webhooks[0].name=ops,config.notify.webhooks[0].url=https://h.example,config.notify.webhooks[0].secret=0123456789abcdef", "config.notify.webhooks and config.notify.inbound.senders carry their secrets"},
 		{"inbound senders in the ConfigMap", withSecrets + notifierArgs + ",config.notify.inbound.senders[0].name=pd,config.notify.inbound.senders[0].secret=0123456789abcdef", "config.notify.webhooks and config.notify.inbound.senders"},
 		{"notify listen address in config", withSecrets + notifierArgs + ",config.notify.listen=0.0.0.0:1", "config.notify.listen is set by the chart"},
+		{"R3 streams on the chart's single NATS node", withSecrets + ",config.nats.replicas=3", "config.nats.replicas=3 needs a NATS cluster of three JetStream servers"},
+		{"R1 streams on the chart's three NATS nodes", withSecrets + ",nats.cluster.enabled=true,config.nats.replicas=1", "config.nats.replicas=1 with nats.cluster.enabled"},
+		{"unknown anti-affinity", withSecrets + ",podAntiAffinity=always", `podAntiAffinity "always": use soft`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := helmTemplate(t, "kaar", "kaar", "--set", tc.set)

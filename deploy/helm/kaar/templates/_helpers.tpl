@@ -85,7 +85,12 @@ KAAR_NOTIFY_INBOUND_SECRET: inbound-secret
 {{- define "kaar.config" -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- $_ := set $cfg "kubernetes" (merge (default dict (get $cfg "kubernetes")) (dict "cluster_name" .Values.clusterName)) -}}
-{{- $_ = set $cfg "nats" (merge (dict "url" (include "kaar.natsURL" .)) (default dict (get $cfg "nats"))) -}}
+{{- $nats := merge (dict "url" (include "kaar.natsURL" .)) (default dict (get $cfg "nats")) -}}
+{{- if and .Values.nats.enabled .Values.nats.cluster.enabled -}}
+{{- /* Three clustered nodes: every stream and bucket at R3. */ -}}
+{{- $_ := set $nats "replicas" 3 -}}
+{{- end -}}
+{{- $_ = set $cfg "nats" $nats -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -129,7 +134,48 @@ or a bus anyone can use, or that would put secrets into the ConfigMap.
 {{- if and (include "kaar.notifierEnabled" .) (not .Values.notifier.existingSecret) -}}
 {{- fail "\n\nnotifier.existingSecret: config.notify is set, so the chart runs the notifier; its Slack tokens and inbound webhook secret come from a Secret, never from config (a ConfigMap):\n  kubectl -n <namespace> create secret generic kaar-notifier \\\n    --from-literal=slack-bot-token=xoxb-... --from-literal=slack-signing-secret=... [--from-literal=slack-app-token=xapp-...] [--from-literal=inbound-secret=$(openssl rand -hex 24)]\nand set notifier.existingSecret=kaar-notifier." -}}
 {{- end -}}
+{{- $replicas := dig "nats" "replicas" nil .Values.config -}}
+{{- if and .Values.nats.enabled .Values.nats.cluster.enabled (not (kindIs "invalid" $replicas)) (ne (int $replicas) 3) -}}
+{{- fail (printf "config.nats.replicas=%v with nats.cluster.enabled: the chart's three NATS nodes keep every stream and bucket at 3 replicas; leave config.nats.replicas unset (the chart sets 3)" $replicas) -}}
+{{- end -}}
+{{- if and .Values.nats.enabled (not .Values.nats.cluster.enabled) (not (kindIs "invalid" $replicas)) (ne (int $replicas) 1) -}}
+{{- fail (printf "config.nats.replicas=%v needs a NATS cluster of three JetStream servers, and the chart's NATS is a single node: set nats.cluster.enabled=true (three clustered nodes) or use an external cluster (nats.enabled=false, nats.url)" $replicas) -}}
+{{- end -}}
 {{- if and .Values.nats.enabled (not .Values.nats.auth.enabled) -}}
 {{- fail "nats.auth.enabled=false with the chart's NATS server (nats.enabled) would let anyone who reaches it approve plans and purge the audit trail: name a Secret in nats.auth.existingSecret (one password per role)" -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+kaar.podAntiAffinity is a pod spec's affinity: the component's own
+(<component>.affinity) when set, otherwise, with podAntiAffinity "soft"
+or "hard", replicas of one component kept on different nodes (preferred
+or required). (dict "root" $ "component" "watcher" "affinity" $v.affinity)
+*/}}
+{{- define "kaar.podAntiAffinity" -}}
+{{- $mode := .root.Values.podAntiAffinity -}}
+{{- if .affinity }}
+affinity:
+  {{- toYaml .affinity | nindent 2 }}
+{{- else if eq $mode "soft" }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "kaar.selectorLabels" . | nindent 14 }}
+{{- else if eq $mode "hard" }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "kaar.selectorLabels" . | nindent 12 }}
+{{- else if $mode }}
+{{- fail (printf "podAntiAffinity %q: use soft (replicas prefer different nodes), hard (they require them) or \"\" (no rule)" $mode) }}
+{{- end }}
 {{- end -}}
