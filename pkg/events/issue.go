@@ -33,6 +33,23 @@ const (
 	// IssueStuckTerminating: the pod has been terminating well past its
 	// grace period.
 	IssueStuckTerminating IssueType = "StuckTerminating"
+
+	// Failures with no failing pod, reported on the workload a person
+	// would fix.
+
+	// IssueFailedCreate: a controller cannot create its pods (a
+	// ResourceQuota exceeded or requiring limits, a missing
+	// ServiceAccount, Pod Security admission, an admission webhook, a
+	// LimitRange); reported on the Deployment, StatefulSet, DaemonSet or
+	// Job with the controller's message.
+	IssueFailedCreate IssueType = "FailedCreate"
+	// IssueRolloutStuck: a rollout stopped advancing (a Deployment past
+	// its progress deadline, a StatefulSet or DaemonSet update that does
+	// not move).
+	IssueRolloutStuck IssueType = "RolloutStuck"
+	// IssueJobFailed: a Job failed for good (backoff limit or active
+	// deadline exceeded), or a CronJob's recent runs failed.
+	IssueJobFailed IssueType = "JobFailed"
 )
 
 // IssueTypes lists every IssueType in a stable order.
@@ -41,6 +58,7 @@ func IssueTypes() []IssueType {
 		IssueCrashLoopBackOff, IssueImagePullBackOff, IssueOOMKilled,
 		IssuePending, IssueEvicted, IssueCreateContainerConfigError,
 		IssueInitContainerFailing, IssueNotReady, IssueStuckTerminating,
+		IssueFailedCreate, IssueRolloutStuck, IssueJobFailed,
 	}
 }
 
@@ -88,9 +106,9 @@ func (t IssueType) Validate() error { return validateEnum("type", t, IssueTypes(
 func (t IssueType) DefaultSeverity() Severity {
 	switch t {
 	case IssueCrashLoopBackOff, IssueImagePullBackOff, IssueOOMKilled,
-		IssueCreateContainerConfigError, IssueInitContainerFailing:
+		IssueCreateContainerConfigError, IssueInitContainerFailing, IssueFailedCreate:
 		return SeverityHigh
-	case IssuePending, IssueEvicted, IssueNotReady:
+	case IssuePending, IssueEvicted, IssueNotReady, IssueRolloutStuck, IssueJobFailed:
 		return SeverityMedium
 	case IssueStuckTerminating:
 		return SeverityLow

@@ -3,6 +3,7 @@ package watcher
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,6 +81,15 @@ type podObs struct {
 	Issues []PodIssue
 }
 
+// ctrlObs is one controller of an owner (the owner itself, or a
+// ReplicaSet or Job it controls) with its current issues.
+type ctrlObs struct {
+	// Chain is the controller chain from this controller up to the owner
+	// ([ReplicaSet, Deployment], [Job, CronJob], [StatefulSet]).
+	Chain  []events.ObjectRef
+	Issues []ControllerIssue
+}
+
 // tracker groups pod issues into incidents and decides which transitions
 // are due. It does no I/O: the service publishes what Observe returns and
 // then calls Commit. Observe for one owner must not run concurrently with
@@ -108,11 +118,22 @@ func newTracker(cluster string, timing Timing, protected func(string) bool) *tra
 	}
 }
 
-// group is the pods of one owner sharing a container and an issue type.
+// group is the pods of one owner sharing a container and an issue type,
+// or the controllers of one owner sharing an issue type (a controller's
+// issue types are never a pod's).
 type group struct {
 	container string
 	typ       events.IssueType
 	pods      []podIssue
+	ctrls     []ctrlIssue
+	// note ends the message of a RolloutStuck incident: the incidents of
+	// the pods it waits for.
+	note string
+}
+
+type ctrlIssue struct {
+	chain []events.ObjectRef
+	issue ControllerIssue
 }
 
 type podIssue struct {
@@ -121,12 +142,19 @@ type podIssue struct {
 	issue PodIssue
 }
 
-// Observe records the current pods of owner (those without issues may be
-// left out) at time now, and returns the announcements due now and the
-// next time something may become due without any new observation (zero
-// when nothing is pending).
+// Observe is ObserveOwner for an owner whose controllers have no issues.
 func (t *tracker) Observe(owner events.ObjectRef, pods []podObs, now time.Time) ([]announcement, time.Time) {
-	groups := groupPods(pods)
+	return t.ObserveOwner(owner, pods, nil, now)
+}
+
+// ObserveOwner records the current pods of owner (those without issues
+// may be left out) and the issues of its controllers at time now, and
+// returns the announcements due now and the next time something may
+// become due without any new observation (zero when nothing is pending).
+// An owner's incidents come from both: its pods' issues and its
+// controllers' (a Deployment can be RolloutStuck because its pods crash).
+func (t *tracker) ObserveOwner(owner events.ObjectRef, pods []podObs, ctrls []ctrlObs, now time.Time) ([]announcement, time.Time) {
+	groups := groupObs(pods, ctrls)
 	key := keyOf(owner)
 
 	t.mu.Lock()
@@ -188,6 +216,17 @@ func (t *tracker) Observe(owner events.ObjectRef, pods []podObs, now time.Time) 
 
 // update folds a group into an incident's state.
 func (t *tracker) update(st *incidentState, id string, owner events.ObjectRef, g group, now time.Time) {
+	t.begin(st, g, now)
+	if len(g.pods) == 0 {
+		t.updateController(st, id, owner, g, now)
+		return
+	}
+	t.updatePods(st, id, owner, g, now)
+}
+
+// begin marks the incident present, starting a new episode when it was
+// not open.
+func (t *tracker) begin(st *incidentState, g group, now time.Time) {
 	if !st.present {
 		t.present[g.typ]++
 		st.present = true
@@ -200,6 +239,37 @@ func (t *tracker) update(st *incidentState, id string, owner events.ObjectRef, g
 			st.cur.Reason = ""
 		}
 	}
+}
+
+// updateController folds a group of controller issues into an incident:
+// one occurrence per episode, the pods counted by the controllers.
+func (t *tracker) updateController(st *incidentState, id string, owner events.ObjectRef, g group, now time.Time) {
+	st.seed = false
+	rep := g.ctrls[0]
+	podCount := 0
+	for _, c := range g.ctrls {
+		podCount += c.issue.PodCount
+	}
+	st.cur = events.Incident{
+		ID:         id,
+		Cluster:    t.cluster,
+		Namespace:  owner.Namespace,
+		Owner:      owner,
+		OwnerChain: rep.chain,
+		Type:       g.typ,
+		Reason:     rep.issue.Reason,
+		Message:    incidentMessage(rep.issue.Message + g.note),
+		PodCount:   podCount,
+		FirstSeen:  st.firstSeen,
+		LastSeen:   now,
+		Count:      max(st.cur.Count, 1),
+		Severity:   g.typ.DefaultSeverity(),
+		Protected:  t.protected(owner.Namespace),
+	}
+}
+
+// updatePods folds a group of pods into an incident.
+func (t *tracker) updatePods(st *incidentState, id string, owner events.ObjectRef, g group, now time.Time) {
 	if st.seen == nil {
 		st.seen = map[string]int32{}
 	}
@@ -423,6 +493,59 @@ func (t *tracker) Has(k ownerKey) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return len(t.byOwner[k]) > 0
+}
+
+// groupObs groups the issues of an owner's pods by container and type,
+// pods sorted by name, and its controllers' issues by type, controllers in
+// chain order (the owner's own issue first). A RolloutStuck group notes
+// the pod incidents of the ReplicaSet it waits for.
+func groupObs(pods []podObs, ctrls []ctrlObs) []group {
+	groups := groupPods(pods)
+	idx := map[events.IssueType]int{}
+	for _, c := range ctrls {
+		for _, iss := range c.Issues {
+			i, ok := idx[iss.Type]
+			if !ok {
+				i = len(groups)
+				idx[iss.Type] = i
+				groups = append(groups, group{typ: iss.Type})
+			}
+			groups[i].ctrls = append(groups[i].ctrls, ctrlIssue{chain: c.Chain, issue: iss})
+		}
+	}
+	for i := range groups {
+		if len(groups[i].ctrls) > 0 && groups[i].typ == events.IssueRolloutStuck {
+			groups[i].note = podIncidentsNote(groups, groups[i].ctrls[0].issue.ReplicaSet)
+		}
+	}
+	return groups
+}
+
+// podIncidentsNote names the pod incidents of an owner whose pods belong
+// to ReplicaSet rs (any of its pods when rs is unknown): "; see the
+// CrashLoopBackOff incident of its pods".
+func podIncidentsNote(groups []group, rs string) string {
+	var types []string
+	for _, g := range groups {
+		if len(g.pods) == 0 {
+			continue
+		}
+		if rs == "" || slices.ContainsFunc(g.pods, func(p podIssue) bool {
+			return len(p.chain) > 0 && p.chain[0].Kind == "ReplicaSet" && p.chain[0].Name == rs
+		}) {
+			types = append(types, string(g.typ))
+		}
+	}
+	if len(types) == 0 {
+		return ""
+	}
+	slices.Sort(types)
+	types = slices.Compact(types)
+	word := "incident"
+	if len(types) > 1 {
+		word = "incidents"
+	}
+	return "; see the " + strings.Join(types, " and ") + " " + word + " of its pods"
 }
 
 // groupPods groups the issues of an owner's pods by container and type,

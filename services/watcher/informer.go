@@ -19,20 +19,30 @@ import (
 const indexController = "kaar-controller"
 
 // cluster is the watcher's view of the cluster: one shared informer
-// factory with pod, ReplicaSet and Job informers, trimmed by transform and
-// indexed by controller, and a second one with the kubelet's Warning
-// Failed events of pods (the causes of image pull failures).
+// factory with pod, ReplicaSet, Job, Deployment, StatefulSet and DaemonSet
+// informers, trimmed by transform (pods, ReplicaSets and Jobs indexed by
+// controller), a second one with the kubelet's Warning Failed events of
+// pods (the causes of image pull failures), and a third with the
+// controllers' Warning FailedCreate events.
 type cluster struct {
 	factory informers.SharedInformerFactory
 	pods    cache.SharedIndexInformer
 	rs      cache.SharedIndexInformer
 	jobs    cache.SharedIndexInformer
+	deploys cache.SharedIndexInformer
+	sts     cache.SharedIndexInformer
+	ds      cache.SharedIndexInformer
 	// eventFactory is separate because its field selector must not apply
 	// to the other informers, and because events are optional evidence:
 	// the watcher does not wait for them (nor need the right to read them)
 	// to detect.
 	eventFactory informers.SharedInformerFactory
 	events       cache.SharedIndexInformer
+	// createFactory has the FailedCreate events of StatefulSets,
+	// DaemonSets and Jobs (their only record of it); optional like the
+	// pull failures.
+	createFactory informers.SharedInformerFactory
+	createEvents  cache.SharedIndexInformer
 }
 
 func newCluster(cs kubernetes.Interface, namespace string, resync time.Duration) (*cluster, error) {
@@ -43,13 +53,20 @@ func newCluster(cs kubernetes.Interface, namespace string, resync time.Duration)
 	f := informers.NewSharedInformerFactoryWithOptions(cs, resync, opts...)
 	ef := informers.NewSharedInformerFactoryWithOptions(cs, 0, append(opts,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = eventFieldSelector }))...)
+	cf := informers.NewSharedInformerFactoryWithOptions(cs, 0, append(opts,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = createFailureFieldSelector }))...)
 	c := &cluster{
-		factory:      f,
-		pods:         f.Core().V1().Pods().Informer(),
-		rs:           f.Apps().V1().ReplicaSets().Informer(),
-		jobs:         f.Batch().V1().Jobs().Informer(),
-		eventFactory: ef,
-		events:       ef.Core().V1().Events().Informer(),
+		factory:       f,
+		pods:          f.Core().V1().Pods().Informer(),
+		rs:            f.Apps().V1().ReplicaSets().Informer(),
+		jobs:          f.Batch().V1().Jobs().Informer(),
+		deploys:       f.Apps().V1().Deployments().Informer(),
+		sts:           f.Apps().V1().StatefulSets().Informer(),
+		ds:            f.Apps().V1().DaemonSets().Informer(),
+		eventFactory:  ef,
+		events:        ef.Core().V1().Events().Informer(),
+		createFactory: cf,
+		createEvents:  cf.Core().V1().Events().Informer(),
 	}
 	for name, inf := range map[string]struct {
 		i    cache.SharedIndexInformer
@@ -90,6 +107,29 @@ func (c *cluster) job(ns, name string) *batchv1.Job {
 	}
 	j, _ := obj.(*batchv1.Job)
 	return j
+}
+
+// get returns the cached object ns/name of an informer, nil when absent.
+func get[T any](inf cache.SharedIndexInformer, ns, name string) *T {
+	obj, ok, _ := inf.GetIndexer().GetByKey(ns + "/" + name)
+	if !ok {
+		return nil
+	}
+	o, _ := obj.(*T)
+	return o
+}
+
+// controlled returns the cached objects of an informer (ReplicaSets or
+// Jobs) whose controller is k.
+func controlled[T any](inf cache.SharedIndexInformer, k ownerKey) []*T {
+	objs, _ := inf.GetIndexer().ByIndex(indexController, k.String())
+	out := make([]*T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(*T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // podsOf returns the cached pods whose top controller is k, found through
@@ -139,9 +179,10 @@ func (c *cluster) podsOf(k ownerKey) []*corev1.Pod {
 // transform trims every cached object to what the watcher reads:
 // managedFields always go (nil-safe), pods keep their identity, owner
 // references, deletion state, restart policy, container names and status,
-// ReplicaSets and Jobs keep only their metadata identity and owner
-// references, and events their subject, reason, message and times. It
-// returns new objects, so it is idempotent.
+// workload controllers their identity, owner references, replica counts,
+// conditions and (Deployments, ReplicaSets) revision, and events their
+// subject, reason, message and times. It returns new objects, so it is
+// idempotent.
 func transform(obj any) (any, error) {
 	if v := reflect.ValueOf(obj); !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
 		return obj, nil
@@ -150,9 +191,15 @@ func transform(obj any) (any, error) {
 	case *corev1.Pod:
 		return trimPod(o), nil
 	case *appsv1.ReplicaSet:
-		return &appsv1.ReplicaSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}, nil
+		return trimReplicaSet(o), nil
 	case *batchv1.Job:
-		return &batchv1.Job{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}, nil
+		return trimJob(o), nil
+	case *appsv1.Deployment:
+		return trimDeployment(o), nil
+	case *appsv1.StatefulSet:
+		return trimStatefulSet(o), nil
+	case *appsv1.DaemonSet:
+		return trimDaemonSet(o), nil
 	case *corev1.Event:
 		return trimEvent(o), nil
 	case metav1.ObjectMetaAccessor:
@@ -176,6 +223,58 @@ func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 		OwnerReferences:            m.OwnerReferences,
 		Finalizers:                 m.Finalizers,
 	}
+}
+
+// withRevision is trimMeta keeping the deployment controller's revision
+// annotation, which the RolloutStuck message names.
+func withRevision(m metav1.ObjectMeta) metav1.ObjectMeta {
+	out := trimMeta(m)
+	if rev, ok := m.Annotations[annotationRevision]; ok {
+		out.Annotations = map[string]string{annotationRevision: rev}
+	}
+	return out
+}
+
+func trimReplicaSet(o *appsv1.ReplicaSet) *appsv1.ReplicaSet {
+	return &appsv1.ReplicaSet{TypeMeta: o.TypeMeta, ObjectMeta: withRevision(o.ObjectMeta),
+		Spec: appsv1.ReplicaSetSpec{Replicas: o.Spec.Replicas},
+		Status: appsv1.ReplicaSetStatus{Replicas: o.Status.Replicas, ReadyReplicas: o.Status.ReadyReplicas,
+			AvailableReplicas: o.Status.AvailableReplicas, ObservedGeneration: o.Status.ObservedGeneration,
+			Conditions: o.Status.Conditions}}
+}
+
+func trimJob(o *batchv1.Job) *batchv1.Job {
+	return &batchv1.Job{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
+		Spec: batchv1.JobSpec{Parallelism: o.Spec.Parallelism, Completions: o.Spec.Completions, Suspend: o.Spec.Suspend},
+		Status: batchv1.JobStatus{Conditions: o.Status.Conditions, Active: o.Status.Active, Succeeded: o.Status.Succeeded,
+			Failed: o.Status.Failed, StartTime: o.Status.StartTime, CompletionTime: o.Status.CompletionTime}}
+}
+
+func trimDeployment(o *appsv1.Deployment) *appsv1.Deployment {
+	return &appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: withRevision(o.ObjectMeta),
+		Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Paused: o.Spec.Paused,
+			ProgressDeadlineSeconds: o.Spec.ProgressDeadlineSeconds},
+		Status: appsv1.DeploymentStatus{ObservedGeneration: o.Status.ObservedGeneration, Replicas: o.Status.Replicas,
+			UpdatedReplicas: o.Status.UpdatedReplicas, ReadyReplicas: o.Status.ReadyReplicas,
+			AvailableReplicas: o.Status.AvailableReplicas, UnavailableReplicas: o.Status.UnavailableReplicas,
+			Conditions: o.Status.Conditions}}
+}
+
+func trimStatefulSet(o *appsv1.StatefulSet) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
+		Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector},
+		Status: appsv1.StatefulSetStatus{ObservedGeneration: o.Status.ObservedGeneration, Replicas: o.Status.Replicas,
+			ReadyReplicas: o.Status.ReadyReplicas, UpdatedReplicas: o.Status.UpdatedReplicas,
+			CurrentRevision: o.Status.CurrentRevision, UpdateRevision: o.Status.UpdateRevision, Conditions: o.Status.Conditions}}
+}
+
+func trimDaemonSet(o *appsv1.DaemonSet) *appsv1.DaemonSet {
+	return &appsv1.DaemonSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
+		Spec: appsv1.DaemonSetSpec{Selector: o.Spec.Selector},
+		Status: appsv1.DaemonSetStatus{ObservedGeneration: o.Status.ObservedGeneration,
+			DesiredNumberScheduled: o.Status.DesiredNumberScheduled, CurrentNumberScheduled: o.Status.CurrentNumberScheduled,
+			NumberReady: o.Status.NumberReady, UpdatedNumberScheduled: o.Status.UpdatedNumberScheduled,
+			NumberUnavailable: o.Status.NumberUnavailable, Conditions: o.Status.Conditions}}
 }
 
 func trimPod(p *corev1.Pod) *corev1.Pod {

@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -31,8 +33,9 @@ type Deps struct {
 	// NATS is the bus connection (required). The ISSUES stream and the
 	// kaar_incidents bucket must exist (bus.Provision).
 	NATS *nats.Conn
-	// Kube reads pods, ReplicaSets, Jobs and events (required; get, list
-	// and watch are the only verbs used; events are optional evidence).
+	// Kube reads pods, ReplicaSets, Jobs, Deployments, StatefulSets,
+	// DaemonSets and events (required; get, list and watch are the only
+	// verbs used; events are optional evidence).
 	Kube kubernetes.Interface
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -57,6 +60,7 @@ type Service struct {
 	metrics *metrics
 	store   *stateStore
 	pulls   *pullMemory
+	creates *createMemory
 	synced  atomic.Bool
 	ready   chan struct{} // closed with synced
 	ran     atomic.Bool
@@ -104,6 +108,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cl:      cl,
 		filter:  newNSFilter(cfg),
 		pulls:   newPullMemory(),
+		creates: newCreateMemory(),
 		metrics: m,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[ownerKey](500*time.Millisecond, 2*time.Minute),
@@ -128,11 +133,23 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("watcher: event handler: %w", err)
 	}
-	for kind, inf := range map[string]cache.SharedIndexInformer{"ReplicaSet": cl.rs, "Job": cl.jobs} {
+	if _, err := cl.createEvents.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    s.createEventChanged,
+		UpdateFunc: func(_, obj any) { s.createEventChanged(obj) },
+	}); err != nil {
+		return nil, fmt.Errorf("watcher: FailedCreate event handler: %w", err)
+	}
+	for kind, inf := range map[string]cache.SharedIndexInformer{"ReplicaSet": cl.rs, "Job": cl.jobs,
+		"Deployment": cl.deploys, "StatefulSet": cl.sts, "DaemonSet": cl.ds} {
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { s.controllerChanged(kind, nil, obj) },
 			UpdateFunc: func(old, cur any) { s.controllerChanged(kind, old, cur) },
-			DeleteFunc: func(obj any) { s.controllerChanged(kind, nil, obj) },
+			DeleteFunc: func(obj any) {
+				if m := objectOf(obj); m != nil {
+					s.creates.forget(m.GetUID())
+				}
+				s.controllerChanged(kind, nil, obj)
+			},
 		}); err != nil {
 			return nil, fmt.Errorf("watcher: %s handler: %w", kind, err)
 		}
@@ -182,6 +199,8 @@ func (s *Service) Run(ctx context.Context) error {
 	// still detects, with less precise image pull causes).
 	s.cl.eventFactory.StartWithContext(gctx)
 	defer s.cl.eventFactory.Shutdown()
+	s.cl.createFactory.StartWithContext(gctx)
+	defer s.cl.createFactory.Shutdown()
 	g.Go(func() error {
 		<-gctx.Done()
 		s.queue.ShutDown() // workers finish the item in hand, then return
@@ -198,7 +217,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// start-up name their image pull causes in their first announcement;
 	// without the right to list events this costs eventSyncWait once.
 	ectx, ecancel := context.WithTimeout(gctx, eventSyncWait)
-	cache.WaitForCacheSync(ectx.Done(), s.cl.events.HasSynced)
+	cache.WaitForCacheSync(ectx.Done(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced)
 	ecancel()
 	s.synced.Store(true)
 	close(s.ready)
@@ -316,31 +335,106 @@ func (s *Service) eventChanged(obj any) {
 	}
 }
 
-// controllerChanged re-evaluates the owners of a ReplicaSet's or Job's
-// pods when it appears, goes, or changes controller: owner resolution of
-// its pods depends on it.
+// controllerChanged re-evaluates the owner of a workload controller
+// (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job) whose own state
+// is or was an issue (its pods cannot be created, its rollout stopped, it
+// failed), or whose owner has incidents. A ReplicaSet or Job that appears,
+// goes, or changes controller also re-evaluates the owners of its pods:
+// owner resolution depends on it.
 func (s *Service) controllerChanged(kind string, oldObj, obj any) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	m, ok := obj.(metav1.Object)
-	if !ok || !s.filter.watched(m.GetNamespace()) {
+	m := objectOf(obj)
+	if m == nil || !s.filter.watched(m.GetNamespace()) {
 		return
 	}
-	if oldObj != nil {
-		if o, ok := oldObj.(metav1.Object); ok && controllerIndexKey(o, "") == controllerIndexKey(m, "") {
-			return // a status update
-		}
+	if missingPods(obj) <= 0 {
+		// All its pods exist: earlier create failures are history.
+		s.creates.clear(m.GetUID(), s.now())
+	}
+	k := ownerOfController(kind, m)
+	old := objectOf(oldObj)
+	failing := s.controllerFailing(obj)
+	switch {
+	case failing && s.cfg.Timing.GroupWait == 0 && !s.tracker.Open(k):
+		s.queue.Add(k)
+	case failing || old != nil && s.controllerFailing(oldObj) || s.tracker.Has(k):
+		s.queue.AddAfter(k, s.cfg.Debounce)
+	}
+	if kind != "ReplicaSet" && kind != "Job" {
+		return
+	}
+	if old != nil && controllerIndexKey(old, "") == controllerIndexKey(m, "") {
+		return // a status update: owner resolution is unchanged
 	}
 	keys := []ownerKey{{Namespace: m.GetNamespace(), Kind: kind, Name: m.GetName()}, parseOwnerKey(controllerIndexKey(m, ""))}
-	if o, ok := oldObj.(metav1.Object); ok {
-		keys = append(keys, parseOwnerKey(controllerIndexKey(o, "")))
+	if old != nil {
+		keys = append(keys, parseOwnerKey(controllerIndexKey(old, "")))
 	}
 	for _, k := range keys {
 		if k.Name != "" && s.ownerInteresting(k) {
 			s.queue.AddAfter(k, s.cfg.Debounce)
 		}
 	}
+}
+
+// controllerFailing reports a controller whose own state is an issue
+// (a failed Job counts: whether it is the news is its owner's
+// evaluation's business).
+func (s *Service) controllerFailing(obj any) bool {
+	switch o := obj.(type) {
+	case *appsv1.ReplicaSet:
+		return len(ClassifyReplicaSet(o)) > 0
+	case *appsv1.Deployment:
+		return len(ClassifyDeployment(o)) > 0
+	case *appsv1.StatefulSet:
+		return len(ClassifyStatefulSet(o, s.creates.get(o.UID))) > 0
+	case *appsv1.DaemonSet:
+		return len(ClassifyDaemonSet(o, s.creates.get(o.UID))) > 0
+	case *batchv1.Job:
+		failed, _ := jobFinished(o)
+		return failed != nil || len(ClassifyJob(o, s.creates.get(o.UID))) > 0
+	}
+	return false
+}
+
+// createEventChanged remembers a controller's report that it could not
+// create a pod, and evaluates the controller's owner when it is news.
+func (s *Service) createEventChanged(obj any) {
+	ev, _ := obj.(*corev1.Event)
+	ref, fc, ok := CreateFailureOf(ev)
+	if !ok || !s.filter.watched(ref.Namespace) || !s.creates.observe(ref.UID, fc) {
+		return
+	}
+	k := ownerKey{Namespace: ref.Namespace, Kind: ref.Kind, Name: ref.Name}
+	if ref.Kind == "Job" {
+		if j := get[batchv1.Job](s.cl.jobs, ref.Namespace, ref.Name); j != nil && j.UID == ref.UID {
+			k = ownerOfController("Job", j)
+		}
+	}
+	if s.cfg.Timing.GroupWait == 0 && !s.tracker.Open(k) {
+		s.queue.Add(k)
+	} else {
+		s.queue.AddAfter(k, s.cfg.Debounce)
+	}
+}
+
+// ownerOfController is the owner a controller's issues are reported on,
+// the one its pods resolve to: a ReplicaSet's or Job's controller
+// (Deployment, CronJob), or the object itself.
+func ownerOfController(kind string, m metav1.Object) ownerKey {
+	if kind == "ReplicaSet" || kind == "Job" {
+		if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
+			return ownerKey{Namespace: m.GetNamespace(), Kind: ref.Kind, Name: ref.Name}
+		}
+	}
+	return ownerKey{Namespace: m.GetNamespace(), Kind: kind, Name: m.GetName()}
+}
+
+func objectOf(obj any) metav1.Object {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, _ := obj.(metav1.Object)
+	return m
 }
 
 // ownerInteresting reports an owner with incidents or a pod that has (or
@@ -421,7 +515,15 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 			pods = append(pods, podObs{Name: p.Name, Chain: chain, Issues: issues})
 		}
 	}
-	due, next := s.tracker.Observe(owner, pods, now)
+	var ctrls []ctrlObs
+	if s.filter.watched(k.Namespace) {
+		ctrls = s.controllerObs(k, now)
+	}
+	if len(pods) == 0 && len(ctrls) > 0 {
+		chain := ctrls[0].Chain
+		owner = chain[len(chain)-1]
+	}
+	due, next := s.tracker.ObserveOwner(owner, pods, ctrls, now)
 	defer s.metrics.setIncidents(s.tracker.Counts())
 	for _, a := range due {
 		if err := s.announce(ctx, a); err != nil {
@@ -441,6 +543,69 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 		s.queue.AddAfter(k, max(next.Sub(now), 0)+10*time.Millisecond)
 	}
 	return nil
+}
+
+// controllerObs classifies the controllers of owner k: k itself when it is
+// a workload controller, and the ReplicaSets and Jobs it controls.
+func (s *Service) controllerObs(k ownerKey, now time.Time) []ctrlObs {
+	var out []ctrlObs
+	add := func(issues []ControllerIssue, chain ...events.ObjectRef) {
+		if len(issues) > 0 {
+			out = append(out, ctrlObs{Chain: chain, Issues: issues})
+		}
+	}
+	ref := func(kind, apiVersion string, m metav1.Object) events.ObjectRef {
+		return events.ObjectRef{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName(), UID: string(m.GetUID()), APIVersion: apiVersion}
+	}
+	const apps, batch = "apps/v1", "batch/v1"
+	switch k.Kind {
+	case "Deployment":
+		if d := get[appsv1.Deployment](s.cl.deploys, k.Namespace, k.Name); d != nil {
+			add(ClassifyDeployment(d), ref(k.Kind, apps, d))
+		}
+	case "StatefulSet":
+		if o := get[appsv1.StatefulSet](s.cl.sts, k.Namespace, k.Name); o != nil {
+			add(ClassifyStatefulSet(o, s.createFailure(o, now)), ref(k.Kind, apps, o))
+		}
+	case "DaemonSet":
+		if o := get[appsv1.DaemonSet](s.cl.ds, k.Namespace, k.Name); o != nil {
+			add(ClassifyDaemonSet(o, s.createFailure(o, now)), ref(k.Kind, apps, o))
+		}
+	case "ReplicaSet":
+		if o := get[appsv1.ReplicaSet](s.cl.rs, k.Namespace, k.Name); o != nil && metav1.GetControllerOfNoCopy(o) == nil {
+			add(ClassifyReplicaSet(o), ref(k.Kind, apps, o))
+		}
+	case "Job":
+		if o := get[batchv1.Job](s.cl.jobs, k.Namespace, k.Name); o != nil && metav1.GetControllerOfNoCopy(o) == nil {
+			self := ref(k.Kind, batch, o)
+			add(ClassifyJob(o, s.createFailure(o, now)), self)
+			add(ClassifyJobRuns([]*batchv1.Job{o}), self)
+		}
+	}
+	rss := controlled[appsv1.ReplicaSet](s.cl.rs, k)
+	slices.SortFunc(rss, func(a, b *appsv1.ReplicaSet) int { return strings.Compare(a.Name, b.Name) })
+	for _, rs := range rss {
+		add(ClassifyReplicaSet(rs), ref("ReplicaSet", apps, rs), refOf(k.Namespace, metav1.GetControllerOfNoCopy(rs)))
+	}
+	jobs := controlled[batchv1.Job](s.cl.jobs, k)
+	slices.SortFunc(jobs, func(a, b *batchv1.Job) int { return strings.Compare(a.Name, b.Name) })
+	for _, j := range jobs {
+		add(ClassifyJob(j, s.createFailure(j, now)), ref("Job", batch, j), refOf(k.Namespace, metav1.GetControllerOfNoCopy(j)))
+	}
+	if len(jobs) > 0 {
+		add(ClassifyJobRuns(jobs), refOf(k.Namespace, metav1.GetControllerOfNoCopy(jobs[0])))
+	}
+	return out
+}
+
+// createFailure is the last create failure of a StatefulSet, DaemonSet or
+// Job still short of pods; one that has them all forgets it.
+func (s *Service) createFailure(obj metav1.Object, now time.Time) *CreateFailure {
+	if missingPods(obj) <= 0 {
+		s.creates.clear(obj.GetUID(), now)
+		return nil
+	}
+	return s.creates.get(obj.GetUID())
 }
 
 // announce publishes a transition on the ISSUES stream, then records it in
