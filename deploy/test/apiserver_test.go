@@ -365,7 +365,8 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 	applyRBAC(t, c, objs, false)
 	const workNS = "shop"
 
-	plannerOnly := []access{sub("get", "pods", "log"), cluster("get", "", "nodes"), cluster("list", "", "nodes")}
+	plannerOnly := []access{sub("get", "pods", "log"), cluster("get", "", "nodes"), cluster("list", "", "nodes"),
+		res("get", "", "resourcequotas"), res("list", "", "limitranges"), cluster("get", "", "namespaces")}
 	patchWorkloads := []access{res("patch", "apps", "deployments"), res("patch", "apps", "statefulsets"), res("patch", "apps", "daemonsets"),
 		res("patch", "batch", "cronjobs"), res("patch", "", "pods"), res("delete", "", "pods")}
 	cronReads := []access{res("get", "batch", "cronjobs"), res("list", "batch", "cronjobs"), res("watch", "batch", "cronjobs")}

@@ -66,6 +66,9 @@ func Default() Config {
 				"OOMKilled":        {{Action: "increase_memory"}},
 				"Pending":          {{Action: "set_node_selector"}, {Action: "lower_requests"}, {Action: "diagnostic"}},
 				"Evicted":          {{Action: "delete_evicted_pods"}},
+				// A Deployment past its progress deadline: explain, then
+				// roll back to the last revision that ran.
+				"RolloutStuck": {{Action: "diagnostic"}, {Action: "rollback"}},
 			},
 		},
 		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}, ExecutorAckWait: Duration{2 * time.Minute}, LeaseDuration: Duration{15 * time.Second}, Replicas: 1},

@@ -313,12 +313,21 @@ const (
 	EvidenceImagePull      EvidenceKind = "image_pull"
 	EvidenceScheduling     EvidenceKind = "scheduling"
 	EvidenceEviction       EvidenceKind = "eviction"
+	// EvidenceConditions: the status conditions of the workload (a
+	// Deployment's Progressing, a Job's Failed) and its recent runs.
+	EvidenceConditions EvidenceKind = "conditions"
+	// EvidencePolicy: the policy object that refused the pods (a
+	// ResourceQuota, LimitRange, Pod Security level, admission webhook or
+	// missing ServiceAccount), as read or as the controller's message
+	// names it.
+	EvidencePolicy EvidenceKind = "policy"
 )
 
 // EvidenceKinds lists every EvidenceKind.
 func EvidenceKinds() []EvidenceKind {
 	return []EvidenceKind{EvidenceLogs, EvidenceEvents, EvidenceExitCode, EvidenceResources,
-		EvidenceRolloutHistory, EvidenceOwnerChain, EvidenceImagePull, EvidenceScheduling, EvidenceEviction}
+		EvidenceRolloutHistory, EvidenceOwnerChain, EvidenceImagePull, EvidenceScheduling, EvidenceEviction,
+		EvidenceConditions, EvidencePolicy}
 }
 
 // Validate reports an unknown evidence kind (field "kind").

@@ -216,6 +216,12 @@ func humanSteps(in planInput) []events.Step {
 			step("Read the readiness probe failures (Unhealthy events) and the container's logs", describe...),
 			step(fmt.Sprintf("Fix the readiness probe of container %s (path, port, timeout) or what the application needs to become ready", c), "edit", w.ref()),
 		}
+	case events.IssueFailedCreate:
+		return failedCreateSteps(in, b, step)
+	case events.IssueRolloutStuck:
+		return rolloutStuckSteps(in, b, step)
+	case events.IssueJobFailed:
+		return jobFailedSteps(in, b, step)
 	case events.IssueStuckTerminating:
 		return []events.Step{
 			step("Check the pod's finalizers and whether its node is still reachable", "get", "pod", pod, "-o", "jsonpath={.metadata.finalizers}"),

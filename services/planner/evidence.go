@@ -26,6 +26,9 @@ type logsResult struct {
 	Lines     []string
 	// Err is set when the logs could not be read (kwok nodes serve none).
 	Err string
+	// Current is true for the logs of the container's current run (a
+	// failed Job's pod), false for its previous run.
+	Current bool
 }
 
 // redactedLine replaces a line that looks like a credential.
@@ -120,6 +123,13 @@ func collectEvidence(in planInput) []events.Evidence {
 	case events.IssueEvicted:
 		if e, ok := evictionEvidence(in); ok {
 			add(e)
+		}
+	case events.IssueFailedCreate, events.IssueRolloutStuck, events.IssueJobFailed:
+		if e, ok := conditionsEvidence(in); ok {
+			add(e)
+		}
+		if in.Policy != nil {
+			add(policyEvidence(in))
 		}
 	}
 	return out
@@ -217,16 +227,20 @@ func terminationLines(msg string) []string {
 
 func logsEvidence(in planInput) events.Evidence {
 	l := in.Logs
-	src := fmt.Sprintf("pod/%s container %s previous logs (last %d lines, at most %d bytes)", l.Pod, l.Container, in.Cfg.LogTailLines, in.Cfg.LogLimitBytes)
+	run, title := "previous", "Previous"
+	if l.Current {
+		run, title = "last", "Last"
+	}
+	src := fmt.Sprintf("pod/%s container %s %s logs (last %d lines, at most %d bytes)", l.Pod, l.Container, run, in.Cfg.LogTailLines, in.Cfg.LogLimitBytes)
 	if l.Err != "" {
-		return events.Evidence{Kind: events.EvidenceLogs, Title: "Previous logs unavailable", Source: src,
+		return events.Evidence{Kind: events.EvidenceLogs, Title: title + " logs unavailable", Source: src,
 			Lines: []string{quote("logs unavailable: " + l.Err)}}
 	}
 	if len(l.Lines) == 0 {
-		return events.Evidence{Kind: events.EvidenceLogs, Title: "Previous logs are empty", Source: src,
-			Lines: []string{"(the previous container wrote nothing)"}}
+		return events.Evidence{Kind: events.EvidenceLogs, Title: title + " logs are empty", Source: src,
+			Lines: []string{fmt.Sprintf("(the %s container wrote nothing)", run)}}
 	}
-	return events.Evidence{Kind: events.EvidenceLogs, Title: fmt.Sprintf("Previous logs of container %s (%d lines)", l.Container, len(l.Lines)),
+	return events.Evidence{Kind: events.EvidenceLogs, Title: fmt.Sprintf("%s logs of container %s (%d lines)", title, l.Container, len(l.Lines)),
 		Source: src, Lines: l.Lines}
 }
 

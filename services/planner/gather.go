@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/kaar-dev/kaar/pkg/events"
 	appsv1 "k8s.io/api/apps/v1"
@@ -84,10 +85,14 @@ func (r reader) gather(ctx context.Context, inc events.Incident) (planInput, err
 			return in, err
 		}
 	}
-	subjects := []corev1.ObjectReference{{Kind: in.Owner.Ref.Kind, Name: in.Owner.Ref.Name}}
+	extra, err := r.workloadPods(ctx, &in)
+	if err != nil {
+		return in, err
+	}
+	subjects := append([]corev1.ObjectReference{{Kind: in.Owner.Ref.Kind, Name: in.Owner.Ref.Name}}, extra...)
 	if in.Pod != nil {
 		subjects = append(subjects, corev1.ObjectReference{Kind: KindPod, Name: in.Pod.Name})
-		if c := metav1.GetControllerOf(in.Pod); c != nil && c.Kind == KindReplicaSet {
+		if c := metav1.GetControllerOf(in.Pod); c != nil && c.Kind == KindReplicaSet && !slices.ContainsFunc(extra, func(o corev1.ObjectReference) bool { return o.Name == c.Name }) {
 			subjects = append(subjects, corev1.ObjectReference{Kind: KindReplicaSet, Name: c.Name})
 		}
 	}
@@ -107,6 +112,10 @@ func (r reader) gather(ctx context.Context, inc events.Incident) (planInput, err
 		if in.EvictedPods, err = r.evictedPods(ctx, in); err != nil {
 			return in, err
 		}
+	case events.IssueFailedCreate:
+		in.Policy = r.policy(ctx, in)
+	case events.IssueJobFailed:
+		in.Logs = r.jobLogs(ctx, in)
 	}
 	return in, nil
 }
@@ -190,14 +199,21 @@ func (r reader) previousLogs(ctx context.Context, pod *corev1.Pod, inc events.In
 	if pod == nil {
 		return &logsResult{Pod: firstOr(inc.Pods, "-"), Container: inc.Container, Err: "no pod of the incident exists any more"}
 	}
+	return r.containerLogs(ctx, pod, inc, true)
+}
+
+// containerLogs reads the tail of the incident's container (the first
+// one when the incident names none): its previous run, or its current
+// one (a failed Job's pod does not restart).
+func (r reader) containerLogs(ctx context.Context, pod *corev1.Pod, inc events.Incident, previous bool) *logsResult {
 	container := inc.Container
 	if container == "" && len(pod.Spec.Containers) > 0 {
 		container = pod.Spec.Containers[0].Name
 	}
-	res := &logsResult{Pod: pod.Name, Container: container}
+	res := &logsResult{Pod: pod.Name, Container: container, Current: !previous}
 	tail, limit := r.cfg.LogTailLines, r.cfg.LogLimitBytes
 	raw, err := r.kube.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{
-		Container: container, Previous: true, TailLines: &tail, LimitBytes: &limit,
+		Container: container, Previous: previous, TailLines: &tail, LimitBytes: &limit,
 	}).DoRaw(ctx)
 	if err != nil {
 		var status apierrors.APIStatus

@@ -61,6 +61,7 @@ type inputEdit struct {
 	ownerLabels         map[string]string
 	ownerAnnotations    map[string]string
 	gitOpsManaged       string
+	rolloutStuck        bool // the Deployment is past its progress deadline (see stuck)
 }
 
 // expect is what a plan must say, beyond its golden file.
@@ -394,6 +395,9 @@ func (e inputEdit) apply(t *testing.T, in *planInput) {
 	if e.gitOpsManaged != "" {
 		in.Cfg.GitOpsManaged = e.gitOpsManaged
 	}
+	if e.rolloutStuck {
+		stuck(in)
+	}
 }
 
 // taintAll taints the three recorded nodes: kwok-node-0 dedicated=batch,
@@ -443,6 +447,9 @@ func syntheticInput(t *testing.T, cfg Config, c planCase) planInput {
 		}
 		obj = pod
 	default:
+		if in, ok := workloadInput(t, cfg, c); ok {
+			return in
+		}
 		t.Fatalf("case %s: unknown synthetic workload %q", c.name, c.workload)
 	}
 	w, err := workloadOf(obj)

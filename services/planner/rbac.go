@@ -4,7 +4,8 @@ import rbacv1 "k8s.io/api/rbac/v1"
 
 // RBACRules are the Kubernetes permissions the planner needs, for a
 // ClusterRole bound to its identity. It reads workloads, pods, their logs,
-// events and nodes, and never Secrets. patch and delete are there only
+// events and nodes, the ResourceQuotas, LimitRanges and namespace labels
+// that refuse pods, and never Secrets. patch and delete are there only
 // for the server-side dry runs: the API server authorizes a dry run like
 // the real request. To make sure the planner's identity cannot write for
 // real, add an admission policy (a ValidatingAdmissionPolicy with
@@ -16,6 +17,10 @@ func RBACRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets", "replicasets"}, Verbs: read},
 		{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}, Verbs: read},
+		// FailedCreate evidence: the quota, LimitRanges and Pod Security
+		// labels a controller's message names (kaar never changes them).
+		{APIGroups: []string{""}, Resources: []string{"resourcequotas", "namespaces"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"limitranges"}, Verbs: []string{"list"}},
 		// Dry runs of the mutating steps.
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{"batch"}, Resources: []string{"cronjobs"}, Verbs: []string{"patch"}},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/events"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -31,7 +32,12 @@ type planInput struct {
 	Nodes []corev1.Node
 	// EvictedPods of the owner, read for Evicted incidents only.
 	EvictedPods []corev1.Pod
-	Now         time.Time
+	// Jobs are a CronJob's newest runs, newest first (JobFailed only).
+	Jobs []batchv1.Job
+	// Policy is what was read of the policy object that refused the pods
+	// (FailedCreate only).
+	Policy *policyRead
+	Now    time.Time
 }
 
 // candidate is what a mutating strategy proposes, not yet dry-run: one
@@ -89,6 +95,8 @@ func draftPlan(in planInput) draft {
 		d.Blocked = fmt.Sprintf("namespace %s is protected by policy (policy.protected_namespaces): diagnostic steps only", in.Incident.Namespace)
 	case in.Incident.Protected:
 		d.Blocked = fmt.Sprintf("the watcher marked %s as protected by policy: diagnostic steps only", in.Owner.ref())
+	case designedDiagnostic(in.Incident.Type) != "":
+		d.Blocked = designedDiagnostic(in.Incident.Type)
 	case d.Managed.Tool != "" && in.Cfg.GitOpsManaged == GitOpsDiagnosticOnly:
 		d.Blocked = fmt.Sprintf("%s is managed by %s and policy.gitops_managed is %s: the change belongs in %s, diagnostic steps only",
 			in.Owner.ref(), d.Managed.Tool, GitOpsDiagnosticOnly, d.Managed.source())
@@ -97,7 +105,7 @@ func draftPlan(in planInput) draft {
 		d.Notes = append(d.Notes, d.Blocked)
 	}
 	strategies := in.Cfg.Strategies[in.Incident.Type]
-	if len(strategies) == 0 {
+	if len(strategies) == 0 && designedDiagnostic(in.Incident.Type) == "" {
 		d.Notes = append(d.Notes, fmt.Sprintf("no remediation strategy is configured for %s (remediation.strategies): diagnostic steps only", in.Incident.Type))
 	}
 	humanAdded := false

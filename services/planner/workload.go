@@ -61,6 +61,10 @@ type workload struct {
 	Restartable bool
 	// BarePod is true for a pod without a controller.
 	BarePod bool
+	// Object is the typed object read from the cluster (*appsv1.Deployment,
+	// *batchv1.Job, ...): its status says how the workload fails when no
+	// pod does.
+	Object any
 }
 
 // kindRef builds the ObjectRef of an object.
@@ -70,6 +74,15 @@ func kindRef(kind, apiVersion string, m metav1.ObjectMeta) events.ObjectRef {
 
 // workloadOf wraps a typed owner object.
 func workloadOf(obj any) (*workload, error) {
+	w, err := wrap(obj)
+	if err != nil {
+		return nil, err
+	}
+	w.Object = obj
+	return w, nil
+}
+
+func wrap(obj any) (*workload, error) {
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
 		return &workload{Ref: kindRef(KindDeployment, "apps/v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
