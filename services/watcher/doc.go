@@ -1,15 +1,36 @@
 // Package watcher is kaar's detector: the first stage of the pipeline.
 //
-// It watches pods (and the ReplicaSets and Jobs that owner resolution
-// needs) through client-go shared informers whose transform trims every
-// object to the fields it reads, and the kubelet's Warning Failed events of
-// pods: the cause of an image pull failure (not found, unauthorized,
-// registry unavailable, rate limited) is only in them, and is remembered
-// per pod once they are gone. A pure classifier ([Classify]) turns a pod
-// and its evidence into zero or more issues; the pods of one controlling owner (Pod ->
-// ReplicaSet -> Deployment, Pod -> Job -> CronJob, StatefulSet,
-// DaemonSet, or the pod itself) that share a container and an issue type
-// are one incident, identified by events.IncidentID.
+// It watches pods, the workload controllers (ReplicaSets, Deployments,
+// StatefulSets, DaemonSets, Jobs) through client-go shared informers whose
+// transform trims every object to the fields it reads, the kubelet's
+// Warning Failed events of pods (the cause of an image pull failure: not
+// found, unauthorized, registry unavailable, rate limited, is only in
+// them, and is remembered per pod once they are gone) and the controllers'
+// Warning FailedCreate events.
+//
+// What it detects, each an incident on the top owner (Pod -> ReplicaSet
+// -> Deployment, Pod -> Job -> CronJob, StatefulSet, DaemonSet, or the pod
+// itself):
+//   - from pods ([Classify], a pure function of a pod and its evidence):
+//     CrashLoopBackOff, ImagePullBackOff, OOMKilled, Pending
+//     (unschedulable), Evicted, CreateContainerConfigError,
+//     InitContainerFailing, NotReady, StuckTerminating; the pods of one
+//     owner that share a container and an issue type are one incident;
+//   - from the controllers, when no pod may show it ([ClassifyReplicaSet],
+//     [ClassifyDeployment], [ClassifyStatefulSet], [ClassifyDaemonSet],
+//     [ClassifyJob], [ClassifyJobRuns]): FailedCreate (the controller
+//     cannot create its pods: a ResourceQuota exceeded or requiring limits,
+//     a missing ServiceAccount, Pod Security admission, an admission
+//     webhook that denies or cannot be reached, a LimitRange; from a
+//     ReplicaSet's ReplicaFailure condition or the FailedCreate events of
+//     the others), RolloutStuck (a Deployment past its progress deadline,
+//     naming its revision and its pods' own incident) and JobFailed (the
+//     latest finished run of a Job, or of a CronJob's Jobs, failed: backoff
+//     limit, active deadline, pod failure policy).
+//
+// An owner's evaluation combines its pods' issues and its controllers',
+// so both kinds share the tracker, the timing and the state below; an
+// incident is identified by events.IncidentID.
 //
 // The first failing pod of an owner without an open incident is evaluated
 // at once and announced as detected (no group wait by default: detection
@@ -31,6 +52,9 @@
 // micro service) from memory, never with a LIST against the API server.
 //
 // The watcher only reads the cluster (get, list, watch on pods,
-// replicasets and jobs; list and watch on events, optional: without them
-// image pull causes are less precise).
+// replicasets, deployments, statefulsets, daemonsets and jobs; list and
+// watch on events, optional: without them image pull causes are less
+// precise, and StatefulSets', DaemonSets' and Jobs' FailedCreate is not
+// seen). It does not read CronJobs (its role does not allow it): a
+// CronJob's incident comes from its Jobs.
 package watcher
