@@ -8,6 +8,7 @@ import (
 
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -169,4 +170,40 @@ func TestScaledToZeroAndCompletedJobAreNoIncident(t *testing.T) {
 	if resp, err := h.analyze(events.AnalyzeRequest{}); err != nil || len(resp.Incidents) != 0 {
 		t.Errorf("analyze = %+v, %v; want no incident", resp, err)
 	}
+}
+
+func TestStatefulSetRefusedByQuotaIsFailedCreateFromItsEvents(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "compute"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}}}
+	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Create(ctx30(t), quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the quota's usage", func() (bool, string) {
+		q, err := h.admin.CoreV1().ResourceQuotas(h.ns).Get(ctx30(t), "compute", metav1.GetOptions{})
+		return err == nil && q.Status.Hard != nil, "no status"
+	})
+	h.startWatcher(t)
+	replicas, labels := int32(3), map[string]string{"app": "db"}
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: appsv1.StatefulSetSpec{
+		Replicas: &replicas, ServiceName: "db", PodManagementPolicy: appsv1.ParallelPodManagement,
+		Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: "postgres:17"}}}}}}
+	if _, err := h.admin.AppsV1().StatefulSets(h.ns).Create(ctx30(t), sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	id := h.incidentID("StatefulSet", "db", events.IssueFailedCreate)
+	r := h.waitIncident(t, 2*time.Minute, id, "exceeded_quota, 2 pods missing", func(in events.Incident) bool {
+		return in.Reason == "exceeded_quota" && in.PodCount == 2
+	})
+	if in := r.event.Incident; in.Owner.Kind != "StatefulSet" || !strings.Contains(in.Message, "exceeded quota: compute") {
+		t.Errorf("incident = %+v", in)
+	}
+	quota.Spec.Hard[corev1.ResourcePods] = resource.MustParse("10")
+	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Update(ctx30(t), quota, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEvent(t, 3*time.Minute, id, events.TransitionResolved)
 }
