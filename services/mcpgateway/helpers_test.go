@@ -217,7 +217,21 @@ var testGatewayKey = func() *events.Signer {
 
 type fakePlanner struct {
 	svc   micro.Service
+	nc    *nats.Conn
 	plans *bus.PlanStore
+}
+
+// stop stops the fake planner and waits until the server has dropped its
+// subscriptions (a flush round trip), so that no request reaches it
+// afterwards.
+func (f *fakePlanner) stop(t *testing.T) {
+	t.Helper()
+	if err := f.svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // testPlan builds a sealed, valid plan like the planner's: a diagnostic
@@ -251,7 +265,7 @@ func testPlan(ns, kind, name string, typ events.IssueType, created time.Time, wi
 
 func startFakePlanner(t *testing.T, nc *nats.Conn, plans *bus.PlanStore) *fakePlanner {
 	t.Helper()
-	f := &fakePlanner{plans: plans}
+	f := &fakePlanner{nc: nc, plans: plans}
 	subj, err := events.ServiceSubject(testCluster, events.ServicePlanner, events.VerbPlan)
 	if err != nil {
 		t.Fatal(err)

@@ -107,9 +107,7 @@ func TestRESTInvokesToolsAndMapsErrors(t *testing.T) {
 	}
 
 	// A service that does not answer is 503, through both transports.
-	if err := e.planner.svc.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	e.planner.stop(t)
 	r := e.rest("POST", "/mcp/v1/invoke/generate_remediation_plan", `{"resource_type":"deployment","namespace":"shop","resource_name":"web"}`)
 	if r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body["error"].(string), "kaar-planner") {
 		t.Errorf("planner down: %d %s", r.Status, r.Raw)
