@@ -107,6 +107,18 @@ func (f *fakeSlack) snapshot() []slackCall {
 	return append([]slackCall(nil), f.calls...)
 }
 
+// last is the latest call of method (zero if none): other calls, such as
+// the plan's own message, may arrive after it.
+func (f *fakeSlack) last(method string) slackCall {
+	calls := f.snapshot()
+	for i := len(calls) - 1; i >= 0; i-- {
+		if calls[i].Method == method {
+			return calls[i]
+		}
+	}
+	return slackCall{}
+}
+
 func (f *fakeSlack) count(method string) int {
 	n := 0
 	for _, c := range f.snapshot() {

@@ -65,9 +65,9 @@ func TestSlackClicksAreMatchedByIdAndWorkspace(t *testing.T) {
 			if ds := e.decisions(); len(ds) != 0 {
 				t.Fatalf("refused click published %+v", ds)
 			}
-			calls := e.slack.snapshot()
-			if e.slack.count("response") != before+1 || !strings.Contains(calls[len(calls)-1].Msg.Text, tc.want) {
-				t.Errorf("answer %+v, want one naming %s", calls[len(calls)-1], tc.want)
+			answer := e.slack.last("response")
+			if e.slack.count("response") != before+1 || !strings.Contains(answer.Msg.Text, tc.want) {
+				t.Errorf("answer %+v, want one naming %s", answer, tc.want)
 			}
 		})
 	}
