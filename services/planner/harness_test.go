@@ -428,7 +428,7 @@ func step(t *testing.T, p events.Plan, a events.ActionType) events.Step {
 			return s
 		}
 	}
-	t.Fatalf("plan has no %s step: %s", a, mustJSON(p.Steps))
+	t.Fatalf("plan has no %s step: %s\nnotes (why other steps were not proposed): %s\nevidence: %s", a, mustJSON(p.Steps), mustJSON(p.Notes), mustJSON(p.Evidence))
 	return events.Step{}
 }
 
