@@ -28,8 +28,8 @@ func rsRevision(m metav1.ObjectMeta) int64 {
 }
 
 // rolloutHistory returns the Deployment's ReplicaSets (those it controls)
-// newest revision first, and its current revision number: the
-// Deployment's revision annotation, else the highest ReplicaSet revision.
+// newest revision first, and its current revision number: the highest of
+// the Deployment's revision annotation and its ReplicaSets' revisions.
 func rolloutHistory(dep *appsv1.Deployment, rss []appsv1.ReplicaSet) (revs []revision, current int64) {
 	for i := range rss {
 		rs := &rss[i]
@@ -42,8 +42,13 @@ func rolloutHistory(dep *appsv1.Deployment, rss []appsv1.ReplicaSet) (revs []rev
 		}
 	}
 	slices.SortFunc(revs, func(a, b revision) int { return cmp.Compare(b.Number, a.Number) })
+	// The Deployment's revision annotation lags the ReplicaSet the
+	// controller has just created for a new template (it writes the
+	// ReplicaSet first): the highest revision among its ReplicaSets is
+	// the current one, since the controller gives the current template's
+	// ReplicaSet the highest revision (a rollback renumbers the old one).
 	current = rsRevision(dep.ObjectMeta)
-	if current == 0 && len(revs) > 0 {
+	if len(revs) > 0 && revs[0].Number > current {
 		current = revs[0].Number
 	}
 	return revs, current

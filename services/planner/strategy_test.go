@@ -110,13 +110,20 @@ func TestRollbackTarget(t *testing.T) {
 		{"previous revision when none is ready", []appsv1.ReplicaSet{rs("1", 0, "dep-uid"), rs("2", 0, "dep-uid"), rs("3", 0, "dep-uid")}, 2, false, true},
 		{"no older revision", []appsv1.ReplicaSet{rs("3", 0, "dep-uid")}, 0, false, false},
 		{"ignores ReplicaSets of another Deployment", []appsv1.ReplicaSet{rs("2", 3, "other-uid"), rs("3", 0, "dep-uid")}, 0, false, false},
-		{"ignores newer revisions", []appsv1.ReplicaSet{rs("4", 2, "dep-uid"), rs("3", 0, "dep-uid"), rs("1", 0, "dep-uid")}, 1, false, true},
+		// The Deployment's annotation (3) lags the ReplicaSet the
+		// controller just created (4): 4 is current, 3 the previous.
+		{"the newest ReplicaSet is current when the annotation lags", []appsv1.ReplicaSet{rs("4", 0, "dep-uid"), rs("3", 0, "dep-uid"), rs("1", 0, "dep-uid")}, 3, false, true},
+		{"the newest ReplicaSet is current, its ready predecessor the target", []appsv1.ReplicaSet{rs("4", 0, "dep-uid"), rs("3", 2, "dep-uid")}, 3, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			revs, current := rolloutHistory(dep, tt.rss)
-			if current != 3 {
-				t.Fatalf("current %d", current)
+			wantCurrent := int64(3)
+			if len(revs) > 0 && revs[0].Number > 3 {
+				wantCurrent = revs[0].Number
+			}
+			if current != wantCurrent {
+				t.Fatalf("current %d, want %d", current, wantCurrent)
 			}
 			target, healthy, ok := rollbackTarget(revs, current)
 			if ok != tt.wantOK || target.Number != tt.wantRev || healthy != tt.wantHealthy {
