@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/scheduling"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -183,7 +184,7 @@ type requestChange struct {
 // when that fits a node. false when res needs no change.
 func (b *builder) lowerRequest(st Strategy, res corev1.ResourceName, msg string, nodes []corev1.Node) (requestChange, bool) {
 	w := b.in.Owner
-	if !strings.Contains(msg, "Insufficient "+string(res)) && msg != "" {
+	if r, _ := scheduling.Parse(msg); msg != "" && !r.Has(scheduling.KindInsufficient, string(res)) {
 		return requestChange{}, false
 	}
 	ci, cc, cinit := w.container(b.in.Incident.Container)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/scheduling"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/labels"
@@ -55,8 +56,7 @@ func (b *builder) setNodeSelector(st Strategy) (*candidate, string) {
 	if w.BarePod || !w.TemplateMutable {
 		return nil, fmt.Sprintf("the node selector of %s cannot be changed in place", w.ref())
 	}
-	msg := b.schedulingMessage()
-	if !strings.Contains(msg, "node affinity/selector") && !strings.Contains(msg, "node(s) didn't match") {
+	if !b.schedulingReport().Has(scheduling.KindNodeAffinity, "") {
 		return nil, "the scheduler does not report a node selector mismatch"
 	}
 	want, from := maps.Clone(st.Params), "the strategy's params"
@@ -165,7 +165,7 @@ func (b *builder) addToleration(st Strategy) (*candidate, string) {
 	if !w.BarePod && !w.TemplateMutable {
 		return nil, fmt.Sprintf("the tolerations of %s cannot be changed in place", w.ref())
 	}
-	if !strings.Contains(b.schedulingMessage(), "untolerated taint") {
+	if !b.schedulingReport().Has(scheduling.KindTaint, "") {
 		return nil, "the scheduler does not report an untolerated taint"
 	}
 	add, from, why := b.tolerationsToAdd(st)

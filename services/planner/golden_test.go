@@ -226,7 +226,7 @@ var planCases = []planCase{
 		strategies: []Strategy{{Name: "diagnostic"}},
 		edit:       inputEdit{schedulerMessage: taintMsg, taintNodes: true},
 		expect: expect{actions: []events.ActionType{events.ActionDiagnostic}, diagnosticOnly: true, risk: events.RiskNone,
-			fields: []fieldCheck{has("/steps/0/title", "{dedicated: batch}, {maintenance: true}")}}},
+			fields: []fieldCheck{has("/steps/0/title", "2 of 3 nodes carry taint maintenance=true:NoSchedule and 1 of 3 nodes carries taint dedicated=batch:NoSchedule that")}}},
 
 	// custom strategies.
 	{name: "deployment-custom-set-image-and-memory", id: 9, fixture: "recommender", typ: events.IssueOOMKilled, container: "app",

@@ -572,6 +572,11 @@ func TestEvictedPendingAndConfigErrorPlans(t *testing.T) {
 		inc := h.incident(h.getDeployment("analytics"), events.IssuePending, "insufficient_cpu", pending)
 		h.waitHandled(h.publishIssue(events.TransitionDetected, inc, 1, ""))
 		p := h.proposed(inc.ID)
+		// The real scheduler's message, counted: every node without
+		// another test's taint refused the pod for cpu.
+		if n, total := countedStep(t, p.Steps, "have not enough free cpu for a pod's request of 64, more than any node can allocate (largest 16)"); n < 3 || n > total {
+			t.Errorf("%d of %d nodes short of cpu, want the 3 default nodes at least: %q", n, total, titles(p.Steps))
+		}
 		s := step(t, p, events.ActionSetResourceRequests)
 		if s.Params["cpu"] != "8" || s.DryRun == nil || !s.DryRun.OK {
 			t.Fatalf("step %s", mustJSON(s))

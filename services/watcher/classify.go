@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/events/scheduling"
 	"github.com/kaar-dev/kaar/pkg/events/text"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -181,7 +182,7 @@ func unschedulableIssues(pod *corev1.Pod, now time.Time, grace time.Duration) (i
 	if due := since.Add(grace); now.Before(due) {
 		return nil, due, true
 	}
-	return []PodIssue{{Type: events.IssuePending, Reason: pendingReason(c.Message), Message: c.Message}}, time.Time{}, true
+	return []PodIssue{pendingIssue(c.Message)}, time.Time{}, true
 }
 
 // containerIssues classifies the init containers, then the containers, of
@@ -454,58 +455,57 @@ func evictedReason(msg string) string {
 	return reasonClassEvicted
 }
 
-// pendingReason classes a scheduler message such as "0/3 nodes are
+// pendingIssue classes a scheduler message such as "0/3 nodes are
 // available: 1 Insufficient cpu, 2 node(s) had untolerated taint
-// {dedicated: gpu}. preemption: ...": the cause shared by most nodes wins.
-func pendingReason(msg string) string {
-	head, _, _ := strings.Cut(msg, "preemption:")
-	best, bestN := "", -1
-	if _, list, ok := strings.Cut(head, "available:"); ok {
-		for part := range strings.SplitSeq(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(list), ".")), ", ") {
-			num, text, _ := strings.Cut(strings.TrimSpace(part), " ")
-			n, err := strconv.Atoi(num)
-			if err != nil {
-				n, text = 0, part
-			}
-			if r := pendingClass(text); r != "" && n > bestN {
-				best, bestN = r, n
-			}
-		}
+// {dedicated: gpu}. preemption: ..." by the cause shared by most nodes,
+// and says it compactly with every cause and its node count ("0/3 nodes:
+// 2 untolerated taint dedicated=gpu, 1 insufficient cpu"). A message of
+// another kind is kept as it is.
+func pendingIssue(msg string) PodIssue {
+	iss := PodIssue{Type: events.IssuePending, Reason: reasonClassUnschedulable, Message: msg}
+	r, _ := scheduling.Parse(msg)
+	if c, ok := r.Dominant(); ok {
+		iss.Reason, iss.Message = pendingClass(c), r.String()
 	}
-	if best == "" {
-		best = pendingClass(head)
-	}
-	if best == "" {
-		return reasonClassUnschedulable
-	}
-	return best
+	return iss
 }
 
-func pendingClass(text string) string {
-	m := strings.ToLower(text)
-	switch {
-	case strings.Contains(m, "insufficient cpu"):
-		return "insufficient_cpu"
-	case strings.Contains(m, "insufficient memory"):
-		return "insufficient_memory"
-	case strings.Contains(m, "insufficient"):
+// pendingClass names a cause's reason class. The names predate the
+// parser and are kept: every volume cause but a missing claim is
+// unbound_pvc, node name and affinity are node_selector, the three
+// inter-pod rules are pod_affinity.
+func pendingClass(c scheduling.Cause) string {
+	switch c.Kind {
+	case scheduling.KindInsufficient:
+		switch c.Resource {
+		case "cpu":
+			return "insufficient_cpu"
+		case "memory":
+			return "insufficient_memory"
+		}
 		return "insufficient_resources"
-	case strings.Contains(m, "too many pods"):
+	case scheduling.KindTooManyPods:
 		return "too_many_pods"
-	case strings.Contains(m, "taint"):
+	case scheduling.KindTaint:
 		return "taint"
-	case containsAny(m, "persistentvolumeclaim", "unbound", "volume node affinity"):
-		return "unbound_pvc"
-	case containsAny(m, "node affinity", "node selector", "nodeselector"):
-		return "node_selector"
-	case containsAny(m, "pod affinity", "pod anti-affinity", "anti-affinity"):
-		return "pod_affinity"
-	case strings.Contains(m, "were unschedulable") || strings.Contains(m, "node(s) unschedulable"):
+	case scheduling.KindCordoned:
 		return "unschedulable_nodes"
-	case strings.Contains(m, "no nodes available"):
+	case scheduling.KindNodeAffinity, scheduling.KindNodeName:
+		return "node_selector"
+	case scheduling.KindPodAffinity, scheduling.KindPodAntiAffinity, scheduling.KindExistingAntiAffinity:
+		return "pod_affinity"
+	case scheduling.KindTopologySpread:
+		return "topology_spread"
+	case scheduling.KindHostPort:
+		return "host_port"
+	case scheduling.KindMissingPVC:
+		return "missing_pvc"
+	case scheduling.KindUnboundPVC, scheduling.KindVolumeNodeAffinity, scheduling.KindVolume:
+		return "unbound_pvc"
+	case scheduling.KindNoNodes:
 		return "no_nodes"
 	}
-	return ""
+	return reasonClassUnschedulable
 }
 
 // notReady reports a running pod whose containers all run but whose Ready

@@ -182,8 +182,7 @@ func TestClassifyFixtures(t *testing.T) {
 		return // a -run filter selected some cases: no coverage check
 	}
 	for _, typ := range events.IssueTypes() {
-		// Those: TestClassifyControllerFixtures and TestClassifyService.
-		if !seen[typ] && !controllerTypes[typ] && !serviceTypes[typ] {
+		if !seen[typ] && !controllerTypes[typ] { // those: TestClassifyControllerFixtures
 			t.Errorf("no fixture covers issue type %s", typ)
 		}
 	}
@@ -274,18 +273,30 @@ func TestClassifyOptions(t *testing.T) {
 	})
 }
 
-func TestPendingReason(t *testing.T) {
-	for msg, want := range map[string]string{
-		"":                                    "unschedulable",
-		"no nodes available to schedule pods": "no_nodes",
-		"0/2 nodes are available: 2 Insufficient nvidia.com/gpu.": "insufficient_resources",
-		"0/4 nodes are available: 3 Insufficient memory, 1 Insufficient cpu. preemption: 0/4 nodes are available: 4 No preemption victims found for incoming pod.": "insufficient_memory",
-		"0/3 nodes are available: 1 node(s) had volume node affinity conflict, 2 node(s) didn't match Pod's node affinity/selector.":                               "node_selector",
-		"0/3 nodes are available: 3 node(s) had volume node affinity conflict.":                                                                                    "unbound_pvc",
-		"something new": "unschedulable",
+func TestPendingIssue(t *testing.T) {
+	const notHelpful = " preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+	for _, tc := range []struct{ msg, reason, message string }{
+		{"", "unschedulable", ""},
+		{"no nodes available to schedule pods", "no_nodes", "no nodes available to schedule pods"},
+		{"0/2 nodes are available: 2 Insufficient nvidia.com/gpu.", "insufficient_resources", "0/2 nodes: 2 insufficient nvidia.com/gpu"},
+		{"0/4 nodes are available: 3 Insufficient memory, 1 Insufficient cpu. preemption: 0/4 nodes are available: 4 No preemption victims found for incoming pod.",
+			"insufficient_memory", "0/4 nodes: 3 insufficient memory, 1 insufficient cpu"},
+		{"0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}." + notHelpful,
+			"taint", "0/3 nodes: 2 untolerated taint dedicated=gpu, 1 insufficient cpu"},
+		{"0/3 nodes are available: 3 node(s) had untolerated taint(s)." + notHelpful, "taint", "0/3 nodes: 3 untolerated taint(s)"},
+		{"0/3 nodes are available: 1 node(s) had volume node affinity conflict, 2 node(s) didn't match Pod's node affinity/selector.",
+			"node_selector", "0/3 nodes: 2 node selector/affinity mismatch, 1 volume node affinity conflict"},
+		{"0/3 nodes are available: 3 node(s) had volume node affinity conflict.", "unbound_pvc", "0/3 nodes: 3 volume node affinity conflict"},
+		{"0/3 nodes are available: 3 node(s) didn't have free ports for the requested pod ports." + notHelpful, "host_port", "0/3 nodes: 3 host port in use"},
+		{`0/3 nodes are available: persistentvolumeclaim "data" not found.` + notHelpful, "missing_pvc", `0/3 nodes: 3 persistentvolumeclaim "data" not found`},
+		{"0/3 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/unschedulable: }, 1 Insufficient cpu.",
+			"unschedulable_nodes", "0/3 nodes: 2 cordoned, 1 insufficient cpu"},
+		{"0/3 nodes are available: 3 node(s) didn't match pod topology spread constraints.", "topology_spread", "0/3 nodes: 3 topology spread"},
+		{"something new", "unschedulable", "something new"},
 	} {
-		if got := pendingReason(msg); got != want {
-			t.Errorf("pendingReason(%q) = %q, want %q", msg, got, want)
+		got := pendingIssue(tc.msg)
+		if got.Type != events.IssuePending || got.Reason != tc.reason || got.Message != tc.message {
+			t.Errorf("pendingIssue(%q) = %s %q %q, want Pending %q %q", tc.msg, got.Type, got.Reason, got.Message, tc.reason, tc.message)
 		}
 	}
 }
