@@ -371,6 +371,10 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		res("patch", "batch", "cronjobs"), res("patch", "", "pods"), res("delete", "", "pods")}
 	cronReads := []access{res("get", "batch", "cronjobs"), res("list", "batch", "cronjobs"), res("watch", "batch", "cronjobs")}
 	revisions := []access{res("get", "apps", "controllerrevisions"), res("list", "apps", "controllerrevisions"), res("watch", "apps", "controllerrevisions")}
+	serviceReads := []access{res("get", "", "services"), res("list", "", "services"), res("watch", "", "services"),
+		res("get", "discovery.k8s.io", "endpointslices"), res("list", "discovery.k8s.io", "endpointslices"),
+		res("watch", "discovery.k8s.io", "endpointslices")}
+	plannerServiceReads := []access{res("get", "", "services"), res("list", "discovery.k8s.io", "endpointslices")}
 	concat := func(lists ...[]access) []access {
 		var out []access
 		for _, l := range lists {
@@ -379,11 +383,11 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		return out
 	}
 	matrix := map[string]struct{ allow, deny []access }{
-		"watcher":    {allow: reads, deny: concat(deniedToAll, plannerOnly, patchWorkloads, cronReads, revisions)},
-		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads), deny: concat(deniedToAll, revisions)},
-		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly)},
-		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions)},
-		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions)},
+		"watcher":    {allow: concat(reads, serviceReads), deny: concat(deniedToAll, plannerOnly, patchWorkloads, cronReads, revisions)},
+		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads, plannerServiceReads), deny: concat(deniedToAll, revisions)},
+		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceReads)},
+		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads)},
+		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads)},
 	}
 	// The RBAC authorizer sees new bindings through its informers: wait
 	// (not a timing assertion) until each binding is in force.

@@ -50,6 +50,15 @@ const (
 	// IssueJobFailed: a Job failed for good (backoff limit or active
 	// deadline exceeded), or a CronJob's recent runs failed.
 	IssueJobFailed IssueType = "JobFailed"
+
+	// Traffic failures, reported on the Service.
+
+	// IssueServiceUnavailable: a Service with a selector routes to no
+	// ready pod: its selector matches no pod (reason
+	// selector_matches_nothing), its targetPort names or numbers no port
+	// of the pods it selects (target_port_mismatch), or none of its pods
+	// is ready (no_ready_endpoints).
+	IssueServiceUnavailable IssueType = "ServiceUnavailable"
 )
 
 // IssueTypes lists every IssueType in a stable order.
@@ -59,6 +68,7 @@ func IssueTypes() []IssueType {
 		IssuePending, IssueEvicted, IssueCreateContainerConfigError,
 		IssueInitContainerFailing, IssueNotReady, IssueStuckTerminating,
 		IssueFailedCreate, IssueRolloutStuck, IssueJobFailed,
+		IssueServiceUnavailable,
 	}
 }
 
@@ -106,7 +116,7 @@ func (t IssueType) Validate() error { return validateEnum("type", t, IssueTypes(
 func (t IssueType) DefaultSeverity() Severity {
 	switch t {
 	case IssueCrashLoopBackOff, IssueImagePullBackOff, IssueOOMKilled,
-		IssueCreateContainerConfigError, IssueInitContainerFailing, IssueFailedCreate:
+		IssueCreateContainerConfigError, IssueInitContainerFailing, IssueFailedCreate, IssueServiceUnavailable:
 		return SeverityHigh
 	case IssuePending, IssueEvicted, IssueNotReady, IssueRolloutStuck, IssueJobFailed:
 		return SeverityMedium

@@ -4,7 +4,7 @@ import rbacv1 "k8s.io/api/rbac/v1"
 
 // RBACRules are the Kubernetes permissions the planner needs, for a
 // ClusterRole bound to its identity. It reads workloads, pods, their logs,
-// events and nodes, the ResourceQuotas, LimitRanges and namespace labels
+// events and nodes, Services and their EndpointSlices, the ResourceQuotas, LimitRanges and namespace labels
 // that refuse pods, and never Secrets. patch and delete are there only
 // for the server-side dry runs: the API server authorizes a dry run like
 // the real request. To make sure the planner's identity cannot write for
@@ -21,6 +21,10 @@ func RBACRules() []rbacv1.PolicyRule {
 		// labels a controller's message names (kaar never changes them).
 		{APIGroups: []string{""}, Resources: []string{"resourcequotas", "namespaces"}, Verbs: []string{"get"}},
 		{APIGroups: []string{""}, Resources: []string{"limitranges"}, Verbs: []string{"list"}},
+		// A Service that routes to no ready pod: the Service and its
+		// EndpointSlices.
+		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list"}},
 		// Dry runs of the mutating steps.
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{"batch"}, Resources: []string{"cronjobs"}, Verbs: []string{"patch"}},

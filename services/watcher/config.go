@@ -72,6 +72,9 @@ type Config struct {
 	StateRetention time.Duration
 	// PublishTimeout bounds one publication and its state update.
 	PublishTimeout time.Duration
+
+	// serviceGrace replaces ServiceGrace in this package's sandbox tests.
+	serviceGrace time.Duration
 }
 
 // ConfigFrom derives the watcher's configuration from kaar's.
@@ -119,6 +122,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.ResyncPeriod, DefaultResyncPeriod)
 	def(&c.StateRetention, DefaultStateRetention)
 	def(&c.PublishTimeout, DefaultPublishTimeout)
+	def(&c.serviceGrace, ServiceGrace)
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}

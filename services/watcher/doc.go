@@ -26,7 +26,13 @@
 //     the others), RolloutStuck (a Deployment past its progress deadline,
 //     naming its revision and its pods' own incident) and JobFailed (the
 //     latest finished run of a Job, or of a CronJob's Jobs, failed: backoff
-//     limit, active deadline, pod failure policy).
+//     limit, active deadline, pod failure policy);
+//   - from Services, their EndpointSlices and the cached pods
+//     ([ClassifyService]), on the Service: ServiceUnavailable (its
+//     selector matches no pod, its targetPort no port of its pods, or none
+//     of its pods is ready, after [ServiceGrace]); never an ExternalName
+//     Service, one without selector, or one whose workloads are scaled to
+//     zero.
 //
 // An owner's evaluation combines its pods' issues and its controllers',
 // so both kinds share the tracker, the timing and the state below; an
@@ -52,7 +58,8 @@
 // micro service) from memory, never with a LIST against the API server.
 //
 // The watcher only reads the cluster (get, list, watch on pods,
-// replicasets, deployments, statefulsets, daemonsets and jobs; list and
+// replicasets, deployments, statefulsets, daemonsets, jobs, services and
+// endpointslices; list and
 // watch on events, optional: without them image pull causes are less
 // precise, and StatefulSets', DaemonSets' and Jobs' FailedCreate is not
 // seen). It does not read CronJobs (its role does not allow it): a

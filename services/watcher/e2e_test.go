@@ -45,6 +45,8 @@ type harness struct {
 	watcherRC *rest.Config         // its client configuration
 	ns        string
 	nc        *nats.Conn
+	// serviceGrace, when set before startWatcher, shortens ServiceGrace.
+	serviceGrace time.Duration
 
 	mu       sync.Mutex
 	received []received
@@ -77,6 +79,8 @@ func newHarnessOn(t *testing.T, c *sandbox.Cluster) *harness {
 		{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"apps"}, Resources: []string{"replicasets", "deployments", "statefulsets", "daemonsets"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
 	}}
 	if _, err := h.admin.RbacV1().Roles(h.ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -142,7 +146,7 @@ func (h *harness) startWatcher(t *testing.T) (stop func(), reg *prometheus.Regis
 	t.Helper()
 	reg = prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	svc, err := New(Config{Cluster: testCluster, Namespace: h.ns, Timing: e2eTiming},
+	svc, err := New(Config{Cluster: testCluster, Namespace: h.ns, Timing: e2eTiming, serviceGrace: h.serviceGrace},
 		Deps{NATS: h.nc, Kube: h.watcher, Logger: log, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)

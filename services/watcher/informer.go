@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -19,9 +20,10 @@ import (
 const indexController = "kaar-controller"
 
 // cluster is the watcher's view of the cluster: one shared informer
-// factory with pod, ReplicaSet, Job, Deployment, StatefulSet and DaemonSet
-// informers, trimmed by transform (pods, ReplicaSets and Jobs indexed by
-// controller), a second one with the kubelet's Warning Failed events of
+// factory with pod, ReplicaSet, Job, Deployment, StatefulSet, DaemonSet,
+// Service and EndpointSlice informers, trimmed by transform (pods,
+// ReplicaSets and Jobs indexed by controller, EndpointSlices by Service),
+// a second one with the kubelet's Warning Failed events of
 // pods (the causes of image pull failures), and a third with the
 // controllers' Warning FailedCreate events.
 type cluster struct {
@@ -32,6 +34,10 @@ type cluster struct {
 	deploys cache.SharedIndexInformer
 	sts     cache.SharedIndexInformer
 	ds      cache.SharedIndexInformer
+	// svcs and slices are the Services and their EndpointSlices (indexed
+	// by Service name), for the traffic failures.
+	svcs   cache.SharedIndexInformer
+	slices cache.SharedIndexInformer
 	// eventFactory is separate because its field selector must not apply
 	// to the other informers, and because events are optional evidence:
 	// the watcher does not wait for them (nor need the right to read them)
@@ -63,6 +69,8 @@ func newCluster(cs kubernetes.Interface, namespace string, resync time.Duration)
 		deploys:       f.Apps().V1().Deployments().Informer(),
 		sts:           f.Apps().V1().StatefulSets().Informer(),
 		ds:            f.Apps().V1().DaemonSets().Informer(),
+		svcs:          f.Core().V1().Services().Informer(),
+		slices:        f.Discovery().V1().EndpointSlices().Informer(),
 		eventFactory:  ef,
 		events:        ef.Core().V1().Events().Informer(),
 		createFactory: cf,
@@ -87,7 +95,43 @@ func newCluster(cs kubernetes.Interface, namespace string, resync time.Duration)
 			return nil, fmt.Errorf("add %s indexer: %w", name, err)
 		}
 	}
+	if err := c.slices.AddIndexers(cache.Indexers{indexService: func(obj any) ([]string, error) {
+		if es, ok := obj.(*discoveryv1.EndpointSlice); ok && es.Labels[labelServiceName] != "" {
+			return []string{es.Namespace + "/" + es.Labels[labelServiceName]}, nil
+		}
+		return nil, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("add endpointslices indexer: %w", err)
+	}
 	return c, nil
+}
+
+// indexService is the index of EndpointSlices by their Service
+// (namespace/name).
+const indexService = "kaar-service"
+
+// inNamespace returns the cached objects of an informer in namespace ns.
+func inNamespace[T any](inf cache.SharedIndexInformer, ns string) []*T {
+	objs, _ := inf.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
+	out := make([]*T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(*T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// serviceSlices returns the cached EndpointSlices of Service ns/name.
+func (c *cluster) serviceSlices(ns, name string) []*discoveryv1.EndpointSlice {
+	objs, _ := c.slices.GetIndexer().ByIndex(indexService, ns+"/"+name)
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+			out = append(out, es)
+		}
+	}
+	return out
 }
 
 // replicaSet and job implement ownerLookup from the caches.
@@ -177,10 +221,12 @@ func (c *cluster) podsOf(k ownerKey) []*corev1.Pod {
 }
 
 // transform trims every cached object to what the watcher reads:
-// managedFields always go (nil-safe), pods keep their identity, owner
-// references, deletion state, restart policy, container names and status,
-// workload controllers their identity, owner references, replica counts,
-// conditions and (Deployments, ReplicaSets) revision, and events their
+// managedFields always go (nil-safe), pods keep their identity, labels,
+// owner references, deletion state, restart policy, container names, ports
+// and status, workload controllers their identity, owner references,
+// replica counts, conditions, pod template labels and (Deployments,
+// ReplicaSets) revision, Services their type, selector and ports,
+// EndpointSlices their Service and endpoints' readiness, and events their
 // subject, reason, message and times. It returns new objects, so it is
 // idempotent.
 func transform(obj any) (any, error) {
@@ -202,6 +248,10 @@ func transform(obj any) (any, error) {
 		return trimDaemonSet(o), nil
 	case *corev1.Event:
 		return trimEvent(o), nil
+	case *corev1.Service:
+		return trimService(o), nil
+	case *discoveryv1.EndpointSlice:
+		return trimEndpointSlice(o), nil
 	case metav1.ObjectMetaAccessor:
 		if m := o.GetObjectMeta(); m != nil {
 			m.SetManagedFields(nil)
@@ -253,7 +303,7 @@ func trimJob(o *batchv1.Job) *batchv1.Job {
 func trimDeployment(o *appsv1.Deployment) *appsv1.Deployment {
 	return &appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: withRevision(o.ObjectMeta),
 		Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Paused: o.Spec.Paused,
-			ProgressDeadlineSeconds: o.Spec.ProgressDeadlineSeconds},
+			ProgressDeadlineSeconds: o.Spec.ProgressDeadlineSeconds, Template: templateLabels(o.Spec.Template)},
 		Status: appsv1.DeploymentStatus{ObservedGeneration: o.Status.ObservedGeneration, Replicas: o.Status.Replicas,
 			UpdatedReplicas: o.Status.UpdatedReplicas, ReadyReplicas: o.Status.ReadyReplicas,
 			AvailableReplicas: o.Status.AvailableReplicas, UnavailableReplicas: o.Status.UnavailableReplicas,
@@ -262,7 +312,7 @@ func trimDeployment(o *appsv1.Deployment) *appsv1.Deployment {
 
 func trimStatefulSet(o *appsv1.StatefulSet) *appsv1.StatefulSet {
 	return &appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
-		Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector},
+		Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Template: templateLabels(o.Spec.Template)},
 		Status: appsv1.StatefulSetStatus{ObservedGeneration: o.Status.ObservedGeneration, Replicas: o.Status.Replicas,
 			ReadyReplicas: o.Status.ReadyReplicas, UpdatedReplicas: o.Status.UpdatedReplicas,
 			CurrentRevision: o.Status.CurrentRevision, UpdateRevision: o.Status.UpdateRevision, Conditions: o.Status.Conditions}}
@@ -270,15 +320,58 @@ func trimStatefulSet(o *appsv1.StatefulSet) *appsv1.StatefulSet {
 
 func trimDaemonSet(o *appsv1.DaemonSet) *appsv1.DaemonSet {
 	return &appsv1.DaemonSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
-		Spec: appsv1.DaemonSetSpec{Selector: o.Spec.Selector},
+		Spec: appsv1.DaemonSetSpec{Selector: o.Spec.Selector, Template: templateLabels(o.Spec.Template)},
 		Status: appsv1.DaemonSetStatus{ObservedGeneration: o.Status.ObservedGeneration,
 			DesiredNumberScheduled: o.Status.DesiredNumberScheduled, CurrentNumberScheduled: o.Status.CurrentNumberScheduled,
 			NumberReady: o.Status.NumberReady, UpdatedNumberScheduled: o.Status.UpdatedNumberScheduled,
 			NumberUnavailable: o.Status.NumberUnavailable, Conditions: o.Status.Conditions}}
 }
 
+// templateLabels keeps a pod template's labels only: a Service selecting
+// them explains a Service without pods (a workload scaled to zero).
+func templateLabels(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: t.Labels}}
+}
+
+// trimService keeps what ClassifyService reads: type, selector, ports and
+// whether not-ready addresses are published.
+func trimService(o *corev1.Service) *corev1.Service {
+	out := &corev1.Service{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}
+	out.Spec = corev1.ServiceSpec{Type: o.Spec.Type, Selector: o.Spec.Selector,
+		PublishNotReadyAddresses: o.Spec.PublishNotReadyAddresses}
+	if n := len(o.Spec.Ports); n > 0 {
+		out.Spec.Ports = make([]corev1.ServicePort, n)
+		for i, p := range o.Spec.Ports {
+			out.Spec.Ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: p.TargetPort}
+		}
+	}
+	return out
+}
+
+// trimEndpointSlice keeps its Service's name and its endpoints' readiness
+// and pods.
+func trimEndpointSlice(o *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+	out := &discoveryv1.EndpointSlice{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta), AddressType: o.AddressType}
+	if name, ok := o.Labels[labelServiceName]; ok {
+		out.Labels = map[string]string{labelServiceName: name}
+	}
+	if n := len(o.Endpoints); n > 0 {
+		out.Endpoints = make([]discoveryv1.Endpoint, n)
+		for i, e := range o.Endpoints {
+			out.Endpoints[i] = discoveryv1.Endpoint{Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready}}
+			if e.TargetRef != nil {
+				out.Endpoints[i].TargetRef = &corev1.ObjectReference{Kind: e.TargetRef.Kind, Name: e.TargetRef.Name}
+			}
+		}
+	}
+	return out
+}
+
 func trimPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: trimMeta(p.ObjectMeta)}
+	// Labels and container ports: which Services select the pod, and
+	// whether it has their target ports.
+	out.Labels = p.Labels
 	out.Spec.RestartPolicy = p.Spec.RestartPolicy
 	out.Spec.NodeName = p.Spec.NodeName
 	if n := len(p.Spec.InitContainers); n > 0 {
@@ -290,7 +383,7 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	if n := len(p.Spec.Containers); n > 0 {
 		out.Spec.Containers = make([]corev1.Container, n)
 		for i, c := range p.Spec.Containers {
-			out.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image}
+			out.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Ports: trimPorts(c.Ports)}
 		}
 	}
 	out.Status = corev1.PodStatus{
@@ -301,6 +394,17 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 		StartTime:             p.Status.StartTime,
 		InitContainerStatuses: trimStatuses(p.Status.InitContainerStatuses),
 		ContainerStatuses:     trimStatuses(p.Status.ContainerStatuses),
+	}
+	return out
+}
+
+func trimPorts(in []corev1.ContainerPort) []corev1.ContainerPort {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]corev1.ContainerPort, len(in))
+	for i, p := range in {
+		out[i] = corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: p.Protocol}
 	}
 	return out
 }

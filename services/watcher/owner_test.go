@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -152,8 +153,12 @@ func TestTransformIsNilSafeAndTrims(t *testing.T) {
 	pod.Annotations = map[string]string{"big": "value"}
 	out, _ := transform(pod)
 	p := out.(*corev1.Pod)
-	if p.ManagedFields != nil || p.Annotations != nil || p.Labels != nil || p.Spec.Containers[0].Resources.Limits != nil {
+	if p.ManagedFields != nil || p.Annotations != nil || p.Spec.Containers[0].Resources.Limits != nil {
 		t.Errorf("transform kept unread fields: %+v", p.ObjectMeta)
+	}
+	// Labels are read: which Services select the pod.
+	if !maps.Equal(p.Labels, pod.Labels) {
+		t.Errorf("transform dropped the pod's labels: %v, want %v", p.Labels, pod.Labels)
 	}
 	if p.Name != pod.Name || p.Namespace != pod.Namespace || p.UID != pod.UID || len(p.Status.ContainerStatuses) != 1 {
 		t.Errorf("transform dropped what the watcher reads")

@@ -34,8 +34,9 @@ type Deps struct {
 	// kaar_incidents bucket must exist (bus.Provision).
 	NATS *nats.Conn
 	// Kube reads pods, ReplicaSets, Jobs, Deployments, StatefulSets,
-	// DaemonSets and events (required; get, list and watch are the only
-	// verbs used; events are optional evidence).
+	// DaemonSets, Services, EndpointSlices and events (required; get,
+	// list and watch are the only verbs used; events are optional
+	// evidence).
 	Kube kubernetes.Interface
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -126,6 +127,20 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		},
 	}); err != nil {
 		return nil, fmt.Errorf("watcher: pod handler: %w", err)
+	}
+	if _, err := cl.svcs.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    s.serviceChanged,
+		UpdateFunc: func(_, obj any) { s.serviceChanged(obj) },
+		DeleteFunc: s.serviceChanged,
+	}); err != nil {
+		return nil, fmt.Errorf("watcher: service handler: %w", err)
+	}
+	if _, err := cl.slices.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    s.sliceChanged,
+		UpdateFunc: func(_, obj any) { s.sliceChanged(obj) },
+		DeleteFunc: s.sliceChanged,
+	}); err != nil {
+		return nil, fmt.Errorf("watcher: endpointslice handler: %w", err)
 	}
 	if _, err := cl.events.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    s.eventChanged,
@@ -278,6 +293,10 @@ func (s *Service) podChanged(oldObj, obj any) {
 	pod := podOf(obj)
 	if pod == nil || !s.filter.watched(pod.Namespace) {
 		return
+	}
+	if oldObj == nil {
+		// A pod that comes or goes may be a Service's first or last.
+		s.podServicesChanged(pod)
 	}
 	owner, _ := resolveOwner(pod, s.cl)
 	k := keyOf(owner)
@@ -516,7 +535,13 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 		}
 	}
 	var ctrls []ctrlObs
-	if s.filter.watched(k.Namespace) {
+	if s.filter.watched(k.Namespace) && k.Kind == kindService {
+		var rc time.Time
+		ctrls, rc = s.serviceObs(k, now)
+		if !rc.IsZero() && (recheck.IsZero() || rc.Before(recheck)) {
+			recheck = rc
+		}
+	} else if s.filter.watched(k.Namespace) {
 		ctrls = s.controllerObs(k, now)
 	}
 	if len(pods) == 0 && len(ctrls) > 0 {
