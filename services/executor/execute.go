@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
@@ -232,8 +233,9 @@ func (s *Service) finishStale(ctx context.Context, log *slog.Logger, p events.Pl
 // running a plan writes it while it is executing, so a revision mismatch
 // means either that an earlier attempt of this very write landed (the
 // plan is already in state) or that another executor took the plan over
-// (see resume): then it reports false and this execution records nothing
-// more. Bus errors are retried for a while: a plan left in executing would
+// (see resume; its resume note makes the history differ, even once it
+// has finished the plan itself): then it reports false and this
+// execution records nothing more. Bus errors are retried for a while: a plan left in executing would
 // block its workload's history.
 func (s *Service) setPlanState(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, state events.PlanState) (owned bool) {
 	ctx, cancel := recordContext(ctx)
@@ -248,9 +250,12 @@ func (s *Service) setPlanState(ctx context.Context, log *slog.Logger, p events.P
 			switch {
 			case gerr != nil:
 				return gerr
-			case cur.State == state:
-				return nil // an earlier attempt landed
-			case cur.State == events.PlanExecuting:
+			case cur.State == state && slices.Equal(cur.History, next.History):
+				return nil // an earlier attempt of this very write landed
+			case cur.State == events.PlanExecuting || !slices.Equal(cur.History, next.History):
+				// Another executor resumed the plan (its resume note is in
+				// the history), and may even have finished it: it records
+				// the end, not this one.
 				owned = false
 				return permanent(fmt.Errorf("plan %s was taken over by another executor: %w", p.ID, errTakenOver))
 			}
