@@ -321,13 +321,17 @@ const (
 	// missing ServiceAccount), as read or as the controller's message
 	// names it.
 	EvidencePolicy EvidenceKind = "policy"
+	// EvidenceTraffic: a Service and what it routes to: its selector and
+	// ports, its EndpointSlices' endpoints, the pods it selects with their
+	// container ports, and the workloads whose pod labels nearly match.
+	EvidenceTraffic EvidenceKind = "traffic"
 )
 
 // EvidenceKinds lists every EvidenceKind.
 func EvidenceKinds() []EvidenceKind {
 	return []EvidenceKind{EvidenceLogs, EvidenceEvents, EvidenceExitCode, EvidenceResources,
 		EvidenceRolloutHistory, EvidenceOwnerChain, EvidenceImagePull, EvidenceScheduling, EvidenceEviction,
-		EvidenceConditions, EvidencePolicy}
+		EvidenceConditions, EvidencePolicy, EvidenceTraffic}
 }
 
 // Validate reports an unknown evidence kind (field "kind").

@@ -148,6 +148,8 @@ func designedDiagnostic(t events.IssueType) string {
 		return "the pods are refused by a policy object (quota, LimitRange, Pod Security, webhook, ServiceAccount), which kaar never changes: diagnostic steps only"
 	case events.IssueJobFailed:
 		return "a failed Job is never re-run without a person (a run can have side effects that a second run repeats): diagnostic steps only"
+	case events.IssueServiceUnavailable:
+		return "kaar does not change Services yet (the executor's catalogue has no step that patches a Service's selector or ports): diagnostic steps only"
 	}
 	return ""
 }

@@ -131,6 +131,10 @@ func collectEvidence(in planInput) []events.Evidence {
 		if in.Policy != nil {
 			add(policyEvidence(in))
 		}
+	case events.IssueServiceUnavailable:
+		if in.Traffic != nil {
+			add(trafficEvidence(in))
+		}
 	}
 	return out
 }

@@ -47,8 +47,10 @@ func (r reader) getOwner(ctx context.Context, ref events.ObjectRef) (any, error)
 		obj, err = r.kube.BatchV1().CronJobs(ns).Get(ctx, name, opts)
 	case KindPod:
 		obj, err = r.kube.CoreV1().Pods(ns).Get(ctx, name, opts)
+	case KindService:
+		obj, err = r.kube.CoreV1().Services(ns).Get(ctx, name, opts)
 	default:
-		return nil, fmt.Errorf("get %s: unsupported owner kind %q (supported: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod): %w",
+		return nil, fmt.Errorf("get %s: unsupported owner kind %q (supported: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, Service): %w",
 			ref, ref.Kind, events.ErrInvalid)
 	}
 	if apierrors.IsNotFound(err) {
@@ -116,6 +118,8 @@ func (r reader) gather(ctx context.Context, inc events.Incident) (planInput, err
 		in.Policy = r.policy(ctx, in)
 	case events.IssueJobFailed:
 		in.Logs = r.jobLogs(ctx, in)
+	case events.IssueServiceUnavailable:
+		in.Traffic = r.traffic(ctx, in)
 	}
 	return in, nil
 }

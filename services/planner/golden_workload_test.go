@@ -152,6 +152,8 @@ func workloadInput(t *testing.T, cfg Config, c planCase) (planInput, bool) {
 		in = jobFailedInput(t, cfg, reason)
 	case "cronjob-failed":
 		in = cronJobFailedInput(t, cfg)
+	case "service":
+		in = trafficInput(t, cfg, reason, parts[2] == "numeric")
 	default:
 		return planInput{}, false
 	}

@@ -37,7 +37,10 @@ type planInput struct {
 	// Policy is what was read of the policy object that refused the pods
 	// (FailedCreate only).
 	Policy *policyRead
-	Now    time.Time
+	// Traffic is what was read of a Service and what it routes to
+	// (ServiceUnavailable only).
+	Traffic *trafficRead
+	Now     time.Time
 }
 
 // candidate is what a mutating strategy proposes, not yet dry-run: one

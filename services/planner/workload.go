@@ -24,6 +24,7 @@ const (
 	KindJob         = "Job"
 	KindCronJob     = "CronJob"
 	KindPod         = "Pod"
+	KindService     = "Service"
 )
 
 // Well-known annotations and labels.
@@ -115,6 +116,10 @@ func wrap(obj any) (*workload, error) {
 		return &workload{Ref: kindRef(KindCronJob, "batch/v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
 			Labels: o.Labels, Annotations: o.Annotations, Template: t, TemplatePath: "/spec/jobTemplate/spec/template",
 			Spec: &t.Spec, SpecPath: "/spec/jobTemplate/spec/template/spec", TemplateMutable: true}, nil
+	case *corev1.Service:
+		// A Service has no pod template: its plans are diagnostic.
+		return &workload{Ref: kindRef(KindService, "v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
+			Labels: o.Labels, Annotations: o.Annotations}, nil
 	case *corev1.Pod:
 		return &workload{Ref: kindRef(KindPod, "v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
 			Labels: o.Labels, Annotations: o.Annotations, Spec: &o.Spec, SpecPath: "/spec",
