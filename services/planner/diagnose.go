@@ -128,8 +128,6 @@ func exitCode(in planInput) (code int32, reason string, ok bool) {
 }
 
 var (
-	taintRE         = regexp.MustCompile(`untolerated taint\(?s?\)?\s*(\{[^}]*\})`)
-	missingPVCRE    = regexp.MustCompile(`persistentvolumeclaim "([^"]+)" not found`)
 	missingObjectRE = regexp.MustCompile(`(?i)(configmap|secret) "([^"]+)" not found`)
 	missingKeyRE    = regexp.MustCompile(`(?i)couldn't find key (\S+) in (ConfigMap|Secret) ([^/\s]+)/(\S+)`)
 )
@@ -231,58 +229,6 @@ func humanSteps(in planInput) []events.Step {
 		}
 	}
 	return []events.Step{step(fmt.Sprintf("Inspect %s", w.ref()), describe...)}
-}
-
-// pendingSteps explain a scheduling failure by the scheduler's message.
-func pendingSteps(b *builder, step func(string, ...string) events.Step, describe []string) []events.Step {
-	msg := b.schedulingMessage()
-	w := b.in.Owner
-	var out []events.Step
-	add := func(s events.Step) { out = append(out, s) }
-	if strings.Contains(msg, "Insufficient") {
-		add(step(fmt.Sprintf("The nodes lack the CPU or memory %s requests: lower its requests or add capacity (a cluster autoscaler may be adding a node)", w.ref()), "describe", "nodes"))
-	}
-	if strings.Contains(msg, "untolerated taint") {
-		taints := ""
-		if m := taintRE.FindAllStringSubmatch(msg, -1); m != nil {
-			var ts []string
-			for _, t := range m {
-				ts = append(ts, t[1])
-			}
-			taints = " (" + strings.Join(ts, ", ") + ")"
-		}
-		add(step(fmt.Sprintf("The nodes carry taints%s %s does not tolerate: add a toleration to its pod template only if it belongs on those nodes (or configure the add_toleration strategy with its key, value and effect), else target another node pool", taints, w.ref()), "get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints"))
-	}
-	if strings.Contains(msg, "node affinity/selector") {
-		add(step(fmt.Sprintf("No node matches the node selector or affinity of %s: fix the selector or label the right nodes", w.ref()), "get", "nodes", "--show-labels"))
-	}
-	if strings.Contains(msg, "anti-affinity") || strings.Contains(msg, "pod affinity") {
-		add(step("The pod (anti-)affinity rules cannot be met (e.g. more replicas than nodes): relax them or add nodes", describe...))
-	}
-	if strings.Contains(msg, "persistentvolumeclaim") || strings.Contains(msg, "PersistentVolumeClaim") {
-		claims := claimNames(w.Spec)
-		if m := missingPVCRE.FindStringSubmatch(msg); m != nil {
-			add(step(fmt.Sprintf("PersistentVolumeClaim %s does not exist: create it (with a StorageClass that can provision it) or fix the claim name in the pod template of %s", m[1], w.ref()), "get", "pvc", m[1]))
-		} else {
-			what := "A PersistentVolumeClaim of the pod"
-			args := []string{"get", "pvc"}
-			if len(claims) > 0 {
-				what = "PersistentVolumeClaim " + strings.Join(claims, ", ")
-				args = append(args, claims...)
-			}
-			add(step(what+" is not bound: check its StorageClass exists and can provision (kubectl describe pvc shows the provisioner's events), or that a matching PersistentVolume is Available", args...))
-		}
-	}
-	if strings.Contains(msg, "Too many pods") {
-		add(step("The nodes reached their pod limit: add nodes or remove pods", "describe", "nodes"))
-	}
-	if strings.Contains(msg, "were unschedulable") {
-		add(step("The nodes are cordoned: uncordon them once their maintenance is done", "get", "nodes"))
-	}
-	if len(out) == 0 {
-		add(step("Read why the scheduler cannot place the pod (FailedScheduling events)", describe...))
-	}
-	return out
 }
 
 // claimNames lists the PersistentVolumeClaims a pod spec mounts.
