@@ -26,6 +26,8 @@ func checkKeys(root *yaml.Node, cfg Config) error {
 	return walk(root, reflect.TypeOf(cfg), "")
 }
 
+// walk checks the node n against the type t at path, one case per kind
+// of type.
 func walk(n *yaml.Node, t reflect.Type, path string) error {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
@@ -35,54 +37,81 @@ func walk(n *yaml.Node, t reflect.Type, path string) error {
 		if err := n.Decode(new(Duration)); err != nil {
 			return fieldErr(display(path), err.Error())
 		}
+		return nil
 	case t == strategyType && n.Kind == yaml.ScalarNode:
 		return nil
 	case t.Kind() == reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			return fieldErr(display(path), "must be a mapping of keys")
-		}
-		fields := yamlFields(t)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i].Value
-			f, ok := fields[k]
-			if !ok {
-				return fieldErr(join(path, k), "unknown key", sortedKeys(fields)...)
-			}
-			if err := walk(n.Content[i+1], f.Type, join(path, k)); err != nil {
-				return err
-			}
-		}
+		return walkStruct(n, t, path)
 	case t.Kind() == reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			if n.Tag == "!!null" {
-				return nil
-			}
-			return fieldErr(display(path), "must be a mapping")
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := walk(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
-				return err
-			}
-		}
+		return walkMap(n, t, path)
 	case t.Kind() == reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			if n.Tag == "!!null" {
-				return nil
-			}
-			return fieldErr(display(path), "must be a list")
-		}
-		for i, c := range n.Content {
-			if err := walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
+		return walkSlice(n, t, path)
 	default:
-		if n.Kind != yaml.ScalarNode {
-			return fieldErr(display(path), "must be a single value, not a list or mapping")
+		return walkScalar(n, t, path)
+	}
+}
+
+// walkStruct checks a mapping against the struct t: every key must be
+// one of its fields, and every value must fit that field.
+func walkStruct(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.MappingNode {
+		return fieldErr(display(path), "must be a mapping of keys")
+	}
+	fields := yamlFields(t)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i].Value
+		f, ok := fields[k]
+		if !ok {
+			return fieldErr(join(path, k), "unknown key", sortedKeys(fields)...)
 		}
-		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			return fieldErr(display(path), fmt.Sprintf("%q is not a %s", n.Value, scalarKind(t)))
+		if err := walk(n.Content[i+1], f.Type, join(path, k)); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// walkMap checks a mapping (or null) against the map type t: any key,
+// every value of t's element type.
+func walkMap(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.MappingNode {
+		if n.Tag == "!!null" {
+			return nil
+		}
+		return fieldErr(display(path), "must be a mapping")
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if err := walk(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkSlice checks a list (or null) against the slice type t, every item
+// of t's element type.
+func walkSlice(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.SequenceNode {
+		if n.Tag == "!!null" {
+			return nil
+		}
+		return fieldErr(display(path), "must be a list")
+	}
+	for i, c := range n.Content {
+		if err := walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkScalar checks that n is a single value that decodes as a t.
+func walkScalar(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.ScalarNode {
+		return fieldErr(display(path), "must be a single value, not a list or mapping")
+	}
+	if err := n.Decode(reflect.New(t).Interface()); err != nil {
+		return fieldErr(display(path), fmt.Sprintf("%q is not a %s", n.Value, scalarKind(t)))
 	}
 	return nil
 }

@@ -137,8 +137,21 @@ func (n Notify) Enabled() bool {
 	return n.SlackEnabled() || len(n.Webhooks) > 0 || len(n.Inbound.InboundSenders()) > 0
 }
 
+// validate checks every part of the notifier and reports every problem.
 func (n Notify) validate() error {
 	var p problems
+	n.validateListen(&p)
+	n.Slack.validateTokens(&p)
+	n.Slack.validateDelivery(&p)
+	n.Slack.QuietHours.validate(&p)
+	validateWebhooks(&p, n.Webhooks)
+	n.Slack.validateAllowed(&p)
+	n.Inbound.validate(&p)
+	return p.join()
+}
+
+// validateListen checks notify.listen, required when something is served.
+func (n Notify) validateListen(p *problems) {
 	if n.Listen != "" {
 		if _, _, err := net.SplitHostPort(n.Listen); err != nil {
 			p.add(fieldErr("notify.listen", fmt.Sprintf("%q is not host:port", n.Listen)))
@@ -146,7 +159,10 @@ func (n Notify) validate() error {
 	} else if n.slackHTTP() || len(n.Inbound.InboundSenders()) > 0 {
 		p.add(fieldErr("notify.listen", "required for the Slack interactivity endpoint and the inbound webhook"))
 	}
-	s := n.Slack
+}
+
+// validateTokens checks what the bot and app tokens need alongside them.
+func (s Slack) validateTokens(p *problems) {
 	if s.BotToken != "" {
 		if s.SigningSecret == "" && s.AppToken == "" {
 			p.add(fieldErr("notify.slack.signing_secret", "required with notify.slack.bot_token (it verifies button clicks) unless notify.slack.app_token enables Socket Mode"))
@@ -163,13 +179,21 @@ func (n Notify) validate() error {
 			p.add(fieldErr("notify.slack.app_token", "needs notify.slack.bot_token (Socket Mode only receives clicks; messages are posted with the bot token)"))
 		}
 	}
-	if u, err := url.Parse(s.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+}
+
+// validateDelivery checks the API URL and the repeat interval.
+func (s Slack) validateDelivery(p *problems) {
+	if !httpHostURL(s.APIURL) {
 		p.add(fieldErr("notify.slack.api_url", fmt.Sprintf("%q must be an http(s) URL", s.APIURL)))
 	}
 	if d := s.RepeatInterval.Duration; d < 0 || (d > 0 && d < time.Minute) {
 		p.add(fieldErr("notify.slack.repeat_interval", fmt.Sprintf("%s must be 0 (never) or at least 1m", d)))
 	}
-	q := s.QuietHours
+}
+
+// validate checks notify.slack.quiet_hours: both ends or neither, times
+// of day, and a known time zone.
+func (q QuietHours) validate(p *problems) {
 	if (q.Start == "") != (q.End == "") {
 		p.add(fieldErr("notify.slack.quiet_hours", "start and end must be given together"))
 	}
@@ -184,8 +208,12 @@ func (n Notify) validate() error {
 	if _, err := time.LoadLocation(q.Timezone); err != nil {
 		p.add(fieldErr("notify.slack.quiet_hours.timezone", fmt.Sprintf("%q is not a time zone such as UTC or Europe/Berlin", q.Timezone)))
 	}
+}
+
+// validateWebhooks checks each outbound webhook; names must be unique.
+func validateWebhooks(p *problems, webhooks []Webhook) {
 	names := map[string]bool{}
-	for i, w := range n.Webhooks {
+	for i, w := range webhooks {
 		key := fmt.Sprintf("notify.webhooks[%d]", i)
 		switch {
 		case !validToken(w.Name):
@@ -194,18 +222,29 @@ func (n Notify) validate() error {
 			p.add(fieldErr(key+".name", fmt.Sprintf("%q is used by another webhook", w.Name)))
 		}
 		names[w.Name] = true
-		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			p.add(fieldErr(key+".url", fmt.Sprintf("%q must be an http(s) URL", w.URL)))
-		}
-		if len(w.Secret) < MinTokenLength {
-			p.addf(key+".secret", "must be at least %d characters", MinTokenLength)
-		}
-		for j, sub := range w.Subjects {
-			if !validSubjectFilter(sub) {
-				p.add(fieldErr(fmt.Sprintf("%s.subjects[%d]", key, j), fmt.Sprintf("%q is not a kaar subject filter such as kaar.*.audit.> or kaar.prod.issue.>", sub)))
-			}
+		w.validate(p, key)
+	}
+}
+
+// validate checks one webhook's URL, secret and subject filters; key is
+// its notify.webhooks[i].
+func (w Webhook) validate(p *problems, key string) {
+	if !httpHostURL(w.URL) {
+		p.add(fieldErr(key+".url", fmt.Sprintf("%q must be an http(s) URL", w.URL)))
+	}
+	if len(w.Secret) < MinTokenLength {
+		p.addf(key+".secret", "must be at least %d characters", MinTokenLength)
+	}
+	for j, sub := range w.Subjects {
+		if !validSubjectFilter(sub) {
+			p.add(fieldErr(fmt.Sprintf("%s.subjects[%d]", key, j), fmt.Sprintf("%q is not a kaar subject filter such as kaar.*.audit.> or kaar.prod.issue.>", sub)))
 		}
 	}
+}
+
+// validateAllowed checks who may decide: Slack member ids, and the
+// workspaces they may click from.
+func (s Slack) validateAllowed(p *problems) {
 	for i, u := range s.AllowedUsers {
 		if !slackID(u, "UW") {
 			p.add(fieldErr(fmt.Sprintf("notify.slack.allowed_users[%d]", i), fmt.Sprintf("%q is not a Slack user id: give the member ids (U0123ABCD, or W0123ABCD on Enterprise Grid; in Slack: profile, \"Copy member ID\"), not names, which their owners can change", u)))
@@ -219,14 +258,26 @@ func (n Notify) validate() error {
 	if len(s.AllowedUsers) > 0 && len(s.AllowedTeams) == 0 {
 		p.add(fieldErr("notify.slack.allowed_teams", "required with notify.slack.allowed_users: the workspace ids (T0123ABCD) clicks may come from, so a user of another workspace sharing the channel cannot decide"))
 	}
-	if sec := n.Inbound.Secret; sec != "" && len(sec) < MinTokenLength {
+}
+
+// validate checks the inbound webhook: the deprecated secret, each
+// sender, and that no two senders share a secret.
+func (w InboundWebhook) validate(p *problems) {
+	if sec := w.Secret; sec != "" && len(sec) < MinTokenLength {
 		p.addf("notify.inbound.secret", "must be at least %d characters", MinTokenLength)
 	}
+	w.validateSenders(p)
+	w.validateDistinctSecrets(p)
+}
+
+// validateSenders checks each sender's name (unique, the deprecated
+// secret's "webhook" included) and secret.
+func (w InboundWebhook) validateSenders(p *problems) {
 	senders := map[string]string{}
-	if n.Inbound.Secret != "" {
+	if w.Secret != "" {
 		senders[DeprecatedInboundSender] = "notify.inbound.secret"
 	}
-	for i, snd := range n.Inbound.Senders {
+	for i, snd := range w.Senders {
 		key := fmt.Sprintf("notify.inbound.senders[%d]", i)
 		if err := validateIdentity(key+".name", snd.Name); err != nil {
 			p.add(err)
@@ -238,14 +289,24 @@ func (n Notify) validate() error {
 			p.addf(key+".secret", "must be at least %d characters", MinTokenLength)
 		}
 	}
+}
+
+// validateDistinctSecrets reports a sender whose secret another sender
+// has: the secret is what identifies the sender.
+func (w InboundWebhook) validateDistinctSecrets(p *problems) {
 	secrets := map[string]string{}
-	for i, snd := range n.Inbound.InboundSenders() {
+	for i, snd := range w.InboundSenders() {
 		if prev, dup := secrets[snd.Secret]; dup && snd.Secret != "" {
 			p.add(fieldErr(fmt.Sprintf("notify.inbound.senders[%d].secret", i), "the same secret as "+prev+": the secret identifies the sender, every sender needs its own"))
 		}
 		secrets[snd.Secret] = snd.Name
 	}
-	return p.join()
+}
+
+// httpHostURL reports whether s parses as an http or https URL with a host.
+func httpHostURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }
 
 // slackID reports whether v looks like a Slack id starting with one of
