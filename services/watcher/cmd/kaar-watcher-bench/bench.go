@@ -49,66 +49,142 @@ type results struct {
 	notes          []string
 }
 
+// benchRun is one run of the bench: what its steps set up for the next
+// ones, and the cleanups that undo them.
+type benchRun struct {
+	f       flags
+	out     io.Writer
+	sh      shape
+	r       *results
+	cleanup cleanups
+
+	cluster *sandbox.Cluster
+	cs      *kubernetes.Clientset
+	ns      string
+	emb     *bus.Embedded
+	nc      *nats.Conn
+	col     *collector
+	obs     *podObserver
+	want    int // pods running at steady state
+	child   *exec.Cmd
+	stats   *childStats
+}
+
+// cleanups are deferred steps, run last in, first out, as defer would.
+type cleanups []func()
+
+func (c *cleanups) add(f func()) { *c = append(*c, f) }
+
+func (c *cleanups) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+}
+
+// bench runs the benchmark, one step after the other, and reports it.
 func bench(ctx context.Context, f flags, out io.Writer) error {
 	sh, err := planLoad(f.pods, f.failPercent, f.storm)
 	if err != nil {
 		return err
 	}
-	r := &results{shape: sh, nodes: f.nodes}
+	b := &benchRun{f: f, out: out, sh: sh, r: &results{shape: sh, nodes: f.nodes}}
+	defer b.cleanup.run()
 	logf(out, "load: %d healthy Deployments x %d, %d failing Deployments x %d, %d storm pods (%d pods)",
 		sh.HealthyDeployments, sh.HealthyReplicas, sh.FailingDeployments, sh.FailingReplicas, sh.StormPods, sh.total())
 
-	// The cluster.
-	var c *sandbox.Cluster
-	if f.kubeconfig != "" {
-		if c, err = sandbox.Attach(ctx, f.kubeconfig); err != nil {
-			return err
-		}
-		r.notes = append(r.notes, "attached to an existing sandbox: -nodes was not applied")
-	} else {
-		dir := f.stateDir
-		if dir == "" {
-			if dir, err = os.MkdirTemp("", "kaar-watcher-bench-"); err != nil {
-				return err
-			}
-			defer func() { _ = os.RemoveAll(dir) }() // scratch space; a leftover does no harm
-		}
-		logf(out, "starting a private sandbox with %d kwok nodes in %s", f.nodes, dir)
-		if c, err = sandbox.Up(ctx, sandbox.Options{StateDir: dir, Nodes: f.nodes, Progress: prefixed(out)}); err != nil {
-			return err
-		}
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			_ = c.Down(dctx)
-		}()
+	if err := b.startCluster(ctx); err != nil {
+		return err
 	}
-	rc := c.RESTConfig()
+	if err := b.createNamespace(ctx); err != nil {
+		return err
+	}
+	if err := b.startBus(ctx); err != nil {
+		return err
+	}
+	if err := b.createLoad(ctx); err != nil {
+		return err
+	}
+	if err := b.startWatcher(ctx); err != nil {
+		return err
+	}
+	if err := b.measureDetection(ctx); err != nil {
+		return err
+	}
+	b.measureAnalyze()
+	b.r.rss, b.r.hwm, _ = procMemory(b.child.Process.Pid)
+	b.r.heap = b.stats.heap()
+	if sh.StormPods > 0 {
+		if err := b.measureStorm(ctx); err != nil {
+			return err
+		}
+	}
+	return b.report()
+}
+
+// startCluster attaches to the sandbox of -kubeconfig, or starts a
+// private one with -nodes kwok nodes.
+func (b *benchRun) startCluster(ctx context.Context) error {
+	var err error
+	if b.f.kubeconfig != "" {
+		if b.cluster, err = sandbox.Attach(ctx, b.f.kubeconfig); err != nil {
+			return err
+		}
+		b.r.notes = append(b.r.notes, "attached to an existing sandbox: -nodes was not applied")
+		return nil
+	}
+	dir := b.f.stateDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "kaar-watcher-bench-"); err != nil {
+			return err
+		}
+		b.cleanup.add(func() { _ = os.RemoveAll(dir) }) // scratch space; a leftover does no harm
+	}
+	logf(b.out, "starting a private sandbox with %d kwok nodes in %s", b.f.nodes, dir)
+	c, err := sandbox.Up(ctx, sandbox.Options{StateDir: dir, Nodes: b.f.nodes, Progress: prefixed(b.out)})
+	if err != nil {
+		return err
+	}
+	b.cluster = c
+	b.cleanup.add(func() {
+		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = c.Down(dctx)
+	})
+	return nil
+}
+
+// createNamespace makes the client and the bench's namespace, deleted
+// at the end.
+func (b *benchRun) createNamespace(ctx context.Context) error {
+	rc := b.cluster.RESTConfig()
 	rc.QPS, rc.Burst = 300, 600
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
+	b.cs = cs
 	ns := fmt.Sprintf("kaar-bench-%d", time.Now().Unix()%100000)
+	b.ns = ns
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	defer func() {
+	b.cleanup.add(func() {
 		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		_ = cs.CoreV1().Namespaces().Delete(dctx, ns, metav1.DeleteOptions{})
-	}()
-	if err := waitServiceAccount(ctx, cs, ns); err != nil {
-		return err
-	}
+	})
+	return waitServiceAccount(ctx, cs, ns)
+}
 
-	// The bus: an embedded NATS JetStream on a TCP port, for the child,
-	// which logs in with the watcher's seed (KAAR_NATS_NKEY_FILE).
+// startBus starts an embedded NATS JetStream on a TCP port, for the
+// child, which logs in with the watcher's seed (KAAR_NATS_NKEY_FILE),
+// and subscribes the collector to the incidents.
+func (b *benchRun) startBus(ctx context.Context) error {
 	credDir, err := os.MkdirTemp("", "kaar-bench-creds-")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = os.RemoveAll(credDir) }() // scratch space; a leftover does no harm
+	b.cleanup.add(func() { _ = os.RemoveAll(credDir) }) // scratch space; a leftover does no harm
 	creds, err := bus.LoadOrCreateCredentials(credDir)
 	if err != nil {
 		return err
@@ -116,187 +192,214 @@ func bench(ctx context.Context, f flags, out io.Writer) error {
 	if err := os.Setenv("KAAR_NATS_NKEY_FILE", creds.SeedFile(bus.RoleWatcher)); err != nil {
 		return err
 	}
-	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort, Credentials: creds})
-	if err != nil {
+	if b.emb, err = bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort, Credentials: creds}); err != nil {
 		return err
 	}
-	defer emb.Shutdown()
-	nc, err := emb.Connect(ctx, bus.ConnectOptions{Name: "kaar-watcher-bench"})
-	if err != nil {
+	b.cleanup.add(b.emb.Shutdown)
+	if b.nc, err = b.emb.Connect(ctx, bus.ConnectOptions{Name: "kaar-watcher-bench"}); err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if _, err := bus.Provision(ctx, js, bus.Config{Clusters: []string{f.cluster}}); err != nil {
+	b.cleanup.add(b.nc.Close)
+	js, _ := jetstream.New(b.nc)
+	if _, err := bus.Provision(ctx, js, bus.Config{Clusters: []string{b.f.cluster}}); err != nil {
 		return err
 	}
-	col, err := newCollector(ctx, nc, f.cluster)
-	if err != nil {
+	if b.col, err = newCollector(ctx, b.nc, b.f.cluster); err != nil {
 		return err
 	}
-	defer col.cc.Stop()
+	b.cleanup.add(b.col.cc.Stop)
+	return nil
+}
 
-	// The bench's own watch, then the load.
-	obs, err := newPodObserver(cs, ns, f.cluster, watcherConfig(f.cluster).Classify)
+// createLoad starts the bench's own watch, then creates the healthy load
+// and waits for it to run.
+func (b *benchRun) createLoad(ctx context.Context) error {
+	sh := b.sh
+	obs, err := newPodObserver(b.cs, b.ns, b.f.cluster, watcherConfig(b.f.cluster).Classify)
 	if err != nil {
 		return err
 	}
+	b.obs = obs
 	if err := obs.run(ctx); err != nil {
 		return err
 	}
 	t0 := time.Now()
-	logf(out, "creating %d healthy pods", sh.total()-sh.FailingDeployments*int(sh.FailingReplicas)+countEvict(sh)*int(sh.FailingReplicas))
-	if err := createHealthy(ctx, cs, ns, sh); err != nil {
+	logf(b.out, "creating %d healthy pods", sh.total()-sh.FailingDeployments*int(sh.FailingReplicas)+countEvict(sh)*int(sh.FailingReplicas))
+	if err := createHealthy(ctx, b.cs, b.ns, sh); err != nil {
 		return fmt.Errorf("create load: %w", err)
 	}
 	want := sh.total() - sh.FailingDeployments*int(sh.FailingReplicas) + countEvict(sh)*int(sh.FailingReplicas)
-	if err := poll(ctx, f.loadTimeout, 10*time.Second, func() (bool, string) {
+	b.want = want
+	if err := poll(ctx, b.f.loadTimeout, 10*time.Second, func() (bool, string) {
 		n := obs.runningCount()
 		return n >= want, fmt.Sprintf("%d of %d pods running", n, want)
-	}, out); err != nil {
+	}, b.out); err != nil {
 		return err
 	}
-	r.loadTime = time.Since(t0)
-	logf(out, "%d pods running after %s", want, r.loadTime.Round(time.Second))
+	b.r.loadTime = time.Since(t0)
+	logf(b.out, "%d pods running after %s", want, b.r.loadTime.Round(time.Second))
+	return nil
+}
 
-	// The watcher, in its own process.
-	kc, err := c.KubeconfigFor(sandbox.AdminUser)
+// startWatcher runs the watcher in its own process and waits until it
+// answers analyze, its caches synced.
+func (b *benchRun) startWatcher(ctx context.Context) error {
+	kc, err := b.cluster.KubeconfigFor(sandbox.AdminUser)
 	if err != nil {
 		return err
 	}
-	stats := &childStats{}
+	b.stats = &childStats{}
 	cctx, stopChild := context.WithCancel(ctx)
-	defer stopChild()
-	child, err := startChild(cctx, emb.ClientURL(), kc, f.cluster, stats)
+	b.cleanup.add(stopChild)
+	child, err := startChild(cctx, b.emb.ClientURL(), kc, b.f.cluster, b.stats)
 	if err != nil {
 		return err
 	}
-	defer func() { stopChild(); _ = child.Wait() }()
-	t0 = time.Now()
+	b.child = child
+	b.cleanup.add(func() { stopChild(); _ = child.Wait() })
+	t0 := time.Now()
 	if err := poll(ctx, 10*time.Minute, 5*time.Second, func() (bool, string) {
-		_, err := analyze(nc, f.cluster, events.AnalyzeRequest{Limit: 1})
+		_, err := analyze(b.nc, b.f.cluster, events.AnalyzeRequest{Limit: 1})
 		return err == nil, fmt.Sprint(err)
-	}, out); err != nil {
+	}, b.out); err != nil {
 		return fmt.Errorf("watcher sync: %w", err)
 	}
-	r.syncTime = time.Since(t0)
-	logf(out, "watcher synced %d pods in %s", want, r.syncTime.Round(10*time.Millisecond))
+	b.r.syncTime = time.Since(t0)
+	logf(b.out, "watcher synced %d pods in %s", b.want, b.r.syncTime.Round(10*time.Millisecond))
+	return nil
+}
 
-	// 5% failing: detection latency per incident.
-	mark := col.len()
-	logf(out, "making %d pods fail (%d Deployments)", sh.FailingDeployments*int(sh.FailingReplicas), sh.FailingDeployments)
+// measureDetection makes the failing share of the load fail and times
+// the detection of each incident.
+func (b *benchRun) measureDetection(ctx context.Context) error {
+	sh := b.sh
+	mark := b.col.len()
+	logf(b.out, "making %d pods fail (%d Deployments)", sh.FailingDeployments*int(sh.FailingReplicas), sh.FailingDeployments)
 	tFail := time.Now()
-	if err := createFailing(ctx, cs, ns, sh); err != nil {
+	if err := createFailing(ctx, b.cs, b.ns, sh); err != nil {
 		return fmt.Errorf("create failing load: %w", err)
 	}
-	failIDs := func() []string { return observedSince(obs, tFail) }
+	failIDs := func() []string { return observedSince(b.obs, tFail) }
 	_ = poll(ctx, 5*time.Minute, 10*time.Second, func() (bool, string) {
 		ids := failIDs()
-		det := detectedBy(col.since(mark))
-		missing := 0
-		for _, id := range ids {
-			if _, ok := det[id]; !ok {
-				missing++
-			}
-		}
+		missing := len(ids) - countDetected(detectedBy(b.col.since(mark)), ids)
 		return len(ids) >= sh.FailingDeployments && missing == 0, fmt.Sprintf("%d incidents seen failing, %d not detected yet", len(ids), missing)
-	}, out)
-	det := detectedBy(col.since(mark))
+	}, b.out)
+	det := detectedBy(b.col.since(mark))
 	for _, id := range failIDs() {
 		at, ok := det[id]
-		first, _ := obs.firstFailing(id)
+		first, _ := b.obs.firstFailing(id)
 		if !ok {
-			r.detectMissing++
+			b.r.detectMissing++
 			continue
 		}
-		r.detect = append(r.detect, at[0].Sub(first))
+		b.r.detect = append(b.r.detect, at[0].Sub(first))
 	}
-	r.incidents = len(r.detect)
+	b.r.incidents = len(b.r.detect)
+	return nil
+}
 
-	// Analyze over NATS request/reply, from the watcher's memory.
+// countDetected counts the incidents of ids that det has.
+func countDetected(det map[string][]time.Time, ids []string) int {
+	n := 0
+	for _, id := range ids {
+		if _, ok := det[id]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+// measureAnalyze times -analyze requests over NATS request/reply, served
+// from the watcher's memory.
+func (b *benchRun) measureAnalyze() {
 	time.Sleep(2 * time.Second)
 	types := []events.IssueType{events.IssueCrashLoopBackOff, events.IssueImagePullBackOff, events.IssueOOMKilled, events.IssuePending, events.IssueEvicted}
-	for i := range f.analyze {
-		req := []events.AnalyzeRequest{{}, {Namespace: ns}, {Type: types[i%len(types)]}, {Owner: fmt.Sprintf("fail-%s-%03d", failures[i%len(failures)], i%sh.FailingDeployments)}, {Limit: 100}}[i%5]
+	for i := range b.f.analyze {
+		req := []events.AnalyzeRequest{{}, {Namespace: b.ns}, {Type: types[i%len(types)]}, {Owner: fmt.Sprintf("fail-%s-%03d", failures[i%len(failures)], i%b.sh.FailingDeployments)}, {Limit: 100}}[i%5]
 		start := time.Now()
-		if _, err := analyze(nc, f.cluster, req); err != nil {
-			r.analyzeErrors++
+		if _, err := analyze(b.nc, b.f.cluster, req); err != nil {
+			b.r.analyzeErrors++
 			continue
 		}
-		r.analyze = append(r.analyze, time.Since(start))
+		b.r.analyze = append(b.r.analyze, time.Since(start))
 	}
-	r.rss, r.hwm, _ = procMemory(child.Process.Pid)
-	r.heap = stats.heap()
+}
 
-	// The storm.
-	if sh.StormPods > 0 {
-		mark = col.len()
-		logf(out, "storm: %d pods crash within %s", sh.StormPods, f.stormWindow)
-		sent := time.Now()
-		if err := storm(ctx, cs, ns, sh.StormPods, f.stormWindow); err != nil {
-			return fmt.Errorf("storm: %w", err)
-		}
-		r.stormSend = time.Since(sent)
-		ids := make([]string, sh.StormPods)
-		keys := make([]string, sh.StormPods)
-		for i := range ids {
-			ids[i] = events.IncidentID(f.cluster, ns, "Pod", stormPodName(i), "app", events.IssueCrashLoopBackOff)
-			keys[i] = ns + "/" + stormPodName(i)
-		}
-		_ = poll(ctx, 5*time.Minute, 5*time.Second, func() (bool, string) {
-			det := detectedBy(col.since(mark))
-			n := 0
-			for _, id := range ids {
-				if _, ok := det[id]; ok {
-					n++
-				}
-			}
-			return n == len(ids), fmt.Sprintf("%d of %d storm incidents detected", n, len(ids))
-		}, out)
-		time.Sleep(5 * time.Second) // late duplicates, if any, arrive
-		arr := col.since(mark)
-		det := detectedBy(arr)
-		var firstAt, lastAt time.Time
-		for _, id := range ids {
-			at, ok := det[id]
-			if !ok {
-				r.stormLost++
-				continue
-			}
-			r.stormDetected++
-			if len(at) > 1 {
-				r.stormDuplicate += len(at) - 1
-			}
-			if first, ok := obs.firstFailing(id); ok {
-				r.stormDetect = append(r.stormDetect, at[0].Sub(first))
-			}
-			if firstAt.IsZero() || at[0].Before(firstAt) {
-				firstAt = at[0]
-			}
-			lastAt = later(lastAt, at[0])
-		}
-		if span := lastAt.Sub(firstAt); span > 0 {
-			r.stormRate = float64(r.stormDetected) / span.Seconds()
-		}
-		seen := obs.failingPods(keys)
-		r.stormSeen = len(seen)
-		if len(seen) > 0 {
-			slices.SortFunc(seen, func(a, b time.Time) int { return a.Compare(b) })
-			r.stormWindow = seen[len(seen)-1].Sub(seen[0])
-		}
-		r.stormRSS, r.stormHWM, _ = procMemory(child.Process.Pid)
+// measureStorm makes the storm pods crash within -storm-window and counts
+// what the watcher detected, lost and duplicated, and how fast.
+func (b *benchRun) measureStorm(ctx context.Context) error {
+	n := b.sh.StormPods
+	mark := b.col.len()
+	logf(b.out, "storm: %d pods crash within %s", n, b.f.stormWindow)
+	sent := time.Now()
+	if err := storm(ctx, b.cs, b.ns, n, b.f.stormWindow); err != nil {
+		return fmt.Errorf("storm: %w", err)
 	}
+	b.r.stormSend = time.Since(sent)
+	ids := make([]string, n)
+	keys := make([]string, n)
+	for i := range ids {
+		ids[i] = events.IncidentID(b.f.cluster, b.ns, "Pod", stormPodName(i), "app", events.IssueCrashLoopBackOff)
+		keys[i] = b.ns + "/" + stormPodName(i)
+	}
+	_ = poll(ctx, 5*time.Minute, 5*time.Second, func() (bool, string) {
+		got := countDetected(detectedBy(b.col.since(mark)), ids)
+		return got == len(ids), fmt.Sprintf("%d of %d storm incidents detected", got, len(ids))
+	}, b.out)
+	time.Sleep(5 * time.Second) // late duplicates, if any, arrive
+	b.tallyStorm(detectedBy(b.col.since(mark)), ids)
+	seen := b.obs.failingPods(keys)
+	b.r.stormSeen = len(seen)
+	if len(seen) > 0 {
+		slices.SortFunc(seen, func(x, y time.Time) int { return x.Compare(y) })
+		b.r.stormWindow = seen[len(seen)-1].Sub(seen[0])
+	}
+	b.r.stormRSS, b.r.stormHWM, _ = procMemory(b.child.Process.Pid)
+	return nil
+}
 
-	table := r.table()
-	fmt.Fprintln(out)
-	fmt.Fprintln(out, "command: "+commandLine())
-	fmt.Fprintln(out)
-	fmt.Fprint(out, table)
-	if f.out != "" {
-		if err := appendResults(f.out, table, r); err != nil {
+// tallyStorm counts the storm incidents ids in det (detected, lost,
+// duplicates), their detection latencies, and the detection rate from
+// the first to the last.
+func (b *benchRun) tallyStorm(det map[string][]time.Time, ids []string) {
+	r := b.r
+	var firstAt, lastAt time.Time
+	for _, id := range ids {
+		at, ok := det[id]
+		if !ok {
+			r.stormLost++
+			continue
+		}
+		r.stormDetected++
+		if len(at) > 1 {
+			r.stormDuplicate += len(at) - 1
+		}
+		if first, ok := b.obs.firstFailing(id); ok {
+			r.stormDetect = append(r.stormDetect, at[0].Sub(first))
+		}
+		if firstAt.IsZero() || at[0].Before(firstAt) {
+			firstAt = at[0]
+		}
+		lastAt = later(lastAt, at[0])
+	}
+	if span := lastAt.Sub(firstAt); span > 0 {
+		r.stormRate = float64(r.stormDetected) / span.Seconds()
+	}
+}
+
+// report prints the table and appends it to -out.
+func (b *benchRun) report() error {
+	table := b.r.table()
+	fmt.Fprintln(b.out)
+	fmt.Fprintln(b.out, "command: "+commandLine())
+	fmt.Fprintln(b.out)
+	fmt.Fprint(b.out, table)
+	if b.f.out != "" {
+		if err := appendResults(b.f.out, table, b.r); err != nil {
 			return err
 		}
-		logf(out, "results appended to %s", f.out)
+		logf(b.out, "results appended to %s", b.f.out)
 	}
 	return nil
 }
