@@ -187,11 +187,18 @@ func TestClassifyFixtures(t *testing.T) {
 			t.Errorf("no fixture covers issue type %s", typ)
 		}
 	}
-	files, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
+	fixturesInTable(t, "testdata", covered)
+}
+
+// fixturesInTable fails for every fixture in dir (name.json, with its
+// name.events.json) whose name is not covered by the test's table.
+func fixturesInTable(t *testing.T, dir string, covered map[string]bool) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	for _, f := range files {
 		name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(f), ".json"), ".events")
 		if !covered[name] {
-			t.Errorf("fixture %s is not in the table", filepath.Base(f))
+			t.Errorf("fixture %s is not in the table", filepath.Join(dir, filepath.Base(f)))
 		}
 	}
 }

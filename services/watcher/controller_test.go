@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,7 +165,7 @@ func TestClassifyControllerFixtures(t *testing.T) {
 				}
 			}
 			// The trimmed objects the informers cache classify the same.
-			if again := classifyControllerFixture(t, tc.fixture, true); !sameControllerIssues(again, got) {
+			if again := classifyControllerFixture(t, tc.fixture, true); !slices.Equal(again, got) {
 				t.Errorf("trimmed objects classify as %+v, want %+v", again, got)
 			}
 		})
@@ -177,25 +178,7 @@ func TestClassifyControllerFixtures(t *testing.T) {
 			t.Errorf("no controller fixture covers issue type %s", typ)
 		}
 	}
-	files, _ := filepath.Glob(filepath.Join("testdata", "controllers", "*.json"))
-	for _, f := range files {
-		name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(f), ".json"), ".events")
-		if !covered[name] {
-			t.Errorf("fixture controllers/%s is not in the table", filepath.Base(f))
-		}
-	}
-}
-
-func sameControllerIssues(a, b []ControllerIssue) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	fixturesInTable(t, filepath.Join("testdata", "controllers"), covered)
 }
 
 func TestFailedCreateReason(t *testing.T) {
