@@ -150,9 +150,7 @@ func nearMatch(selector map[string]string, tmpl corev1.PodTemplateSpec) (nearWor
 			n.Differs = append(n.Differs, k)
 		}
 	}
-	for _, c := range tmpl.Spec.Containers {
-		n.Ports = append(n.Ports, portNames(c.Ports)...)
-	}
+	n.Ports = specPorts(tmpl.Spec)
 	return n, shared
 }
 
@@ -173,14 +171,22 @@ func portNames(ports []corev1.ContainerPort) []string {
 	return out
 }
 
+// specPorts are the container ports of a pod spec, container by
+// container.
+func specPorts(spec corev1.PodSpec) []string {
+	var out []string
+	for _, c := range spec.Containers {
+		out = append(out, portNames(c.Ports)...)
+	}
+	return out
+}
+
 // podPorts are the distinct container ports of pods, sorted.
 func podPorts(pods []corev1.Pod) []string {
 	seen := map[string]bool{}
 	for _, p := range pods {
-		for _, c := range p.Spec.Containers {
-			for _, s := range portNames(c.Ports) {
-				seen[s] = true
-			}
+		for _, s := range specPorts(p.Spec) {
+			seen[s] = true
 		}
 	}
 	return slices.Sorted(maps.Keys(seen))
@@ -191,16 +197,20 @@ func labelsString(sel map[string]string) string { return labels.SelectorFromSet(
 
 // servicePortString is "http 80/TCP -> web".
 func servicePortString(p corev1.ServicePort) string {
-	target := p.TargetPort
-	if target.Type == intstr.Int && target.IntVal == 0 {
-		target = intstr.FromInt32(p.Port)
-	}
-	proto := cmp.Or(p.Protocol, corev1.ProtocolTCP)
 	name := ""
 	if p.Name != "" {
 		name = p.Name + " "
 	}
-	return fmt.Sprintf("%s%d/%s -> targetPort %s", name, p.Port, proto, target.String())
+	target := targetPort(p)
+	return fmt.Sprintf("%s%d/%s -> targetPort %s", name, p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP), target.String())
+}
+
+// targetPort is the port's targetPort, which defaults to its port.
+func targetPort(p corev1.ServicePort) intstr.IntOrString {
+	if p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal == 0 {
+		return intstr.FromInt32(p.Port)
+	}
+	return p.TargetPort
 }
 
 // unmatchedPorts are the Service ports whose targetPort no selected pod
@@ -208,10 +218,7 @@ func servicePortString(p corev1.ServicePort) string {
 func unmatchedPorts(svc *corev1.Service, pods []corev1.Pod) []string {
 	var out []string
 	for _, sp := range svc.Spec.Ports {
-		target := sp.TargetPort
-		if target.Type == intstr.Int && target.IntVal == 0 {
-			target = intstr.FromInt32(sp.Port)
-		}
+		target := targetPort(sp)
 		proto := cmp.Or(sp.Protocol, corev1.ProtocolTCP)
 		found := slices.ContainsFunc(pods, func(p corev1.Pod) bool {
 			for _, c := range p.Spec.Containers {
@@ -251,13 +258,7 @@ func trafficSteps(in planInput, b *builder, step stepFunc) []events.Step {
 	svcRef := in.Owner.ref()
 	name := in.Owner.Ref.Name
 	t := in.Traffic
-	var svc *corev1.Service
-	if t != nil {
-		svc = t.Service
-	}
-	if svc == nil {
-		svc, _ = in.Owner.Object.(*corev1.Service)
-	}
+	svc, _ := in.Owner.Object.(*corev1.Service) // what in.Traffic.Service is, when read
 	if svc == nil {
 		return []events.Step{b.onOwner(step(fmt.Sprintf("Inspect %s", svcRef), "describe", "service", name))}
 	}
@@ -370,11 +371,7 @@ func trafficEvidence(in planInput) events.Evidence {
 			lines = append(lines, fmt.Sprintf("... and %d more", len(t.Pods)-10))
 			break
 		}
-		var ports []string
-		for _, c := range p.Spec.Containers {
-			ports = append(ports, portNames(c.Ports)...)
-		}
-		lines = append(lines, fmt.Sprintf("pod/%s phase %s, ready %t, container ports %s", p.Name, p.Status.Phase, podIsReady(&p), orNone(ports)))
+		lines = append(lines, fmt.Sprintf("pod/%s phase %s, ready %t, container ports %s", p.Name, p.Status.Phase, podIsReady(&p), orNone(specPorts(p.Spec))))
 	}
 	for _, n := range t.Near {
 		match := "matches"
