@@ -363,7 +363,9 @@ func trafficEvidence(in planInput) events.Evidence {
 		for _, p := range s.Ports {
 			ports = append(ports, fmt.Sprintf("%s=%d", derefOr(p.Name, ""), derefOr(p.Port, 0)))
 		}
-		lines = append(lines, fmt.Sprintf("endpointslice/%s: %s; ports %s", s.Name, orNone(eps), orNone(ports)))
+		// An endpoint's targetRef and a slice's length are whatever its
+		// writer put there: quoted like the other evidence.
+		lines = append(lines, quote(fmt.Sprintf("endpointslice/%s: %s; ports %s", s.Name, orNone(eps), orNone(ports))))
 	}
 	lines = append(lines, fmt.Sprintf("pods selected: %d", len(t.Pods)))
 	for i, p := range t.Pods {
