@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
@@ -174,11 +175,11 @@ func newChaosEnvWith(t testing.TB, nodes int) *chaosEnv {
 	ce := &chaosEnv{bin: buildKaar(t), kube: c.Clientset()}
 	ce.t, _ = t.(*testing.T) // scenarios run as its subtests; benchmarks have none
 	for range nodes {
-		ce.nodes = append(ce.nodes, &natsNode{port: freePort(t), route: freePort(t), store: t.TempDir()})
+		ce.nodes = append(ce.nodes, &natsNode{port: testutil.FreePort(t), route: testutil.FreePort(t), store: t.TempDir()})
 	}
 	ce.ns = sandbox.NewNamespace(t, ce.kube)
 	ce.cluster = "chaos-" + strings.ReplaceAll(ce.ns[len(ce.ns)-5:], "-", "")
-	ce.cfg = writeConfig(t, c, ce.ns, ce.cluster, freePort(t), "  max_concurrent: 8\n  max_concurrent_per_namespace: 8")
+	ce.cfg = writeConfig(t, c, ce.ns, ce.cluster, testutil.FreePort(t), "  max_concurrent: 8\n  max_concurrent_per_namespace: 8")
 	cfg, err := os.ReadFile(ce.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -227,13 +228,13 @@ func newChaosEnvWith(t testing.TB, nodes int) *chaosEnv {
 // proc is a process the suite kills and restarts.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testutil.Buffer
 	done chan error
 }
 
 func (ce *chaosEnv) start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{out: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &proc{out: &testutil.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(ce.bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

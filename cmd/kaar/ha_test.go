@@ -16,6 +16,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/lease"
@@ -115,7 +116,7 @@ func waitUntil(t *testing.T, within time.Duration, what string, ok func() bool, 
 // stopped (SIGTERM) at the end if it still runs.
 func startKillable(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{out: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &proc{out: &testutil.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -139,8 +140,8 @@ func TestWatcherFailover(t *testing.T) {
 	ns := sandbox.NewNamespace(t, kube)
 	cluster := "ha-" + strings.ReplaceAll(ns[len(ns)-5:], "-", "")
 	bin := buildKaar(t)
-	natsPort := freePort(t)
-	cfg := writeConfig(t, c, ns, cluster, freePort(t), "")
+	natsPort := testutil.FreePort(t)
+	cfg := writeConfig(t, c, ns, cluster, testutil.FreePort(t), "")
 	extra := fmt.Sprintf("nats:\n  url: nats://127.0.0.1:%d\n  lease_duration: 3s\n", natsPort)
 	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -173,7 +174,7 @@ func TestWatcherFailover(t *testing.T) {
 	}
 
 	watchers := map[int]*proc{}
-	var outs []*lockedBuffer
+	var outs []*testutil.Buffer
 	for range 2 {
 		p := startKillable(t, bin, "watcher", "--config", cfg)
 		watchers[p.cmd.Process.Pid] = p

@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kaar-dev/kaar/cmd/kaar/internal/cli"
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 )
 
@@ -51,34 +50,6 @@ type instance struct {
 	kube    kubernetes.Interface
 	output  fmt.Stringer // what kaar printed, for in-process instances
 	cfgFile string       // its configuration file, for in-process instances
-}
-
-// lockedBuffer collects a command's output for failure reports.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // writeConfig writes a config file for one kaar instance; extra is YAML
@@ -112,7 +83,7 @@ remediation:
 // watching namespace ns, and waits until its gateway answers /health.
 func startServe(t testing.TB, c *sandbox.Cluster, ns, remediationExtra string, kubernetesExtra ...string) *instance {
 	t.Helper()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cluster := "e2e-" + strings.ToLower(strings.ReplaceAll(ns[len(ns)-5:], "-", ""))
 	cfgFile := writeConfig(t, c, ns, cluster, port, remediationExtra, kubernetesExtra...)
 	// Its own JetStream store: instances of tests running in parallel
@@ -128,7 +99,7 @@ func startServe(t testing.TB, c *sandbox.Cluster, ns, remediationExtra string, k
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var out lockedBuffer
+	var out testutil.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Main(ctx, []string{"serve", "--config", cfgFile, "--nats-listen", "127.0.0.1:0", "--no-sandbox"}, strings.NewReader(""), &out, &out)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 	"github.com/kaar-dev/kaar/services/notifier"
 )
@@ -89,7 +90,7 @@ func TestSlackApprovalEndToEnd(t *testing.T) {
 	rec := &slackRecorder{}
 	slack := httptest.NewServer(rec)
 	t.Cleanup(slack.Close)
-	notifyPort := freePort(t)
+	notifyPort := testutil.FreePort(t)
 	const secret = "e2e-signing-secret"
 	extra := fmt.Sprintf(`  approval_window: 10m
 notify:

@@ -15,6 +15,7 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 )
 
@@ -55,9 +56,9 @@ func removeBuiltKaar() {
 
 // startProcess starts a kaar process and stops it (SIGTERM, then SIGKILL)
 // when the test ends; its output is logged if the test failed.
-func startProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, *lockedBuffer) {
+func startProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, *testutil.Buffer) {
 	t.Helper()
-	var out lockedBuffer
+	var out testutil.Buffer
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -95,7 +96,7 @@ func TestCaseStudySplitProcesses(t *testing.T) {
 	applyCaseStudy(t, c, ns)
 	bin := buildKaar(t)
 
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cluster := "split-" + strings.ReplaceAll(ns[len(ns)-5:], "-", "")
 	cfg := writeConfig(t, c, ns, cluster, port, "")
 
@@ -173,7 +174,7 @@ func TestStdioJoinsServe(t *testing.T) {
 		t.Fatalf("kaar serve did not print the stdio command line:\n%s", inst.output.String())
 	}
 	cmd := exec.Command(bin, strings.Fields(m[1])...)
-	var stderr lockedBuffer
+	var stderr testutil.Buffer
 	cmd.Stderr = &stderr
 	cl := sdk.NewClient(&sdk.Implementation{Name: "kaar-e2e-stdio", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

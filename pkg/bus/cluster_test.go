@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/events"
 )
 
@@ -21,7 +22,7 @@ func TestProvisionIsIdempotentOnAThreeNodeCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three servers")
 	}
-	ports := []int{freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)}
+	ports := []int{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
 	var routes []*url.URL
 	for _, p := range ports {
 		u, _ := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", p))

@@ -2,13 +2,13 @@ package bus
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/events"
 )
 
@@ -19,7 +19,7 @@ import (
 // published centrally reaches the executor's consumer on the leaf.
 func TestLeafNodeClientsUseTheCentralJetStreamDomain(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
-	leafPort := freeTCPPort(t)
+	leafPort := testutil.FreePort(t)
 	hub := runServer(t, &server.Options{ServerName: "central", Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
 		JetStream: true, JetStreamDomain: "central", StoreDir: t.TempDir(),
 		LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: leafPort}})
@@ -139,14 +139,4 @@ func runServer(t *testing.T, o *server.Options) *server.Server {
 		t.Fatalf("nats-server %s not ready", o.ServerName)
 	}
 	return s
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/events"
 )
 
@@ -21,7 +22,7 @@ import (
 // refused a stream update in the central domain.
 func TestLeafNodeRolesInTheCentralDomain(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
-	leafPort := freeTCPPort(t)
+	leafPort := testutil.FreePort(t)
 	hub := runServer(t, &server.Options{ServerName: "central", Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
 		JetStream: true, JetStreamDomain: "central", StoreDir: t.TempDir(),
 		LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: leafPort}})

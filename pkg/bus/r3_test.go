@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/events"
 )
 
@@ -32,7 +33,7 @@ func startNATSCluster(t *testing.T) *natsCluster {
 	}
 	var ports []int
 	for range 6 {
-		ports = append(ports, freeTCPPort(t))
+		ports = append(ports, testutil.FreePort(t))
 	}
 	var routes []string
 	for i := range 3 {

@@ -1,53 +1,23 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
 )
-
-// safeBuffer is a bytes.Buffer for one writer and concurrent readers.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func loopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 var listeningRE = regexp.MustCompile(`NATS JetStream listening on (\S+)`)
 
@@ -69,16 +39,16 @@ func TestNATSClusterOfThreeDeclaresR3(t *testing.T) {
 	var routes []string
 	var routePorts []int
 	for range 3 {
-		p := loopbackPort(t)
+		p := testutil.FreePort(t)
 		routePorts = append(routePorts, p)
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	outs := make([]*safeBuffer, 3)
+	outs := make([]*testutil.Buffer, 3)
 	done := make(chan error, 3)
 	for i := range 3 {
-		outs[i] = &safeBuffer{}
+		outs[i] = &testutil.Buffer{}
 		args := []string{"--listen", "127.0.0.1:0", "--store-dir", filepath.Join(dir, fmt.Sprintf("n%d", i)), "--credentials-dir", creds,
 			"--config", cfgFile, "--server-name", fmt.Sprintf("n%d", i), "--route-listen", fmt.Sprintf("127.0.0.1:%d", routePorts[i]),
 			"--routes", strings.Join(routes, ",")}
