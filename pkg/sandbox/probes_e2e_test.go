@@ -32,6 +32,26 @@ func podLog(ctx context.Context, cs kubernetes.Interface, ns, name string, previ
 	return string(b), err
 }
 
+// waitObject gets an object until check says it is done, for up to a
+// minute, and returns it; check also describes it for the timeout's
+// message. An error from get fails t at once, as does the timeout.
+func waitObject[T any](ctx context.Context, t *testing.T, what string, get func(context.Context) (T, error), check func(T) (bool, string)) T {
+	t.Helper()
+	var obj T
+	err := poll(ctx, time.Minute, what, func(ctx context.Context) (bool, string, error) {
+		var err error
+		if obj, err = get(ctx); err != nil {
+			return false, "", err
+		}
+		done, state := check(obj)
+		return done, state, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obj
+}
+
 func eventsOf(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name string) []corev1.Event {
 	t.Helper()
 	evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
@@ -132,18 +152,11 @@ func TestProbeFailures(t *testing.T) {
 	}
 	wait := func(name string, ok func(p *corev1.Pod) bool) *corev1.Pod {
 		t.Helper()
-		var p *corev1.Pod
-		err := poll(ctx, time.Minute, "wait for "+name, func(ctx context.Context) (bool, string, error) {
-			var err error
-			if p, err = cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
-				return false, "", err
-			}
-			return len(p.Status.ContainerStatuses) == 2 && ok(p), fmt.Sprintf("%s %+v", p.Status.Phase, p.Status.ContainerStatuses), nil
+		return waitObject(ctx, t, "wait for "+name, func(ctx context.Context) (*corev1.Pod, error) {
+			return cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		}, func(p *corev1.Pod) (bool, string) {
+			return len(p.Status.ContainerStatuses) == 2 && ok(p), fmt.Sprintf("%s %+v", p.Status.Phase, p.Status.ContainerStatuses)
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
 	}
 	podReady := func(p *corev1.Pod) bool {
 		for _, c := range p.Status.Conditions {
@@ -218,18 +231,11 @@ func TestNodeConditionsFromAnnotations(t *testing.T) {
 	t.Cleanup(func() { _ = cs.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	waitNode := func(what string, ok func(n *corev1.Node) bool) *corev1.Node {
 		t.Helper()
-		var n *corev1.Node
-		err := poll(ctx, time.Minute, what, func(ctx context.Context) (bool, string, error) {
-			var err error
-			if n, err = cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
-				return false, "", err
-			}
-			return ok(n), fmt.Sprintf("conditions %+v taints %+v", n.Status.Conditions, n.Spec.Taints), nil
+		return waitObject(ctx, t, what, func(ctx context.Context) (*corev1.Node, error) {
+			return cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		}, func(n *corev1.Node) (bool, string) {
+			return ok(n), fmt.Sprintf("conditions %+v taints %+v", n.Status.Conditions, n.Spec.Taints)
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
 	}
 	annotate := func(k, v string) {
 		t.Helper()
