@@ -168,27 +168,27 @@ func failedCreateSteps(in planInput, b *builder, step stepFunc) []events.Step {
 		add(policyStep(b, step(fmt.Sprintf("ResourceQuota %s is full: %s asks for %s, the namespace already uses %s of at most %s", orUnknown(f.Quota), w.ref(), f.Requested, f.Used, f.Limited),
 			"describe", "resourcequota", f.Quota), "ResourceQuota", f.Quota))
 		add(policyStep(b, step(fmt.Sprintf("Either raise ResourceQuota %s: a policy change for the namespace's owner (kaar never changes quotas)", orUnknown(f.Quota)), "edit", "resourcequota", f.Quota), "ResourceQuota", f.Quota))
-		add(b.ownerStep(step(fmt.Sprintf("Or make %s fit: lower the requests and limits of its pod template%s, or its replicas%s", w.ref(), currentResources(w), currentReplicas(w)),
-			scaleOrResources(w)...)))
+		add(step(fmt.Sprintf("Or make %s fit: lower the requests and limits of its pod template%s, or its replicas%s", w.ref(), currentResources(w), currentReplicas(w)),
+			scaleOrResources(w)...))
 	case createQuotaRequiresLimits:
 		add(policyStep(b, step(fmt.Sprintf("ResourceQuota %s requires every pod to declare %s, and the pod template of %s does not", orUnknown(f.Quota), f.Missing, w.ref()),
 			"describe", "resourcequota", f.Quota), "ResourceQuota", f.Quota))
-		add(b.ownerStep(step(fmt.Sprintf("Set the missing requests and limits in the pod template of %s%s (or have the namespace's owner add a LimitRange with defaults: a policy change)", w.ref(), currentResources(w)),
-			"set", "resources", w.ref(), "-c", b.containerName(), "--requests=cpu=<cpu>,memory=<memory>", "--limits=cpu=<cpu>,memory=<memory>")))
+		add(step(fmt.Sprintf("Set the missing requests and limits in the pod template of %s%s (or have the namespace's owner add a LimitRange with defaults: a policy change)", w.ref(), currentResources(w)),
+			"set", "resources", w.ref(), "-c", b.containerName(), "--requests=cpu=<cpu>,memory=<memory>", "--limits=cpu=<cpu>,memory=<memory>"))
 	case createMissingServiceAccount:
 		sa := orUnknown(f.ServiceAccount)
 		add(policyStep(b, step(fmt.Sprintf("ServiceAccount %s does not exist in namespace %s", sa, in.Incident.Namespace), "get", "serviceaccount", f.ServiceAccount), "ServiceAccount", f.ServiceAccount))
-		add(b.ownerStep(step(fmt.Sprintf("Create ServiceAccount %s (with the RBAC it needs: a change for the namespace's owner), or fix serviceAccountName in the pod template of %s (now %q)", sa, w.ref(), serviceAccountOf(w)),
-			"create", "serviceaccount", f.ServiceAccount)))
+		add(step(fmt.Sprintf("Create ServiceAccount %s (with the RBAC it needs: a change for the namespace's owner), or fix serviceAccountName in the pod template of %s (now %q)", sa, w.ref(), serviceAccountOf(w)),
+			"create", "serviceaccount", f.ServiceAccount))
 	case createPodSecurity:
 		add(step(fmt.Sprintf("Pod Security admission refuses the pods of %s at level %q: %s", w.ref(), f.Level, strings.Join(f.Violations, "; ")),
 			"get", "namespace", in.Incident.Namespace, "--show-labels"))
-		add(b.ownerStep(step(fmt.Sprintf("Change the pod template of %s to meet the %q level (the fields above); relaxing the namespace's pod-security.kubernetes.io/enforce label is a policy change for its owner", w.ref(), levelName(f.Level)),
-			"edit", w.ref())))
+		add(step(fmt.Sprintf("Change the pod template of %s to meet the %q level (the fields above); relaxing the namespace's pod-security.kubernetes.io/enforce label is a policy change for its owner", w.ref(), levelName(f.Level)),
+			"edit", w.ref()))
 	case createWebhookDenied:
 		add(step(fmt.Sprintf("Admission webhook %s denies the pods of %s: %s", f.Webhook, w.ref(), orUnknown(f.Detail)),
 			"get", "validatingwebhookconfigurations,mutatingwebhookconfigurations"))
-		add(b.ownerStep(step(fmt.Sprintf("Change the pod template of %s to meet the policy webhook %s enforces, or ask the webhook's owner for an exception (kaar never changes webhooks)", w.ref(), f.Webhook), "edit", w.ref())))
+		add(step(fmt.Sprintf("Change the pod template of %s to meet the policy webhook %s enforces, or ask the webhook's owner for an exception (kaar never changes webhooks)", w.ref(), f.Webhook), "edit", w.ref()))
 	case createWebhookUnreachable:
 		add(step(fmt.Sprintf("Admission webhook %s cannot be called (%s), and it fails closed: no pod of the namespace it covers can be created", f.Webhook, orUnknown(f.Detail)),
 			"get", "validatingwebhookconfigurations,mutatingwebhookconfigurations"))
@@ -196,18 +196,19 @@ func failedCreateSteps(in planInput, b *builder, step stepFunc) []events.Step {
 			"get", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "-o", "custom-columns=NAME:.metadata.name,SERVICE:.webhooks[*].clientConfig.service.name,NAMESPACE:.webhooks[*].clientConfig.service.namespace,FAILURE_POLICY:.webhooks[*].failurePolicy"))
 	case createLimitRange:
 		add(policyStep(b, step(fmt.Sprintf("A LimitRange of namespace %s refuses the pods of %s: %s", in.Incident.Namespace, w.ref(), orUnknown(f.LimitRange)), "describe", "limitrange"), "LimitRange", ""))
-		add(b.ownerStep(step(fmt.Sprintf("Fit the requests and limits of %s%s into the LimitRange, or have the namespace's owner change it (a policy change)", w.ref(), currentResources(w)),
-			"set", "resources", w.ref(), "-c", b.containerName(), "--requests=cpu=<cpu>,memory=<memory>", "--limits=cpu=<cpu>,memory=<memory>")))
+		add(step(fmt.Sprintf("Fit the requests and limits of %s%s into the LimitRange, or have the namespace's owner change it (a policy change)", w.ref(), currentResources(w)),
+			"set", "resources", w.ref(), "-c", b.containerName(), "--requests=cpu=<cpu>,memory=<memory>", "--limits=cpu=<cpu>,memory=<memory>"))
 	default:
-		add(b.ownerStep(step(fmt.Sprintf("The controller of %s cannot create its pods: read its FailedCreate events (the message is in the evidence)", w.ref()), "describe", w.ref())))
+		add(step(fmt.Sprintf("The controller of %s cannot create its pods: read its FailedCreate events (the message is in the evidence)", w.ref()), "describe", w.ref()))
 	}
 	return out
 }
 
-// policyStep points a step at the policy object when it has a name.
+// policyStep points a step at the policy object when it has a name (else
+// failedCreateSteps points it at the workload).
 func policyStep(b *builder, s events.Step, kind, name string) events.Step {
 	if name == "" {
-		return b.ownerStep(s)
+		return s
 	}
 	s.Target = events.ObjectRef{Kind: kind, Namespace: b.in.Incident.Namespace, Name: name, APIVersion: "v1"}
 	return s
@@ -276,11 +277,10 @@ func podCause(in planInput) string {
 			if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "PodInitializing" && w.Reason != "ContainerCreating" {
 				return fmt.Sprintf("container %s of pod/%s is waiting: %s", cs.Name, p.Name, w.Reason)
 			}
-			if t := cs.State.Terminated; t != nil && t.ExitCode != 0 {
-				return fmt.Sprintf("container %s of pod/%s exited with code %d (%s)", cs.Name, p.Name, t.ExitCode, exitCodeMeaning(t.ExitCode, t.Reason))
-			}
-			if t := cs.LastTerminationState.Terminated; t != nil && t.ExitCode != 0 {
-				return fmt.Sprintf("container %s of pod/%s exited with code %d (%s)", cs.Name, p.Name, t.ExitCode, exitCodeMeaning(t.ExitCode, t.Reason))
+			for _, t := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
+				if t != nil && t.ExitCode != 0 {
+					return fmt.Sprintf("container %s of pod/%s exited with code %d (%s)", cs.Name, p.Name, t.ExitCode, exitCodeMeaning(t.ExitCode, t.Reason))
+				}
 			}
 			if !cs.Ready && cs.State.Running != nil {
 				return fmt.Sprintf("container %s of pod/%s runs but is not ready (readiness probe)", cs.Name, p.Name)
