@@ -29,20 +29,36 @@ func (h *harness) incidentID(kind, name string, typ events.IssueType) string {
 	return events.IncidentID(testCluster, h.ns, kind, name, "", typ)
 }
 
-func TestQuotaForbiddingPodsIsFailedCreateUntilRaised(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
+// onePodQuota creates the ResourceQuota "compute" allowing one pod, and
+// waits until it refuses pods: the quota admission refuses them until the
+// quota controller has computed the quota's usage.
+func (h *harness) onePodQuota(t *testing.T) *corev1.ResourceQuota {
+	t.Helper()
 	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "compute"},
 		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}}}
 	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Create(ctx30(t), quota, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The quota admission refuses pods until the quota controller has
-	// computed the quota's usage.
 	waitFor(t, time.Minute, "the quota's usage", func() (bool, string) {
 		q, err := h.admin.CoreV1().ResourceQuotas(h.ns).Get(ctx30(t), "compute", metav1.GetOptions{})
 		return err == nil && q.Status.Hard != nil, "no status"
 	})
+	return quota
+}
+
+// raisePodQuota raises quota to 10 pods.
+func (h *harness) raisePodQuota(t *testing.T, quota *corev1.ResourceQuota) {
+	t.Helper()
+	quota.Spec.Hard[corev1.ResourcePods] = resource.MustParse("10")
+	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Update(ctx30(t), quota, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestQuotaForbiddingPodsIsFailedCreateUntilRaised(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	quota := h.onePodQuota(t)
 	h.startWatcher(t)
 	h.create(t, testDeployment("web", 3, nil, corev1.Container{Name: "app", Image: "nginx:1.27"}))
 
@@ -62,10 +78,7 @@ func TestQuotaForbiddingPodsIsFailedCreateUntilRaised(t *testing.T) {
 
 	// Raised: the ReplicaSet controller creates the pods, the condition
 	// clears, the incident resolves.
-	quota.Spec.Hard[corev1.ResourcePods] = resource.MustParse("10")
-	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Update(ctx30(t), quota, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	h.raisePodQuota(t, quota)
 	h.waitEvent(t, 3*time.Minute, id, events.TransitionResolved)
 	detectedOnce(t, h.events(t), id)
 }
@@ -175,15 +188,7 @@ func TestScaledToZeroAndCompletedJobAreNoIncident(t *testing.T) {
 func TestStatefulSetRefusedByQuotaIsFailedCreateFromItsEvents(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "compute"},
-		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}}}
-	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Create(ctx30(t), quota, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, time.Minute, "the quota's usage", func() (bool, string) {
-		q, err := h.admin.CoreV1().ResourceQuotas(h.ns).Get(ctx30(t), "compute", metav1.GetOptions{})
-		return err == nil && q.Status.Hard != nil, "no status"
-	})
+	quota := h.onePodQuota(t)
 	h.startWatcher(t)
 	replicas, labels := int32(3), map[string]string{"app": "db"}
 	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: appsv1.StatefulSetSpec{
@@ -201,9 +206,6 @@ func TestStatefulSetRefusedByQuotaIsFailedCreateFromItsEvents(t *testing.T) {
 	if in := r.event.Incident; in.Owner.Kind != "StatefulSet" || !strings.Contains(in.Message, "exceeded quota: compute") {
 		t.Errorf("incident = %+v", in)
 	}
-	quota.Spec.Hard[corev1.ResourcePods] = resource.MustParse("10")
-	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Update(ctx30(t), quota, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	h.raisePodQuota(t, quota)
 	h.waitEvent(t, 3*time.Minute, id, events.TransitionResolved)
 }

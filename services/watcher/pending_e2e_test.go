@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"hash/fnv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,19 +59,10 @@ func nodesFor(rep scheduling.Report, k scheduling.Kind) int {
 func othersAreExtraNodes(t *testing.T, rep scheduling.Report, want ...scheduling.Kind) {
 	t.Helper()
 	for _, c := range rep.Causes {
-		if c.Kind != scheduling.KindTaint && !containsKind(want, c.Kind) {
+		if c.Kind != scheduling.KindTaint && !slices.Contains(want, c.Kind) {
 			t.Errorf("unexpected cause %+v in %q", c, rep.String())
 		}
 	}
-}
-
-func containsKind(ks []scheduling.Kind, k scheduling.Kind) bool {
-	for _, x := range ks {
-		if x == k {
-			return true
-		}
-	}
-	return false
 }
 
 func TestPendingForCPUCountsEveryNode(t *testing.T) {

@@ -20,7 +20,11 @@ import (
 
 const e2eServiceGrace = 10 * time.Second
 
-var httpPort = corev1.ContainerPort{Name: "http", ContainerPort: 8080}
+var (
+	httpPort = corev1.ContainerPort{Name: "http", ContainerPort: 8080}
+	// httpContainer serves on httpPort.
+	httpContainer = corev1.Container{Name: "app", Image: "nginx:1.27", Ports: []corev1.ContainerPort{httpPort}}
+)
 
 func (h *harness) createService(t *testing.T, name string, selector map[string]string, target intstr.IntOrString) {
 	t.Helper()
@@ -38,12 +42,19 @@ func (h *harness) patchService(t *testing.T, name, patch string) {
 	}
 }
 
+// startServiceWatcher starts the watcher with the grace shortened to
+// e2eServiceGrace.
+func (h *harness) startServiceWatcher(t *testing.T) {
+	t.Helper()
+	h.serviceGrace = e2eServiceGrace
+	h.startWatcher(t)
+}
+
 func TestServiceSelectingNoPodIsServiceUnavailableUntilFixed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.serviceGrace = e2eServiceGrace
-	h.startWatcher(t)
-	h.create(t, testDeployment("web", 2, nil, corev1.Container{Name: "app", Image: "nginx:1.27", Ports: []corev1.ContainerPort{httpPort}}))
+	h.startServiceWatcher(t)
+	h.create(t, testDeployment("web", 2, nil, httpContainer))
 	h.createService(t, "web", map[string]string{"app": "wbe"}, intstr.FromString("http"))
 
 	id := h.incidentID("Service", "web", events.IssueServiceUnavailable)
@@ -60,9 +71,8 @@ func TestServiceSelectingNoPodIsServiceUnavailableUntilFixed(t *testing.T) {
 func TestServiceTargetPortMatchingNoPodPortIsServiceUnavailable(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.serviceGrace = e2eServiceGrace
-	h.startWatcher(t)
-	h.create(t, testDeployment("api", 2, nil, corev1.Container{Name: "app", Image: "nginx:1.27", Ports: []corev1.ContainerPort{httpPort}}))
+	h.startServiceWatcher(t)
+	h.create(t, testDeployment("api", 2, nil, httpContainer))
 	sel := map[string]string{"app": "api"}
 	h.createService(t, "api-named", sel, intstr.FromString("web"))
 	h.createService(t, "api-numeric", sel, intstr.FromInt32(9090))
@@ -86,10 +96,8 @@ func TestServiceTargetPortMatchingNoPodPortIsServiceUnavailable(t *testing.T) {
 func TestServiceOfCrashingPodsHasNoReadyEndpoints(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.serviceGrace = e2eServiceGrace
-	h.startWatcher(t)
-	h.create(t, testDeployment("checkout", 2, map[string]string{sandbox.AnnotationCrashExitCode: "1"},
-		corev1.Container{Name: "app", Image: "nginx:1.27", Ports: []corev1.ContainerPort{httpPort}}))
+	h.startServiceWatcher(t)
+	h.create(t, testDeployment("checkout", 2, map[string]string{sandbox.AnnotationCrashExitCode: "1"}, httpContainer))
 	h.createService(t, "checkout", map[string]string{"app": "checkout"}, intstr.FromString("http"))
 
 	id := h.incidentID("Service", "checkout", events.IssueServiceUnavailable)
@@ -116,10 +124,9 @@ func TestServiceOfCrashingPodsHasNoReadyEndpoints(t *testing.T) {
 func TestServicesThatAreFineAreNoIncident(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.serviceGrace = e2eServiceGrace
-	h.startWatcher(t)
-	h.create(t, testDeployment("web", 2, nil, corev1.Container{Name: "app", Image: "nginx:1.27", Ports: []corev1.ContainerPort{httpPort}}))
-	h.create(t, testDeployment("idle", 0, nil, corev1.Container{Name: "app", Image: "nginx:1.27", Ports: []corev1.ContainerPort{httpPort}}))
+	h.startServiceWatcher(t)
+	h.create(t, testDeployment("web", 2, nil, httpContainer))
+	h.create(t, testDeployment("idle", 0, nil, httpContainer))
 	h.createService(t, "web", map[string]string{"app": "web"}, intstr.FromString("http"))
 	h.createService(t, "idle", map[string]string{"app": "idle"}, intstr.FromString("http"))
 	h.createService(t, "manual", nil, intstr.FromInt32(8080))
