@@ -235,24 +235,24 @@ func (s *Service) finishStale(ctx context.Context, log *slog.Logger, p events.Pl
 // plan is already in state) or that another executor took the plan over
 // (see resume; its resume note makes the history differ, even once it
 // has finished the plan itself): then it reports false and this
-// execution records nothing more. Bus errors are retried for a while: a plan left in executing would
-// block its workload's history.
+// execution records nothing more. Bus errors are retried for a while: a
+// plan left in executing would block its workload's history.
 func (s *Service) setPlanState(ctx context.Context, log *slog.Logger, p events.Plan, rev uint64, state events.PlanState) (owned bool) {
 	ctx, cancel := recordContext(ctx)
 	defer cancel()
 	owned = true
 	err := retryRecord(ctx, func(ctx context.Context) error {
-		next := p
-		next.State = state
-		_, err := s.plans.Update(ctx, next, rev)
+		final := p
+		final.State = state
+		_, err := s.plans.Update(ctx, final, rev)
 		if errors.Is(err, bus.ErrRevisionMismatch) {
 			cur, _, gerr := s.plans.Get(ctx, p.ID)
 			switch {
 			case gerr != nil:
 				return gerr
-			case cur.State == state && slices.Equal(cur.History, next.History):
+			case cur.State == state && slices.Equal(cur.History, final.History):
 				return nil // an earlier attempt of this very write landed
-			case cur.State == events.PlanExecuting || !slices.Equal(cur.History, next.History):
+			case cur.State == events.PlanExecuting || !slices.Equal(cur.History, final.History):
 				// Another executor resumed the plan (its resume note is in
 				// the history), and may even have finished it: it records
 				// the end, not this one.
