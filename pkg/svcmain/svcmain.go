@@ -182,6 +182,13 @@ func checkBound(ctx context.Context, nc *nats.Conn, spec Spec, cfg config.Config
 			return err
 		}
 	}
+	return CheckBound(ctx, nc, cfg, role, bc)
+}
+
+// CheckBound checks, over nc, that what role binds to in the declaration
+// bc exists on the bus (in nats.jetstream_domain); its error names
+// "kaar bus provision" when something is missing.
+func CheckBound(ctx context.Context, nc *nats.Conn, cfg config.Config, role bus.Role, bc bus.Config) error {
 	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
 	if err != nil {
 		return err

@@ -94,11 +94,7 @@ func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		return err
 	}
 	defer nc.Close()
-	js, err := bus.NewJetStream(nc, cfg.NATS.JetStreamDomain)
-	if err != nil {
-		return err
-	}
-	if err := bus.CheckBound(ctx, js, bus.RoleMCPStdio, svcmain.BusConfig(cfg)); err != nil {
+	if err := svcmain.CheckBound(ctx, nc, cfg, bus.RoleMCPStdio, svcmain.BusConfig(cfg)); err != nil {
 		return err
 	}
 	signer, err := svcmain.Signer(cfg, svcmain.RoleGateway, logger)
