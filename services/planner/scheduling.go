@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -9,7 +10,6 @@ import (
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/events/scheduling"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // maxCauseSteps bounds the diagnostic steps of a Pending plan: a
@@ -26,7 +26,7 @@ func (b *builder) schedulingReport() scheduling.Report {
 // pendingSteps explain a scheduling failure cause by cause, the causes
 // with the most nodes first, each with how many nodes refused the pod for
 // it. The taints share one step, as do the resources: one fix each.
-func pendingSteps(b *builder, step func(string, ...string) events.Step, describe []string) []events.Step {
+func pendingSteps(b *builder, step stepFunc, describe []string) []events.Step {
 	r := b.schedulingReport()
 	var out []events.Step
 	done := map[scheduling.Kind]bool{}
@@ -77,7 +77,7 @@ func ofNodes(c scheduling.Cause, r scheduling.Report, one, many string) string {
 // carrying each. The scheduler names the taint up to 1.36 (without its
 // effect, read from the nodes); from 1.37 it does not, and the node list
 // says which taints of which nodes the pod template does not tolerate.
-func (b *builder) taintStep(r scheduling.Report, step func(string, ...string) events.Step) events.Step {
+func (b *builder) taintStep(r scheduling.Report, step stepFunc) events.Step {
 	w := b.in.Owner
 	var parts, keys []string
 	unnamed := 0
@@ -157,7 +157,7 @@ func (b *builder) untoleratedTaints() []string {
 
 // capacityStep says which resources which nodes lack, with what the pod
 // requests and, when no node could ever hold it, the largest allocatable.
-func (b *builder) capacityStep(r scheduling.Report, step func(string, ...string) events.Step) events.Step {
+func (b *builder) capacityStep(r scheduling.Report, step stepFunc) events.Step {
 	w := b.in.Owner
 	var parts []string
 	for _, c := range r.Sorted() {
@@ -182,7 +182,7 @@ func (b *builder) capacityStep(r scheduling.Report, step func(string, ...string)
 
 // claimStep explains a claim the pod waits for: missing, or not bound.
 // The scheduler refuses the pod before trying a node.
-func (b *builder) claimStep(c scheduling.Cause, step func(string, ...string) events.Step) events.Step {
+func (b *builder) claimStep(c scheduling.Cause, step stepFunc) events.Step {
 	w := b.in.Owner
 	if c.Kind == scheduling.KindMissingPVC {
 		return step(fmt.Sprintf("PersistentVolumeClaim %s does not exist: create it (with a StorageClass that can provision it) or fix the claim name in the pod template of %s", c.Claim, w.ref()), "get", "pvc", c.Claim)
@@ -198,7 +198,7 @@ func (b *builder) claimStep(c scheduling.Cause, step func(string, ...string) eve
 }
 
 // causeStep explains one cause other than taints, resources and claims.
-func (b *builder) causeStep(r scheduling.Report, c scheduling.Cause, step func(string, ...string) events.Step, describe []string) events.Step {
+func (b *builder) causeStep(r scheduling.Report, c scheduling.Cause, step stepFunc, describe []string) events.Step {
 	ref := b.in.Owner.ref()
 	switch c.Kind {
 	case scheduling.KindTooManyPods:
@@ -245,7 +245,7 @@ func (b *builder) selectorShown() string {
 	if s == nil || len(s.NodeSelector) == 0 {
 		return ""
 	}
-	return " (nodeSelector " + labels.SelectorFromSet(s.NodeSelector).String() + ")"
+	return " (nodeSelector " + labelsString(s.NodeSelector) + ")"
 }
 
 // hostPortsShown is " 8080/TCP" (the template's host ports), or "".
@@ -258,11 +258,7 @@ func (b *builder) hostPortsShown() string {
 	for _, c := range s.Containers {
 		for _, p := range c.Ports {
 			if p.HostPort != 0 {
-				proto := p.Protocol
-				if proto == "" {
-					proto = corev1.ProtocolTCP
-				}
-				ports = append(ports, strconv.Itoa(int(p.HostPort))+"/"+string(proto))
+				ports = append(ports, strconv.Itoa(int(p.HostPort))+"/"+string(cmp.Or(p.Protocol, corev1.ProtocolTCP)))
 			}
 		}
 	}
