@@ -171,7 +171,11 @@ func TestSplitSingletonServesOnEveryReplica(t *testing.T) {
 			t.Fatalf("every-replica part ran on %v only", got)
 		}
 	}
-	<-leaders
+	select {
+	case <-leaders:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no replica ran the leader part")
+	}
 	select {
 	case n := <-leaders:
 		t.Errorf("a second leader part ran (%s)", n)
