@@ -1,37 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/kaar-dev/kaar/internal/testutil"
 	"github.com/kaar-dev/kaar/pkg/bus"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
-
-// syncBuffer collects the child's stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestMCPClientSpawnsTheStdioServer builds this command and lets the go-sdk
 // client spawn it with --stdio, as an MCP client configured with
@@ -79,7 +60,7 @@ func TestMCPClientSpawnsTheStdioServer(t *testing.T) {
 
 	cmd := exec.Command(bin, "--stdio", "--nats-url", emb.ClientURL())
 	cmd.Env = append(os.Environ(), "KAAR_KUBERNETES_CLUSTER_NAME=spawned", "KAAR_NATS_NKEY_FILE="+creds.SeedFile(bus.RoleMCPGateway))
-	stderr := &syncBuffer{}
+	stderr := &testutil.Buffer{}
 	cmd.Stderr = stderr
 	cl := sdk.NewClient(&sdk.Implementation{Name: "spawner", Version: "1"}, nil)
 	cs, err := cl.Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
