@@ -90,7 +90,12 @@ func TestSingletonReplicasStandBy(t *testing.T) {
 		return insts[0], rcancel, done
 	}
 	a, stopA, doneA := replica("a")
-	first := <-started
+	var first string
+	select {
+	case first = <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no replica started")
+	}
 	if first != "a" {
 		t.Fatalf("%s started first", first)
 	}
