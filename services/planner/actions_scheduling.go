@@ -96,7 +96,7 @@ func (b *builder) setNodeSelector(st Strategy) (*candidate, string) {
 		params:        params,
 		ops:           []patchOp{op},
 		undoOps:       []patchOp{undo},
-		undo:          fmt.Sprintf("restore the node selector %s (the undo patch)", labels.SelectorFromSet(w.Spec.NodeSelector).String()),
+		undo:          fmt.Sprintf("restore the node selector %s (the undo patch)", labelsString(w.Spec.NodeSelector)),
 		kubectl:       b.kubectl("patch", w.ref(), "--type=json", "-p", string(encodePatch(op))),
 		preconditions: []string{fmt.Sprintf("a Ready, schedulable node carries the labels %q and no taint the pods do not tolerate (now: %s)", sel.String(), strings.Join(match, ", "))},
 		successCheck:  fmt.Sprintf("the pods of %s are scheduled and become ready", w.ref()),

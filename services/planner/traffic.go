@@ -68,7 +68,7 @@ func (r reader) traffic(ctx context.Context, in planInput) *trafficRead {
 	t := &trafficRead{Service: svc}
 	ns := svc.Namespace
 	if len(svc.Spec.Selector) > 0 {
-		sel := labels.SelectorFromSet(svc.Spec.Selector).String()
+		sel := labelsString(svc.Spec.Selector)
 		pods, err := r.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel, Limit: listLimit})
 		if err != nil {
 			t.Errs = append(t.Errs, readErr("pods -l "+sel, err))
