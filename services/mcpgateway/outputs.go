@@ -314,7 +314,8 @@ func finalExecution(s events.ExecutionState) bool {
 }
 
 // oneLines renders lines that may quote cluster text (a plan's notes
-// name images and annotations) for the structured output.
+// name images and annotations; a verification's failing pods carry the
+// pod's status reasons) for the structured output.
 func oneLines(lines []string) []string {
 	if lines == nil {
 		return nil
@@ -348,7 +349,7 @@ func executionOut(e *events.Execution) *ExecutionOut {
 	}
 	if v := e.Verification; v != nil {
 		out.Verification = &VerificationOut{Healthy: v.Healthy, DesiredReplicas: v.DesiredReplicas,
-			ReadyReplicas: v.ReadyReplicas, UpdatedReplicas: v.UpdatedReplicas, FailingPods: v.FailingPods,
+			ReadyReplicas: v.ReadyReplicas, UpdatedReplicas: v.UpdatedReplicas, FailingPods: oneLines(v.FailingPods),
 			Message: text.OneLine(v.Message), CheckedAt: v.CheckedAt}
 	}
 	return out

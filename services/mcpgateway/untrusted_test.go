@@ -125,3 +125,23 @@ func TestHostileWorkloadIsInertForModelsAndTheConfirmationDialog(t *testing.T) {
 	}
 	golden(t, "plan.json.golden", structured)
 }
+
+// TestExecutionOutputIsInert: the structured execution record carries no
+// escape sequence or line break from the cluster, in its error, step
+// messages, API responses, verification message or failing pods (the
+// pods' status reasons are cluster text).
+func TestExecutionOutputIsInert(t *testing.T) {
+	hostile := "\x1b[31mred\x1b[0m\rline\u2028break\u202e"
+	e := &events.Execution{State: events.ExecutionFailed, Error: hostile,
+		Steps:        []events.StepResult{{Index: 0, Action: events.ActionRolloutRestart, Status: events.StepFailed, Message: hostile, APIResponse: hostile}},
+		Verification: &events.Verification{Message: hostile, FailingPods: []string{"web-1: " + hostile}}}
+	b, err := json.Marshal(executionOut(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`\u001b`, `\r`, `\u2028`, "\u202e"} {
+		if strings.Contains(string(b), bad) {
+			t.Errorf("structured execution contains %q: %s", bad, b)
+		}
+	}
+}
