@@ -308,9 +308,9 @@ func (s *Service) podChanged(oldObj, obj any) {
 	}
 	failing, soon := s.assess(pod)
 	switch {
-	case failing && s.cfg.Timing.GroupWait == 0 && !s.tracker.Open(k):
-		s.queue.Add(k)
-	case failing || soon || old != nil && s.interesting(old) || s.tracker.Has(k):
+	case failing:
+		s.enqueueFailing(k)
+	case soon || old != nil && s.interesting(old) || s.tracker.Has(k):
 		s.queue.AddAfter(k, s.cfg.Debounce)
 	}
 	if old != nil && !sameController(old, pod) {
@@ -373,9 +373,9 @@ func (s *Service) controllerChanged(kind string, oldObj, obj any) {
 	old := objectOf(oldObj)
 	failing := s.controllerFailing(obj)
 	switch {
-	case failing && s.cfg.Timing.GroupWait == 0 && !s.tracker.Open(k):
-		s.queue.Add(k)
-	case failing || old != nil && s.controllerFailing(oldObj) || s.tracker.Has(k):
+	case failing:
+		s.enqueueFailing(k)
+	case old != nil && s.controllerFailing(oldObj) || s.tracker.Has(k):
 		s.queue.AddAfter(k, s.cfg.Debounce)
 	}
 	if kind != "ReplicaSet" && kind != "Job" {
@@ -429,11 +429,18 @@ func (s *Service) createEventChanged(obj any) {
 			k = ownerOfController("Job", j)
 		}
 	}
+	s.enqueueFailing(k)
+}
+
+// enqueueFailing queues owner k, which has a new issue: at once when
+// incidents are announced without a group wait and k has none open yet,
+// else after the debounce.
+func (s *Service) enqueueFailing(k ownerKey) {
 	if s.cfg.Timing.GroupWait == 0 && !s.tracker.Open(k) {
 		s.queue.Add(k)
-	} else {
-		s.queue.AddAfter(k, s.cfg.Debounce)
+		return
 	}
+	s.queue.AddAfter(k, s.cfg.Debounce)
 }
 
 // ownerOfController is the owner a controller's issues are reported on,
