@@ -156,12 +156,8 @@ func readyEndpoints(b ServiceBackends) int {
 }
 
 func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	c := condition(p, corev1.PodReady)
+	return c != nil && c.Status == corev1.ConditionTrue
 }
 
 // targetPortMismatch describes the Service ports whose target no selected
@@ -238,13 +234,13 @@ func podHasPort(p *corev1.Pod, tp intstr.IntOrString, proto corev1.Protocol) boo
 	return false
 }
 
-// selectsPod reports whether a Service's selector matches a pod that can
-// serve (neither finished nor being deleted).
-func selectsPod(sel map[string]string, p *corev1.Pod) bool {
-	if len(sel) == 0 || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+// selectsPod reports whether a Service's selector (a non-empty one) matches
+// a pod that can serve (neither finished nor being deleted).
+func selectsPod(sel labels.Selector, p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return false
 	}
-	return labels.SelectorFromValidatedSet(sel).Matches(labels.Set(p.Labels))
+	return sel.Matches(labels.Set(p.Labels))
 }
 
 // kindService is the owner kind of traffic incidents.
@@ -288,8 +284,9 @@ func (s *Service) serviceObs(k ownerKey, now time.Time) ([]ctrlObs, time.Time) {
 		return nil, time.Time{}
 	}
 	var b ServiceBackends
+	sel := labels.SelectorFromValidatedSet(svc.Spec.Selector)
 	for _, p := range inNamespace[corev1.Pod](s.cl.pods, k.Namespace) {
-		if selectsPod(svc.Spec.Selector, p) {
+		if selectsPod(sel, p) {
 			b.Pods = append(b.Pods, p)
 		}
 	}
