@@ -177,10 +177,19 @@ func ConfigFrom(c config.Config) Config {
 // from the configuration (Slack, webhooks, inbound senders) are not checked
 // again: ConfigFrom takes them from a configuration config.Load validated,
 // where their rules live. The cluster name is checked because subjects are
-// built from it, with the bus's own rule.
+// built from it, with the bus's own rule, and an inbound sender must have
+// a secret (fail closed for a Config built in code).
 func (c Config) withDefaults() (Config, error) {
 	if err := events.ValidateClusterName(c.Cluster); err != nil {
 		return c, fmt.Errorf("notifier: %w", err)
+	}
+	// The one rule kept here whatever built the Config: a sender without
+	// a secret would accept approvals signed with the empty key, by
+	// anyone.
+	for i, snd := range c.InboundSenders {
+		if snd.Secret == "" {
+			return c, fmt.Errorf("notifier: inbound sender %d (%q) has no secret: an approval webhook must be signed", i, snd.Name)
+		}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {

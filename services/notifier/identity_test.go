@@ -174,3 +174,13 @@ notify:
 		}
 	}
 }
+
+// An inbound sender without a secret is refused by New, whoever built the
+// Config: its HMAC key would be empty, so anyone could sign approvals.
+func TestInboundSenderWithoutSecretIsRefused(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Cluster: "test", Listen: "127.0.0.1:0", InboundSenders: []InboundSender{{Name: "jenkins"}}}
+	if _, err := New(cfg, Deps{}); err == nil || !strings.Contains(err.Error(), "no secret") {
+		t.Fatalf("New with an empty sender secret: %v", err)
+	}
+}
