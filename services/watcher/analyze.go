@@ -32,7 +32,7 @@ func (s *Service) analyzeHandler(req micro.Request) {
 // analyzeBody turns a request body into a reply body and its error code
 // ("" on success).
 func (s *Service) analyzeBody(data []byte) ([]byte, string) {
-	if !s.synced.Load() {
+	if !s.synced() {
 		return events.EncodeReply(nil, &events.ErrorReply{Code: events.CodeUnavailable,
 			Message: "the watcher's cache is not synced yet; retry in a few seconds"})
 	}

@@ -124,14 +124,14 @@ func TestQuery(t *testing.T) {
 }
 
 func TestAnalyzeBody(t *testing.T) {
-	s := &Service{cfg: Config{Cluster: "prod"}, tracker: newTracker("prod", timing, nil), now: func() time.Time { return t0 }, log: slog.New(slog.DiscardHandler)}
+	s := &Service{ready: make(chan struct{}), cfg: Config{Cluster: "prod"}, tracker: newTracker("prod", timing, nil), now: func() time.Time { return t0 }, log: slog.New(slog.DiscardHandler)}
 	fillTracker(t, s.tracker, []ownerSpec{{"shop", "Deployment", "payments-api", events.IssueCrashLoopBackOff, 3}})
 
 	body, code := s.analyzeBody([]byte(`{}`))
 	if code != events.CodeUnavailable {
 		t.Fatalf("before sync: code %q body %s, want unavailable", code, body)
 	}
-	s.synced.Store(true)
+	close(s.ready)
 	for _, tc := range []struct{ body, code, field string }{
 		{``, "", ""},
 		{`{}`, "", ""},
@@ -187,8 +187,8 @@ func BenchmarkAnalyze10k(b *testing.B) {
 	if failing != 500 || len(tr.Snapshot(nil)) != 250 {
 		b.Fatalf("%d failing pods in %d incidents, want 500 in 250", failing, len(tr.Snapshot(nil)))
 	}
-	s := &Service{cfg: Config{Cluster: "prod"}, tracker: tr, now: time.Now, log: slog.New(slog.DiscardHandler)}
-	s.synced.Store(true)
+	s := &Service{ready: make(chan struct{}), cfg: Config{Cluster: "prod"}, tracker: tr, now: time.Now, log: slog.New(slog.DiscardHandler)}
+	close(s.ready)
 	reqs := [][]byte{[]byte(`{}`), []byte(`{"namespace":"ns-07"}`), []byte(`{"type":"ImagePullBackOff","limit":20}`)}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -62,8 +62,7 @@ type Service struct {
 	store   *stateStore
 	pulls   *pullMemory
 	creates *createMemory
-	synced  atomic.Bool
-	ready   chan struct{} // closed with synced
+	ready   chan struct{} // closed once the caches are synced
 	ran     atomic.Bool
 }
 
@@ -234,7 +233,6 @@ func (s *Service) Run(ctx context.Context) error {
 	ectx, ecancel := context.WithTimeout(gctx, eventSyncWait)
 	cache.WaitForCacheSync(ectx.Done(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced)
 	ecancel()
-	s.synced.Store(true)
 	close(s.ready)
 	for _, k := range restored {
 		s.queue.Add(k) // resolves those that ended while the watcher was down
@@ -260,6 +258,16 @@ const eventSyncWait = 5 * time.Second
 // Ready is closed once the informer caches are synced: the watcher then
 // evaluates pods and answers analyze (for readiness probes).
 func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// synced reports whether Ready is closed.
+func (s *Service) synced() bool {
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
+}
 
 func (s *Service) startEndpoints() (micro.Service, error) {
 	subject, err := events.ServiceSubject(s.cfg.Cluster, events.ServiceWatcher, events.VerbAnalyze)
