@@ -112,7 +112,12 @@ const indexService = "kaar-service"
 
 // inNamespace returns the cached objects of an informer in namespace ns.
 func inNamespace[T any](inf cache.SharedIndexInformer, ns string) []*T {
-	objs, _ := inf.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
+	return byIndex[T](inf, cache.NamespaceIndex, ns)
+}
+
+// byIndex returns the cached objects of an informer under key in index.
+func byIndex[T any](inf cache.SharedIndexInformer, index, key string) []*T {
+	objs, _ := inf.GetIndexer().ByIndex(index, key)
 	out := make([]*T, 0, len(objs))
 	for _, o := range objs {
 		if t, ok := o.(*T); ok {
@@ -124,34 +129,15 @@ func inNamespace[T any](inf cache.SharedIndexInformer, ns string) []*T {
 
 // serviceSlices returns the cached EndpointSlices of Service ns/name.
 func (c *cluster) serviceSlices(ns, name string) []*discoveryv1.EndpointSlice {
-	objs, _ := c.slices.GetIndexer().ByIndex(indexService, ns+"/"+name)
-	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
-	for _, o := range objs {
-		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
-			out = append(out, es)
-		}
-	}
-	return out
+	return byIndex[discoveryv1.EndpointSlice](c.slices, indexService, ns+"/"+name)
 }
 
 // replicaSet and job implement ownerLookup from the caches.
 func (c *cluster) replicaSet(ns, name string) *appsv1.ReplicaSet {
-	obj, ok, _ := c.rs.GetIndexer().GetByKey(ns + "/" + name)
-	if !ok {
-		return nil
-	}
-	rs, _ := obj.(*appsv1.ReplicaSet)
-	return rs
+	return get[appsv1.ReplicaSet](c.rs, ns, name)
 }
 
-func (c *cluster) job(ns, name string) *batchv1.Job {
-	obj, ok, _ := c.jobs.GetIndexer().GetByKey(ns + "/" + name)
-	if !ok {
-		return nil
-	}
-	j, _ := obj.(*batchv1.Job)
-	return j
-}
+func (c *cluster) job(ns, name string) *batchv1.Job { return get[batchv1.Job](c.jobs, ns, name) }
 
 // get returns the cached object ns/name of an informer, nil when absent.
 func get[T any](inf cache.SharedIndexInformer, ns, name string) *T {
@@ -166,14 +152,7 @@ func get[T any](inf cache.SharedIndexInformer, ns, name string) *T {
 // controlled returns the cached objects of an informer (ReplicaSets or
 // Jobs) whose controller is k.
 func controlled[T any](inf cache.SharedIndexInformer, k ownerKey) []*T {
-	objs, _ := inf.GetIndexer().ByIndex(indexController, k.String())
-	out := make([]*T, 0, len(objs))
-	for _, o := range objs {
-		if t, ok := o.(*T); ok {
-			out = append(out, t)
-		}
-	}
-	return out
+	return byIndex[T](inf, indexController, k.String())
 }
 
 // podsOf returns the cached pods whose top controller is k, found through
