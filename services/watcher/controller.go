@@ -125,7 +125,7 @@ func ClassifyStatefulSet(sts *appsv1.StatefulSet, fc *CreateFailure) []Controlle
 	if sts == nil || fc == nil || sts.DeletionTimestamp != nil {
 		return nil
 	}
-	if missing := replicasOf(sts.Spec.Replicas) - sts.Status.Replicas; missing > 0 {
+	if missing := missingPods(sts); missing > 0 {
 		return []ControllerIssue{failedCreate("statefulset "+sts.Name, fc.Message, int(missing))}
 	}
 	return nil
@@ -138,7 +138,7 @@ func ClassifyDaemonSet(ds *appsv1.DaemonSet, fc *CreateFailure) []ControllerIssu
 	if ds == nil || fc == nil || ds.DeletionTimestamp != nil {
 		return nil
 	}
-	if missing := ds.Status.DesiredNumberScheduled - ds.Status.CurrentNumberScheduled; missing > 0 {
+	if missing := missingPods(ds); missing > 0 {
 		return []ControllerIssue{failedCreate("daemonset "+ds.Name, fc.Message, int(missing))}
 	}
 	return nil
@@ -204,7 +204,7 @@ func ClassifyJob(j *batchv1.Job, fc *CreateFailure) []ControllerIssue {
 	if j == nil || fc == nil || j.DeletionTimestamp != nil {
 		return nil
 	}
-	if missing := jobMissing(j); missing > 0 {
+	if missing := missingPods(j); missing > 0 {
 		return []ControllerIssue{failedCreate("job "+j.Name, fc.Message, int(missing))}
 	}
 	return nil
