@@ -139,7 +139,7 @@ func TestR3ClusterSurvivesTheLossOfAStreamLeader(t *testing.T) {
 	t.Parallel()
 	c := startNATSCluster(t)
 	_, pjs := c.connect(RoleProvisioner)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // under load the cluster forms slowly; each wait below has its own bound
 	defer cancel()
 	cfg := Config{Clusters: []string{"prod"}, Replicas: 3}
 	eventually(t, 60*time.Second, "provision at R3 (the meta leader is elected)", func() error {
