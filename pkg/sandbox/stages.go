@@ -89,12 +89,18 @@ var predicates = []predicate{
 }
 
 // nodePredicates are jq expressions over a node. "node-condition": the
-// node's conditions are held by annotations, so kwok's stock node stages
-// must leave it alone. "node-conditions-wanted": its conditions are
-// already what the annotations (or their absence) ask for.
+// sandbox's node-conditions stage owns the node, so kwok's stock node
+// stages must leave it alone: its conditions are held by annotations, or
+// the annotations are gone from a Ready node still showing a pressure
+// (the stage clears it; were a stock stage also to match, kwok would pick
+// one of the two at random, and the heartbeat's ten-minute delay would
+// leave the pressure in place). "node-conditions-wanted": its conditions
+// are already what the annotations (or their absence) ask for.
 var nodePredicates = []predicate{
 	{"node-condition", `((.metadata.annotations["` + AnnotationNodeReady + `"] // "") | test("^(False|Unknown)$")) or ` +
-		`((.metadata.annotations["` + AnnotationNodePressure + `"] // "") | test("^(memory|disk|pid)(,(memory|disk|pid))*$"))`},
+		`((.metadata.annotations["` + AnnotationNodePressure + `"] // "") | test("^(memory|disk|pid)(,(memory|disk|pid))*$")) or ` +
+		`(([(.status.conditions // [])[] | select(.type == "Ready") | .status] == ["True"]) and ` +
+		`([(.status.conditions // [])[] | select(.type | test("Pressure$")) | .status != "False"] | any))`},
 	{"node-conditions-wanted", `((.metadata.annotations["` + AnnotationNodeReady + `"] // "") | if test("^(False|Unknown)$") then . else "True" end) as $r | ` +
 		`((.metadata.annotations["` + AnnotationNodePressure + `"] // "") | split(",")) as $p | ` +
 		`(if $r == "Unknown" then {"Ready": "Unknown", "MemoryPressure": "Unknown", "DiskPressure": "Unknown", "PIDPressure": "Unknown"} ` +
@@ -157,7 +163,6 @@ func RenderStages() ([]byte, error) {
 			e, err := predicateExpr(name)
 			return fmt.Sprintf("%q", e), err
 		},
-		"jqraw": predicateExpr,
 		"event": func(root stageData, suffix, typ, reason, container, message, preamble string) eventStep {
 			return eventStep{Root: root, Suffix: suffix, Type: typ, Reason: reason, Container: container, Message: message, Preamble: preamble}
 		},

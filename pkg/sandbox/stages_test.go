@@ -341,7 +341,8 @@ func TestNodePredicates(t *testing.T) {
 		{"memory and pid pressure", map[string]string{AnnotationNodePressure: "memory,pid"}, conds(T, T, F, T), true, true},
 		{"pressure asked", map[string]string{AnnotationNodePressure: "disk"}, conds(T, F, F, F), true, false},
 		{"pressure not a resource", map[string]string{AnnotationNodePressure: "cpu"}, conds(T, F, F, F), false, true},
-		{"annotation removed, pressure left", nil, conds(T, T, F, F), false, false},
+		{"annotation removed, pressure left", nil, conds(T, T, F, F), true, false},
+		{"annotation removed, not ready and pressure left", nil, conds(U, U, U, U), false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
