@@ -294,13 +294,18 @@ func (w InboundWebhook) validateSenders(p *problems) {
 // validateDistinctSecrets reports a sender whose secret another sender
 // has: the secret is what identifies the sender.
 func (w InboundWebhook) validateDistinctSecrets(p *problems) {
-	secrets := map[string]string{}
-	for i, snd := range w.InboundSenders() {
-		if prev, dup := secrets[snd.Secret]; dup && snd.Secret != "" {
-			p.add(fieldErr(fmt.Sprintf("notify.inbound.senders[%d].secret", i), "the same secret as "+prev+": the secret identifies the sender, every sender needs its own"))
+	secrets := map[string]string{} // secret -> the key that set it
+	check := func(key, secret string) {
+		if prev, dup := secrets[secret]; dup && secret != "" {
+			p.add(fieldErr(key, "the same secret as "+prev+": the secret identifies the sender, every sender needs its own"))
+			return
 		}
-		secrets[snd.Secret] = snd.Name
+		secrets[secret] = key
 	}
+	for i, snd := range w.Senders {
+		check(fmt.Sprintf("notify.inbound.senders[%d].secret", i), snd.Secret)
+	}
+	check("notify.inbound.secret", w.Secret)
 }
 
 // httpHostURL reports whether s parses as an http or https URL with a host.
