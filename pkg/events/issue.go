@@ -59,6 +59,17 @@ const (
 	// of the pods it selects (target_port_mismatch), or none of its pods
 	// is ready (no_ready_endpoints).
 	IssueServiceUnavailable IssueType = "ServiceUnavailable"
+	// IssueIngressUnavailable: an Ingress routes to nothing, reported on
+	// the Ingress: a backend Service that does not exist
+	// (service_not_found), a service port the Service does not expose
+	// (service_port_not_found), an ingressClassName naming no IngressClass
+	// (ingress_class_not_found), or no class and no default IngressClass
+	// (no_ingress_class).
+	IssueIngressUnavailable IssueType = "IngressUnavailable"
+	// IssueCronJobNotScheduling: a CronJob that is not suspended has not
+	// started a run its schedule called for (previous_run_active,
+	// missed_starting_deadline, missed_schedule); reported on the CronJob.
+	IssueCronJobNotScheduling IssueType = "CronJobNotScheduling"
 )
 
 // IssueTypes lists every IssueType in a stable order.
@@ -68,7 +79,7 @@ func IssueTypes() []IssueType {
 		IssuePending, IssueEvicted, IssueCreateContainerConfigError,
 		IssueInitContainerFailing, IssueNotReady, IssueStuckTerminating,
 		IssueFailedCreate, IssueRolloutStuck, IssueJobFailed,
-		IssueServiceUnavailable,
+		IssueServiceUnavailable, IssueIngressUnavailable, IssueCronJobNotScheduling,
 	}
 }
 
@@ -116,9 +127,10 @@ func (t IssueType) Validate() error { return validateEnum("type", t, IssueTypes(
 func (t IssueType) DefaultSeverity() Severity {
 	switch t {
 	case IssueCrashLoopBackOff, IssueImagePullBackOff, IssueOOMKilled,
-		IssueCreateContainerConfigError, IssueInitContainerFailing, IssueFailedCreate, IssueServiceUnavailable:
+		IssueCreateContainerConfigError, IssueInitContainerFailing, IssueFailedCreate, IssueServiceUnavailable,
+		IssueIngressUnavailable:
 		return SeverityHigh
-	case IssuePending, IssueEvicted, IssueNotReady, IssueRolloutStuck, IssueJobFailed:
+	case IssuePending, IssueEvicted, IssueNotReady, IssueRolloutStuck, IssueJobFailed, IssueCronJobNotScheduling:
 		return SeverityMedium
 	case IssueStuckTerminating:
 		return SeverityLow
