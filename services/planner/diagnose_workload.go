@@ -57,12 +57,12 @@ type failedCreate struct {
 }
 
 var (
-	exceededQuotaRE  = regexp.MustCompile(`exceeded quota: ([^,\s]+), requested: (.+?), used: (.+?), limited: (.+)$`)
-	requiresQuotaRE  = regexp.MustCompile(`failed quota: ([^:\s]+): must specify (.+)$`)
+	exceededQuotaRE  = regexp.MustCompile(`(?s)exceeded quota: ([^,\s]+), requested: (.+?), used: (.+?), limited: (.+)$`)
+	requiresQuotaRE  = regexp.MustCompile(`(?s)failed quota: ([^:\s]+): must specify (.+)$`)
 	serviceAccountRE = regexp.MustCompile(`serviceaccount "([^"]+)" not found`)
-	podSecurityRE    = regexp.MustCompile(`violates PodSecurity "([^"]+)": (.+)$`)
-	webhookDeniedRE  = regexp.MustCompile(`admission webhook "([^"]+)" denied the request:?\s*(.*)$`)
-	webhookCallRE    = regexp.MustCompile(`failed calling webhook "([^"]+)":\s*(.*)$`)
+	podSecurityRE    = regexp.MustCompile(`(?s)violates PodSecurity "([^"]+)": (.+)$`)
+	webhookDeniedRE  = regexp.MustCompile(`(?s)admission webhook "([^"]+)" denied the request:?\s*(.*)$`)
+	webhookCallRE    = regexp.MustCompile(`(?s)failed calling webhook "([^"]+)":\s*(.*)$`)
 	limitRangeRE     = regexp.MustCompile(`((?:maximum|minimum) \S+ usage per (?:Container|Pod) is \S+, but (?:limit|request) is \S+|\S+ max limit to request ratio per (?:Container|Pod) is \S+, but provided ratio is \S+)`)
 	// A Pod Security violation: `allowPrivilegeEscalation != false
 	// (container "app" must set ...)`, separated by ", " outside
@@ -165,37 +165,37 @@ func failedCreateSteps(in planInput, b *builder, step stepFunc) []events.Step {
 	add := func(s events.Step) { out = append(out, b.ownerStep(s)) }
 	switch f.Reason {
 	case createExceededQuota:
-		add(policyStep(b, step(fmt.Sprintf("ResourceQuota %s is full: %s asks for %s, the namespace already uses %s of at most %s", orUnknown(f.Quota), w.ref(), f.Requested, f.Used, f.Limited),
+		add(policyStep(b, step(fmt.Sprintf("ResourceQuota %s is full: %s asks for %s, the namespace already uses %s of at most %s", quote(orUnknown(f.Quota)), w.ref(), quote(f.Requested), quote(f.Used), quote(f.Limited)),
 			"describe", "resourcequota", f.Quota), "ResourceQuota", f.Quota))
-		add(policyStep(b, step(fmt.Sprintf("Either raise ResourceQuota %s: a policy change for the namespace's owner (kaar never changes quotas)", orUnknown(f.Quota)), "edit", "resourcequota", f.Quota), "ResourceQuota", f.Quota))
+		add(policyStep(b, step(fmt.Sprintf("Either raise ResourceQuota %s: a policy change for the namespace's owner (kaar never changes quotas)", quote(orUnknown(f.Quota))), "edit", "resourcequota", f.Quota), "ResourceQuota", f.Quota))
 		add(step(fmt.Sprintf("Or make %s fit: lower the requests and limits of its pod template%s, or its replicas%s", w.ref(), currentResources(w), currentReplicas(w)),
 			scaleOrResources(w)...))
 	case createQuotaRequiresLimits:
-		add(policyStep(b, step(fmt.Sprintf("ResourceQuota %s requires every pod to declare %s, and the pod template of %s does not", orUnknown(f.Quota), f.Missing, w.ref()),
+		add(policyStep(b, step(fmt.Sprintf("ResourceQuota %s requires every pod to declare %s, and the pod template of %s does not", quote(orUnknown(f.Quota)), quote(f.Missing), w.ref()),
 			"describe", "resourcequota", f.Quota), "ResourceQuota", f.Quota))
 		add(step(fmt.Sprintf("Set the missing requests and limits in the pod template of %s%s (or have the namespace's owner add a LimitRange with defaults: a policy change)", w.ref(), currentResources(w)),
 			"set", "resources", w.ref(), "-c", b.containerName(), "--requests=cpu=<cpu>,memory=<memory>", "--limits=cpu=<cpu>,memory=<memory>"))
 	case createMissingServiceAccount:
-		sa := orUnknown(f.ServiceAccount)
+		sa := quote(orUnknown(f.ServiceAccount))
 		add(policyStep(b, step(fmt.Sprintf("ServiceAccount %s does not exist in namespace %s", sa, in.Incident.Namespace), "get", "serviceaccount", f.ServiceAccount), "ServiceAccount", f.ServiceAccount))
 		add(step(fmt.Sprintf("Create ServiceAccount %s (with the RBAC it needs: a change for the namespace's owner), or fix serviceAccountName in the pod template of %s (now %q)", sa, w.ref(), serviceAccountOf(w)),
 			"create", "serviceaccount", f.ServiceAccount))
 	case createPodSecurity:
-		add(step(fmt.Sprintf("Pod Security admission refuses the pods of %s at level %q: %s", w.ref(), f.Level, strings.Join(f.Violations, "; ")),
+		add(step(fmt.Sprintf("Pod Security admission refuses the pods of %s at level %q: %s", w.ref(), quote(f.Level), quote(strings.Join(f.Violations, "; "))),
 			"get", "namespace", in.Incident.Namespace, "--show-labels"))
 		add(step(fmt.Sprintf("Change the pod template of %s to meet the %q level (the fields above); relaxing the namespace's pod-security.kubernetes.io/enforce label is a policy change for its owner", w.ref(), levelName(f.Level)),
 			"edit", w.ref()))
 	case createWebhookDenied:
-		add(step(fmt.Sprintf("Admission webhook %s denies the pods of %s: %s", f.Webhook, w.ref(), orUnknown(f.Detail)),
+		add(step(fmt.Sprintf("Admission webhook %s denies the pods of %s: %s", quote(f.Webhook), w.ref(), quote(orUnknown(f.Detail))),
 			"get", "validatingwebhookconfigurations,mutatingwebhookconfigurations"))
-		add(step(fmt.Sprintf("Change the pod template of %s to meet the policy webhook %s enforces, or ask the webhook's owner for an exception (kaar never changes webhooks)", w.ref(), f.Webhook), "edit", w.ref()))
+		add(step(fmt.Sprintf("Change the pod template of %s to meet the policy webhook %s enforces, or ask the webhook's owner for an exception (kaar never changes webhooks)", w.ref(), quote(f.Webhook)), "edit", w.ref()))
 	case createWebhookUnreachable:
-		add(step(fmt.Sprintf("Admission webhook %s cannot be called (%s), and it fails closed: no pod of the namespace it covers can be created", f.Webhook, orUnknown(f.Detail)),
+		add(step(fmt.Sprintf("Admission webhook %s cannot be called (%s), and it fails closed: no pod of the namespace it covers can be created", quote(f.Webhook), quote(orUnknown(f.Detail))),
 			"get", "validatingwebhookconfigurations,mutatingwebhookconfigurations"))
 		add(step(fmt.Sprintf("Bring the webhook's backend back (its Service and pods), or have the cluster's owner change its failurePolicy or scope; %s recovers on its own once pods can be created", w.ref()),
 			"get", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "-o", "custom-columns=NAME:.metadata.name,SERVICE:.webhooks[*].clientConfig.service.name,NAMESPACE:.webhooks[*].clientConfig.service.namespace,FAILURE_POLICY:.webhooks[*].failurePolicy"))
 	case createLimitRange:
-		add(policyStep(b, step(fmt.Sprintf("A LimitRange of namespace %s refuses the pods of %s: %s", in.Incident.Namespace, w.ref(), orUnknown(f.LimitRange)), "describe", "limitrange"), "LimitRange", ""))
+		add(policyStep(b, step(fmt.Sprintf("A LimitRange of namespace %s refuses the pods of %s: %s", in.Incident.Namespace, w.ref(), quote(orUnknown(f.LimitRange))), "describe", "limitrange"), "LimitRange", ""))
 		add(step(fmt.Sprintf("Fit the requests and limits of %s%s into the LimitRange, or have the namespace's owner change it (a policy change)", w.ref(), currentResources(w)),
 			"set", "resources", w.ref(), "-c", b.containerName(), "--requests=cpu=<cpu>,memory=<memory>", "--limits=cpu=<cpu>,memory=<memory>"))
 	default:
