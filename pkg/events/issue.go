@@ -70,6 +70,23 @@ const (
 	// started a run its schedule called for (previous_run_active,
 	// missed_starting_deadline, missed_schedule); reported on the CronJob.
 	IssueCronJobNotScheduling IssueType = "CronJobNotScheduling"
+
+	// Storage failures, reported on the workload whose pods wait for the
+	// volume, or on the PersistentVolumeClaim when no pod uses it.
+
+	// IssuePVCPending: a PersistentVolumeClaim cannot be bound: its
+	// StorageClass does not exist (storage_class_missing), it names no
+	// class and there is no default one (no_storage_class), its
+	// provisioner failed (provisioning_failed) or has not provisioned it
+	// (waiting_for_provisioner), no PersistentVolume matches a claim of a
+	// class without provisioner that a pod waits for (no_matching_volume),
+	// or it lost its volume (claim_lost).
+	IssuePVCPending IssueType = "PVCPending"
+	// IssueFailedMount: the kubelet cannot mount a pod's volume
+	// (FailedMount events): a ConfigMap (missing_configmap), Secret
+	// (missing_secret) or PersistentVolumeClaim (missing_pvc) that does not
+	// exist, or another mount failure (mount_failed).
+	IssueFailedMount IssueType = "FailedMount"
 )
 
 // IssueTypes lists every IssueType in a stable order.
@@ -80,6 +97,7 @@ func IssueTypes() []IssueType {
 		IssueInitContainerFailing, IssueNotReady, IssueStuckTerminating,
 		IssueFailedCreate, IssueRolloutStuck, IssueJobFailed,
 		IssueServiceUnavailable, IssueIngressUnavailable, IssueCronJobNotScheduling,
+		IssuePVCPending, IssueFailedMount,
 	}
 }
 
@@ -128,7 +146,7 @@ func (t IssueType) DefaultSeverity() Severity {
 	switch t {
 	case IssueCrashLoopBackOff, IssueImagePullBackOff, IssueOOMKilled,
 		IssueCreateContainerConfigError, IssueInitContainerFailing, IssueFailedCreate, IssueServiceUnavailable,
-		IssueIngressUnavailable:
+		IssueIngressUnavailable, IssuePVCPending, IssueFailedMount:
 		return SeverityHigh
 	case IssuePending, IssueEvicted, IssueNotReady, IssueRolloutStuck, IssueJobFailed, IssueCronJobNotScheduling:
 		return SeverityMedium

@@ -325,13 +325,18 @@ const (
 	// ports, its EndpointSlices' endpoints, the pods it selects with their
 	// container ports, and the workloads whose pod labels nearly match.
 	EvidenceTraffic EvidenceKind = "traffic"
+	// EvidenceStorage: the volumes a pod waits for: its claims with their
+	// phase, StorageClass and PersistentVolume (and its node affinity),
+	// the StorageClasses, the provisioner's events, and where the pod
+	// template references a missing ConfigMap, Secret or claim.
+	EvidenceStorage EvidenceKind = "storage"
 )
 
 // EvidenceKinds lists every EvidenceKind.
 func EvidenceKinds() []EvidenceKind {
 	return []EvidenceKind{EvidenceLogs, EvidenceEvents, EvidenceExitCode, EvidenceResources,
 		EvidenceRolloutHistory, EvidenceOwnerChain, EvidenceImagePull, EvidenceScheduling, EvidenceEviction,
-		EvidenceConditions, EvidencePolicy, EvidenceTraffic}
+		EvidenceConditions, EvidencePolicy, EvidenceTraffic, EvidenceStorage}
 }
 
 // Validate reports an unknown evidence kind (field "kind").
