@@ -40,6 +40,12 @@ func (r ObjectRef) String() string {
 	return r.Kind + "/" + r.Namespace + "/" + r.Name
 }
 
+// ClusterScopeNamespace is the namespace of incidents (and plans) about
+// cluster-scoped objects such as Nodes, whose Owner has no namespace:
+// subjects, incident ids and plans need one. A Kubernetes namespace is a
+// DNS label and cannot contain '_', so it never names a real one.
+const ClusterScopeNamespace = "_cluster"
+
 // MaxIncidentPods bounds Incident.Pods; PodCount carries the full count.
 const MaxIncidentPods = 10
 

@@ -87,6 +87,40 @@ const (
 	// (missing_secret) or PersistentVolumeClaim (missing_pvc) that does not
 	// exist, or another mount failure (mount_failed).
 	IssueFailedMount IssueType = "FailedMount"
+
+	// Node failures, reported on the Node (owner kind Node, namespace
+	// ClusterScopeNamespace) with the workloads whose pods it affects.
+
+	// IssueNodeNotReady: a node's Ready condition has been False
+	// (not_ready) or Unknown (node_unreachable: the kubelet stopped
+	// posting its status) for longer than watcher.node_grace.
+	IssueNodeNotReady IssueType = "NodeNotReady"
+	// IssueNodePressure: the kubelet reports memory (memory_pressure),
+	// disk (disk_pressure) or PID (pid_pressure) pressure, the worst one
+	// named, for longer than watcher.node_grace: it evicts pods and the
+	// scheduler avoids the node.
+	IssueNodePressure IssueType = "NodePressure"
+	// IssueNodeCordoned: a node is cordoned (spec.unschedulable): low
+	// severity while it is being drained (cordoned), medium once it has
+	// been cordoned for longer than watcher.node_cordoned_after while
+	// pods are still on it or Pending for want of a schedulable node
+	// (cordoned_too_long).
+	IssueNodeCordoned IssueType = "NodeCordoned"
+
+	// Autoscaling failures, reported on the HorizontalPodAutoscaler.
+
+	// IssueHPAMetricsUnavailable: an HPA cannot compute its replica count
+	// (ScalingActive=False) for longer than watcher.hpa_grace: its target's
+	// containers lack a request for the resource it scales on
+	// (missing_request), the metrics API it reads is not served
+	// (metrics_api_unavailable), a metric cannot be read
+	// (metric_unavailable), or its target cannot be read or selected
+	// (invalid_target).
+	IssueHPAMetricsUnavailable IssueType = "HPAMetricsUnavailable"
+	// IssueHPAAtMaxReplicas: an HPA wants more replicas than its
+	// maxReplicas (ScalingLimited=True, TooManyReplicas) for longer than
+	// watcher.hpa_at_max_after (at_max_replicas).
+	IssueHPAAtMaxReplicas IssueType = "HPAAtMaxReplicas"
 )
 
 // IssueTypes lists every IssueType in a stable order.
@@ -98,6 +132,8 @@ func IssueTypes() []IssueType {
 		IssueFailedCreate, IssueRolloutStuck, IssueJobFailed,
 		IssueServiceUnavailable, IssueIngressUnavailable, IssueCronJobNotScheduling,
 		IssuePVCPending, IssueFailedMount,
+		IssueNodeNotReady, IssueNodePressure, IssueNodeCordoned,
+		IssueHPAMetricsUnavailable, IssueHPAAtMaxReplicas,
 	}
 }
 
@@ -146,11 +182,12 @@ func (t IssueType) DefaultSeverity() Severity {
 	switch t {
 	case IssueCrashLoopBackOff, IssueImagePullBackOff, IssueOOMKilled,
 		IssueCreateContainerConfigError, IssueInitContainerFailing, IssueFailedCreate, IssueServiceUnavailable,
-		IssueIngressUnavailable, IssuePVCPending, IssueFailedMount:
+		IssueIngressUnavailable, IssuePVCPending, IssueFailedMount, IssueNodeNotReady:
 		return SeverityHigh
-	case IssuePending, IssueEvicted, IssueNotReady, IssueRolloutStuck, IssueJobFailed, IssueCronJobNotScheduling:
+	case IssuePending, IssueEvicted, IssueNotReady, IssueRolloutStuck, IssueJobFailed, IssueCronJobNotScheduling,
+		IssueNodePressure, IssueHPAMetricsUnavailable, IssueHPAAtMaxReplicas:
 		return SeverityMedium
-	case IssueStuckTerminating:
+	case IssueStuckTerminating, IssueNodeCordoned:
 		return SeverityLow
 	}
 	return SeverityMedium
