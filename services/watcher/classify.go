@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/events/scheduling"
@@ -566,9 +567,13 @@ func containsAny(s string, subs ...string) bool {
 	return false
 }
 
+// truncate cuts s to at most n bytes, at a rune boundary, marking the cut.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "..."
 }

@@ -181,7 +181,7 @@ func ClassifyDeployment(d *appsv1.Deployment) []ControllerIssue {
 		msg += fmt.Sprintf("; %d of %d replicas updated, %d available", d.Status.UpdatedReplicas, replicasOf(d.Spec.Replicas),
 			d.Status.AvailableReplicas)
 		if c.Message != "" {
-			msg += ": " + c.Message
+			msg += ": " + truncate(c.Message, 512)
 		}
 		iss := ControllerIssue{Type: events.IssueRolloutStuck, Reason: "progress_deadline_exceeded", Message: msg,
 			PodCount: int(max(d.Status.UnavailableReplicas, 0))}
@@ -286,7 +286,7 @@ func ClassifyJobRuns(jobs []*batchv1.Job) []ControllerIssue {
 	c := last.failed
 	msg := fmt.Sprintf("job %s failed (%s)", last.j.Name, c.Reason)
 	if c.Message != "" {
-		msg += ": " + c.Message
+		msg += ": " + truncate(c.Message, 512)
 	}
 	msg += fmt.Sprintf("; %d failed pods", last.j.Status.Failed)
 	if len(runs) > 1 {
