@@ -75,6 +75,8 @@ type Config struct {
 
 	// serviceGrace replaces ServiceGrace in this package's sandbox tests.
 	serviceGrace time.Duration
+	// rolloutStall replaces RolloutStallAfter in this package's tests.
+	rolloutStall time.Duration
 }
 
 // ConfigFrom derives the watcher's configuration from kaar's.
@@ -123,6 +125,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.StateRetention, DefaultStateRetention)
 	def(&c.PublishTimeout, DefaultPublishTimeout)
 	def(&c.serviceGrace, ServiceGrace)
+	def(&c.rolloutStall, RolloutStallAfter)
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}

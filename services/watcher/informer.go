@@ -291,7 +291,8 @@ func trimDeployment(o *appsv1.Deployment) *appsv1.Deployment {
 
 func trimStatefulSet(o *appsv1.StatefulSet) *appsv1.StatefulSet {
 	return &appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
-		Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Template: templateLabels(o.Spec.Template)},
+		Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Template: templateLabels(o.Spec.Template),
+			UpdateStrategy: o.Spec.UpdateStrategy},
 		Status: appsv1.StatefulSetStatus{ObservedGeneration: o.Status.ObservedGeneration, Replicas: o.Status.Replicas,
 			ReadyReplicas: o.Status.ReadyReplicas, UpdatedReplicas: o.Status.UpdatedReplicas,
 			CurrentRevision: o.Status.CurrentRevision, UpdateRevision: o.Status.UpdateRevision, Conditions: o.Status.Conditions}}
@@ -299,10 +300,11 @@ func trimStatefulSet(o *appsv1.StatefulSet) *appsv1.StatefulSet {
 
 func trimDaemonSet(o *appsv1.DaemonSet) *appsv1.DaemonSet {
 	return &appsv1.DaemonSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
-		Spec: appsv1.DaemonSetSpec{Selector: o.Spec.Selector, Template: templateLabels(o.Spec.Template)},
+		Spec: appsv1.DaemonSetSpec{Selector: o.Spec.Selector, Template: templateLabels(o.Spec.Template),
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: o.Spec.UpdateStrategy.Type}},
 		Status: appsv1.DaemonSetStatus{ObservedGeneration: o.Status.ObservedGeneration,
 			DesiredNumberScheduled: o.Status.DesiredNumberScheduled, CurrentNumberScheduled: o.Status.CurrentNumberScheduled,
-			NumberReady: o.Status.NumberReady, UpdatedNumberScheduled: o.Status.UpdatedNumberScheduled,
+			NumberReady: o.Status.NumberReady, UpdatedNumberScheduled: o.Status.UpdatedNumberScheduled, NumberAvailable: o.Status.NumberAvailable,
 			NumberUnavailable: o.Status.NumberUnavailable, Conditions: o.Status.Conditions}}
 }
 

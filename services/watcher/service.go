@@ -62,8 +62,11 @@ type Service struct {
 	store   *stateStore
 	pulls   *pullMemory
 	creates *createMemory
-	ready   chan struct{} // closed once the caches are synced
-	ran     atomic.Bool
+	// rollouts is since when each StatefulSet and DaemonSet rollout has
+	// not advanced.
+	rollouts *rolloutMemory
+	ready    chan struct{} // closed once the caches are synced
+	ran      atomic.Bool
 }
 
 // New builds a watcher. It validates cfg (errors wrap ErrInvalidConfig and
@@ -99,17 +102,18 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("watcher: informers: %w", err)
 	}
 	s := &Service{
-		ready:   make(chan struct{}),
-		cfg:     cfg,
-		nc:      deps.NATS,
-		js:      js,
-		log:     deps.Logger.With(slog.String("service", events.ServiceWatcher), slog.String("cluster", cfg.Cluster)),
-		now:     deps.Now,
-		cl:      cl,
-		filter:  newNSFilter(cfg),
-		pulls:   newPullMemory(),
-		creates: newCreateMemory(),
-		metrics: m,
+		ready:    make(chan struct{}),
+		cfg:      cfg,
+		nc:       deps.NATS,
+		js:       js,
+		log:      deps.Logger.With(slog.String("service", events.ServiceWatcher), slog.String("cluster", cfg.Cluster)),
+		now:      deps.Now,
+		cl:       cl,
+		filter:   newNSFilter(cfg),
+		pulls:    newPullMemory(),
+		creates:  newCreateMemory(),
+		rollouts: newRolloutMemory(),
+		metrics:  m,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[ownerKey](500*time.Millisecond, 2*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[ownerKey]{Name: "kaar-watcher"}),
@@ -161,6 +165,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			DeleteFunc: func(obj any) {
 				if m := objectOf(obj); m != nil {
 					s.creates.forget(m.GetUID())
+					s.rollouts.forget(m.GetUID())
 				}
 				s.controllerChanged(kind, nil, obj)
 			},
@@ -377,6 +382,7 @@ func (s *Service) controllerChanged(kind string, oldObj, obj any) {
 		// All its pods exist: earlier create failures are history.
 		s.creates.clear(m.GetUID(), s.now())
 	}
+	s.rolloutChanged(obj)
 	k := ownerOfController(kind, m)
 	old := objectOf(oldObj)
 	failing := s.controllerFailing(obj)
@@ -413,9 +419,9 @@ func (s *Service) controllerFailing(obj any) bool {
 	case *appsv1.Deployment:
 		return len(ClassifyDeployment(o)) > 0
 	case *appsv1.StatefulSet:
-		return len(ClassifyStatefulSet(o, s.creates.get(o.UID))) > 0
+		return len(ClassifyStatefulSet(o, s.creates.get(o.UID))) > 0 || s.rolloutStalled(o)
 	case *appsv1.DaemonSet:
-		return len(ClassifyDaemonSet(o, s.creates.get(o.UID))) > 0
+		return len(ClassifyDaemonSet(o, s.creates.get(o.UID))) > 0 || s.rolloutStalled(o)
 	case *batchv1.Job:
 		failed, _ := jobFinished(o)
 		return failed != nil || len(ClassifyJob(o, s.creates.get(o.UID))) > 0
@@ -605,11 +611,11 @@ func (s *Service) controllerObs(k ownerKey, now time.Time) []ctrlObs {
 		}
 	case "StatefulSet":
 		if o := get[appsv1.StatefulSet](s.cl.sts, k.Namespace, k.Name); o != nil {
-			add(ClassifyStatefulSet(o, s.createFailure(o, now)), ref(k.Kind, apps, o))
+			add(append(ClassifyStatefulSet(o, s.createFailure(o, now)), s.rolloutObs(k, o, now)...), ref(k.Kind, apps, o))
 		}
 	case "DaemonSet":
 		if o := get[appsv1.DaemonSet](s.cl.ds, k.Namespace, k.Name); o != nil {
-			add(ClassifyDaemonSet(o, s.createFailure(o, now)), ref(k.Kind, apps, o))
+			add(append(ClassifyDaemonSet(o, s.createFailure(o, now)), s.rolloutObs(k, o, now)...), ref(k.Kind, apps, o))
 		}
 	case "ReplicaSet":
 		if o := get[appsv1.ReplicaSet](s.cl.rs, k.Namespace, k.Name); o != nil && metav1.GetControllerOfNoCopy(o) == nil {
