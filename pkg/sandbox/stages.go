@@ -50,7 +50,9 @@ const (
 	PrivateRegistry = "private.registry.example"
 	// MissingRefPrefix: an env or envFrom reference to a ConfigMap or
 	// Secret whose name starts with it (and is not optional) fails with
-	// CreateContainerConfigError.
+	// CreateContainerConfigError; a configMap, secret or projected volume
+	// naming one (not optional) cannot be mounted: the pod stays
+	// ContainerCreating with the kubelet's FailedMount events.
 	MissingRefPrefix = "missing-"
 )
 
@@ -72,10 +74,22 @@ type predicate struct {
 	Expr string
 }
 
-// predicates, in precedence order: a pod whose image cannot be pulled never
-// gets to resolve its env; one whose env cannot be resolved never runs, so
-// cannot crash; an explicit crash wins over an OOM.
+// missingVolumeRef is a jq filter over a volume (or a projected volume's
+// source) that yields the name of the ConfigMap or Secret it needs when
+// that name starts with MissingRefPrefix and the reference is not
+// optional.
+const missingVolumeRef = `((.configMap // empty | select(.optional != true) | .name), ` +
+	`(.secret // empty | select(.optional != true) | (.secretName // .name))) | ` +
+	`select(type == "string" and startswith("` + MissingRefPrefix + `"))`
+
+// predicates, in precedence order: a pod whose volumes cannot be mounted
+// never gets to pull its images (the kubelet mounts first); one whose
+// image cannot be pulled never gets to resolve its env; one whose env
+// cannot be resolved never runs, so cannot crash; an explicit crash wins
+// over an OOM.
 var predicates = []predicate{
+	{"volume-missing", `[(.spec.volumes // [])[] | (` + missingVolumeRef + `), ` +
+		`(((.projected // {}).sources // [])[] | ` + missingVolumeRef + `)] | length > 0`},
 	{"image-pull", `([.spec.containers[].image | test("` + notFoundRE + `")] | any) or ` +
 		`(((.spec.imagePullSecrets // []) | length == 0) and ([.spec.containers[].image | startswith("` + PrivateRegistry + `/")] | any))`},
 	{"config-missing", `[.spec.containers[] | ((.env // [])[] | (.valueFrom // {}) | (.configMapKeyRef // .secretKeyRef // empty)), ` +

@@ -75,6 +75,29 @@ func TestStageConventionsOnBarePods(t *testing.T) {
 				t.Errorf("sidecar waiting %+v", w)
 			}
 		}},
+		{pod("missing-volume", func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "missing-tls"}}}}
+			p.Spec.Containers[0].Image = "nginx:1.27-nonexistent" // the kubelet mounts before it pulls
+		}), "ContainerCreating", func(t *testing.T, p *corev1.Pod) {
+			for _, cs := range p.Status.ContainerStatuses {
+				if w := cs.State.Waiting; w == nil || w.Reason != "ContainerCreating" {
+					t.Errorf("container %s: %+v, want waiting ContainerCreating", cs.Name, cs.State)
+				}
+			}
+			evs, _ := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name})
+			found := false
+			for _, e := range evs.Items {
+				found = found || e.Type == corev1.EventTypeWarning && e.Reason == "FailedMount" &&
+					e.Message == `MountVolume.SetUp failed for volume "tls" : secret "missing-tls" not found`
+			}
+			if !found {
+				t.Errorf("no FailedMount event naming volume tls and secret missing-tls: %v", evs.Items)
+			}
+		}},
+		{pod("missing-volume-optional", func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "missing-cfg"}, Optional: ptrTo(true)}}}}
+		}), "Running", nil},
 		{pod("usage-without-limit", func(p *corev1.Pod) { p.Annotations = map[string]string{AnnotationMemoryUsage: "10Gi"} }), "Running", nil},
 		{pod("unmatched-selector", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"disktype": "ssd"} }), "Pending",
 			func(t *testing.T, p *corev1.Pod) {

@@ -80,7 +80,7 @@ func stripComments(s string) string {
 func TestRenderStagesIsValid(t *testing.T) {
 	docs := renderedStages(t)
 	want := []string{"node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete",
-		"kaar-sandbox-err-image-pull", "kaar-sandbox-image-pull-back-off", "kaar-sandbox-create-container-config-error",
+		"kaar-sandbox-failed-mount", "kaar-sandbox-err-image-pull", "kaar-sandbox-image-pull-back-off", "kaar-sandbox-create-container-config-error",
 		"kaar-sandbox-crash-loop-back-off", "kaar-sandbox-oom-killed", "kaar-sandbox-liveness-failure",
 		"kaar-sandbox-readiness-failure", "kaar-sandbox-node-conditions", "kaar-sandbox-evicted"}
 	var got []string
@@ -129,7 +129,7 @@ var kwokFuncStubs = func() template.FuncMap {
 	m := template.FuncMap{}
 	for _, n := range []string{"Quote", "Now", "YAML", "Version", "NodeConditions", "NodeIP", "NodeName", "NodePort",
 		"NodeIPWith", "NodeIPsWith", "PodIPWith", "PodIPsWith", "splitList", "contains", "regexMatch", "hasPrefix",
-		"dict", "list", "set", "toString", "sha256sum", "trim", "atoi", "has"} {
+		"dict", "list", "set", "toString", "sha256sum", "trim", "atoi", "has", "append", "join"} {
 		m[n] = func(...any) any { return nil }
 	}
 	return m
@@ -224,6 +224,14 @@ func envFromConfigMap(name string, optional bool) func(*corev1.Pod) {
 	}
 }
 
+func volume(src corev1.VolumeSource) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "v", VolumeSource: src})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
 func TestStagePredicates(t *testing.T) {
 	tests := []struct {
 		name string
@@ -256,6 +264,21 @@ func TestStagePredicates(t *testing.T) {
 		{"missing secret in envFrom", podWith(func(p *corev1.Pod) {
 			p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "missing-creds"}}}}
 		}), "config-missing"},
+		{"configmap volume missing", podWith(volume(corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "missing-cfg"}}})), "volume-missing"},
+		{"configmap volume missing but optional", podWith(volume(corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "missing-cfg"}, Optional: ptrTo(true)}})), ""},
+		{"configmap volume present", podWith(volume(corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "app-cfg"}}})), ""},
+		{"secret volume missing", podWith(volume(corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "missing-tls"}})), "volume-missing"},
+		{"secret volume missing but optional", podWith(volume(corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "missing-tls", Optional: ptrTo(true)}})), ""},
+		{"projected secret missing", podWith(volume(corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}}},
+			{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "missing-token"}}}}}})), "volume-missing"},
+		{"projected sources present", podWith(volume(corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}}}}}})), ""},
+		{"a claim volume is the scheduler's business", podWith(volume(corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
+			ClaimName: "missing-data"}})), ""},
 		{"evict memory", podWith(annotate(AnnotationEvict, "memory")), "evict"},
 		{"evict other resource", podWith(annotate(AnnotationEvict, "disk")), ""},
 		{"readiness fails", podWith(annotate(AnnotationReadiness, "fail")), "readiness"},
