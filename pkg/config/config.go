@@ -75,6 +75,8 @@ func Default() Config {
 		Policy: Policy{ProtectedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"}, GitOpsManaged: "flag"},
 		Watcher: Watcher{RestartThreshold: 1, PendingGrace: Duration{30 * time.Second}, RecoveredAfter: Duration{10 * time.Minute},
 			NotReadyAfter: Duration{10 * time.Minute}, StuckTerminatingAfter: Duration{5 * time.Minute},
+			NodeGrace: Duration{2 * time.Minute}, NodeCordonedAfter: Duration{time.Hour},
+			HPAGrace: Duration{5 * time.Minute}, HPAAtMaxAfter: Duration{30 * time.Minute},
 			GroupInterval: Duration{30 * time.Second}, ResolveWait: Duration{10 * time.Second}},
 		MCP: MCP{Path: "/mcp", Approval: MCPApproval{WithoutElicitation: "refuse"}, Stdio: MCPStdio{User: "stdio", Role: "assistant"}},
 		Notify: Notify{Listen: "127.0.0.1:8081", Slack: Slack{APIURL: "https://slack.com/api/", RepeatInterval: Duration{4 * time.Hour},

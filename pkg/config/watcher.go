@@ -20,6 +20,20 @@ type Watcher struct {
 	// StuckTerminatingAfter reports a pod still there that long after its
 	// deletion deadline; 0 disables the check.
 	StuckTerminatingAfter Duration `yaml:"stuck_terminating_after"`
+	// NodeGrace is how long a node may be NotReady, unreachable or under
+	// memory, disk or PID pressure before it is reported.
+	NodeGrace Duration `yaml:"node_grace"`
+	// NodeCordonedAfter is how long a node may stay cordoned while pods
+	// are still on it or Pending for want of a schedulable node before
+	// its low-severity incident (a drain) becomes a medium one (a node
+	// left cordoned).
+	NodeCordonedAfter Duration `yaml:"node_cordoned_after"`
+	// HPAGrace is how long a HorizontalPodAutoscaler may be unable to
+	// compute its replica count before it is reported.
+	HPAGrace Duration `yaml:"hpa_grace"`
+	// HPAAtMaxAfter is how long a HorizontalPodAutoscaler may want more
+	// replicas than its maxReplicas before it is reported.
+	HPAAtMaxAfter Duration `yaml:"hpa_at_max_after"`
 	// GroupWait holds a new incident that long before announcing it, so
 	// that the pods of a workload failing together are one announcement;
 	// 0 (the default) announces the first failing pod at once.
@@ -53,6 +67,10 @@ func (w Watcher) validate() error {
 		{"watcher.recovered_after", w.RecoveredAfter.Duration, 0},
 		{"watcher.not_ready_after", w.NotReadyAfter.Duration, 0},
 		{"watcher.stuck_terminating_after", w.StuckTerminatingAfter.Duration, 0},
+		{"watcher.node_grace", w.NodeGrace.Duration, time.Second},
+		{"watcher.node_cordoned_after", w.NodeCordonedAfter.Duration, time.Second},
+		{"watcher.hpa_grace", w.HPAGrace.Duration, time.Second},
+		{"watcher.hpa_at_max_after", w.HPAAtMaxAfter.Duration, time.Second},
 		{"watcher.group_wait", w.GroupWait.Duration, 0},
 		{"watcher.group_interval", w.GroupInterval.Duration, time.Second},
 		{"watcher.resolve_wait", w.ResolveWait.Duration, time.Second},

@@ -183,7 +183,7 @@ func TestClassifyFixtures(t *testing.T) {
 	}
 	for _, typ := range events.IssueTypes() {
 		// Those: TestClassifyControllerFixtures and TestClassifyService.
-		if !seen[typ] && !controllerTypes[typ] && !serviceTypes[typ] {
+		if !seen[typ] && !controllerTypes[typ] && !serviceTypes[typ] && !nodeTypes[typ] && !hpaTypes[typ] {
 			t.Errorf("no fixture covers issue type %s", typ)
 		}
 	}

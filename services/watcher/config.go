@@ -53,6 +53,13 @@ type Config struct {
 	// Classify tunes the classifier; the zero value means
 	// DefaultClassifyOptions().
 	Classify ClassifyOptions
+	// Nodes tunes node detection (watcher.node_grace,
+	// watcher.node_cordoned_after); zero durations take their defaults.
+	// Nodes are watched only when Namespace is empty.
+	Nodes NodeOptions
+	// HPAs tunes HorizontalPodAutoscaler detection (watcher.hpa_grace,
+	// watcher.hpa_at_max_after); zero durations take their defaults.
+	HPAs HPAOptions
 	// Timing of announcements (group wait, group interval, resolve wait);
 	// zero GroupInterval and ResolveWait take their defaults, a zero
 	// GroupWait announces a new incident at once.
@@ -95,6 +102,8 @@ func ConfigFrom(c config.Config) Config {
 			NotReadyAfter:         c.Watcher.NotReadyAfter.Duration,
 			StuckTerminatingAfter: c.Watcher.StuckTerminatingAfter.Duration,
 		},
+		Nodes: NodeOptions{Grace: c.Watcher.NodeGrace.Duration, CordonedAfter: c.Watcher.NodeCordonedAfter.Duration},
+		HPAs:  HPAOptions{Grace: c.Watcher.HPAGrace.Duration, AtMaxAfter: c.Watcher.HPAAtMaxAfter.Duration},
 		Timing: Timing{
 			GroupWait:     c.Watcher.GroupWait.Duration,
 			GroupInterval: c.Watcher.GroupInterval.Duration,
@@ -125,6 +134,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.StateRetention, DefaultStateRetention)
 	def(&c.PublishTimeout, DefaultPublishTimeout)
 	def(&c.serviceGrace, ServiceGrace)
+	c.Nodes, c.HPAs = c.Nodes.withDefaults(), c.HPAs.withDefaults()
 	def(&c.rolloutStall, RolloutStallAfter)
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers

@@ -33,6 +33,9 @@ type ControllerIssue struct {
 	// ReplicaSet is the Deployment's new ReplicaSet (RolloutStuck), when
 	// the controller's message names it.
 	ReplicaSet string
+	// Severity, when set, replaces the type's default severity (a
+	// cordoned node is low while it is drained, medium when left so).
+	Severity events.Severity
 }
 
 // controllerTypes are the issue types the controller classifiers report;

@@ -165,7 +165,7 @@ func (t *tracker) ObserveOwner(owner events.ObjectRef, pods []podObs, ctrls []ct
 	}
 	live := make(map[string]bool, len(groups))
 	for _, g := range groups {
-		id := events.IncidentID(t.cluster, owner.Namespace, owner.Kind, owner.Name, g.container, g.typ)
+		id := events.IncidentID(t.cluster, key.Namespace, owner.Kind, owner.Name, g.container, g.typ)
 		live[id] = true
 		st := states[id]
 		if st == nil {
@@ -253,7 +253,7 @@ func (t *tracker) updateController(st *incidentState, id string, owner events.Ob
 	st.cur = events.Incident{
 		ID:         id,
 		Cluster:    t.cluster,
-		Namespace:  owner.Namespace,
+		Namespace:  keyOf(owner).Namespace,
 		Owner:      owner,
 		OwnerChain: rep.chain,
 		Type:       g.typ,
@@ -263,7 +263,7 @@ func (t *tracker) updateController(st *incidentState, id string, owner events.Ob
 		FirstSeen:  st.firstSeen,
 		LastSeen:   now,
 		Count:      max(st.cur.Count, 1),
-		Severity:   g.typ.DefaultSeverity(),
+		Severity:   cmp.Or(rep.issue.Severity, g.typ.DefaultSeverity()),
 		Protected:  t.protected(owner.Namespace),
 	}
 }

@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"cmp"
 	"github.com/kaar-dev/kaar/pkg/events"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -21,8 +22,10 @@ type ownerKey struct {
 // String is "namespace/Kind/name", also the key of the controller index.
 func (k ownerKey) String() string { return k.Namespace + "/" + k.Kind + "/" + k.Name }
 
+// keyOf is the key of an owner; a cluster-scoped one (a Node) is keyed
+// in events.ClusterScopeNamespace, the namespace of its incidents.
 func keyOf(r events.ObjectRef) ownerKey {
-	return ownerKey{Namespace: r.Namespace, Kind: r.Kind, Name: r.Name}
+	return ownerKey{Namespace: cmp.Or(r.Namespace, events.ClusterScopeNamespace), Kind: r.Kind, Name: r.Name}
 }
 
 // ownerLookup finds the intermediate controllers owner resolution follows.

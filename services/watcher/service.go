@@ -62,6 +62,8 @@ type Service struct {
 	store   *stateStore
 	pulls   *pullMemory
 	creates *createMemory
+	// cordons is since when each node is cordoned.
+	cordons *cordonMemory
 	// rollouts is since when each StatefulSet and DaemonSet rollout has
 	// not advanced.
 	rollouts *rolloutMemory
@@ -112,6 +114,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		filter:   newNSFilter(cfg),
 		pulls:    newPullMemory(),
 		creates:  newCreateMemory(),
+		cordons:  newCordonMemory(),
 		rollouts: newRolloutMemory(),
 		metrics:  m,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -144,6 +147,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		DeleteFunc: s.sliceChanged,
 	}); err != nil {
 		return nil, fmt.Errorf("watcher: endpointslice handler: %w", err)
+	}
+	if err := s.addNodeAndHPAHandlers(); err != nil {
+		return nil, err
 	}
 	if _, err := cl.events.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    s.eventChanged,
@@ -562,6 +568,10 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 		if !rc.IsZero() && (recheck.IsZero() || rc.Before(recheck)) {
 			recheck = rc
 		}
+	} else if k.Kind == kindNode || s.filter.watched(k.Namespace) && k.Kind == kindHPA {
+		var rc time.Time
+		ctrls, rc = s.nodeOrHPAObs(k, now)
+		recheck = earliest(recheck, rc)
 	} else if s.filter.watched(k.Namespace) {
 		ctrls = s.controllerObs(k, now)
 	}
