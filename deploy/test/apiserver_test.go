@@ -346,7 +346,7 @@ var deniedToAll = []access{
 	res("create", "", "serviceaccounts"), sub("create", "serviceaccounts", "token"),
 	res("create", "rbac.authorization.k8s.io", "rolebindings"), cluster("create", "rbac.authorization.k8s.io", "clusterroles"),
 	cluster("escalate", "rbac.authorization.k8s.io", "clusterroles"), cluster("bind", "rbac.authorization.k8s.io", "clusterroles"),
-	cluster("patch", "", "nodes"), cluster("delete", "", "nodes"), cluster("watch", "", "nodes"), sub("get", "nodes", "proxy"),
+	cluster("patch", "", "nodes"), cluster("delete", "", "nodes"), sub("get", "nodes", "proxy"),
 	cluster("impersonate", "", "users"), cluster("impersonate", "", "serviceaccounts"),
 	cluster("create", "admissionregistration.k8s.io", "validatingadmissionpolicies"),
 	cluster("delete", "admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
@@ -365,8 +365,14 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 	applyRBAC(t, c, objs, false)
 	const workNS = "shop"
 
-	plannerOnly := []access{sub("get", "pods", "log"), cluster("get", "", "nodes"), cluster("list", "", "nodes"),
+	plannerOnly := []access{sub("get", "pods", "log"),
 		res("get", "", "resourcequotas"), res("list", "", "limitranges"), cluster("get", "", "namespaces")}
+	// Nodes: the planner reads them (Pending pods, node incidents), the
+	// watcher watches them too (node incidents).
+	nodeReads := []access{cluster("get", "", "nodes"), cluster("list", "", "nodes")}
+	nodeWatch := []access{cluster("watch", "", "nodes")}
+	hpaReads := []access{res("list", "autoscaling", "horizontalpodautoscalers"), res("watch", "autoscaling", "horizontalpodautoscalers")}
+	hpaGet := []access{res("get", "autoscaling", "horizontalpodautoscalers")}
 	patchWorkloads := []access{res("patch", "apps", "deployments"), res("patch", "apps", "statefulsets"), res("patch", "apps", "daemonsets"),
 		res("patch", "batch", "cronjobs"), res("patch", "", "pods"), res("delete", "", "pods")}
 	cronReads := []access{res("get", "batch", "cronjobs"), res("list", "batch", "cronjobs"), res("watch", "batch", "cronjobs")}
@@ -383,11 +389,11 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		return out
 	}
 	matrix := map[string]struct{ allow, deny []access }{
-		"watcher":    {allow: concat(reads, serviceReads), deny: concat(deniedToAll, plannerOnly, patchWorkloads, cronReads, revisions)},
-		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads, plannerServiceReads), deny: concat(deniedToAll, revisions)},
-		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceReads)},
-		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads)},
-		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads)},
+		"watcher":    {allow: concat(reads, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet), deny: concat(deniedToAll, plannerOnly, patchWorkloads, cronReads, revisions)},
+		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads, plannerServiceReads, nodeReads, hpaGet), deny: concat(deniedToAll, revisions, nodeWatch, hpaReads)},
+		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet)},
+		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet)},
+		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet)},
 	}
 	// The RBAC authorizer sees new bindings through its informers: wait
 	// (not a timing assertion) until each binding is in force.
