@@ -58,6 +58,14 @@ type EmbeddedOptions struct {
 	// cluster over routes (every server of the cluster given the same
 	// Credentials, so each role is the same user on every node).
 	Cluster ClusterOptions
+	// JetStreamDomain names this server's JetStream, for the clients of
+	// other servers linked by leaf nodes ($JS.<domain>.API): the hub's,
+	// and a leaf cluster's own (LeafDomain).
+	JetStreamDomain string
+	// LeafNodes makes this server a hub that accepts leaf nodes.
+	LeafNodes LeafNodeOptions
+	// LeafRemote makes this server a leaf node of a hub.
+	LeafRemote LeafRemoteOptions
 }
 
 // ClusterOptions are an embedded server's cluster (route) settings.
@@ -136,11 +144,13 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		// Authentication always: one user per role, and the owner.
 		Nkeys: append(o.Credentials.nkeyUsers(""), &server.NkeyUser{Nkey: ownerPub}),
 	}
+	o.Credentials.inLeafDomains(opts.Nkeys, o.LeafNodes.Clusters)
 	if tlsConfig != nil {
 		opts.TLSConfig, opts.TLS, opts.TLSVerify = tlsConfig, true, o.VerifyClients
 		opts.TLSTimeout = 5 // seconds
 	}
-	if err := o.Cluster.apply(opts); err != nil {
+	opts.JetStreamDomain = o.JetStreamDomain
+	if err := errors.Join(o.Cluster.apply(opts), o.LeafNodes.apply(opts), o.LeafRemote.apply(opts)); err != nil {
 		e.removeTemp()
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
@@ -66,6 +67,12 @@ type Config struct {
 	// Notify declares the notifier's stream (NotifyStream), state bucket
 	// (NotifyBucket) and durable consumers; nil when no notifier runs.
 	Notify *NotifyConfig
+	// Leaves are the leaf clusters of this bus (a hub): their services
+	// run on a leaf node with its own JetStream (LeafDomain). ISSUES,
+	// PLAN_EVENTS and AUDIT source theirs, and the streams capture only
+	// the subjects of Clusters, so that a leaf cluster's decisions are
+	// stored by the leaf alone. Not among Clusters.
+	Leaves []string
 }
 
 // NotifyConfig is what the notifier uses on the bus.
@@ -89,6 +96,14 @@ func (c Config) withDefaults() (Config, error) {
 	for _, cl := range c.Clusters {
 		if err := events.ValidateClusterName(cl); err != nil {
 			return c, fmt.Errorf("provision: %w", err)
+		}
+	}
+	for _, l := range c.Leaves {
+		if err := events.ValidateClusterName(l); err != nil {
+			return c, fmt.Errorf("provision: leaves: %w", err)
+		}
+		if slices.Contains(c.Clusters, l) {
+			return c, fmt.Errorf("provision: field \"leaves\": %q is also a cluster of this bus: %w", l, events.ErrInvalid)
 		}
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -173,6 +188,9 @@ func Streams(cfg Config) ([]jetstream.StreamConfig, error) {
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
 		},
+	}
+	if len(cfg.Leaves) > 0 {
+		out = withLeaves(out, cfg.Clusters, cfg.Leaves)
 	}
 	if n := cfg.Notify; n != nil {
 		// Sources start where their stream is when NOTIFY is created

@@ -47,9 +47,18 @@ type NATS struct {
 	Replicas int `yaml:"replicas"`
 	// JetStreamDomain is the JetStream domain of a central bus that this
 	// process reaches through a local leaf node (one watcher/executor
-	// pair per cluster, reporting centrally); empty uses the JetStream of
-	// the server nats.url names.
+	// pair per cluster, reporting centrally), or, for the central gateway
+	// of a leaf cluster (nats.leaf_clusters), that cluster's name: the
+	// leaf node's own JetStream; empty uses the JetStream of the server
+	// nats.url names.
 	JetStreamDomain string `yaml:"jetstream_domain"`
+	// LeafClusters are, on a central bus (the hub), the clusters whose
+	// watcher, planner and executor run on a leaf node with its own
+	// JetStream (domain = the cluster's name): the hub's streams source
+	// their incidents, plan events and audit records, and capture only
+	// the subjects of the hub's own clusters. Every process that
+	// provisions the hub must list the same.
+	LeafClusters []string `yaml:"leaf_clusters"`
 }
 
 // NATSTLS is TLS for NATS. As a client, kaar verifies the server with
@@ -88,6 +97,11 @@ func (n NATS) validate() error {
 	}
 	if d := n.JetStreamDomain; d != "" && !validToken(d) {
 		p.addf("nats.jetstream_domain", "%q must be lower-case letters, digits, '-' and '_'", d)
+	}
+	for i, c := range n.LeafClusters {
+		if !validToken(c) {
+			p.addf(fmt.Sprintf("nats.leaf_clusters[%d]", i), "%q must be lower-case letters, digits, '-' and '_'", c)
+		}
 	}
 	if r := n.Replicas; r != 1 && r != 3 {
 		p.add(fieldErr("nats.replicas", fmt.Sprintf("%d is not allowed", r), "1", "3"))

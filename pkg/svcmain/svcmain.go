@@ -390,7 +390,7 @@ func BusConfig(cfg config.Config) bus.Config {
 		clusters = append(clusters, c.Kubernetes.ClusterName)
 	}
 	return bus.Config{Clusters: clusters, AuditRetention: cfg.NATS.AuditRetention.Duration,
-		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration, Replicas: cfg.NATS.Replicas}
+		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration, Replicas: cfg.NATS.Replicas, Leaves: cfg.NATS.LeafClusters}
 }
 
 // ServeOps serves h on addr (server.metrics_addr) in the background until
