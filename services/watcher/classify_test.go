@@ -183,7 +183,8 @@ func TestClassifyFixtures(t *testing.T) {
 	}
 	for _, typ := range events.IssueTypes() {
 		// Those: TestClassifyControllerFixtures and TestClassifyService.
-		if !seen[typ] && !controllerTypes[typ] && !serviceTypes[typ] && !nodeTypes[typ] && !hpaTypes[typ] {
+		if !seen[typ] && !controllerTypes[typ] && !serviceTypes[typ] && !nodeTypes[typ] && !hpaTypes[typ] &&
+			!ingressTypes[typ] && !cronJobTypes[typ] {
 			t.Errorf("no fixture covers issue type %s", typ)
 		}
 	}

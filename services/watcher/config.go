@@ -84,6 +84,8 @@ type Config struct {
 	serviceGrace time.Duration
 	// rolloutStall replaces RolloutStallAfter in this package's tests.
 	rolloutStall time.Duration
+	// cronGrace replaces CronJobGrace in this package's tests.
+	cronGrace time.Duration
 }
 
 // ConfigFrom derives the watcher's configuration from kaar's.
@@ -136,6 +138,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.serviceGrace, ServiceGrace)
 	c.Nodes, c.HPAs = c.Nodes.withDefaults(), c.HPAs.withDefaults()
 	def(&c.rolloutStall, RolloutStallAfter)
+	def(&c.cronGrace, CronJobGrace)
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}

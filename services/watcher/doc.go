@@ -24,9 +24,19 @@
 //     webhook that denies or cannot be reached, a LimitRange; from a
 //     ReplicaSet's ReplicaFailure condition or the FailedCreate events of
 //     the others), RolloutStuck (a Deployment past its progress deadline,
-//     naming its revision and its pods' own incident) and JobFailed (the
-//     latest finished run of a Job, or of a CronJob's Jobs, failed: backoff
-//     limit, active deadline, pod failure policy);
+//     naming its revision and its pods' own incident; a StatefulSet or
+//     DaemonSet rollout that has not advanced for [RolloutStallAfter],
+//     [ClassifyStatefulSetRollout], [ClassifyDaemonSetRollout]) and
+//     JobFailed (the latest finished run of a Job, or of a CronJob's Jobs,
+//     failed: backoff limit, active deadline, pod failure policy);
+//   - from CronJobs ([ClassifyCronJob]): CronJobNotScheduling, a run its
+//     schedule called for that has not started (a previous run still
+//     active under concurrencyPolicy Forbid, a missed starting deadline,
+//     or a controller that does not start it); never a suspended one;
+//   - from Ingresses, IngressClasses and the cached Services
+//     ([ClassifyIngress]), on the Ingress: IngressUnavailable (a backend
+//     Service or service port that does not exist, an ingressClassName
+//     naming no IngressClass, or no class and no default one);
 //   - from Services, their EndpointSlices and the cached pods
 //     ([ClassifyService]), on the Service: ServiceUnavailable (its
 //     selector matches no pod, its targetPort no port of its pods, or none
@@ -62,6 +72,7 @@
 // endpointslices; list and
 // watch on events, optional: without them image pull causes are less
 // precise, and StatefulSets', DaemonSets' and Jobs' FailedCreate is not
-// seen). It does not read CronJobs (its role does not allow it): a
-// CronJob's incident comes from its Jobs.
+// seen; ingresses, ingressclasses and cronjobs, optional too: without
+// them those failures are not detected, and a CronJob's failed runs are
+// still seen from its Jobs).
 package watcher

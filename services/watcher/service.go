@@ -67,6 +67,8 @@ type Service struct {
 	// rollouts is since when each StatefulSet and DaemonSet rollout has
 	// not advanced.
 	rollouts *rolloutMemory
+	ingress  *ingressWatch // Ingresses and IngressClasses
+	cron     *cronWatch    // CronJobs
 	ready    chan struct{} // closed once the caches are synced
 	ran      atomic.Bool
 }
@@ -179,6 +181,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			return nil, fmt.Errorf("watcher: %s handler: %w", kind, err)
 		}
 	}
+	if err := s.watchIngresses(deps.Kube); err != nil {
+		return nil, err
+	}
+	if err := s.watchCronJobs(deps.Kube); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -226,6 +234,10 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.cl.eventFactory.Shutdown()
 	s.cl.createFactory.StartWithContext(gctx)
 	defer s.cl.createFactory.Shutdown()
+	s.ingress.start(gctx) // optional too
+	defer s.ingress.shutdown()
+	s.cron.start(gctx)
+	defer s.cron.shutdown()
 	g.Go(func() error {
 		<-gctx.Done()
 		s.queue.ShutDown() // workers finish the item in hand, then return
@@ -243,6 +255,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// without the right to list events this costs eventSyncWait once.
 	ectx, ecancel := context.WithTimeout(gctx, eventSyncWait)
 	cache.WaitForCacheSync(ectx.Done(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced)
+	cache.WaitForCacheSync(ectx.Done(), append(s.ingress.synced(), s.cron.synced()...)...)
 	ecancel()
 	close(s.ready)
 	for _, k := range restored {
@@ -631,6 +644,12 @@ func (s *Service) controllerObs(k ownerKey, now time.Time) []ctrlObs {
 		if o := get[appsv1.ReplicaSet](s.cl.rs, k.Namespace, k.Name); o != nil && metav1.GetControllerOfNoCopy(o) == nil {
 			add(ClassifyReplicaSet(o), ref(k.Kind, apps, o))
 		}
+	case "CronJob":
+		if cj, issues := s.cronJobObs(k, now); cj != nil {
+			add(issues, ref(k.Kind, batch, cj))
+		}
+	case kindIngress:
+		return s.ingressObs(k, now)
 	case "Job":
 		if o := get[batchv1.Job](s.cl.jobs, k.Namespace, k.Name); o != nil && metav1.GetControllerOfNoCopy(o) == nil {
 			self := ref(k.Kind, batch, o)

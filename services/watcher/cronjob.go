@@ -1,0 +1,209 @@
+package watcher
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/robfig/cron/v3"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// A CronJob that stopped scheduling: the cronjob controller records the
+// time of the last run it started (status.lastScheduleTime); a run its
+// schedule called for and that has not started well after its time is
+// reported. The schedule is parsed with robfig/cron, the parser the
+// cronjob controller itself uses, so both agree on every schedule.
+// A CronJob suspended on purpose is never an incident. Failed runs are
+// JobFailed, from the CronJob's Jobs (ClassifyJobRuns).
+
+// CronJobGrace is how long after a scheduled time a run may still not
+// have started before the CronJob is reported, at most one period of its
+// schedule: the controller starts runs within seconds, and a minutely
+// CronJob that skipped two runs in a row is as telling as an hourly one
+// that skipped one by five minutes.
+const CronJobGrace = 5 * time.Minute
+
+// Reason classes of a CronJob that did not start a run.
+const (
+	reasonPreviousRunActive      = "previous_run_active"
+	reasonMissedStartingDeadline = "missed_starting_deadline"
+	reasonMissedSchedule         = "missed_schedule"
+)
+
+// cronJobTypes are the issue types ClassifyCronJob reports.
+var cronJobTypes = map[events.IssueType]bool{events.IssueCronJobNotScheduling: true}
+
+// maxMissedCounted bounds the scheduled times ClassifyCronJob counts (the
+// controller itself stops counting at 100).
+const maxMissedCounted = 1000
+
+// cronSchedule parses a CronJob's schedule in its time zone, as the
+// cronjob controller does.
+func cronSchedule(cj *batchv1.CronJob) (cron.Schedule, error) {
+	spec := cj.Spec.Schedule
+	if tz := cj.Spec.TimeZone; tz != nil && *tz != "" && !strings.Contains(spec, "TZ=") {
+		spec = "TZ=" + *tz + " " + spec
+	}
+	return cron.ParseStandard(spec)
+}
+
+// ClassifyCronJob says whether a CronJob missed a run at time now: the
+// first scheduled time after its last run (after its creation when it
+// never ran) is more than the grace (capped at one period of the
+// schedule) in the past. The cause, most specific first: its
+// concurrencyPolicy Forbid while a run is still active, a
+// startingDeadlineSeconds the controller missed, or nothing the CronJob
+// says (the controller is down, or cannot create Jobs: its Warning events
+// on the CronJob say why). A suspended CronJob, or one whose schedule
+// does not parse (the controller reports that itself), is not an issue.
+// It returns when to look again otherwise. A pure function of its
+// arguments.
+func ClassifyCronJob(cj *batchv1.CronJob, now time.Time, grace time.Duration) ([]ControllerIssue, time.Time) {
+	if cj == nil || cj.DeletionTimestamp != nil || cj.Spec.Suspend != nil && *cj.Spec.Suspend {
+		return nil, time.Time{}
+	}
+	sched, err := cronSchedule(cj)
+	if err != nil {
+		return nil, time.Time{}
+	}
+	last, ran := cj.CreationTimestamp.Time, false
+	if t := cj.Status.LastScheduleTime; t != nil && !t.IsZero() {
+		last, ran = t.Time, true
+	}
+	next := sched.Next(last)
+	if next.IsZero() {
+		return nil, time.Time{}
+	}
+	wait := grace
+	if period := sched.Next(next).Sub(next); period > 0 && period < wait {
+		wait = period
+	}
+	if due := next.Add(wait); now.Before(due) {
+		return nil, due
+	}
+	missed, latest := 0, next
+	for t := next; !t.IsZero() && !t.After(now) && missed < maxMissedCounted; t = sched.Next(t) {
+		missed++
+		latest = t
+	}
+	since := "it was created at " + last.UTC().Format(time.RFC3339) + " and has never started a run"
+	if ran {
+		since = "its last run started at " + last.UTC().Format(time.RFC3339)
+	}
+	runs := fmt.Sprintf("%d scheduled run", missed)
+	if missed != 1 {
+		runs += "s"
+	}
+	if missed == maxMissedCounted {
+		runs = "more than " + runs
+	}
+	msg := fmt.Sprintf("cronjob %s (schedule %q) has not started %s since: %s, the latest due at %s", cj.Name, cj.Spec.Schedule, runs,
+		since, latest.UTC().Format(time.RFC3339))
+	reason := reasonMissedSchedule
+	switch {
+	case cj.Spec.ConcurrencyPolicy == batchv1.ForbidConcurrent && len(cj.Status.Active) > 0:
+		reason = reasonPreviousRunActive
+		names := make([]string, 0, len(cj.Status.Active))
+		for _, a := range cj.Status.Active {
+			names = append(names, a.Name)
+		}
+		slices.Sort(names)
+		msg += "; concurrencyPolicy Forbid skips every run while job " + strings.Join(names, ", ") + " is still running"
+	case cj.Spec.StartingDeadlineSeconds != nil && latest.Add(time.Duration(*cj.Spec.StartingDeadlineSeconds)*time.Second).Before(now):
+		reason = reasonMissedStartingDeadline
+		msg += fmt.Sprintf("; no run started within its startingDeadlineSeconds (%d s) of its time", *cj.Spec.StartingDeadlineSeconds)
+	default:
+		msg += "; the CronJob names no cause: the cronjob controller did not start it (not running, or it cannot create the Job: its Warning events on the CronJob say why)"
+	}
+	return []ControllerIssue{{Type: events.IssueCronJobNotScheduling, Reason: reason, Message: msg}}, time.Time{}
+}
+
+// cronWatch is the watcher's view of CronJobs, trimmed by cronTransform.
+// Optional like the Ingresses: without the right to read CronJobs the
+// watcher still reports their failed runs from their Jobs.
+type cronWatch struct {
+	factory  informers.SharedInformerFactory
+	cronJobs cache.SharedIndexInformer
+}
+
+func newCronWatch(cs kubernetes.Interface, namespace string, resync time.Duration) *cronWatch {
+	opts := []informers.SharedInformerOption{informers.WithTransform(cronTransform)}
+	if namespace != "" {
+		opts = append(opts, informers.WithNamespace(namespace))
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(cs, resync, opts...)
+	return &cronWatch{factory: f, cronJobs: f.Batch().V1().CronJobs().Informer()}
+}
+
+func (cw *cronWatch) start(ctx context.Context) { cw.factory.StartWithContext(ctx) }
+
+func (cw *cronWatch) shutdown() { cw.factory.Shutdown() }
+
+func (cw *cronWatch) synced() []cache.InformerSynced {
+	return []cache.InformerSynced{cw.cronJobs.HasSynced}
+}
+
+// cronTransform keeps of a CronJob what ClassifyCronJob reads: its
+// schedule, time zone, suspension, concurrency policy, starting deadline,
+// last schedule time and active runs (their names).
+func cronTransform(obj any) (any, error) {
+	o, ok := obj.(*batchv1.CronJob)
+	if !ok {
+		return transform(obj)
+	}
+	if o == nil {
+		return obj, nil
+	}
+	out := &batchv1.CronJob{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
+		Spec: batchv1.CronJobSpec{Schedule: o.Spec.Schedule, TimeZone: o.Spec.TimeZone, Suspend: o.Spec.Suspend,
+			ConcurrencyPolicy: o.Spec.ConcurrencyPolicy, StartingDeadlineSeconds: o.Spec.StartingDeadlineSeconds},
+		Status: batchv1.CronJobStatus{LastScheduleTime: o.Status.LastScheduleTime, LastSuccessfulTime: o.Status.LastSuccessfulTime}}
+	if n := len(o.Status.Active); n > 0 {
+		out.Status.Active = make([]corev1.ObjectReference, n)
+		for i, a := range o.Status.Active {
+			out.Status.Active[i] = corev1.ObjectReference{Kind: a.Kind, Name: a.Name}
+		}
+	}
+	return out, nil
+}
+
+// watchCronJobs registers the CronJob handler; New calls it before
+// anything runs.
+func (s *Service) watchCronJobs(cs kubernetes.Interface) error {
+	s.cron = newCronWatch(cs, s.cfg.Namespace, s.cfg.ResyncPeriod)
+	fn := func(obj any) {
+		m := objectOf(obj)
+		if m == nil || !s.filter.watched(m.GetNamespace()) {
+			return
+		}
+		s.queue.AddAfter(ownerKey{Namespace: m.GetNamespace(), Kind: "CronJob", Name: m.GetName()}, s.cfg.Debounce)
+	}
+	if _, err := s.cron.cronJobs.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: fn, UpdateFunc: func(_, obj any) { fn(obj) }, DeleteFunc: fn,
+	}); err != nil {
+		return fmt.Errorf("watcher: cronjob handler: %w", err)
+	}
+	return nil
+}
+
+// cronJobObs is the scheduling issue of CronJob k, if it missed a run;
+// otherwise it queues k again for when its next run would be late.
+func (s *Service) cronJobObs(k ownerKey, now time.Time) (*batchv1.CronJob, []ControllerIssue) {
+	cj := get[batchv1.CronJob](s.cron.cronJobs, k.Namespace, k.Name)
+	if cj == nil {
+		return nil, nil
+	}
+	issues, recheck := ClassifyCronJob(cj, now, s.cfg.cronGrace)
+	if !recheck.IsZero() {
+		s.queue.AddAfter(k, recheck.Sub(now)+10*time.Millisecond)
+	}
+	return cj, issues
+}

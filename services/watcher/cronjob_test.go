@@ -1,0 +1,86 @@
+package watcher
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kaar-dev/kaar/pkg/events"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// testCronJob runs at the top of every hour (schedule), last at last (nil:
+// never), created a day before fixtureNow (01:00 UTC).
+func testCronJob(schedule string, last *time.Time) *batchv1.CronJob {
+	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "report", Namespace: "ns",
+		CreationTimestamp: metav1.NewTime(fixtureNow.Add(-24 * time.Hour))}, Spec: batchv1.CronJobSpec{Schedule: schedule}}
+	if last != nil {
+		cj.Status.LastScheduleTime = &metav1.Time{Time: *last}
+	}
+	return cj
+}
+
+func TestClassifyCronJob(t *testing.T) {
+	at := func(d time.Duration) *time.Time { v := fixtureNow.Add(d); return &v }
+	suspended := testCronJob("0 * * * *", at(-5*time.Hour))
+	suspended.Spec.Suspend = new(bool)
+	*suspended.Spec.Suspend = true
+	forbid := testCronJob("*/10 * * * *", at(-30*time.Minute))
+	forbid.Spec.ConcurrencyPolicy = batchv1.ForbidConcurrent
+	forbid.Status.Active = []corev1.ObjectReference{{Kind: "Job", Name: "report-29412"}}
+	deadline := testCronJob("0 * * * *", at(-2*time.Hour))
+	secs := int64(60)
+	deadline.Spec.StartingDeadlineSeconds = &secs
+	tz := testCronJob("0 * * * *", at(-time.Hour))
+	zone := "Europe/Paris"
+	tz.Spec.TimeZone = &zone
+	for name, tc := range map[string]struct {
+		cj        *batchv1.CronJob
+		now       time.Time
+		reason    string
+		inMessage string
+		recheck   time.Time
+	}{
+		"ran on time":             {testCronJob("0 * * * *", at(0)), fixtureNow.Add(30 * time.Minute), "", "", fixtureNow.Add(65 * time.Minute)},
+		"late within the grace":   {testCronJob("0 * * * *", at(-time.Hour)), fixtureNow.Add(4 * time.Minute), "", "", fixtureNow.Add(5 * time.Minute)},
+		"suspended on purpose":    {suspended, fixtureNow, "", "", time.Time{}},
+		"invalid schedule":        {testCronJob("every day", nil), fixtureNow, "", "", time.Time{}},
+		"in its time zone":        {tz, fixtureNow.Add(time.Minute), "", "", fixtureNow.Add(5 * time.Minute)},
+		"minutely, grace capped":  {testCronJob("* * * * *", at(-3*time.Minute)), fixtureNow, reasonMissedSchedule, "has not started 3 scheduled runs since: its last run started at 2026-11-27T00:57:00Z, the latest due at 2026-11-27T01:00:00Z", time.Time{}},
+		"never ran":               {testCronJob("0 * * * *", nil), fixtureNow, reasonMissedSchedule, "it was created at 2026-11-26T01:00:00Z and has never started a run", time.Time{}},
+		"previous run still runs": {forbid, fixtureNow, reasonPreviousRunActive, "concurrencyPolicy Forbid skips every run while job report-29412 is still running", time.Time{}},
+		"starting deadline":       {deadline, fixtureNow.Add(10 * time.Minute), reasonMissedStartingDeadline, "no run started within its startingDeadlineSeconds (60 s)", time.Time{}},
+		"controller down":         {testCronJob("0 * * * *", at(-3*time.Hour)), fixtureNow.Add(10 * time.Minute), reasonMissedSchedule, "the cronjob controller did not start it", time.Time{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, recheck := ClassifyCronJob(tc.cj, tc.now, CronJobGrace)
+			if !recheck.Equal(tc.recheck) {
+				t.Errorf("recheck = %v, want %v", recheck, tc.recheck)
+			}
+			if tc.reason == "" {
+				if len(got) != 0 {
+					t.Errorf("issues = %+v, want none", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].Type != events.IssueCronJobNotScheduling || got[0].Reason != tc.reason || !strings.Contains(got[0].Message, tc.inMessage) {
+				t.Fatalf("issues = %+v\nwant reason %s, message with %q", got, tc.reason, tc.inMessage)
+			}
+			trimmed, _ := cronTransform(tc.cj)
+			if again, _ := ClassifyCronJob(trimmed.(*batchv1.CronJob), tc.now, CronJobGrace); len(again) != 1 || again[0] != got[0] {
+				t.Errorf("trimmed CronJob classifies as %+v", again)
+			}
+		})
+	}
+}
+
+func TestCronJobMissedRunsAreCountedUpToABound(t *testing.T) {
+	cj := testCronJob("* * * * *", nil)
+	cj.CreationTimestamp = metav1.NewTime(fixtureNow.Add(-30 * 24 * time.Hour))
+	got, _ := ClassifyCronJob(cj, fixtureNow, CronJobGrace)
+	if len(got) != 1 || !strings.Contains(got[0].Message, "more than 1000 scheduled runs") {
+		t.Errorf("issues = %+v", got)
+	}
+}
