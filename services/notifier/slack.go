@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kaar-dev/kaar/pkg/events"
@@ -91,13 +92,13 @@ func (s *Service) sync(ctx context.Context, t *thread, reply string) error {
 			t.Pending = true
 			return nil
 		}
-		ch, ts, err := s.slackCall(ctx, "chat.postMessage", SlackMessage{Channel: s.cfg.Slack.Channel, Text: text, Blocks: blocks})
-		if err != nil {
+		if err := s.findInterruptedPost(ctx, t, now); err != nil {
 			return err
 		}
-		t.Channel, t.TS, t.Pending = ch, ts, false
-		t.LastNotified, t.NotifiedHash = now, incidentHash(t.Incident, t.Transition)
-		return nil
+		if !t.posted() {
+			return s.postFirst(ctx, t, text, blocks, now)
+		}
+		// Found: the update below brings it up to date.
 	}
 	if _, _, err := s.slackCall(ctx, "chat.update", SlackMessage{Channel: t.Channel, TS: t.TS, Text: text, Blocks: blocks}); err != nil {
 		return err
@@ -109,6 +110,67 @@ func (s *Service) sync(ctx context.Context, t *thread, reply string) error {
 		return err
 	}
 	t.LastNotified, t.NotifiedHash = now, incidentHash(t.Incident, t.Transition)
+	return nil
+}
+
+// postMetadataType is the event_type of the metadata on the messages
+// kaar posts; the payload names the thread and the post attempt.
+const postMetadataType = "kaar_thread"
+
+// postFirst posts a thread's message. The attempt is recorded on the bus
+// first, with an id the message carries in its metadata: if Slack posts
+// it but the answer never arrives (this process dies, the call times
+// out), the next attempt (this replica's or another's) finds the
+// message instead of posting a second one.
+func (s *Service) postFirst(ctx context.Context, t *thread, text string, blocks []Block, now time.Time) error {
+	t.Posting, t.PostingSince = uuid.NewString(), now
+	if err := s.saveThread(ctx, t); err != nil {
+		return err
+	}
+	ch, ts, err := s.slackCall(ctx, "chat.postMessage", SlackMessage{Channel: s.cfg.Slack.Channel, Text: text, Blocks: blocks,
+		Metadata: &SlackMetadata{EventType: postMetadataType, EventPayload: map[string]string{"thread": t.Key, "post": t.Posting}}})
+	if err != nil {
+		return err
+	}
+	t.Channel, t.TS, t.Pending, t.Posting, t.PostingSince = ch, ts, false, "", time.Time{}
+	t.LastNotified, t.NotifiedHash = now, incidentHash(t.Incident, t.Transition)
+	return nil
+}
+
+// findInterruptedPost adopts the message of an earlier post attempt
+// whose answer was lost, if Slack has it. When the history cannot be
+// read (no finder, or a permanent error such as a missing
+// channels:history scope) the thread is posted again, as before.
+func (s *Service) findInterruptedPost(ctx context.Context, t *thread, now time.Time) error {
+	if t.Posting == "" {
+		return nil
+	}
+	log := s.log.With(slog.String("cluster", s.cfg.Cluster), slog.String("thread", t.Key), slog.String("post", t.Posting))
+	f, ok := s.slack.(postFinder)
+	if !ok {
+		t.Posting = ""
+		return nil
+	}
+	// Slack's clock, not ours, stamps the message: a minute of margin.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DeliveryTimeout)
+	defer cancel()
+	ts, err := f.FindPosted(fctx, s.cfg.Slack.Channel, t.PostingSince.Add(-time.Minute), postMetadataType, "post", t.Posting)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	s.metrics.slackCalls.WithLabelValues("conversations.history", result).Inc()
+	switch {
+	case errors.Is(err, ErrSlackPermanent):
+		log.Warn("slack: cannot look for an interrupted post (does the bot have channels:history?); posting again", slog.Any("error", err))
+	case err != nil:
+		return fmt.Errorf("look for an interrupted post: %w", err)
+	case ts != "":
+		log.Info("slack: found the message of an interrupted post", slog.String("ts", ts))
+		t.Channel, t.TS, t.Pending = s.cfg.Slack.Channel, ts, false
+		t.LastNotified, t.NotifiedHash = now, incidentHash(t.Incident, t.Transition)
+	}
+	t.Posting, t.PostingSince = "", time.Time{}
 	return nil
 }
 

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // SlackAPI is the part of Slack's Web API the notifier calls.
@@ -27,6 +30,24 @@ type SlackMessage struct {
 	ThreadTS string  `json:"thread_ts,omitempty"`
 	Text     string  `json:"text"`
 	Blocks   []Block `json:"blocks,omitempty"`
+	// Metadata is Slack message metadata: what lets kaar find a message
+	// it posted without learning its ts (see postFinder).
+	Metadata *SlackMetadata `json:"metadata,omitempty"`
+}
+
+// SlackMetadata is a message's metadata (event_type, event_payload).
+type SlackMetadata struct {
+	EventType    string            `json:"event_type"`
+	EventPayload map[string]string `json:"event_payload"`
+}
+
+// postFinder finds a message posted to channel since oldest whose
+// metadata has eventType and payload[key] == value, and returns its ts
+// ("" when there is none). The Web API client implements it with
+// conversations.history (scope channels:history, or groups:history for
+// a private channel).
+type postFinder interface {
+	FindPosted(ctx context.Context, channel string, oldest time.Time, eventType, key, value string) (string, error)
 }
 
 // ErrSlackPermanent marks a Slack API error that retrying will not fix
@@ -61,32 +82,78 @@ func (c *slackClient) call(ctx context.Context, method string, body any) (slackR
 	if err != nil {
 		return out, fmt.Errorf("slack %s: encode: %w", method, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+method, bytes.NewReader(b))
+	err = c.do(ctx, method, "application/json; charset=utf-8", b, &out)
+	return out, err
+}
+
+// do posts one Web API call and decodes its answer into out (which
+// embeds or is a slackResponse); an answer that is not ok is an error,
+// ErrSlackPermanent unless retrying may help.
+func (c *slackClient) do(ctx context.Context, method, contentType string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+method, bytes.NewReader(body))
 	if err != nil {
-		return out, fmt.Errorf("slack %s: %w", method, err)
+		return fmt.Errorf("slack %s: %w", method, err)
 	}
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return out, fmt.Errorf("slack %s: %w", method, err)
+		return fmt.Errorf("slack %s: %w", method, err)
 	}
 	defer func() { _ = resp.Body.Close() }() // a response body: closing only frees the connection
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		return out, fmt.Errorf("slack %s: HTTP %d (retry after %q)", method, resp.StatusCode, resp.Header.Get("Retry-After"))
+		return fmt.Errorf("slack %s: HTTP %d (retry after %q)", method, resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return out, fmt.Errorf("slack %s: HTTP %d, undecodable answer: %w", method, resp.StatusCode, err)
+	var status slackResponse
+	if err := errors.Join(json.Unmarshal(raw, &status), json.Unmarshal(raw, out)); err != nil {
+		return fmt.Errorf("slack %s: HTTP %d, undecodable answer: %w", method, resp.StatusCode, err)
 	}
-	if !out.OK {
-		switch out.Error {
+	if !status.OK {
+		switch status.Error {
 		case "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout":
-			return out, fmt.Errorf("slack %s: %s", method, out.Error)
+			return fmt.Errorf("slack %s: %s", method, status.Error)
 		}
-		return out, fmt.Errorf("slack %s: %s: %w", method, out.Error, ErrSlackPermanent)
+		return fmt.Errorf("slack %s: %s: %w", method, status.Error, ErrSlackPermanent)
 	}
-	return out, nil
+	return nil
+}
+
+// historyPages bounds how far FindPosted pages back (200 messages a page).
+const historyPages = 5
+
+// FindPosted reads the channel's history since oldest (newest first)
+// with the messages' metadata, and returns the ts of the first message
+// whose metadata matches.
+func (c *slackClient) FindPosted(ctx context.Context, channel string, oldest time.Time, eventType, key, value string) (string, error) {
+	cursor := ""
+	for range historyPages {
+		form := url.Values{"channel": {channel}, "oldest": {strconv.FormatInt(oldest.Unix(), 10)}, "limit": {"200"}, "include_all_metadata": {"true"}}
+		if cursor != "" {
+			form.Set("cursor", cursor)
+		}
+		var page struct {
+			Messages []struct {
+				TS       string        `json:"ts"`
+				Metadata SlackMetadata `json:"metadata"`
+			} `json:"messages"`
+			ResponseMetadata struct {
+				NextCursor string `json:"next_cursor"`
+			} `json:"response_metadata"`
+		}
+		if err := c.do(ctx, "conversations.history", "application/x-www-form-urlencoded", []byte(form.Encode()), &page); err != nil {
+			return "", err
+		}
+		for _, m := range page.Messages {
+			if m.Metadata.EventType == eventType && m.Metadata.EventPayload[key] == value {
+				return m.TS, nil
+			}
+		}
+		if cursor = page.ResponseMetadata.NextCursor; cursor == "" {
+			return "", nil
+		}
+	}
+	return "", nil
 }
 
 func (c *slackClient) PostMessage(ctx context.Context, msg SlackMessage) (string, string, error) {

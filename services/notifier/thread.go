@@ -67,6 +67,13 @@ type thread struct {
 	Detail    string `json:"detail,omitempty"`
 	// Pending: the first post is held back by quiet hours.
 	Pending bool `json:"pending,omitempty"`
+	// Posting names a first post that may have reached Slack without
+	// its answer reaching kaar (the process died mid-call, the call
+	// timed out): it is written before the call, and the next attempt
+	// looks for a message with this id in its metadata (since
+	// PostingSince) before it posts again.
+	Posting      string    `json:"posting,omitempty"`
+	PostingSince time.Time `json:"posting_since,omitzero"`
 	// LastNotified is when people were last notified (post or reply);
 	// NotifiedHash is what they were told then (incidentHash).
 	LastNotified time.Time `json:"last_notified,omitzero"`
