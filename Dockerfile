@@ -1,39 +1,33 @@
-# syntax=docker/dockerfile:1.7
-# One image, six static binaries: kaar (all-in-one and CLI) and the five
-# services kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway,
-# kaar-notifier.
-# Pick the binary with the container's command, e.g.
-#   docker run ghcr.io/kaar-dev/kaar kaar-watcher --nats-url nats://nats:4222
-# deploy/hack/build-binaries.sh does the build; deploy/test runs the same
-# script on the host (CGO_ENABLED=0) and checks every binary answers --help.
-
-ARG GO_VERSION=1.26
-
-FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
-ARG TARGETOS=linux
-ARG TARGETARCH=amd64
+# kaar's images, FROM scratch: static binaries built by the Go toolchain
+# (CGO_ENABLED=0), CA certificates, /etc/passwd with the nonroot user 65532,
+# nothing else. No base image is pulled, so the build needs no registry.
+#
+# One recipe for the three images of the compose demo; the build context
+# says which (deploy/hack/build-images.sh stages them under .cache/images
+# and runs `docker compose build`):
+#   .cache/images/kaar     kaar and kaar-watcher, -planner, -executor,
+#                          -mcpgateway, -notifier (ghcr.io/kaar-dev/kaar)
+#   .cache/images/nats     nats-server (ghcr.io/kaar-dev/nats-server)
+#   .cache/images/cluster  kaar-demo-cluster and the sandbox's control plane
+#                          (ghcr.io/kaar-dev/kaar-demo-cluster)
+# Each context holds rootfs/ (copied as is: /etc/passwd, /etc/group, the CA
+# bundle, /tmp; the cluster's control-plane binaries under /opt/kaar),
+# owned/ (directories the nonroot user writes) and bin/ (the image's
+# commands, on PATH). Binaries come last, so that a code change rebuilds one
+# layer. Pick the command with the container's command, e.g.
+#   docker run --rm ghcr.io/kaar-dev/kaar:dev kaar --help
+# Without a syntax directive: the builder's own Dockerfile frontend is used
+# (the classic builder, or BuildKit's built-in one), never one pulled.
+FROM scratch
 ARG VERSION=dev
-WORKDIR /src
-# Module files first so that the download layer is cached across source
-# changes: one module, one go.mod.
-COPY go.mod go.sum ./
-RUN --mount=type=cache,target=/go/pkg/mod GOWORK=off go mod download
-COPY . .
-RUN --mount=type=cache,target=/go/pkg/mod \
-    --mount=type=cache,target=/root/.cache/go-build \
-    GOOS=$TARGETOS GOARCH=$TARGETARCH ./deploy/hack/build-binaries.sh /out "$VERSION"
-
-# distroless static: no shell, no package manager, CA certificates and
-# /etc/passwd with the nonroot user (65532).
-FROM gcr.io/distroless/static-debian12:nonroot
-ARG VERSION=dev
-LABEL org.opencontainers.image.title="kaar" \
-      org.opencontainers.image.description="Kubernetes analysis and remediation for AI assistants" \
+LABEL org.opencontainers.image.description="kaar: Kubernetes analysis and remediation for AI assistants" \
       org.opencontainers.image.source="https://github.com/kaar-dev/kaar" \
       org.opencontainers.image.version="$VERSION"
-COPY --from=build /out/ /usr/local/bin/
+COPY rootfs/ /
+COPY --chown=65532:65532 owned/ /
+COPY bin/ /usr/local/bin/
+ENV PATH=/usr/local/bin HOME=/home/nonroot
 USER 65532:65532
-# The gateway's HTTP port and the services' metrics/health port.
-EXPOSE 8000 9090
-ENTRYPOINT []
-CMD ["kaar", "--help"]
+# The gateway's HTTP port, the notifier's webhook, the metrics and health
+# port of the services and of the demo cluster.
+EXPOSE 8000 8081 9090

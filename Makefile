@@ -30,7 +30,7 @@ VULNDB := $(BIN)/vulndb-$(VULNDB_VERSION)
 GOVULNDB ?= file://$(VULNDB)
 SERVICES := watcher planner executor mcpgateway notifier
 
-.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status bench bench-pipeline bench-watcher bench-ha chaos mcp-tools interop tidy clean
+.PHONY: help run build test unit lint fmt sandbox sandbox-down sandbox-status compose-up compose-down compose-plugin bench bench-pipeline bench-watcher bench-ha chaos mcp-tools interop tidy clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -93,6 +93,15 @@ sandbox-down: ## stop the sandbox
 
 sandbox-status: ## show what the sandbox runs
 	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox status --state-dir $(ROOT)/.sandbox
+
+compose-up: ## the compose demo in Docker: builds the images (FROM scratch, no registry), starts NATS, the demo cluster and the five services, prints the MCP endpoint and token
+	./hack/compose.sh up
+
+compose-down: ## remove the compose demo (containers, volumes, network) and stop the Docker daemon compose-up started
+	./hack/compose.sh down
+
+compose-plugin: ## install Docker Compose (pinned, built from its Go module) into bin/ as the docker CLI plugin, once
+	./deploy/hack/install-compose.sh
 
 bench: ## benchmarks of every module (go test -bench), then the pipeline benchmark on the sandbox
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/cmd/kaar$$')

@@ -16,7 +16,6 @@ import (
 	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/services/notifier"
 	natsserver "github.com/nats-io/nats-server/v2/server"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func loadCompose(t *testing.T) *types.Project {
@@ -71,22 +70,24 @@ func mountedConfig(t *testing.T, p *types.Project, svc, target string) string {
 
 // TestComposeFileDefinesTheSplitDeployment loads docker-compose.yaml with
 // the compose-spec loader (what `docker compose` uses) and checks the
-// deployment it describes: NATS with JetStream and kaar's permissions, k3s
-// and its demo job, the five services hardened, their configuration
+// deployment it describes: NATS with JetStream and kaar's permissions, the
+// demo cluster (the sandbox control plane, kaar-demo-cluster), every image
+// built from the root Dockerfile, the five services hardened, their configuration
 // accepted by kaar's own loader with a NATS login each, the MCP endpoint
 // and the notifier's inbound webhook published on the host's loopback
 // only, with tokens the gateway accepts and the notifier's secret from the
 // demo secrets, and no cluster credentials for the gateway and the
-// notifier.
+// notifier, and each of watcher, planner and executor only its own
+// kubeconfig.
 func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 	p := loadCompose(t)
-	want := []string{"demo", "executor", "k3s", "mcpgateway", "nats", "notifier", "planner", "provision", "watcher"}
+	want := []string{"cluster", "executor", "mcpgateway", "nats", "notifier", "planner", "provision", "watcher"}
 	if got := p.ServiceNames(); !slices.Equal(sorted(got), want) {
 		t.Fatalf("services %v, want %v", got, want)
 	}
 	natsSvc := p.Services["nats"]
-	if !slices.Equal(natsSvc.Command, []string{"--config", "/etc/nats/nats.conf"}) || !strings.HasPrefix(natsSvc.Image, "nats:") {
-		t.Errorf("nats: image %q command %v, want the official image with --config /etc/nats/nats.conf", natsSvc.Image, natsSvc.Command)
+	if !slices.Equal(natsSvc.Command, []string{"nats-server", "--config", "/etc/nats/nats.conf"}) || natsSvc.Image != "ghcr.io/kaar-dev/nats-server:dev" {
+		t.Errorf("nats: image %q command %v, want the nats-server image built here with --config /etc/nats/nats.conf", natsSvc.Image, natsSvc.Command)
 	}
 	if got := mountedConfig(t, p, "nats", "/etc/nats/kaar-permissions.conf"); got != filepath.Join(repoRoot(t), "deploy", "nats", "kaar-permissions.conf") {
 		t.Errorf("nats: kaar-permissions.conf from %s, want deploy/nats/kaar-permissions.conf", got)
@@ -94,19 +95,20 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 	if natsSvc.HealthCheck == nil || len(natsSvc.HealthCheck.Test) == 0 {
 		t.Error("nats has no healthcheck; the services wait for it")
 	}
-	demo := p.Services["demo"]
-	if dep, ok := demo.DependsOn["k3s"]; !ok || dep.Condition != types.ServiceConditionHealthy {
-		t.Errorf("demo job does not wait for a healthy k3s: %v", demo.DependsOn)
-	}
 	root := repoRoot(t)
+	checkComposeImages(t, p)
+	checkComposeCluster(t, p)
 	cfgFile := p.Configs["kaar-config"].File
 	if cfgFile != filepath.Join(root, "deploy", "compose", "config.yaml") {
 		t.Errorf("config kaar-config from %q", cfgFile)
 	}
 	for _, name := range composeServices {
 		s := p.Services[name]
-		if s.Build == nil || s.Build.Dockerfile != "Dockerfile" || s.Build.Context != root {
-			t.Errorf("%s: build %+v, want the root Dockerfile", name, s.Build)
+		if s.Image != p.Services["provision"].Image || s.PullPolicy != types.PullPolicyNever || s.Build != nil {
+			t.Errorf("%s: image %q pull_policy %q build %+v, want provision's image as built, never pulled", name, s.Image, s.PullPolicy, s.Build)
+		}
+		if s.HealthCheck == nil || len(s.HealthCheck.Test) < 3 || s.HealthCheck.Test[1] != "kaar-httpcheck" || !strings.HasSuffix(s.HealthCheck.Test[2], "/readyz") {
+			t.Errorf("%s: healthcheck %+v, want kaar-httpcheck of its /readyz", name, s.HealthCheck)
 		}
 		if len(s.Command) == 0 || s.Command[0] != "kaar-"+name {
 			t.Errorf("%s: command %v, want kaar-%s", name, s.Command, name)
@@ -140,7 +142,7 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 				t.Errorf("%s: gets %s, another service's NATS password", name, k)
 			}
 		}
-		hasKube := slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Source == "kubeconfig" })
+		hasKube := slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool { return strings.HasPrefix(v.Source, "kube-") })
 		if name == "mcpgateway" {
 			if hasKube || cfg.Kubernetes.Kubeconfig != "" {
 				t.Error("mcpgateway gets cluster credentials; it must hold none")
@@ -180,11 +182,12 @@ func TestComposeFileDefinesTheSplitDeployment(t *testing.T) {
 			checkComposeNotifier(t, p, cfg, hasKube)
 			continue
 		}
-		if !hasKube || cfg.Kubernetes.Kubeconfig != "/kube/kubeconfig-internal.yaml" {
-			t.Errorf("%s: kubeconfig %q (volume %t), want the demo job's /kube/kubeconfig-internal.yaml", name, cfg.Kubernetes.Kubeconfig, hasKube)
+		if len(s.Volumes) != 1 || s.Volumes[0].Source != "kube-"+name || s.Volumes[0].Target != "/kube" || !s.Volumes[0].ReadOnly ||
+			cfg.Kubernetes.Kubeconfig != "/kube/kubeconfig" {
+			t.Errorf("%s: kubeconfig %q, volumes %+v: want its own volume kube-%s read-only at /kube and /kube/kubeconfig", name, cfg.Kubernetes.Kubeconfig, s.Volumes, name)
 		}
-		if dep, ok := s.DependsOn["demo"]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
-			t.Errorf("%s: does not wait for the demo job (which writes its kubeconfig): %v", name, s.DependsOn)
+		if dep, ok := s.DependsOn["cluster"]; !ok || dep.Condition != types.ServiceConditionHealthy {
+			t.Errorf("%s: does not wait for the healthy demo cluster (which writes its kubeconfig): %v", name, s.DependsOn)
 		}
 		if len(s.Ports) != 0 {
 			t.Errorf("%s publishes ports %v; only the gateway should", name, s.Ports)
@@ -252,52 +255,6 @@ func sorted(s []string) []string {
 	return s
 }
 
-// TestComposeDemoManifestsAcceptedByAPIServer dry-runs the compose demo's
-// manifests (both revisions) on the sandbox's API server, in a namespace
-// of the test's own.
-func TestComposeDemoManifestsAcceptedByAPIServer(t *testing.T) {
-	c := clients(t)
-	ns := restrictedNamespace(t, c)
-	dir := filepath.Join(repoRoot(t), "deploy", "compose", "demo")
-	script, err := os.ReadFile(filepath.Join(dir, "apply.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	checked := 0
-	for _, file := range []string{"good.yaml", "broken.yaml"} {
-		if !strings.Contains(string(script), "/demo/"+file) {
-			t.Errorf("apply.sh does not apply %s", file)
-		}
-		b, err := os.ReadFile(filepath.Join(dir, file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range decodeObjects(t, string(b)) {
-			if o.GetKind() == "Namespace" {
-				continue
-			}
-			if o.GetNamespace() != "shop" {
-				t.Errorf("%s %s in namespace %q, want shop", o.GetKind(), o.GetName(), o.GetNamespace())
-			}
-			o.SetNamespace(ns)
-			r, err := c.resource(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Not restricted-compliant on purpose (a demo of ordinary
-			// workloads), so only the API's validation is asked here:
-			// Deployments are not subject to pod admission.
-			if _, err := r.Create(context.Background(), o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}); err != nil {
-				t.Errorf("%s: API server refuses %s %s: %v", file, o.GetKind(), o.GetName(), err)
-			}
-			checked++
-		}
-	}
-	if checked != 7 {
-		t.Errorf("checked %d demo objects, want 7 (4 good, 3 broken)", checked)
-	}
-}
-
 // composeServices are the kaar services of docker-compose.yaml: the four
 // and the notifier.
 var composeServices = append(slices.Clone(services), "notifier")
@@ -354,5 +311,66 @@ func checkComposeNotifier(t *testing.T, p *types.Project, cfg config.Config, has
 	got, err := notifier.BusConfig(composeConfig(t, p, "provision"))
 	if err != nil || !reflect.DeepEqual(got.Notify, want.Notify) {
 		t.Errorf("provision declares the notifier's %+v (%v), the notifier binds to %+v", got.Notify, err, want.Notify)
+	}
+}
+
+// checkComposeImages: the three images are built from the root Dockerfile,
+// each from its context under .cache/images (deploy/hack/build-images.sh),
+// the kaar image by provision alone.
+func checkComposeImages(t *testing.T, p *types.Project) {
+	t.Helper()
+	root := repoRoot(t)
+	for svc, ctx := range map[string]string{"nats": "nats", "cluster": "cluster", "provision": "kaar"} {
+		b := p.Services[svc].Build
+		if b == nil {
+			t.Errorf("%s: no build section", svc)
+			continue
+		}
+		dockerfile := b.Dockerfile
+		if !filepath.IsAbs(dockerfile) {
+			dockerfile = filepath.Join(b.Context, dockerfile)
+		}
+		if b.Context != filepath.Join(root, ".cache", "images", ctx) || filepath.Clean(dockerfile) != filepath.Join(root, "Dockerfile") {
+			t.Errorf("%s: build context %s dockerfile %s, want .cache/images/%s and the root Dockerfile", svc, b.Context, dockerfile, ctx)
+		}
+	}
+	for name, s := range p.Services {
+		if name != "nats" && name != "cluster" && name != "provision" && s.Build != nil {
+			t.Errorf("%s builds an image too (compose would build the kaar image once per service)", name)
+		}
+		if s.User != "65532:65532" || !s.ReadOnly {
+			t.Errorf("%s: user %q read_only %t, want 65532:65532, read-only", name, s.User, s.ReadOnly)
+		}
+	}
+}
+
+// checkComposeCluster: the demo cluster gets the rendered manifests' roles,
+// writes one kubeconfig volume per consumer, keeps its state on a tmpfs,
+// publishes the API server on loopback only and is healthy only when
+// ready.
+func checkComposeCluster(t *testing.T, p *types.Project) {
+	t.Helper()
+	c := p.Services["cluster"]
+	if len(c.Command) == 0 || c.Command[0] != "kaar-demo-cluster" {
+		t.Errorf("cluster: command %v, want kaar-demo-cluster", c.Command)
+	}
+	if got := mountedConfig(t, p, "cluster", "/etc/kaar/kaar.yaml"); got != filepath.Join(repoRoot(t), "deploy", "manifests", "kaar.yaml") {
+		t.Errorf("cluster: roles from %s, want deploy/manifests/kaar.yaml", got)
+	}
+	var vols []string
+	for _, v := range c.Volumes {
+		vols = append(vols, v.Source+":"+v.Target)
+	}
+	if want := []string{"kube-admin:/kube/admin", "kube-executor:/kube/executor", "kube-planner:/kube/planner", "kube-watcher:/kube/watcher"}; !slices.Equal(sorted(vols), want) {
+		t.Errorf("cluster: volumes %v, want %v", vols, want)
+	}
+	if !slices.ContainsFunc(c.Tmpfs, func(m string) bool { return strings.HasPrefix(m, "/var/lib/kaar:") }) {
+		t.Errorf("cluster: tmpfs %v, want its state on a tmpfs at /var/lib/kaar", c.Tmpfs)
+	}
+	if len(c.Ports) != 1 || c.Ports[0].HostIP != "127.0.0.1" || c.Ports[0].Target != 6443 {
+		t.Errorf("cluster: ports %+v, want the API server on the host's loopback only", c.Ports)
+	}
+	if c.HealthCheck == nil || !slices.Contains(c.HealthCheck.Test, "http://127.0.0.1:9090/readyz") {
+		t.Errorf("cluster: healthcheck %+v, want its /readyz", c.HealthCheck)
 	}
 }
