@@ -115,6 +115,11 @@ func classify(pod *corev1.Pod, ev Evidence, now time.Time, o ClassifyOptions) (o
 		}
 	}
 	out = containerIssues(pod, ev, now, o, later)
+	if len(out) == 0 {
+		if iss, ok := mountIssue(pod, ev.Mount, now, o.PendingGrace, later); ok {
+			out = append(out, iss)
+		}
+	}
 	if len(out) == 0 && o.NotReadyAfter > 0 && pod.Status.Phase == corev1.PodRunning {
 		if iss, ok := notReady(pod, now, o.NotReadyAfter, later); ok {
 			out = append(out, iss)
@@ -472,9 +477,10 @@ func pendingIssue(msg string) PodIssue {
 }
 
 // pendingClass names a cause's reason class. The names predate the
-// parser and are kept: every volume cause but a missing claim is
-// unbound_pvc, node name and affinity are node_selector, the three
-// inter-pod rules are pod_affinity.
+// parser and are kept: every volume cause but a missing claim and a
+// bound volume on other nodes (volume_node_affinity) is unbound_pvc,
+// node name and affinity are node_selector, the three inter-pod rules
+// are pod_affinity.
 func pendingClass(c scheduling.Cause) string {
 	switch c.Kind {
 	case scheduling.KindInsufficient:
@@ -501,7 +507,9 @@ func pendingClass(c scheduling.Cause) string {
 		return "host_port"
 	case scheduling.KindMissingPVC:
 		return "missing_pvc"
-	case scheduling.KindUnboundPVC, scheduling.KindVolumeNodeAffinity, scheduling.KindVolume:
+	case scheduling.KindVolumeNodeAffinity:
+		return "volume_node_affinity"
+	case scheduling.KindUnboundPVC, scheduling.KindVolume:
 		return "unbound_pvc"
 	case scheduling.KindNoNodes:
 		return "no_nodes"

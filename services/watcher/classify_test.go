@@ -103,6 +103,9 @@ func TestClassifyFixtures(t *testing.T) {
 		{"crafted-unschedulable-nodes", []want{{events.IssuePending, "", "unschedulable_nodes", -1, 0}}},
 		{"crafted-unschedulable-mixed", []want{{events.IssuePending, "", "taint", -1, 0}}},
 		{"crafted-unschedulable-affinity", []want{{events.IssuePending, "", "pod_affinity", -1, 0}}},
+		// FailedMount: the kubelet's event names the volume and the
+		// missing ConfigMap; the pod itself only says ContainerCreating.
+		{"sandbox-failed-mount-configmap", []want{{events.IssueFailedMount, "", "missing_configmap", -1, 0}}},
 		// Evicted.
 		{"sandbox-evicted", []want{{events.IssueEvicted, "", "evicted_memory", -1, 0}}},
 		{"crafted-evicted-ephemeral", []want{{events.IssueEvicted, "", "evicted_ephemeral_storage", -1, 0}}},
@@ -182,8 +185,10 @@ func TestClassifyFixtures(t *testing.T) {
 		return // a -run filter selected some cases: no coverage check
 	}
 	for _, typ := range events.IssueTypes() {
-		// Those: TestClassifyControllerFixtures and TestClassifyService.
-		if !seen[typ] && !controllerTypes[typ] && !serviceTypes[typ] && !nodeTypes[typ] && !hpaTypes[typ] &&
+		// Those: TestClassifyControllerFixtures, TestClassifyService,
+		// TestClassifyNode, TestClassifyHPA, TestClassifyClaim,
+		// TestClassifyIngress and TestClassifyCronJob.
+		if !seen[typ] && !controllerTypes[typ] && !serviceTypes[typ] && !nodeTypes[typ] && !hpaTypes[typ] && !storageTypes[typ] &&
 			!ingressTypes[typ] && !cronJobTypes[typ] {
 			t.Errorf("no fixture covers issue type %s", typ)
 		}
@@ -295,7 +300,7 @@ func TestPendingIssue(t *testing.T) {
 		{"0/3 nodes are available: 3 node(s) had untolerated taint(s)." + notHelpful, "taint", "0/3 nodes: 3 untolerated taint(s)"},
 		{"0/3 nodes are available: 1 node(s) had volume node affinity conflict, 2 node(s) didn't match Pod's node affinity/selector.",
 			"node_selector", "0/3 nodes: 2 node selector/affinity mismatch, 1 volume node affinity conflict"},
-		{"0/3 nodes are available: 3 node(s) had volume node affinity conflict.", "unbound_pvc", "0/3 nodes: 3 volume node affinity conflict"},
+		{"0/3 nodes are available: 3 node(s) had volume node affinity conflict.", "volume_node_affinity", "0/3 nodes: 3 volume node affinity conflict"},
 		{"0/3 nodes are available: 3 node(s) didn't have free ports for the requested pod ports." + notHelpful, "host_port", "0/3 nodes: 3 host port in use"},
 		{`0/3 nodes are available: persistentvolumeclaim "data" not found.` + notHelpful, "missing_pvc", `0/3 nodes: 3 persistentvolumeclaim "data" not found`},
 		{"0/3 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/unschedulable: }, 1 Insufficient cpu.",

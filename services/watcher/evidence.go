@@ -18,6 +18,9 @@ type Evidence struct {
 	// image" and the event that named the cause may have expired (events
 	// live an hour), so the watcher remembers it per pod.
 	PullCauses map[string]PullCause
+	// Mount is the kubelet's last report that it cannot mount one of the
+	// pod's volumes (a Warning FailedMount event), nil for none.
+	Mount *MountFailure
 }
 
 // PullCause is the cause of one image pull failure.
@@ -83,6 +86,9 @@ func EvidenceFrom(uid types.UID, events []corev1.Event) Evidence {
 				ev.PullCauses = map[string]PullCause{}
 			}
 			mergeCause(ev.PullCauses, c, cause)
+		}
+		if mf, ok := MountFailureOf(e); ok {
+			ev.Mount, _ = newerMount(ev.Mount, mf)
 		}
 	}
 	return ev

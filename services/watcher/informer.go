@@ -369,6 +369,7 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	out.Labels = p.Labels
 	out.Spec.RestartPolicy = p.Spec.RestartPolicy
 	out.Spec.NodeName = p.Spec.NodeName
+	out.Spec.Volumes = claimVolumes(p) // the claims it waits for
 	if n := len(p.Spec.InitContainers); n > 0 {
 		out.Spec.InitContainers = make([]corev1.Container, n)
 		for i, c := range p.Spec.InitContainers {

@@ -64,6 +64,7 @@ type Service struct {
 	creates *createMemory
 	// cordons is since when each node is cordoned.
 	cordons *cordonMemory
+	storage *storageWatch // claims, StorageClasses, storage events
 	// rollouts is since when each StatefulSet and DaemonSet rollout has
 	// not advanced.
 	rollouts *rolloutMemory
@@ -130,6 +131,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		DeleteFunc: func(obj any) {
 			if p := podOf(obj); p != nil {
 				s.pulls.forget(p.UID)
+				s.storage.mounts.forget(p.UID)
 			}
 			s.podChanged(nil, obj)
 		},
@@ -180,6 +182,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		}); err != nil {
 			return nil, fmt.Errorf("watcher: %s handler: %w", kind, err)
 		}
+	}
+	if err := s.watchStorage(deps.Kube); err != nil {
+		return nil, err
 	}
 	if err := s.watchIngresses(deps.Kube); err != nil {
 		return nil, err
@@ -238,6 +243,8 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.ingress.shutdown()
 	s.cron.start(gctx)
 	defer s.cron.shutdown()
+	s.storage.start(gctx) // optional too
+	defer s.storage.shutdown()
 	g.Go(func() error {
 		<-gctx.Done()
 		s.queue.ShutDown() // workers finish the item in hand, then return
@@ -254,7 +261,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// start-up name their image pull causes in their first announcement;
 	// without the right to list events this costs eventSyncWait once.
 	ectx, ecancel := context.WithTimeout(gctx, eventSyncWait)
-	cache.WaitForCacheSync(ectx.Done(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced)
+	cache.WaitForCacheSync(ectx.Done(), append(s.storage.synced(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced)...)
 	cache.WaitForCacheSync(ectx.Done(), append(s.ingress.synced(), s.cron.synced()...)...)
 	ecancel()
 	close(s.ready)
@@ -361,7 +368,7 @@ func (s *Service) interesting(pod *corev1.Pod) bool {
 // assess reports whether pod has an issue now, and whether it may get one
 // by the passage of time alone (a grace period running).
 func (s *Service) assess(pod *corev1.Pod) (failing, soon bool) {
-	issues, recheck := classify(pod, s.pulls.evidence(pod.UID), s.now(), s.cfg.Classify)
+	issues, recheck := s.classifyPod(pod, s.now())
 	return len(issues) > 0, !recheck.IsZero()
 }
 
@@ -562,7 +569,7 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 	var recheck time.Time
 	if s.filter.watched(k.Namespace) {
 		for _, p := range s.cl.podsOf(k) {
-			issues, rc := classify(p, s.pulls.evidence(p.UID), now, s.cfg.Classify)
+			issues, rc := s.classifyPod(p, now)
 			if !rc.IsZero() && (recheck.IsZero() || rc.Before(recheck)) {
 				recheck = rc
 			}
@@ -578,6 +585,12 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 	if s.filter.watched(k.Namespace) && k.Kind == kindService {
 		var rc time.Time
 		ctrls, rc = s.serviceObs(k, now)
+		if !rc.IsZero() && (recheck.IsZero() || rc.Before(recheck)) {
+			recheck = rc
+		}
+	} else if s.filter.watched(k.Namespace) && k.Kind == kindClaim {
+		var rc time.Time
+		ctrls, rc = s.claimObs(k, now)
 		if !rc.IsZero() && (recheck.IsZero() || rc.Before(recheck)) {
 			recheck = rc
 		}
@@ -728,6 +741,7 @@ func (s *Service) expireLoop(ctx context.Context) error {
 			p, isPod := obj.(*corev1.Pod)
 			return ok && isPod && p.UID == uid
 		})
+		s.pruneStorage()
 		for _, id := range s.tracker.Expire(s.now().Add(-s.cfg.StateRetention)) {
 			if err := s.store.purge(ctx, id); err != nil && ctx.Err() == nil {
 				s.log.Warn("purging expired incident record failed", slog.String("incident", id), slog.Any("error", err))
