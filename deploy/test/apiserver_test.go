@@ -350,7 +350,7 @@ var deniedToAll = []access{
 	cluster("impersonate", "", "users"), cluster("impersonate", "", "serviceaccounts"),
 	cluster("create", "admissionregistration.k8s.io", "validatingadmissionpolicies"),
 	cluster("delete", "admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
-	res("create", "", "events"), res("get", "", "persistentvolumeclaims"), cluster("list", "", "namespaces"),
+	res("create", "", "events"), cluster("list", "", "namespaces"),
 }
 
 // TestRBACLeastPrivilegeMatrix applies the chart's ServiceAccounts,
@@ -381,6 +381,12 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		res("get", "discovery.k8s.io", "endpointslices"), res("list", "discovery.k8s.io", "endpointslices"),
 		res("watch", "discovery.k8s.io", "endpointslices")}
 	plannerServiceReads := []access{res("get", "", "services"), res("list", "discovery.k8s.io", "endpointslices")}
+	// Storage: the watcher watches claims and StorageClasses, the planner
+	// reads them and the PersistentVolumes; nobody else touches them.
+	storageWatch := []access{res("list", "", "persistentvolumeclaims"), res("watch", "", "persistentvolumeclaims"),
+		cluster("list", "storage.k8s.io", "storageclasses"), cluster("watch", "storage.k8s.io", "storageclasses")}
+	storageReads := []access{res("get", "", "persistentvolumeclaims"), res("list", "", "persistentvolumeclaims"),
+		cluster("get", "", "persistentvolumes"), cluster("get", "storage.k8s.io", "storageclasses"), cluster("list", "storage.k8s.io", "storageclasses")}
 	concat := func(lists ...[]access) []access {
 		var out []access
 		for _, l := range lists {
@@ -389,11 +395,11 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		return out
 	}
 	matrix := map[string]struct{ allow, deny []access }{
-		"watcher":    {allow: concat(reads, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet), deny: concat(deniedToAll, plannerOnly, patchWorkloads, cronReads, revisions)},
-		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads, plannerServiceReads, nodeReads, hpaGet), deny: concat(deniedToAll, revisions, nodeWatch, hpaReads)},
-		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet)},
-		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet)},
-		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet)},
+		"watcher":    {allow: concat(reads, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch), deny: concat(deniedToAll, plannerOnly, patchWorkloads, cronReads, revisions, []access{res("get", "", "persistentvolumeclaims"), cluster("get", "", "persistentvolumes")})},
+		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads, plannerServiceReads, nodeReads, hpaGet, storageReads), deny: concat(deniedToAll, revisions, nodeWatch, hpaReads, []access{res("watch", "", "persistentvolumeclaims")})},
+		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads)},
+		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads)},
+		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads)},
 	}
 	// The RBAC authorizer sees new bindings through its informers: wait
 	// (not a timing assertion) until each binding is in force.
