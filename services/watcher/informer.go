@@ -253,21 +253,6 @@ func transform(obj any) (any, error) {
 	return obj, nil
 }
 
-func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{
-		Name:                       m.Name,
-		Namespace:                  m.Namespace,
-		UID:                        m.UID,
-		ResourceVersion:            m.ResourceVersion,
-		Generation:                 m.Generation,
-		CreationTimestamp:          m.CreationTimestamp,
-		DeletionTimestamp:          m.DeletionTimestamp,
-		DeletionGracePeriodSeconds: m.DeletionGracePeriodSeconds,
-		OwnerReferences:            m.OwnerReferences,
-		Finalizers:                 m.Finalizers,
-	}
-}
-
 // withRevision is trimMeta keeping the deployment controller's revision
 // annotation, which the RolloutStuck message names.
 func withRevision(m metav1.ObjectMeta) metav1.ObjectMeta {
@@ -366,27 +351,29 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: trimMeta(p.ObjectMeta)}
 	// Labels and container ports: which Services select the pod, and
 	// whether it has their target ports.
-	out.Labels = p.Labels
+	out.Labels = internLabels(p.Labels)
 	out.Spec.RestartPolicy = p.Spec.RestartPolicy
-	out.Spec.NodeName = p.Spec.NodeName
+	out.Spec.NodeName = intern(p.Spec.NodeName)
 	out.Spec.Volumes = claimVolumes(p) // the claims it waits for
 	if n := len(p.Spec.InitContainers); n > 0 {
 		out.Spec.InitContainers = make([]corev1.Container, n)
 		for i, c := range p.Spec.InitContainers {
 			out.Spec.InitContainers[i] = corev1.Container{Name: c.Name, Image: c.Image, RestartPolicy: c.RestartPolicy}
 		}
+		out.Spec.InitContainers = internSlice(out.Spec.InitContainers) // one copy per pod template
 	}
 	if n := len(p.Spec.Containers); n > 0 {
 		out.Spec.Containers = make([]corev1.Container, n)
 		for i, c := range p.Spec.Containers {
 			out.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Ports: trimPorts(c.Ports)}
 		}
+		out.Spec.Containers = internSlice(out.Spec.Containers) // one copy per pod template
 	}
 	out.Status = corev1.PodStatus{
-		Phase:                 p.Status.Phase,
-		Conditions:            p.Status.Conditions,
+		Phase:                 corev1.PodPhase(intern(string(p.Status.Phase))),
+		Conditions:            trimPodConditions(p.Status.Conditions),
 		Message:               p.Status.Message,
-		Reason:                p.Status.Reason,
+		Reason:                intern(p.Status.Reason),
 		StartTime:             p.Status.StartTime,
 		InitContainerStatuses: trimStatuses(p.Status.InitContainerStatuses),
 		ContainerStatuses:     trimStatuses(p.Status.ContainerStatuses),
@@ -414,13 +401,13 @@ func trimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
 	out := make([]corev1.ContainerStatus, len(in))
 	for i, cs := range in {
 		out[i] = corev1.ContainerStatus{
-			Name:                 cs.Name,
-			State:                cs.State,
-			LastTerminationState: cs.LastTerminationState,
+			Name:                 intern(cs.Name),
+			State:                trimContainerState(cs.State),
+			LastTerminationState: trimContainerState(cs.LastTerminationState),
 			Ready:                cs.Ready,
 			RestartCount:         cs.RestartCount,
-			Image:                cs.Image,
-			Started:              cs.Started,
+			Image:                intern(cs.Image),
+			Started:              boolRef(cs.Started),
 		}
 	}
 	return out

@@ -264,6 +264,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cache.WaitForCacheSync(ectx.Done(), append(s.storage.synced(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced)...)
 	cache.WaitForCacheSync(ectx.Done(), append(s.ingress.synced(), s.cron.synced()...)...)
 	ecancel()
+	releaseSyncGarbage()
 	close(s.ready)
 	for _, k := range restored {
 		s.queue.Add(k) // resolves those that ended while the watcher was down
