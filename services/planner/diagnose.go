@@ -222,6 +222,10 @@ func humanSteps(in planInput) []events.Step {
 		return jobFailedSteps(in, b, step)
 	case events.IssueServiceUnavailable:
 		return trafficSteps(in, b, step)
+	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
+		return nodeSteps(in)
+	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:
+		return hpaSteps(in, b, step)
 	case events.IssueStuckTerminating:
 		return []events.Step{
 			step("Check the pod's finalizers and whether its node is still reachable", "get", "pod", pod, "-o", "jsonpath={.metadata.finalizers}"),

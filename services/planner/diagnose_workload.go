@@ -150,6 +150,10 @@ func designedDiagnostic(t events.IssueType) string {
 		return "a failed Job is never re-run without a person (a run can have side effects that a second run repeats): diagnostic steps only"
 	case events.IssueServiceUnavailable:
 		return "kaar does not change Services yet (the executor's catalogue has no step that patches a Service's selector or ports): diagnostic steps only"
+	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
+		return "kaar never cordons, drains, uncordons or deletes nodes (whether a node is fit to run pods, and when its workloads move, is a person's decision; the executor's catalogue has no node step): diagnostic steps only"
+	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:
+		return "kaar does not change HorizontalPodAutoscalers or choose requests (the requests a container needs and the replicas a workload may use are capacity decisions; set_resource_requests replaces a request, it does not add one a container lacks): diagnostic steps only"
 	}
 	return ""
 }

@@ -135,6 +135,14 @@ func collectEvidence(in planInput) []events.Evidence {
 		if in.Traffic != nil {
 			add(trafficEvidence(in))
 		}
+	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
+		if in.Node != nil {
+			add(nodeEvidence(in))
+		}
+	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:
+		if in.HPA != nil {
+			add(hpaEvidence(in))
+		}
 	}
 	return out
 }

@@ -49,8 +49,12 @@ func (r reader) getOwner(ctx context.Context, ref events.ObjectRef) (any, error)
 		obj, err = r.kube.CoreV1().Pods(ns).Get(ctx, name, opts)
 	case KindService:
 		obj, err = r.kube.CoreV1().Services(ns).Get(ctx, name, opts)
+	case KindNode:
+		obj, err = r.kube.CoreV1().Nodes().Get(ctx, name, opts)
+	case KindHPA:
+		obj, err = r.kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, name, opts)
 	default:
-		return nil, fmt.Errorf("get %s: unsupported owner kind %q (supported: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, Service): %w",
+		return nil, fmt.Errorf("get %s: unsupported owner kind %q (supported: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, Service, Node, HorizontalPodAutoscaler): %w",
 			ref, ref.Kind, events.ErrInvalid)
 	}
 	if apierrors.IsNotFound(err) {
@@ -120,6 +124,10 @@ func (r reader) gather(ctx context.Context, inc events.Incident) (planInput, err
 		in.Logs = r.jobLogs(ctx, in)
 	case events.IssueServiceUnavailable:
 		in.Traffic = r.traffic(ctx, in)
+	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
+		in.Node = r.node(ctx, in)
+	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:
+		in.HPA = r.hpa(ctx, in)
 	}
 	return in, nil
 }

@@ -154,6 +154,10 @@ func workloadInput(t *testing.T, cfg Config, c planCase) (planInput, bool) {
 		in = cronJobFailedInput(t, cfg)
 	case "service":
 		in = trafficInput(t, cfg, reason, parts[2] == "numeric")
+	case "node":
+		in = nodeInput(t, cfg, reason)
+	case "hpa":
+		in = hpaInput(t, cfg, reason)
 	default:
 		return planInput{}, false
 	}

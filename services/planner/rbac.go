@@ -25,6 +25,9 @@ func RBACRules() []rbacv1.PolicyRule {
 		// EndpointSlices.
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list"}},
+		// An HPA that cannot compute its metric or sits at its maximum
+		// (nodes are read above, their pods with the pods).
+		{APIGroups: []string{"autoscaling"}, Resources: []string{"horizontalpodautoscalers"}, Verbs: []string{"get"}},
 		// Dry runs of the mutating steps.
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{"batch"}, Resources: []string{"cronjobs"}, Verbs: []string{"patch"}},

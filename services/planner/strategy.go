@@ -40,7 +40,11 @@ type planInput struct {
 	// Traffic is what was read of a Service and what it routes to
 	// (ServiceUnavailable only).
 	Traffic *trafficRead
-	Now     time.Time
+	// Node is what was read of a node and the pods on it (node types).
+	Node *nodeRead
+	// HPA is what was read of an HPA's target (HPA types).
+	HPA *hpaRead
+	Now time.Time
 }
 
 // candidate is what a mutating strategy proposes, not yet dry-run: one

@@ -9,6 +9,7 @@ import (
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/events/text"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -119,6 +120,14 @@ func wrap(obj any) (*workload, error) {
 	case *corev1.Service:
 		// A Service has no pod template: its plans are diagnostic.
 		return &workload{Ref: kindRef(KindService, "v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
+			Labels: o.Labels, Annotations: o.Annotations}, nil
+	case *corev1.Node:
+		// A Node: its plans are diagnostic (kaar never acts on nodes).
+		return &workload{Ref: kindRef(KindNode, "v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
+			Labels: o.Labels, Annotations: o.Annotations}, nil
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		// An HPA: its plans are diagnostic (kaar does not change HPAs).
+		return &workload{Ref: kindRef(KindHPA, "autoscaling/v2", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
 			Labels: o.Labels, Annotations: o.Annotations}, nil
 	case *corev1.Pod:
 		return &workload{Ref: kindRef(KindPod, "v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,

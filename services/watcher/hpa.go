@@ -199,14 +199,6 @@ func trimHPA(o *autoscalingv2.HorizontalPodAutoscaler) *autoscalingv2.Horizontal
 			DesiredReplicas: o.Status.DesiredReplicas, Conditions: o.Status.Conditions}}
 }
 
-// nodeOrHPAObs classifies a Node or an HPA (reconcile's dispatch).
-func (s *Service) nodeOrHPAObs(k ownerKey, now time.Time) ([]ctrlObs, time.Time) {
-	if k.Kind == kindNode {
-		return s.nodeObs(k, now)
-	}
-	return s.hpaObs(k, now)
-}
-
 // addNodeAndHPAHandlers evaluates HPAs, and nodes when they are watched,
 // on their changes.
 func (s *Service) addNodeAndHPAHandlers() error {

@@ -264,7 +264,6 @@ func (s *Service) Run(ctx context.Context) error {
 	cache.WaitForCacheSync(ectx.Done(), append(s.storage.synced(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced)...)
 	cache.WaitForCacheSync(ectx.Done(), append(s.ingress.synced(), s.cron.synced()...)...)
 	ecancel()
-	releaseSyncGarbage()
 	close(s.ready)
 	for _, k := range restored {
 		s.queue.Add(k) // resolves those that ended while the watcher was down
@@ -582,26 +581,8 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 			pods = append(pods, podObs{Name: p.Name, Chain: chain, Issues: issues})
 		}
 	}
-	var ctrls []ctrlObs
-	if s.filter.watched(k.Namespace) && k.Kind == kindService {
-		var rc time.Time
-		ctrls, rc = s.serviceObs(k, now)
-		if !rc.IsZero() && (recheck.IsZero() || rc.Before(recheck)) {
-			recheck = rc
-		}
-	} else if s.filter.watched(k.Namespace) && k.Kind == kindClaim {
-		var rc time.Time
-		ctrls, rc = s.claimObs(k, now)
-		if !rc.IsZero() && (recheck.IsZero() || rc.Before(recheck)) {
-			recheck = rc
-		}
-	} else if k.Kind == kindNode || s.filter.watched(k.Namespace) && k.Kind == kindHPA {
-		var rc time.Time
-		ctrls, rc = s.nodeOrHPAObs(k, now)
-		recheck = earliest(recheck, rc)
-	} else if s.filter.watched(k.Namespace) {
-		ctrls = s.controllerObs(k, now)
-	}
+	ctrls, rc := s.ownerObs(k, now)
+	recheck = earliest(recheck, rc)
 	if len(pods) == 0 && len(ctrls) > 0 {
 		chain := ctrls[0].Chain
 		owner = chain[len(chain)-1]
@@ -626,6 +607,28 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 		s.queue.AddAfter(k, max(next.Sub(now), 0)+10*time.Millisecond)
 	}
 	return nil
+}
+
+// ownerObs classifies what owner k itself shows beside its pods: a
+// Service, claim, Node or HPA, else a workload controller and the
+// ReplicaSets and Jobs it controls. It returns when to look again while
+// a grace period runs (zero for never). A Node is cluster-scoped: the
+// namespace filters choose which of its pods are counted, not whether it
+// is evaluated.
+func (s *Service) ownerObs(k ownerKey, now time.Time) ([]ctrlObs, time.Time) {
+	switch {
+	case k.Kind == kindNode:
+		return s.nodeObs(k, now)
+	case !s.filter.watched(k.Namespace):
+		return nil, time.Time{}
+	case k.Kind == kindService:
+		return s.serviceObs(k, now)
+	case k.Kind == kindClaim:
+		return s.claimObs(k, now)
+	case k.Kind == kindHPA:
+		return s.hpaObs(k, now)
+	}
+	return s.controllerObs(k, now), time.Time{}
 }
 
 // controllerObs classifies the controllers of owner k: k itself when it is
