@@ -47,6 +47,9 @@ type harness struct {
 	nc        *nats.Conn
 	// serviceGrace, when set before startWatcher, shortens ServiceGrace.
 	serviceGrace time.Duration
+	// rolloutStall and cronGrace, when set before startWatcher, replace
+	// RolloutStallAfter and CronJobGrace.
+	rolloutStall, cronGrace time.Duration
 
 	mu       sync.Mutex
 	received []received
@@ -81,6 +84,8 @@ func newHarnessOn(t *testing.T, c *sandbox.Cluster) *harness {
 		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"batch"}, Resources: []string{"cronjobs"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"autoscaling"}, Resources: []string{"horizontalpodautoscalers"}, Verbs: []string{"get", "list", "watch"}},
 	}}
 	if _, err := h.admin.RbacV1().Roles(h.ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
@@ -147,7 +152,8 @@ func (h *harness) startWatcher(t *testing.T) (stop func(), reg *prometheus.Regis
 	t.Helper()
 	reg = prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	svc, err := New(Config{Cluster: testCluster, Namespace: h.ns, Timing: e2eTiming, serviceGrace: h.serviceGrace},
+	svc, err := New(Config{Cluster: testCluster, Namespace: h.ns, Timing: e2eTiming, serviceGrace: h.serviceGrace,
+		rolloutStall: h.rolloutStall, cronGrace: h.cronGrace},
 		Deps{NATS: h.nc, Kube: h.watcher, Logger: log, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)

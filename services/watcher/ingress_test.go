@@ -19,7 +19,8 @@ func testIngress(class string, backends ...networkingv1.IngressServiceBackend) *
 	}
 	rule := networkingv1.IngressRule{Host: "shop.example.com", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}}}
 	for i, b := range backends {
-		rule.HTTP.Paths = append(rule.HTTP.Paths, networkingv1.HTTPIngressPath{Path: []string{"/", "/api", "/admin"}[i%3],
+		prefix := networkingv1.PathTypePrefix
+		rule.HTTP.Paths = append(rule.HTTP.Paths, networkingv1.HTTPIngressPath{Path: []string{"/", "/api", "/admin"}[i%3], PathType: &prefix,
 			Backend: networkingv1.IngressBackend{Service: &b}})
 	}
 	ing.Spec.Rules = []networkingv1.IngressRule{rule}
