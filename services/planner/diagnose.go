@@ -222,6 +222,10 @@ func humanSteps(in planInput) []events.Step {
 		return jobFailedSteps(in, b, step)
 	case events.IssueServiceUnavailable:
 		return trafficSteps(in, b, step)
+	case events.IssueIngressUnavailable:
+		return ingressSteps(in, b, step)
+	case events.IssueCronJobNotScheduling:
+		return cronJobSteps(in, b, step)
 	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
 		return nodeSteps(in)
 	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:

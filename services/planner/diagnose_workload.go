@@ -148,6 +148,10 @@ func designedDiagnostic(t events.IssueType) string {
 		return "the pods are refused by a policy object (quota, LimitRange, Pod Security, webhook, ServiceAccount), which kaar never changes: diagnostic steps only"
 	case events.IssueJobFailed:
 		return "a failed Job is never re-run without a person (a run can have side effects that a second run repeats): diagnostic steps only"
+	case events.IssueIngressUnavailable:
+		return "kaar does not change Ingresses or Services (the executor's catalogue has no step for them, and which of the two is wrong is a person's call): diagnostic steps only"
+	case events.IssueCronJobNotScheduling:
+		return "ending a run that is still active or changing a CronJob's schedule is a person's decision (a run can have side effects, and so can ending one halfway): diagnostic steps only"
 	case events.IssueServiceUnavailable:
 		return "kaar does not change Services yet (the executor's catalogue has no step that patches a Service's selector or ports): diagnostic steps only"
 	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
@@ -256,13 +260,7 @@ func rolloutStuckSteps(in planInput, b *builder, step stepFunc) []events.Step {
 		}
 		return out
 	}
-	cause := ""
-	if c := podCause(in); c != "" {
-		cause = ": " + c
-	}
-	out = append(out, b.onOwner(step(fmt.Sprintf("The rollout of %s stopped progressing%s", w.ref(), cause), "rollout", "status", w.ref())))
-	out = append(out, b.onOwner(step(fmt.Sprintf("Fix the pod template of %s, or undo to an earlier revision by hand", w.ref()), "rollout", "history", w.ref())))
-	return out
+	return stalledRolloutSteps(in, b, step)
 }
 
 // podCause says in a few words why a pod of the incident fails, or "".

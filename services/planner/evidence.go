@@ -124,7 +124,7 @@ func collectEvidence(in planInput) []events.Evidence {
 		if e, ok := evictionEvidence(in); ok {
 			add(e)
 		}
-	case events.IssueFailedCreate, events.IssueRolloutStuck, events.IssueJobFailed:
+	case events.IssueFailedCreate, events.IssueRolloutStuck, events.IssueJobFailed, events.IssueCronJobNotScheduling:
 		if e, ok := conditionsEvidence(in); ok {
 			add(e)
 		}
@@ -134,6 +134,10 @@ func collectEvidence(in planInput) []events.Evidence {
 	case events.IssueServiceUnavailable:
 		if in.Traffic != nil {
 			add(trafficEvidence(in))
+		}
+	case events.IssueIngressUnavailable:
+		if in.Ingress != nil && in.Ingress.Ingress != nil {
+			add(ingressEvidence(in))
 		}
 	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
 		if in.Node != nil {

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -118,8 +119,13 @@ func conditionLine(prefix, typ, status, reason, msg string, since metav1.Time) s
 // cronJobLines are a CronJob's schedule and its last runs.
 func cronJobLines(cj *batchv1.CronJob, jobs []batchv1.Job) []string {
 	suspended := cj.Spec.Suspend != nil && *cj.Spec.Suspend
-	out := []string{quote(fmt.Sprintf("schedule %q, suspended %t, last scheduled %s, last successful %s, active %d",
-		cj.Spec.Schedule, suspended, fmtTimePtr(cj.Status.LastScheduleTime), fmtTimePtr(cj.Status.LastSuccessfulTime), len(cj.Status.Active)))}
+	deadline := "-"
+	if d := cj.Spec.StartingDeadlineSeconds; d != nil {
+		deadline = strconv.FormatInt(*d, 10) + "s"
+	}
+	out := []string{quote(fmt.Sprintf("schedule %q (time zone %s), suspended %t, concurrencyPolicy %s, startingDeadlineSeconds %s, last scheduled %s, last successful %s, active %d",
+		cj.Spec.Schedule, derefOr(cj.Spec.TimeZone, "of the controller"), suspended, cmp.Or(cj.Spec.ConcurrencyPolicy, batchv1.AllowConcurrent), deadline,
+		fmtTimePtr(cj.Status.LastScheduleTime), fmtTimePtr(cj.Status.LastSuccessfulTime), len(cj.Status.Active)))}
 	if len(jobs) == 0 {
 		return append(out, "no Job of this CronJob is left (its history limits or a TTL removed them)")
 	}

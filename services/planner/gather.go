@@ -49,6 +49,8 @@ func (r reader) getOwner(ctx context.Context, ref events.ObjectRef) (any, error)
 		obj, err = r.kube.CoreV1().Pods(ns).Get(ctx, name, opts)
 	case KindService:
 		obj, err = r.kube.CoreV1().Services(ns).Get(ctx, name, opts)
+	case KindIngress:
+		obj, err = r.kube.NetworkingV1().Ingresses(ns).Get(ctx, name, opts)
 	case KindNode:
 		obj, err = r.kube.CoreV1().Nodes().Get(ctx, name, opts)
 	case KindHPA:
@@ -124,6 +126,8 @@ func (r reader) gather(ctx context.Context, inc events.Incident) (planInput, err
 		in.Logs = r.jobLogs(ctx, in)
 	case events.IssueServiceUnavailable:
 		in.Traffic = r.traffic(ctx, in)
+	case events.IssueIngressUnavailable:
+		in.Ingress = r.ingress(ctx, in)
 	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
 		in.Node = r.node(ctx, in)
 	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:

@@ -43,6 +43,9 @@ func (r reader) workloadPods(ctx context.Context, in *planInput) ([]corev1.Objec
 	case events.IssueFailedCreate, events.IssueRolloutStuck:
 		dep := w.Deployment
 		if dep == nil {
+			if in.Incident.Type == events.IssueRolloutStuck {
+				return nil, r.ownPods(ctx, in)
+			}
 			return nil, nil
 		}
 		revs, current := rolloutHistory(dep, in.ReplicaSets)
@@ -59,6 +62,12 @@ func (r reader) workloadPods(ctx context.Context, in *planInput) ([]corev1.Objec
 			in.Pods = pods
 			in.Pod = failingPod(in.Pods, in.Incident.Container)
 		}
+	case events.IssueCronJobNotScheduling:
+		jobs, err := r.cronJobRuns(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		in.Jobs = jobs
 	case events.IssueJobFailed:
 		if w.Ref.Kind == KindCronJob {
 			jobs, err := r.cronJobRuns(ctx, w)

@@ -154,6 +154,12 @@ func workloadInput(t *testing.T, cfg Config, c planCase) (planInput, bool) {
 		in = cronJobFailedInput(t, cfg)
 	case "service":
 		in = trafficInput(t, cfg, reason, parts[2] == "numeric")
+	case "ingress":
+		in = ingressInput(t, cfg, reason)
+	case "cronjob-late":
+		in = cronJobLateInput(t, cfg, reason)
+	case "stalled":
+		in = stalledInput(t, cfg, reason)
 	case "node":
 		in = nodeInput(t, cfg, reason)
 	case "hpa":

@@ -4,7 +4,7 @@ import rbacv1 "k8s.io/api/rbac/v1"
 
 // RBACRules are the Kubernetes permissions the planner needs, for a
 // ClusterRole bound to its identity. It reads workloads, pods, their logs,
-// events and nodes, Services and their EndpointSlices, the ResourceQuotas, LimitRanges and namespace labels
+// events and nodes, Services and their EndpointSlices, Ingresses and IngressClasses, the ResourceQuotas, LimitRanges and namespace labels
 // that refuse pods, and never Secrets. patch and delete are there only
 // for the server-side dry runs: the API server authorizes a dry run like
 // the real request. To make sure the planner's identity cannot write for
@@ -25,6 +25,10 @@ func RBACRules() []rbacv1.PolicyRule {
 		// EndpointSlices.
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list"}},
+		// An Ingress that routes nowhere: the Ingress (its Services
+		// above) and the IngressClasses.
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingressclasses"}, Verbs: []string{"list"}},
 		// An HPA that cannot compute its metric or sits at its maximum
 		// (nodes are read above, their pods with the pods).
 		{APIGroups: []string{"autoscaling"}, Resources: []string{"horizontalpodautoscalers"}, Verbs: []string{"get"}},

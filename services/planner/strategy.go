@@ -40,6 +40,9 @@ type planInput struct {
 	// Traffic is what was read of a Service and what it routes to
 	// (ServiceUnavailable only).
 	Traffic *trafficRead
+	// Ingress is what was read of an Ingress's Services and the
+	// IngressClasses (IngressUnavailable only).
+	Ingress *ingressRead
 	// Node is what was read of a node and the pods on it (node types).
 	Node *nodeRead
 	// HPA is what was read of an HPA's target (HPA types).

@@ -12,6 +12,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
@@ -117,6 +118,11 @@ func wrap(obj any) (*workload, error) {
 		return &workload{Ref: kindRef(KindCronJob, "batch/v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
 			Labels: o.Labels, Annotations: o.Annotations, Template: t, TemplatePath: "/spec/jobTemplate/spec/template",
 			Spec: &t.Spec, SpecPath: "/spec/jobTemplate/spec/template/spec", TemplateMutable: true}, nil
+	case *networkingv1.Ingress:
+		// An Ingress: its plans are diagnostic (kaar does not change
+		// Ingresses).
+		return &workload{Ref: kindRef(KindIngress, "networking.k8s.io/v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
+			Labels: o.Labels, Annotations: o.Annotations}, nil
 	case *corev1.Service:
 		// A Service has no pod template: its plans are diagnostic.
 		return &workload{Ref: kindRef(KindService, "v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
