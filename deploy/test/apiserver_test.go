@@ -387,6 +387,13 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		cluster("list", "storage.k8s.io", "storageclasses"), cluster("watch", "storage.k8s.io", "storageclasses")}
 	storageReads := []access{res("get", "", "persistentvolumeclaims"), res("list", "", "persistentvolumeclaims"),
 		cluster("get", "", "persistentvolumes"), cluster("get", "storage.k8s.io", "storageclasses"), cluster("list", "storage.k8s.io", "storageclasses")}
+	// Ingresses and CronJobs: the watcher watches them (and the
+	// IngressClasses), the planner reads them; the executor reads and
+	// patches CronJobs only.
+	ingressWatch := []access{res("get", "networking.k8s.io", "ingresses"), res("list", "networking.k8s.io", "ingresses"),
+		res("watch", "networking.k8s.io", "ingresses"), cluster("list", "networking.k8s.io", "ingressclasses"),
+		cluster("watch", "networking.k8s.io", "ingressclasses")}
+	ingressReads := []access{res("get", "networking.k8s.io", "ingresses"), cluster("list", "networking.k8s.io", "ingressclasses")}
 	concat := func(lists ...[]access) []access {
 		var out []access
 		for _, l := range lists {
@@ -395,11 +402,11 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		return out
 	}
 	matrix := map[string]struct{ allow, deny []access }{
-		"watcher":    {allow: concat(reads, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch), deny: concat(deniedToAll, plannerOnly, patchWorkloads, cronReads, revisions, []access{res("get", "", "persistentvolumeclaims"), cluster("get", "", "persistentvolumes")})},
-		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads, plannerServiceReads, nodeReads, hpaGet, storageReads), deny: concat(deniedToAll, revisions, nodeWatch, hpaReads, []access{res("watch", "", "persistentvolumeclaims")})},
-		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads)},
-		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads)},
-		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads)},
+		"watcher":    {allow: concat(reads, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, cronReads, ingressWatch), deny: concat(deniedToAll, plannerOnly, patchWorkloads, revisions, []access{res("get", "", "persistentvolumeclaims"), cluster("get", "", "persistentvolumes")})},
+		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads, plannerServiceReads, nodeReads, hpaGet, storageReads, ingressReads), deny: concat(deniedToAll, revisions, nodeWatch, hpaReads, []access{res("watch", "", "persistentvolumeclaims"), res("list", "networking.k8s.io", "ingresses"), cluster("watch", "networking.k8s.io", "ingressclasses")})},
+		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
+		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
+		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
 	}
 	// The RBAC authorizer sees new bindings through its informers: wait
 	// (not a timing assertion) until each binding is in force.
