@@ -167,7 +167,7 @@ func (s *Service) runLeader(ctx context.Context, up chan struct{}) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if s.cfg.Slack.Enabled() {
 		c, err := orderedConsumer(ctx, s.js, s.cfg.Cluster, SlackConsumer(s.cfg.Cluster), "kaar Slack notifier",
-			DefaultSubjects(s.cfg.Cluster), time.Minute)
+			DefaultSubjects(s.cfg.Cluster), slackAckWait)
 		if err != nil {
 			return err
 		}

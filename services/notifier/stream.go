@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
@@ -37,8 +38,13 @@ func DefaultSubjects(cluster string) []string {
 	return []string{i, p, a}
 }
 
-// slackAckWait is how long Slack may take with one event.
-const slackAckWait = time.Minute
+// slackAckWait is how long the Slack consumer waits for an event's ack
+// before it delivers the event again: to this replica after a lost ack,
+// or to the replica that took the lease over from one that died
+// mid-event. Every event waits behind the one in flight (MaxAckPending
+// 1), so this is how long Slack stalls after a failover, beyond the
+// lease; consume extends it while an event is being handled.
+const slackAckWait = 15 * time.Second
 
 // webhookAckWait is how long one webhook delivery may take.
 func webhookAckWait(c Config) time.Duration { return c.DeliveryTimeout + 20*time.Second }
@@ -124,8 +130,11 @@ func backoff(base, maxDelay time.Duration, n uint64) time.Duration {
 }
 
 // consume hands the consumer's messages to handle one at a time until ctx
-// ends. handle acks, naks or terminates the message itself.
+// ends. handle acks, naks or terminates the message itself; while it
+// runs, the message's ack wait is extended every third of it, so that a
+// slow event is not delivered again while it is being handled.
 func consume(ctx context.Context, c jetstream.Consumer, handle func(context.Context, jetstream.Msg)) error {
+	ackWait := c.CachedInfo().Config.AckWait
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		m, err := c.Next(jetstream.FetchContext(fctx))
@@ -145,6 +154,32 @@ func consume(ctx context.Context, c jetstream.Consumer, handle func(context.Cont
 			}
 			continue
 		}
-		handle(ctx, m)
+		handleExtending(ctx, m, ackWait, handle)
 	}
+}
+
+// handleExtending runs handle(m), telling the server the message is in
+// progress every ackWait/3 until handle returns.
+func handleExtending(ctx context.Context, m jetstream.Msg, ackWait time.Duration, handle func(context.Context, jetstream.Msg)) {
+	if ackWait <= 0 {
+		handle(ctx, m)
+		return
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(ackWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = m.InProgress() // best effort: at worst the event is delivered again, and handling it is idempotent
+			}
+		}
+	})
+	handle(ctx, m)
+	close(done)
+	wg.Wait()
 }
