@@ -42,7 +42,9 @@ func ingressHarness(t *testing.T) *harness {
 	if _, err := h.admin.NetworkingV1().IngressClasses().Create(ctx, class, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = h.admin.NetworkingV1().IngressClasses().Delete(ctx30(t), class.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = h.admin.NetworkingV1().IngressClasses().Delete(ctx30(t), class.Name, metav1.DeleteOptions{})
+	})
 	// Without a selector (its endpoints managed by hand): no pod needed,
 	// and never a ServiceUnavailable incident of its own.
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: corev1.ServiceSpec{
