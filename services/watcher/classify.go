@@ -125,6 +125,7 @@ func classify(pod *corev1.Pod, ev Evidence, now time.Time, o ClassifyOptions) (o
 			out = append(out, iss)
 		}
 	}
+	out = probeCauses(pod, ev, out)
 	sortIssues(out)
 	return out, recheck
 }

@@ -21,6 +21,9 @@ type Evidence struct {
 	// Mount is the kubelet's last report that it cannot mount one of the
 	// pod's volumes (a Warning FailedMount event), nil for none.
 	Mount *MountFailure
+	// Probes are, per container name, the last failures of its probes
+	// (the kubelet's Warning Unhealthy events; probe.go).
+	Probes map[string]ContainerProbes
 }
 
 // PullCause is the cause of one image pull failure.
@@ -89,6 +92,9 @@ func EvidenceFrom(uid types.UID, events []corev1.Event) Evidence {
 		}
 		if mf, ok := MountFailureOf(e); ok {
 			ev.Mount, _ = newerMount(ev.Mount, mf)
+		}
+		if c, f, ok := ProbeFailureOf(e); ok {
+			ev.Probes, _ = mergeProbe(ev.Probes, c, f)
 		}
 	}
 	return ev

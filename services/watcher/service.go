@@ -65,6 +65,7 @@ type Service struct {
 	// cordons is since when each node is cordoned.
 	cordons *cordonMemory
 	storage *storageWatch // claims, StorageClasses, storage events
+	probes  *probeWatch   // the kubelet's probe failures
 	// rollouts is since when each StatefulSet and DaemonSet rollout has
 	// not advanced.
 	rollouts *rolloutMemory
@@ -186,6 +187,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := s.watchStorage(deps.Kube); err != nil {
 		return nil, err
 	}
+	if err := s.watchProbes(deps.Kube); err != nil {
+		return nil, err
+	}
 	if err := s.watchIngresses(deps.Kube); err != nil {
 		return nil, err
 	}
@@ -245,6 +249,8 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.cron.shutdown()
 	s.storage.start(gctx) // optional too
 	defer s.storage.shutdown()
+	s.probes.factory.StartWithContext(gctx) // optional too
+	defer s.probes.factory.Shutdown()
 	g.Go(func() error {
 		<-gctx.Done()
 		s.queue.ShutDown() // workers finish the item in hand, then return
@@ -261,9 +267,10 @@ func (s *Service) Run(ctx context.Context) error {
 	// start-up name their image pull causes in their first announcement;
 	// without the right to list events this costs eventSyncWait once.
 	ectx, ecancel := context.WithTimeout(gctx, eventSyncWait)
-	cache.WaitForCacheSync(ectx.Done(), append(s.storage.synced(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced)...)
+	cache.WaitForCacheSync(ectx.Done(), append(s.storage.synced(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced, s.probes.events.HasSynced)...)
 	cache.WaitForCacheSync(ectx.Done(), append(s.ingress.synced(), s.cron.synced()...)...)
 	ecancel()
+	releaseSyncGarbage()
 	close(s.ready)
 	for _, k := range restored {
 		s.queue.Add(k) // resolves those that ended while the watcher was down

@@ -142,6 +142,7 @@ func (s *Service) evidence(uid types.UID) Evidence {
 	if mf, ok := s.storage.mounts.get(uid); ok {
 		ev.Mount = &mf
 	}
+	ev.Probes = s.probeFailures(uid)
 	return ev
 }
 
