@@ -222,6 +222,10 @@ func humanSteps(in planInput) []events.Step {
 		return jobFailedSteps(in, b, step)
 	case events.IssueServiceUnavailable:
 		return trafficSteps(in, b, step)
+	case events.IssuePVCPending:
+		return pvcPendingSteps(in, b, step)
+	case events.IssueFailedMount:
+		return failedMountSteps(in, b, step, describe)
 	case events.IssueIngressUnavailable:
 		return ingressSteps(in, b, step)
 	case events.IssueCronJobNotScheduling:

@@ -144,6 +144,8 @@ func failedCreateMessage(in planInput) string {
 // whatever the configured strategies, or "".
 func designedDiagnostic(t events.IssueType) string {
 	switch t {
+	case events.IssuePVCPending, events.IssueFailedMount:
+		return "the fix is a StorageClass, a PersistentVolume, a ConfigMap or Secret, or a claim created again (its class is immutable): objects, data and choices the executor's catalogue has no step for: diagnostic steps only"
 	case events.IssueFailedCreate:
 		return "the pods are refused by a policy object (quota, LimitRange, Pod Security, webhook, ServiceAccount), which kaar never changes: diagnostic steps only"
 	case events.IssueJobFailed:

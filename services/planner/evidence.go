@@ -120,6 +120,13 @@ func collectEvidence(in planInput) []events.Evidence {
 		}
 	case events.IssuePending:
 		add(schedulingEvidence(in))
+		if in.Storage != nil {
+			add(storageEvidence(in))
+		}
+	case events.IssuePVCPending, events.IssueFailedMount:
+		if in.Storage != nil {
+			add(storageEvidence(in))
+		}
 	case events.IssueEvicted:
 		if e, ok := evictionEvidence(in); ok {
 			add(e)

@@ -49,6 +49,8 @@ func (r reader) getOwner(ctx context.Context, ref events.ObjectRef) (any, error)
 		obj, err = r.kube.CoreV1().Pods(ns).Get(ctx, name, opts)
 	case KindService:
 		obj, err = r.kube.CoreV1().Services(ns).Get(ctx, name, opts)
+	case KindPersistentVolumeClaim:
+		obj, err = r.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, opts)
 	case KindIngress:
 		obj, err = r.kube.NetworkingV1().Ingresses(ns).Get(ctx, name, opts)
 	case KindNode:
@@ -132,6 +134,9 @@ func (r reader) gather(ctx context.Context, inc events.Incident) (planInput, err
 		in.Node = r.node(ctx, in)
 	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:
 		in.HPA = r.hpa(ctx, in)
+	}
+	if needsStorage(in) {
+		in.Storage = r.storage(ctx, in)
 	}
 	return in, nil
 }

@@ -154,6 +154,8 @@ func workloadInput(t *testing.T, cfg Config, c planCase) (planInput, bool) {
 		in = cronJobFailedInput(t, cfg)
 	case "service":
 		in = trafficInput(t, cfg, reason, parts[2] == "numeric")
+	case "storage":
+		in = storageInput(t, cfg, reason)
 	case "ingress":
 		in = ingressInput(t, cfg, reason)
 	case "cronjob-late":

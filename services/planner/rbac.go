@@ -32,6 +32,11 @@ func RBACRules() []rbacv1.PolicyRule {
 		// An HPA that cannot compute its metric or sits at its maximum
 		// (nodes are read above, their pods with the pods).
 		{APIGroups: []string{"autoscaling"}, Resources: []string{"horizontalpodautoscalers"}, Verbs: []string{"get"}},
+		// Storage: the claims a pod waits for, their PersistentVolumes
+		// (node affinity) and the StorageClasses.
+		{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: read},
+		{APIGroups: []string{""}, Resources: []string{"persistentvolumes"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"storage.k8s.io"}, Resources: []string{"storageclasses"}, Verbs: read},
 		// Dry runs of the mutating steps.
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{"batch"}, Resources: []string{"cronjobs"}, Verbs: []string{"patch"}},

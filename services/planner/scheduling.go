@@ -185,7 +185,18 @@ func (b *builder) capacityStep(r scheduling.Report, step stepFunc) events.Step {
 func (b *builder) claimStep(c scheduling.Cause, step stepFunc) events.Step {
 	w := b.in.Owner
 	if c.Kind == scheduling.KindMissingPVC {
-		return step(fmt.Sprintf("PersistentVolumeClaim %s does not exist: create it (with a StorageClass that can provision it) or fix the claim name in the pod template of %s", c.Claim, w.ref()), "get", "pvc", c.Claim)
+		return step(fmt.Sprintf("PersistentVolumeClaim %s does not exist: create it (with a StorageClass that can provision it) or fix the claim name in the pod template of %s%s",
+			c.Claim, w.ref(), volumeRefs(w, "persistentvolumeclaim", c.Claim)), "get", "pvc", c.Claim)
+	}
+	if s := b.in.Storage; s != nil {
+		if fc := s.failing(); fc != nil && fc.Claim != nil && fc.Claim.Status.Phase != corev1.ClaimBound {
+			why := "its events say why"
+			if w := fc.warning(); w != "" {
+				why = "the last warning: " + quote(w)
+			}
+			return step(fmt.Sprintf("PersistentVolumeClaim %s (class %s) is not bound: %s; the cluster's StorageClasses: %s", fc.Name, quote(orNone(nonEmpty(claimClass(fc.Claim)))), why, s.classNames()),
+				"describe", "pvc", fc.Name)
+		}
 	}
 	claims := claimNames(w.Spec)
 	what := "A PersistentVolumeClaim of the pod"
@@ -229,8 +240,7 @@ func (b *builder) causeStep(r scheduling.Report, c scheduling.Cause, step stepFu
 		return step(capitalize(fmt.Sprintf("%s host port%s in use already: remove hostPort from %s (a Service reaches the pods without it), or run no more replicas than nodes",
 			ofNodes(c, r, "has", "have"), b.hostPortsShown(), ref)), describe...)
 	case scheduling.KindVolumeNodeAffinity:
-		return step(capitalize(fmt.Sprintf("%s outside the node affinity of the PersistentVolumes bound to the claims of %s (a zonal or local volume): run the pods where the volumes are, or provision with volumeBindingMode WaitForFirstConsumer",
-			ofNodes(c, r, "is", "are"), ref)), "get", "pv")
+		return b.volumeAffinityStep(r, c, step)
 	case scheduling.KindVolume:
 		return step(capitalize(fmt.Sprintf("%s the pod's volumes (the scheduler: %q): check its claims and their StorageClass", ofNodes(c, r, "refuses", "refuse"), c.Text)), "get", "pvc")
 	case scheduling.KindNoNodes:

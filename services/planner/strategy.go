@@ -40,6 +40,9 @@ type planInput struct {
 	// Traffic is what was read of a Service and what it routes to
 	// (ServiceUnavailable only).
 	Traffic *trafficRead
+	// Storage is what was read of the claims, volumes and StorageClasses
+	// (PVCPending, FailedMount, a Pending pod with claims).
+	Storage *storageRead
 	// Ingress is what was read of an Ingress's Services and the
 	// IngressClasses (IngressUnavailable only).
 	Ingress *ingressRead

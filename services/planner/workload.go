@@ -123,6 +123,10 @@ func wrap(obj any) (*workload, error) {
 		// Ingresses).
 		return &workload{Ref: kindRef(KindIngress, "networking.k8s.io/v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
 			Labels: o.Labels, Annotations: o.Annotations}, nil
+	case *corev1.PersistentVolumeClaim:
+		// A claim no pod uses: its plans are diagnostic.
+		return &workload{Ref: kindRef(KindPersistentVolumeClaim, "v1", o.ObjectMeta), ResourceVersion: o.ResourceVersion,
+			Labels: o.Labels, Annotations: o.Annotations}, nil
 	case *corev1.Service:
 		// A Service has no pod template: its plans are diagnostic.
 		return &workload{Ref: kindRef(KindService, "v1", o.ObjectMeta), Generation: o.Generation, ResourceVersion: o.ResourceVersion,
