@@ -25,7 +25,7 @@ const (
 // Consumer settings provisioned for the durable consumers. Handlers that
 // run longer than the ack wait must call Msg.InProgress.
 const (
-	PlannerAckWait        = 2 * time.Minute
+	PlannerAckWait        = 30 * time.Second
 	PlannerMaxDeliver     = 10
 	PlannerMaxAckPending  = 256
 	ExecutorAckWait       = 2 * time.Minute

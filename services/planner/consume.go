@@ -29,6 +29,11 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 		return fmt.Errorf("consume %s: %w", events.StreamIssues, err)
 	}
 	defer it.Stop()
+	// A message is marked in progress from the moment it is taken until
+	// it is handled, every third of the ack wait: the ack wait can then
+	// be short, which is how soon another replica plans the incidents
+	// of a planner that died.
+	every := cons.CachedInfo().Config.AckWait / 3
 	sem := make(chan struct{}, s.cfg.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -42,18 +47,47 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 			s.log.Warn("issue consumer", slog.Any("error", err))
 			continue
 		}
+		stop := keepInProgress(msg, every)
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			// Not started: leave it unacked, JetStream redelivers it.
+			stop()
 			return nil
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			defer stop()
 			hctx, cancel := context.WithTimeout(work, s.cfg.PlanTimeout)
 			defer cancel()
 			s.handleIssue(hctx, msg)
 		})
+	}
+}
+
+// keepInProgress marks msg in progress every `every` until the returned
+// stop is called (never when every is not positive).
+func keepInProgress(msg jetstream.Msg, every time.Duration) (stop func()) {
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress() // best effort: at worst another replica plans it too, and the replicas converge
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
 
