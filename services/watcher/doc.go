@@ -37,6 +37,14 @@
 //     ([ClassifyIngress]), on the Ingress: IngressUnavailable (a backend
 //     Service or service port that does not exist, an ingressClassName
 //     naming no IngressClass, or no class and no default one);
+//   - from PersistentVolumeClaims, StorageClasses and their events
+//     ([ClassifyClaim]): PVCPending (a claim that cannot be bound: its
+//     class does not exist, no class and no default, provisioning failed
+//     or not done, no volume for a class without provisioner, lost), on
+//     the owner of the pods that wait for it (replacing their Pending) or
+//     on the claim; and from the kubelet's FailedMount events (in
+//     [Classify]): FailedMount, a volume whose ConfigMap, Secret or claim
+//     does not exist;
 //   - from Services, their EndpointSlices and the cached pods
 //     ([ClassifyService]), on the Service: ServiceUnavailable (its
 //     selector matches no pod, its targetPort no port of its pods, or none
