@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/robfig/cron/v3"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -58,7 +60,9 @@ func cronSchedule(cj *batchv1.CronJob) (cron.Schedule, error) {
 // ClassifyCronJob says whether a CronJob missed a run at time now: the
 // first scheduled time after its last run (after its creation when it
 // never ran) is more than the grace (capped at one period of the
-// schedule) in the past. The cause, most specific first: its
+// schedule) in the past, counted from changed instead when its spec
+// changed later (a CronJob resumed after a suspension gets its late run
+// started by the controller, not reported; zero when not known). The cause, most specific first: its
 // concurrencyPolicy Forbid while a run is still active, a
 // startingDeadlineSeconds the controller missed, or nothing the CronJob
 // says (the controller is down, or cannot create Jobs: its Warning events
@@ -66,7 +70,7 @@ func cronSchedule(cj *batchv1.CronJob) (cron.Schedule, error) {
 // does not parse (the controller reports that itself), is not an issue.
 // It returns when to look again otherwise. A pure function of its
 // arguments.
-func ClassifyCronJob(cj *batchv1.CronJob, now time.Time, grace time.Duration) ([]ControllerIssue, time.Time) {
+func ClassifyCronJob(cj *batchv1.CronJob, changed, now time.Time, grace time.Duration) ([]ControllerIssue, time.Time) {
 	if cj == nil || cj.DeletionTimestamp != nil || cj.Spec.Suspend != nil && *cj.Spec.Suspend {
 		return nil, time.Time{}
 	}
@@ -86,7 +90,7 @@ func ClassifyCronJob(cj *batchv1.CronJob, now time.Time, grace time.Duration) ([
 	if period := sched.Next(next).Sub(next); period > 0 && period < wait {
 		wait = period
 	}
-	if due := next.Add(wait); now.Before(due) {
+	if due := later(next, changed).Add(wait); now.Before(due) {
 		return nil, due
 	}
 	missed, latest := 0, next
@@ -132,6 +136,37 @@ func ClassifyCronJob(cj *batchv1.CronJob, now time.Time, grace time.Duration) ([
 type cronWatch struct {
 	factory  informers.SharedInformerFactory
 	cronJobs cache.SharedIndexInformer
+
+	mu sync.Mutex
+	// specs is, per CronJob, the generation last seen and when it was
+	// seen to change (zero for the first one seen).
+	specs map[types.UID]specMark
+}
+
+type specMark struct {
+	generation int64
+	changed    time.Time
+}
+
+// observe records a CronJob's generation seen at now and returns when its
+// spec last changed (zero when it has not since the watcher saw it
+// first); a deleted one is forgotten.
+func (cw *cronWatch) observe(cj *batchv1.CronJob, deleted bool, now time.Time) time.Time {
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	if deleted {
+		delete(cw.specs, cj.UID)
+		return time.Time{}
+	}
+	m, ok := cw.specs[cj.UID]
+	switch {
+	case !ok:
+		m = specMark{generation: cj.Generation}
+	case m.generation != cj.Generation:
+		m = specMark{generation: cj.Generation, changed: now}
+	}
+	cw.specs[cj.UID] = m
+	return m.changed
 }
 
 func newCronWatch(cs kubernetes.Interface, namespace string, resync time.Duration) *cronWatch {
@@ -140,7 +175,7 @@ func newCronWatch(cs kubernetes.Interface, namespace string, resync time.Duratio
 		opts = append(opts, informers.WithNamespace(namespace))
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(cs, resync, opts...)
-	return &cronWatch{factory: f, cronJobs: f.Batch().V1().CronJobs().Informer()}
+	return &cronWatch{factory: f, cronJobs: f.Batch().V1().CronJobs().Informer(), specs: map[types.UID]specMark{}}
 }
 
 func (cw *cronWatch) start(ctx context.Context) { cw.factory.StartWithContext(ctx) }
@@ -179,15 +214,18 @@ func cronTransform(obj any) (any, error) {
 // anything runs.
 func (s *Service) watchCronJobs(cs kubernetes.Interface) error {
 	s.cron = newCronWatch(cs, s.cfg.Namespace, s.cfg.ResyncPeriod)
-	fn := func(obj any) {
+	fn := func(obj any, deleted bool) {
 		m := objectOf(obj)
 		if m == nil || !s.filter.watched(m.GetNamespace()) {
 			return
 		}
+		if cj, ok := m.(*batchv1.CronJob); ok {
+			s.cron.observe(cj, deleted, s.now())
+		}
 		s.queue.AddAfter(ownerKey{Namespace: m.GetNamespace(), Kind: "CronJob", Name: m.GetName()}, s.cfg.Debounce)
 	}
 	if _, err := s.cron.cronJobs.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: fn, UpdateFunc: func(_, obj any) { fn(obj) }, DeleteFunc: fn,
+		AddFunc: func(obj any) { fn(obj, false) }, UpdateFunc: func(_, obj any) { fn(obj, false) }, DeleteFunc: func(obj any) { fn(obj, true) },
 	}); err != nil {
 		return fmt.Errorf("watcher: cronjob handler: %w", err)
 	}
@@ -201,7 +239,7 @@ func (s *Service) cronJobObs(k ownerKey, now time.Time) (*batchv1.CronJob, []Con
 	if cj == nil {
 		return nil, nil
 	}
-	issues, recheck := ClassifyCronJob(cj, now, s.cfg.cronGrace)
+	issues, recheck := ClassifyCronJob(cj, s.cron.observe(cj, false, now), now, s.cfg.cronGrace)
 	if !recheck.IsZero() {
 		s.queue.AddAfter(k, recheck.Sub(now)+10*time.Millisecond)
 	}

@@ -9,6 +9,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // testCronJob runs at the top of every hour (schedule), last at last (nil:
@@ -42,20 +43,23 @@ func TestClassifyCronJob(t *testing.T) {
 		reason    string
 		inMessage string
 		recheck   time.Time
+		changed   time.Time // when its spec changed
 	}{
-		"ran on time":             {testCronJob("0 * * * *", at(0)), fixtureNow.Add(30 * time.Minute), "", "", fixtureNow.Add(65 * time.Minute)},
-		"late within the grace":   {testCronJob("0 * * * *", at(-time.Hour)), fixtureNow.Add(4 * time.Minute), "", "", fixtureNow.Add(5 * time.Minute)},
-		"suspended on purpose":    {suspended, fixtureNow, "", "", time.Time{}},
-		"invalid schedule":        {testCronJob("every day", nil), fixtureNow, "", "", time.Time{}},
-		"in its time zone":        {tz, fixtureNow.Add(time.Minute), "", "", fixtureNow.Add(5 * time.Minute)},
-		"minutely, grace capped":  {testCronJob("* * * * *", at(-3*time.Minute)), fixtureNow, reasonMissedSchedule, "has not started 3 scheduled runs since: its last run started at 2026-11-27T00:57:00Z, the latest due at 2026-11-27T01:00:00Z", time.Time{}},
-		"never ran":               {testCronJob("0 * * * *", nil), fixtureNow, reasonMissedSchedule, "it was created at 2026-11-26T01:00:00Z and has never started a run", time.Time{}},
-		"previous run still runs": {forbid, fixtureNow, reasonPreviousRunActive, "concurrencyPolicy Forbid skips every run while job report-29412 is still running", time.Time{}},
-		"starting deadline":       {deadline, fixtureNow.Add(10 * time.Minute), reasonMissedStartingDeadline, "no run started within its startingDeadlineSeconds (60 s)", time.Time{}},
-		"controller down":         {testCronJob("0 * * * *", at(-3*time.Hour)), fixtureNow.Add(10 * time.Minute), reasonMissedSchedule, "the cronjob controller did not start it", time.Time{}},
+		"just resumed":               {testCronJob("0 * * * *", at(-5*time.Hour)), fixtureNow, "", "", fixtureNow.Add(270 * time.Second), fixtureNow.Add(-30 * time.Second)},
+		"resumed, still not started": {testCronJob("0 * * * *", at(-5*time.Hour)), fixtureNow, reasonMissedSchedule, "has not started 5 scheduled runs", time.Time{}, fixtureNow.Add(-10 * time.Minute)},
+		"ran on time":                {testCronJob("0 * * * *", at(0)), fixtureNow.Add(30 * time.Minute), "", "", fixtureNow.Add(65 * time.Minute), time.Time{}},
+		"late within the grace":      {testCronJob("0 * * * *", at(-time.Hour)), fixtureNow.Add(4 * time.Minute), "", "", fixtureNow.Add(5 * time.Minute), time.Time{}},
+		"suspended on purpose":       {suspended, fixtureNow, "", "", time.Time{}, time.Time{}},
+		"invalid schedule":           {testCronJob("every day", nil), fixtureNow, "", "", time.Time{}, time.Time{}},
+		"in its time zone":           {tz, fixtureNow.Add(time.Minute), "", "", fixtureNow.Add(5 * time.Minute), time.Time{}},
+		"minutely, grace capped":     {testCronJob("* * * * *", at(-3*time.Minute)), fixtureNow, reasonMissedSchedule, "has not started 3 scheduled runs since: its last run started at 2026-11-27T00:57:00Z, the latest due at 2026-11-27T01:00:00Z", time.Time{}, time.Time{}},
+		"never ran":                  {testCronJob("0 * * * *", nil), fixtureNow, reasonMissedSchedule, "it was created at 2026-11-26T01:00:00Z and has never started a run", time.Time{}, time.Time{}},
+		"previous run still runs":    {forbid, fixtureNow, reasonPreviousRunActive, "concurrencyPolicy Forbid skips every run while job report-29412 is still running", time.Time{}, time.Time{}},
+		"starting deadline":          {deadline, fixtureNow.Add(10 * time.Minute), reasonMissedStartingDeadline, "no run started within its startingDeadlineSeconds (60 s)", time.Time{}, time.Time{}},
+		"controller down":            {testCronJob("0 * * * *", at(-3*time.Hour)), fixtureNow.Add(10 * time.Minute), reasonMissedSchedule, "the cronjob controller did not start it", time.Time{}, time.Time{}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got, recheck := ClassifyCronJob(tc.cj, tc.now, CronJobGrace)
+			got, recheck := ClassifyCronJob(tc.cj, tc.changed, tc.now, CronJobGrace)
 			if !recheck.Equal(tc.recheck) {
 				t.Errorf("recheck = %v, want %v", recheck, tc.recheck)
 			}
@@ -69,7 +73,7 @@ func TestClassifyCronJob(t *testing.T) {
 				t.Fatalf("issues = %+v\nwant reason %s, message with %q", got, tc.reason, tc.inMessage)
 			}
 			trimmed, _ := cronTransform(tc.cj)
-			if again, _ := ClassifyCronJob(trimmed.(*batchv1.CronJob), tc.now, CronJobGrace); len(again) != 1 || again[0] != got[0] {
+			if again, _ := ClassifyCronJob(trimmed.(*batchv1.CronJob), tc.changed, tc.now, CronJobGrace); len(again) != 1 || again[0] != got[0] {
 				t.Errorf("trimmed CronJob classifies as %+v", again)
 			}
 		})
@@ -79,8 +83,31 @@ func TestClassifyCronJob(t *testing.T) {
 func TestCronJobMissedRunsAreCountedUpToABound(t *testing.T) {
 	cj := testCronJob("* * * * *", nil)
 	cj.CreationTimestamp = metav1.NewTime(fixtureNow.Add(-30 * 24 * time.Hour))
-	got, _ := ClassifyCronJob(cj, fixtureNow, CronJobGrace)
+	got, _ := ClassifyCronJob(cj, time.Time{}, fixtureNow, CronJobGrace)
 	if len(got) != 1 || !strings.Contains(got[0].Message, "more than 1000 scheduled runs") {
 		t.Errorf("issues = %+v", got)
+	}
+}
+
+func TestCronWatchRemembersWhenTheSpecChanged(t *testing.T) {
+	cw := &cronWatch{specs: map[types.UID]specMark{}}
+	cj := testCronJob("* * * * *", nil)
+	cj.UID, cj.Generation = "u", 1
+	if got := cw.observe(cj, false, fixtureNow); !got.IsZero() {
+		t.Errorf("first sight: changed %v, want zero (not known)", got)
+	}
+	if got := cw.observe(cj, false, fixtureNow.Add(time.Minute)); !got.IsZero() {
+		t.Errorf("same generation: changed %v, want zero", got)
+	}
+	cj.Generation = 2 // resumed
+	if got := cw.observe(cj, false, fixtureNow.Add(2*time.Minute)); !got.Equal(fixtureNow.Add(2 * time.Minute)) {
+		t.Errorf("new generation: changed %v", got)
+	}
+	if got := cw.observe(cj, false, fixtureNow.Add(3*time.Minute)); !got.Equal(fixtureNow.Add(2 * time.Minute)) {
+		t.Errorf("later: changed %v, want the change's time", got)
+	}
+	cw.observe(cj, true, fixtureNow)
+	if len(cw.specs) != 0 {
+		t.Errorf("deleted CronJob still remembered: %v", cw.specs)
 	}
 }
