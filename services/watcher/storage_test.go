@@ -10,6 +10,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 var storageT0 = time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
@@ -231,5 +232,46 @@ func TestDefaultClassIsTheNewest(t *testing.T) {
 	}
 	if got := defaultClass(classes(testClass("plain", "c", storagev1.VolumeBindingImmediate, false))); got != "" {
 		t.Errorf("defaultClass = %q, want none", got)
+	}
+}
+
+// classifyPod: a pod that waits for a claim whose own state says why is
+// PVCPending instead of Pending; while the claim is within its grace the
+// Pending waits too; a claim that does not exist leaves the scheduler's
+// Pending (missing_pvc) alone.
+func TestClassifyPodReplacesPendingWithTheClaimsCause(t *testing.T) {
+	cfg, err := (Config{Cluster: "c"}).withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{cfg: cfg, pulls: newPullMemory(), storage: newStorageWatch(fake.NewClientset(), "", 0),
+		probes: &probeWatch{failures: newUIDMemory[map[string]ContainerProbes]()}}
+	pvc := testClaim("data", ptr("slow"), corev1.ClaimPending)
+	if err := s.storage.claims.GetStore().Add(pvc); err != nil {
+		t.Fatal(err)
+	}
+	s.storage.failures.observe(pvc.UID, "shop", "data", ClaimFailure{Reason: eventReasonProvisioningFailed,
+		Message: `storageclass.storage.k8s.io "slow" not found`, At: storageT0}, func(_, _ ClaimFailure) bool { return true })
+	pod := func(claim, msg string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "db-1", Namespace: "shop", UID: "p1", CreationTimestamp: metav1.NewTime(storageT0)},
+			Spec: corev1.PodSpec{Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+				Reason: corev1.PodReasonUnschedulable, Message: msg, LastTransitionTime: metav1.NewTime(storageT0)}}}}
+	}
+	unbound := "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims. not found"
+
+	got, _ := s.classifyPod(pod("data", unbound), storageT0.Add(time.Minute))
+	if len(got) != 1 || got[0].Type != events.IssuePVCPending || got[0].Reason != reasonStorageClassMissing ||
+		!strings.Contains(got[0].Message, `claim data (1Gi) asks for StorageClass "slow"`) {
+		t.Errorf("past the grace: %+v, want PVCPending storage_class_missing alone", got)
+	}
+	got, recheck := s.classifyPod(pod("data", unbound), storageT0.Add(10*time.Second))
+	if len(got) != 0 || !recheck.Equal(storageT0.Add(cfg.Classify.PendingGrace)) {
+		t.Errorf("within the claim's grace: %+v, recheck %v; want nothing until %v", got, recheck, storageT0.Add(cfg.Classify.PendingGrace))
+	}
+	got, _ = s.classifyPod(pod("gone", `0/3 nodes are available: persistentvolumeclaim "gone" not found.`), storageT0.Add(time.Minute))
+	if len(got) != 1 || got[0].Type != events.IssuePending || got[0].Reason != "missing_pvc" {
+		t.Errorf("missing claim: %+v, want the scheduler's Pending missing_pvc", got)
 	}
 }
