@@ -99,6 +99,10 @@ type LeafNodeOptions struct {
 	// 127.0.0.1); no listener when Port is 0.
 	Host string
 	Port int
+	// Advertise is the host:port leaf nodes are told to reconnect to
+	// (the address they reach this server at, behind a load balancer or
+	// a NAT); default: the listener's address.
+	Advertise string
 	// TLS is the leaf port's certificate (required); TLS.CAFile with
 	// VerifyClients also requires leaf nodes to present a certificate it
 	// signed.
@@ -144,7 +148,7 @@ func (l LeafNodeOptions) apply(opts *server.Options) error {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	opts.LeafNode.Host, opts.LeafNode.Port = host, l.Port
+	opts.LeafNode.Host, opts.LeafNode.Port, opts.LeafNode.Advertise = host, l.Port, l.Advertise
 	opts.LeafNode.TLSConfig, opts.LeafNode.TLSTimeout = tc, 5
 	for _, c := range l.Clusters {
 		if err := events.ValidateClusterName(c); err != nil {

@@ -51,9 +51,11 @@ func newLeafPair(t *testing.T) *leafPair {
 		JetStreamDomain: "hub",
 		LeafNodes: LeafNodeOptions{Port: p.leafPort, TLS: TLSFiles{CAFile: p.pki.CA, CertFile: p.pki.ServerCert, KeyFile: p.pki.ServerKey},
 			VerifyClients: true, Clusters: []string{leafCluster}, Seeds: map[string]string{leafCluster: p.pub}}}
-	p.startHub(t)
-	// The leaf reaches the hub through a link the test can cut.
+	// The leaf reaches the hub through a link the test can cut, the
+	// address the hub advertises to its leaves.
 	p.link = testutil.NewLink(t, fmt.Sprintf("127.0.0.1:%d", p.leafPort))
+	p.hubOpts.LeafNodes.Advertise = fmt.Sprintf("127.0.0.1:%d", p.link.Port())
+	p.startHub(t)
 	p.leaf, err = StartEmbedded(testCtx(t, 15*time.Second), EmbeddedOptions{ServerName: "edge-leaf", Port: RandomPort, StoreDir: t.TempDir(),
 		Credentials: p.creds, Logger: testLogger(t), JetStreamDomain: LeafDomain(leafCluster),
 		LeafRemote: LeafRemoteOptions{URL: fmt.Sprintf("tls://127.0.0.1:%d", p.link.Port()),
@@ -309,6 +311,12 @@ func TestLeafWithItsOwnDomain(t *testing.T) {
 		t.Error("a decision for a cut-off leaf was acknowledged")
 	}
 	ccancel()
+	// The leaf reconnects (every second) only where the hub told it to:
+	// through the link, which is still cut.
+	time.Sleep(2 * time.Second)
+	if p.hub.Server().NumLeafNodes() != 0 {
+		t.Fatal("the leaf reconnected around the cut link (the hub advertises another address)")
+	}
 	p.link.Restore()
 	p.waitLinked(t)
 	waitOwners(t, p.hubJS, events.StreamIssues, issueFilter, "web-1", "web-2", "web-3")

@@ -21,7 +21,8 @@ import (
 // runNATS runs a standalone NATS JetStream server with kaar's streams,
 // buckets and consumers declared, for split deployments and tests.
 func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("nats", "Runs a NATS JetStream server (file storage) and declares kaar's streams, buckets and consumers. Clients authenticate as a role (an nkey seed of --credentials-dir), each limited to its role's subjects.", stderr)
+	fs := newFlagSet("nats", "Runs a NATS JetStream server (file storage) and declares kaar's streams, buckets and consumers. Clients authenticate as a role (an nkey seed of --credentials-dir), each limited to its role's subjects. "+
+		"With --leaf-remote it is the leaf node of a cluster (its own JetStream domain, the cluster's name) linked to a central server over TLS; with --leaf-listen and nats.leaf_clusters, that central server.", stderr)
 	listen := fs.String("listen", "127.0.0.1:4222", "client listen address (port 0 picks a free port)")
 	storeDir := fs.String("store-dir", "", "JetStream storage directory (default: a temporary directory)")
 	cluster := fs.String("cluster-name", "", "kaar cluster name the streams and consumers are declared for (default: kubernetes.cluster_name of --config, else \"default\")")
@@ -31,6 +32,7 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	routeListen := fs.String("route-listen", "", "join a NATS cluster: listen for routes on this host:port (with --routes)")
 	routes := fs.String("routes", "", "comma-separated route URLs of the NATS cluster's servers (nats-route://host:port), this one's may be among them")
 	natsCluster := fs.String("nats-cluster", "kaar", "the NATS cluster's name (the same on every server)")
+	leaf := leafFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,6 +80,9 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("config key \"nats.replicas\": %d needs a NATS cluster (--route-listen, --routes)", cfg.NATS.Replicas)
 	}
 	opts.TLS, opts.VerifyClients = embeddedTLS(cfg)
+	if err := leaf.apply(&opts, cfg, dir); err != nil {
+		return err
+	}
 	emb, err := bus.StartEmbedded(ctx, opts)
 	if err != nil {
 		return err
@@ -88,6 +93,9 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.NATS.JetStreamDomain = ""
 	if err := provisionWhenReady(ctx, connectEmbedded(emb, cfg), cfg, logger, clustered); err != nil {
 		return err
+	}
+	if len(cfg.NATS.LeafClusters) > 0 {
+		go resumeLeafSources(ctx, emb, connectEmbedded(emb, cfg), svcmain.BusConfig(cfg), logger)
 	}
 	fmt.Fprintf(stdout, "NATS JetStream listening on %s (clients authenticate with a role's nkey seed from %s)\n", emb.ClientURL(), creds.Dir())
 	<-ctx.Done()

@@ -1,0 +1,426 @@
+package main_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kaar-dev/kaar/internal/testutil"
+	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/kaar-dev/kaar/pkg/sandbox"
+)
+
+// TestLeafClusterDecidedCentrally: a cluster's watcher, planner and
+// executor run as processes on a leaf node ("kaar nats --leaf-remote",
+// its own JetStream domain) that reaches the central NATS ("kaar nats
+// --leaf-listen", holding the gateway) over TLS verified both ways; each
+// process connects (over TLS too) with its own role's nkey, the leaf with
+// its own. An incident on the sandbox is detected on the leaf, planned
+// there, approved centrally by a person over MCP, executed on the leaf
+// and verified healthy. Then the link is cut while an execution runs and
+// a new incident begins: the leaf goes on alone, a decision asked for
+// meanwhile is refused (not kept where nobody executes it), and once the
+// link is back every incident and every audit record has arrived
+// centrally exactly once and each plan ran exactly once.
+func TestLeafClusterDecidedCentrally(t *testing.T) {
+	parallel(t)
+	c := sandbox.ForTest(t)
+	kube := c.Clientset()
+	ns := sandbox.NewNamespace(t, kube)
+	bin := buildKaar(t)
+	start := time.Now()
+	phase := func(what string) { t.Logf("%s: %s", time.Since(start).Round(100*time.Millisecond), what) }
+	// Four healthy Deployments roll out while the bus starts; each is
+	// broken (an image that does not exist) when the story needs it.
+	owners := []string{"web-1", "web-2", "web-3", "web-4"}
+	for _, o := range owners {
+		createWeb(t, kube, ns, o)
+	}
+	suffix := strings.ReplaceAll(ns[len(ns)-5:], "-", "")
+	leafCluster, hubCluster := "leaf-"+suffix, "hub-"+suffix
+	pki := newLeafPKI(t)
+	creds := filepath.Join(t.TempDir(), "credentials")
+
+	// The central server: its own cluster, the leaf cluster's sources,
+	// the leaf port with TLS that requires the leaf's certificate.
+	hubPort, hubLeafPort := testutil.FreePort(t), testutil.FreePort(t)
+	hubCfg := writeFile(t, "hub.yaml", fmt.Sprintf("kubernetes:\n  cluster_name: %s\nnats:\n  leaf_clusters: [%s]\n", hubCluster, leafCluster))
+	// The leaf node reaches the leaf port through a link the test cuts:
+	// the address the hub advertises for reconnections.
+	link := testutil.NewLink(t, fmt.Sprintf("127.0.0.1:%d", hubLeafPort))
+	_, hubOut := startProcess(t, bin, "nats", "--listen", fmt.Sprintf("127.0.0.1:%d", hubPort), "--store-dir", t.TempDir(), "--credentials-dir", creds,
+		"--config", hubCfg, "--server-name", "hub", "--jetstream-domain", "hub",
+		"--leaf-listen", fmt.Sprintf("127.0.0.1:%d", hubLeafPort), "--leaf-advertise", fmt.Sprintf("127.0.0.1:%d", link.Port()),
+		"--leaf-tls-cert", pki.server, "--leaf-tls-key", pki.serverKey, "--leaf-tls-ca", pki.ca)
+	waitUntil(t, 30*time.Second, "the central kaar nats listens", func() bool { return strings.Contains(hubOut.String(), "listening on") }, hubOut.String)
+	hubURL := fmt.Sprintf("nats://127.0.0.1:%d", hubPort)
+
+	leafPort := testutil.FreePort(t)
+	leafCfg := writeFile(t, "leaf.yaml", fmt.Sprintf("nats:\n  tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", pki.ca, pki.server, pki.serverKey))
+	_, leafOut := startProcess(t, bin, "nats", "--listen", fmt.Sprintf("127.0.0.1:%d", leafPort), "--store-dir", t.TempDir(), "--credentials-dir", creds,
+		"--config", leafCfg, "--cluster-name", leafCluster, "--server-name", "leaf-"+suffix,
+		"--leaf-remote", fmt.Sprintf("tls://127.0.0.1:%d", link.Port()), "--leaf-remote-ca", pki.ca, "--leaf-remote-cert", pki.client, "--leaf-remote-key", pki.clientKey)
+	waitUntil(t, 30*time.Second, "the leaf kaar nats listens", func() bool { return strings.Contains(leafOut.String(), "listening on") }, leafOut.String)
+
+	// The test reads the central bus as the provisioner: the hub's
+	// streams hold the copies sourced from the leaf.
+	central := credsJetStream(t, hubURL, creds, bus.RoleProvisioner, "")
+	leafView := credsJetStream(t, hubURL, creds, bus.RoleCLI, bus.LeafDomain(leafCluster))
+	linked := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := leafView.Stream(ctx, events.StreamApprovals)
+		return err == nil
+	}
+	diag := func() string {
+		return fmt.Sprintf("central nats:\n%s\nleaf nats:\n%s", tail(hubOut.String(), 30), tail(leafOut.String(), 30))
+	}
+	waitUntil(t, 30*time.Second, "the leaf's JetStream is reachable from the hub", linked, diag)
+
+	// The cluster's services on the leaf, each with its own nkey, over
+	// TLS; the gateway centrally, in the leaf's JetStream domain.
+	gwPort := testutil.FreePort(t)
+	base := writeConfig(t, c, ns, leafCluster, gwPort, "")
+	if out, err := exec.Command(bin, "keys", "init", "--config", base).CombinedOutput(); err != nil {
+		t.Fatalf("kaar keys init: %v\n%s", err, out)
+	}
+	for _, svc := range []string{"watcher", "planner", "executor"} {
+		cfg := withNATS(t, base, fmt.Sprintf("  url: tls://127.0.0.1:%d\n  tls: {ca_file: %s}\n  nkey_file: %s\n", leafPort, pki.ca, filepath.Join(creds, svc+".nk")))
+		startProcess(t, bin, svc, "--config", cfg)
+	}
+	gwCfg := withNATS(t, base, fmt.Sprintf("  url: %s\n  jetstream_domain: %s\n  nkey_file: %s\n", hubURL, bus.LeafDomain(leafCluster), filepath.Join(creds, "mcpgateway.nk")))
+	startProcess(t, bin, "mcpgateway", "--config", gwCfg)
+	inst := &instance{base: fmt.Sprintf("http://127.0.0.1:%d", gwPort), ns: ns, cluster: leafCluster, kube: kube}
+	waitHealthy(t, inst, nil, hubOut)
+	mc := newMCPCaller(t, inst, "")
+	issues := followIssues(t, central, leafCluster)
+	audit := followAudit(t, central, leafCluster)
+	for _, o := range owners {
+		waitPodsHealthy(t, kube, ns, o, 2*time.Minute)
+	}
+	phase("bus, services and workloads up")
+
+	// Decided centrally, executed on the leaf.
+	breakImage(t, kube, ns, "web-1")
+	waitIncidents(t, mc, ns, 90*time.Second, "web-1's incident, through the gateway", func(a analyzeOut) bool { return hasOwner(a, "web-1") })
+	p1 := planFor(t, mc, ns, "web-1")
+	call[decisionOut](t, mc, "approve_remediation_plan", map[string]any{"plan_id": p1.PlanID, "digest": p1.Digest})
+	remediated(t, mc, p1)
+	waitPodsHealthy(t, kube, ns, "web-1", time.Minute)
+	phase("web-1 detected on the leaf, approved centrally, executed on the leaf, healthy")
+
+	// web-2 is approved and the link cut while it executes; web-3's plan
+	// waits for a decision; web-4 starts failing during the cut.
+	breakImage(t, kube, ns, "web-2")
+	breakImage(t, kube, ns, "web-3")
+	p2, p3 := planFor(t, mc, ns, "web-2"), planFor(t, mc, ns, "web-3")
+	call[decisionOut](t, mc, "approve_remediation_plan", map[string]any{"plan_id": p2.PlanID, "digest": p2.Digest})
+	link.Cut()
+	t.Logf("link cut while %s executes", p2.PlanID)
+	waitUntil(t, 15*time.Second, "the hub notices the cut", func() bool { return !linked() }, diag)
+	breakImage(t, kube, ns, "web-4")
+	// A decision cannot reach the leaf: it is refused, not kept where no
+	// executor reads it.
+	msg := callErr(t, mc, "approve_remediation_plan", map[string]any{"plan_id": p3.PlanID, "digest": p3.Digest})
+	t.Logf("a decision during the cut: %s", msg)
+	// The leaf goes on: web-2's plan completes on it.
+	waitPodsHealthy(t, kube, ns, "web-2", 90*time.Second)
+	phase("web-2 executed on the cut-off leaf")
+	link.Restore()
+	waitUntil(t, 30*time.Second, "the leaf reconnects", linked, diag)
+	phase("link restored")
+
+	remediated(t, mc, p2)
+	p4 := planFor(t, mc, ns, "web-4")
+	for _, p := range []planOut{p3, p4} {
+		call[decisionOut](t, mc, "approve_remediation_plan", map[string]any{"plan_id": p.PlanID, "digest": p.Digest})
+		remediated(t, mc, p)
+	}
+	waitPodsHealthy(t, kube, ns, "web-3", time.Minute)
+	waitPodsHealthy(t, kube, ns, "web-4", time.Minute)
+
+	phase("web-3 and web-4 executed after the reconnection")
+
+	// Centrally: each incident detected once, each plan claimed once,
+	// each of its steps applied once and finished once.
+	waitUntil(t, 60*time.Second, "every incident and execution arrives centrally", func() bool {
+		for _, o := range owners {
+			if issues.count(o, events.TransitionDetected) < 1 {
+				return false
+			}
+		}
+		return audit.plans(events.AuditExecutionFinished) == len(owners)
+	}, func() string { return fmt.Sprintf("ISSUES:\n%sAUDIT:\n%s%s", issues, audit, diag()) })
+	time.Sleep(2 * time.Second) // anything duplicated would arrive by now
+	for _, o := range owners {
+		if n := issues.count(o, events.TransitionDetected); n != 1 {
+			t.Errorf("%s detected %d times centrally, want once\n%s", o, n, issues)
+		}
+	}
+	for plan, kinds := range audit.byPlan() {
+		if kinds[events.AuditClaimed] != 1 || kinds[events.AuditExecutionFinished] != 1 || kinds[events.AuditResumed] != 0 {
+			t.Errorf("plan %s: audit %v, want claimed and finished once, never resumed", plan, kinds)
+		}
+		if kinds[events.AuditStepStarted] != kinds[events.AuditStepResult] || kinds[events.AuditStepStarted] == 0 {
+			t.Errorf("plan %s: %d steps started, %d results: each step runs once", plan, kinds[events.AuditStepStarted], kinds[events.AuditStepResult])
+		}
+	}
+	phase("every incident and audit record arrived centrally once")
+	if st, err := central.Stream(context.Background(), events.StreamApprovals); err != nil || st.CachedInfo().State.Msgs != 0 {
+		t.Errorf("the hub's APPROVALS holds a leaf cluster's decisions (%v)", err)
+	}
+}
+
+// createWeb creates a healthy two-replica Deployment name (no wait).
+func createWeb(t *testing.T, cs kubernetes.Interface, ns, name string) {
+	t.Helper()
+	labels := map[string]string{"app": name}
+	replicas := int32(2)
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx:1.27"}}},
+			},
+		},
+	}
+	if _, err := cs.AppsV1().Deployments(ns).Create(context.Background(), dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// breakImage rolls Deployment name to an image that does not exist.
+func breakImage(t *testing.T, cs kubernetes.Interface, ns, name string) {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Template.Spec.Containers[0].Image = "nginx:1.27-nonexistent"
+	if _, err := cs.AppsV1().Deployments(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// leafPKI is a throwaway CA, a server certificate for 127.0.0.1 (the
+// leaf port of the hub, the client port of the leaf) and the leaf's
+// client certificate.
+type leafPKI struct{ ca, server, serverKey, client, clientKey string }
+
+func newLeafPKI(t *testing.T) leafPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kaar leaf test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	p := leafPKI{ca: writePEMFile(t, dir, "ca.pem", "CERTIFICATE", caDER)}
+	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return writePEMFile(t, dir, name+".pem", "CERTIFICATE", der), writePEMFile(t, dir, name+"-key.pem", "PRIVATE KEY", kder)
+	}
+	p.server, p.serverKey = issue("nats", 2, x509.ExtKeyUsageServerAuth)
+	p.client, p.clientKey = issue("leaf", 3, x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+func writePEMFile(t *testing.T, dir, name, typ string, der []byte) string {
+	t.Helper()
+	return writeFileIn(t, dir, name, string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})))
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	return writeFileIn(t, t.TempDir(), name, content)
+}
+
+func writeFileIn(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// withNATS is a copy of the configuration file base with a nats section.
+func withNATS(t *testing.T, base, natsSection string) string {
+	t.Helper()
+	b, err := os.ReadFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, "config.yaml", string(b)+"nats:\n"+natsSection)
+}
+
+// credsJetStream connects to url as role with its seed from the
+// credentials directory dir, in JetStream domain (empty: the server's).
+func credsJetStream(t *testing.T, url, dir string, role bus.Role, domain string) jetstream.JetStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, err := bus.Connect(ctx, url, bus.ConnectOptions{Name: "kaar-" + string(role), Logger: slog.New(slog.DiscardHandler),
+		NkeyFile: filepath.Join(dir, bus.SeedFileName(role)), InboxPrefix: role.InboxPrefix()})
+	if err != nil {
+		t.Fatalf("connect as %s: %v", role, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := bus.NewJetStream(nc, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func hasOwner(a analyzeOut, owner string) bool {
+	for _, in := range a.Incidents {
+		if in.OwnerName == owner {
+			return true
+		}
+	}
+	return false
+}
+
+// planFor asks the gateway for the plan of Deployment name (planned on
+// the leaf) once its incident is known.
+func planFor(t *testing.T, c toolCaller, ns, name string) planOut {
+	t.Helper()
+	waitIncidents(t, c, ns, 90*time.Second, name+"'s incident", func(a analyzeOut) bool { return hasOwner(a, name) })
+	p := call[planOut](t, c, "generate_remediation_plan", map[string]any{"resource_type": "deployment", "namespace": ns, "resource_name": name})
+	if p.PlanID == "" || p.State != "proposed" || p.DiagnosticOnly {
+		t.Fatalf("plan for %s: %+v", name, p)
+	}
+	return p
+}
+
+// remediated waits for plan p's execution and requires it succeeded and
+// verified healthy.
+func remediated(t *testing.T, c toolCaller, p planOut) {
+	t.Helper()
+	r := call[remediateOut](t, c, "remediate_issue", map[string]any{"plan_id": p.PlanID})
+	if r.Execution == nil || r.Execution.State != "succeeded" || r.Execution.Verification == nil || !r.Execution.Verification.Healthy {
+		b, _ := json.Marshal(r)
+		t.Fatalf("remediate %s: want a succeeded, verified execution; got %s", p.PlanID, b)
+	}
+}
+
+// auditLog collects the audit records of a cluster, by plan and kind.
+type auditLog struct {
+	mu  sync.Mutex
+	all []events.AuditRecord
+}
+
+func (l *auditLog) byPlan() map[string]map[events.AuditKind]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]map[events.AuditKind]int{}
+	for _, r := range l.all {
+		if out[r.PlanID] == nil {
+			out[r.PlanID] = map[events.AuditKind]int{}
+		}
+		out[r.PlanID][r.Kind]++
+	}
+	return out
+}
+
+// plans is how many plans have a record of kind.
+func (l *auditLog) plans(kind events.AuditKind) int {
+	n := 0
+	for _, kinds := range l.byPlan() {
+		if kinds[kind] > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *auditLog) String() string {
+	var b strings.Builder
+	for plan, kinds := range l.byPlan() {
+		fmt.Fprintf(&b, "  %s %v\n", plan, kinds)
+	}
+	return b.String()
+}
+
+// followAudit reads every audit record of cluster from the start of AUDIT.
+func followAudit(t *testing.T, js jetstream.JetStream, cluster string) *auditLog {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	filter, _ := events.AuditFilter(cluster)
+	c, err := js.OrderedConsumer(ctx, events.StreamAudit, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &auditLog{}
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		env, err := events.Decode(m.Data())
+		if err != nil {
+			t.Errorf("AUDIT message on %s: %v", m.Subject(), err)
+			return
+		}
+		r, err := events.DecodeData[events.AuditRecord](env)
+		if err != nil {
+			t.Errorf("AUDIT message on %s: %v", m.Subject(), err)
+			return
+		}
+		l.mu.Lock()
+		l.all = append(l.all, r)
+		l.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return l
+}
