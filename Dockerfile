@@ -19,10 +19,6 @@
 # Without a syntax directive: the builder's own Dockerfile frontend is used
 # (the classic builder, or BuildKit's built-in one), never one pulled.
 FROM scratch
-ARG VERSION=dev
-LABEL org.opencontainers.image.description="kaar: Kubernetes analysis and remediation for AI assistants" \
-      org.opencontainers.image.source="https://github.com/kaar-dev/kaar" \
-      org.opencontainers.image.version="$VERSION"
 COPY rootfs/ /
 COPY --chown=65532:65532 owned/ /
 COPY bin/ /usr/local/bin/
@@ -31,3 +27,12 @@ USER 65532:65532
 # The gateway's HTTP port, the notifier's webhook, the metrics and health
 # port of the services and of the demo cluster.
 EXPOSE 8000 8081 9090
+# Metadata last, so that a new version or inputs hash reuses every layer.
+# INPUTS is the hash of the Dockerfile and the context that
+# build-images.sh compares to skip an image that is up to date.
+ARG VERSION=dev
+ARG INPUTS=""
+LABEL org.opencontainers.image.description="kaar: Kubernetes analysis and remediation for AI assistants" \
+      org.opencontainers.image.source="https://github.com/kaar-dev/kaar" \
+      org.opencontainers.image.version="$VERSION" \
+      dev.kaar.inputs="$INPUTS"

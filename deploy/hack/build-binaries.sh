@@ -17,7 +17,11 @@ export CGO_ENABLED=0 GOWORK=off
 cd "$root"
 echo "go build kaar" >&2
 go build -trimpath -ldflags "-s -w -X github.com/kaar-dev/kaar/cmd/kaar/internal/cli.Version=$version" -o "$out/kaar" ./cmd/kaar
+# One go command for the five services: it compiles and links them in
+# parallel (an up-to-date binary is not linked again).
+pkgs=()
 for s in watcher planner executor mcpgateway notifier; do
-	echo "go build kaar-$s" >&2
-	go build -trimpath -ldflags "-s -w" -o "$out/kaar-$s" "./services/$s/cmd/kaar-$s"
+	pkgs+=("./services/$s/cmd/kaar-$s")
 done
+echo "go build kaar-watcher, kaar-planner, kaar-executor, kaar-mcpgateway, kaar-notifier" >&2
+go build -trimpath -ldflags "-s -w" -o "$out/" "${pkgs[@]}"

@@ -10,9 +10,9 @@
 # (CGO_ENABLED=0), CA certificates, /etc/passwd with the nonroot user 65532,
 # nothing else. The Dockerfile at the root is the one recipe; this script
 # stages each image's build context under .cache/images/<image> (rootfs/,
-# owned/ and bin/, see the Dockerfile) and runs `docker compose build`, which
-# builds the three (the kaar image once, for the provision service) with the
-# daemon's layer cache. Docker's own build needs no network: nothing is
+# owned/ and bin/, see the Dockerfile) and runs `docker compose build` for
+# each image whose inputs changed (the kaar image by the provision service),
+# with the daemon's layer cache. Docker's own build needs no network: nothing is
 # pulled. The same script serves a machine that reaches registries.
 #
 # Cold, the sandbox's control-plane binaries are built first (pkg/sandbox,
@@ -86,6 +86,33 @@ if [[ "${STAGE_ONLY:-}" == 1 ]]; then
 	step "contexts staged in $out"
 	exit 0
 fi
-step "docker compose build (FROM scratch, no registry)"
-docker compose -f "$root/docker-compose.yaml" build --build-arg "VERSION=$version" >&2
+# inputs: what an image is made of, as a short hash: the Dockerfile and
+# every file of its context (the sandbox's binaries by their cache key,
+# which names their content). An image whose label dev.kaar.inputs matches
+# is up to date and not built again: the classic builder would otherwise
+# send the whole context (the cluster's is ~700 MB) to the daemon to find
+# every layer cached.
+inputs() {
+	{
+		sha256sum Dockerfile
+		(cd "$1" && find . -type f ! -path './rootfs/opt/kaar/sandbox/bin/*' -print0 | sort -z | xargs -0 sha256sum)
+		(cd "$1" && find . -path './rootfs/opt/kaar/sandbox/bin/*' -prune -type d)
+	} | sha256sum | cut -c1-16
+}
+for svc_ctx_image in provision:kaar:ghcr.io/kaar-dev/kaar:dev nats:nats:ghcr.io/kaar-dev/nats-server:dev \
+	cluster:cluster:ghcr.io/kaar-dev/kaar-demo-cluster:dev; do
+	IFS=: read -r svc ctx image tag <<<"$svc_ctx_image"
+	image="$image:$tag"
+	want="$(inputs "$out/$ctx")"
+	have="$(docker image inspect -f '{{index .Config.Labels "dev.kaar.inputs"}}' "$image" 2>/dev/null || true)"
+	if [[ "$want" == "$have" ]]; then
+		step "$image is up to date (inputs $want)"
+		continue
+	fi
+	step "docker compose build $svc: $image (inputs $want; FROM scratch, no registry)"
+	# The classic builder redraws "Sending build context" with carriage
+	# returns; only its last value is kept.
+	docker compose -f "$root/docker-compose.yaml" build --build-arg "VERSION=$version" --build-arg "INPUTS=$want" "$svc" 2>&1 |
+		tr '\r' '\n' | awk '/^Sending build context/ { last = $0; next } { if (last != "") print last; last = ""; print }' >&2
+done
 step "images built"
