@@ -47,6 +47,10 @@ type harness struct {
 	nc        *nats.Conn
 	// serviceGrace, when set before startWatcher, shortens ServiceGrace.
 	serviceGrace time.Duration
+	// configure, when set before startWatcher, edits the watcher's
+	// configuration (node and HPA tests: a cluster-wide watcher, short
+	// graces).
+	configure func(*Config)
 	// rolloutStall and cronGrace, when set before startWatcher, replace
 	// RolloutStallAfter and CronJobGrace.
 	rolloutStall, cronGrace time.Duration
@@ -152,9 +156,12 @@ func (h *harness) startWatcher(t *testing.T) (stop func(), reg *prometheus.Regis
 	t.Helper()
 	reg = prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	svc, err := New(Config{Cluster: testCluster, Namespace: h.ns, Timing: e2eTiming, serviceGrace: h.serviceGrace,
-		rolloutStall: h.rolloutStall, cronGrace: h.cronGrace},
-		Deps{NATS: h.nc, Kube: h.watcher, Logger: log, Registerer: reg})
+	cfg := Config{Cluster: testCluster, Namespace: h.ns, Timing: e2eTiming, serviceGrace: h.serviceGrace,
+		rolloutStall: h.rolloutStall, cronGrace: h.cronGrace}
+	if h.configure != nil {
+		h.configure(&cfg)
+	}
+	svc, err := New(cfg, Deps{NATS: h.nc, Kube: h.watcher, Logger: log, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

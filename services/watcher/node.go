@@ -401,7 +401,8 @@ func (s *Service) nodeObs(k ownerKey, now time.Time) ([]ctrlObs, time.Time) {
 	if s.cl.nodes == nil {
 		return nil, time.Time{}
 	}
-	n := get[corev1.Node](s.cl.nodes, "", k.Name)
+	obj, _, _ := s.cl.nodes.GetIndexer().GetByKey(k.Name) // cluster-scoped: the key is the name
+	n, _ := obj.(*corev1.Node)
 	if n == nil || !nodeFailing(n) {
 		return nil, time.Time{}
 	}
