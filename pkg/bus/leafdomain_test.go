@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -384,4 +385,97 @@ func TestLeafSourcesResumeAfterTheHubRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitOwners(t, p.hubJS, events.StreamIssues, issueFilter, "web-1", "web-2", "web-3")
+}
+
+// TestHubStreamsWithLeaves: a hub's streams capture its own clusters'
+// subjects only and source the leaves' incidents, plan events and audit
+// records through their domains; APPROVALS sources nothing (a leaf
+// cluster's decisions live on the leaf).
+func TestHubStreamsWithLeaves(t *testing.T) {
+	streams, err := Streams(Config{Clusters: []string{"hq"}, Leaves: []string{"edge", "shop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range streams {
+		kind := map[string]string{events.StreamIssues: "issue", events.StreamPlanEvents: "plan", events.StreamApprovals: "approval", events.StreamAudit: "audit"}[st.Name]
+		if want := "kaar.hq." + kind + ".>"; len(st.Subjects) != 1 || st.Subjects[0] != want {
+			t.Errorf("%s captures %v, want [%s]", st.Name, st.Subjects, want)
+		}
+		if st.Name == events.StreamApprovals {
+			if len(st.Sources) != 0 {
+				t.Errorf("APPROVALS sources %v", sourceNames(st.Sources))
+			}
+			continue
+		}
+		var got []string
+		for _, s := range st.Sources {
+			got = append(got, s.Name+" "+s.FilterSubject+" "+s.External.APIPrefix+" "+s.External.DeliverPrefix)
+		}
+		want := []string{
+			st.Name + " kaar.edge." + kind + ".> $JS.edge.API kaar.edge.relay",
+			st.Name + " kaar.shop." + kind + ".> $JS.shop.API kaar.shop.relay",
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%s sources %v, want %v", st.Name, got, want)
+		}
+	}
+	if _, err := Streams(Config{Clusters: []string{"hq", "edge"}, Leaves: []string{"edge"}}); err == nil || !strings.Contains(err.Error(), "leaves") {
+		t.Errorf("a cluster that is also a leaf: %v, want an error naming leaves", err)
+	}
+	if _, err := Streams(Config{Clusters: []string{"hq"}, Leaves: []string{"Bad.Leaf"}}); err == nil {
+		t.Error("an invalid leaf name was accepted")
+	}
+}
+
+// TestLeafPermissionsConfineTheLeafToItsCluster: what a leaf may send
+// into the hub and receive from it.
+func TestLeafPermissionsConfineTheLeafToItsCluster(t *testing.T) {
+	p := LeafPermissions("edge").server()
+	pub, sub := subjectChecker(p.Publish), subjectChecker(p.Subscribe)
+	for _, s := range []string{"kaar.edge.relay.S.abc", "_INBOX_mcpgateway.x", "_INBOX_cli.y", "$JSC.R.abc"} {
+		if !pub(s) {
+			t.Errorf("the leaf may not send %s to the hub", s)
+		}
+	}
+	for _, s := range []string{"kaar.edge.issue.shop.CrashLoopBackOff", "kaar.edge.approval.p1", "kaar.hq.relay.S.abc", "kaar.hq.issue.a.b",
+		"_INBOX_watcher.x", "$JS.API.STREAM.DELETE.ISSUES", "$JS.hub.API.STREAM.DELETE.ISSUES", "$KV.kaar_control.x"} {
+		if pub(s) {
+			t.Errorf("the leaf may send %s to the hub", s)
+		}
+	}
+	for _, s := range []string{"kaar.edge.approval.p1", "kaar.edge.svc.watcher.analyze", "$SRV.PING", "$JS.edge.API.STREAM.INFO.ISSUES", "$JS.FC.ISSUES.x"} {
+		if !sub(s) {
+			t.Errorf("the hub may not send %s to the leaf", s)
+		}
+	}
+	for _, s := range []string{"kaar.hq.approval.p1", "kaar.shop.svc.watcher.analyze", "kaar.edge.issue.a.b", "$JS.shop.API.STREAM.INFO.ISSUES", "_INBOX_mcpgateway.x"} {
+		if sub(s) {
+			t.Errorf("the hub may send %s to the leaf", s)
+		}
+	}
+}
+
+// subjectChecker reports whether a subject matches an allow list.
+func subjectChecker(sp *server.SubjectPermission) func(string) bool {
+	return func(subject string) bool {
+		for _, a := range sp.Allow {
+			if subjectMatches(a, subject) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func subjectMatches(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || p != "*" && p != st[i] {
+			return false
+		}
+	}
+	return len(pt) == len(st)
 }
