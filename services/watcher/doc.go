@@ -82,5 +82,7 @@
 // precise, and StatefulSets', DaemonSets' and Jobs' FailedCreate is not
 // seen; ingresses, ingressclasses and cronjobs, optional too: without
 // them those failures are not detected, and a CronJob's failed runs are
-// still seen from its Jobs).
+// still seen from its Jobs; horizontalpodautoscalers and, for a watcher of
+// the whole cluster, nodes, optional too). Node incidents are
+// cluster-scoped: their namespace is events.ClusterScopeNamespace.
 package watcher

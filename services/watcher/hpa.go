@@ -9,6 +9,8 @@ import (
 	"github.com/kaar-dev/kaar/pkg/events"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -177,7 +179,7 @@ func (s *Service) hpaChanged(oldObj, obj any) {
 
 // hpaObs classifies HPA k from the cache.
 func (s *Service) hpaObs(k ownerKey, now time.Time) ([]ctrlObs, time.Time) {
-	h := get[autoscalingv2.HorizontalPodAutoscaler](s.cl.hpas, k.Namespace, k.Name)
+	h := get[autoscalingv2.HorizontalPodAutoscaler](s.nodes.hpas, k.Namespace, k.Name)
 	if h == nil {
 		return nil, time.Time{}
 	}
@@ -199,20 +201,61 @@ func trimHPA(o *autoscalingv2.HorizontalPodAutoscaler) *autoscalingv2.Horizontal
 			DesiredReplicas: o.Status.DesiredReplicas, Conditions: o.Status.Conditions}}
 }
 
-// addNodeAndHPAHandlers evaluates HPAs, and nodes when they are watched,
-// on their changes.
-func (s *Service) addNodeAndHPAHandlers() error {
-	if _, err := s.cl.hpas.AddEventHandler(cache.ResourceEventHandlerFuncs{
+// nodeWatch is the watcher's view of Nodes (only for a watcher of the
+// whole cluster: a namespaced one may not read them) and
+// HorizontalPodAutoscalers, trimmed to what their classifiers read.
+// Optional, like the Ingress and storage informers: a watcher that may
+// not read them detects everything else.
+type nodeWatch struct {
+	factory informers.SharedInformerFactory
+	hpas    cache.SharedIndexInformer
+	nodes   cache.SharedIndexInformer // nil for a namespaced watcher
+}
+
+// synced are the informers' HasSynced, for a bounded wait at start-up.
+func (w *nodeWatch) synced() []cache.InformerSynced {
+	out := []cache.InformerSynced{w.hpas.HasSynced}
+	if w.nodes != nil {
+		out = append(out, w.nodes.HasSynced)
+	}
+	return out
+}
+
+// nodeTransform trims Nodes and HPAs (managedFields go from anything
+// else, as transform does).
+func nodeTransform(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Node:
+		return trimNode(o), nil
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		return trimHPA(o), nil
+	}
+	return transform(obj)
+}
+
+// watchNodesAndHPAs builds the optional informers and evaluates HPAs,
+// and nodes when they are watched, on their changes.
+func (s *Service) watchNodesAndHPAs(cs kubernetes.Interface) error {
+	opts := []informers.SharedInformerOption{informers.WithTransform(nodeTransform)}
+	if s.cfg.Namespace != "" {
+		opts = append(opts, informers.WithNamespace(s.cfg.Namespace))
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(cs, s.cfg.ResyncPeriod, opts...)
+	s.nodes = &nodeWatch{factory: f, hpas: f.Autoscaling().V2().HorizontalPodAutoscalers().Informer()}
+	if s.cfg.Namespace == "" {
+		s.nodes.nodes = f.Core().V1().Nodes().Informer()
+	}
+	if _, err := s.nodes.hpas.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.hpaChanged(nil, obj) },
 		UpdateFunc: s.hpaChanged,
 		DeleteFunc: func(obj any) { s.hpaChanged(nil, obj) },
 	}); err != nil {
 		return fmt.Errorf("watcher: HorizontalPodAutoscaler handler: %w", err)
 	}
-	if s.cl.nodes == nil {
+	if s.nodes.nodes == nil {
 		return nil
 	}
-	if _, err := s.cl.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := s.nodes.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.nodeChanged(nil, obj) },
 		UpdateFunc: s.nodeChanged,
 		DeleteFunc: s.nodeDeleted,

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -39,11 +38,6 @@ type cluster struct {
 	// by Service name), for the traffic failures.
 	svcs   cache.SharedIndexInformer
 	slices cache.SharedIndexInformer
-	// hpas are the HorizontalPodAutoscalers (autoscaling/v2); nodes the
-	// Nodes, nil unless the watcher watches the whole cluster (see
-	// node.go).
-	hpas  cache.SharedIndexInformer
-	nodes cache.SharedIndexInformer
 	// eventFactory is separate because its field selector must not apply
 	// to the other informers, and because events are optional evidence:
 	// the watcher does not wait for them (nor need the right to read them)
@@ -77,14 +71,10 @@ func newCluster(cs kubernetes.Interface, namespace string, resync time.Duration)
 		ds:            f.Apps().V1().DaemonSets().Informer(),
 		svcs:          f.Core().V1().Services().Informer(),
 		slices:        f.Discovery().V1().EndpointSlices().Informer(),
-		hpas:          f.Autoscaling().V2().HorizontalPodAutoscalers().Informer(),
 		eventFactory:  ef,
 		events:        ef.Core().V1().Events().Informer(),
 		createFactory: cf,
 		createEvents:  cf.Core().V1().Events().Informer(),
-	}
-	if namespace == "" {
-		c.nodes = f.Core().V1().Nodes().Informer()
 	}
 	for name, inf := range map[string]struct {
 		i    cache.SharedIndexInformer
@@ -241,10 +231,6 @@ func transform(obj any) (any, error) {
 		return trimService(o), nil
 	case *discoveryv1.EndpointSlice:
 		return trimEndpointSlice(o), nil
-	case *corev1.Node:
-		return trimNode(o), nil
-	case *autoscalingv2.HorizontalPodAutoscaler:
-		return trimHPA(o), nil
 	case metav1.ObjectMetaAccessor:
 		if m := o.GetObjectMeta(); m != nil {
 			m.SetManagedFields(nil)

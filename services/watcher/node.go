@@ -18,7 +18,7 @@ import (
 // PID pressure, or cordoned, reported on the Node with the workloads
 // whose pods it affects. Nodes are watched only by a watcher of the whole
 // cluster (kubernetes.namespace empty): a namespaced watcher may not read
-// them. The namespace filters (policy.include/exclude_namespaces) choose
+// them (nodeWatch, in hpa.go). The namespace filters (policy.include/exclude_namespaces) choose
 // which pods are counted, not whether a node is reported.
 
 // Reason classes of the node issue types.
@@ -398,10 +398,10 @@ func nodeOf(obj any) (*corev1.Node, bool) {
 // nodeObs classifies node k from the caches, with the pods of the
 // watched namespaces it affects.
 func (s *Service) nodeObs(k ownerKey, now time.Time) ([]ctrlObs, time.Time) {
-	if s.cl.nodes == nil {
+	if s.nodes.nodes == nil {
 		return nil, time.Time{}
 	}
-	obj, _, _ := s.cl.nodes.GetIndexer().GetByKey(k.Name) // cluster-scoped: the key is the name
+	obj, _, _ := s.nodes.nodes.GetIndexer().GetByKey(k.Name) // cluster-scoped: the key is the name
 	n, _ := obj.(*corev1.Node)
 	if n == nil || !nodeFailing(n) {
 		return nil, time.Time{}

@@ -174,8 +174,8 @@ func TestTrimNodeKeepsWhatClassifyReads(t *testing.T) {
 	if !tr.Spec.Unschedulable || len(tr.Spec.Taints) != 2 || len(tr.Status.Conditions) != len(n.Status.Conditions) || tr.UID != n.UID {
 		t.Errorf("trimmed node lost what ClassifyNode reads: %+v", tr)
 	}
-	if again, _ := transform(n); again.(*corev1.Node).Spec.Unschedulable != true {
-		t.Error("transform does not trim nodes")
+	if again, _ := nodeTransform(n); again.(*corev1.Node).Status.Capacity != nil || !again.(*corev1.Node).Spec.Unschedulable {
+		t.Error("nodeTransform does not trim nodes")
 	}
 }
 

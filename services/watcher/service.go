@@ -70,6 +70,7 @@ type Service struct {
 	// not advanced.
 	rollouts *rolloutMemory
 	ingress  *ingressWatch // Ingresses and IngressClasses
+	nodes    *nodeWatch    // Nodes (cluster-wide watcher) and HPAs
 	cron     *cronWatch    // CronJobs
 	ready    chan struct{} // closed once the caches are synced
 	ran      atomic.Bool
@@ -153,7 +154,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("watcher: endpointslice handler: %w", err)
 	}
-	if err := s.addNodeAndHPAHandlers(); err != nil {
+	if err := s.watchNodesAndHPAs(deps.Kube); err != nil {
 		return nil, err
 	}
 	if _, err := cl.events.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -245,6 +246,8 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.cl.createFactory.Shutdown()
 	s.ingress.start(gctx) // optional too
 	defer s.ingress.shutdown()
+	s.nodes.factory.StartWithContext(gctx) // optional too
+	defer s.nodes.factory.Shutdown()
 	s.cron.start(gctx)
 	defer s.cron.shutdown()
 	s.storage.start(gctx) // optional too
@@ -268,7 +271,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// without the right to list events this costs eventSyncWait once.
 	ectx, ecancel := context.WithTimeout(gctx, eventSyncWait)
 	cache.WaitForCacheSync(ectx.Done(), append(s.storage.synced(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced, s.probes.events.HasSynced)...)
-	cache.WaitForCacheSync(ectx.Done(), append(s.ingress.synced(), s.cron.synced()...)...)
+	cache.WaitForCacheSync(ectx.Done(), append(s.ingress.synced(), append(s.cron.synced(), s.nodes.synced()...)...)...)
 	ecancel()
 	releaseSyncGarbage()
 	close(s.ready)
