@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -478,4 +479,33 @@ func subjectMatches(pattern, subject string) bool {
 		}
 	}
 	return len(pt) == len(st)
+}
+
+// TestLeafPermissionsConfParses: the rendered user is valid nats-server
+// configuration with LeafPermissions.
+func TestLeafPermissionsConfParses(t *testing.T) {
+	entry, err := LeafPermissionsConf("prod-eu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(LeafPasswordEnv("prod-eu"), "s3cretpassword")
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte("authorization {\n  users = [\n"+entry+"  ]\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("nats-server refuses the rendered user: %v\n%s", err, entry)
+	}
+	if len(o.Users) != 1 || o.Users[0].Username != "leaf-prod-eu" || o.Users[0].Password != "s3cretpassword" {
+		t.Fatalf("users %+v", o.Users)
+	}
+	want := LeafPermissions("prod-eu")
+	got := o.Users[0].Permissions
+	if strings.Join(got.Publish.Allow, ",") != strings.Join(want.Publish, ",") || strings.Join(got.Subscribe.Allow, ",") != strings.Join(want.Subscribe, ",") {
+		t.Errorf("parsed permissions %+v %+v, want %+v", got.Publish, got.Subscribe, want)
+	}
+	if _, err := LeafPermissionsConf("Bad.Name"); err == nil {
+		t.Error("a bad cluster name was rendered")
+	}
 }

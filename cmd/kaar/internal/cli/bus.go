@@ -27,7 +27,9 @@ kaar bus permissions [--jetstream-domain DOMAIN]
     Prints the NATS authorization block, one user per role, each limited to the
     subjects it uses (the content of deploy/nats/kaar-permissions.conf). With
     --jetstream-domain, the JetStream API subjects are those of that domain: the
-    users of a leaf node whose services set nats.jetstream_domain.`
+    users of a leaf node whose services set nats.jetstream_domain. With
+    --leaf-cluster NAME, the central server's leafnodes authorization for the
+    leaf node of that cluster when it runs its own JetStream (nats.leaf_clusters).`
 
 // runBus is "kaar bus provision|permissions".
 func runBus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -44,8 +46,17 @@ func runBus(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "permissions":
 		fs := newFlagSet("bus permissions", busHelp, stderr)
 		domain := fs.String("jetstream-domain", "", "render the JetStream API subjects in this domain ($JS.<domain>.API.*), for the users of a leaf node whose services set nats.jetstream_domain")
+		leafCluster := fs.String("leaf-cluster", "", "render the central server's leafnodes authorization for the leaf node of this cluster (its own JetStream, nats.leaf_clusters)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
+		}
+		if *leafCluster != "" {
+			conf, err := bus.LeafPermissionsConf(*leafCluster)
+			if err != nil {
+				return fmt.Errorf("--leaf-cluster: %w", err)
+			}
+			fmt.Fprint(stdout, conf)
+			return nil
 		}
 		if *domain != "" && strings.ContainsAny(*domain, ".*> \t") {
 			return fmt.Errorf("--jetstream-domain: %q is not a JetStream domain (one token, no dots or wildcards)", *domain)

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"flag"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/config"
@@ -68,5 +71,35 @@ func TestNATSLeafFlags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLeafClustersNeedALeafPort: kaar serve's embedded server and a kaar
+// nats without --leaf-listen refuse nats.leaf_clusters (their streams
+// would wait for leaves that cannot connect), naming the key.
+func TestLeafClustersNeedALeafPort(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	dir := t.TempDir()
+	// A kubeconfig that parses (nothing connects to it before the check).
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n"+
+		"users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte("kubernetes:\n  kubeconfig: "+kubeconfig+"\nnats:\n  leaf_clusters: [edge]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"serve", "--config", cfg, "--no-sandbox"},
+		{"nats", "--config", cfg, "--listen", "127.0.0.1:0", "--store-dir", t.TempDir()},
+	} {
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		code := Main(ctx, args, strings.NewReader(""), &out, &out)
+		cancel()
+		if code == 0 || !strings.Contains(out.String(), "nats.leaf_clusters") {
+			t.Errorf("kaar %v: exit %d\n%s", args, code, out.String())
+		}
 	}
 }

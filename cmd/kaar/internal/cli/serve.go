@@ -80,6 +80,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if cfg.NATS.JetStreamDomain != "" {
 			return fmt.Errorf("config key \"nats.jetstream_domain\": %q names a central bus reached through a leaf node (nats.url); the embedded server has its own JetStream", cfg.NATS.JetStreamDomain)
 		}
+		if len(cfg.NATS.LeafClusters) > 0 {
+			return fmt.Errorf("config key \"nats.leaf_clusters\": the embedded server accepts no leaf nodes; run the central server with kaar nats --leaf-listen")
+		}
 		emb, err = startEmbeddedNATS(ctx, cfg, logger)
 		if err != nil {
 			return err
