@@ -330,13 +330,17 @@ const (
 	// the StorageClasses, the provisioner's events, and where the pod
 	// template references a missing ConfigMap, Secret or claim.
 	EvidenceStorage EvidenceKind = "storage"
+	// EvidenceProbe: a container's liveness, readiness or startup probe
+	// as its pod template declares it, and the kubelet's Unhealthy and
+	// Killing events about it.
+	EvidenceProbe EvidenceKind = "probe"
 )
 
 // EvidenceKinds lists every EvidenceKind.
 func EvidenceKinds() []EvidenceKind {
 	return []EvidenceKind{EvidenceLogs, EvidenceEvents, EvidenceExitCode, EvidenceResources,
 		EvidenceRolloutHistory, EvidenceOwnerChain, EvidenceImagePull, EvidenceScheduling, EvidenceEviction,
-		EvidenceConditions, EvidencePolicy, EvidenceTraffic, EvidenceStorage}
+		EvidenceConditions, EvidencePolicy, EvidenceTraffic, EvidenceStorage, EvidenceProbe}
 }
 
 // Validate reports an unknown evidence kind (field "kind").

@@ -17,6 +17,9 @@ import (
 // deleted to restart it: nothing would bring it back.
 func (b *builder) restart(st Strategy) (*candidate, string) {
 	w := b.in.Owner
+	if why := probeKilledRestart(b.in.Incident); why != "" {
+		return nil, why
+	}
 	if w.BarePod {
 		return nil, fmt.Sprintf("pod %s has no controller: deleting it would not restart it but remove it; recreate it from its manifest", w.Ref.Name)
 	}

@@ -152,7 +152,13 @@ func humanSteps(in planInput) []events.Step {
 	msgs := messages(in)
 	switch in.Incident.Type {
 	case events.IssueCrashLoopBackOff:
+		if steps, ok := probeSteps(in, b, step); ok {
+			return steps // killed by the kubelet for its probe (probe.go)
+		}
 		out := []events.Step{}
+		if s, ok := logCauseStep(in, b, step); ok {
+			out = append(out, s) // what its log says is missing (logcause.go)
+		}
 		if code, reason, ok := exitCode(in); ok {
 			out = append(out, step(fmt.Sprintf("Exit code %d: %s", code, exitCodeMeaning(code, reason)), "logs", pod, "-c", c, "--previous"))
 		} else {
@@ -205,15 +211,16 @@ func humanSteps(in planInput) []events.Step {
 	case events.IssueCreateContainerConfigError:
 		return configErrorSteps(in, b, step, describe, msgs)
 	case events.IssueInitContainerFailing:
-		return []events.Step{
+		var out []events.Step
+		if s, ok := logCauseStep(in, b, step); ok {
+			out = append(out, s)
+		}
+		return append(out,
 			step(fmt.Sprintf("Read the logs of init container %s", c), "logs", pod, "-c", c, "--previous"),
-			step(fmt.Sprintf("Fix what init container %s waits for or runs (a dependency that is down, a migration that fails, a wrong command)", c), describe...),
-		}
+			step(fmt.Sprintf("Fix what init container %s waits for or runs (a dependency that is down, a migration that fails, a wrong command)", c), describe...))
 	case events.IssueNotReady:
-		return []events.Step{
-			step("Read the readiness probe failures (Unhealthy events) and the container's logs", describe...),
-			step(fmt.Sprintf("Fix the readiness probe of container %s (path, port, timeout) or what the application needs to become ready", c), "edit", w.ref()),
-		}
+		steps, _ := probeSteps(in, b, step) // the readiness probe and its failures (probe.go)
+		return steps
 	case events.IssueFailedCreate:
 		return failedCreateSteps(in, b, step)
 	case events.IssueRolloutStuck:

@@ -113,6 +113,7 @@ func collectEvidence(in planInput) []events.Evidence {
 	if e, ok := historyEvidence(in); ok {
 		add(e)
 	}
+	addFound(add)(probeEvidence(in))
 	switch in.Incident.Type {
 	case events.IssueImagePullBackOff:
 		if e, ok := imagePullEvidence(in); ok {

@@ -166,6 +166,8 @@ func workloadInput(t *testing.T, cfg Config, c planCase) (planInput, bool) {
 		in = nodeInput(t, cfg, reason)
 	case "hpa":
 		in = hpaInput(t, cfg, reason)
+	case "probe":
+		in = probeInput(t, cfg, reason)
 	default:
 		return planInput{}, false
 	}

@@ -347,6 +347,9 @@ func problem(in planInput) string {
 	if inc.PodCount > 0 {
 		details = append(details, plural(inc.PodCount, "pod"))
 	}
+	if c := logCauseClause(in); c != "" {
+		details = append(details, c) // the crashed container's own words (logcause.go)
+	}
 	if len(details) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(details, ", "))
 	}
