@@ -303,3 +303,39 @@ func TestStorageThatIsFineIsNoIncident(t *testing.T) {
 		t.Errorf("analyze = %+v, %v; want no incident", resp, err)
 	}
 }
+
+// An external provisioner that fails says so in a Warning
+// ProvisioningFailed event on the claim (the sandbox runs none: the test
+// posts the event as one would).
+func TestClaimWhoseProvisionerFailsIsPVCPendingWithItsMessage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.startStorageWatcher(t)
+	class := "broken-" + h.ns
+	h.createStorageClass(t, class, "example.com/broken", storagev1.VolumeBindingImmediate)
+	h.createPVC(t, testPVC("data", &class))
+	h.create(t, withVolume(testDeployment("db", 1, nil, corev1.Container{Name: "app", Image: "postgres:17"}), claimVolume("data")))
+	pvc, err := h.admin.CoreV1().PersistentVolumeClaims(h.ns).Get(ctx30(t), "data", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := fmt.Sprintf(`failed to provision volume with StorageClass %q: rpc error: code = ResourceExhausted desc = volume quota exceeded`, class)
+	now := metav1.NewTime(time.Now())
+	ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "data.provisioning-failed"},
+		InvolvedObject: corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: h.ns, Name: "data", UID: pvc.UID},
+		Type:           corev1.EventTypeWarning, Reason: "ProvisioningFailed", Message: msg,
+		Source: corev1.EventSource{Component: "example.com/broken_csi-provisioner-0"}, FirstTimestamp: now, LastTimestamp: now, Count: 1}
+	if _, err := h.admin.CoreV1().Events(h.ns).Create(ctx30(t), ev, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	id := h.incidentID("Deployment", "db", events.IssuePVCPending)
+	in := h.waitIncident(t, 3*time.Minute, id, "provisioning_failed", func(in events.Incident) bool {
+		return in.Reason == "provisioning_failed"
+	}).event.Incident
+	if in.Owner.Kind != "Deployment" || in.PodCount != 1 ||
+		!strings.Contains(in.Message, fmt.Sprintf(`claim data (1Gi) of StorageClass %q: provisioner example.com/broken failed: `, class)+msg) {
+		t.Errorf("incident = %+v", in)
+	}
+	h.neverAnnounced(t, h.incidentID("Deployment", "db", events.IssuePending), "the pods' Pending")
+}
