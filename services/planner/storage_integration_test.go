@@ -109,6 +109,47 @@ func TestStoragePlansWithLeastPrivilege(t *testing.T) {
 		noForbidden(t, p)
 	})
 
+	t.Run("volume on no node", func(t *testing.T) {
+		pvName := "pv-" + h.ns
+		pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: pvName}, Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/tmp/" + pvName}},
+			ClaimRef:               &corev1.ObjectReference{Namespace: h.ns, Name: "pinned"},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpIn, Values: []string{"node-gone"}}}}}}}}}
+		if _, err := h.kube.CoreV1().PersistentVolumes().Create(h.ctx(10*time.Second), pv, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = h.kube.CoreV1().PersistentVolumes().Delete(ctx, pvName, metav1.DeleteOptions{})
+		})
+		empty := ""
+		pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "pinned"}, Spec: corev1.PersistentVolumeClaimSpec{
+			StorageClassName: &empty, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}
+		if _, err := h.kube.CoreV1().PersistentVolumeClaims(h.ns).Create(h.ctx(10*time.Second), pvc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		h.deployment("cache", "redis:7", 1, nil, "", func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "pinned"}}}}
+		})
+		pending := h.waitPods("cache", "Pending", func(p *corev1.Pod) bool {
+			return strings.Contains(fmt.Sprint(p.Status.Conditions), "PersistentVolume's node affinity")
+		})
+		inc := storageIncident(h.getDeployment("cache"), events.IssuePending, "volume_node_affinity", pending)
+		h.waitHandled(h.publishIssue(events.TransitionDetected, inc, 1, ""))
+		p := h.proposed(inc.ID)
+		want := fmt.Sprintf("PersistentVolume %s of claim pinned may only be used on nodes where kubernetes.io/hostname in (node-gone)", pvName)
+		if !p.DiagnosticOnly || len(p.Steps) == 0 || !strings.Contains(p.Steps[0].Title, want) || !strings.Contains(p.Steps[0].Title, "none matches") {
+			t.Errorf("plan %s", mustJSON(p))
+		}
+		noForbidden(t, p)
+	})
+
 	t.Run("volume of a missing configmap", func(t *testing.T) {
 		h.deployment("web", "nginx:1.27", 1, nil, "", func(d *appsv1.Deployment) {
 			d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{

@@ -87,7 +87,9 @@ func TestTemplateClaimsOfAStatefulSetWithoutPods(t *testing.T) {
 
 func TestNodeMatches(t *testing.T) {
 	node := corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"topology.kubernetes.io/zone": "a"}}}
-	sel := func(terms ...corev1.NodeSelectorTerm) *corev1.NodeSelector { return &corev1.NodeSelector{NodeSelectorTerms: terms} }
+	sel := func(terms ...corev1.NodeSelectorTerm) *corev1.NodeSelector {
+		return &corev1.NodeSelector{NodeSelectorTerms: terms}
+	}
 	expr := func(key string, op corev1.NodeSelectorOperator, v ...string) corev1.NodeSelectorTerm {
 		return corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: key, Operator: op, Values: v}}}
 	}
