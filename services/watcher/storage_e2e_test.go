@@ -339,3 +339,28 @@ func TestClaimWhoseProvisionerFailsIsPVCPendingWithItsMessage(t *testing.T) {
 	}
 	h.neverAnnounced(t, h.incidentID("Deployment", "db", events.IssuePending), "the pods' Pending")
 }
+
+// A WaitForFirstConsumer claim is no incident alone (see
+// TestStorageThatIsFineIsNoIncident); once a pod waits for it and no
+// volume can ever be provisioned for it (a class without provisioner, no
+// PersistentVolume), it is.
+func TestWaitForFirstConsumerClaimIsPVCPendingOnceAPodWaits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.startStorageWatcher(t)
+	class := "local-" + h.ns
+	h.createStorageClass(t, class, "kubernetes.io/no-provisioner", storagev1.VolumeBindingWaitForFirstConsumer)
+	h.createPVC(t, testPVC("data", &class))
+	h.create(t, withVolume(testDeployment("db", 1, nil, corev1.Container{Name: "app", Image: "postgres:17"}), claimVolume("data")))
+
+	id := h.incidentID("Deployment", "db", events.IssuePVCPending)
+	in := h.waitIncident(t, 3*time.Minute, id, "no_matching_volume", func(in events.Incident) bool {
+		return in.Reason == "no_matching_volume"
+	}).event.Incident
+	if in.Owner.Kind != "Deployment" || in.PodCount != 1 ||
+		!strings.Contains(in.Message, fmt.Sprintf(`claim data (1Gi) of StorageClass %q (kubernetes.io/no-provisioner: volumes are created by hand) matches no available PersistentVolume`, class)) {
+		t.Errorf("incident = %+v", in)
+	}
+	h.neverAnnounced(t, h.incidentID("Deployment", "db", events.IssuePending), "the pod's Pending (didn't find available persistent volumes to bind)")
+	h.neverAnnounced(t, h.incidentID("PersistentVolumeClaim", "data", events.IssuePVCPending), "the claim's own incident")
+}
