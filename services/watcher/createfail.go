@@ -11,8 +11,9 @@ import (
 
 // createFailureKinds are the controllers whose FailedCreate events are
 // read: those without a condition that says so. ReplicaSets have
-// ReplicaFailure; a ReplicationController is not followed.
-var createFailureKinds = map[string]bool{"StatefulSet": true, "DaemonSet": true, "Job": true}
+// ReplicaFailure; a ReplicationController is not followed. A CronJob's
+// is about its Jobs (the cronjob controller could not create one).
+var createFailureKinds = map[string]bool{"StatefulSet": true, "DaemonSet": true, "Job": true, "CronJob": true}
 
 // CreateFailureOf reads one event: a controller's Warning FailedCreate
 // about a StatefulSet, DaemonSet or Job gives that object and its report.

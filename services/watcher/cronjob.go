@@ -130,6 +130,53 @@ func ClassifyCronJob(cj *batchv1.CronJob, changed, now time.Time, grace time.Dur
 	return []ControllerIssue{{Type: events.IssueCronJobNotScheduling, Reason: reason, Message: msg}}, time.Time{}
 }
 
+// ClassifyCronJobCreate reports a CronJob whose controller could not
+// create its last Job (fc, its last Warning FailedCreate report, nil for
+// none): a FailedCreate issue whose reason classes the API server's
+// refusal (a ResourceQuota on count/jobs.batch, a webhook, ...), until a
+// run starts after the report. A suspended CronJob is not an issue.
+func ClassifyCronJobCreate(cj *batchv1.CronJob, fc *CreateFailure) []ControllerIssue {
+	if cj == nil || fc == nil || cj.DeletionTimestamp != nil || cj.Spec.Suspend != nil && *cj.Spec.Suspend || createFailureOver(cj, fc) {
+		return nil
+	}
+	return []ControllerIssue{{Type: events.IssueFailedCreate, Reason: FailedCreateReason(fc.Message),
+		Message: "cronjob " + cj.Name + " cannot create its jobs: " + truncate(fc.Message, 1024)}}
+}
+
+// createFailureOver reports a create failure a run made history: the
+// CronJob's last run is the one the report was about (the latest
+// scheduled time at or before it: status.lastScheduleTime is a run's
+// scheduled time, not when its Job was created, and the controller
+// retries a refused run until it succeeds), or a later one.
+func createFailureOver(cj *batchv1.CronJob, fc *CreateFailure) bool {
+	last := cj.Status.LastScheduleTime
+	if last == nil {
+		return false
+	}
+	if sched, err := cronSchedule(cj); err == nil {
+		if failed := scheduledAtOrBefore(sched, fc.At); !failed.IsZero() {
+			return !last.Time.Before(failed)
+		}
+	}
+	return last.After(fc.At)
+}
+
+// scheduledAtOrBefore is the latest time of sched at or before at (zero
+// when there is none within a year), looking back a window at a time so
+// that a minutely schedule costs a few dozen steps and a yearly one a few.
+func scheduledAtOrBefore(sched cron.Schedule, at time.Time) time.Time {
+	for _, window := range []time.Duration{time.Hour, 24 * time.Hour, 32 * 24 * time.Hour, 367 * 24 * time.Hour} {
+		var latest time.Time
+		for t, n := sched.Next(at.Add(-window)), 0; !t.IsZero() && !t.After(at) && n < maxMissedCounted; t, n = sched.Next(t), n+1 {
+			latest = t
+		}
+		if !latest.IsZero() {
+			return latest
+		}
+	}
+	return time.Time{}
+}
+
 // cronWatch is the watcher's view of CronJobs, trimmed by cronTransform.
 // Optional like the Ingresses: without the right to read CronJobs the
 // watcher still reports their failed runs from their Jobs.
@@ -221,6 +268,9 @@ func (s *Service) watchCronJobs(cs kubernetes.Interface) error {
 		}
 		if cj, ok := m.(*batchv1.CronJob); ok {
 			s.cron.observe(cj, deleted, s.now())
+			if deleted {
+				s.creates.forget(cj.UID)
+			}
 		}
 		s.queue.AddAfter(ownerKey{Namespace: m.GetNamespace(), Kind: "CronJob", Name: m.GetName()}, s.cfg.Debounce)
 	}
@@ -232,16 +282,26 @@ func (s *Service) watchCronJobs(cs kubernetes.Interface) error {
 	return nil
 }
 
-// cronJobObs is the scheduling issue of CronJob k, if it missed a run;
+// cronJobObs is the issues of CronJob k: its controller cannot create its
+// Jobs, or it missed a run (not both: the create failure is the cause);
 // otherwise it queues k again for when its next run would be late.
 func (s *Service) cronJobObs(k ownerKey, now time.Time) (*batchv1.CronJob, []ControllerIssue) {
 	cj := get[batchv1.CronJob](s.cron.cronJobs, k.Namespace, k.Name)
 	if cj == nil {
 		return nil, nil
 	}
+	fc := s.creates.get(cj.UID)
+	if fc != nil && createFailureOver(cj, fc) {
+		s.creates.clear(cj.UID, now)
+		fc = nil
+	}
 	issues, recheck := ClassifyCronJob(cj, s.cron.observe(cj, false, now), now, s.cfg.cronGrace)
 	if !recheck.IsZero() {
 		s.queue.AddAfter(k, recheck.Sub(now)+10*time.Millisecond)
+	}
+	if created := ClassifyCronJobCreate(cj, fc); len(created) > 0 {
+		issues = slices.DeleteFunc(issues, func(i ControllerIssue) bool { return i.Reason == reasonMissedSchedule })
+		issues = append(created, issues...)
 	}
 	return cj, issues
 }

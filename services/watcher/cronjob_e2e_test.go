@@ -9,6 +9,7 @@ import (
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -79,5 +80,45 @@ func TestSuspendedCronJobIsNoIncident(t *testing.T) {
 	cj, err := h.admin.BatchV1().CronJobs(h.ns).Get(ctx30(t), "report", metav1.GetOptions{})
 	if err != nil || cj.Status.LastScheduleTime != nil {
 		t.Errorf("the suspended CronJob ran: %+v, %v", cj.Status, err)
+	}
+}
+
+func TestCronJobWhoseJobsAQuotaRefusesIsFailedCreateUntilRaised(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.cronGrace = 5 * time.Second
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "jobs"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/jobs.batch": resource.MustParse("0")}}}
+	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Create(ctx30(t), quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the quota's usage", func() (bool, string) {
+		q, err := h.admin.CoreV1().ResourceQuotas(h.ns).Get(ctx30(t), "jobs", metav1.GetOptions{})
+		return err == nil && q.Status.Hard != nil, "no status"
+	})
+	h.startWatcher(t)
+	cj := minutelyCronJob(false)
+	cj.Spec.JobTemplate.Spec.Template.Annotations = nil // its runs complete
+	if _, err := h.admin.BatchV1().CronJobs(h.ns).Create(ctx30(t), cj, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// At its first minute the cronjob controller cannot create the Job:
+	// its Warning FailedCreate on the CronJob is the cause, reported as
+	// such (and not also as a missed schedule).
+	id := h.incidentID("CronJob", "report", events.IssueFailedCreate)
+	r := h.waitIncident(t, 2*time.Minute, id, "exceeded_quota", func(in events.Incident) bool { return in.Reason == "exceeded_quota" })
+	if in := r.event.Incident; in.Owner.Kind != "CronJob" ||
+		!strings.Contains(in.Message, "cronjob report cannot create its jobs: Error creating job: ") ||
+		!strings.Contains(in.Message, "exceeded quota: jobs") {
+		t.Errorf("incident = %+v", in)
+	}
+	// Raised: the next run starts, the report is history.
+	quota.Spec.Hard["count/jobs.batch"] = resource.MustParse("10")
+	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Update(ctx30(t), quota, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEvent(t, 2*time.Minute, id, events.TransitionResolved)
+	if all := h.events(t); len(all) != 2 {
+		t.Errorf("announcements = %s, want the FailedCreate detected and resolved only", summary(all))
 	}
 }

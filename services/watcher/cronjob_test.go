@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
+	"github.com/robfig/cron/v3"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -89,6 +90,25 @@ func TestCronJobMissedRunsAreCountedUpToABound(t *testing.T) {
 	}
 }
 
+func TestScheduledAtOrBefore(t *testing.T) {
+	for spec, want := range map[string]time.Time{
+		"* * * * *":      fixtureNow,                                     // 01:00 itself
+		"30 * * * *":     fixtureNow.Add(-30 * time.Minute),              // 00:30
+		"0 3 * * *":      fixtureNow.Add(-22 * time.Hour),                // 03:00 the day before
+		"0 0 1 1 *":      time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),    // new year
+		"0 0 29 2 *":     time.Time{},                                    // no 29 February within a year
+		"3-59/7 * * * *": time.Date(2026, 11, 27, 0, 59, 0, 0, time.UTC), // 00:59
+	} {
+		sched, err := cron.ParseStandard(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := scheduledAtOrBefore(sched, fixtureNow.Add(30*time.Second)); !got.Equal(want) {
+			t.Errorf("%s: %v, want %v", spec, got, want)
+		}
+	}
+}
+
 func TestCronWatchRemembersWhenTheSpecChanged(t *testing.T) {
 	cw := &cronWatch{specs: map[types.UID]specMark{}}
 	cj := testCronJob("* * * * *", nil)
@@ -109,5 +129,45 @@ func TestCronWatchRemembersWhenTheSpecChanged(t *testing.T) {
 	cw.observe(cj, true, fixtureNow)
 	if len(cw.specs) != 0 {
 		t.Errorf("deleted CronJob still remembered: %v", cw.specs)
+	}
+}
+
+func TestCronJobThatCannotCreateItsJobsIsFailedCreateUntilARunStarts(t *testing.T) {
+	msg := `Error creating job: jobs.batch "report-29412" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1, used: count/jobs.batch=0, limited: count/jobs.batch=0`
+	ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: "ns"}, Type: corev1.EventTypeWarning, Reason: "FailedCreate", Message: msg,
+		InvolvedObject: corev1.ObjectReference{Kind: "CronJob", Name: "report", UID: "cj-uid"}, LastTimestamp: metav1.NewTime(fixtureNow)}
+	ref, fc, ok := CreateFailureOf(ev)
+	if !ok || ref.Kind != "CronJob" || ref.Namespace != "ns" {
+		t.Fatalf("CreateFailureOf = %+v, %+v, %t", ref, fc, ok)
+	}
+	cj := testCronJob("* * * * *", nil)
+	got := ClassifyCronJobCreate(cj, &fc)
+	if len(got) != 1 || got[0].Type != events.IssueFailedCreate || got[0].Reason != "exceeded_quota" ||
+		got[0].Message != "cronjob report cannot create its jobs: "+msg {
+		t.Errorf("issues = %+v", got)
+	}
+	// The run before the one refused does not end it; the refused run
+	// itself, retried once the quota allows it (its lastScheduleTime is
+	// its scheduled time, before the report), or a later one, does; so
+	// does a suspension.
+	fc.At = fixtureNow.Add(700 * time.Millisecond) // the run of 01:00:00, refused
+	cj.Status.LastScheduleTime = &metav1.Time{Time: fixtureNow.Add(-time.Minute)}
+	if got := ClassifyCronJobCreate(cj, &fc); len(got) != 1 {
+		t.Errorf("before the refused run: %+v, want the issue", got)
+	}
+	for _, last := range []time.Time{fixtureNow, fixtureNow.Add(time.Minute)} {
+		cj.Status.LastScheduleTime = &metav1.Time{Time: last}
+		if got := ClassifyCronJobCreate(cj, &fc); len(got) != 0 {
+			t.Errorf("after the run of %s: %+v", last, got)
+		}
+	}
+	cj.Status.LastScheduleTime = &metav1.Time{Time: fixtureNow.Add(-time.Minute)}
+	suspend := true
+	cj.Spec.Suspend = &suspend
+	if got := ClassifyCronJobCreate(cj, &fc); len(got) != 0 {
+		t.Errorf("suspended: %+v", got)
+	}
+	if got := ClassifyCronJobCreate(testCronJob("* * * * *", nil), nil); len(got) != 0 {
+		t.Errorf("no report: %+v", got)
 	}
 }
