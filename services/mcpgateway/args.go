@@ -42,7 +42,9 @@ const (
 
 // Argument rules shared by several tools.
 var (
-	dnsLabelRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// namespaceRE is a DNS label, or the namespace of incidents about
+	// cluster-scoped objects (Nodes), events.ClusterScopeNamespace.
+	namespaceRE    = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?|` + regexp.QuoteMeta(events.ClusterScopeNamespace) + `)$`)
 	dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	ownerRE        = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 	uuidRE         = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -50,16 +52,17 @@ var (
 )
 
 const (
-	ruleNamespace = "a Kubernetes namespace name: a DNS label of 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
-	ruleName      = "a Kubernetes object name: a DNS subdomain of at most 253 lower-case letters, digits, '-' or '.'"
-	ruleOwner     = "a workload name (\"payments-api\") or Kind/name (\"Deployment/payments-api\")"
-	rulePlanID    = "a plan id: a lower-case UUID such as 01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f"
-	ruleDigest    = "a plan digest: sha256: followed by 64 lower-case hex characters"
+	ruleNamespace = "a Kubernetes namespace name: a DNS label of 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit; or " +
+		events.ClusterScopeNamespace + " for incidents about Nodes"
+	ruleName   = "a Kubernetes object name: a DNS subdomain of at most 253 lower-case letters, digits, '-' or '.'"
+	ruleOwner  = "a workload name (\"payments-api\") or Kind/name (\"Deployment/payments-api\")"
+	rulePlanID = "a plan id: a lower-case UUID such as 01936f8e-7c1a-7b2e-9f3d-4a5b6c7d8e9f"
+	ruleDigest = "a plan digest: sha256: followed by 64 lower-case hex characters"
 )
 
 func namespaceArg(desc string, required bool) argSpec {
 	return argSpec{name: "namespace", typ: typeString, desc: desc, required: required,
-		pattern: dnsLabelRE, rule: ruleNamespace, maxLen: 63}
+		pattern: namespaceRE, rule: ruleNamespace, maxLen: 63}
 }
 
 func issueTypeArg(desc string) argSpec {
@@ -104,10 +107,14 @@ func planStateNames() []string {
 }
 
 // workloadKinds maps the accepted resource_type values (the original API's
-// lower-case names and the Kubernetes kinds) to the Kubernetes kind.
+// lower-case names and the Kubernetes kinds) to the Kubernetes kind: the
+// workloads, and the other owners incidents sit on (a Node in
+// namespace events.ClusterScopeNamespace, an HPA), whose plans are
+// diagnostic.
 var workloadKinds = func() map[string]string {
 	m := map[string]string{}
-	for _, k := range []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"} {
+	for _, k := range []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod",
+		"Node", "HorizontalPodAutoscaler"} {
 		m[strings.ToLower(k)] = k
 		m[k] = k
 	}

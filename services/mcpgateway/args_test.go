@@ -43,6 +43,7 @@ func toolByName(t testing.TB, name string) *tool {
 func TestCheckArgs(t *testing.T) {
 	analyze := toolByName(t, "analyze_cluster")
 	remediate := toolByName(t, "remediate_issue")
+	generate := toolByName(t, "generate_remediation_plan")
 	for _, tc := range []struct {
 		tool    *tool
 		args    string
@@ -60,6 +61,13 @@ func TestCheckArgs(t *testing.T) {
 		{analyze, `{"namespace":`, "", "not valid JSON"},
 		{analyze, `{"namespace":""}`, "namespace", "is empty"},
 		{analyze, `{"namespace":"-shop"}`, "namespace", "DNS label"},
+		// Node incidents are in the cluster-scope namespace token; any
+		// other name with '_' is refused.
+		{analyze, `{"namespace":"_cluster","issue_type":"NodeNotReady","owner":"Node/kwok-node-3"}`, "", ""},
+		{analyze, `{"namespace":"_clusters"}`, "namespace", "DNS label"},
+		{analyze, `{"namespace":"my_ns"}`, "namespace", "DNS label"},
+		{generate, `{"resource_type":"Node","namespace":"_cluster","resource_name":"kwok-node-3"}`, "", ""},
+		{generate, `{"resource_type":"horizontalpodautoscaler","namespace":"shop","resource_name":"web"}`, "", ""},
 		{analyze, `{"namespace":"` + strings.Repeat("a", 64) + `"}`, "namespace", "at most 63"},
 		{analyze, `{"namespace":5}`, "namespace", "must be a string, not a number"},
 		{analyze, `{"issue_type":"crashloopbackoff"}`, "issue_type", "unknown value"},

@@ -210,7 +210,7 @@ func (s *Service) addPrompts(srv *server.MCPServer) {
 		mcp.WithArgument("namespace", mcp.ArgumentDescription("Only this namespace (optional)."))),
 		func(_ context.Context, r mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 			ns := r.Params.Arguments["namespace"]
-			if ns != "" && !dnsLabelRE.MatchString(ns) {
+			if ns != "" && !namespaceRE.MatchString(ns) {
 				return nil, fmt.Errorf("argument \"namespace\": %q is not %s: %w", ns, ruleNamespace, ErrInvalidArgument)
 			}
 			scope := "the whole cluster"
