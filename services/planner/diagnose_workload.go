@@ -178,6 +178,12 @@ func failedCreateSteps(in planInput, b *builder, step stepFunc) []events.Step {
 		add(policyStep(b, step(fmt.Sprintf("ResourceQuota %s is full: %s asks for %s, the namespace already uses %s of at most %s", quote(orUnknown(f.Quota)), w.ref(), quote(f.Requested), quote(f.Used), quote(f.Limited)),
 			"describe", "resourcequota", f.Quota), "ResourceQuota", f.Quota))
 		add(policyStep(b, step(fmt.Sprintf("Either raise ResourceQuota %s: a policy change for the namespace's owner (kaar never changes quotas)", quote(orUnknown(f.Quota))), "edit", "resourcequota", f.Quota), "ResourceQuota", f.Quota))
+		if w.Ref.Kind == KindCronJob && strings.Contains(f.Requested, "count/jobs.batch") {
+			// Finished Jobs count too: the CronJob's history is what fills it.
+			add(step(fmt.Sprintf("Or keep fewer Jobs: lower successfulJobsHistoryLimit and failedJobsHistoryLimit of %s (finished Jobs count against count/jobs.batch), or delete old Jobs of the namespace", w.ref()),
+				"get", "jobs", "--sort-by=.metadata.creationTimestamp"))
+			break
+		}
 		add(step(fmt.Sprintf("Or make %s fit: lower the requests and limits of its pod template%s, or its replicas%s", w.ref(), currentResources(w), currentReplicas(w)),
 			scaleOrResources(w)...))
 	case createQuotaRequiresLimits:

@@ -64,6 +64,14 @@ var ingressCronRolloutCases = []planCase{
 				has("/steps/0/title", "No run of cronjob/report started though its schedule (*/10 * * * *) called for one"),
 				eq("/steps/0/kubectl", "kubectl -n apps describe cronjob/report"),
 			}}},
+	{name: "cronjob-jobs-quota-diagnostic", id: 97, workload: "cronjob-late:jobs_quota", typ: events.IssueFailedCreate,
+		expect: expect{actions: []events.ActionType{events.ActionDiagnostic, events.ActionDiagnostic, events.ActionDiagnostic}, diagnosticOnly: true,
+			fields: []fieldCheck{
+				has("/steps/0/title", "ResourceQuota jobs is full: cronjob/report asks for count/jobs.batch=1"),
+				eq("/steps/0/target/kind", "ResourceQuota"),
+				has("/steps/2/title", "Or keep fewer Jobs: lower successfulJobsHistoryLimit and failedJobsHistoryLimit of cronjob/report"),
+				eq("/steps/2/kubectl", "kubectl -n apps get jobs --sort-by=.metadata.creationTimestamp"),
+			}}},
 	{name: "statefulset-rollout-stalled-diagnostic", id: 95, workload: "stalled:StatefulSet", typ: events.IssueRolloutStuck,
 		expect: expect{actions: []events.ActionType{events.ActionDiagnostic, events.ActionDiagnostic, events.ActionDiagnostic, events.ActionDiagnostic}, diagnosticOnly: true,
 			notes: []string{"rollback is planned for Deployments only, not for statefulset/db"},
@@ -129,7 +137,8 @@ func ingressInput(t *testing.T, cfg Config, reason string) planInput {
 
 // cronJobLateInput: CronJob apps/report (every 10 minutes) whose last run
 // started 30 minutes ago; for previous_run_active it has concurrencyPolicy
-// Forbid and that run is still active.
+// Forbid and that run is still active; for jobs_quota a ResourceQuota on
+// count/jobs.batch refuses its Jobs (FailedCreate).
 func cronJobLateInput(t *testing.T, cfg Config, reason string) planInput {
 	t.Helper()
 	started := metav1.NewTime(goldenLastSeen.Add(-30 * time.Minute))
@@ -150,6 +159,15 @@ func cronJobLateInput(t *testing.T, cfg Config, reason string) planInput {
 		msg += "; concurrencyPolicy Forbid skips every run while job report-29412000 is still running"
 	case "missed_schedule":
 		msg += "; the CronJob names no cause: the cronjob controller did not start it"
+	case "jobs_quota":
+		// What the watcher reports from the cronjob controller's Warning
+		// FailedCreate on the CronJob.
+		w, err := workloadOf(cj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return planInput{Cfg: cfg, Owner: w, Now: goldenNow, Incident: noPodIncident(w.Ref, events.IssueFailedCreate, createExceededQuota,
+			`cronjob report cannot create its jobs: Error creating job: jobs.batch "report-29412010" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1, used: count/jobs.batch=10, limited: count/jobs.batch=10`)}
 	default:
 		t.Fatalf("no cronjob input for reason %q", reason)
 	}
