@@ -49,7 +49,7 @@ func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 // Default returns the configuration used when no file is given.
 func Default() Config {
 	return Config{
-		Server:     Server{Host: "127.0.0.1", Port: 8000, LogLevel: "info", LogFormat: "text"},
+		Server:     Server{Host: "127.0.0.1", Port: 8000, LogLevel: "info", LogFormat: "text", MemoryLimit: MemoryLimitAuto},
 		Kubernetes: Kubernetes{ClusterName: "default"},
 		Remediation: Remediation{
 			AutoApproveMaxRisk:        "low",

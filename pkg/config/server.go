@@ -30,6 +30,10 @@ type Server struct {
 	// or the configuration file (which may hold tokens and secrets) by
 	// others; false only warns (slog, naming the file and its mode).
 	StrictFilePermissions bool `yaml:"strict_file_permissions"`
+	// MemoryLimit is the process's soft memory limit (memory.go): auto
+	// (90% of its container's memory limit, none outside a container),
+	// off, or a size such as 96Mi. GOMEMLIMIT in the environment wins.
+	MemoryLimit string `yaml:"memory_limit"`
 
 	// permWarnings are the files LoadFile found too open (warn only); a
 	// pointer keeps Server comparable.
@@ -67,5 +71,6 @@ func (s Server) validate() error {
 	}
 	p.add(oneOf("server.log_format", s.LogFormat, "text", "json"))
 	p.add(checkKeyPair("server.tls_cert_file", s.TLSCertFile, "server.tls_key_file", s.TLSKeyFile))
+	p.add(ValidateMemoryLimit(s.MemoryLimit))
 	return p.join()
 }

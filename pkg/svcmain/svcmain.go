@@ -324,6 +324,7 @@ func Run(ctx context.Context, prog string, spec Spec, args []string, stderr io.W
 		return err
 	}
 	defer func() { _ = closeLog() }()
+	ApplyMemoryLimit(cfg.Server, logger)
 	reg := NewRegistry()
 	insts, closeAll, err := Instances(ctx, []Spec{spec}, cfg, ConnectURL(cfg), DefaultHolder(), logger, reg)
 	if err != nil {

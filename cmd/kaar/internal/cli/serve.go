@@ -58,6 +58,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer func() { _ = closeLog() }() // the log file: nowhere left to report a failed close
+	svcmain.ApplyMemoryLimit(cfg.Server, logger)
 
 	// The first cluster's configuration is checked here, so that a bad
 	// kubeconfig or context is reported before anything starts; with none

@@ -251,7 +251,7 @@ func (b *benchRun) startWatcher(ctx context.Context) error {
 	b.stats = &childStats{}
 	cctx, stopChild := context.WithCancel(ctx)
 	b.cleanup.add(stopChild)
-	child, err := startChild(cctx, b.emb.ClientURL(), kc, b.f.cluster, b.stats)
+	child, err := startChild(cctx, b.emb.ClientURL(), kc, b.f.cluster, b.f.memoryLimit, b.stats)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
+	"github.com/kaar-dev/kaar/pkg/svcmain"
 	"github.com/kaar-dev/kaar/services/watcher"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -43,8 +45,13 @@ func watcherConfig(cluster string) watcher.Config {
 
 // runWatcherChild is the child's main: the watcher alone, against the
 // parent's NATS server and the sandbox.
-func runWatcherChild(ctx context.Context, natsURL, kubeconfig, cluster string) error {
+func runWatcherChild(ctx context.Context, natsURL, kubeconfig, cluster, memoryLimit string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv := config.Server{MemoryLimit: memoryLimit}
+	if err := config.ValidateMemoryLimit(memoryLimit); err != nil {
+		return err
+	}
+	svcmain.ApplyMemoryLimit(srv, log)
 	nc, err := bus.Connect(ctx, natsURL, bus.ConnectOptions{Name: "kaar-watcher-bench", Logger: log,
 		NkeyFile: os.Getenv("KAAR_NATS_NKEY_FILE"), InboxPrefix: bus.RoleWatcher.InboxPrefix()})
 	if err != nil {

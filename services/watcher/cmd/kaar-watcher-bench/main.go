@@ -26,6 +26,7 @@ type flags struct {
 	kubeconfig, stateDir, out                string
 	runWatcher                               bool
 	natsURL, cluster                         string
+	memoryLimit                              string
 }
 
 func main() {
@@ -43,13 +44,14 @@ func main() {
 	flag.BoolVar(&f.runWatcher, "run-watcher", false, "internal: run the watcher (the child process)")
 	flag.StringVar(&f.natsURL, "nats-url", "", "internal: NATS URL of the child watcher")
 	flag.StringVar(&f.cluster, "cluster", "bench", "cluster name on the bus")
+	flag.StringVar(&f.memoryLimit, "memory-limit", "auto", "the watcher's server.memory_limit (auto, off or a size such as 96Mi), applied as kaar applies it")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
 	if f.runWatcher {
-		err = runWatcherChild(ctx, f.natsURL, f.kubeconfig, f.cluster)
+		err = runWatcherChild(ctx, f.natsURL, f.kubeconfig, f.cluster, f.memoryLimit)
 	} else {
 		err = bench(ctx, f, os.Stdout)
 	}
@@ -60,12 +62,12 @@ func main() {
 }
 
 // startChild runs this binary as the watcher.
-func startChild(ctx context.Context, natsURL, kubeconfig, cluster string, stats *childStats) (*exec.Cmd, error) {
+func startChild(ctx context.Context, natsURL, kubeconfig, cluster, memoryLimit string, stats *childStats) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, self, "-run-watcher", "-nats-url", natsURL, "-kubeconfig", kubeconfig, "-cluster", cluster)
+	cmd := exec.CommandContext(ctx, self, "-run-watcher", "-nats-url", natsURL, "-kubeconfig", kubeconfig, "-cluster", cluster, "-memory-limit", memoryLimit)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
 	cmd.Stderr = os.Stderr
