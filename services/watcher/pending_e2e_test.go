@@ -20,11 +20,25 @@ import (
 // total the scheduler gave, not against 3.
 
 // waitPending waits for the Pending incident of Deployment name whose
-// reason is reason, and returns its message taken apart.
+// reason is reason, and returns its message taken apart. When other
+// tests' extra nodes (tainted or cordoned) outnumber the nodes refused
+// for reason, the reason is theirs, as the rule says (the cause that
+// refused the most nodes): such an incident is accepted when its message
+// also has a cause of reason.
 func (h *harness) waitPending(t *testing.T, name, reason string) (events.Incident, scheduling.Report) {
 	t.Helper()
 	id := h.incidentID("Deployment", name, events.IssuePending)
-	r := h.waitIncident(t, 3*time.Minute, id, reason, func(in events.Incident) bool { return in.Reason == reason })
+	r := h.waitIncident(t, 3*time.Minute, id, reason, func(in events.Incident) bool {
+		if in.Reason == reason {
+			return true
+		}
+		rep, ok := scheduling.Parse(in.Message)
+		d, dok := rep.Dominant()
+		if !ok || !dok || (d.Kind != scheduling.KindTaint && d.Kind != scheduling.KindCordoned) || in.Reason != pendingClass(d) {
+			return false
+		}
+		return slices.ContainsFunc(rep.Causes, func(c scheduling.Cause) bool { return pendingClass(c) == reason })
+	})
 	in := r.event.Incident
 	rep, ok := scheduling.Parse(in.Message)
 	if !ok || !strings.HasPrefix(in.Message, "0/") || rep.String() != in.Message {
@@ -54,12 +68,13 @@ func nodesFor(rep scheduling.Report, k scheduling.Kind) int {
 	return n
 }
 
-// othersAreExtraNodes fails unless every cause but want is the taint of
-// another test's extra node.
+// othersAreExtraNodes fails unless every cause but want is another
+// test's extra node: tainted (sandbox.AddNode), or cordoned by a node
+// test running at the same time.
 func othersAreExtraNodes(t *testing.T, rep scheduling.Report, want ...scheduling.Kind) {
 	t.Helper()
 	for _, c := range rep.Causes {
-		if c.Kind != scheduling.KindTaint && !slices.Contains(want, c.Kind) {
+		if c.Kind != scheduling.KindTaint && c.Kind != scheduling.KindCordoned && !slices.Contains(want, c.Kind) {
 			t.Errorf("unexpected cause %+v in %q", c, rep.String())
 		}
 	}
