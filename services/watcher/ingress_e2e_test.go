@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,8 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Ingresses that route nowhere, on the sandbox's API server (no ingress
@@ -27,17 +28,23 @@ func ingressHarness(t *testing.T) *harness {
 	t.Helper()
 	h := newHarness(t)
 	ctx := ctx30(t)
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kaar-watcher-ingressclasses"}, Rules: []rbacv1.PolicyRule{
+	// Named after the namespace, for the test's duration.
+	name := "kaar-watcher-ingressclasses-" + h.ns
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingressclasses"}, Verbs: []string{"get", "list", "watch"}}}}
-	if _, err := h.admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := h.admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "kaar-watcher-ingressclasses"},
+	rb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
 		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: "rbac.authorization.k8s.io", Name: "kaar-watcher"}}}
-	if _, err := h.admin.RbacV1().ClusterRoleBindings().Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := h.admin.RbacV1().ClusterRoleBindings().Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = h.admin.RbacV1().ClusterRoleBindings().Delete(ctx30(t), name, metav1.DeleteOptions{})
+		_ = h.admin.RbacV1().ClusterRoles().Delete(ctx30(t), name, metav1.DeleteOptions{})
+	})
 	class := &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: h.ns}, Spec: networkingv1.IngressClassSpec{Controller: "example.com/ingress"}}
 	if _, err := h.admin.NetworkingV1().IngressClasses().Create(ctx, class, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -125,4 +132,22 @@ func TestHealthyIngressIsNoIncident(t *testing.T) {
 	if all := h.events(t); len(all) != 0 {
 		t.Errorf("announcements for a healthy Ingress: %s", summary(all))
 	}
+}
+
+func TestIngressWithoutClassWhileNoClassIsTheDefaultIsIngressUnavailable(t *testing.T) {
+	t.Parallel()
+	h := ingressHarness(t)
+	h.startWatcher(t)
+	// No IngressClass of the sandbox is the default (the tests' classes
+	// are not): the API server's DefaultIngressClass admission leaves it
+	// without one, and no controller is bound to serve it.
+	h.createIngress(t, "", "web", 80)
+	h.waitIngressIncident(t, "no_ingress_class", "it has no ingressClassName and no IngressClass is the default")
+
+	// Given the test's class: served, the incident resolves.
+	patch := fmt.Appendf(nil, `{"spec":{"ingressClassName":%q}}`, h.ns)
+	if _, err := h.admin.NetworkingV1().Ingresses(h.ns).Patch(ctx30(t), "shop", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEvent(t, time.Minute, h.incidentID(kindIngress, "shop", events.IssueIngressUnavailable), events.TransitionResolved)
 }
