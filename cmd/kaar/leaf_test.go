@@ -47,81 +47,12 @@ import (
 // centrally exactly once and each plan ran exactly once.
 func TestLeafClusterDecidedCentrally(t *testing.T) {
 	parallel(t)
-	c := sandbox.ForTest(t)
-	kube := c.Clientset()
-	ns := sandbox.NewNamespace(t, kube)
-	bin := buildKaar(t)
-	start := time.Now()
-	phase := func(what string) { t.Logf("%s: %s", time.Since(start).Round(100*time.Millisecond), what) }
 	// Four healthy Deployments roll out while the bus starts; each is
 	// broken (an image that does not exist) when the story needs it.
 	owners := []string{"web-1", "web-2", "web-3", "web-4"}
-	for _, o := range owners {
-		createWeb(t, kube, ns, o)
-	}
-	suffix := strings.ReplaceAll(ns[len(ns)-5:], "-", "")
-	leafCluster, hubCluster := "leaf-"+suffix, "hub-"+suffix
-	pki := newLeafPKI(t)
-	creds := filepath.Join(t.TempDir(), "credentials")
-
-	// The central server: its own cluster, the leaf cluster's sources,
-	// the leaf port with TLS that requires the leaf's certificate.
-	hubPort, hubLeafPort := testutil.FreePort(t), testutil.FreePort(t)
-	hubCfg := writeFile(t, "hub.yaml", fmt.Sprintf("kubernetes:\n  cluster_name: %s\nnats:\n  leaf_clusters: [%s]\n", hubCluster, leafCluster))
-	// The leaf node reaches the leaf port through a link the test cuts:
-	// the address the hub advertises for reconnections.
-	link := testutil.NewLink(t, fmt.Sprintf("127.0.0.1:%d", hubLeafPort))
-	_, hubOut := startProcess(t, bin, "nats", "--listen", fmt.Sprintf("127.0.0.1:%d", hubPort), "--store-dir", t.TempDir(), "--credentials-dir", creds,
-		"--config", hubCfg, "--server-name", "hub", "--jetstream-domain", "hub",
-		"--leaf-listen", fmt.Sprintf("127.0.0.1:%d", hubLeafPort), "--leaf-advertise", fmt.Sprintf("127.0.0.1:%d", link.Port()),
-		"--leaf-tls-cert", pki.server, "--leaf-tls-key", pki.serverKey, "--leaf-tls-ca", pki.ca)
-	waitUntil(t, 30*time.Second, "the central kaar nats listens", func() bool { return strings.Contains(hubOut.String(), "listening on") }, hubOut.String)
-	hubURL := fmt.Sprintf("nats://127.0.0.1:%d", hubPort)
-
-	leafPort := testutil.FreePort(t)
-	leafCfg := writeFile(t, "leaf.yaml", fmt.Sprintf("nats:\n  tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", pki.ca, pki.server, pki.serverKey))
-	_, leafOut := startProcess(t, bin, "nats", "--listen", fmt.Sprintf("127.0.0.1:%d", leafPort), "--store-dir", t.TempDir(), "--credentials-dir", creds,
-		"--config", leafCfg, "--cluster-name", leafCluster, "--server-name", "leaf-"+suffix,
-		"--leaf-remote", fmt.Sprintf("tls://127.0.0.1:%d", link.Port()), "--leaf-remote-ca", pki.ca, "--leaf-remote-cert", pki.client, "--leaf-remote-key", pki.clientKey)
-	waitUntil(t, 30*time.Second, "the leaf kaar nats listens", func() bool { return strings.Contains(leafOut.String(), "listening on") }, leafOut.String)
-
-	// The test reads the central bus as the provisioner: the hub's
-	// streams hold the copies sourced from the leaf.
-	central := credsJetStream(t, hubURL, creds, bus.RoleProvisioner, "")
-	leafView := credsJetStream(t, hubURL, creds, bus.RoleCLI, bus.LeafDomain(leafCluster))
-	linked := func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err := leafView.Stream(ctx, events.StreamApprovals)
-		return err == nil
-	}
-	diag := func() string {
-		return fmt.Sprintf("central nats:\n%s\nleaf nats:\n%s", tail(hubOut.String(), 30), tail(leafOut.String(), 30))
-	}
-	waitUntil(t, 30*time.Second, "the leaf's JetStream is reachable from the hub", linked, diag)
-
-	// The cluster's services on the leaf, each with its own nkey, over
-	// TLS; the gateway centrally, in the leaf's JetStream domain.
-	gwPort := testutil.FreePort(t)
-	base := writeConfig(t, c, ns, leafCluster, gwPort, "")
-	if out, err := exec.Command(bin, "keys", "init", "--config", base).CombinedOutput(); err != nil {
-		t.Fatalf("kaar keys init: %v\n%s", err, out)
-	}
-	for _, svc := range []string{"watcher", "planner", "executor"} {
-		cfg := withNATS(t, base, fmt.Sprintf("  url: tls://127.0.0.1:%d\n  tls: {ca_file: %s}\n  nkey_file: %s\n", leafPort, pki.ca, filepath.Join(creds, svc+".nk")))
-		startProcess(t, bin, svc, "--config", cfg)
-	}
-	gwCfg := withNATS(t, base, fmt.Sprintf("  url: %s\n  jetstream_domain: %s\n  nkey_file: %s\n", hubURL, bus.LeafDomain(leafCluster), filepath.Join(creds, "mcpgateway.nk")))
-	startProcess(t, bin, "mcpgateway", "--config", gwCfg)
-	inst := &instance{base: fmt.Sprintf("http://127.0.0.1:%d", gwPort), ns: ns, cluster: leafCluster, kube: kube}
-	waitHealthy(t, inst, nil, hubOut)
-	mc := newMCPCaller(t, inst, "")
-	issues := followIssues(t, central, leafCluster)
-	audit := followAudit(t, central, leafCluster)
-	for _, o := range owners {
-		waitPodsHealthy(t, kube, ns, o, 2*time.Minute)
-	}
-	phase("bus, services and workloads up")
+	e := newLeafEnv(t, owners)
+	kube, ns, mc, link := e.kube, e.ns, e.mc, e.link
+	e.phase("bus, services and workloads up")
 
 	// Decided centrally, executed on the leaf.
 	breakImage(t, kube, ns, "web-1")
@@ -130,7 +61,7 @@ func TestLeafClusterDecidedCentrally(t *testing.T) {
 	call[decisionOut](t, mc, "approve_remediation_plan", map[string]any{"plan_id": p1.PlanID, "digest": p1.Digest})
 	remediated(t, mc, p1)
 	waitPodsHealthy(t, kube, ns, "web-1", time.Minute)
-	phase("web-1 detected on the leaf, approved centrally, executed on the leaf, healthy")
+	e.phase("web-1 detected on the leaf, approved centrally, executed on the leaf, healthy")
 
 	// web-2 is approved and the link cut while it executes; web-3's plan
 	// waits for a decision; web-4 starts failing during the cut.
@@ -139,8 +70,11 @@ func TestLeafClusterDecidedCentrally(t *testing.T) {
 	p2, p3 := planFor(t, mc, ns, "web-2"), planFor(t, mc, ns, "web-3")
 	call[decisionOut](t, mc, "approve_remediation_plan", map[string]any{"plan_id": p2.PlanID, "digest": p2.Digest})
 	link.Cut()
+	if kinds := e.audit.byPlan()[p2.PlanID]; kinds[events.AuditExecutionFinished] != 0 {
+		t.Fatalf("web-2's plan finished before the cut (%v): the cut would not interrupt an execution", kinds)
+	}
 	t.Logf("link cut while %s executes", p2.PlanID)
-	waitUntil(t, 15*time.Second, "the hub notices the cut", func() bool { return !linked() }, diag)
+	waitUntil(t, 15*time.Second, "the hub notices the cut", func() bool { return !e.linked() }, e.diag)
 	breakImage(t, kube, ns, "web-4")
 	// A decision cannot reach the leaf: it is refused, not kept where no
 	// executor reads it.
@@ -148,10 +82,10 @@ func TestLeafClusterDecidedCentrally(t *testing.T) {
 	t.Logf("a decision during the cut: %s", msg)
 	// The leaf goes on: web-2's plan completes on it.
 	waitPodsHealthy(t, kube, ns, "web-2", 90*time.Second)
-	phase("web-2 executed on the cut-off leaf")
+	e.phase("web-2 executed on the cut-off leaf")
 	link.Restore()
-	waitUntil(t, 30*time.Second, "the leaf reconnects", linked, diag)
-	phase("link restored")
+	waitUntil(t, 30*time.Second, "the leaf reconnects", e.linked, e.diag)
+	e.phase("link restored")
 
 	remediated(t, mc, p2)
 	p4 := planFor(t, mc, ns, "web-4")
@@ -162,36 +96,187 @@ func TestLeafClusterDecidedCentrally(t *testing.T) {
 	waitPodsHealthy(t, kube, ns, "web-3", time.Minute)
 	waitPodsHealthy(t, kube, ns, "web-4", time.Minute)
 
-	phase("web-3 and web-4 executed after the reconnection")
+	e.phase("web-3 and web-4 executed after the reconnection")
 
-	// Centrally: each incident detected once, each plan claimed once,
-	// each of its steps applied once and finished once.
-	waitUntil(t, 60*time.Second, "every incident and execution arrives centrally", func() bool {
-		for _, o := range owners {
-			if issues.count(o, events.TransitionDetected) < 1 {
-				return false
+	e.checkCentral(owners, []planOut{p1, p2, p3, p4})
+	e.phase("every incident and audit record arrived centrally once")
+}
+
+// checkCentral waits until the central streams hold the detection of
+// every owner's incident and the end of every plan, then requires each
+// incident detected once, each plan claimed once, each of its steps run
+// once (as many results as starts), finished once, never resumed, no
+// other plan claimed, and no decision of the leaf cluster kept centrally.
+// It returns how many plans broke each rule (duplicates) and how many
+// did not finish (losses).
+func (e *leafEnv) checkCentral(owners []string, plans []planOut) (duplicates, losses int) {
+	t := e.t
+	t.Helper()
+	diag := func() string { return fmt.Sprintf("ISSUES:\n%sAUDIT:\n%s%s", e.issues, e.audit, e.diag()) }
+	finished := func() int {
+		n := 0
+		for _, p := range plans {
+			if e.audit.byPlan()[p.PlanID][events.AuditExecutionFinished] > 0 {
+				n++
 			}
 		}
-		return audit.plans(events.AuditExecutionFinished) == len(owners)
-	}, func() string { return fmt.Sprintf("ISSUES:\n%sAUDIT:\n%s%s", issues, audit, diag()) })
+		return n
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		detected := 0
+		for _, o := range owners {
+			if e.issues.count(o, events.TransitionDetected) > 0 {
+				detected++
+			}
+		}
+		if detected == len(owners) && finished() == len(plans) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	time.Sleep(2 * time.Second) // anything duplicated would arrive by now
 	for _, o := range owners {
-		if n := issues.count(o, events.TransitionDetected); n != 1 {
-			t.Errorf("%s detected %d times centrally, want once\n%s", o, n, issues)
+		if n := e.issues.count(o, events.TransitionDetected); n != 1 {
+			t.Errorf("%s detected %d times centrally, want once\n%s", o, n, diag())
 		}
 	}
-	for plan, kinds := range audit.byPlan() {
-		if kinds[events.AuditClaimed] != 1 || kinds[events.AuditExecutionFinished] != 1 || kinds[events.AuditResumed] != 0 {
-			t.Errorf("plan %s: audit %v, want claimed and finished once, never resumed", plan, kinds)
-		}
-		if kinds[events.AuditStepStarted] != kinds[events.AuditStepResult] || kinds[events.AuditStepStarted] == 0 {
-			t.Errorf("plan %s: %d steps started, %d results: each step runs once", plan, kinds[events.AuditStepStarted], kinds[events.AuditStepResult])
+	byPlan := e.audit.byPlan()
+	known := map[string]bool{}
+	for _, p := range plans {
+		known[p.PlanID] = true
+		kinds := byPlan[p.PlanID]
+		switch {
+		case kinds[events.AuditExecutionFinished] == 0:
+			losses++
+			t.Errorf("plan %s did not finish centrally: audit %v\n%s", p.PlanID, kinds, diag())
+		case kinds[events.AuditClaimed] != 1 || kinds[events.AuditExecutionFinished] != 1 || kinds[events.AuditResumed] != 0 ||
+			kinds[events.AuditStepStarted] != kinds[events.AuditStepResult] || kinds[events.AuditStepStarted] == 0:
+			duplicates++
+			t.Errorf("plan %s: audit %v, want claimed and finished once, never resumed, one result per step started", p.PlanID, kinds)
 		}
 	}
-	phase("every incident and audit record arrived centrally once")
-	if st, err := central.Stream(context.Background(), events.StreamApprovals); err != nil || st.CachedInfo().State.Msgs != 0 {
+	for id, kinds := range byPlan {
+		if !known[id] && kinds[events.AuditClaimed] != 0 {
+			duplicates++
+			t.Errorf("plan %s, never approved here, was claimed: %v", id, kinds)
+		}
+	}
+	if st, err := e.central.Stream(context.Background(), events.StreamApprovals); err != nil || st.CachedInfo().State.Msgs != 0 {
 		t.Errorf("the hub's APPROVALS holds a leaf cluster's decisions (%v)", err)
 	}
+	return duplicates, losses
+}
+
+// leafEnv is a leaf cluster and its central server as processes: the
+// central kaar nats (restartable on its store), the leaf kaar nats
+// linked to it over TLS through a link the test cuts, the cluster's
+// watcher, planner and executor on the leaf, the gateway centrally, a
+// person's MCP client, and the test's readers of the central streams.
+type leafEnv struct {
+	t           *testing.T
+	start       time.Time
+	bin         string
+	kube        kubernetes.Interface
+	ns, cluster string
+	hubArgs     []string
+	hub         *proc
+	leafOut     *testutil.Buffer
+	link        *testutil.Link
+	central     jetstream.JetStream // the hub, as the provisioner
+	leafView    jetstream.JetStream // the leaf's domain through the hub, as the CLI
+	mc          *mcpCaller
+	issues      *issueLog
+	audit       *auditLog
+}
+
+func newLeafEnv(t *testing.T, owners []string) *leafEnv {
+	t.Helper()
+	c := sandbox.ForTest(t)
+	e := &leafEnv{t: t, kube: c.Clientset(), bin: buildKaar(t)}
+	e.ns = sandbox.NewNamespace(t, e.kube)
+	e.start = time.Now()
+	for _, o := range owners {
+		createWeb(t, e.kube, e.ns, o)
+	}
+	suffix := strings.ReplaceAll(e.ns[len(e.ns)-5:], "-", "")
+	e.cluster = "leaf-" + suffix
+	pki := newLeafPKI(t)
+	creds := filepath.Join(t.TempDir(), "credentials")
+
+	// The central server: its own cluster, the leaf cluster's sources,
+	// the leaf port with TLS that requires the leaf's certificate.
+	hubPort, hubLeafPort := testutil.FreePort(t), testutil.FreePort(t)
+	hubCfg := writeFile(t, "hub.yaml", fmt.Sprintf("kubernetes:\n  cluster_name: hub-%s\nnats:\n  leaf_clusters: [%s]\n", suffix, e.cluster))
+	// The leaf node reaches the leaf port through a link the test cuts:
+	// the address the hub advertises for reconnections.
+	e.link = testutil.NewLink(t, fmt.Sprintf("127.0.0.1:%d", hubLeafPort))
+	e.hubArgs = []string{"nats", "--listen", fmt.Sprintf("127.0.0.1:%d", hubPort), "--store-dir", t.TempDir(), "--credentials-dir", creds,
+		"--config", hubCfg, "--server-name", "hub", "--jetstream-domain", "hub",
+		"--leaf-listen", fmt.Sprintf("127.0.0.1:%d", hubLeafPort), "--leaf-advertise", fmt.Sprintf("127.0.0.1:%d", e.link.Port()),
+		"--leaf-tls-cert", pki.server, "--leaf-tls-key", pki.serverKey, "--leaf-tls-ca", pki.ca}
+	e.startHub()
+	hubURL := fmt.Sprintf("nats://127.0.0.1:%d", hubPort)
+
+	leafPort := testutil.FreePort(t)
+	leafCfg := writeFile(t, "leaf.yaml", fmt.Sprintf("nats:\n  tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", pki.ca, pki.server, pki.serverKey))
+	_, e.leafOut = startProcess(t, e.bin, "nats", "--listen", fmt.Sprintf("127.0.0.1:%d", leafPort), "--store-dir", t.TempDir(), "--credentials-dir", creds,
+		"--config", leafCfg, "--cluster-name", e.cluster, "--server-name", "leaf-"+suffix,
+		"--leaf-remote", fmt.Sprintf("tls://127.0.0.1:%d", e.link.Port()), "--leaf-remote-ca", pki.ca, "--leaf-remote-cert", pki.client, "--leaf-remote-key", pki.clientKey)
+	waitUntil(t, 30*time.Second, "the leaf kaar nats listens", func() bool { return strings.Contains(e.leafOut.String(), "listening on") }, e.leafOut.String)
+
+	// The test reads the central bus as the provisioner: the hub's
+	// streams hold the copies sourced from the leaf.
+	e.central = credsJetStream(t, hubURL, creds, bus.RoleProvisioner, "")
+	e.leafView = credsJetStream(t, hubURL, creds, bus.RoleCLI, bus.LeafDomain(e.cluster))
+	waitUntil(t, 30*time.Second, "the leaf's JetStream is reachable from the hub", e.linked, e.diag)
+
+	// The cluster's services on the leaf, each with its own nkey, over
+	// TLS; the gateway centrally, in the leaf's JetStream domain.
+	gwPort := testutil.FreePort(t)
+	base := writeConfig(t, c, e.ns, e.cluster, gwPort, "")
+	if out, err := exec.Command(e.bin, "keys", "init", "--config", base).CombinedOutput(); err != nil {
+		t.Fatalf("kaar keys init: %v\n%s", err, out)
+	}
+	for _, svc := range []string{"watcher", "planner", "executor"} {
+		cfg := withNATS(t, base, fmt.Sprintf("  url: tls://127.0.0.1:%d\n  tls: {ca_file: %s}\n  nkey_file: %s\n", leafPort, pki.ca, filepath.Join(creds, svc+".nk")))
+		startProcess(t, e.bin, svc, "--config", cfg)
+	}
+	gwCfg := withNATS(t, base, fmt.Sprintf("  url: %s\n  jetstream_domain: %s\n  nkey_file: %s\n", hubURL, bus.LeafDomain(e.cluster), filepath.Join(creds, "mcpgateway.nk")))
+	startProcess(t, e.bin, "mcpgateway", "--config", gwCfg)
+	inst := &instance{base: fmt.Sprintf("http://127.0.0.1:%d", gwPort), ns: e.ns, cluster: e.cluster, kube: e.kube}
+	waitHealthy(t, inst, nil, e.hub.out)
+	e.mc = newMCPCaller(t, inst, "")
+	e.issues = followIssues(t, e.central, e.cluster)
+	e.audit = followAudit(t, e.central, e.cluster)
+	for _, o := range owners {
+		waitPodsHealthy(t, e.kube, e.ns, o, 2*time.Minute)
+	}
+	return e
+}
+
+// startHub starts (or, after a kill, restarts on its store) the central
+// kaar nats and waits until it serves.
+func (e *leafEnv) startHub() {
+	e.t.Helper()
+	e.hub = startKillable(e.t, e.bin, e.hubArgs...)
+	waitUntil(e.t, 30*time.Second, "the central kaar nats listens", func() bool { return strings.Contains(e.hub.out.String(), "listening on") }, e.hub.out.String)
+}
+
+// linked reports whether the leaf's JetStream answers through the hub.
+func (e *leafEnv) linked() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := e.leafView.Stream(ctx, events.StreamApprovals)
+	return err == nil
+}
+
+func (e *leafEnv) diag() string {
+	return fmt.Sprintf("central nats:\n%s\nleaf nats:\n%s", tail(e.hub.out.String(), 30), tail(e.leafOut.String(), 30))
+}
+
+func (e *leafEnv) phase(what string) {
+	e.t.Logf("%s: %s", time.Since(e.start).Round(100*time.Millisecond), what)
 }
 
 // createWeb creates a healthy two-replica Deployment name (no wait).
@@ -373,17 +458,6 @@ func (l *auditLog) byPlan() map[string]map[events.AuditKind]int {
 	return out
 }
 
-// plans is how many plans have a record of kind.
-func (l *auditLog) plans(kind events.AuditKind) int {
-	n := 0
-	for _, kinds := range l.byPlan() {
-		if kinds[kind] > 0 {
-			n++
-		}
-	}
-	return n
-}
-
 func (l *auditLog) String() string {
 	var b strings.Builder
 	for plan, kinds := range l.byPlan() {
@@ -423,4 +497,114 @@ func followAudit(t *testing.T, js jetstream.JetStream, cluster string) *auditLog
 	}
 	t.Cleanup(cc.Stop)
 	return l
+}
+
+// TestLeafChaos is the long version, in make chaos
+// (KAAR_CHAOS_LEAF=1): KAAR_CHAOS_RUNS rounds of KAAR_CHAOS_BATCH broken
+// Deployments of the leaf cluster; in each, half of the plans are approved
+// centrally, then the link is cut (even rounds) or the central kaar nats
+// is killed (SIGKILL) and restarted on its store (odd rounds) while they
+// execute, and the rest are approved once the leaf is reachable again.
+// Every plan must run exactly once and every incident arrive centrally
+// once; the table is written to KAAR_CHAOS_LEAF_TABLE.
+func TestLeafChaos(t *testing.T) {
+	if os.Getenv("KAAR_CHAOS_LEAF") == "" {
+		t.Skip("the long leaf chaos suite runs in make chaos (KAAR_CHAOS_LEAF=1); TestLeafClusterDecidedCentrally is its short version")
+	}
+	parallel(t)
+	runs, batch := envInt(t, "KAAR_CHAOS_RUNS", 2), envInt(t, "KAAR_CHAOS_BATCH", 2)
+	var owners []string
+	for r := range runs {
+		for i := range batch {
+			owners = append(owners, fmt.Sprintf("r%d-web-%d", r, i))
+		}
+	}
+	e := newLeafEnv(t, owners)
+	results := map[string]*chaosResult{}
+	var all []planOut
+	var prevDups, prevLosses int
+	for r := range runs {
+		round := owners[r*batch : (r+1)*batch]
+		for _, o := range round {
+			breakImage(t, e.kube, e.ns, o)
+		}
+		var plans []planOut
+		for _, o := range round {
+			plans = append(plans, planFor(t, e.mc, e.ns, o))
+		}
+		before, after := plans[:(len(plans)+1)/2], plans[(len(plans)+1)/2:]
+		for _, p := range before {
+			call[decisionOut](t, e.mc, "approve_remediation_plan", map[string]any{"plan_id": p.PlanID, "digest": p.Digest})
+		}
+		name := "leaf link cut mid-execution"
+		if r%2 == 1 {
+			name = "central NATS SIGKILL+restart mid-execution"
+			e.hub.kill(t)
+			time.Sleep(2 * time.Second)
+			e.startHub()
+			defer func(hub *proc) {
+				// kaar nats restarts the sources set up before the leaf was back.
+				t.Logf("central NATS after its restart: resumed the leaf sources: %t", strings.Contains(hub.out.String(), "leaf sources resumed"))
+			}(e.hub)
+		} else {
+			e.link.Cut()
+			time.Sleep(3 * time.Second)
+			e.link.Restore()
+		}
+		waitUntil(t, time.Minute, "the leaf is reachable again", e.linked, e.diag)
+		for _, p := range after {
+			approveWhenReachable(t, e.mc, p)
+		}
+		for _, p := range plans {
+			remediated(t, e.mc, p)
+		}
+		e.phase(fmt.Sprintf("round %d (%s): %d plans executed", r, name, len(plans)))
+		// The check covers every round so far: this round adds the
+		// difference.
+		all = append(all, plans...)
+		dups, losses := e.checkCentral(owners[:(r+1)*batch], all)
+		dups, losses, prevDups, prevLosses = dups-prevDups, losses-prevLosses, dups, losses
+		res := results[name]
+		if res == nil {
+			res = &chaosResult{name: name}
+			results[name] = res
+		}
+		res.runs++
+		res.executions += len(plans)
+		res.duplicates += dups
+		res.losses += losses
+	}
+	var table []chaosResult
+	for _, n := range []string{"leaf link cut mid-execution", "central NATS SIGKILL+restart mid-execution"} {
+		if r := results[n]; r != nil {
+			table = append(table, *r)
+		}
+	}
+	reportChaos(t, table, "KAAR_CHAOS_LEAF_TABLE")
+}
+
+// approveWhenReachable approves p, retrying while the gateway reports
+// the leaf unavailable (the reconnection settling).
+func approveWhenReachable(t *testing.T, c toolCaller, p planOut) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		raw, toolErr, err := c.Call(ctx, "approve_remediation_plan", map[string]any{"plan_id": p.PlanID, "digest": p.Digest})
+		cancel()
+		if err != nil {
+			t.Fatalf("approve %s: %v", p.PlanID, err)
+		}
+		if toolErr == "" {
+			var d decisionOut
+			if err := json.Unmarshal(raw, &d); err != nil || d.Decision != "approved" {
+				t.Fatalf("approve %s: %s %v", p.PlanID, raw, err)
+			}
+			return
+		}
+		if !strings.Contains(toolErr, "unavailable") || time.Now().After(deadline) {
+			t.Fatalf("approve %s: %s", p.PlanID, toolErr)
+		}
+		time.Sleep(time.Second)
+	}
 }
