@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -220,5 +221,28 @@ func TestNodeKeyIsClusterScoped(t *testing.T) {
 	tr.Commit(due[0])
 	if !tr.Has(nodeKey("n1")) {
 		t.Error("tracker does not find the node's incident by its key")
+	}
+}
+
+// The node and HPA settings come from the watcher section of kaar's
+// configuration; zero (unset in code) takes the defaults.
+func TestNodeAndHPAConfig(t *testing.T) {
+	c := config.Default()
+	c.Kubernetes.ClusterName = "c1"
+	c.Watcher.NodeGrace.Duration, c.Watcher.NodeCordonedAfter.Duration = 3*time.Minute, 4*time.Hour
+	c.Watcher.HPAGrace.Duration, c.Watcher.HPAAtMaxAfter.Duration = 10*time.Minute, time.Hour
+	got := ConfigFrom(c)
+	if got.Nodes != (NodeOptions{Grace: 3 * time.Minute, CordonedAfter: 4 * time.Hour}) || got.HPAs != (HPAOptions{Grace: 10 * time.Minute, AtMaxAfter: time.Hour}) {
+		t.Errorf("ConfigFrom: nodes %+v, hpas %+v", got.Nodes, got.HPAs)
+	}
+	def, err := Config{Cluster: "c1"}.withDefaults()
+	if err != nil || def.Nodes != (NodeOptions{Grace: DefaultNodeGrace, CordonedAfter: DefaultNodeCordonedAfter}) ||
+		def.HPAs != (HPAOptions{Grace: DefaultHPAGrace, AtMaxAfter: DefaultHPAAtMaxAfter}) {
+		t.Errorf("defaults: %+v %+v (%v)", def.Nodes, def.HPAs, err)
+	}
+	d := config.Default().Watcher
+	if d.NodeGrace.Duration != DefaultNodeGrace || d.NodeCordonedAfter.Duration != DefaultNodeCordonedAfter ||
+		d.HPAGrace.Duration != DefaultHPAGrace || d.HPAAtMaxAfter.Duration != DefaultHPAAtMaxAfter {
+		t.Errorf("config.Default's watcher section and the watcher's defaults differ: %+v", d)
 	}
 }
