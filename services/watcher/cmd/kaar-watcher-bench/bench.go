@@ -35,6 +35,8 @@ type results struct {
 	analyzeErrors  int
 	incidents      int
 	rss, hwm       uint64
+	rssAnon        uint64 // anonymous resident memory (the Go runtime's, mostly)
+	rssFile        uint64 // file-backed resident memory (the binary's pages)
 	heap           heapReport
 	stormSend      time.Duration // time to send the storm's patches
 	stormWindow    time.Duration // first to last storm pod seen failing
@@ -111,7 +113,9 @@ func bench(ctx context.Context, f flags, out io.Writer) error {
 		return err
 	}
 	b.measureAnalyze()
-	b.r.rss, b.r.hwm, _ = procMemory(b.child.Process.Pid)
+	if m, err := procStatus(b.child.Process.Pid); err == nil {
+		b.r.rss, b.r.hwm, b.r.rssAnon, b.r.rssFile = m["VmRSS"], m["VmHWM"], m["RssAnon"], m["RssFile"]
+	}
 	b.r.heap = b.stats.heap()
 	if sh.StormPods > 0 {
 		if err := b.measureStorm(ctx); err != nil {
@@ -532,6 +536,8 @@ func (r *results) table() string {
 	row("analyze latency p50 / p99 (NATS request/reply)",
 		fmt.Sprintf("%s / %s over %d requests (%d errors)", ms(percentile(r.analyze, .5)), ms(percentile(r.analyze, .99)), len(r.analyze), r.analyzeErrors))
 	row("watcher RSS / peak RSS (steady state)", fmt.Sprintf("%s / %s", mib(r.rss), mib(r.hwm)))
+	row("watcher RSS anonymous / file-backed (the binary's pages)", fmt.Sprintf("%s / %s", mib(r.rssAnon), mib(r.rssFile)))
+	row("watcher Go runtime memory held (mapped, not released)", mib(r.heap.GoMapped))
 	row("watcher Go heap live / objects", fmt.Sprintf("%s / %d", mib(r.heap.HeapLive), r.heap.HeapObjects))
 	if s.StormPods > 0 {
 		row("storm: patches sent (API server accepted them) in", r.stormSend.Round(100*time.Millisecond).String())

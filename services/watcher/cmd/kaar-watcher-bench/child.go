@@ -31,6 +31,9 @@ type heapReport struct {
 	HeapLive    uint64 `json:"heap_live"`
 	HeapObjects uint64 `json:"heap_objects"`
 	Goroutines  uint64 `json:"goroutines"`
+	// GoMapped is the memory the Go runtime holds from the system and
+	// has not released (what a soft memory limit bounds).
+	GoMapped uint64 `json:"go_mapped"`
 }
 
 // watcherConfig is the watcher configuration the bench measures: the
@@ -71,7 +74,8 @@ func runWatcherChild(ctx context.Context, natsURL, kubeconfig, cluster, memoryLi
 		return err
 	}
 	go func() {
-		samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/objects:objects"}, {Name: "/sched/goroutines:goroutines"}}
+		samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/objects:objects"}, {Name: "/sched/goroutines:goroutines"},
+			{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 		enc := json.NewEncoder(os.Stdout)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -82,7 +86,8 @@ func runWatcherChild(ctx context.Context, natsURL, kubeconfig, cluster, memoryLi
 			case <-t.C:
 			}
 			metrics.Read(samples)
-			_ = enc.Encode(heapReport{HeapLive: samples[0].Value.Uint64(), HeapObjects: samples[1].Value.Uint64(), Goroutines: samples[2].Value.Uint64()})
+			_ = enc.Encode(heapReport{HeapLive: samples[0].Value.Uint64(), HeapObjects: samples[1].Value.Uint64(), Goroutines: samples[2].Value.Uint64(),
+				GoMapped: samples[3].Value.Uint64() - samples[4].Value.Uint64()})
 		}
 	}()
 	return svc.Run(ctx)
@@ -114,9 +119,17 @@ func (c *childStats) heap() heapReport {
 
 // procMemory returns a process's VmRSS and VmHWM (peak RSS) in bytes.
 func procMemory(pid int) (rss, hwm uint64, err error) {
+	m, err := procStatus(pid)
+	return m["VmRSS"], m["VmHWM"], err
+}
+
+// procStatus returns the sizes of /proc/<pid>/status in bytes (VmRSS,
+// VmHWM, RssAnon, RssFile, ...).
+func procStatus(pid int) (map[string]uint64, error) {
+	out := map[string]uint64{}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	for line := range strings.Lines(string(b)) {
 		k, v, ok := strings.Cut(line, ":")
@@ -124,18 +137,12 @@ func procMemory(pid int) (rss, hwm uint64, err error) {
 			continue
 		}
 		f := strings.Fields(v)
-		if len(f) < 1 {
-			continue
-		}
-		n, _ := strconv.ParseUint(f[0], 10, 64)
-		switch k {
-		case "VmRSS":
-			rss = n << 10
-		case "VmHWM":
-			hwm = n << 10
+		if len(f) == 2 && f[1] == "kB" {
+			n, _ := strconv.ParseUint(f[0], 10, 64)
+			out[k] = n << 10
 		}
 	}
-	return rss, hwm, nil
+	return out, nil
 }
 
 func nproc() int { return runtime.NumCPU() }
