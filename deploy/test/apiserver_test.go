@@ -381,6 +381,14 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		res("get", "discovery.k8s.io", "endpointslices"), res("list", "discovery.k8s.io", "endpointslices"),
 		res("watch", "discovery.k8s.io", "endpointslices")}
 	plannerServiceReads := []access{res("get", "", "services"), res("list", "discovery.k8s.io", "endpointslices")}
+	// Services: the planner dry-runs and the executor applies a selector
+	// or targetPort fix, and the executor watches the Service's
+	// EndpointSlices to verify it; nobody lists Services but the watcher.
+	patchServices := []access{res("patch", "", "services")}
+	executorServiceReads := []access{res("get", "", "services"), res("watch", "", "services"),
+		res("list", "discovery.k8s.io", "endpointslices"), res("watch", "discovery.k8s.io", "endpointslices")}
+	serviceWrites := []access{res("create", "", "services"), res("update", "", "services"), res("delete", "", "services"),
+		res("list", "", "services"), res("get", "discovery.k8s.io", "endpointslices"), res("patch", "discovery.k8s.io", "endpointslices")}
 	// Storage: the watcher watches claims and StorageClasses, the planner
 	// reads them and the PersistentVolumes; nobody else touches them.
 	storageWatch := []access{res("list", "", "persistentvolumeclaims"), res("watch", "", "persistentvolumeclaims"),
@@ -402,11 +410,11 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		return out
 	}
 	matrix := map[string]struct{ allow, deny []access }{
-		"watcher":    {allow: concat(reads, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, cronReads, ingressWatch), deny: concat(deniedToAll, plannerOnly, patchWorkloads, revisions, []access{res("get", "", "persistentvolumeclaims"), cluster("get", "", "persistentvolumes")})},
-		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, cronReads, plannerServiceReads, nodeReads, hpaGet, storageReads, ingressReads), deny: concat(deniedToAll, revisions, nodeWatch, hpaReads, []access{res("watch", "", "persistentvolumeclaims"), res("list", "networking.k8s.io", "ingresses"), cluster("watch", "networking.k8s.io", "ingressclasses")})},
-		"executor":   {allow: concat(reads, patchWorkloads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
-		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
-		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
+		"watcher":    {allow: concat(reads, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, cronReads, ingressWatch), deny: concat(deniedToAll, plannerOnly, patchWorkloads, patchServices, revisions, []access{res("get", "", "persistentvolumeclaims"), cluster("get", "", "persistentvolumes")})},
+		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, patchServices, cronReads, plannerServiceReads, nodeReads, hpaGet, storageReads, ingressReads), deny: concat(deniedToAll, serviceWrites, revisions, nodeWatch, hpaReads, []access{res("watch", "", "persistentvolumeclaims"), res("list", "networking.k8s.io", "ingresses"), cluster("watch", "networking.k8s.io", "ingressclasses")})},
+		"executor":   {allow: concat(reads, patchWorkloads, patchServices, executorServiceReads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceWrites, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
+		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, patchServices, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
+		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, patchServices, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
 	}
 	// The RBAC authorizer sees new bindings through its informers: wait
 	// (not a timing assertion) until each binding is in force.

@@ -69,6 +69,9 @@ func Default() Config {
 				// A Deployment past its progress deadline: explain, then
 				// roll back to the last revision that ran.
 				"RolloutStuck": {{Action: "diagnostic"}, {Action: "rollback"}},
+				// A Service that routes to no ready pod: its selector or
+				// targetPort corrected when exactly one answer fits.
+				"ServiceUnavailable": {{Action: "set_service_selector"}, {Action: "set_service_target_port"}},
 			},
 		},
 		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}, ExecutorAckWait: Duration{2 * time.Minute}, LeaseDuration: Duration{15 * time.Second}, Replicas: 1},

@@ -79,6 +79,9 @@ var StrategyNames = []string{
 	"check_logs", "restart_pod", "check_image", "update_image",
 	"rollback", "set_image", "increase_memory", "rollout_restart", "delete_pod",
 	"delete_evicted_pods", "add_toleration", "set_node_selector", "lower_requests", "diagnostic",
+	// A Service's selector or targetPort corrected to the one workload or
+	// port it evidently targets (ServiceUnavailable).
+	"set_service_selector", "set_service_target_port",
 	// The action names of plans, accepted as aliases so every step an
 	// approver sees in a plan can be named in the configuration.
 	"set_memory_limit", "set_resource_requests",

@@ -115,6 +115,7 @@ func ActionTypes() []ActionType {
 	return []ActionType{ActionRollback, ActionSetImage, ActionSetMemoryLimit,
 		ActionRolloutRestart, ActionDeletePod, ActionDeleteEvictedPods,
 		ActionAddToleration, ActionSetNodeSelector, ActionSetResourceRequests,
+		ActionSetServiceSelector, ActionSetServiceTargetPort,
 		ActionDiagnostic, ActionCheckLogs}
 }
 
@@ -140,6 +141,10 @@ func (a ActionType) RequiredParams() []string {
 		return []string{ParamContainer}
 	case ActionAddToleration:
 		return []string{ParamKey}
+	case ActionSetServiceSelector:
+		return []string{ParamSelector, ParamFrom}
+	case ActionSetServiceTargetPort:
+		return []string{ParamPort, ParamTargetPort, ParamFrom}
 	}
 	return nil
 }
@@ -270,6 +275,9 @@ func (s Step) validateChange() error {
 	}
 	if s.Action == ActionDeletePod && s.Target.Kind != "Pod" {
 		return fieldErr("target.kind", fmt.Sprintf("must be Pod for action %q, not %q", s.Action, s.Target.Kind))
+	}
+	if s.Action == ActionSetServiceSelector || s.Action == ActionSetServiceTargetPort {
+		return s.validateServiceParams()
 	}
 	if len(s.Patch) > 0 {
 		return nil

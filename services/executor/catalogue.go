@@ -52,8 +52,12 @@ var actionRisk = map[events.ActionType]events.RiskLevel{
 	events.ActionAddToleration:       events.RiskMedium,
 	events.ActionSetNodeSelector:     events.RiskMedium,
 	events.ActionSetResourceRequests: events.RiskMedium,
-	events.ActionDiagnostic:          events.RiskNone,
-	events.ActionCheckLogs:           events.RiskNone,
+	// A Service routed to other pods: medium, as a selector or port
+	// change can send traffic where it was not meant to go.
+	events.ActionSetServiceSelector:   events.RiskMedium,
+	events.ActionSetServiceTargetPort: events.RiskMedium,
+	events.ActionDiagnostic:           events.RiskNone,
+	events.ActionCheckLogs:            events.RiskNone,
 }
 
 // stepRisk is the risk of a step: the catalogue's for its action, or the
@@ -205,6 +209,9 @@ func checkStep(p events.Plan, target events.ObjectRef, st events.Step) (int, err
 		return 1, checkPodDeletion(target, ref, st)
 	case events.ActionDeleteEvictedPods:
 		return checkEvictedDeletion(target, ref, st)
+	}
+	if isServiceAction(st.Action) {
+		return 0, checkServiceStep(p, target, ref, st)
 	}
 	kinds, ok := patchKinds[st.Action]
 	if !ok {

@@ -20,10 +20,11 @@ const (
 	kindJob         = "Job"
 	kindCronJob     = "CronJob"
 	kindPod         = "Pod"
+	kindService     = "Service"
 )
 
 // supportedKinds lists the kinds getObject and patchObject accept.
-var supportedKinds = []string{kindDeployment, kindStatefulSet, kindDaemonSet, kindReplicaSet, kindJob, kindCronJob, kindPod}
+var supportedKinds = []string{kindDeployment, kindStatefulSet, kindDaemonSet, kindReplicaSet, kindJob, kindCronJob, kindPod, kindService}
 
 // getObject reads the object ref points at through its typed client.
 func getObject(ctx context.Context, cs kubernetes.Interface, ref events.ObjectRef) (metav1.Object, error) {
@@ -44,6 +45,8 @@ func getObject(ctx context.Context, cs kubernetes.Interface, ref events.ObjectRe
 		return cs.BatchV1().CronJobs(ns).Get(ctx, name, o)
 	case kindPod:
 		return cs.CoreV1().Pods(ns).Get(ctx, name, o)
+	case kindService:
+		return cs.CoreV1().Services(ns).Get(ctx, name, o)
 	}
 	return nil, fmt.Errorf("get %s: %w %q (supported: %v)", ref, ErrUnsupportedKind, ref.Kind, supportedKinds)
 }
@@ -77,6 +80,8 @@ func patchWith(ctx context.Context, cs kubernetes.Interface, ref events.ObjectRe
 		return cs.BatchV1().CronJobs(ns).Patch(ctx, name, pt, data, o)
 	case kindPod:
 		return cs.CoreV1().Pods(ns).Patch(ctx, name, pt, data, o)
+	case kindService:
+		return cs.CoreV1().Services(ns).Patch(ctx, name, pt, data, o)
 	}
 	return nil, fmt.Errorf("patch %s: %w %q (supported: %v)", ref, ErrUnsupportedKind, ref.Kind, supportedKinds)
 }
@@ -95,7 +100,8 @@ func patchType(p events.PatchType) (types.PatchType, error) {
 
 // checkStale compares the target as it is now with the plan's view of it:
 // a different UID (recreated), a different generation (spec changed) or,
-// for pods, a different resourceVersion makes the plan stale. It returns a
+// for pods and Services (which have no generation), a different
+// resourceVersion makes the plan stale. It returns a
 // *refusal with reason stale, nil when the target is unchanged, or the
 // read error.
 func checkStale(ctx context.Context, cs kubernetes.Interface, p events.Plan) error {
@@ -113,7 +119,7 @@ func checkStale(ctx context.Context, cs kubernetes.Interface, p events.Plan) err
 	if ref.UID != "" && string(obj.GetUID()) != ref.UID {
 		return refuse(events.RefusalStale, "%s was recreated (uid %s, planned %s)", ref, obj.GetUID(), ref.UID)
 	}
-	if ref.Kind == kindPod {
+	if ref.Kind == kindPod || ref.Kind == kindService {
 		if obj.GetResourceVersion() != p.TargetResourceVersion {
 			return refuse(events.RefusalStale, "%s resourceVersion is %s, planned at %s", ref, obj.GetResourceVersion(), p.TargetResourceVersion)
 		}

@@ -138,7 +138,7 @@ func (r *stepRunner) patch(ctx context.Context, ref events.ObjectRef, st events.
 			return "", fmt.Errorf("step %d: %w", st.Index, err)
 		}
 	}
-	if err := requireGuard(data); err != nil {
+	if err := requireGuard(data, ref.Kind); err != nil {
 		return "", fmt.Errorf("step %d: %w", st.Index, err)
 	}
 	var obj metav1.Object
@@ -193,6 +193,17 @@ func (r *stepRunner) alreadyApplied(ctx context.Context, ref events.ObjectRef, p
 	if err != nil {
 		return nil, false
 	}
+	if ref.Kind == kindService {
+		// No generation to compare: the patch took effect when the
+		// fields it replaces hold what it wrote (its writes as tests,
+		// dry-run).
+		tests, err := writesAsTests(patch)
+		if err != nil {
+			return nil, false
+		}
+		_, err = patchObjectDryRun(ctx, r.s.kube, ref, pt, tests, Actor)
+		return cur, err == nil
+	}
 	dry, err := patchObjectDryRun(ctx, r.s.kube, ref, pt, untested, Actor)
 	if err != nil {
 		r.s.log.Debug("resume: dry run of the interrupted patch", slog.String("object", ref.String()), slog.Any("error", err))
@@ -207,10 +218,16 @@ func (r *stepRunner) alreadyApplied(ctx context.Context, ref events.ObjectRef, p
 // apply to whatever the object has become. validatePlanSteps checked the
 // plan before the claim; this keeps the executor from ever sending an
 // unguarded patch, whatever path the step took to get here.
-func requireGuard(patch []byte) error {
+func requireGuard(patch []byte, kind string) error {
 	ops, err := parseOps(patch)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnsupportedStep, err)
+	}
+	if kind == kindService {
+		if !serviceGuard(ops[0]) {
+			return fmt.Errorf("%w: the first operation of the Service patch is %s %s, not the test of %s or of the field an undo puts back", ErrUnsupportedStep, ops[0].Op, ops[0].Path, resourceVersionPath)
+		}
+		return nil
 	}
 	if ops[0].Op != "test" || (ops[0].Path != generationPath && ops[0].Path != resourceVersionPath) {
 		return fmt.Errorf("%w: the first operation of the patch is %s %s, not the test of %s", ErrUnsupportedStep, ops[0].Op, ops[0].Path, generationPath)
@@ -250,12 +267,16 @@ func (r *stepRunner) generationMoved(ctx context.Context, ref events.ObjectRef, 
 		return false
 	}
 	want, ok := generationTest(patch)
-	if !ok {
+	rv, rvOK := resourceVersionTest(patch)
+	if !ok && !rvOK {
 		return false
 	}
 	obj, gerr := getObject(ctx, r.s.kube, ref)
 	if gerr != nil {
 		return apierrors.IsNotFound(gerr)
+	}
+	if !ok {
+		return obj.GetResourceVersion() != rv
 	}
 	return obj.GetGeneration() != want
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/kaar-dev/kaar/pkg/events"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -191,6 +192,9 @@ func (s *Service) watchTarget(ctx context.Context, ref events.ObjectRef) watch.I
 		w, err = s.kube.AppsV1().ReplicaSets(ref.Namespace).Watch(ctx, o)
 	case kindPod:
 		w, err = s.kube.CoreV1().Pods(ref.Namespace).Watch(ctx, o)
+	case kindService:
+		// Its EndpointSlices change, not the Service: wake on those.
+		w, err = s.kube.DiscoveryV1().EndpointSlices(ref.Namespace).Watch(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + ref.Name})
 	default:
 		return nil
 	}
@@ -260,6 +264,8 @@ func (s *Service) checkHealth(ctx context.Context, ref events.ObjectRef, deleted
 			return h, err
 		}
 		h = DaemonSetHealth(ds, rev, pods)
+	case kindService:
+		return s.serviceHealth(ctx, ref.Namespace, ref.Name)
 	default:
 		return Health{Message: fmt.Sprintf("no health check for kind %s: verify by hand", ref.Kind)}, nil
 	}

@@ -154,8 +154,6 @@ func designedDiagnostic(t events.IssueType) string {
 		return "kaar does not change Ingresses or Services (the executor's catalogue has no step for them, and which of the two is wrong is a person's call): diagnostic steps only"
 	case events.IssueCronJobNotScheduling:
 		return "ending a run that is still active or changing a CronJob's schedule is a person's decision (a run can have side effects, and so can ending one halfway): diagnostic steps only"
-	case events.IssueServiceUnavailable:
-		return "kaar does not change Services yet (the executor's catalogue has no step that patches a Service's selector or ports): diagnostic steps only"
 	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
 		return "kaar never cordons, drains, uncordons or deletes nodes (whether a node is fit to run pods, and when its workloads move, is a person's decision; the executor's catalogue has no node step): diagnostic steps only"
 	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:

@@ -94,6 +94,15 @@ func (d dryRunner) apply(ctx context.Context, s events.Step) (string, error) {
 		if err = e; e == nil {
 			gen = o.Generation
 		}
+	case KindService:
+		// A Service has no generation: the answer is its resourceVersion
+		// check and what the patch leaves.
+		o, e := d.kube.CoreV1().Services(t.Namespace).Patch(ctx, t.Name, pt, s.Patch, opts)
+		if e != nil {
+			return "", e
+		}
+		return fmt.Sprintf("server dry run accepted: service/%s would have selector %s and ports %s", t.Name,
+			quote(labelsString(o.Spec.Selector)), quote(strings.Join(servicePortStrings(o.Spec.Ports), ", "))), nil
 	default:
 		return "", fmt.Errorf("no dry run for a patch of a %s", t.Kind)
 	}

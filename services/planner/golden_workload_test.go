@@ -153,7 +153,7 @@ func workloadInput(t *testing.T, cfg Config, c planCase) (planInput, bool) {
 	case "cronjob-failed":
 		in = cronJobFailedInput(t, cfg)
 	case "service":
-		in = trafficInput(t, cfg, reason, parts[2] == "numeric")
+		in = trafficInput(t, cfg, reason, parts[2])
 	case "storage":
 		in = storageInput(t, cfg, reason)
 	case "ingress":

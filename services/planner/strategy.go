@@ -223,6 +223,10 @@ func (b *builder) mutating(st Strategy) (*candidate, string) {
 		return b.lowerRequests(st)
 	case "add_toleration":
 		return b.addToleration(st)
+	case "set_service_selector":
+		return b.setServiceSelector(st)
+	case "set_service_target_port":
+		return b.setServiceTargetPort(st)
 	}
 	return nil, fmt.Sprintf("unknown strategy %q", st.Name)
 }

@@ -20,8 +20,9 @@ import (
 
 // A Service that routes to no ready pod (ServiceUnavailable): its
 // selector matches no pod, its targetPort no port of its pods, or none of
-// its pods is ready. The plans are diagnostic: the executor's catalogue
-// has no step that patches a Service.
+// its pods is ready. The plans are diagnostic unless the fix is
+// mechanical: a selector or targetPort corrected to the one workload or
+// port it evidently targets (actions_service.go).
 
 // Reasons of a ServiceUnavailable incident, as the watcher classifies it.
 const (
@@ -43,6 +44,12 @@ type trafficRead struct {
 	Near []nearWorkload
 	// Errs say what could not be read: evidence too.
 	Errs []string
+	// ProposedForeign are the pods a corrected selector would select
+	// that the one fitting workload's selector does not, and ProposedErr
+	// why they could not be read (selector_matches_nothing only; see
+	// selectorFix).
+	ProposedForeign []string
+	ProposedErr     string
 }
 
 // nearWorkload is a workload whose pod labels nearly (or fully) match a
@@ -55,6 +62,8 @@ type nearWorkload struct {
 	Differs  []string
 	Replicas int32
 	Ports    []string
+	// Selector is the workload's own pod selector (nil when invalid).
+	Selector labels.Selector
 }
 
 // traffic reads the Service's pods, EndpointSlices and the workloads
@@ -94,6 +103,9 @@ func (r reader) traffic(ctx context.Context, in planInput) *trafficRead {
 		slices.SortFunc(t.Slices, func(a, b discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
 	}
 	t.Near = r.nearWorkloads(ctx, svc, &t.Errs)
+	if in.Incident.Reason == trafficSelectorMatchesNothing {
+		r.proposedSelection(ctx, svc, t)
+	}
 	return t
 }
 
@@ -101,9 +113,12 @@ func (r reader) traffic(ctx context.Context, in planInput) *trafficRead {
 // pod template labels share a key with the selector.
 func (r reader) nearWorkloads(ctx context.Context, svc *corev1.Service, errs *[]string) []nearWorkload {
 	var out []nearWorkload
-	add := func(kind, name string, tmpl corev1.PodTemplateSpec, replicas int32) {
+	add := func(kind, name string, tmpl corev1.PodTemplateSpec, replicas int32, ls *metav1.LabelSelector) {
 		if n, ok := nearMatch(svc.Spec.Selector, tmpl); ok {
 			n.Ref, n.Replicas = strings.ToLower(kind)+"/"+name, replicas
+			if sel, err := metav1.LabelSelectorAsSelector(ls); err == nil && ls != nil {
+				n.Selector = sel
+			}
 			out = append(out, n)
 		}
 	}
@@ -112,21 +127,21 @@ func (r reader) nearWorkloads(ctx context.Context, svc *corev1.Service, errs *[]
 		*errs = append(*errs, readErr("deployments", err))
 	} else {
 		for _, o := range l.Items {
-			add(KindDeployment, o.Name, o.Spec.Template, derefOr(o.Spec.Replicas, 1))
+			add(KindDeployment, o.Name, o.Spec.Template, derefOr(o.Spec.Replicas, 1), o.Spec.Selector)
 		}
 	}
 	if l, err := r.kube.AppsV1().StatefulSets(ns).List(ctx, opts); err != nil {
 		*errs = append(*errs, readErr("statefulsets", err))
 	} else {
 		for _, o := range l.Items {
-			add(KindStatefulSet, o.Name, o.Spec.Template, derefOr(o.Spec.Replicas, 1))
+			add(KindStatefulSet, o.Name, o.Spec.Template, derefOr(o.Spec.Replicas, 1), o.Spec.Selector)
 		}
 	}
 	if l, err := r.kube.AppsV1().DaemonSets(ns).List(ctx, opts); err != nil {
 		*errs = append(*errs, readErr("daemonsets", err))
 	} else {
 		for _, o := range l.Items {
-			add(KindDaemonSet, o.Name, o.Spec.Template, daemonSetDesired(&o))
+			add(KindDaemonSet, o.Name, o.Spec.Template, daemonSetDesired(&o), o.Spec.Selector)
 		}
 	}
 	slices.SortFunc(out, func(a, b nearWorkload) int { return cmp.Compare(a.Ref, b.Ref) })
@@ -281,10 +296,10 @@ func trafficSteps(in planInput, b *builder, step stepFunc) []events.Step {
 			cands = append(cands, fmt.Sprintf("%s has pod labels %s (differs on %s)", n.Ref, labelsString(n.Labels), orNone(n.Differs)))
 		}
 		if len(cands) > 0 {
-			out = append(out, b.onOwner(step(fmt.Sprintf("Workloads whose pods nearly match: %s. Fix the selector of %s (or the workload's pod labels) so that they match, by hand: kaar does not change Services",
+			out = append(out, b.onOwner(step(fmt.Sprintf("Workloads whose pods nearly match: %s. Fix the selector of %s (or the workload's pod labels) so that they match: by hand, unless exactly one workload fits (see the plan's notes)",
 				strings.Join(cands, "; "), svcRef), "get", "deployments,statefulsets,daemonsets", "-o", "custom-columns=NAME:.metadata.name,POD_LABELS:.spec.template.metadata.labels")))
 		} else {
-			out = append(out, b.onOwner(step(fmt.Sprintf("No workload of the namespace has pods labelled like that: fix the selector of %s, or deploy the workload it should route to (by hand: kaar does not change Services)", svcRef),
+			out = append(out, b.onOwner(step(fmt.Sprintf("No workload of the namespace has pods labelled like that: fix the selector of %s, or deploy the workload it should route to", svcRef),
 				"get", "pods", "--show-labels")))
 		}
 		out = append(out, describe, slicesStep)
@@ -294,7 +309,7 @@ func trafficSteps(in planInput, b *builder, step stepFunc) []events.Step {
 			orNone(bad), plural(len(pods), "pod"), orNone(podPorts(pods))), "describe", "service", name)))
 		out = append(out, b.onOwner(step("Compare with the container ports of the pods it selects",
 			"get", "pods", "-l", sel, "-o", "custom-columns=NAME:.metadata.name,PORT_NAMES:.spec.containers[*].ports[*].name,PORTS:.spec.containers[*].ports[*].containerPort")))
-		out = append(out, b.onOwner(step(fmt.Sprintf("Set the targetPort of %s to the port the application listens on (one of the names or numbers above), or declare that port in the pod template: by hand, kaar does not change Services", svcRef),
+		out = append(out, b.onOwner(step(fmt.Sprintf("Set the targetPort of %s to the port the application listens on (one of the names or numbers above), or declare that port in the pod template: by hand, unless the port is evident (see the plan's notes)", svcRef),
 			"edit", "service", name)))
 	default: // no_ready_endpoints
 		total, ready := 0, 0

@@ -20,7 +20,7 @@ import (
 // EndpointSlice list RBAC forbids is evidence, not an error.
 func TestGatherServiceReadsWhatItRoutesTo(t *testing.T) {
 	cfg := testConfig(t)
-	in0 := trafficInput(t, cfg, trafficNoReadyEndpoints, false)
+	in0 := trafficInput(t, cfg, trafficNoReadyEndpoints, "")
 	svc := in0.Traffic.Service.DeepCopy()
 	other := in0.Traffic.Slices[0].DeepCopy()
 	other.Name, other.Labels = "api-x1", map[string]string{"kubernetes.io/service-name": "api"}
