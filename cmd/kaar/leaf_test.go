@@ -80,7 +80,11 @@ func TestLeafClusterDecidedCentrally(t *testing.T) {
 	// executor reads it.
 	msg := callErr(t, mc, "approve_remediation_plan", map[string]any{"plan_id": p3.PlanID, "digest": p3.Digest})
 	t.Logf("a decision during the cut: %s", msg)
-	// The leaf goes on: web-2's plan completes on it.
+	// The leaf goes on: web-4 is detected there, web-2's plan completes.
+	waitUntil(t, time.Minute, "web-4 detected on the cut-off leaf", func() bool { return e.leafIssues.count("web-4", events.TransitionDetected) == 1 }, e.diag)
+	if n := e.issues.count("web-4", events.TransitionDetected); n != 0 {
+		t.Fatalf("web-4's incident reached the hub (%d) through a cut link", n)
+	}
 	waitPodsHealthy(t, kube, ns, "web-2", 90*time.Second)
 	e.phase("web-2 executed on the cut-off leaf")
 	link.Restore()
@@ -186,7 +190,8 @@ type leafEnv struct {
 	central     jetstream.JetStream // the hub, as the provisioner
 	leafView    jetstream.JetStream // the leaf's domain through the hub, as the CLI
 	mc          *mcpCaller
-	issues      *issueLog
+	issues      *issueLog // the hub's ISSUES (sourced from the leaf)
+	leafIssues  *issueLog // the leaf's own ISSUES
 	audit       *auditLog
 }
 
@@ -248,6 +253,7 @@ func newLeafEnv(t *testing.T, owners []string) *leafEnv {
 	waitHealthy(t, inst, nil, e.hub.out)
 	e.mc = newMCPCaller(t, inst, "")
 	e.issues = followIssues(t, e.central, e.cluster)
+	e.leafIssues = followIssues(t, credsJetStream(t, fmt.Sprintf("tls://127.0.0.1:%d", leafPort), creds, bus.RoleProvisioner, "", bus.TLSFiles{CAFile: pki.ca}), e.cluster)
 	e.audit = followAudit(t, e.central, e.cluster)
 	for _, o := range owners {
 		waitPodsHealthy(t, e.kube, e.ns, o, 2*time.Minute)
@@ -390,12 +396,16 @@ func withNATS(t *testing.T, base, natsSection string) string {
 
 // credsJetStream connects to url as role with its seed from the
 // credentials directory dir, in JetStream domain (empty: the server's).
-func credsJetStream(t *testing.T, url, dir string, role bus.Role, domain string) jetstream.JetStream {
+func credsJetStream(t *testing.T, url, dir string, role bus.Role, domain string, tls ...bus.TLSFiles) jetstream.JetStream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, err := bus.Connect(ctx, url, bus.ConnectOptions{Name: "kaar-" + string(role), Logger: slog.New(slog.DiscardHandler),
-		NkeyFile: filepath.Join(dir, bus.SeedFileName(role)), InboxPrefix: role.InboxPrefix()})
+	o := bus.ConnectOptions{Name: "kaar-" + string(role), Logger: slog.New(slog.DiscardHandler),
+		NkeyFile: filepath.Join(dir, bus.SeedFileName(role)), InboxPrefix: role.InboxPrefix()}
+	if len(tls) > 0 {
+		o.TLS = tls[0]
+	}
+	nc, err := bus.Connect(ctx, url, o)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", role, err)
 	}
