@@ -117,10 +117,11 @@ bench-watcher: ## the watcher at scale on a private sandbox: 10,000 pods over 10
 bench-ha: ## the split deployment (3-node R3 cluster) next to one process: incidents detected and planned per second, decisions executed per second (sandbox)
 	cd cmd/kaar && $(GO) test -run '^$$' -bench 'ExecutedDecisions|IncidentsToExecutions' -benchtime 1x -timeout 60m .
 
-chaos: ## long chaos suite: executor and NATS SIGKILLs on one NATS server and on a 3-node R3 cluster, planner/watcher/notifier SIGKILLs in the split deployment, 50 plans per scenario; prints the tables (into .cache/chaos-table.txt, .cache/chaos-cluster-table.txt, .cache/chaos-pipeline-table.txt)
+chaos: ## long chaos suite: executor and NATS SIGKILLs on one NATS server and on a 3-node R3 cluster, planner/watcher/notifier SIGKILLs in the split deployment, 50 plans per scenario, a leaf cluster cut off and its central NATS killed; prints the tables (into .cache/chaos-table.txt, .cache/chaos-cluster-table.txt, .cache/chaos-pipeline-table.txt, .cache/chaos-leaf-table.txt)
 	set -o pipefail; cd cmd/kaar && KAAR_CHAOS_RUNS=$${KAAR_CHAOS_RUNS:-5} KAAR_CHAOS_BATCH=$${KAAR_CHAOS_BATCH:-10} KAAR_CHAOS_TABLE=$(ROOT)/.cache/chaos-table.txt \
 		KAAR_CHAOS_CLUSTER_TABLE=$(ROOT)/.cache/chaos-cluster-table.txt KAAR_CHAOS_PIPELINE_TABLE=$(ROOT)/.cache/chaos-pipeline-table.txt \
-		$(GO) test -count=1 -run 'TestChaosExecutorAndNATSKills|TestChaosOnAThreeNodeCluster|TestChaosPipelineOnAThreeNodeCluster' -timeout 120m -v . | grep -E -A14 '^\s+(pipeline )?scenario|^(ok|FAIL|---)'
+		KAAR_CHAOS_LEAF=1 KAAR_CHAOS_LEAF_TABLE=$(ROOT)/.cache/chaos-leaf-table.txt \
+		$(GO) test -count=1 -run 'TestChaosExecutorAndNATSKills|TestChaosOnAThreeNodeCluster|TestChaosPipelineOnAThreeNodeCluster|TestLeafChaos' -timeout 120m -v . | grep -E -A14 '^\s+(pipeline )?scenario|^(ok|FAIL|---)'
 
 mcp-tools: ## install Node.js 22, the MCP conformance suite and the MCP Inspector (pinned) into .cache/mcp-tools, once
 	./hack/mcp-tools.sh
