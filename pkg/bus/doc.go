@@ -9,7 +9,11 @@
 // that it happened ([CheckBound]), and the two typed helpers every service
 // shares: [Publish] (an envelope with a Nats-Msg-Id, reporting duplicates)
 // and [PlanStore] (plans in the kaar_plans bucket with a per-key TTL,
-// compare-and-set updates and expiry notifications).
+// compare-and-set updates and expiry notifications). A leaf cluster's
+// node runs its own JetStream and a central server accepts it
+// (LeafNodeOptions, LeafRemoteOptions): the central streams source the
+// leaf's (Config.Leaves, ResumeLeafSources), the leaf's permissions keep
+// it to its cluster (LeafPermissions).
 //
 // Everything else (consuming, request/reply endpoints, the incidents and
 // executions buckets) the services do with nats.go's jetstream and micro
