@@ -65,12 +65,13 @@ gobuild -o "$out/nats/bin/" ./deploy/compose/cmd/kaar-httpcheck
 
 step "demo cluster image: the sandbox's control-plane binaries (built once and cached; cold: ~12 min on 2 cores)"
 stage_base "$out/cluster"
-mkdir -p "$out/tools"
-go build -o "$out/tools/kaar-sandbox" ./pkg/sandbox/cmd/kaar-sandbox
-# kaar-sandbox and kaar-demo-cluster are built by the same Go, so the cache
-# key the binaries are filed under (it names the Go version) is the one
-# kaar-demo-cluster looks up in the image.
-bins="$("$out/tools/kaar-sandbox" build)"
+gobuild -o "$out/cluster/bin/" ./deploy/compose/cmd/kaar-demo-cluster ./deploy/compose/cmd/kaar-httpcheck
+# kaar-demo-cluster itself finds (or builds) the binaries in the sandbox's
+# cache ($KAAR_CACHE_DIR or ~/.cache/kaar), so the cache key they are filed
+# under (it names the Go version that built it) is the one it looks up in
+# the image (/opt/kaar).
+cache="${KAAR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kaar}"
+bins="$("$out/cluster/bin/kaar-demo-cluster" --ensure-binaries --cache-dir "$cache")"
 key="$(basename "$bins")"
 sandbox_bins="$out/cluster/rootfs/opt/kaar/sandbox/bin"
 if [[ ! -f "$sandbox_bins/$key/manifest.json" ]]; then
@@ -80,7 +81,6 @@ if [[ ! -f "$sandbox_bins/$key/manifest.json" ]]; then
 	cp -al "$bins" "$sandbox_bins/$key" 2>/dev/null || cp -a "$bins" "$sandbox_bins/$key"
 fi
 mkdir -p "$out/cluster/owned/var/lib/kaar" "$out/cluster/owned/kube/"{admin,watcher,planner,executor}
-gobuild -o "$out/cluster/bin/" ./deploy/compose/cmd/kaar-demo-cluster ./deploy/compose/cmd/kaar-httpcheck
 
 if [[ "${STAGE_ONLY:-}" == 1 ]]; then
 	step "contexts staged in $out"

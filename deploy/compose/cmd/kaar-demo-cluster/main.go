@@ -73,10 +73,20 @@ func main() {
 	flag.StringVar(&o.server, "server", "https://cluster:6443", "the API server URL the other containers use")
 	flag.StringVar(&o.hostServer, "host-server", "https://127.0.0.1:6443", "the API server URL from the host (kubeconfig-host)")
 	flag.IntVar(&o.nodes, "nodes", sandbox.DefaultNodes, "number of kwok nodes")
+	ensure := flag.Bool("ensure-binaries", false, "only build (or find) the control-plane binaries in --cache-dir and print their directory (deploy/hack/build-images.sh copies it into the image)")
 	flag.Parse()
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *ensure {
+		b, err := sandbox.EnsureBinaries(ctx, sandbox.Options{CacheDir: o.cacheDir, Progress: os.Stderr})
+		if err != nil {
+			logger.Error("kaar-demo-cluster", slog.Any("err", err))
+			os.Exit(1)
+		}
+		fmt.Println(b.Dir)
+		return
+	}
 	if err := run(ctx, o, logger); err != nil {
 		logger.Error("kaar-demo-cluster", slog.Any("err", err))
 		os.Exit(1)
