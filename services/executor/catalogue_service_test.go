@@ -29,7 +29,9 @@ func TestCatalogueRefusesTamperedServicePlans(t *testing.T) {
 		}
 	}
 	rv := map[string]any{"op": "test", "path": "/metadata/resourceVersion", "value": "501"}
-	testSel := func(v map[string]any) map[string]any { return map[string]any{"op": "test", "path": "/spec/selector", "value": v} }
+	testSel := func(v map[string]any) map[string]any {
+		return map[string]any{"op": "test", "path": "/spec/selector", "value": v}
+	}
 	replSel := func(v map[string]any) map[string]any {
 		return map[string]any{"op": "replace", "path": "/spec/selector", "value": v}
 	}
@@ -92,7 +94,9 @@ func TestCatalogueRefusesTamperedServicePlans(t *testing.T) {
 		{name: "selector: step on another Service", plan: sel, edit: func(t *testing.T, p *events.Plan) { mutating(t, p).Target.Name = "admin" },
 			want: []string{"Service/apps/admin is not the plan's target Service/apps/web"}},
 		{name: "selector: hostile param", plan: sel,
-			edit: func(t *testing.T, p *events.Plan) { mutating(t, p).Params[events.ParamSelector] = "app=web\x1b]0;pwned\x07" },
+			edit: func(t *testing.T, p *events.Plan) {
+				mutating(t, p).Params[events.ParamSelector] = "app=web\x1b]0;pwned\x07"
+			},
 			want: []string{"params.selector"}},
 		{name: "selector: protected namespace", plan: sel, reason: events.RefusalNotApproved,
 			cfg:  func(c *catalogueConfig) { c.ProtectedNamespaces = append(c.ProtectedNamespaces, "apps") },
