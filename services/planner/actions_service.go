@@ -205,6 +205,13 @@ func (b *builder) setServiceSelector(Strategy) (*candidate, string) {
 	}
 	w := b.in.Owner
 	from, to := labelsString(svc.Spec.Selector), labelsString(fix.Selector)
+	// The API server admits only label names and values; a selector that
+	// is not one (a fake, a hostile writer) is never proposed.
+	for _, sel := range []string{from, to} {
+		if _, err := events.ParseSelector(sel); err != nil {
+			return nil, quote("the selector is not one a step can carry: " + err.Error())
+		}
+	}
 	op := patchOp{Op: "replace", Path: "/spec/selector", Value: fix.Selector}
 	return b.serviceStep(ownerStep{
 		action: events.ActionSetServiceSelector,
@@ -235,6 +242,11 @@ func (b *builder) setServiceTargetPort(Strategy) (*candidate, string) {
 		return nil, quote(why)
 	}
 	w := b.in.Owner
+	for _, tp := range []intstr.IntOrString{fix.From, fix.To} {
+		if err := events.ValidateTargetPort(tp.String()); err != nil {
+			return nil, quote("the targetPort is not one a step can carry: " + err.Error())
+		}
+	}
 	path := fmt.Sprintf("/spec/ports/%d", fix.Index)
 	op := patchOp{Op: "replace", Path: path + "/targetPort", Value: fix.To}
 	port := strconv.Itoa(int(fix.Port.Port))

@@ -289,15 +289,16 @@ func trafficSteps(in planInput, b *builder, step stepFunc) []events.Step {
 	var out []events.Step
 	switch in.Incident.Reason {
 	case trafficSelectorMatchesNothing:
-		out = append(out, b.onOwner(step(fmt.Sprintf("The selector of %s (%s) matches no pod of namespace %s", svcRef, sel, in.Incident.Namespace),
+		// Selectors, labels and port names are cluster text: quoted.
+		out = append(out, b.onOwner(step(quote(fmt.Sprintf("The selector of %s (%s) matches no pod of namespace %s", svcRef, sel, in.Incident.Namespace)),
 			"get", "pods", "-l", sel, "--show-labels")))
 		var cands []string
 		for _, n := range near {
 			cands = append(cands, fmt.Sprintf("%s has pod labels %s (differs on %s)", n.Ref, labelsString(n.Labels), orNone(n.Differs)))
 		}
 		if len(cands) > 0 {
-			out = append(out, b.onOwner(step(fmt.Sprintf("Workloads whose pods nearly match: %s. Fix the selector of %s (or the workload's pod labels) so that they match: by hand, unless exactly one workload fits (see the plan's notes)",
-				strings.Join(cands, "; "), svcRef), "get", "deployments,statefulsets,daemonsets", "-o", "custom-columns=NAME:.metadata.name,POD_LABELS:.spec.template.metadata.labels")))
+			out = append(out, b.onOwner(step(quote(fmt.Sprintf("Workloads whose pods nearly match: %s. Fix the selector of %s (or the workload's pod labels) so that they match: by hand, unless exactly one workload fits (see the plan's notes)",
+				strings.Join(cands, "; "), svcRef)), "get", "deployments,statefulsets,daemonsets", "-o", "custom-columns=NAME:.metadata.name,POD_LABELS:.spec.template.metadata.labels")))
 		} else {
 			out = append(out, b.onOwner(step(fmt.Sprintf("No workload of the namespace has pods labelled like that: fix the selector of %s, or deploy the workload it should route to", svcRef),
 				"get", "pods", "--show-labels")))
@@ -305,8 +306,8 @@ func trafficSteps(in planInput, b *builder, step stepFunc) []events.Step {
 		out = append(out, describe, slicesStep)
 	case trafficTargetPortMismatch:
 		bad := unmatchedPorts(svc, pods)
-		out = append(out, b.onOwner(step(fmt.Sprintf("%s: %s, which no container port of its %s declares (their ports: %s)", svcRef,
-			orNone(bad), plural(len(pods), "pod"), orNone(podPorts(pods))), "describe", "service", name)))
+		out = append(out, b.onOwner(step(quote(fmt.Sprintf("%s: %s, which no container port of its %s declares (their ports: %s)", svcRef,
+			orNone(bad), plural(len(pods), "pod"), orNone(podPorts(pods)))), "describe", "service", name)))
 		out = append(out, b.onOwner(step("Compare with the container ports of the pods it selects",
 			"get", "pods", "-l", sel, "-o", "custom-columns=NAME:.metadata.name,PORT_NAMES:.spec.containers[*].ports[*].name,PORTS:.spec.containers[*].ports[*].containerPort")))
 		out = append(out, b.onOwner(step(fmt.Sprintf("Set the targetPort of %s to the port the application listens on (one of the names or numbers above), or declare that port in the pod template: by hand, unless the port is evident (see the plan's notes)", svcRef),
@@ -319,8 +320,8 @@ func trafficSteps(in planInput, b *builder, step stepFunc) []events.Step {
 		out = append(out, b.onOwner(step(fmt.Sprintf("%s has %d of %d endpoints ready: no pod receives its traffic", svcRef, ready, total),
 			"get", "endpointslices", "-l", discoveryv1.LabelServiceName+"="+name, "-o", "wide")))
 		if len(pods) > 0 {
-			out = append(out, b.onOwner(step(fmt.Sprintf("Its %s (%s) are not ready: their own incidents (CrashLoopBackOff, NotReady, ...) and events say why; fix them and the Service recovers",
-				plural(len(pods), "pod"), sel), "get", "pods", "-l", sel, "-o", "wide")))
+			out = append(out, b.onOwner(step(quote(fmt.Sprintf("Its %s (%s) are not ready: their own incidents (CrashLoopBackOff, NotReady, ...) and events say why; fix them and the Service recovers",
+				plural(len(pods), "pod"), sel)), "get", "pods", "-l", sel, "-o", "wide")))
 		} else {
 			var wanting []string
 			for _, n := range near {
