@@ -3,8 +3,10 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +112,41 @@ func TestServiceChangedSincePlanningIsRefusedAsStale(t *testing.T) {
 	}
 	if got := c.service(t, "web").Spec.Selector["app"]; got != "wbe" {
 		t.Errorf("selector app=%s, want app=wbe (untouched)", got)
+	}
+}
+
+// A Service step interrupted after its patch took effect (an executor
+// crash between the API call and its record) is found applied when the
+// execution resumes, not applied again and not called stale; without a
+// resume, the same patch is stale: the resourceVersion it tests moved.
+func TestServicePatchAppliedBeforeACrashIsRecognisedOnResume(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{cfg: Config{Cluster: testCluster, MaxPods: 2, StepTimeout: 5 * time.Second}.withDefaults(),
+		kube: c.executor, log: testLogger(t), now: time.Now, metrics: m}
+	svc := c.createService(t, "web", "wbe")
+	p := selectorPlan(t, svc, "wbe", "web")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	if st, summary, err := newStepRunner(s, p).apply(ctx, p.Steps[0]); st != events.StepSucceeded || err != nil {
+		t.Fatalf("first apply: %s %q %v", st, summary, err)
+	}
+	resumed := newStepRunner(s, p)
+	resumed.resuming = true
+	st, summary, err := resumed.apply(ctx, p.Steps[0])
+	if st != events.StepSucceeded || err != nil || !strings.Contains(summary, "already patched before the interruption") {
+		t.Fatalf("resumed apply: %s %q %v", st, summary, err)
+	}
+	st, _, err = newStepRunner(s, p).apply(ctx, p.Steps[0])
+	if st != events.StepFailed || !errors.Is(err, ErrStale) {
+		t.Fatalf("apply again without a resume: %s %v, want stale", st, err)
+	}
+	if got := c.service(t, "web").Spec.Selector["app"]; got != "web" {
+		t.Errorf("selector app=%s, want app=web", got)
 	}
 }
