@@ -113,10 +113,10 @@ func TestChaosPipelineOnAThreeNodeCluster(t *testing.T) {
 		// frozen one (its last pull request is still open): they are in
 		// flight when it is killed. The replicas started then get them
 		// once their ack wait passes, the others at once.
-		planners := pl.procs[events.ServicePlanner]
+		planners := pl.running(events.ServicePlanner)
 		victim, other := planners[0], planners[1]
+		pl.remove(events.ServicePlanner, other)
 		other.stop()
-		pl.procs[events.ServicePlanner] = []*proc{victim}
 		waitUntil(t, time.Minute, "the remaining planner pulls", func() bool { return pl.plannerConsumer(t).NumWaiting > 0 }, func() string { return "" })
 		if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
@@ -130,7 +130,7 @@ func TestChaosPipelineOnAThreeNodeCluster(t *testing.T) {
 		held := pl.plannerConsumer(t).NumAckPending
 		pl.kill(t, events.ServicePlanner, victim)
 		pl.start(events.ServicePlanner)
-		t.Logf("killed a planner with %d incident(s) of %d in flight", held, len(run.names))
+		t.Logf("killed a planner with %d issue message(s) in flight (%d incidents in the run)", held, len(run.names))
 	}))
 	add(pl.scenario("R3 pipeline: SIGKILL the active watcher", runs, batch, func(t *testing.T, run *pipelineRun) {
 		waitUntil(t, 2*time.Minute, "a first incident detected", func() bool { return pl.detected(run) > 0 }, pl.issues.String)
@@ -168,6 +168,9 @@ func TestChaosPipelineOnAThreeNodeCluster(t *testing.T) {
 	}))
 	reportChaos(t, results, "KAAR_CHAOS_PIPELINE_TABLE")
 	reportPipeline(t, seen)
+	pl.mu.Lock()
+	t.Logf("service processes that exited on their own (a lease lost under load) and were restarted: %d", pl.restarts)
+	pl.mu.Unlock()
 	for _, r := range results {
 		if r.stale != 0 || r.expired != 0 {
 			t.Errorf("%s: %d stale, %d expired: approved plans within their window on an unchanged target must run", r.name, r.stale, r.expired)
@@ -397,8 +400,11 @@ type pipeline struct {
 	issues *issueLog
 	leases jetstream.KeyValue
 	pjs    jetstream.JetStream // as the provisioner
-	// running processes by service.
-	procs map[string][]*proc
+	mu     sync.Mutex
+	// procs are the running processes by service; restarts counts those
+	// that exited on their own and were restarted.
+	procs    map[string][]*proc
+	restarts int
 }
 
 // pipelineLease is the lease duration of the pipeline's singletons: a
@@ -458,7 +464,10 @@ func newPipeline(t *testing.T, ce *chaosEnv) *pipeline {
 	return pl
 }
 
-// start starts one more process of svc; it outlives the scenario.
+// start starts one more process of svc; it outlives the scenario. A
+// process that exits on its own (a singleton that lost its lease exits
+// so that its restart stands by; under load a renewal can miss the
+// lease) is restarted, as Kubernetes restarts a container.
 func (pl *pipeline) start(svc string) *proc {
 	var env []string
 	if svc == "notifier" {
@@ -466,16 +475,50 @@ func (pl *pipeline) start(svc string) *proc {
 		env = append(env, fmt.Sprintf("KAAR_NOTIFY_LISTEN=127.0.0.1:%d", testutil.FreePort(pl.ce.t)))
 	}
 	p := pl.ce.start(pl.ce.t, env, svc, "--config", pl.ce.cfg)
+	pl.mu.Lock()
 	pl.procs[svc] = append(pl.procs[svc], p)
+	pl.mu.Unlock()
+	go func() {
+		for {
+			if _, exited := p.waitExit(time.Hour); exited {
+				break
+			}
+		}
+		if pl.ce.t.Context().Err() != nil || !pl.remove(svc, p) {
+			return // the test ends, or stopped or killed it itself
+		}
+		pl.mu.Lock()
+		pl.restarts++
+		pl.mu.Unlock()
+		pl.ce.t.Logf("kaar %s (pid %d) exited on its own; restarting it:\n%s", svc, p.cmd.Process.Pid, tail(p.out.String(), 5))
+		pl.start(svc)
+	}()
 	return p
+}
+
+// remove takes p out of the running processes of svc; false if it was
+// not among them.
+func (pl *pipeline) remove(svc string, p *proc) bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	n := len(pl.procs[svc])
+	pl.procs[svc] = slices.DeleteFunc(pl.procs[svc], func(q *proc) bool { return q == p })
+	return len(pl.procs[svc]) < n
+}
+
+// running are the running processes of svc.
+func (pl *pipeline) running(svc string) []*proc {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return slices.Clone(pl.procs[svc])
 }
 
 // kill kills (SIGKILL) the process p of svc and starts its replacement,
 // as a Deployment's controller would.
 func (pl *pipeline) kill(t *testing.T, svc string, p *proc) {
 	t.Helper()
+	pl.remove(svc, p)
 	p.kill(t)
-	pl.procs[svc] = slices.DeleteFunc(pl.procs[svc], func(q *proc) bool { return q == p })
 	pl.start(svc)
 }
 
@@ -493,7 +536,7 @@ func (pl *pipeline) active(t *testing.T, svc string) *proc {
 			return false
 		}
 		_, pid, _ := strings.Cut(r.Holder, "/")
-		for _, p := range pl.procs[svc] {
+		for _, p := range pl.running(svc) {
 			if strconv.Itoa(p.cmd.Process.Pid) == pid {
 				found = p
 				return true
