@@ -56,7 +56,7 @@ func TestLeafClusterDecidedCentrally(t *testing.T) {
 
 	// Decided centrally, executed on the leaf.
 	breakImage(t, kube, ns, "web-1")
-	waitIncidents(t, mc, ns, 90*time.Second, "web-1's incident, through the gateway", func(a analyzeOut) bool { return hasOwner(a, "web-1") })
+	waitOwnerIncident(t, mc, ns, "web-1")
 	p1 := planFor(t, mc, ns, "web-1")
 	call[decisionOut](t, mc, "approve_remediation_plan", map[string]any{"plan_id": p1.PlanID, "digest": p1.Digest})
 	remediated(t, mc, p1)
@@ -426,11 +426,43 @@ func hasOwner(a analyzeOut, owner string) bool {
 	return false
 }
 
+// waitOwnerIncident waits until analyze_cluster, asked about Deployment
+// name only (the first page may list others when many fail), reports
+// its incident.
+func waitOwnerIncident(t *testing.T, c toolCaller, ns, name string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		raw, toolErr, err := c.Call(ctx, "analyze_cluster", map[string]any{"namespace": ns, "owner": "Deployment/" + name})
+		cancel()
+		if err != nil {
+			t.Fatalf("analyze_cluster: %v", err)
+		}
+		last = toolErr
+		if toolErr == "" {
+			var a analyzeOut
+			if err := json.Unmarshal(raw, &a); err != nil {
+				t.Fatalf("analyze_cluster: decode %s: %v", raw, err)
+			}
+			if hasOwner(a, name) {
+				return
+			}
+			last = string(raw)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("analyze_cluster: %s's incident not reported within 90s; last answer: %s", name, last)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // planFor asks the gateway for the plan of Deployment name (planned on
 // the leaf) once its incident is known.
 func planFor(t *testing.T, c toolCaller, ns, name string) planOut {
 	t.Helper()
-	waitIncidents(t, c, ns, 90*time.Second, name+"'s incident", func(a analyzeOut) bool { return hasOwner(a, name) })
+	waitOwnerIncident(t, c, ns, name)
 	p := call[planOut](t, c, "generate_remediation_plan", map[string]any{"resource_type": "deployment", "namespace": ns, "resource_name": name})
 	if p.PlanID == "" || p.State != "proposed" || p.DiagnosticOnly {
 		t.Fatalf("plan for %s: %+v", name, p)
