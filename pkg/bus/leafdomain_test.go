@@ -187,6 +187,39 @@ func owners(t *testing.T, js jetstream.JetStream, st, filter string) []string {
 	}
 }
 
+// waitSourcesActive waits until every leaf source of the hub's streams
+// is active: the sources the setup restarted connect asynchronously
+// (ISSUES delivering web-1 says nothing of PLAN_EVENTS or AUDIT).
+func waitSourcesActive(ctx context.Context, t *testing.T, js jetstream.JetStream, cfg Config) {
+	t.Helper()
+	streams, err := Streams(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, want := range streams {
+		for {
+			st, err := js.Stream(ctx, want.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idle := 0
+			for _, si := range st.CachedInfo().Sources {
+				if si.External != nil && si.Active < 0 {
+					idle++
+				}
+			}
+			if idle == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d leaf sources still inactive after 30 s", want.Name, idle)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
 // waitOwners waits until stream st of js holds exactly want under filter.
 func waitOwners(t *testing.T, js jetstream.JetStream, st, filter string, want ...string) {
 	t.Helper()
@@ -229,6 +262,7 @@ func TestLeafWithItsOwnDomain(t *testing.T) {
 		t.Fatalf("the watcher on the leaf publishes an incident: %v", err)
 	}
 	waitOwners(t, p.hubJS, events.StreamIssues, issueFilter, "web-1")
+	waitSourcesActive(ctx, t, p.hubJS, p.hubConfig())
 	if n, err := ResumeLeafSources(ctx, p.hubJS, p.hubConfig()); err != nil || n != 0 {
 		t.Errorf("ResumeLeafSources with every source active restarted %d (%v), want none", n, err)
 	}
