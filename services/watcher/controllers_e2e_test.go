@@ -60,6 +60,7 @@ func TestQuotaForbiddingPodsIsFailedCreateUntilRaised(t *testing.T) {
 	h := newHarness(t)
 	quota := h.onePodQuota(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	h.create(t, testDeployment("web", 3, nil, corev1.Container{Name: "app", Image: "nginx:1.27"}))
 
 	id := h.incidentID("Deployment", "web", events.IssueFailedCreate)
@@ -75,6 +76,8 @@ func TestQuotaForbiddingPodsIsFailedCreateUntilRaised(t *testing.T) {
 	if err != nil || len(resp.Incidents) != 1 || resp.Incidents[0].ID != id {
 		t.Errorf("analyze = %+v, %v; want the FailedCreate incident", resp, err)
 	}
+	// A quota is a policy object: diagnostic by design.
+	wantPlan(t, store, id, events.IssueFailedCreate, "Deployment", "web", diagnostic)
 
 	// Raised: the ReplicaSet controller creates the pods, the condition
 	// clears, the incident resolves.
@@ -87,6 +90,7 @@ func TestMissingServiceAccountIsFailedCreate(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	d := testDeployment("builder", 2, nil, corev1.Container{Name: "app", Image: "nginx:1.27"})
 	d.Spec.Template.Spec.ServiceAccountName = "builder"
 	h.create(t, d)
@@ -98,12 +102,14 @@ func TestMissingServiceAccountIsFailedCreate(t *testing.T) {
 	if in := r.event.Incident; in.PodCount != 2 || !strings.Contains(in.Message, `serviceaccount "builder" not found`) {
 		t.Errorf("incident = %+v", in)
 	}
+	wantPlan(t, store, id, events.IssueFailedCreate, "Deployment", "builder", diagnostic)
 }
 
 func TestJobPastItsDeadlineIsJobFailed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	// The sandbox keeps a crashing pod running (CrashLoopBackOff) whatever
 	// its restart policy, so the Job fails by its active deadline.
 	zero, deadline := int32(0), int64(5)
@@ -123,6 +129,8 @@ func TestJobPastItsDeadlineIsJobFailed(t *testing.T) {
 	if in := r.event.Incident; in.Owner.Kind != "Job" || !strings.Contains(in.Message, "job migrate failed (DeadlineExceeded)") {
 		t.Errorf("incident = %+v", in)
 	}
+	// A re-run is a person's decision: diagnostic by design.
+	wantPlan(t, store, id, events.IssueJobFailed, "Job", "migrate", diagnostic)
 	// Deleting the failed Job ends it.
 	bg := metav1.DeletePropagationBackground
 	if err := h.admin.BatchV1().Jobs(h.ns).Delete(ctx30(t), "migrate", metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
@@ -135,6 +143,7 @@ func TestRolloutPastItsDeadlineIsRolloutStuckBesideItsPodsIncident(t *testing.T)
 	t.Parallel()
 	h := newHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	d := testDeployment("web", 1, map[string]string{sandbox.AnnotationCrashExitCode: "1"}, corev1.Container{Name: "app", Image: "nginx:1.27"})
 	deadline := int32(5)
 	d.Spec.ProgressDeadlineSeconds = &deadline
@@ -149,6 +158,8 @@ func TestRolloutPastItsDeadlineIsRolloutStuckBesideItsPodsIncident(t *testing.T)
 	if in := r.event.Incident; in.Reason != "progress_deadline_exceeded" || !strings.Contains(in.Message, "(revision 1)") {
 		t.Errorf("incident = %+v", in)
 	}
+	// No older revision to roll back to: diagnostic.
+	wantPlan(t, store, stuck, events.IssueRolloutStuck, "Deployment", "web", diagnostic)
 
 	// Fixed: the new rollout progresses, both resolve.
 	h.fixCrash(t, "web")
@@ -190,6 +201,7 @@ func TestStatefulSetRefusedByQuotaIsFailedCreateFromItsEvents(t *testing.T) {
 	h := newHarness(t)
 	quota := h.onePodQuota(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	replicas, labels := int32(3), map[string]string{"app": "db"}
 	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: appsv1.StatefulSetSpec{
 		Replicas: &replicas, ServiceName: "db", PodManagementPolicy: appsv1.ParallelPodManagement,
@@ -206,6 +218,7 @@ func TestStatefulSetRefusedByQuotaIsFailedCreateFromItsEvents(t *testing.T) {
 	if in := r.event.Incident; in.Owner.Kind != "StatefulSet" || !strings.Contains(in.Message, "exceeded quota: compute") {
 		t.Errorf("incident = %+v", in)
 	}
+	wantPlan(t, store, id, events.IssueFailedCreate, "StatefulSet", "db", diagnostic)
 	h.raisePodQuota(t, quota)
 	h.waitEvent(t, 3*time.Minute, id, events.TransitionResolved)
 }

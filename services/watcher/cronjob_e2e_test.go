@@ -34,6 +34,7 @@ func TestCronJobWhosePreviousRunNeverEndsIsNotSchedulingUntilSuspended(t *testin
 	h := newHarness(t)
 	h.cronGrace = 5 * time.Second
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	if _, err := h.admin.BatchV1().CronJobs(h.ns).Create(ctx30(t), minutelyCronJob(false), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +52,8 @@ func TestCronJobWhosePreviousRunNeverEndsIsNotSchedulingUntilSuspended(t *testin
 		!strings.Contains(in.Message, "concurrencyPolicy Forbid skips every run while job report-") {
 		t.Errorf("incident = %+v", in)
 	}
+	// Ending a run is a person's decision: diagnostic by design.
+	wantPlan(t, store, id, events.IssueCronJobNotScheduling, "CronJob", "report", diagnostic)
 
 	// Suspended on purpose: no incident any more.
 	patch := []byte(`{"spec":{"suspend":true}}`)
@@ -97,6 +100,7 @@ func TestCronJobWhoseJobsAQuotaRefusesIsFailedCreateUntilRaised(t *testing.T) {
 		return err == nil && q.Status.Hard != nil, "no status"
 	})
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	cj := minutelyCronJob(false)
 	cj.Spec.JobTemplate.Spec.Template.Annotations = nil // its runs complete
 	if _, err := h.admin.BatchV1().CronJobs(h.ns).Create(ctx30(t), cj, metav1.CreateOptions{}); err != nil {
@@ -112,6 +116,7 @@ func TestCronJobWhoseJobsAQuotaRefusesIsFailedCreateUntilRaised(t *testing.T) {
 		!strings.Contains(in.Message, "exceeded quota: jobs") {
 		t.Errorf("incident = %+v", in)
 	}
+	wantPlan(t, store, id, events.IssueFailedCreate, "CronJob", "report", diagnostic)
 	// Raised: the next run starts, the report is history.
 	quota.Spec.Hard["count/jobs.batch"] = resource.MustParse("10")
 	if _, err := h.admin.CoreV1().ResourceQuotas(h.ns).Update(ctx30(t), quota, metav1.UpdateOptions{}); err != nil {

@@ -383,6 +383,7 @@ func TestCrashingDeploymentIsOneIncidentUntilFixed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	stop, reg := h.startWatcher(t)
+	store := h.startPlanner(t)
 	h.create(t, testDeployment("payments-api", 3, map[string]string{sandbox.AnnotationCrashExitCode: "1"},
 		corev1.Container{Name: "app", Image: "registry.example/payments-api:3.2.0"}))
 	id := events.IncidentID(testCluster, h.ns, "Deployment", "payments-api", "app", events.IssueCrashLoopBackOff)
@@ -404,6 +405,8 @@ func TestCrashingDeploymentIsOneIncidentUntilFixed(t *testing.T) {
 	if len(in.OwnerChain) != 2 || in.OwnerChain[0].Kind != "ReplicaSet" || in.OwnerChain[1].Kind != "Deployment" {
 		t.Errorf("owner chain = %+v", in.OwnerChain)
 	}
+	// One revision: no rollback, a rollout restart after the logs.
+	wantPlan(t, store, id, events.IssueCrashLoopBackOff, "Deployment", "payments-api", events.ActionRolloutRestart)
 
 	resp, err := h.analyze(events.AnalyzeRequest{Namespace: h.ns})
 	if err != nil || resp.Total != 1 || resp.Incidents[0].ID != id || resp.Incidents[0].PodCount != 3 || resp.ByType[events.IssueCrashLoopBackOff] != 1 {
@@ -531,6 +534,7 @@ func TestWatcherStartedDuringImagePullBackOffNamesTheCause(t *testing.T) {
 	})
 
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	id := events.IncidentID(testCluster, h.ns, "Deployment", "web", "web", events.IssueImagePullBackOff)
 	in := h.waitEvent(t, time.Minute, id, events.TransitionDetected).event.Incident
 	if in.Reason != "unauthorized" || !strings.Contains(in.Message, "401 Unauthorized") {
@@ -539,6 +543,11 @@ func TestWatcherStartedDuringImagePullBackOffNamesTheCause(t *testing.T) {
 	in = h.waitIncident(t, time.Minute, id, "2 pods", func(in events.Incident) bool { return in.PodCount == 2 }).event.Incident
 	if in.Reason != "unauthorized" || in.PodCount != 2 || !strings.Contains(in.Message, "401 Unauthorized") {
 		t.Errorf("detected %+v, want reason unauthorized, 2 pods and the kubelet's 401 in the message", in)
+	}
+	// Credentials are a person's: diagnostic, saying so.
+	p := wantPlan(t, store, id, events.IssueImagePullBackOff, "Deployment", "web", diagnostic)
+	if !strings.Contains(stepTitles(p), "add imagePullSecrets to the pod template of deployment/web") {
+		t.Errorf("plan does not name the missing credentials:\n%s", stepTitles(p))
 	}
 }
 
@@ -551,6 +560,7 @@ func TestDemoShopIncidents(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := sandbox.ApplyDemo(ctx, h.admin, sandbox.DemoOptions{Namespace: h.ns, Extras: true}, t.Output()); err != nil {
@@ -562,13 +572,16 @@ func TestDemoShopIncidents(t *testing.T) {
 		typ       events.IssueType
 		reason    string
 		exit      int32 // -1: none
+		action    events.ActionType
 	}{
-		{"payments-api", "app", events.IssueCrashLoopBackOff, "exit_code_1", 1},
-		{"recommender", "app", events.IssueOOMKilled, "oom_killed", 137},
-		{"frontend", "app", events.IssueImagePullBackOff, "image_not_found", -1},
-		{"analytics", "", events.IssuePending, "insufficient_cpu", -1},
-		{"cache", "", events.IssueEvicted, "evicted_memory", -1},
-		{"notifier", "app", events.IssueCreateContainerConfigError, "missing_configmap", -1},
+		// Rolled from a good revision: back to it.
+		{"payments-api", "app", events.IssueCrashLoopBackOff, "exit_code_1", 1, events.ActionRollback},
+		{"recommender", "app", events.IssueOOMKilled, "oom_killed", 137, events.ActionSetMemoryLimit},
+		{"frontend", "app", events.IssueImagePullBackOff, "image_not_found", -1, events.ActionRollback},
+		// Its request exceeds every node: lowered to fit the largest.
+		{"analytics", "", events.IssuePending, "insufficient_cpu", -1, events.ActionSetResourceRequests},
+		{"cache", "", events.IssueEvicted, "evicted_memory", -1, events.ActionDeleteEvictedPods},
+		{"notifier", "app", events.IssueCreateContainerConfigError, "missing_configmap", -1, diagnostic},
 	}
 	for _, w := range want {
 		id := events.IncidentID(testCluster, h.ns, "Deployment", w.owner, w.container, w.typ)
@@ -579,6 +592,7 @@ func TestDemoShopIncidents(t *testing.T) {
 		if in.Reason != w.reason || in.PodCount < 1 || (w.exit < 0) != (in.ExitCode == nil) || in.ExitCode != nil && *in.ExitCode != w.exit {
 			t.Errorf("%s: detected %+v, want reason %s exit %d", w.owner, in, w.reason, w.exit)
 		}
+		wantPlan(t, store, id, w.typ, "Deployment", w.owner, w.action)
 	}
 	quiet()
 	all := h.events(t)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -74,7 +75,9 @@ func (h *harness) createIngress(t *testing.T, class, svc string, port any) {
 	}
 }
 
-func (h *harness) waitIngressIncident(t *testing.T, reason, inMessage string) events.Incident {
+// waitIngressIncident waits for Ingress shop's incident of reason, and
+// its plan from the planner of store: diagnostic by design.
+func (h *harness) waitIngressIncident(t *testing.T, store *bus.PlanStore, reason, inMessage string) events.Incident {
 	t.Helper()
 	id := h.incidentID(kindIngress, "shop", events.IssueIngressUnavailable)
 	r := h.waitIncident(t, time.Minute, id, reason, func(in events.Incident) bool { return in.Reason == reason })
@@ -83,6 +86,7 @@ func (h *harness) waitIngressIncident(t *testing.T, reason, inMessage string) ev
 		in.Severity != events.SeverityHigh || !strings.Contains(in.Message, inMessage) {
 		t.Errorf("incident = %+v\nwant owner Ingress shop, message with %q", in, inMessage)
 	}
+	wantPlan(t, store, id, events.IssueIngressUnavailable, kindIngress, "shop", diagnostic)
 	return in
 }
 
@@ -90,8 +94,9 @@ func TestIngressToAMissingServiceIsIngressUnavailableUntilTheServiceExists(t *te
 	t.Parallel()
 	h := ingressHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	h.createIngress(t, h.ns, "api", 8080)
-	h.waitIngressIncident(t, "service_not_found", "ingress shop: rule shop.example.com/ routes to service api, which does not exist")
+	h.waitIngressIncident(t, store, "service_not_found", "ingress shop: rule shop.example.com/ routes to service api, which does not exist")
 	if resp, err := h.analyze(events.AnalyzeRequest{Type: events.IssueIngressUnavailable}); err != nil || len(resp.Incidents) != 1 {
 		t.Errorf("analyze = %+v, %v; want the IngressUnavailable incident", resp, err)
 	}
@@ -110,16 +115,18 @@ func TestIngressToAPortItsServiceDoesNotExposeIsIngressUnavailable(t *testing.T)
 	t.Parallel()
 	h := ingressHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	h.createIngress(t, h.ns, "web", "https")
-	h.waitIngressIncident(t, "service_port_not_found", "routes to port https of service web, which has no such port (its ports: http=80)")
+	h.waitIngressIncident(t, store, "service_port_not_found", "routes to port https of service web, which has no such port (its ports: http=80)")
 }
 
 func TestIngressNamingAMissingClassIsIngressUnavailable(t *testing.T) {
 	t.Parallel()
 	h := ingressHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	h.createIngress(t, "missing-"+h.ns, "web", 80)
-	h.waitIngressIncident(t, "ingress_class_not_found", `ingressClassName "missing-`+h.ns+`" names no IngressClass`)
+	h.waitIngressIncident(t, store, "ingress_class_not_found", `ingressClassName "missing-`+h.ns+`" names no IngressClass`)
 }
 
 func TestHealthyIngressIsNoIncident(t *testing.T) {
@@ -138,11 +145,12 @@ func TestIngressWithoutClassWhileNoClassIsTheDefaultIsIngressUnavailable(t *test
 	t.Parallel()
 	h := ingressHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	// No IngressClass of the sandbox is the default (the tests' classes
 	// are not): the API server's DefaultIngressClass admission leaves it
 	// without one, and no controller is bound to serve it.
 	h.createIngress(t, "", "web", 80)
-	h.waitIngressIncident(t, "no_ingress_class", "it has no ingressClassName and no IngressClass is the default")
+	h.waitIngressIncident(t, store, "no_ingress_class", "it has no ingressClassName and no IngressClass is the default")
 
 	// Given the test's class: served, the incident resolves.
 	patch := fmt.Appendf(nil, `{"spec":{"ingressClassName":%q}}`, h.ns)

@@ -251,6 +251,7 @@ func TestUnreachableNodeIsNodeNotReady(t *testing.T) {
 	h.create(t, pinned("api", 1, node))
 	h.waitRolledOut(t, "api", 1)
 	h.startNodeWatcher(t, e2eNodeGrace, time.Hour)
+	store := h.startPlanner(t)
 
 	h.annotateNode(t, node, sandbox.AnnotationNodeReady, "Unknown")
 	id := nodeIncidentID(node, events.IssueNodeNotReady)
@@ -260,6 +261,7 @@ func TestUnreachableNodeIsNodeNotReady(t *testing.T) {
 		!strings.Contains(in.Message, "deployment "+h.ns+"/api (1 pod)") {
 		t.Errorf("incident = %+v", in)
 	}
+	checkNodePlan(t, waitPlan(t, store, id, events.IssueNodeNotReady), node)
 	// Unknown pressure conditions of an unreachable node are no pressure.
 	pressure := nodeIncidentID(node, events.IssueNodePressure)
 	h.annotateNode(t, node, sandbox.AnnotationNodeReady, "")

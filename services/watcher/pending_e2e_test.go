@@ -84,6 +84,7 @@ func TestPendingForCPUCountsEveryNode(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	h.create(t, testDeployment("huge", 1, nil, corev1.Container{Name: "app", Image: "nginx:1.27",
 		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("64")}}}))
 
@@ -92,12 +93,15 @@ func TestPendingForCPUCountsEveryNode(t *testing.T) {
 		t.Errorf("incident message %q: %d nodes short of cpu, want the 3 default nodes at least", in.Message, n)
 	}
 	othersAreExtraNodes(t, rep, scheduling.KindInsufficient)
+	// 64 cpu exceed every node: lowered to half the largest allocatable.
+	wantPlan(t, store, in.ID, events.IssuePending, "Deployment", "huge", events.ActionSetResourceRequests)
 }
 
 func TestPendingForANodeSelectorNoNodeMatches(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	d := testDeployment("pinned", 1, nil, corev1.Container{Name: "app", Image: "nginx:1.27"})
 	d.Spec.Template.Spec.NodeSelector = map[string]string{"disk": "nvme-" + h.ns}
 	h.create(t, d)
@@ -107,6 +111,8 @@ func TestPendingForANodeSelectorNoNodeMatches(t *testing.T) {
 		t.Errorf("incident message %q: %d nodes refused for the selector, want the 3 default nodes at least", in.Message, n)
 	}
 	othersAreExtraNodes(t, rep, scheduling.KindNodeAffinity)
+	// One revision: no selector that ran to go back to.
+	wantPlan(t, store, in.ID, events.IssuePending, "Deployment", "pinned", diagnostic)
 }
 
 // Two replicas pinned to one node with the same hostPort: the second
@@ -115,6 +121,7 @@ func TestPendingForAHostPortTakenOnThePinnedNode(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	f := fnv.New32a()
 	f.Write([]byte(h.ns))
 	port := int32(20000 + f.Sum32()%10000) // apart from other tests' ports
@@ -134,4 +141,5 @@ func TestPendingForAHostPortTakenOnThePinnedNode(t *testing.T) {
 		t.Errorf("incident %+v: %d pods, want the one that waits", in, in.PodCount)
 	}
 	othersAreExtraNodes(t, rep, scheduling.KindHostPort, scheduling.KindNodeAffinity)
+	wantPlan(t, store, in.ID, events.IssuePending, "Deployment", "proxy", diagnostic)
 }

@@ -118,17 +118,19 @@ func TestCrashWhoseLogNamesTheMissingVariableIsExplainedByIt(t *testing.T) {
 	if !slices.ContainsFunc(p.Evidence, func(e events.Evidence) bool { return e.Kind == events.EvidenceLogs && slices.Contains(e.Lines, line) }) {
 		t.Errorf("the logs evidence does not quote %q: %+v", line, p.Evidence)
 	}
-	// One revision, so no rollback: restart_pod is the typed step, and
-	// the summary says what the log said all the same.
+	// One revision, so no rollback: a rollout restart is the typed step,
+	// and the summary says what the log said all the same.
 	if p.DiagnosticOnly && !strings.Contains(stepTitles(p), "environment variable DATABASE_URL is missing or empty") {
 		t.Errorf("diagnostic plan without the variable step:\n%s", stepTitles(p))
 	}
+	wantPlan(t, store, id, events.IssueCrashLoopBackOff, "Deployment", "billing", events.ActionRolloutRestart)
 }
 
 func TestOOMKillWithAFailingLivenessProbeStaysOOMKilled(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	c := probed()
 	c.ReadinessProbe = nil
 	c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}
@@ -139,6 +141,8 @@ func TestOOMKillWithAFailingLivenessProbeStaysOOMKilled(t *testing.T) {
 	if in.Owner.Name != "cache" || strings.Contains(in.Message, "liveness") {
 		t.Errorf("incident: owner %+v, message %q", in.Owner, in.Message)
 	}
+	// One revision: the limit times memory_factor.
+	wantPlan(t, store, id, events.IssueOOMKilled, "Deployment", "cache", events.ActionSetMemoryLimit)
 	quiet()
 	if slices.ContainsFunc(h.events(t), func(r received) bool { return r.event.Incident.Reason == reasonClassLivenessProbe }) {
 		t.Errorf("an OOM kill was reported as a liveness kill: %s", summary(h.events(t)))

@@ -72,6 +72,7 @@ func TestStatefulSetRolloutToACrashingTemplateIsRolloutStuckUntilRolledBack(t *t
 	h := newHarness(t)
 	h.rolloutStall = e2eRolloutStall
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	h.createStatefulSet(t, "db", 3)
 	h.waitStatefulSetDone(t, "db", 3)
 
@@ -89,6 +90,8 @@ func TestStatefulSetRolloutToACrashingTemplateIsRolloutStuckUntilRolledBack(t *t
 		!strings.Contains(in.Message, "pod db-2 of the new revision is not ready: container db waiting (CrashLoopBackOff)") {
 		t.Errorf("incident = %+v", in)
 	}
+	// The executor's rollback restores a Deployment's ReplicaSet only.
+	wantPlan(t, store, stuck, events.IssueRolloutStuck, "StatefulSet", "db", diagnostic)
 	crash := events.IncidentID(testCluster, h.ns, "StatefulSet", "db", "db", events.IssueCrashLoopBackOff)
 	h.waitEvent(t, time.Minute, crash, events.TransitionDetected)
 
@@ -109,6 +112,7 @@ func TestDaemonSetRolloutToACrashingTemplateIsRolloutStuckUntilReverted(t *testi
 	h := newHarness(t)
 	h.rolloutStall = e2eRolloutStall
 	h.startWatcher(t)
+	store := h.startPlanner(t)
 	labels := map[string]string{"app": "agent"}
 	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "agent"}, Spec: appsv1.DaemonSetSpec{
 		Selector: &metav1.LabelSelector{MatchLabels: labels},
@@ -138,6 +142,7 @@ func TestDaemonSetRolloutToACrashingTemplateIsRolloutStuckUntilReverted(t *testi
 	if in := r.event.Incident; in.Owner.Kind != "DaemonSet" || !strings.Contains(in.Message, want) || in.PodCount != int(desired-1) {
 		t.Errorf("incident = %+v\nwant message with %q", in, want)
 	}
+	wantPlan(t, store, stuck, events.IssueRolloutStuck, "DaemonSet", "agent", diagnostic)
 
 	// Reverted: the controller replaces the crashing pod with the old
 	// template, every node runs the current one again.

@@ -140,6 +140,7 @@ func TestClaimOfAMissingStorageClassIsPVCPendingOnTheDeploymentUntilAVolumeBinds
 	t.Parallel()
 	h := newHarness(t)
 	h.startStorageWatcher(t)
+	store := h.startPlanner(t)
 	class := "fast-" + h.ns // exists nowhere
 	h.createPVC(t, testPVC("data", &class))
 	h.create(t, withVolume(testDeployment("db", 1, nil, corev1.Container{Name: "app", Image: "nginx:1.27"}), claimVolume("data")))
@@ -153,6 +154,8 @@ func TestClaimOfAMissingStorageClassIsPVCPendingOnTheDeploymentUntilAVolumeBinds
 		t.Errorf("incident = %+v", in)
 	}
 	h.neverAnnounced(t, h.incidentID("Deployment", "db", events.IssuePending), "the pods' Pending (unbound immediate PersistentVolumeClaims)")
+	// A StorageClass or a volume is a person's to create: diagnostic by design.
+	wantPlan(t, store, id, events.IssuePVCPending, "Deployment", "db", diagnostic)
 
 	// A volume of that class name reserved for the claim: the PV
 	// controller binds it (no class object needed), the pod runs.
@@ -165,6 +168,7 @@ func TestStatefulSetClaimTemplateOfAMissingClassIsPVCPendingOnTheStatefulSet(t *
 	t.Parallel()
 	h := newHarness(t)
 	h.startStorageWatcher(t)
+	store := h.startPlanner(t)
 	class := "gone-" + h.ns
 	labels := map[string]string{"app": "db"}
 	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: appsv1.StatefulSetSpec{
@@ -185,12 +189,14 @@ func TestStatefulSetClaimTemplateOfAMissingClassIsPVCPendingOnTheStatefulSet(t *
 		t.Errorf("incident = %+v", in)
 	}
 	h.neverAnnounced(t, h.incidentID("StatefulSet", "db", events.IssuePending), "the pod's Pending")
+	wantPlan(t, store, id, events.IssuePVCPending, "StatefulSet", "db", diagnostic)
 }
 
 func TestClaimWithoutClassNorDefaultAndNoPodIsPVCPendingOnTheClaimUntilBound(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startStorageWatcher(t)
+	store := h.startPlanner(t)
 	h.createPVC(t, testPVC("scratch", nil))
 
 	id := h.incidentID("PersistentVolumeClaim", "scratch", events.IssuePVCPending)
@@ -204,6 +210,7 @@ func TestClaimWithoutClassNorDefaultAndNoPodIsPVCPendingOnTheClaimUntilBound(t *
 	if err != nil || len(resp.Incidents) != 1 || resp.Incidents[0].ID != id {
 		t.Errorf("analyze = %+v, %v; want the claim's incident", resp, err)
 	}
+	wantPlan(t, store, id, events.IssuePVCPending, "PersistentVolumeClaim", "scratch", diagnostic)
 	h.createPV(t, "pv-"+h.ns, "scratch", "", "")
 	h.waitEvent(t, 2*time.Minute, id, events.TransitionResolved)
 }
@@ -212,6 +219,7 @@ func TestVolumesNamingMissingConfigMapAndSecretAreFailedMountUntilFixed(t *testi
 	t.Parallel()
 	h := newHarness(t)
 	h.startStorageWatcher(t)
+	store := h.startPlanner(t)
 	cm := corev1.Volume{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 		LocalObjectReference: corev1.LocalObjectReference{Name: "missing-web-config"}}}}
 	sec := corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "missing-api-tls"}}}
@@ -228,6 +236,8 @@ func TestVolumesNamingMissingConfigMapAndSecretAreFailedMountUntilFixed(t *testi
 			!strings.Contains(in.Message, c.msg) || !strings.Contains(in.Message, "MountVolume.SetUp failed for volume") {
 			t.Errorf("%s: incident = %+v", c.name, in)
 		}
+		// Creating configuration or credentials is a person's: diagnostic by design.
+		wantPlan(t, store, id, events.IssueFailedMount, "Deployment", c.name, diagnostic)
 	}
 	// The web Deployment now mounts a ConfigMap that exists (the
 	// convention reads the name only): its new pods run.
@@ -244,6 +254,7 @@ func TestPodOfAMissingClaimIsPendingMissingPVCOnly(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startStorageWatcher(t)
+	store := h.startPlanner(t)
 	h.create(t, withVolume(testDeployment("reports", 1, nil, corev1.Container{Name: "app", Image: "nginx:1.27"}), claimVolume("reports-data")))
 
 	in := h.waitIncident(t, 3*time.Minute, h.incidentID("Deployment", "reports", events.IssuePending), "missing_pvc",
@@ -252,12 +263,14 @@ func TestPodOfAMissingClaimIsPendingMissingPVCOnly(t *testing.T) {
 		t.Errorf("incident = %+v", in)
 	}
 	h.neverAnnounced(t, h.incidentID("Deployment", "reports", events.IssuePVCPending), "a PVCPending for a claim that does not exist")
+	wantPlan(t, store, in.ID, events.IssuePending, "Deployment", "reports", diagnostic)
 }
 
 func TestClaimBoundToAVolumeOnNoNodeIsPendingVolumeNodeAffinity(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startStorageWatcher(t)
+	store := h.startPlanner(t)
 	empty := ""
 	h.createPV(t, "pv-"+h.ns, "pinned", "", "node-gone-"+h.ns)
 	h.createPVC(t, testPVC("pinned", &empty))
@@ -268,6 +281,7 @@ func TestClaimBoundToAVolumeOnNoNodeIsPendingVolumeNodeAffinity(t *testing.T) {
 		t.Errorf("incident message %q: %d nodes refused for the volume's node affinity, want the 3 default nodes at least", in.Message, n)
 	}
 	h.neverAnnounced(t, h.incidentID("Deployment", "cache", events.IssuePVCPending), "a PVCPending for a bound claim")
+	wantPlan(t, store, in.ID, events.IssuePending, "Deployment", "cache", diagnostic)
 }
 
 // No false alarms: a WaitForFirstConsumer claim nobody uses yet, a bound
@@ -311,6 +325,7 @@ func TestClaimWhoseProvisionerFailsIsPVCPendingWithItsMessage(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startStorageWatcher(t)
+	store := h.startPlanner(t)
 	class := "broken-" + h.ns
 	h.createStorageClass(t, class, "example.com/broken", storagev1.VolumeBindingImmediate)
 	h.createPVC(t, testPVC("data", &class))
@@ -338,6 +353,7 @@ func TestClaimWhoseProvisionerFailsIsPVCPendingWithItsMessage(t *testing.T) {
 		t.Errorf("incident = %+v", in)
 	}
 	h.neverAnnounced(t, h.incidentID("Deployment", "db", events.IssuePending), "the pods' Pending")
+	wantPlan(t, store, id, events.IssuePVCPending, "Deployment", "db", diagnostic)
 }
 
 // A WaitForFirstConsumer claim is no incident alone (see
@@ -348,6 +364,7 @@ func TestWaitForFirstConsumerClaimIsPVCPendingOnceAPodWaits(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startStorageWatcher(t)
+	store := h.startPlanner(t)
 	class := "local-" + h.ns
 	h.createStorageClass(t, class, "kubernetes.io/no-provisioner", storagev1.VolumeBindingWaitForFirstConsumer)
 	h.createPVC(t, testPVC("data", &class))
@@ -363,4 +380,5 @@ func TestWaitForFirstConsumerClaimIsPVCPendingOnceAPodWaits(t *testing.T) {
 	}
 	h.neverAnnounced(t, h.incidentID("Deployment", "db", events.IssuePending), "the pod's Pending (didn't find available persistent volumes to bind)")
 	h.neverAnnounced(t, h.incidentID("PersistentVolumeClaim", "data", events.IssuePVCPending), "the claim's own incident")
+	wantPlan(t, store, id, events.IssuePVCPending, "Deployment", "db", diagnostic)
 }

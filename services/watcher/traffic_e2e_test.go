@@ -54,6 +54,7 @@ func TestServiceSelectingNoPodIsServiceUnavailableUntilFixed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startServiceWatcher(t)
+	store := h.startPlanner(t)
 	h.create(t, testDeployment("web", 2, nil, httpContainer))
 	h.createService(t, "web", map[string]string{"app": "wbe"}, intstr.FromString("http"))
 
@@ -63,6 +64,8 @@ func TestServiceSelectingNoPodIsServiceUnavailableUntilFixed(t *testing.T) {
 		!strings.Contains(in.Message, "selects app=wbe, which matches no pod") || in.Severity != events.SeverityHigh {
 		t.Errorf("incident = %+v", in)
 	}
+	// One Deployment fits: the typed selector fix (no executor runs it here).
+	wantPlan(t, store, id, events.IssueServiceUnavailable, "Service", "web", events.ActionSetServiceSelector)
 	h.patchService(t, "web", `{"spec":{"selector":{"app":"web"}}}`)
 	h.waitEvent(t, 2*time.Minute, id, events.TransitionResolved)
 	detectedOnce(t, h.events(t), id)
@@ -72,6 +75,7 @@ func TestServiceTargetPortMatchingNoPodPortIsServiceUnavailable(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startServiceWatcher(t)
+	store := h.startPlanner(t)
 	h.create(t, testDeployment("api", 2, nil, httpContainer))
 	sel := map[string]string{"app": "api"}
 	h.createService(t, "api-named", sel, intstr.FromString("web"))
@@ -85,6 +89,8 @@ func TestServiceTargetPortMatchingNoPodPortIsServiceUnavailable(t *testing.T) {
 		if !strings.Contains(in.Message, c.target) || !strings.Contains(in.Message, "http=8080") {
 			t.Errorf("%s: incident = %+v", c.svc, in)
 		}
+		// One declared port: the typed targetPort fix.
+		wantPlan(t, store, id, events.IssueServiceUnavailable, "Service", c.svc, events.ActionSetServiceTargetPort)
 	}
 	h.patchService(t, "api-named", `{"spec":{"ports":[{"name":"http","port":80,"targetPort":"http"}]}}`)
 	h.patchService(t, "api-numeric", `{"spec":{"ports":[{"name":"http","port":80,"targetPort":8080}]}}`)
@@ -97,6 +103,7 @@ func TestServiceOfCrashingPodsHasNoReadyEndpoints(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.startServiceWatcher(t)
+	store := h.startPlanner(t)
 	h.create(t, testDeployment("checkout", 2, map[string]string{sandbox.AnnotationCrashExitCode: "1"}, httpContainer))
 	h.createService(t, "checkout", map[string]string{"app": "checkout"}, intstr.FromString("http"))
 
@@ -107,6 +114,8 @@ func TestServiceOfCrashingPodsHasNoReadyEndpoints(t *testing.T) {
 	if !strings.Contains(in.Message, "none of them ready") {
 		t.Errorf("incident = %+v", in)
 	}
+	// The pods' own incident says why: diagnostic.
+	wantPlan(t, store, id, events.IssueServiceUnavailable, "Service", "checkout", diagnostic)
 	// The pods' own incident is there too, on their Deployment.
 	crash := events.IncidentID(testCluster, h.ns, "Deployment", "checkout", "app", events.IssueCrashLoopBackOff)
 	h.waitEvent(t, 2*time.Minute, crash, events.TransitionDetected)
