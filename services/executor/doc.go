@@ -12,12 +12,17 @@
 //     comes from the action, not from the plan. Anything else is refused
 //     (invalid_step) before the claim, and checks that need the cluster
 //     (control.go: pods the target controls, a rollback to a template it
-//     ran) run after the claim, before the first step;
+//     ran) run after the claim, before the first step; a Service step
+//     (catalogue_service.go) is guarded by the Service's resourceVersion
+//     (it has no generation), tests the selector or targetPort it
+//     replaces, and writes only that field, with the value its params
+//     name;
 //   - claim: compare-and-set of the plan in kaar_plans from proposed to
 //     executing (the update also clears the key's TTL, so a claimed plan
 //     outlives its approval window); a duplicate delivery of the claiming
 //     decision is a no-op and any other decision is refused;
-//   - stale check: the target's generation (a pod's resourceVersion) and
+//   - stale check: the target's generation (a pod's or a Service's
+//     resourceVersion) and
 //     UID must still be what the plan was made from, otherwise the plan is
 //     refused as stale and the planner is asked for a new one;
 //   - steps: typed client-go patches (JSON patches guarded by a test of
@@ -25,7 +30,9 @@
 //     generation) and pod deletions with a UID precondition, retried with
 //     backoff on transient errors; non-mutating steps are only recorded;
 //   - verification: the workload is watched until it is healthy (pure
-//     functions in health.go) or remediation.verify_timeout passes.
+//     functions in health.go; a Service in health_service.go: a ready
+//     endpoint and every targetPort declared by a selected pod) or
+//     remediation.verify_timeout passes.
 //
 // Every refusal, claim, step and verdict goes to the audit stream, and the
 // execution record in kaar_executions (key = plan id) follows the
