@@ -467,6 +467,7 @@ func TestRestartedWatcherNeitherRepeatsNorMissesResolution(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	stop, _ := h.startWatcher(t)
+	store := h.startPlanner(t)
 	h.create(t, testDeployment("worker", 2, map[string]string{sandbox.AnnotationCrashExitCode: "139"},
 		corev1.Container{Name: "worker", Image: "registry.example/worker:1.0"}))
 	id := events.IncidentID(testCluster, h.ns, "Deployment", "worker", "worker", events.IssueCrashLoopBackOff)
@@ -474,6 +475,7 @@ func TestRestartedWatcherNeitherRepeatsNorMissesResolution(t *testing.T) {
 	if det.event.Incident.Reason != "segfault" {
 		t.Errorf("detected = %+v", det.event.Incident)
 	}
+	wantPlan(t, store, id, events.IssueCrashLoopBackOff, "Deployment", "worker", events.ActionRolloutRestart)
 	h.waitIncident(t, time.Minute, id, "2 pods", func(in events.Incident) bool { return in.PodCount == 2 })
 	announced := h.events(t)
 	stop()
