@@ -12,8 +12,9 @@ import (
 // (rollback, set_image), actions_resources.go (set_memory_limit,
 // set_resource_requests), actions_restart.go (rollout_restart,
 // delete_pod), actions_cleanup.go (delete_evicted_pods),
-// actions_scheduling.go (set_node_selector, add_toleration). Every
-// mutating step on the plan's target is assembled by ownerStep.step.
+// actions_scheduling.go (set_node_selector, add_toleration),
+// actions_service.go (set_service_selector, set_service_target_port).
+// Every mutating step on the plan's target is assembled by ownerStep.step.
 
 // builder builds the steps of one plan from a planInput. Each mutating
 // builder returns a candidate, or nil and the reason it does not apply.
