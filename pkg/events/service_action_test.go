@@ -71,3 +71,26 @@ func TestServiceActionsAreMutatingCatalogueActions(t *testing.T) {
 		}
 	}
 }
+
+// ParseSelector and ValidateTargetPort read params from the bus: they
+// never panic, and what they accept is what a Service may carry.
+func FuzzServiceParams(f *testing.F) {
+	for _, s := range []string{"app=web", "app.kubernetes.io/name=web,tier=", "a=b,a=c", "app!=web", "=x", "http", "8080", "0", "HTTP", "a--b", "x/y/z=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if m, err := ParseSelector(s); err == nil {
+			if len(m) == 0 {
+				t.Fatalf("%q accepted as an empty selector", s)
+			}
+			for k, v := range m {
+				if strings.ContainsAny(k+v, ",= \x00\n!") {
+					t.Fatalf("%q accepted with key %q value %q", s, k, v)
+				}
+			}
+		}
+		if err := ValidateTargetPort(s); err == nil && (s == "" || len(s) > 15 || strings.ContainsAny(s, " \x00\n/=,")) {
+			t.Fatalf("targetPort %q accepted", s)
+		}
+	})
+}
