@@ -46,6 +46,16 @@ func (r ObjectRef) String() string {
 // DNS label and cannot contain '_', so it never names a real one.
 const ClusterScopeNamespace = "_cluster"
 
+// OwnerKinds are the kinds an incident's Owner has, as Kubernetes spells
+// them: the workloads (a bare Pod, a ReplicaSet without Deployment) and
+// the other objects a person fixes (a Service, an Ingress, a claim no pod
+// uses, a Node in ClusterScopeNamespace, an HPA). A plan request names
+// one of them (a Pod or Job is resolved to its top owner).
+func OwnerKinds() []string {
+	return []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod",
+		"Service", "Ingress", "PersistentVolumeClaim", "Node", "HorizontalPodAutoscaler"}
+}
+
 // MaxIncidentPods bounds Incident.Pods; PodCount carries the full count.
 const MaxIncidentPods = 10
 

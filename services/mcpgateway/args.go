@@ -107,14 +107,13 @@ func planStateNames() []string {
 }
 
 // workloadKinds maps the accepted resource_type values (the original API's
-// lower-case names and the Kubernetes kinds) to the Kubernetes kind: the
-// workloads, and the other owners incidents sit on (a Node in
-// namespace events.ClusterScopeNamespace, an HPA), whose plans are
-// diagnostic.
+// lower-case names and the Kubernetes kinds) to the Kubernetes kind: every
+// kind an incident sits on (events.OwnerKinds: the workloads, and Services,
+// Ingresses, claims, Nodes in namespace events.ClusterScopeNamespace and
+// HPAs).
 var workloadKinds = func() map[string]string {
 	m := map[string]string{}
-	for _, k := range []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod",
-		"Node", "HorizontalPodAutoscaler"} {
+	for _, k := range events.OwnerKinds() {
 		m[strings.ToLower(k)] = k
 		m[k] = k
 	}

@@ -68,6 +68,11 @@ func TestCheckArgs(t *testing.T) {
 		{analyze, `{"namespace":"my_ns"}`, "namespace", "DNS label"},
 		{generate, `{"resource_type":"Node","namespace":"_cluster","resource_name":"kwok-node-3"}`, "", ""},
 		{generate, `{"resource_type":"horizontalpodautoscaler","namespace":"shop","resource_name":"web"}`, "", ""},
+		// Every kind an incident sits on (analyze_cluster suggests it).
+		{generate, `{"resource_type":"Service","namespace":"shop","resource_name":"web"}`, "", ""},
+		{generate, `{"resource_type":"ingress","namespace":"shop","resource_name":"web"}`, "", ""},
+		{generate, `{"resource_type":"PersistentVolumeClaim","namespace":"shop","resource_name":"data"}`, "", ""},
+		{generate, `{"resource_type":"ConfigMap","namespace":"shop","resource_name":"web"}`, "resource_type", "unknown value"},
 		{analyze, `{"namespace":"` + strings.Repeat("a", 64) + `"}`, "namespace", "at most 63"},
 		{analyze, `{"namespace":5}`, "namespace", "must be a string, not a number"},
 		{analyze, `{"issue_type":"crashloopbackoff"}`, "issue_type", "unknown value"},

@@ -26,7 +26,7 @@ var badArgs = []struct {
 	{"analyze_cluster", `{"owner":"not a name"}`, "owner"},
 	{"analyze_cluster", `{"nmespace":"shop"}`, "nmespace"},
 	{"generate_remediation_plan", `{"namespace":"shop","resource_name":"web"}`, "resource_type"},
-	{"generate_remediation_plan", `{"resource_type":"Service","namespace":"shop","resource_name":"web"}`, "resource_type"},
+	{"generate_remediation_plan", `{"resource_type":"ConfigMap","namespace":"shop","resource_name":"web"}`, "resource_type"},
 	{"generate_remediation_plan", `{"resource_type":"deployment","resource_name":"web"}`, "namespace"},
 	{"generate_remediation_plan", `{"resource_type":"deployment","namespace":"shop"}`, "resource_name"},
 	{"generate_remediation_plan", `{"resource_type":"deployment","namespace":"shop","resource_name":"Web_1"}`, "resource_name"},

@@ -25,22 +25,16 @@ const Version = "0.1.0"
 // maxAnalyzePages bounds how many analyze pages the planner reads.
 const maxAnalyzePages = 10
 
-// requestKinds maps the accepted PlanRequest kinds (any case) to
-// Kubernetes kinds.
-var requestKinds = map[string]string{
-	"deployment":  KindDeployment,
-	"statefulset": KindStatefulSet,
-	"daemonset":   KindDaemonSet,
-	"pod":         KindPod,
-	"job":         KindJob,
-}
-
-// normalizeKind validates a PlanRequest kind.
+// normalizeKind validates a PlanRequest kind: one of events.OwnerKinds,
+// in any case.
 func normalizeKind(kind string) (string, error) {
-	if k, ok := requestKinds[strings.ToLower(strings.TrimSpace(kind))]; ok {
-		return k, nil
+	var allowed []string
+	for _, k := range events.OwnerKinds() {
+		if strings.EqualFold(k, strings.TrimSpace(kind)) {
+			return k, nil
+		}
+		allowed = append(allowed, strings.ToLower(k))
 	}
-	allowed := []string{"deployment", "statefulset", "daemonset", "pod", "job"}
 	return "", &events.ErrorReply{Code: events.CodeInvalidArgument, Field: "kind",
 		Message: fmt.Sprintf("field \"kind\": unknown kind %q (allowed: %s)", kind, strings.Join(allowed, ", "))}
 }

@@ -392,7 +392,7 @@ func TestPlanEndpoint(t *testing.T) {
 		{"no incident", events.PlanRequest{Namespace: h.ns, Kind: "deployment", Name: "healthy"}, events.CodeNotFound, "", "the watcher knows no incident"},
 		{"no incident of that type", events.PlanRequest{Namespace: h.ns, Kind: "deployment", Name: "api", IssueType: events.IssueOOMKilled}, events.CodeNotFound, "", "of type OOMKilled"},
 		{"pod not found", events.PlanRequest{Namespace: h.ns, Kind: "pod", Name: "ghost"}, events.CodeNotFound, "", "pod ghost not found"},
-		{"unknown kind", events.PlanRequest{Namespace: h.ns, Kind: "cronjob", Name: "api"}, events.CodeInvalidArgument, "kind", "allowed: deployment, statefulset, daemonset, pod, job"},
+		{"unknown kind", events.PlanRequest{Namespace: h.ns, Kind: "configmap", Name: "api"}, events.CodeInvalidArgument, "kind", "allowed: deployment, statefulset, daemonset, replicaset, job, cronjob, pod, service, ingress, persistentvolumeclaim, node, horizontalpodautoscaler"},
 		{"missing name", events.PlanRequest{Namespace: h.ns, Kind: "deployment"}, events.CodeInvalidArgument, "name", "required"},
 		{"bad issue type", map[string]string{"namespace": h.ns, "kind": "deployment", "name": "api", "issue_type": "Exploded"}, events.CodeInvalidArgument, "issue_type", "CrashLoopBackOff"},
 		{"not JSON", json.RawMessage(`"just a string"`), events.CodeInvalidArgument, "request", "invalid JSON"},
