@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,9 +48,13 @@ var composeCaseStudy = map[string]string{
 // stack up and healthy) prints the MCP endpoint and token; every container
 // answers its readiness probe; the original curl flow works (GET /health,
 // GET /mcp/v1/tools, POST /mcp/v1/invoke/{tool}); over MCP, a person with
-// the approver token analyzes the demo shop, plans the three case-study
-// fixes, approves them while the executor container is stopped, starts it
-// again, and each plan executes exactly once and heals its Deployment.
+// the approver token analyzes the demo shop and plans the three case-study
+// fixes; it approves one and kills the executor container (SIGKILL) while
+// that plan executes (claimed, a step started, not finished), approves the
+// other two while the executor is down, and starts it again: the killed
+// plan is resumed by the restarted executor and finishes once, the others
+// run once, each step is applied once and each Deployment gets exactly one
+// new revision and heals.
 // hack/compose.sh down removes it all. A project name and host ports of its
 // own let it run beside a demo started by hand.
 func TestComposeDemoHealsTheCaseStudy(t *testing.T) {
@@ -93,24 +98,24 @@ func TestComposeDemoHealsTheCaseStudy(t *testing.T) {
 		revisions[name] = revision(ctx, t, kube, name)
 	}
 
-	// The executor is down while the plans are approved: the decisions
-	// wait on the bus, and nothing runs until it is back.
-	d.compose(t, "stop", "executor")
-	for _, name := range names {
-		p := plans[name]
-		var dec struct {
-			Decision string `json:"decision"`
-			Digest   string `json:"digest"`
-		}
-		mcpCall(ctx, t, mcp, "approve_remediation_plan", map[string]any{"plan_id": p.PlanID, "digest": p.Digest}, &dec)
-		if dec.Decision != "approved" || dec.Digest != p.Digest {
-			t.Fatalf("approve %s: %+v", name, dec)
-		}
+	// One plan is approved with the executor running, and the executor
+	// container is killed (SIGKILL) in the middle of it: claimed, a step
+	// started, not finished. The others are approved while it is down:
+	// the decisions wait on the bus, and nothing runs until it is back.
+	killed := names[0]
+	d.approve(ctx, t, mcp, killed, plans[killed])
+	d.killMidPlan(ctx, t, mcp, killed, plans[killed].PlanID)
+	killedAt := time.Now()
+	for _, name := range names[1:] {
+		d.approve(ctx, t, mcp, name, plans[name])
 	}
-	for _, name := range names {
+	for _, name := range names[1:] {
 		if got := revision(ctx, t, kube, name); got != revisions[name] {
 			t.Fatalf("%s changed (revision %d -> %d) while the executor was stopped", name, revisions[name], got)
 		}
+	}
+	if got := strings.TrimSpace(d.dockerOut("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", d.containerID(t, "executor"))); got != "exited 137" {
+		t.Fatalf("executor container after docker kill: %q, want exited 137 (killed, not restarted by Docker)", got)
 	}
 	d.compose(t, "start", "executor")
 
@@ -129,7 +134,10 @@ func TestComposeDemoHealsTheCaseStudy(t *testing.T) {
 		if r.Execution == nil || r.Execution.State != "succeeded" || r.Execution.Verification == nil || !r.Execution.Verification.Healthy {
 			t.Fatalf("remediate %s: want a succeeded, verified execution; got %s", name, raw)
 		}
-		d.checkOnce(ctx, t, mcp, name, p.PlanID, len(r.Execution.Steps))
+		d.checkOnce(ctx, t, mcp, name, p.PlanID, len(r.Execution.Steps), name == killed)
+		if name == killed {
+			t.Logf("%s: plan %s resumed by the restarted executor and finished %s after the kill", name, p.PlanID, time.Since(killedAt).Round(time.Second))
+		}
 		t.Logf("%s: plan %s executed once (%d steps), verified healthy, after %s", name, p.PlanID, len(r.Execution.Steps), time.Since(began).Round(time.Second))
 		if got := revision(ctx, t, kube, name); got != revisions[name]+1 {
 			t.Errorf("%s: revision %d -> %d, want one new revision (the plan ran once)", name, revisions[name], got)
@@ -513,24 +521,114 @@ func (d *composeDemo) waitIncidents(ctx context.Context, t *testing.T, cs *sdk.C
 }
 
 // checkOnce reads the plan's audit trail: approved once, claimed once,
-// each step started once, finished once, and never resumed or refused.
-func (d *composeDemo) checkOnce(ctx context.Context, t *testing.T, cs *sdk.ClientSession, name, planID string, steps int) {
+// finished once, never refused, and each step started once. A plan whose
+// executor was killed mid-plan (resumed) was resumed exactly once, by the
+// restarted executor; a step its resume note lists as started but not
+// recorded ("step N started") is started once more, in resume mode, and
+// no other step is. Any other plan was never resumed.
+func (d *composeDemo) checkOnce(ctx context.Context, t *testing.T, cs *sdk.ClientSession, name, planID string, steps int, resumed bool) {
 	t.Helper()
-	var trail struct {
-		Records []struct {
-			Kind string `json:"kind"`
-		} `json:"records"`
-	}
-	mcpCall(ctx, t, cs, "get_audit_trail", map[string]any{"plan_id": planID}, &trail)
+	trail := auditTrail(ctx, t, cs, planID)
 	count := map[string]int{}
-	for _, r := range trail.Records {
+	for _, r := range trail {
 		count[r.Kind]++
 	}
-	want := map[string]int{"approved": 1, "claimed": 1, "step_started": steps, "execution_finished": 1, "refused": 0}
+	want := map[string]int{"approved": 1, "claimed": 1, "step_started": steps, "execution_finished": 1, "refused": 0, "resumed": 0}
+	if resumed {
+		want["resumed"] = 1
+		for _, r := range trail {
+			if r.Kind == "resumed" {
+				want["step_started"] += len(startedNotRecorded.FindAllString(strings.Join(r.Message, "\n"), -1))
+				t.Logf("%s: plan %s: %s", name, planID, strings.Join(r.Message, " "))
+			}
+		}
+	}
 	for kind, n := range want {
 		if count[kind] != n {
 			t.Errorf("%s: plan %s: %d %q records, want %d (trail %v)", name, planID, count[kind], kind, n, count)
 		}
+	}
+}
+
+// startedNotRecorded is how the executor's resume note names a step that
+// was started but whose result was not recorded when it was interrupted.
+var startedNotRecorded = regexp.MustCompile(`step \d+ started`)
+
+// auditRecord is one record of get_audit_trail, as a client reads it.
+type auditRecord struct {
+	Kind    string   `json:"kind"`
+	Message []string `json:"quoted_message"`
+}
+
+func auditTrail(ctx context.Context, t *testing.T, cs *sdk.ClientSession, planID string) []auditRecord {
+	t.Helper()
+	var trail struct {
+		Records []auditRecord `json:"records"`
+	}
+	mcpCall(ctx, t, cs, "get_audit_trail", map[string]any{"plan_id": planID}, &trail)
+	return trail.Records
+}
+
+// approve approves plan p as the session's person.
+func (d *composeDemo) approve(ctx context.Context, t *testing.T, cs *sdk.ClientSession, name string, p composePlan) {
+	t.Helper()
+	var dec struct {
+		Decision string `json:"decision"`
+		Digest   string `json:"digest"`
+	}
+	mcpCall(ctx, t, cs, "approve_remediation_plan", map[string]any{"plan_id": p.PlanID, "digest": p.Digest}, &dec)
+	if dec.Decision != "approved" || dec.Digest != p.Digest {
+		t.Fatalf("approve %s: %+v", name, dec)
+	}
+}
+
+// containerID is the id of the service's container, running or not.
+func (d *composeDemo) containerID(t *testing.T, svc string) string {
+	t.Helper()
+	id := strings.TrimSpace(d.compose(t, "ps", "-aq", svc))
+	if id == "" {
+		t.Fatalf("%s: no container", svc)
+	}
+	return id
+}
+
+// killMidPlan watches the plan's audit trail until the executor has
+// claimed it and started a step, and kills the executor container
+// (SIGKILL) before the plan finishes. The window is the step and the
+// verification that waits for the rollout; if the plan finishes first,
+// the test fails: it did not test what it says.
+func (d *composeDemo) killMidPlan(ctx context.Context, t *testing.T, cs *sdk.ClientSession, name, planID string) {
+	t.Helper()
+	id := d.containerID(t, "executor")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		count := map[string]int{}
+		for _, r := range auditTrail(ctx, t, cs, planID) {
+			count[r.Kind]++
+		}
+		switch {
+		case count["execution_finished"] > 0 || count["refused"] > 0:
+			t.Fatalf("%s: plan %s finished before the executor could be killed mid-plan (trail %v): the window is too short", name, planID, count)
+		case count["claimed"] > 0 && count["step_started"] > 0:
+			kill := exec.Command("docker", "kill", "--signal", "KILL", id)
+			kill.Env = d.env
+			if b, err := kill.CombinedOutput(); err != nil {
+				t.Fatalf("docker kill executor: %v\n%s", err, b)
+			}
+			t.Logf("%s: executor container killed (SIGKILL) mid-plan, the trail then %v", name, count)
+			after := map[string]int{}
+			for _, r := range auditTrail(ctx, t, cs, planID) {
+				after[r.Kind]++
+			}
+			if after["execution_finished"] > 0 {
+				t.Fatalf("%s: plan %s finished before the kill landed (trail %v): the window is too short", name, planID, after)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: plan %s: no step started within 2m of the approval (trail %v)", name, planID, count)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
