@@ -2,14 +2,22 @@ package watcher
 
 import (
 	"context"
+	"encoding/json"
+	"encoding/pem"
+	"maps"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
 	"github.com/kaar-dev/kaar/pkg/events"
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +29,7 @@ import (
 
 // FailedCreate by admission policy (Pod Security, a LimitRange, an
 // admission webhook), on the sandbox's real API server: each test owns its
-// namespace, and the one cluster-scoped object (the webhook configuration)
+// namespace, and the one cluster-scoped object (a webhook configuration)
 // is named after it, matches only it and is deleted in cleanup.
 
 // waitAdmissionRefuses waits until the API server refuses a pod like d's in
@@ -129,19 +137,24 @@ func closedPort(t *testing.T) int {
 	return port
 }
 
-func TestUnreachableAdmissionWebhookIsFailedCreateUntilItIsRemoved(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	// Scoped twice so it can refuse nothing outside this test: the
-	// namespace's own name label and a pod label only this test sets.
+// scopedWebhook creates a ValidatingWebhookConfiguration named after the
+// test's namespace, failing closed, calling cc on pod creation; it is
+// scoped twice so it can refuse nothing outside this test (the namespace's
+// own name label and a pod label only this test sets) and is deleted in
+// cleanup. It returns the pod labels it matches and the deletion.
+func (h *harness) scopedWebhook(t *testing.T, cc admissionregistrationv1.WebhookClientConfig) (podLabels map[string]string, remove func()) {
+	t.Helper()
 	const scopeLabel = "webhook.kaar.dev/test"
-	url := "https://127.0.0.1:" + strconv.Itoa(closedPort(t)) + "/validate"
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: h.ns},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:                    "pods.kaar.dev",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url},
-			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: kptr.To(admissionregistrationv1.NamespacedScope)}}},
+			Name:         "pods.kaar.dev",
+			ClientConfig: cc,
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+					Scope: kptr.To(admissionregistrationv1.NamespacedScope)},
+			}},
 			FailurePolicy:           kptr.To(admissionregistrationv1.Fail),
 			SideEffects:             kptr.To(admissionregistrationv1.SideEffectClassNone),
 			AdmissionReviewVersions: []string{"v1"},
@@ -153,22 +166,27 @@ func TestUnreachableAdmissionWebhookIsFailedCreateUntilItIsRemoved(t *testing.T)
 	if _, err := h.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx30(t), vwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	removed := false
-	remove := func() {
-		if removed {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := h.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, h.ns, metav1.DeleteOptions{}); err != nil {
-			t.Errorf("delete the webhook configuration %s: %v", h.ns, err)
-		}
-		removed = true
+	var once sync.Once
+	remove = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := h.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, h.ns, metav1.DeleteOptions{}); err != nil {
+				t.Errorf("delete the webhook configuration %s: %v", h.ns, err)
+			}
+		})
 	}
 	t.Cleanup(remove)
+	return map[string]string{scopeLabel: h.ns}, remove
+}
 
+func TestUnreachableAdmissionWebhookIsFailedCreateUntilItIsRemoved(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	url := "https://127.0.0.1:" + strconv.Itoa(closedPort(t)) + "/validate"
+	scope, remove := h.scopedWebhook(t, admissionregistrationv1.WebhookClientConfig{URL: &url})
 	d := testDeployment("gated", 2, nil, corev1.Container{Name: "app", Image: "nginx:1.27"})
-	d.Spec.Template.Labels = map[string]string{"app": "gated", scopeLabel: h.ns}
+	maps.Copy(d.Spec.Template.Labels, scope)
 	h.waitAdmissionRefuses(t, d, "failed calling webhook")
 	h.startWatcher(t)
 	store := h.startPlanner(t)
@@ -178,6 +196,54 @@ func TestUnreachableAdmissionWebhookIsFailedCreateUntilItIsRemoved(t *testing.T)
 
 	// Removed: the ReplicaSet controller's next attempt is admitted.
 	remove()
+	h.waitEvent(t, 3*time.Minute, id, events.TransitionResolved)
+	detectedOnce(t, h.events(t), id)
+}
+
+// denyingWebhook is an HTTPS admission webhook on 127.0.0.1 (the sandbox's
+// API server runs on this machine) that denies every review with message
+// until allow is set.
+func denyingWebhook(t *testing.T, message string) (cc admissionregistrationv1.WebhookClientConfig, allow *atomic.Bool) {
+	t.Helper()
+	allow = new(atomic.Bool)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var review admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
+			http.Error(w, "not an admission review", http.StatusBadRequest)
+			return
+		}
+		resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: allow.Load()}
+		if !resp.Allowed {
+			resp.Result = &metav1.Status{Code: http.StatusForbidden, Message: message}
+		}
+		review.Request, review.Response = nil, resp
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(review)
+	}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/validate"
+	caBundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}, allow
+}
+
+func TestAdmissionWebhookDenyingPodsIsFailedCreateUntilItAllows(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	cc, allow := denyingWebhook(t, "images must come from registry.internal")
+	scope, _ := h.scopedWebhook(t, cc)
+	d := testDeployment("vetted", 2, nil, corev1.Container{Name: "app", Image: "nginx:1.27"})
+	maps.Copy(d.Spec.Template.Labels, scope)
+	h.waitAdmissionRefuses(t, d, "denied the request")
+	h.startWatcher(t)
+	store := h.startPlanner(t)
+	h.create(t, d)
+
+	id := h.policyFailedCreate(t, store, "vetted", "webhook_denied", 2,
+		`admission webhook "pods.kaar.dev" denied the request`, "images must come from registry.internal")
+
+	// The webhook's policy now admits the pods: the ReplicaSet controller's
+	// next attempt succeeds.
+	allow.Store(true)
 	h.waitEvent(t, 3*time.Minute, id, events.TransitionResolved)
 	detectedOnce(t, h.events(t), id)
 }
