@@ -21,6 +21,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // Nodes and HorizontalPodAutoscalers on the sandbox: each test owns its
@@ -38,13 +40,23 @@ const (
 
 // startNodeWatcher runs a watcher of the whole cluster (nodes are
 // watched only then) that analyses the pods of the test's namespace only
-// (policy.include_namespaces), with short node graces. The kaar-watcher
-// user gets cluster-wide read access to what it watches for the test's
-// duration (a ClusterRole named after the namespace).
+// (policy.include_namespaces), with short node graces. It runs as a user
+// of its own, "kaar-watcher-<namespace>" (the admin impersonates it), with
+// cluster-wide read access to what it watches for the test's duration (a
+// ClusterRole named after the namespace): granting the shared kaar-watcher
+// user cluster-wide rights would change what every other test running
+// beside it sees that user may do.
 func (h *harness) startNodeWatcher(t *testing.T, grace, cordonedAfter time.Duration) {
 	t.Helper()
 	ctx := ctx30(t)
 	name := "kaar-watcher-" + h.ns
+	rc := rest.CopyConfig(sandbox.ForTest(t).RESTConfig())
+	rc.Impersonate = rest.ImpersonationConfig{UserName: name}
+	watcher, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.watcher, h.watcherRC = watcher, rc
 	read := []string{"get", "list", "watch"}
 	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods", "events", "services", "nodes"}, Verbs: read},
@@ -58,7 +70,7 @@ func (h *harness) startNodeWatcher(t *testing.T, grace, cordonedAfter time.Durat
 	}
 	rb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "kaar-watcher"}}}
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}}}
 	if _, err := h.admin.RbacV1().ClusterRoleBindings().Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +81,7 @@ func (h *harness) startNodeWatcher(t *testing.T, grace, cordonedAfter time.Durat
 		_ = h.admin.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
 	})
 	// The authorizer sees new bindings through its informers.
-	waitFor(t, time.Minute, "the kaar-watcher user to list nodes and pods cluster-wide", func() (bool, string) {
+	waitFor(t, time.Minute, "the watcher's user to list nodes and pods cluster-wide", func() (bool, string) {
 		_, err := h.watcher.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
 		if err == nil {
 			_, err = h.watcher.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1})
