@@ -42,7 +42,7 @@ build: ## build bin/kaar and the per-service binaries (kaar-watcher, -planner, -
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/kaar $(foreach s,$(SERVICES),./services/$(s)/cmd/kaar-$(s))
 
-test: lint ## lint, then every test (go test -race ./...) against real NATS and the real sandbox
+test: $(GOLANGCI_LINT) $(GOVULNCHECK) $(VULNDB) ## every test (go test -race ./...) against real NATS and the real sandbox, with make lint beside them
 	./hack/test.sh
 
 unit: ## the fast loop: go test -short ./... (no control plane; sandbox tests skip under -short)
@@ -111,7 +111,7 @@ bench-pipeline: ## failure-to-plan latency of kaar serve on the sandbox (30 fail
 	@echo "== cmd/kaar: BenchmarkFailureToPlan (starts a sandbox unless KAAR_SANDBOX_KUBECONFIG is set)"
 	cd cmd/kaar && $(GO) test -run '^$$' -bench FailureToPlan -benchtime 30x -timeout 30m .
 
-bench-watcher: ## the watcher at scale on a private sandbox: 10,000 pods over 100 kwok nodes, a 2,000-pod storm; appends to BENCHMARKS.md
+bench-watcher: ## the kaar-watcher program (built as the images build it) at scale on a private sandbox: 10,000 pods over 100 kwok nodes, a 2,000-pod storm; appends to BENCHMARKS.md
 	$(GO) run ./services/watcher/cmd/kaar-watcher-bench -pods 10000 -nodes 100 -storm 2000 -analyze 1000 -out $(ROOT)/BENCHMARKS.md
 
 bench-ha: ## the split deployment (3-node R3 cluster) next to one process: incidents detected and planned per second, decisions executed per second (sandbox)

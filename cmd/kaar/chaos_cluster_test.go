@@ -237,6 +237,10 @@ type chaosSlack struct {
 	messages []map[string]any
 }
 
+// chaosBotID is the fake workspace's id of kaar's bot (auth.test), which
+// the messages it posted carry.
+const chaosBotID = "B0KAAR"
+
 // history answers conversations.history: every top-level message with
 // its metadata, newest first.
 func (s *chaosSlack) history(w http.ResponseWriter) {
@@ -249,8 +253,12 @@ func (s *chaosSlack) history(w http.ResponseWriter) {
 
 func (s *chaosSlack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	method := strings.TrimPrefix(r.URL.Path, "/api/")
-	if method == "conversations.history" {
+	switch method {
+	case "conversations.history":
 		s.history(w)
+		return
+	case "auth.test":
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "bot_id": chaosBotID})
 		return
 	}
 	b, _ := io.ReadAll(r.Body)
@@ -268,7 +276,7 @@ func (s *chaosSlack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.posts++
 		ts = fmt.Sprintf("1800000000.%06d", s.posts)
 		if m.ThreadTS == "" {
-			s.messages = append(s.messages, map[string]any{"type": "message", "ts": ts, "text": m.Text, "metadata": m.Metadata})
+			s.messages = append(s.messages, map[string]any{"type": "message", "ts": ts, "text": m.Text, "metadata": m.Metadata, "bot_id": chaosBotID})
 		}
 	}
 	c := slackRec{method: method, ts: ts, threadTS: m.ThreadTS, text: m.Text, blocks: string(m.Blocks)}

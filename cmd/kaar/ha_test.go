@@ -30,16 +30,38 @@ type issueLog struct {
 	all []events.IncidentEvent
 }
 
+// count counts the transitions tr of owner's failures. The warnings of
+// the tests' templates (MissingProbes, MissingResources: kaar's defaults
+// report them) are left out: the tests make failures and follow them;
+// detectedTwice checks every incident, warnings included.
 func (l *issueLog) count(owner string, tr events.Transition) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
 	for _, e := range l.all {
-		if e.Incident.Owner.Name == owner && e.Transition == tr {
+		if e.Incident.Owner.Name == owner && e.Transition == tr && !e.Incident.Type.IsWarning() {
 			n++
 		}
 	}
 	return n
+}
+
+// detectedTwice lists the incidents (failures and warnings) announced as
+// detected more than once.
+func (l *issueLog) detectedTwice() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen := map[string]int{}
+	var out []string
+	for _, e := range l.all {
+		if e.Transition != events.TransitionDetected {
+			continue
+		}
+		if seen[e.Incident.ID]++; seen[e.Incident.ID] == 2 {
+			out = append(out, e.Incident.Owner.Name+" "+string(e.Incident.Type)+" "+e.Incident.Container)
+		}
+	}
+	return out
 }
 
 func (l *issueLog) String() string {
@@ -225,6 +247,9 @@ func TestWatcherFailover(t *testing.T) {
 	}
 	if n := issues.count("d1", events.TransitionResolved); n != 1 {
 		t.Errorf("d1 resolved %d times, want once", n)
+	}
+	if twice := issues.detectedTwice(); len(twice) > 0 {
+		t.Errorf("detected twice across the failover: %v", twice)
 	}
 	for _, d := range []string{"d2", "d3", "d4"} {
 		if n := issues.count(d, events.TransitionResolved); n != 0 {

@@ -402,6 +402,20 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		res("watch", "networking.k8s.io", "ingresses"), cluster("list", "networking.k8s.io", "ingressclasses"),
 		cluster("watch", "networking.k8s.io", "ingressclasses")}
 	ingressReads := []access{res("get", "networking.k8s.io", "ingresses"), cluster("list", "networking.k8s.io", "ingressclasses")}
+	// Capacity warnings: the watcher lists and watches quotas,
+	// LimitRanges and cert-manager Certificates; the planner gets a quota
+	// and lists LimitRanges (FailedCreate evidence).
+	capacityWatch := []access{res("list", "", "resourcequotas"), res("watch", "", "resourcequotas"),
+		res("list", "", "limitranges"), res("watch", "", "limitranges"),
+		res("list", "cert-manager.io", "certificates"), res("watch", "cert-manager.io", "certificates")}
+	plannerOnlyReads := []access{sub("get", "pods", "log"), cluster("get", "", "namespaces")}
+	// Configuration risk warnings: only the watcher reads
+	// PodDisruptionBudgets.
+	pdbWatch := []access{res("get", "policy", "poddisruptionbudgets"), res("list", "policy", "poddisruptionbudgets"),
+		res("watch", "policy", "poddisruptionbudgets")}
+	// Trend warnings: only the watcher reads the resource metrics API
+	// (container working sets for MemoryNearLimit).
+	metricsReads := []access{res("get", "metrics.k8s.io", "pods"), res("list", "metrics.k8s.io", "pods")}
 	concat := func(lists ...[]access) []access {
 		var out []access
 		for _, l := range lists {
@@ -410,11 +424,11 @@ func TestRBACLeastPrivilegeMatrix(t *testing.T) {
 		return out
 	}
 	matrix := map[string]struct{ allow, deny []access }{
-		"watcher":    {allow: concat(reads, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, cronReads, ingressWatch), deny: concat(deniedToAll, plannerOnly, patchWorkloads, patchServices, revisions, []access{res("get", "", "persistentvolumeclaims"), cluster("get", "", "persistentvolumes")})},
-		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, patchServices, cronReads, plannerServiceReads, nodeReads, hpaGet, storageReads, ingressReads), deny: concat(deniedToAll, serviceWrites, revisions, nodeWatch, hpaReads, []access{res("watch", "", "persistentvolumeclaims"), res("list", "networking.k8s.io", "ingresses"), cluster("watch", "networking.k8s.io", "ingressclasses")})},
-		"executor":   {allow: concat(reads, patchWorkloads, patchServices, executorServiceReads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceWrites, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
-		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, patchServices, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
-		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, patchServices, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch)},
+		"watcher":    {allow: concat(reads, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, cronReads, ingressWatch, capacityWatch, pdbWatch, metricsReads), deny: concat(deniedToAll, plannerOnlyReads, patchWorkloads, patchServices, revisions, []access{res("get", "", "persistentvolumeclaims"), cluster("get", "", "persistentvolumes")})},
+		"planner":    {allow: concat(reads, plannerOnly, patchWorkloads, patchServices, cronReads, plannerServiceReads, nodeReads, hpaGet, storageReads, ingressReads), deny: concat(deniedToAll, serviceWrites, revisions, metricsReads, nodeWatch, hpaReads, []access{res("watch", "", "persistentvolumeclaims"), res("list", "networking.k8s.io", "ingresses"), cluster("watch", "networking.k8s.io", "ingressclasses")})},
+		"executor":   {allow: concat(reads, patchWorkloads, patchServices, executorServiceReads, cronReads, revisions), deny: concat(deniedToAll, plannerOnly, serviceWrites, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch, capacityWatch, pdbWatch, metricsReads)},
+		"mcpgateway": {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, patchServices, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch, capacityWatch, pdbWatch, metricsReads)},
+		"notifier":   {deny: concat(deniedToAll, reads, plannerOnly, patchWorkloads, patchServices, cronReads, revisions, serviceReads, nodeReads, nodeWatch, hpaReads, hpaGet, storageWatch, storageReads, ingressWatch, capacityWatch, pdbWatch, metricsReads)},
 	}
 	// The RBAC authorizer sees new bindings through its informers: wait
 	// (not a timing assertion) until each binding is in force.

@@ -162,54 +162,22 @@ func TestChartNATSClusterRunsR3(t *testing.T) {
 		}
 	}
 	env := natsServerEnv(t, tc, find(t, objs, "StatefulSet", "kaar-nats"))
+	// The three nodes on free loopback ports: a port found free can be
+	// taken by another test's connection before its node listens on it
+	// (seen once: "node 2 did not start"), so the cluster is formed again
+	// on new ports, three times at most.
 	var ports []int
-	for range 6 {
-		ports = append(ports, freePort(t))
-	}
-	var nodes []*natsserver.Options
-	for i := range 3 {
-		for _, kv := range env {
-			k, v, _ := strings.Cut(kv, "=")
-			t.Setenv(k, v)
-		}
-		pod := fmt.Sprintf("kaar-nats-%d", i)
-		t.Setenv("POD_NAME", pod)
-		opts, err := natsserver.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
-		if err != nil {
-			t.Fatalf("nats-server rejects the chart's clustered nats.conf as %s: %v\n%s", pod, err, data["nats.conf"])
-		}
-		if opts.ServerName != pod || !opts.JetStream || opts.Cluster.Name != "kaar-nats" || opts.Cluster.Port != 6222 ||
-			opts.Cluster.Username != "kaar-route" || opts.Cluster.Password != routePassword {
-			t.Fatalf("%s: server_name %q jetstream %t cluster %q port %d route user %q password %q", pod, opts.ServerName, opts.JetStream,
-				opts.Cluster.Name, opts.Cluster.Port, opts.Cluster.Username, opts.Cluster.Password)
-		}
-		if len(opts.Routes) != 3 {
-			t.Fatalf("%s: routes %v, want the three pods", pod, opts.Routes)
-		}
-		for j, r := range opts.Routes {
-			pw, _ := r.User.Password()
-			if want := fmt.Sprintf("kaar-nats-%d.kaar-nats-headless.kaar-system.svc:6222", j); r.Host != want || r.User.Username() != "kaar-route" || pw != routePassword {
-				t.Fatalf("%s: route %d to %s as %q, want %s as kaar-route with the route password", pod, j, r.Host, r.User.Username(), want)
-			}
-			// The same route on loopback, with the credentials it carries.
-			r.Host = fmt.Sprintf("127.0.0.1:%d", ports[3+j])
-		}
-		opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir = "127.0.0.1", ports[i], -1, t.TempDir()
-		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", ports[3+i]
-		nodes = append(nodes, opts)
-	}
 	var urls []string
-	for i, opts := range nodes {
-		s, err := natsserver.NewServer(opts)
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
+	for attempt := 1; ; attempt++ {
+		var err error
+		ports, urls, err = startChartNATSCluster(t, env, dir, data["nats.conf"])
+		if err == nil {
+			break
 		}
-		go s.Start()
-		t.Cleanup(s.Shutdown)
-		if !s.ReadyForConnections(30 * time.Second) {
-			t.Fatalf("node %d did not start", i)
+		if attempt == 3 {
+			t.Fatal(err)
 		}
-		urls = append(urls, s.ClientURL())
+		t.Logf("attempt %d: %v; again on other ports", attempt, err)
 	}
 	refusesRoute(t, fmt.Sprintf("127.0.0.1:%d", ports[3]))
 	cfgs := map[string]config.Config{}
@@ -290,6 +258,72 @@ func refusesRoute(t *testing.T, addr string) {
 }
 
 // freePort is a TCP port free on loopback right now.
+// startChartNATSCluster starts the chart's three NATS nodes (nats.conf
+// in dir, the StatefulSet's environment env) on free loopback ports,
+// their routes moved there, and returns the ports (clients, then routes)
+// and the client URLs; the servers stop when the test ends.
+func startChartNATSCluster(t *testing.T, env []string, dir, conf string) ([]int, []string, error) {
+	t.Helper()
+	var ports []int
+	for range 6 {
+		ports = append(ports, freePort(t))
+	}
+	var nodes []*natsserver.Options
+	for i := range 3 {
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			t.Setenv(k, v)
+		}
+		pod := fmt.Sprintf("kaar-nats-%d", i)
+		t.Setenv("POD_NAME", pod)
+		opts, err := natsserver.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+		if err != nil {
+			t.Fatalf("nats-server rejects the chart's clustered nats.conf as %s: %v\n%s", pod, err, conf)
+		}
+		if opts.ServerName != pod || !opts.JetStream || opts.Cluster.Name != "kaar-nats" || opts.Cluster.Port != 6222 ||
+			opts.Cluster.Username != "kaar-route" || opts.Cluster.Password != routePassword {
+			t.Fatalf("%s: server_name %q jetstream %t cluster %q port %d route user %q password %q", pod, opts.ServerName, opts.JetStream,
+				opts.Cluster.Name, opts.Cluster.Port, opts.Cluster.Username, opts.Cluster.Password)
+		}
+		if len(opts.Routes) != 3 {
+			t.Fatalf("%s: routes %v, want the three pods", pod, opts.Routes)
+		}
+		for j, r := range opts.Routes {
+			pw, _ := r.User.Password()
+			if want := fmt.Sprintf("kaar-nats-%d.kaar-nats-headless.kaar-system.svc:6222", j); r.Host != want || r.User.Username() != "kaar-route" || pw != routePassword {
+				t.Fatalf("%s: route %d to %s as %q, want %s as kaar-route with the route password", pod, j, r.Host, r.User.Username(), want)
+			}
+			// The same route on loopback, with the credentials it carries.
+			r.Host = fmt.Sprintf("127.0.0.1:%d", ports[3+j])
+		}
+		opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir = "127.0.0.1", ports[i], -1, t.TempDir()
+		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", ports[3+i]
+		nodes = append(nodes, opts)
+	}
+	var urls []string
+	var servers []*natsserver.Server
+	for i, opts := range nodes {
+		s, err := natsserver.NewServer(opts)
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		go s.Start()
+		if !s.ReadyForConnections(30 * time.Second) {
+			for _, started := range servers {
+				started.Shutdown()
+			}
+			s.Shutdown()
+			return nil, nil, fmt.Errorf("node %d did not start (ports %v)", i, ports)
+		}
+		servers = append(servers, s)
+		urls = append(urls, s.ClientURL())
+	}
+	for _, s := range servers {
+		t.Cleanup(s.Shutdown)
+	}
+	return ports, urls, nil
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

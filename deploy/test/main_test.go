@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,14 +21,20 @@ import (
 // or start one; the others need none.
 func TestMain(m *testing.M) { os.Exit(sandbox.RunTests(m)) }
 
-// repoRoot is the kaar work tree: this file is deploy/test/main_test.go.
+// repoRoot is the kaar work tree: go test runs a package's tests in its
+// directory, deploy/test. (Not runtime.Caller, whose path a -trimpath
+// build leaves module-relative.)
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the test source")
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("cannot locate the work tree: %v", err)
 	}
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	root := filepath.Clean(filepath.Join(wd, "..", ".."))
+	if _, err := os.Stat(filepath.Join(root, "deploy", "test", "main_test.go")); err != nil {
+		t.Fatalf("the tests of deploy/test run in that directory (go test does that): %v", err)
+	}
+	return root
 }
 
 var helmOnce struct {

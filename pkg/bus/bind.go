@@ -25,7 +25,7 @@ func (r Role) streams() []string {
 	kv := func(b string) string { return "KV_" + b }
 	switch r {
 	case RoleWatcher:
-		return []string{events.StreamIssues, kv(events.BucketIncidents), kv(events.BucketLeases)}
+		return []string{events.StreamIssues, kv(events.BucketIncidents), kv(events.BucketLeases), kv(events.BucketUsage)}
 	case RolePlanner:
 		return []string{events.StreamIssues, events.StreamPlanEvents, events.StreamAudit, kv(events.BucketPlans)}
 	case RoleExecutor:

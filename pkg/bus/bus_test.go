@@ -101,8 +101,8 @@ func TestProvisionTwiceIsNoOp(t *testing.T) {
 	_, _, js := startJS(t)
 	cfg := Config{Clusters: []string{testCluster, "other"}, Storage: jetstream.MemoryStorage}
 	first := provision(t, js, cfg)
-	// 4 streams, 5 buckets, 3 consumers per cluster.
-	if len(first.Changes) != 4+5+6 {
+	// 4 streams, 6 buckets, 3 consumers per cluster.
+	if len(first.Changes) != 4+6+6 {
 		t.Fatalf("first Provision made %d changes: %s", len(first.Changes), first)
 	}
 	for _, c := range first.Changes {

@@ -16,6 +16,8 @@ const (
 	DefaultPlanEventRetention = 7 * 24 * time.Hour
 	DefaultApprovalWindowMax  = 24 * time.Hour
 	DefaultDuplicateWindow    = 2 * time.Minute
+	// DefaultUsageRetention is kaar_usage's TTL (watcher.warnings.usage_retention).
+	DefaultUsageRetention = 24 * time.Hour
 	// PlanMarkerTTL is how long the purge marker of an expired plan key
 	// stays in kaar_plans (LimitMarkerTTL): long enough for watchers that
 	// reconnect to see it, short enough not to pile up.
@@ -59,6 +61,10 @@ type Config struct {
 	// DuplicateWindow is the Nats-Msg-Id window of ISSUES, PLAN_EVENTS and
 	// AUDIT; default 2 minutes.
 	DuplicateWindow time.Duration
+	// UsageRetention is the TTL of the watcher's usage history
+	// (events.BucketUsage): a key not written for that long (a workload
+	// gone) expires. Default DefaultUsageRetention.
+	UsageRetention time.Duration
 	// ExecutorAckWait is the ack wait of the executor's consumer: how
 	// long an executor may go without signalling progress before its
 	// decision is redelivered and another executor resumes the plan (the
@@ -122,6 +128,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.PlanEventRetention, DefaultPlanEventRetention)
 	def(&c.ApprovalWindowMax, DefaultApprovalWindowMax)
 	def(&c.DuplicateWindow, DefaultDuplicateWindow)
+	def(&c.UsageRetention, DefaultUsageRetention)
 	def(&c.ExecutorAckWait, ExecutorAckWait)
 	if n := c.Notify; n != nil {
 		if err := events.ValidateClusterName(n.Cluster); err != nil {
@@ -262,6 +269,16 @@ func Buckets(cfg Config) ([]jetstream.KeyValueConfig, error) {
 			Bucket:      events.BucketLeases,
 			Description: "kaar leases: the active replica of the watcher and the notifier per cluster",
 			History:     1,
+			Storage:     cfg.Storage,
+			Replicas:    cfg.Replicas,
+		},
+		{
+			// One small value per workload container, rewritten at most
+			// once per usage interval: only the last is kept.
+			Bucket:      events.BucketUsage,
+			Description: "kaar watcher usage history for the trend warnings (memory samples, restarts, ready replica dips)",
+			History:     1,
+			TTL:         cfg.UsageRetention,
 			Storage:     cfg.Storage,
 			Replicas:    cfg.Replicas,
 		},

@@ -204,7 +204,12 @@ func TestR3ClusterSurvivesTheLossOfAStreamLeader(t *testing.T) {
 	for i := range 20 {
 		key := fmt.Sprintf("plan-%02d", i)
 		eventually(t, 20*time.Second, "read "+key+" without its leader", func() error {
-			e, err := plans.Get(ctx, key)
+			// Each attempt its own bound: a request while the stream has
+			// no leader gets no answer and would wait for ctx (the
+			// test's 4 minutes), never trying again.
+			actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+			defer acancel()
+			e, err := plans.Get(actx, key)
 			if err != nil {
 				return err
 			}
@@ -215,7 +220,9 @@ func TestR3ClusterSurvivesTheLossOfAStreamLeader(t *testing.T) {
 		})
 	}
 	eventually(t, 20*time.Second, "write with two nodes of three", func() error {
-		_, err := plans.Put(ctx, "plan-after", []byte("v2"))
+		actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+		defer acancel()
+		_, err := plans.Put(actx, "plan-after", []byte("v2"))
 		return err
 	})
 
@@ -223,7 +230,9 @@ func TestR3ClusterSurvivesTheLossOfAStreamLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, leader+" catches up", func() error {
-		st, err := pjs.Stream(ctx, "KV_"+events.BucketPlans)
+		actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+		defer acancel()
+		st, err := pjs.Stream(actx, "KV_"+events.BucketPlans)
 		if err != nil {
 			return err
 		}

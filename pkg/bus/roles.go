@@ -173,9 +173,18 @@ func (r Role) Permissions() Permissions {
 	switch r {
 	case RoleWatcher:
 		g.publish(events.IssueSubjectsAll)
+		// At start, the last announcements are read back from ISSUES
+		// (one the previous watcher published but did not record). ISSUES
+		// has the planners' durables, which a consumer create could
+		// reach; a watcher can do no more harm to them than it can by
+		// what it publishes there.
+		g.ordered(events.StreamIssues)
 		g.kvRead(events.BucketIncidents)
 		g.kvWrite(events.BucketIncidents)
 		g.kvWatch(events.BucketIncidents)
+		g.kvRead(events.BucketUsage)
+		g.kvWrite(events.BucketUsage)
+		g.kvWatch(events.BucketUsage)
 		g.leaseWrite(events.ServiceWatcher)
 		g.subscribe(serviceSubjects(events.ServiceWatcher))
 		g.subscribe(microSubjects(events.ServiceWatcher)...)
@@ -220,8 +229,10 @@ func (r Role) Permissions() Permissions {
 		g.streamRead(events.StreamApprovals)
 		g.ordered(events.StreamAudit)
 	case RoleNotifier:
-		// Decisions from Slack; plans read to show and check them.
-		g.publish(events.ApprovalSubjectsAll)
+		// Decisions from Slack; plans read to show and check them; the
+		// watcher asked for the open warnings' numbers of now (the
+		// digest).
+		g.publish(events.ApprovalSubjectsAll, serviceSubjects(events.ServiceWatcher))
 		g.kvRead(events.BucketPlans)
 		g.kvRead(NotifyBucket)
 		g.kvWrite(NotifyBucket)

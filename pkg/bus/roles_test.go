@@ -248,7 +248,8 @@ func TestServiceRolesDoTheirWork(t *testing.T) {
 	}
 
 	// The services' micro endpoints: the gateway asks the watcher (and
-	// the planner asks it too), and finds it by $SRV discovery.
+	// the planner asks it too, and the notifier for a digest's numbers),
+	// and finds it by $SRV discovery.
 	wnc := connectAs(t, e, RoleWatcher)
 	analyze, _ := events.ServiceSubject(testCluster, events.ServiceWatcher, events.VerbAnalyze)
 	svc, err := micro.AddService(wnc, micro.Config{Name: "kaar-watcher", Version: "1.0.0"})
@@ -256,7 +257,11 @@ func TestServiceRolesDoTheirWork(t *testing.T) {
 	t.Cleanup(func() { _ = svc.Stop() })
 	must("watcher adds its endpoint", svc.AddEndpoint(events.VerbAnalyze, micro.HandlerFunc(func(r micro.Request) { _ = r.Respond([]byte(`{"ok":true}`)) }),
 		micro.WithEndpointSubject(analyze)))
-	for _, r := range []Role{RoleMCPGateway, RolePlanner} {
+	// The endpoint's subscription reaches the server before anyone asks
+	// (AddEndpoint does not flush: a request on another connection could
+	// find no responder yet).
+	must("watcher's subscriptions reach the server", wnc.Flush())
+	for _, r := range []Role{RoleMCPGateway, RolePlanner, RoleNotifier} {
 		if _, err := connectAs(t, e, r).Request(analyze, []byte(`{}`), 5*time.Second); err != nil {
 			t.Fatalf("%s asks the watcher: %v", r, err)
 		}
@@ -278,6 +283,12 @@ func TestServiceRolesDoTheirWork(t *testing.T) {
 	issueSubj, _ := events.IssueSubject(testCluster, "shop", events.IssueCrashLoopBackOff)
 	_, err = wjs.Publish(ctx, issueSubj, []byte(`{}`))
 	must("watcher publishes an issue", err)
+	// At start it reads the last announcements back (ordered consumer).
+	issuesFilter, _ := events.IssueFilter(testCluster)
+	woc, err := wjs.OrderedConsumer(ctx, events.StreamIssues, jetstream.OrderedConsumerConfig{FilterSubjects: []string{issuesFilter}})
+	must("watcher reads ISSUES back", err)
+	_, err = woc.Next(jetstream.FetchMaxWait(5 * time.Second))
+	must("watcher reads an issue back", err)
 
 	// Planner: pulls the issue from its durable, stores and watches plans.
 	pjs := js(RolePlanner)

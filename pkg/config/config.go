@@ -72,6 +72,10 @@ func Default() Config {
 				// A Service that routes to no ready pod: its selector or
 				// targetPort corrected when exactly one answer fits.
 				"ServiceUnavailable": {{Action: "set_service_selector"}, {Action: "set_service_target_port"}},
+				// A container's memory projected to reach its limit (a
+				// warning, planned only on request): raise the limit
+				// before the OOM, sized from the forecast.
+				"MemoryNearLimit": {{Action: "increase_memory"}},
 			},
 		},
 		NATS:   NATS{AuditRetention: Duration{30 * 24 * time.Hour}, ExecutorAckWait: Duration{2 * time.Minute}, LeaseDuration: Duration{15 * time.Second}, Replicas: 1},
@@ -79,11 +83,12 @@ func Default() Config {
 		Watcher: Watcher{RestartThreshold: 1, PendingGrace: Duration{30 * time.Second}, RecoveredAfter: Duration{10 * time.Minute},
 			NotReadyAfter: Duration{10 * time.Minute}, StuckTerminatingAfter: Duration{5 * time.Minute},
 			NodeGrace: Duration{2 * time.Minute}, NodeCordonedAfter: Duration{time.Hour},
-			HPAGrace: Duration{5 * time.Minute}, HPAAtMaxAfter: Duration{30 * time.Minute},
-			GroupInterval: Duration{30 * time.Second}, ResolveWait: Duration{10 * time.Second}},
+			HPAGrace: Duration{5 * time.Minute}, HPAAtMaxAfter: Duration{30 * time.Minute}, IngressGrace: Duration{15 * time.Minute},
+			GroupInterval: Duration{30 * time.Second}, ResolveWait: Duration{10 * time.Second}, Warnings: DefaultWarnings()},
 		MCP: MCP{Path: "/mcp", Approval: MCPApproval{WithoutElicitation: "refuse"}, Stdio: MCPStdio{User: "stdio", Role: "assistant"}},
 		Notify: Notify{Listen: "127.0.0.1:8081", Slack: Slack{APIURL: "https://slack.com/api/", RepeatInterval: Duration{4 * time.Hour},
-			QuietHours: QuietHours{Timezone: "UTC"}}},
+			QuietHours: QuietHours{Timezone: "UTC"}},
+			WarningDigest: WarningDigest{Enabled: true, Every: Duration{24 * time.Hour}, At: "09:00", Timezone: "UTC", MaxLines: 20}},
 	}
 }
 

@@ -120,6 +120,22 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"scalar given a list", "server: {host: [a, b]}", `"server.host"`, ""},
 		{"bad namespace", "policy: {protected_namespaces: [Kube_System]}", `"policy.protected_namespaces[0]"`, ""},
 		{"not yaml", "server: [", "", ""},
+		// A strategy's params: each step's own, each value checked.
+		{"memory factor below 1", `remediation: {strategies: {OOMKilled: [{action: increase_memory, params: {factor: "0.5"}}]}}`, `"remediation.strategies.OOMKilled[0].params.factor"`, "greater than 1"},
+		{"memory factor not a number", `remediation: {strategies: {OOMKilled: [{action: set_memory_limit, params: {factor: double}}]}}`, `"remediation.strategies.OOMKilled[0].params.factor"`, "number"},
+		{"unknown param", `remediation: {strategies: {OOMKilled: [{action: increase_memory, params: {factr: "2"}}]}}`, `"remediation.strategies.OOMKilled[0].params.factr"`, "factor, horizon, max"},
+		{"bad memory max", `remediation: {strategies: {OOMKilled: [{action: increase_memory, params: {max: lots}}]}}`, `"remediation.strategies.OOMKilled[0].params.max"`, "quantity"},
+		{"bad horizon", `remediation: {strategies: {MemoryNearLimit: [{action: increase_memory, params: {horizon: "-1h"}}]}}`, `"remediation.strategies.MemoryNearLimit[0].params.horizon"`, "between 1m0s and 720h0m0s"},
+		{"step without params", `remediation: {strategies: {CrashLoopBackOff: [{action: rollback, params: {revision: "3"}}]}}`, `"remediation.strategies.CrashLoopBackOff[0].params"`, "takes no params"},
+		{"image with a space", `remediation: {strategies: {ImagePullBackOff: [{action: set_image, params: {image: "redis 7"}}]}}`, `"remediation.strategies.ImagePullBackOff[0].params.image"`, "image reference"},
+		{"bad request", `remediation: {strategies: {Pending: [{action: lower_requests, params: {cpu: "0"}}]}}`, `"remediation.strategies.Pending[0].params.cpu"`, "above zero"},
+		{"toleration operator", `remediation: {strategies: {Pending: [{action: add_toleration, params: {key: dedicated, operator: Maybe}}]}}`, `"remediation.strategies.Pending[0].params.operator"`, "Equal, Exists"},
+		{"toleration without key", `remediation: {strategies: {Pending: [{action: add_toleration, params: {effect: NoSchedule}}]}}`, `"remediation.strategies.Pending[0].params.key"`, "taint's key"},
+		{"toleration Exists with value", `remediation: {strategies: {Pending: [{action: add_toleration, params: {key: dedicated, operator: Exists, value: gpu}}]}}`, `"remediation.strategies.Pending[0].params.value"`, "operator Exists"},
+		{"node selector key", `remediation: {strategies: {Pending: [{action: set_node_selector, params: {"bad key!": x}}]}}`, `"remediation.strategies.Pending[0].params"`, "label key"},
+		{"node selector value", `remediation: {strategies: {Pending: [{action: set_node_selector, params: {pool: "a b"}}]}}`, `"remediation.strategies.Pending[0].params.pool"`, "label value"},
+		{"custom step param", `remediation: {custom_strategies: {mine: [{action: set_image, params: {image: ""}}]}, strategies: {ImagePullBackOff: [mine]}}`, `"remediation.custom_strategies.mine[0].params.image"`, "image reference"},
+		{"params on a custom strategy", `remediation: {custom_strategies: {mine: [check_logs]}, strategies: {CrashLoopBackOff: [{action: mine, params: {x: "1"}}]}}`, `"remediation.strategies.CrashLoopBackOff[0].params"`, "custom strategy"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

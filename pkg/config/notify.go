@@ -18,6 +18,59 @@ type Notify struct {
 	Slack    Slack          `yaml:"slack"`
 	Webhooks []Webhook      `yaml:"webhooks"`
 	Inbound  InboundWebhook `yaml:"inbound"`
+	// WarningDigest is the one message about open warnings that Slack and
+	// the webhook receivers get on a schedule (warnings never get a
+	// message each).
+	WarningDigest WarningDigest `yaml:"warning_digest"`
+}
+
+// WarningDigest schedules the digest of open warnings: one Slack message
+// and one delivery per webhook receiver each period, nothing when no
+// warning is open. Periods start at At (a time of day in Timezone) and
+// follow each other Every: a divisor of 24h (hourly at :30 is every 1h,
+// at "00:30"), or whole days (weekly digests fall on Mondays).
+type WarningDigest struct {
+	// Enabled turns the digest on (the default); false sends none.
+	Enabled bool `yaml:"enabled"`
+	// Every is the period: 1h to 168h, a divisor of 24h or whole days.
+	Every Duration `yaml:"every"`
+	// At is when a period starts, "HH:MM" (24h) in Timezone.
+	At string `yaml:"at"`
+	// Timezone is an IANA time zone such as UTC or Europe/Berlin.
+	Timezone string `yaml:"timezone"`
+	// MaxLines bounds the warnings listed (1 to 50); the rest are
+	// counted ("and 12 more").
+	MaxLines int `yaml:"max_lines"`
+}
+
+// Bounds of notify.warning_digest.
+const (
+	minDigestEvery    = time.Hour
+	maxDigestEvery    = 7 * 24 * time.Hour
+	maxDigestMaxLines = 50
+)
+
+// validate checks notify.warning_digest.
+func (d WarningDigest) validate(p *problems) {
+	if !d.Enabled {
+		return
+	}
+	e := d.Every.Duration
+	switch {
+	case e < minDigestEvery || e > maxDigestEvery:
+		p.addf("notify.warning_digest.every", "%s must be between %s and %s", e, minDigestEvery, maxDigestEvery)
+	case e%time.Minute != 0 || (e < 24*time.Hour && (24*time.Hour)%e != 0) || (e > 24*time.Hour && e%(24*time.Hour) != 0):
+		p.addf("notify.warning_digest.every", "%s must divide a day (1h, 2h, 3h, 4h, 6h, 8h, 12h) or be whole days (24h, 48h, ..., 168h)", e)
+	}
+	if _, err := ParseClock(d.At); err != nil {
+		p.add(fieldErr("notify.warning_digest.at", err.Error()))
+	}
+	if _, err := time.LoadLocation(d.Timezone); err != nil || d.Timezone == "" {
+		p.add(fieldErr("notify.warning_digest.timezone", fmt.Sprintf("%q is not a time zone such as UTC or Europe/Berlin", d.Timezone)))
+	}
+	if d.MaxLines < 1 || d.MaxLines > maxDigestMaxLines {
+		p.addf("notify.warning_digest.max_lines", "%d must be between 1 and %d", d.MaxLines, maxDigestMaxLines)
+	}
 }
 
 // Slack configures the Slack notifier (Block Kit messages updated in
@@ -147,6 +200,7 @@ func (n Notify) validate() error {
 	validateWebhooks(&p, n.Webhooks)
 	n.Slack.validateAllowed(&p)
 	n.Inbound.validate(&p)
+	n.WarningDigest.validate(&p)
 	return p.join()
 }
 

@@ -123,6 +123,13 @@ func (r Remediation) validate() error {
 	if n := r.MaxConcurrentPerNamespace; n < 1 || n > r.MaxConcurrent {
 		p.addf("remediation.max_concurrent_per_namespace", "%d must be between 1 and remediation.max_concurrent (%d)", n, r.MaxConcurrent)
 	}
+	r.validateStrategies(&p)
+	return p.join()
+}
+
+// validateStrategies checks strategies and custom_strategies: issue
+// types, step names and each step's params.
+func (r Remediation) validateStrategies(p *problems) {
 	customNames := slices.Sorted(maps.Keys(r.CustomStrategies))
 	issueTypes := enumStrings(events.IssueTypes())
 	allowed := append(slices.Clone(StrategyNames), customNames...)
@@ -135,7 +142,13 @@ func (r Remediation) validate() error {
 		for i, s := range r.Strategies[typ] {
 			if !slices.Contains(allowed, s.Action) {
 				p.add(fieldErr(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("unknown strategy %q", s.Action), allowed...))
+				continue
 			}
+			if _, custom := r.CustomStrategies[s.Action]; custom && len(s.Params) > 0 {
+				p.add(fieldErr(fmt.Sprintf("%s[%d].params", key, i), fmt.Sprintf("%s is a custom strategy: its steps carry the params", s.Action)))
+				continue
+			}
+			validateParams(p, fmt.Sprintf("%s[%d]", key, i), s)
 		}
 	}
 	for _, name := range customNames {
@@ -152,10 +165,11 @@ func (r Remediation) validate() error {
 		for i, s := range steps {
 			if !slices.Contains(StrategyNames, s.Action) {
 				p.add(fieldErr(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("unknown catalogue step %q (a custom strategy cannot name another)", s.Action), StrategyNames...))
+				continue
 			}
+			validateParams(p, fmt.Sprintf("%s[%d]", key, i), s)
 		}
 	}
-	return p.join()
 }
 
 // ParseQuantityBytes parses a memory quantity such as 512Mi, 1.5Gi or 4G

@@ -34,6 +34,12 @@ type Watcher struct {
 	// HPAAtMaxAfter is how long a HorizontalPodAutoscaler may want more
 	// replicas than its maxReplicas before it is reported.
 	HPAAtMaxAfter Duration `yaml:"hpa_at_max_after"`
+	// IngressGrace is how long an Ingress of an existing IngressClass may
+	// have no address, while no Ingress of its class has one, before its
+	// class is reported as having no running controller (a controller
+	// writes the address within seconds; a cloud load balancer within
+	// minutes).
+	IngressGrace Duration `yaml:"ingress_grace"`
 	// GroupWait holds a new incident that long before announcing it, so
 	// that the pods of a workload failing together are one announcement;
 	// 0 (the default) announces the first failing pod at once.
@@ -45,6 +51,8 @@ type Watcher struct {
 	// announced as resolved (a flapping pod is not resolved and detected
 	// again).
 	ResolveWait Duration `yaml:"resolve_wait"`
+	// Warnings tunes the warning class (watcher.warnings.*).
+	Warnings Warnings `yaml:"warnings"`
 }
 
 // Bounds of the watcher section.
@@ -71,6 +79,7 @@ func (w Watcher) validate() error {
 		{"watcher.node_cordoned_after", w.NodeCordonedAfter.Duration, time.Second},
 		{"watcher.hpa_grace", w.HPAGrace.Duration, time.Second},
 		{"watcher.hpa_at_max_after", w.HPAAtMaxAfter.Duration, time.Second},
+		{"watcher.ingress_grace", w.IngressGrace.Duration, time.Second},
 		{"watcher.group_wait", w.GroupWait.Duration, 0},
 		{"watcher.group_interval", w.GroupInterval.Duration, time.Second},
 		{"watcher.resolve_wait", w.ResolveWait.Duration, time.Second},
@@ -79,5 +88,6 @@ func (w Watcher) validate() error {
 			p.addf(d.key, "%s is not between %s and %s", d.d, d.min, maxWatcherDuration)
 		}
 	}
+	w.Warnings.validate(&p)
 	return p.join()
 }

@@ -49,11 +49,14 @@ const ClusterScopeNamespace = "_cluster"
 // OwnerKinds are the kinds an incident's Owner has, as Kubernetes spells
 // them: the workloads (a bare Pod, a ReplicaSet without Deployment) and
 // the other objects a person fixes (a Service, an Ingress, a claim no pod
-// uses, a Node in ClusterScopeNamespace, an HPA). A plan request names
+// uses, a Node in ClusterScopeNamespace, an HPA, and the objects
+// warnings are reported on: a ResourceQuota, a LimitRange, a
+// PodDisruptionBudget, a cert-manager Certificate). A plan request names
 // one of them (a Pod or Job is resolved to its top owner).
 func OwnerKinds() []string {
 	return []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod",
-		"Service", "Ingress", "PersistentVolumeClaim", "Node", "HorizontalPodAutoscaler"}
+		"Service", "Ingress", "PersistentVolumeClaim", "Node", "HorizontalPodAutoscaler",
+		"ResourceQuota", "LimitRange", "PodDisruptionBudget", "Certificate"}
 }
 
 // MaxIncidentPods bounds Incident.Pods; PodCount carries the full count.
@@ -104,6 +107,9 @@ type Incident struct {
 	// Protected is true when the namespace or workload is protected by
 	// policy: the incident is reported, but no mutating plan may run.
 	Protected bool `json:"protected,omitempty"`
+	// Warning is the evidence of a warning (Type of class warning only):
+	// the numbers it rests on and, for a trend, the projection.
+	Warning *WarningEvidence `json:"warning,omitempty"`
 }
 
 // IncidentKey is the human-readable identity of an incident:
@@ -180,6 +186,7 @@ func (in Incident) Validate() error {
 		validateNotBefore("last_seen", in.LastSeen, "first_seen", in.FirstSeen),
 		validateNonNegative("count", in.Count),
 		in.Severity.Validate(),
+		validateWarningEvidence(in),
 	)
 }
 

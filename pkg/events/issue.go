@@ -63,8 +63,10 @@ const (
 	// the Ingress: a backend Service that does not exist
 	// (service_not_found), a service port the Service does not expose
 	// (service_port_not_found), an ingressClassName naming no IngressClass
-	// (ingress_class_not_found), or no class and no default IngressClass
-	// (no_ingress_class).
+	// (ingress_class_not_found), no class and no default IngressClass
+	// (no_ingress_class), or a class that exists but whose controller
+	// does not seem to run: no Ingress of the class has an address after
+	// watcher.ingress_grace (no_controller).
 	IssueIngressUnavailable IssueType = "IngressUnavailable"
 	// IssueCronJobNotScheduling: a CronJob that is not suspended has not
 	// started a run its schedule called for (previous_run_active,
@@ -119,8 +121,65 @@ const (
 	IssueHPAMetricsUnavailable IssueType = "HPAMetricsUnavailable"
 	// IssueHPAAtMaxReplicas: an HPA wants more replicas than its
 	// maxReplicas (ScalingLimited=True, TooManyReplicas) for longer than
-	// watcher.hpa_at_max_after (at_max_replicas).
+	// watcher.hpa_at_max_after (at_max_replicas). Class warning: the
+	// workload still runs, it has no room left to grow.
 	IssueHPAAtMaxReplicas IssueType = "HPAAtMaxReplicas"
+
+	// Warnings (class warning, severity warning): nothing has failed
+	// yet; the evidence says something will. Each carries its numbers in
+	// Incident.Warning. See docs/warnings.md.
+
+	// IssueMemoryNearLimit: a container's memory working set grows toward
+	// its limit and a fit over the window projects it to cross the limit
+	// within the horizon (projected_oom), reported on the workload with
+	// the container and the Forecast.
+	IssueMemoryNearLimit IssueType = "MemoryNearLimit"
+	// IssueRecurringRestarts: a container restarts again and again, a few
+	// hours apart, without ever being in CrashLoopBackOff
+	// (restarts_recurring).
+	IssueRecurringRestarts IssueType = "RecurringRestarts"
+	// IssueReadyReplicasDipping: a workload's ready replicas keep falling
+	// below the desired count and recovering (ready_replicas_dipping).
+	IssueReadyReplicasDipping IssueType = "ReadyReplicasDipping"
+	// IssueQuotaNearLimit: a ResourceQuota's usage of a resource is at or
+	// above the threshold (90% by default) of its hard limit (near_limit,
+	// at_limit), reported on the ResourceQuota.
+	IssueQuotaNearLimit IssueType = "QuotaNearLimit"
+	// IssueNodeNearlyFull: the requests of a node's pods reach the
+	// threshold (90% by default) of its allocatable cpu (cpu_requested),
+	// memory (memory_requested) or pods (pods_allocated): the next pods
+	// will not schedule there. Reported on the Node.
+	IssueNodeNearlyFull IssueType = "NodeNearlyFull"
+	// IssueLimitRangeExceedsQuota: a LimitRange's default requests or
+	// limits do not fit the namespace's ResourceQuota
+	// (default_exceeds_quota): the next pod without its own values is
+	// refused. Reported on the LimitRange.
+	IssueLimitRangeExceedsQuota IssueType = "LimitRangeExceedsQuota"
+	// IssueMissingResources: a container without a memory limit
+	// (no_memory_limit), memory request (no_memory_request) or cpu request
+	// (no_cpu_request), the first of these named.
+	IssueMissingResources IssueType = "MissingResources"
+	// IssueMissingProbes: a long-running container without readiness
+	// (no_readiness_probe) or liveness (no_liveness_probe) probe, or
+	// neither (no_probes).
+	IssueMissingProbes IssueType = "MissingProbes"
+	// IssueMutableImageTag: a container image tagged latest (latest_tag)
+	// or not tagged at all (no_tag), and not pinned by digest.
+	IssueMutableImageTag IssueType = "MutableImageTag"
+	// IssuePDBBlocksDrain: a PodDisruptionBudget that allows zero
+	// disruptions for a workload it fully covers (zero_disruptions_allowed):
+	// every node drain stalls on it. Reported on the PodDisruptionBudget.
+	IssuePDBBlocksDrain IssueType = "PDBBlocksDrain"
+	// IssueSingleNodeRisk: a Deployment with more than one replica whose
+	// pods may all land on one node (no topology spread or anti-affinity
+	// on the hostname: no_spread), or are on one node now
+	// (all_on_one_node).
+	IssueSingleNodeRisk IssueType = "SingleNodeRisk"
+	// IssueCertificateExpiring: a cert-manager Certificate whose
+	// certificate expires within the horizon (14 days by default:
+	// expires_soon) and that is not being renewed. Read from the
+	// Certificate's status; kaar never reads Secrets.
+	IssueCertificateExpiring IssueType = "CertificateExpiring"
 )
 
 // IssueTypes lists every IssueType in a stable order.
@@ -134,7 +193,73 @@ func IssueTypes() []IssueType {
 		IssuePVCPending, IssueFailedMount,
 		IssueNodeNotReady, IssueNodePressure, IssueNodeCordoned,
 		IssueHPAMetricsUnavailable, IssueHPAAtMaxReplicas,
+		IssueMemoryNearLimit, IssueRecurringRestarts, IssueReadyReplicasDipping,
+		IssueQuotaNearLimit, IssueNodeNearlyFull, IssueLimitRangeExceedsQuota,
+		IssueMissingResources, IssueMissingProbes, IssueMutableImageTag,
+		IssuePDBBlocksDrain, IssueSingleNodeRisk, IssueCertificateExpiring,
 	}
+}
+
+// IssueClass separates what has failed from what is about to.
+type IssueClass string
+
+// Issue classes.
+const (
+	// ClassFailure: something is broken now (every type but the
+	// warnings).
+	ClassFailure IssueClass = "failure"
+	// ClassWarning: nothing has failed yet; the evidence (a trend, a
+	// capacity figure, a configuration risk) says something will.
+	// Warnings rank below every failure, are planned only on request and
+	// are announced in a digest, never one message each.
+	ClassWarning IssueClass = "warning"
+)
+
+// IssueClasses lists every IssueClass, failures first.
+func IssueClasses() []IssueClass { return []IssueClass{ClassFailure, ClassWarning} }
+
+// Validate reports an unknown class (field "class").
+func (c IssueClass) Validate() error { return validateEnum("class", c, IssueClasses()) }
+
+// ParseIssueClass accepts a class name in any case.
+func ParseIssueClass(s string) (IssueClass, error) {
+	c := IssueClass(strings.ToLower(strings.TrimSpace(s)))
+	if err := c.Validate(); err != nil {
+		return "", err
+	}
+	return c, nil
+}
+
+// warningTypes are the types of class warning.
+var warningTypes = map[IssueType]bool{
+	IssueHPAAtMaxReplicas: true,
+	IssueMemoryNearLimit:  true, IssueRecurringRestarts: true, IssueReadyReplicasDipping: true,
+	IssueQuotaNearLimit: true, IssueNodeNearlyFull: true, IssueLimitRangeExceedsQuota: true,
+	IssueMissingResources: true, IssueMissingProbes: true, IssueMutableImageTag: true,
+	IssuePDBBlocksDrain: true, IssueSingleNodeRisk: true, IssueCertificateExpiring: true,
+}
+
+// Class is the type's class: ClassWarning for the warnings, else
+// ClassFailure.
+func (t IssueType) Class() IssueClass {
+	if warningTypes[t] {
+		return ClassWarning
+	}
+	return ClassFailure
+}
+
+// IsWarning reports a type of class warning.
+func (t IssueType) IsWarning() bool { return warningTypes[t] }
+
+// TypesOf lists the types of class c, in IssueTypes order.
+func TypesOf(c IssueClass) []IssueType {
+	var out []IssueType
+	for _, t := range IssueTypes() {
+		if t.Class() == c {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // issueAliases maps other Kubernetes reasons onto an IssueType.
@@ -179,13 +304,16 @@ func (t IssueType) Validate() error { return validateEnum("type", t, IssueTypes(
 // DefaultSeverity is the severity of an incident of this type unless
 // configuration says otherwise.
 func (t IssueType) DefaultSeverity() Severity {
+	if t.IsWarning() {
+		return SeverityWarning
+	}
 	switch t {
 	case IssueCrashLoopBackOff, IssueImagePullBackOff, IssueOOMKilled,
 		IssueCreateContainerConfigError, IssueInitContainerFailing, IssueFailedCreate, IssueServiceUnavailable,
 		IssueIngressUnavailable, IssuePVCPending, IssueFailedMount, IssueNodeNotReady:
 		return SeverityHigh
 	case IssuePending, IssueEvicted, IssueNotReady, IssueRolloutStuck, IssueJobFailed, IssueCronJobNotScheduling,
-		IssueNodePressure, IssueHPAMetricsUnavailable, IssueHPAAtMaxReplicas:
+		IssueNodePressure, IssueHPAMetricsUnavailable:
 		return SeverityMedium
 	case IssueStuckTerminating, IssueNodeCordoned:
 		return SeverityLow
@@ -202,11 +330,14 @@ const (
 	SeverityHigh     Severity = "high"
 	SeverityMedium   Severity = "medium"
 	SeverityLow      Severity = "low"
+	// SeverityWarning is below every failure: the severity of the
+	// warning class (nothing has failed yet).
+	SeverityWarning Severity = "warning"
 )
 
 // Severities lists every Severity from worst to mildest.
 func Severities() []Severity {
-	return []Severity{SeverityCritical, SeverityHigh, SeverityMedium, SeverityLow}
+	return []Severity{SeverityCritical, SeverityHigh, SeverityMedium, SeverityLow, SeverityWarning}
 }
 
 // ParseSeverity accepts a severity name in any case.
@@ -221,7 +352,8 @@ func ParseSeverity(s string) (Severity, error) {
 // Validate reports an unknown severity (field "severity").
 func (s Severity) Validate() error { return validateEnum("severity", s, Severities()) }
 
-// Rank is 0 for critical up to 3 for low (and 4 for unknown), for sorting.
+// Rank is 0 for critical up to 4 for warning (and 5 for unknown), for
+// sorting.
 func (s Severity) Rank() int {
 	for i, v := range Severities() {
 		if v == s {

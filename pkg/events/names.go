@@ -67,6 +67,12 @@ const (
 	// "notifier.<cluster>"). No TTL: a lease is taken over when it stops
 	// changing (pkg/lease).
 	BucketLeases = "kaar_leases"
+	// BucketUsage holds the watcher's usage history for the trend
+	// warnings (memory samples, restart and ready replica dip times), one
+	// key per workload container: "<cluster>.<namespace>.<kind>.<container>.<name>"
+	// (container "_" for the workload's own series). TTL: the usage
+	// retention, so the keys of workloads that are gone expire.
+	BucketUsage = "kaar_usage"
 )
 
 // Service names and verbs of the request/reply endpoints

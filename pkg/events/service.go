@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,6 +160,10 @@ const (
 type AnalyzeRequest struct {
 	Namespace string    `json:"namespace,omitempty"`
 	Type      IssueType `json:"type,omitempty"`
+	// Class filters on the class: empty lists the failures and only
+	// counts the warnings (AnalyzeResponse.Warnings), "warning" lists the
+	// warnings, "failure" the failures. A Type implies its class.
+	Class IssueClass `json:"class,omitempty"`
 	// Owner filters on the owner's name, or "Kind/name".
 	Owner string `json:"owner,omitempty"`
 	// Limit is the page size: 0 means DefaultAnalyzeLimit, at most
@@ -178,10 +183,32 @@ func (r AnalyzeRequest) Validate() error {
 	if err := validateOptionalEnum("type", r.Type, IssueTypes()); err != nil {
 		return err
 	}
+	if err := validateOptionalEnum("class", r.Class, IssueClasses()); err != nil {
+		return err
+	}
+	if r.Type != "" && r.Class != "" && r.Type.Class() != r.Class {
+		return fieldErr("class", fmt.Sprintf("%q contradicts type %s, which is of class %s", r.Class, r.Type, r.Type.Class()))
+	}
 	if r.Limit < 0 || r.Limit > MaxAnalyzeLimit {
 		return fieldErr("limit", fmt.Sprintf("%d is not between 0 and %d", r.Limit, MaxAnalyzeLimit))
 	}
 	return nil
+}
+
+// ListsClass says whether the request lists incidents of type t (by its
+// class: the one asked for, the type's, else the failures) and, for one
+// it does not list, whether it counts it in AnalyzeResponse.Warnings (a
+// warning, when no class or type was asked for). The other filters
+// (namespace, type, owner) apply before it.
+func (r AnalyzeRequest) ListsClass(t IssueType) (listed, counted bool) {
+	class := r.Class
+	if r.Type != "" {
+		class = r.Type.Class()
+	}
+	if t.Class() == cmp.Or(class, ClassFailure) {
+		return true, false
+	}
+	return false, class == "" && t.IsWarning()
 }
 
 // AnalyzeResponse is one page of incidents, worst first.
@@ -193,9 +220,12 @@ type AnalyzeResponse struct {
 	// ByType counts the matching incidents per type.
 	ByType map[IssueType]int `json:"by_type,omitempty"`
 	// BySeverity counts the matching incidents per severity.
-	BySeverity  map[Severity]int `json:"by_severity,omitempty"`
-	NextCursor  string           `json:"next_cursor,omitempty"`
-	GeneratedAt time.Time        `json:"generated_at"`
+	BySeverity map[Severity]int `json:"by_severity,omitempty"`
+	// Warnings counts the open warnings per type when the request did
+	// not ask for class warning (they are not listed then).
+	Warnings    map[IssueType]int `json:"warnings,omitempty"`
+	NextCursor  string            `json:"next_cursor,omitempty"`
+	GeneratedAt time.Time         `json:"generated_at"`
 }
 
 // Validate checks the cluster, every incident and the counts.

@@ -391,8 +391,10 @@ func TestUpReturnsTheRunningSandbox(t *testing.T) {
 		t.Errorf("second Up took %s: it should not start anything", d)
 	}
 	s, err := StatusOf(context.Background(), c.StateDir)
-	if err != nil || !s.Healthy || len(s.Components) != 5 {
-		t.Errorf("status %+v, %v: want healthy with 5 components", s, err)
+	// etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
+	// and metrics-server.
+	if err != nil || !s.Healthy || len(s.Components) != 6 {
+		t.Errorf("status %+v, %v: want healthy with 6 components", s, err)
 	}
 }
 

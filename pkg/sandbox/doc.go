@@ -9,7 +9,10 @@
 // specs into the failures kaar detects (CrashLoopBackOff, OOMKilled,
 // ImagePullBackOff, CreateContainerConfigError, Evicted); the failure is a
 // function of the pod spec, so a remediation that changes the spec
-// really heals the workload, verified by the real controllers.
+// really heals the workload, verified by the real controllers. Resource
+// usage is a function of the spec too: kwok simulates it from pod
+// annotations and metrics-server 0.8 serves it as the real metrics.k8s.io
+// API (kubectl top, HorizontalPodAutoscalers).
 //
 // EnsureBinaries builds the binaries once and caches them; Up starts a
 // cluster (idempotently) and Down stops it; Status reports on a state

@@ -30,7 +30,7 @@ type user struct {
 }
 
 // componentUsers authenticate the control-plane components.
-var componentUsers = []string{"sandbox:kube-controller-manager", "sandbox:kube-scheduler", "sandbox:kwok"}
+var componentUsers = []string{"sandbox:kube-controller-manager", "sandbox:kube-scheduler", "sandbox:kwok", "sandbox:metrics-server"}
 
 // newUsers returns fresh tokens for the admin, the service users and the
 // components.

@@ -32,10 +32,12 @@ var logsCRD []byte
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
-// renderKwokConfig returns kwok's --config: the stages, and a ClusterLogs
+// renderKwokConfig returns kwok's --config: the stages, a ClusterLogs
 // that gives every container an empty log (instead of an error) unless the
-// pod log writer made a Logs object for its pod.
-func renderKwokConfig(podLogsDir string) ([]byte, error) {
+// pod log writer made a Logs object for its pod, and the resource usage
+// and metrics metrics-server scrapes (renderMetricsConfig) unless metrics
+// is false.
+func renderKwokConfig(podLogsDir string, metrics bool) ([]byte, error) {
 	stages, err := RenderStages()
 	if err != nil {
 		return nil, err
@@ -55,6 +57,9 @@ spec:
   logs:
   - logsFile: %q
 `, AnnotationLog, filepath.Join(podLogsDir, podlogs.EmptyLog))
+	if metrics {
+		b.WriteString(renderMetricsConfig())
+	}
 	return b.Bytes(), nil
 }
 

@@ -42,6 +42,9 @@ func kwokNode(i int, o Options) *corev1.Node {
 			Annotations: map[string]string{
 				kwokNodeAnnotation:             "fake",
 				"node.alpha.kubernetes.io/ttl": "0",
+				// metrics-server finds the node's resource metrics here on
+				// kwok's kubelet server.
+				MetricsPathAnnotation: metricsPath(name),
 			},
 		},
 		Status: corev1.NodeStatus{
@@ -125,6 +128,7 @@ func AddNode(ctx context.Context, cs kubernetes.Interface, name string) (*corev1
 	n.Name = name
 	n.Labels["kubernetes.io/hostname"] = name
 	n.Labels[TaintExtraNode] = "true"
+	n.Annotations[MetricsPathAnnotation] = metricsPath(name)
 	for i, a := range n.Status.Addresses {
 		switch a.Type {
 		case corev1.NodeHostName:

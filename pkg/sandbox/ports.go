@@ -15,6 +15,9 @@ type Ports struct {
 	// Kubelet is kwok's kubelet server (container logs), the
 	// kubeletEndpoint of every kwok node.
 	Kubelet int `json:"kubelet"`
+	// MetricsServer is metrics-server's secure port, the resource
+	// metrics API's backend.
+	MetricsServer int `json:"metricsServer"`
 }
 
 // pickPorts asks the kernel for n distinct free ports on 127.0.0.1. All
@@ -41,9 +44,9 @@ func pickPorts(n int) ([]int, error) {
 }
 
 func pickSandboxPorts() (Ports, error) {
-	p, err := pickPorts(6)
+	p, err := pickPorts(7)
 	if err != nil {
 		return Ports{}, err
 	}
-	return Ports{EtcdClient: p[0], EtcdPeer: p[1], APIServer: p[2], ControllerManager: p[3], Scheduler: p[4], Kubelet: p[5]}, nil
+	return Ports{EtcdClient: p[0], EtcdPeer: p[1], APIServer: p[2], ControllerManager: p[3], Scheduler: p[4], Kubelet: p[5], MetricsServer: p[6]}, nil
 }

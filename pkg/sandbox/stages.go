@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"text/template"
+
+	"github.com/kaar-dev/kaar/pkg/sandbox/podlogs"
 )
 
 // Pod conventions read by the sandbox's kwok stages. Each failure is a
@@ -15,12 +17,18 @@ const (
 	// AnnotationCrashExitCode (pod annotation, usually set in a pod
 	// template): the first container exits with this code (an integer)
 	// and the pod shows CrashLoopBackOff.
-	AnnotationCrashExitCode = "sandbox.kaar.dev/crash-exit-code"
+	AnnotationCrashExitCode = podlogs.AnnotationCrashExitCode
+	// AnnotationInitExitCode (pod annotation, usually set in a pod
+	// template; an integer from 1 to 999): the pod's first init container
+	// that is not a sidecar exits with this code and is restarted with
+	// back-off: the pod shows Init:CrashLoopBackOff and its containers
+	// never start. A pod without such an init container runs.
+	AnnotationInitExitCode = "sandbox.kaar.dev/init-exit-code"
 	// AnnotationMemoryUsage (pod annotation): the memory the first
 	// container uses, e.g. "200Mi". Above that container's
 	// resources.limits.memory the pod shows OOMKilled; at or under it (or
 	// without a limit) the pod runs.
-	AnnotationMemoryUsage = "sandbox.kaar.dev/memory-usage"
+	AnnotationMemoryUsage = podlogs.AnnotationMemoryUsage
 	// AnnotationEvict (pod annotation, value "memory"): set on a Running
 	// pod, the kubelet evicts it for node memory pressure.
 	AnnotationEvict = "sandbox.kaar.dev/evict"
@@ -32,7 +40,7 @@ const (
 	// container's liveness probe fails: the kubelet has killed and
 	// restarted it three times (exit code 137, reason Error), with Warning
 	// Unhealthy and Killing events.
-	AnnotationLiveness = "sandbox.kaar.dev/liveness"
+	AnnotationLiveness = podlogs.AnnotationLiveness
 	// AnnotationNodeReady (node annotation, "False" or "Unknown"): the
 	// kwok node's Ready condition, held until the annotation is removed.
 	// Unknown sets every condition but NetworkUnavailable to Unknown, as
@@ -83,13 +91,16 @@ const missingVolumeRef = `((.configMap // empty | select(.optional != true) | .n
 	`select(type == "string" and startswith("` + MissingRefPrefix + `"))`
 
 // predicates, in precedence order: a pod whose volumes cannot be mounted
-// never gets to pull its images (the kubelet mounts first); one whose
-// image cannot be pulled never gets to resolve its env; one whose env
-// cannot be resolved never runs, so cannot crash; an explicit crash wins
-// over an OOM.
+// never runs its init containers (the kubelet mounts first); one whose
+// init container fails never gets to pull its containers' images; one
+// whose image cannot be pulled never gets to resolve its env; one whose
+// env cannot be resolved never runs, so cannot crash; an explicit crash
+// wins over an OOM.
 var predicates = []predicate{
 	{"volume-missing", `[(.spec.volumes // [])[] | (` + missingVolumeRef + `), ` +
 		`(((.projected // {}).sources // [])[] | ` + missingVolumeRef + `)] | length > 0`},
+	{"init-crash", `((.metadata.annotations["` + AnnotationInitExitCode + `"] // "") | test("^[1-9][0-9]{0,2}$")) and ` +
+		`([(.spec.initContainers // [])[] | select(.restartPolicy != "Always")] | length > 0)`},
 	{"image-pull", `([.spec.containers[].image | test("` + notFoundRE + `")] | any) or ` +
 		`(((.spec.imagePullSecrets // []) | length == 0) and ([.spec.containers[].image | startswith("` + PrivateRegistry + `/")] | any))`},
 	{"config-missing", `[.spec.containers[] | ((.env // [])[] | (.valueFrom // {}) | (.configMapKeyRef // .secretKeyRef // empty)), ` +
@@ -142,6 +153,7 @@ type stageData struct {
 	PrivatePrefix          string
 	MissingPrefix          string
 	CrashAnnotation        string
+	InitCrashAnnotation    string
 	MemoryUsageAnnotation  string
 	NodeReadyAnnotation    string
 	NodePressureAnnotation string
@@ -165,6 +177,9 @@ type eventStep struct {
 	Root                                     stageData
 	Suffix, Type, Reason, Container, Message string
 	Preamble                                 string // template defining the variables Message uses
+	// Init: Container is an init container (fieldPath
+	// spec.initContainers{name}).
+	Init bool
 }
 
 // RenderStages returns the kwok configuration (stages) the sandbox runs
@@ -179,6 +194,9 @@ func RenderStages() ([]byte, error) {
 		},
 		"event": func(root stageData, suffix, typ, reason, container, message, preamble string) eventStep {
 			return eventStep{Root: root, Suffix: suffix, Type: typ, Reason: reason, Container: container, Message: message, Preamble: preamble}
+		},
+		"initEvent": func(root stageData, suffix, typ, reason, container, message, preamble string) eventStep {
+			return eventStep{Root: root, Suffix: suffix, Type: typ, Reason: reason, Container: container, Message: message, Preamble: preamble, Init: true}
 		},
 		"include": func(name string, data any) (string, error) {
 			var b bytes.Buffer
@@ -206,6 +224,7 @@ func RenderStages() ([]byte, error) {
 		PrivatePrefix:          PrivateRegistry + "/",
 		MissingPrefix:          MissingRefPrefix,
 		CrashAnnotation:        AnnotationCrashExitCode,
+		InitCrashAnnotation:    AnnotationInitExitCode,
 		MemoryUsageAnnotation:  AnnotationMemoryUsage,
 		NodeReadyAnnotation:    AnnotationNodeReady,
 		NodePressureAnnotation: AnnotationNodePressure,

@@ -98,6 +98,48 @@ func TestStageConventionsOnBarePods(t *testing.T) {
 			p.Spec.Volumes = []corev1.Volume{{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 				LocalObjectReference: corev1.LocalObjectReference{Name: "missing-cfg"}, Optional: ptrTo(true)}}}}
 		}), "Running", nil},
+		{pod("init-exit-2", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{AnnotationInitExitCode: "2"}
+			p.Spec.InitContainers = []corev1.Container{
+				{Name: "proxy", Image: "ghcr.io/kaar-dev/demo/proxy:1.0", RestartPolicy: ptrTo(corev1.ContainerRestartPolicyAlways)},
+				{Name: "migrate", Image: "ghcr.io/kaar-dev/demo/migrate:1.0"},
+				{Name: "seed", Image: "ghcr.io/kaar-dev/demo/seed:1.0"},
+			}
+		}), "Init:CrashLoopBackOff", func(t *testing.T, p *corev1.Pod) {
+			st := p.Status.InitContainerStatuses
+			if len(st) != 3 || st[0].State.Running == nil || st[2].State.Waiting == nil || st[2].State.Waiting.Reason != "PodInitializing" {
+				t.Errorf("init statuses %+v, want the sidecar running and seed waiting PodInitializing", st)
+			}
+			m := st[1]
+			if w, last := m.State.Waiting, m.LastTerminationState.Terminated; w == nil || w.Reason != "CrashLoopBackOff" || m.RestartCount != 3 ||
+				!strings.HasPrefix(w.Message, "back-off 40s restarting failed container=migrate pod=init-exit-2_") ||
+				last == nil || last.ExitCode != 2 || last.Reason != "Error" {
+				t.Errorf("init container migrate %+v, want CrashLoopBackOff after exit code 2, 3 restarts", m)
+			}
+			for _, c := range p.Status.ContainerStatuses {
+				if w := c.State.Waiting; w == nil || w.Reason != "PodInitializing" {
+					t.Errorf("container %s %+v, want waiting PodInitializing", c.Name, c.State)
+				}
+			}
+			if p.Status.Phase != corev1.PodPending || !strings.Contains(fmt.Sprint(p.Status.Conditions), "containers with incomplete status: [migrate]") {
+				t.Errorf("phase %s conditions %+v, want Pending, not initialized for migrate", p.Status.Phase, p.Status.Conditions)
+			}
+			evs, _ := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name})
+			found := false
+			for _, e := range evs.Items {
+				found = found || e.Type == corev1.EventTypeWarning && e.Reason == "BackOff" && e.InvolvedObject.FieldPath == "spec.initContainers{migrate}" &&
+					strings.HasPrefix(e.Message, "Back-off restarting failed container migrate in pod init-exit-2_")
+			}
+			if !found {
+				t.Errorf("no Warning BackOff event for init container migrate: %v", evs.Items)
+			}
+		}},
+		// Without an init container to fail, the annotation does nothing;
+		// a healthy init container completes.
+		{pod("init-exit-without-init", func(p *corev1.Pod) { p.Annotations = map[string]string{AnnotationInitExitCode: "1"} }), "Running", nil},
+		{pod("init-ok", func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "ghcr.io/kaar-dev/demo/migrate:1.0"}}
+		}), "Running", nil},
 		{pod("usage-without-limit", func(p *corev1.Pod) { p.Annotations = map[string]string{AnnotationMemoryUsage: "10Gi"} }), "Running", nil},
 		{pod("unmatched-selector", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"disktype": "ssd"} }), "Pending",
 			func(t *testing.T, p *corev1.Pod) {

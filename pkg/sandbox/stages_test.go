@@ -81,7 +81,7 @@ func TestRenderStagesIsValid(t *testing.T) {
 	docs := renderedStages(t)
 	want := []string{"node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete",
 		"kaar-sandbox-failed-mount", "kaar-sandbox-err-image-pull", "kaar-sandbox-image-pull-back-off", "kaar-sandbox-create-container-config-error",
-		"kaar-sandbox-crash-loop-back-off", "kaar-sandbox-oom-killed", "kaar-sandbox-liveness-failure",
+		"kaar-sandbox-crash-loop-back-off", "kaar-sandbox-init-crash-loop-back-off", "kaar-sandbox-oom-killed", "kaar-sandbox-liveness-failure",
 		"kaar-sandbox-readiness-failure", "kaar-sandbox-node-conditions", "kaar-sandbox-evicted"}
 	var got []string
 	for _, d := range docs {
@@ -213,6 +213,18 @@ func limit(mem string) func(*corev1.Pod) {
 	}
 }
 
+// initContainer appends an init container (a sidecar: restartPolicy
+// Always).
+func initContainer(name string, sidecar bool) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		c := corev1.Container{Name: name, Image: "busybox:1.37"}
+		if sidecar {
+			c.RestartPolicy = ptrTo(corev1.ContainerRestartPolicyAlways)
+		}
+		p.Spec.InitContainers = append(p.Spec.InitContainers, c)
+	}
+}
+
 func image(img string) func(*corev1.Pod) {
 	return func(p *corev1.Pod) { p.Spec.Containers[0].Image = img }
 }
@@ -242,6 +254,12 @@ func TestStagePredicates(t *testing.T) {
 		{"crash exit code 1", podWith(annotate(AnnotationCrashExitCode, "1")), "crash"},
 		{"crash exit code 0", podWith(annotate(AnnotationCrashExitCode, "0")), "crash"},
 		{"crash code not a number", podWith(annotate(AnnotationCrashExitCode, "boom")), ""},
+		{"init exit code 1", podWith(both(annotate(AnnotationInitExitCode, "1"), initContainer("migrate", false))), "init-crash"},
+		{"init exit code 1 after a sidecar", podWith(both(annotate(AnnotationInitExitCode, "1"), initContainer("proxy", true), initContainer("migrate", false))), "init-crash"},
+		{"init exit code 0 is a success", podWith(both(annotate(AnnotationInitExitCode, "0"), initContainer("migrate", false))), ""},
+		{"init exit code not a number", podWith(both(annotate(AnnotationInitExitCode, "x"), initContainer("migrate", false))), ""},
+		{"init exit code without init container", podWith(annotate(AnnotationInitExitCode, "1")), ""},
+		{"init exit code with a sidecar only", podWith(both(annotate(AnnotationInitExitCode, "1"), initContainer("proxy", true))), ""},
 		{"usage above limit", podWith(both(annotate(AnnotationMemoryUsage, "200Mi"), limit("64Mi"))), "oom"},
 		{"usage equal to limit", podWith(both(annotate(AnnotationMemoryUsage, "200Mi"), limit("200Mi"))), ""},
 		{"usage below limit", podWith(both(annotate(AnnotationMemoryUsage, "200Mi"), limit("512Mi"))), ""},

@@ -164,10 +164,10 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 
 func TestWriteBuildModules(t *testing.T) {
 	dir := t.TempDir()
-	if err := writeBuildModules(dir); err != nil {
-		t.Fatal(err)
-	}
 	for _, g := range buildGroups {
+		if err := writeBuildModule(dir, g); err != nil {
+			t.Fatal(err)
+		}
 		for _, f := range []string{"go.mod", "go.sum", "tools.go"} {
 			b, err := os.ReadFile(filepath.Join(dir, g.module, f))
 			if err != nil {
@@ -194,13 +194,120 @@ func TestWriteBuildModules(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(podLogsBuildPath))); err != nil || string(b) != string(podLogsSource) {
 		t.Errorf("the pod log writer was not written into the kwok build module: %v", err)
 	}
-	k1, err := binaryKey()
+}
+
+// TestBinaryKeysArePerGroup: each group's key depends on its own inputs
+// only, so adding or changing one group never rebuilds the others.
+func TestBinaryKeysArePerGroup(t *testing.T) {
+	keys := map[string]string{}
+	for _, g := range buildGroups {
+		k1, err := groupKey(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k2, _ := groupKey(g)
+		if k1 != k2 || len(k1) != 16 {
+			t.Errorf("%s: key %q then %q", g.module, k1, k2)
+		}
+		if other, dup := keys[k1]; dup {
+			t.Errorf("%s and %s have the same key %s", g.module, other, k1)
+		}
+		keys[k1] = g.module
+	}
+	kwok := buildGroups[1]
+	if kwok.module != "kwok" {
+		t.Fatalf("buildGroups[1] is %s, want kwok", kwok.module)
+	}
+	before, _ := groupKey(kwok)
+	changed := kwok
+	changed.extra = []embeddedSource{{podLogsBuildPath, append([]byte("// changed\n"), podLogsSource...)}}
+	after, _ := groupKey(changed)
+	if before == after {
+		t.Error("changing the pod log writer does not change kwok's key")
+	}
+	changed = kwok
+	changed.version = "0.0.1"
+	if after, _ := groupKey(changed); before == after {
+		t.Error("changing kwok's version does not change its key")
+	}
+	gk := make([]string, len(buildGroups))
+	for i, g := range buildGroups {
+		gk[i], _ = groupKey(g)
+	}
+	s1 := setKey(gk)
+	gk[0] = "0000000000000000"
+	if s2 := setKey(gk); s1 == s2 {
+		t.Error("the set key does not follow the group keys")
+	}
+}
+
+// TestEnsureBinariesAdoptsTheSingleKeyLayout: binaries cached under the
+// former single key (every group in one directory) are linked into the
+// per-group directories, not rebuilt, and a second call finds them all.
+func TestEnsureBinariesAdoptsTheSingleKeyLayout(t *testing.T) {
+	cache := t.TempDir()
+	lk, err := legacyKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, _ := binaryKey()
-	if k1 != k2 || len(k1) != 16 {
-		t.Errorf("binary key %q then %q", k1, k2)
+	legacy := filepath.Join(cache, "sandbox", "bin", lk)
+	if err := os.MkdirAll(legacy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The groups outside the single-key layout (added later) are cached
+	// already in their own directories.
+	for _, g := range buildGroups {
+		dir := legacy
+		if !legacyModules[g.module] {
+			k, _ := groupKey(g)
+			dir = filepath.Join(cache, "sandbox", "bin", g.module+"-"+k)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, manifestName), []byte(`{"key":"`+k+`"}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, bin := range g.bins {
+			if err := os.WriteFile(filepath.Join(dir, bin), []byte("#!/bin/sh\necho "+bin+"\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(legacy, manifestName), []byte(`{"key":"`+lk+`","buildTimes":{"etcd":"1m0s"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	opts := Options{StateDir: t.TempDir(), CacheDir: cache, Progress: &progress}
+	b, err := EnsureBinaries(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(progress.String(), "building") {
+		t.Errorf("built instead of reusing:\n%s", progress.String())
+	}
+	for _, p := range []string{b.Etcd, b.KubeAPIServer, b.KubeControllerManager, b.KubeScheduler, b.Kubectl, b.Kwok, b.MetricsServer} {
+		if filepath.Dir(p) != b.Dir {
+			t.Errorf("%s is not in %s", p, b.Dir)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || string(got) != "#!/bin/sh\necho "+filepath.Base(p)+"\n" {
+			t.Errorf("%s: %q, %v", p, got, err)
+		}
+	}
+	for _, g := range buildGroups {
+		k, _ := groupKey(g)
+		if !complete(filepath.Join(cache, "sandbox", "bin", g.module+"-"+k), g.bins) {
+			t.Errorf("group directory of %s is not complete", g.module)
+		}
+	}
+	progress.Reset()
+	again, err := EnsureBinaries(context.Background(), opts)
+	if err != nil || again != b {
+		t.Errorf("second call: %+v, %v; want %+v", again, err, b)
+	}
+	if progress.Len() != 0 {
+		t.Errorf("second call said %q, want nothing (cached)", progress.String())
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/dynamic"
 )
 
 // Timeouts of the start-up steps (generous: 2 cores, parallel tests).
@@ -210,15 +212,15 @@ func (s *starter) run(ctx context.Context) (*Cluster, error) {
 	server := "https://127.0.0.1:" + strconv.Itoa(ports.APIServer)
 	s.progress("starting kube-apiserver %s on %s", KubernetesVersion, server)
 	t0 := time.Now()
-	if _, err := s.start("kube-apiserver", s.bins.KubeAPIServer,
-		"--etcd-servers="+etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports.APIServer),
-		"--cert-dir="+pkiDir, "--tls-cert-file="+pki.ServerCert, "--tls-private-key-file="+pki.ServerKey,
-		"--client-ca-file="+pki.CACert,
-		"--token-auth-file="+tokenFile,
+	apiServerArgs := append([]string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports.APIServer),
+		"--cert-dir=" + pkiDir, "--tls-cert-file=" + pki.ServerCert, "--tls-private-key-file=" + pki.ServerKey,
+		"--client-ca-file=" + pki.CACert,
+		"--token-auth-file=" + tokenFile,
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+pki.SAPub, "--service-account-signing-key-file="+pki.SAKey,
+		"--service-account-key-file=" + pki.SAPub, "--service-account-signing-key-file=" + pki.SAKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
 		// The reconciler refuses a loopback address; nothing in the sandbox
 		// reaches the API server through the kubernetes Service.
@@ -227,7 +229,8 @@ func (s *starter) run(ctx context.Context) (*Cluster, error) {
 		// reaches kwok's kubelet server on 127.0.0.1 (nodeAddresses).
 		"--kubelet-preferred-address-types=InternalDNS,InternalIP,Hostname",
 		"--allow-privileged=true",
-		"--profiling=false"); err != nil {
+		"--profiling=false"}, aggregationArgs(pki)...)
+	if _, err := s.start("kube-apiserver", s.bins.KubeAPIServer, apiServerArgs...); err != nil {
 		return nil, err
 	}
 	caPEM, err := os.ReadFile(pki.CACert)
@@ -248,7 +251,7 @@ func (s *starter) run(ctx context.Context) (*Cluster, error) {
 	s.progress("kube-apiserver ready in %s", time.Since(t0).Round(100*time.Millisecond))
 
 	podLogsDir := filepath.Join(o.StateDir, "podlogs")
-	stages, err := renderKwokConfig(podLogsDir)
+	stages, err := renderKwokConfig(podLogsDir, !o.NoMetrics)
 	if err != nil {
 		return nil, fmt.Errorf("up: %w", err)
 	}
@@ -259,50 +262,31 @@ func (s *starter) run(ctx context.Context) (*Cluster, error) {
 	if err := installLogsCRD(ctx, c); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	certDir := filepath.Join(pkiDir, "components")
-	s.progress("starting kube-controller-manager, kube-scheduler and kwok %s", KwokVersion)
-	if _, err := s.start("kube-controller-manager", s.bins.KubeControllerManager,
-		"--kubeconfig="+kc.Comps["sandbox:kube-controller-manager"],
-		"--service-account-private-key-file="+pki.SAKey, "--root-ca-file="+pki.CACert,
-		"--cluster-name="+clusterName,
-		"--leader-elect=false",
-		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports.ControllerManager), "--cert-dir="+certDir,
-		"--profiling=false"); err != nil {
-		return nil, err
+	dyn, err := dynamic.NewForConfig(c.RESTConfig())
+	if err != nil {
+		return nil, fmt.Errorf("up: %w", err)
 	}
-	if _, err := s.start("kube-scheduler", s.bins.KubeScheduler,
-		"--kubeconfig="+kc.Comps["sandbox:kube-scheduler"],
-		"--leader-elect=false",
-		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports.Scheduler), "--cert-dir="+certDir,
-		"--profiling=false"); err != nil {
-		return nil, err
+	if !o.NoMetrics {
+		if err := installMetricsAPI(ctx, c.clientset, dyn, ports.MetricsServer, caPEM); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrStart, err)
+		}
 	}
-	if _, err := s.start("kwok", s.bins.Kwok,
-		"--kubeconfig="+kc.Comps["sandbox:kwok"],
-		"--config="+stagesPath,
-		"--manage-nodes-with-annotation-selector="+kwokNodeAnnotation+"=fake",
-		// The kubelet server: container logs from kwok Logs objects, which
-		// the pod log writer built into the sandbox's kwok creates.
-		"--server-address=127.0.0.1:"+strconv.Itoa(ports.Kubelet),
-		"--node-port="+strconv.Itoa(ports.Kubelet),
-		"--enable-crds=Logs",
-		"--kaar-pod-logs-dir="+podLogsDir,
-		"--node-lease-duration-seconds=40",
-		"--cidr=10.244.0.0/16"); err != nil {
+	if err := s.startComponents(kc, pki, ports, pkiDir, stagesPath, podLogsDir); err != nil {
 		return nil, err
 	}
 	s.progress("creating %d kwok nodes (%s CPU, %s memory, %d pods each)", o.Nodes, o.NodeCPU, o.NodeMemory, o.NodePods)
 	if err := createNodes(ctx, c.clientset, o); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	checks := []struct {
-		what  string
-		check func(context.Context) error
-	}{
+	checks := []startCheck{
 		{"kube-controller-manager /healthz", func(ctx context.Context) error { return healthz(ctx, ports.ControllerManager) }},
 		{"kube-scheduler /healthz", func(ctx context.Context) error { return healthz(ctx, ports.Scheduler) }},
 		{fmt.Sprintf("%d Ready kwok nodes", o.Nodes), func(ctx context.Context) error { return nodesReady(ctx, c.clientset, o.Nodes) }},
 		{"the default ServiceAccount", func(ctx context.Context) error { return defaultServiceAccount(ctx, c.clientset) }},
+	}
+	if !o.NoMetrics {
+		checks = append(checks, startCheck{"the metrics API (APIService " + MetricsAPIService + " Available)",
+			func(ctx context.Context) error { return metricsAPIAvailable(ctx, dyn) }})
 	}
 	for _, ch := range checks {
 		if err := s.waitFor(ctx, ch.what, settleTimeout, ch.check); err != nil {
@@ -316,6 +300,63 @@ func (s *starter) run(ctx context.Context) (*Cluster, error) {
 	}
 	c.owned = s.procs
 	return c, nil
+}
+
+// startComponents starts kube-controller-manager, kube-scheduler, kwok and
+// (unless NoMetrics) metrics-server, once kube-apiserver is ready.
+func (s *starter) startComponents(kc kubeconfigPaths, pki pkiFiles, ports Ports, pkiDir, stagesPath, podLogsDir string) error {
+	o := s.opts
+	certDir := filepath.Join(pkiDir, "components")
+	if o.NoMetrics {
+		s.progress("starting kube-controller-manager, kube-scheduler and kwok %s (no metrics API)", KwokVersion)
+	} else {
+		s.progress("starting kube-controller-manager, kube-scheduler, kwok %s and metrics-server %s", KwokVersion, MetricsServerVersion)
+	}
+	if _, err := s.start("kube-controller-manager", s.bins.KubeControllerManager,
+		"--kubeconfig="+kc.Comps["sandbox:kube-controller-manager"],
+		"--service-account-private-key-file="+pki.SAKey, "--root-ca-file="+pki.CACert,
+		"--cluster-name="+clusterName,
+		"--leader-elect=false",
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports.ControllerManager), "--cert-dir="+certDir,
+		// HPAs act on the metrics within seconds (default 15 s).
+		"--horizontal-pod-autoscaler-sync-period=5s",
+		"--profiling=false"); err != nil {
+		return err
+	}
+	if _, err := s.start("kube-scheduler", s.bins.KubeScheduler,
+		"--kubeconfig="+kc.Comps["sandbox:kube-scheduler"],
+		"--leader-elect=false",
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports.Scheduler), "--cert-dir="+certDir,
+		"--profiling=false"); err != nil {
+		return err
+	}
+	if _, err := s.start("kwok", s.bins.Kwok,
+		"--kubeconfig="+kc.Comps["sandbox:kwok"],
+		"--config="+stagesPath,
+		"--manage-nodes-with-annotation-selector="+kwokNodeAnnotation+"=fake",
+		// The kubelet server: container logs from kwok Logs objects, which
+		// the pod log writer built into the sandbox's kwok creates.
+		"--server-address=127.0.0.1:"+strconv.Itoa(ports.Kubelet),
+		"--node-port="+strconv.Itoa(ports.Kubelet),
+		"--enable-crds=Logs",
+		"--kaar-pod-logs-dir="+podLogsDir,
+		"--node-lease-duration-seconds=40",
+		"--cidr=10.244.0.0/16"); err != nil {
+		return err
+	}
+	if !o.NoMetrics {
+		if _, err := s.start("metrics-server", s.bins.MetricsServer,
+			metricsServerArgs(kc.Comps["sandbox:metrics-server"], pki, ports.MetricsServer)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startCheck is one condition Up waits for before the sandbox is ready.
+type startCheck struct {
+	what  string
+	check func(context.Context) error
 }
 
 // etcdHealthy checks etcd's /health endpoint.

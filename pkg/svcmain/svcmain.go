@@ -391,7 +391,8 @@ func BusConfig(cfg config.Config) bus.Config {
 		clusters = append(clusters, c.Kubernetes.ClusterName)
 	}
 	return bus.Config{Clusters: clusters, AuditRetention: cfg.NATS.AuditRetention.Duration,
-		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration, Replicas: cfg.NATS.Replicas, Leaves: cfg.NATS.LeafClusters}
+		ExecutorAckWait: cfg.NATS.ExecutorAckWait.Duration, Replicas: cfg.NATS.Replicas, Leaves: cfg.NATS.LeafClusters,
+		UsageRetention: cfg.Watcher.Warnings.UsageRetention.Duration}
 }
 
 // ServeOps serves h on addr (server.metrics_addr) in the background until

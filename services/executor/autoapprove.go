@@ -112,6 +112,10 @@ func (s *Service) autoApprovable(p events.Plan) string {
 		return "approval window passed"
 	case p.DiagnosticOnly || !p.Mutating():
 		return "diagnostic only"
+	case p.Type.IsWarning():
+		// A warning's plan acts on a prediction: nothing has failed,
+		// so there is time for a person to decide.
+		return "a plan for a warning (" + string(p.Type) + "): nothing has failed yet; a person approves it"
 	case p.ManagedBy != "":
 		return "the target is managed by " + p.ManagedBy + ": the change belongs in its source"
 	case p.Cluster != s.cfg.Cluster:

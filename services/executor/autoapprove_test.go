@@ -60,8 +60,10 @@ func TestAutoApprovalFollowsThePolicy(t *testing.T) {
 	// A set_image that calls itself harmless is still a set_image.
 	lying := plan("lying", events.ActionSetImage, events.RiskNone, nil)
 	managed := plan("managed", events.ActionRolloutRestart, events.RiskLow, func(p *events.Plan) { p.ManagedBy = "Argo CD" })
+	// A warning's plan is a person's to approve, however low its risk.
+	warned := plan("warned", events.ActionRolloutRestart, events.RiskLow, func(p *events.Plan) { p.Type = events.IssueMemoryNearLimit })
 	e.waitAutoApproverIdle()
-	for _, p := range []events.Plan{medium, lying, managed} {
+	for _, p := range []events.Plan{medium, lying, managed, warned} {
 		if got := e.plan(p.ID).State; got != events.PlanProposed {
 			t.Errorf("plan %s (%s) is %s: auto-approval must not apply", p.ID, p.Summary, got)
 		}

@@ -39,6 +39,7 @@ var incidentIDRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
 type analyzeArgs struct {
 	Namespace string `json:"namespace"`
 	IssueType string `json:"issue_type"`
+	Class     string `json:"class"`
 	Owner     string `json:"owner"`
 	Limit     int    `json:"limit"`
 	Cursor    string `json:"cursor"`
@@ -49,13 +50,18 @@ func (s *Service) analyzeTool() (*tool, error) {
 		"Summarize the failing workloads of the cluster, grouped into incidents: one incident per controlling owner "+
 			"(Deployment, StatefulSet, DaemonSet, Job, or a bare Pod), container and issue type. Answers from the "+
 			"watcher's live cache with counts by type, severity and namespace, the top causes, and one page of "+
-			"incidents, worst first (default 5; pass next_cursor back as cursor for more). Issue types: "+
-			strings.Join(issueTypeNames(), ", ")+". Use it first; then get_incident for one incident's details, "+
-			"and generate_remediation_plan for an incident's owner.",
+			"incidents, worst first (default 5; pass next_cursor back as cursor for more). Failures are listed; "+
+			"warnings (what is about to fail: trends, capacity, configuration risks) are only counted by type in "+
+			"warnings unless asked for with class \"warning\" or a warning issue_type. Failure types: "+
+			strings.Join(classTypeNames(events.ClassFailure), ", ")+". Warning types: "+
+			strings.Join(classTypeNames(events.ClassWarning), ", ")+". Use it first; then get_incident for one "+
+			"incident's details and evidence, and generate_remediation_plan for an incident's owner.",
 		readOnlyHints,
 		[]argSpec{
 			namespaceArg("Only incidents in this namespace. Omit for every namespace.", false),
 			issueTypeArg("Only incidents of this issue type. Omit for every type."),
+			{name: "class", typ: typeString, desc: "failure (the default: failures listed, warnings counted) or warning (list the warnings).",
+				enum: enumNames(events.IssueClasses())},
 			{name: "owner", typ: typeString, desc: "Only incidents of this workload: its name (\"payments-api\") or Kind/name (\"Deployment/payments-api\").",
 				pattern: ownerRE, rule: ruleOwner, maxLen: 317},
 			{name: "limit", typ: typeInteger, desc: "Page size.", min: 1, max: events.MaxAnalyzeLimit, def: DefaultIncidentPage},
@@ -98,7 +104,7 @@ func analyzeCursor(a analyzeArgs, offset int) string {
 }
 
 func filterHash(a analyzeArgs) string {
-	h := sha256.Sum256([]byte(a.Namespace + "\x00" + a.IssueType + "\x00" + a.Owner))
+	h := sha256.Sum256([]byte(a.Namespace + "\x00" + a.IssueType + "\x00" + a.Owner + "\x00" + a.Class))
 	return hex.EncodeToString(h[:6])
 }
 
@@ -130,7 +136,10 @@ func (s *Service) analyze(ctx context.Context, _ *call, a analyzeArgs) (AnalyzeO
 	if a.Limit == 0 {
 		a.Limit = DefaultIncidentPage
 	}
-	req := events.AnalyzeRequest{Namespace: a.Namespace, Type: events.IssueType(a.IssueType), Owner: a.Owner}
+	if t := events.IssueType(a.IssueType); a.Class != "" && t != "" && string(t.Class()) != a.Class {
+		return AnalyzeOut{}, "", argErr("class", fmt.Sprintf("%q contradicts issue_type %s, which is of class %s: omit class, or omit issue_type", a.Class, t, t.Class()))
+	}
+	req := events.AnalyzeRequest{Namespace: a.Namespace, Type: events.IssueType(a.IssueType), Owner: a.Owner, Class: events.IssueClass(a.Class)}
 	resp, truncated, err := s.scanIncidents(ctx, req)
 	if err != nil {
 		return AnalyzeOut{}, "", fmt.Errorf("analyze cluster %s: %w", s.cfg.Cluster, err)
@@ -140,6 +149,12 @@ func (s *Service) analyze(ctx context.Context, _ *call, a analyzeArgs) (AnalyzeO
 		BySeverity: map[string]int{}, Incidents: []IncidentOut{}, GeneratedAt: resp.GeneratedAt.UTC().Truncate(time.Second), Truncated: truncated}
 	for t, n := range resp.ByType {
 		out.ByType[string(t)] = n
+	}
+	for t, n := range resp.Warnings {
+		if out.Warnings == nil {
+			out.Warnings = map[string]int{}
+		}
+		out.Warnings[string(t)] = n
 	}
 	nsCount := map[string]int{}
 	type causeKey struct{ typ, reason string }
@@ -233,7 +248,7 @@ func sortedCounts(m map[string]int) string {
 
 func analyzeText(out AnalyzeOut) string {
 	if out.Total == 0 {
-		return fmt.Sprintf("No failing workloads in cluster %s.", out.Cluster)
+		return fmt.Sprintf("No failing workloads in cluster %s.", out.Cluster) + warningsText(out)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d incident(s) in cluster %s (%s).", out.Total, out.Cluster, sortedCounts(out.ByType))
@@ -245,15 +260,30 @@ func analyzeText(out AnalyzeOut) string {
 	}
 	fmt.Fprintf(&b, "\nIncidents %d-%d, worst first:", out.Offset+1, out.Offset+out.Returned)
 	for _, in := range out.Incidents {
-		fmt.Fprintf(&b, "\n- %s [%s] %s/%s/%s %s (%s) pods=%d", in.ID, in.Severity, in.Namespace, in.OwnerKind,
-			in.OwnerName, in.Type, in.Reason, in.PodCount)
+		fmt.Fprintf(&b, "\n- %s [%s] %s %s (%s) pods=%d", in.ID, in.Severity, events.DisplayPath(in.Namespace, in.OwnerKind+"/"+in.OwnerName),
+			in.Type, in.Reason, in.PodCount)
 	}
 	if out.NextCursor != "" {
 		fmt.Fprintf(&b, "\nMore: cursor %q.", out.NextCursor)
 	}
 	b.WriteString("\nDetails: get_incident {incident_id}.")
-	return b.String()
+	return b.String() + warningsText(out)
 }
+
+// warningsText counts the warnings not listed.
+func warningsText(out AnalyzeOut) string {
+	if len(out.Warnings) == 0 {
+		return ""
+	}
+	n := 0
+	for _, c := range out.Warnings {
+		n += c
+	}
+	return fmt.Sprintf("\n%d warning(s), not failing yet (%s): analyze_cluster {class: \"warning\"} lists them.", n, sortedCounts(out.Warnings))
+}
+
+// classTypeNames lists the issue types of class c.
+func classTypeNames(c events.IssueClass) []string { return enumNames(events.TypesOf(c)) }
 
 // --- get_incident -----------------------------------------------------
 
@@ -285,19 +315,23 @@ func (s *Service) getIncidentTool() (*tool, error) {
 // incident finds an open incident by id in the watcher's cache and the
 // plans stored for it.
 func (s *Service) incident(ctx context.Context, id string) (IncidentDetailOut, error) {
-	resp, _, err := s.scanIncidents(ctx, events.AnalyzeRequest{})
-	if err != nil {
-		return IncidentDetailOut{}, fmt.Errorf("get incident %s: %w", id, err)
-	}
-	for _, in := range resp.Incidents {
-		if in.ID != id {
-			continue
-		}
-		plans, err := s.listPlans(ctx)
+	// Class by class, failures first: a failure's answer does not wait
+	// for every warning of the cluster (most workloads carry one).
+	for _, c := range events.IssueClasses() {
+		resp, _, err := s.scanIncidents(ctx, events.AnalyzeRequest{Class: c})
 		if err != nil {
 			return IncidentDetailOut{}, fmt.Errorf("get incident %s: %w", id, err)
 		}
-		return incidentDetail(in, plans), nil
+		for _, in := range resp.Incidents {
+			if in.ID != id {
+				continue
+			}
+			plans, err := s.listPlans(ctx)
+			if err != nil {
+				return IncidentDetailOut{}, fmt.Errorf("get incident %s: %w", id, err)
+			}
+			return incidentDetail(in, plans), nil
+		}
 	}
 	return IncidentDetailOut{}, fmt.Errorf("%w: no open incident %s in cluster %s: it resolved, or the id is wrong; list the open ones with analyze_cluster",
 		ErrIncidentNotFound, id, s.cfg.Cluster)
@@ -310,7 +344,17 @@ func incidentDetail(in events.Incident, plans []events.Plan) IncidentDetailOut {
 		Owner: targetOut(in.Owner), Container: in.Container, Type: string(in.Type), Reason: in.Reason,
 		ExitCode: in.ExitCode, Restarts: in.RestartCount, PodCount: in.PodCount, Pods: in.Pods,
 		Severity: string(in.Severity), Protected: in.Protected, FirstSeen: in.FirstSeen, LastSeen: in.LastSeen,
-		Observations: in.Count, Plans: []PlanSummaryOut{}}
+		Observations: in.Count, Plans: []PlanSummaryOut{}, Class: string(in.Type.Class())}
+	if w := in.Warning; w != nil {
+		out.Evidence = w.Summary()
+		for _, m := range w.Measurements {
+			out.Measurements = append(out.Measurements, MeasurementOut(m))
+		}
+		if f := w.Forecast; f != nil {
+			out.Forecast = &ForecastOut{Metric: f.Metric, Unit: f.Unit, Current: f.Current, Limit: f.Limit, SlopePerHour: f.SlopePerHour,
+				CrossesAt: f.CrossesAt.UTC(), Confidence: f.Confidence, WindowSeconds: f.WindowSeconds, Samples: f.Samples}
+		}
+	}
 	for _, o := range in.OwnerChain {
 		out.OwnerChain = append(out.OwnerChain, targetOut(o))
 	}
@@ -332,7 +376,7 @@ func incidentText(in IncidentDetailOut) string {
 	if len(in.QuotedMessage) > 0 || len(in.Plans) > 0 {
 		b.WriteString(untrustedNotice + "\n")
 	}
-	fmt.Fprintf(&b, "Incident %s [%s]: %s %s/%s", in.ID, in.Severity, in.Owner.Kind, in.Namespace, in.Owner.Name)
+	fmt.Fprintf(&b, "Incident %s [%s]: %s", in.ID, in.Severity, events.DisplayObject(in.Owner.Kind, in.Namespace, in.Owner.Name))
 	if in.Container != "" {
 		fmt.Fprintf(&b, " container %s", in.Container)
 	}
@@ -344,6 +388,12 @@ func incidentText(in IncidentDetailOut) string {
 	}
 	if in.Protected {
 		b.WriteString("\nProtected by policy: only diagnostic plans.")
+	}
+	if in.Class == string(events.ClassWarning) {
+		b.WriteString("\nA warning: nothing has failed yet.")
+		if in.Evidence != "" {
+			b.WriteString(" Evidence: " + in.Evidence + ".")
+		}
 	}
 	if len(in.Pods) > 0 {
 		fmt.Fprintf(&b, "\nPods: %s", strings.Join(in.Pods, ", "))

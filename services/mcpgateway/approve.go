@@ -122,8 +122,8 @@ func (s *Service) decide(ctx context.Context, c *call, a decideArgs, kind events
 		Via: string(d.Via), At: now, DigestSource: source, Duplicate: dup}
 	switch kind {
 	case events.DecisionApproved:
-		out.Message = fmt.Sprintf("Approved plan %s at digest %s for %s/%s/%s. The executor runs it now; follow it with remediate_issue {plan_id: %q} or get_execution_status.",
-			p.ID, d.Digest, p.Target.Kind, p.Namespace, p.Target.Name, p.ID)
+		out.Message = fmt.Sprintf("Approved plan %s at digest %s for %s. The executor runs it now; follow it with remediate_issue {plan_id: %q} or get_execution_status.",
+			p.ID, d.Digest, events.DisplayRef(p.Target.Kind, p.Namespace, p.Target.Name), p.ID)
 	default:
 		out.Message = fmt.Sprintf("Rejected plan %s at digest %s: it will not be executed.", p.ID, d.Digest)
 	}

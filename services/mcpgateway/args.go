@@ -90,18 +90,15 @@ func resourceNameArg(desc string, required bool) argSpec {
 		pattern: dnsSubdomainRE, rule: ruleName, maxLen: 253}
 }
 
-func issueTypeNames() []string {
-	out := make([]string, 0, len(events.IssueTypes()))
-	for _, t := range events.IssueTypes() {
-		out = append(out, string(t))
-	}
-	return out
-}
+func issueTypeNames() []string { return enumNames(events.IssueTypes()) }
 
-func planStateNames() []string {
-	out := make([]string, 0, len(events.PlanStates()))
-	for _, s := range events.PlanStates() {
-		out = append(out, string(s))
+func planStateNames() []string { return enumNames(events.PlanStates()) }
+
+// enumNames lists the values of an enumeration as strings, in order.
+func enumNames[T ~string](all []T) []string {
+	out := make([]string, len(all))
+	for i, v := range all {
+		out[i] = string(v)
 	}
 	return out
 }

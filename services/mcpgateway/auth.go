@@ -45,13 +45,7 @@ func Roles() []Role { return []Role{RoleRead, RoleAssistant, RoleApprover, RoleA
 // rolesText is the order of the roles, for messages.
 const rolesText = "read < assistant < approver < admin"
 
-func roleNames() []string {
-	out := make([]string, 0, 4)
-	for _, r := range Roles() {
-		out = append(out, string(r))
-	}
-	return out
-}
+func roleNames() []string { return enumNames(Roles()) }
 
 func (r Role) rank() int { return slices.Index(Roles(), r) }
 

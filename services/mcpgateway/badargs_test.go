@@ -24,6 +24,8 @@ var badArgs = []struct {
 	{"analyze_cluster", `{"limit":1001}`, "limit"},
 	{"analyze_cluster", `{"limit":"ten"}`, "limit"},
 	{"analyze_cluster", `{"owner":"not a name"}`, "owner"},
+	{"analyze_cluster", `{"class":"info"}`, "class"},
+	{"analyze_cluster", `{"class":"warning","issue_type":"OOMKilled"}`, "class"},
 	{"analyze_cluster", `{"nmespace":"shop"}`, "nmespace"},
 	{"generate_remediation_plan", `{"namespace":"shop","resource_name":"web"}`, "resource_type"},
 	{"generate_remediation_plan", `{"resource_type":"ConfigMap","namespace":"shop","resource_name":"web"}`, "resource_type"},

@@ -75,7 +75,7 @@ func (s *Service) confirmApproval(c *call, p events.Plan, digest string) (events
 func (s *Service) confirmMessage(p events.Plan, digest string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Approve kaar remediation plan %s?\n\n", p.ID)
-	fmt.Fprintf(&b, "Target: %s %s/%s (cluster %s), issue %s\n", p.Target.Kind, p.Namespace, p.Target.Name, p.Cluster, p.Type)
+	fmt.Fprintf(&b, "Target: %s (cluster %s), issue %s\n", events.DisplayObject(p.Target.Kind, p.Namespace, p.Target.Name), p.Cluster, p.Type)
 	fmt.Fprintf(&b, "Summary: %s\n", text.ForModel(p.Summary))
 	fmt.Fprintf(&b, "Risk: %s\n", p.Risk)
 	b.WriteString("Steps that change the cluster:\n")

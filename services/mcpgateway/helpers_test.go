@@ -169,10 +169,24 @@ func startFakeWatcher(t *testing.T, nc *nats.Conn) *fakeWatcher {
 			}
 			incidents := f.incidents
 			f.mu.Unlock()
+			if err == nil {
+				err = req.Validate()
+			}
 			resp := events.AnalyzeResponse{Cluster: testCluster, ByType: map[events.IssueType]int{}, GeneratedAt: time.Now().UTC()}
 			for _, in := range incidents {
 				if (req.Namespace != "" && in.Namespace != req.Namespace) || (req.Type != "" && in.Type != req.Type) ||
 					(req.Owner != "" && req.Owner != in.Owner.Name && req.Owner != in.Owner.Kind+"/"+in.Owner.Name) {
+					continue
+				}
+				// The watcher's classes: failures listed and warnings
+				// counted unless warnings are asked for.
+				if listed, counted := req.ListsClass(in.Type); !listed {
+					if counted {
+						if resp.Warnings == nil {
+							resp.Warnings = map[events.IssueType]int{}
+						}
+						resp.Warnings[in.Type]++
+					}
 					continue
 				}
 				resp.Incidents = append(resp.Incidents, in)

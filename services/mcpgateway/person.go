@@ -101,8 +101,8 @@ func (s *Service) confirmDecision(c *call, p events.Plan, digest string, kind ev
 	if cf.canElicit {
 		msg, title, desc := s.confirmMessage(p, digest), "Approve this plan", "true lets kaar's executor run the steps now"
 		if kind == events.DecisionRejected {
-			msg = fmt.Sprintf("Reject kaar remediation plan %s for %s %s/%s (cluster %s)?\n\nDigest: %s\n\nRejecting means it is never executed.",
-				p.ID, p.Target.Kind, p.Namespace, p.Target.Name, p.Cluster, digest)
+			msg = fmt.Sprintf("Reject kaar remediation plan %s for %s (cluster %s)?\n\nDigest: %s\n\nRejecting means it is never executed.",
+				p.ID, events.DisplayObject(p.Target.Kind, p.Namespace, p.Target.Name), p.Cluster, digest)
 			title, desc = "Reject this plan", "true rejects the plan: it is never executed"
 		}
 		req := server.NewInputRequestBuilder(want).Elicit(id, mcp.ElicitationParams{

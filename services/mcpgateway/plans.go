@@ -99,8 +99,8 @@ func (s *Service) listPlansHandler(ctx context.Context, _ *call, a listPlansArgs
 		b.WriteString(". " + untrustedNotice)
 	}
 	for _, p := range out.Plans {
-		fmt.Fprintf(&b, "\n- %s %s %s/%s/%s %s (risk %s): %s", p.PlanID, p.State, p.Target.Kind, p.Namespace,
-			p.Target.Name, p.IssueType, p.Risk, text.ForModel(p.Summary))
+		fmt.Fprintf(&b, "\n- %s %s %s %s (risk %s): %s", p.PlanID, p.State, events.DisplayRef(p.Target.Kind, p.Namespace, p.Target.Name),
+			p.IssueType, p.Risk, text.ForModel(p.Summary))
 	}
 	if out.Truncated {
 		fmt.Fprintf(&b, "\n(only the newest %d listed: filter by state or namespace)", maxListedPlans)

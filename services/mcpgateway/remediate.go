@@ -100,7 +100,7 @@ func (s *Service) remediate(ctx context.Context, c *call, a remediateArgs) (Reme
 }
 
 func remediateMessage(out RemediateOut, stop string) string {
-	target := fmt.Sprintf("%s/%s/%s", out.Target.Kind, out.Target.Namespace, out.Target.Name)
+	target := events.DisplayRef(out.Target.Kind, out.Target.Namespace, out.Target.Name)
 	if !out.Final {
 		state := "waiting for the executor"
 		if out.Execution != nil {

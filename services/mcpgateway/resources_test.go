@@ -68,7 +68,7 @@ func TestIncidentsPlansAndAuditTrailsAreResources(t *testing.T) {
 		uris = append(uris, rt.URITemplate)
 	}
 	slices.Sort(uris)
-	want := []string{"kaar://incidents", "kaar://incidents/{id}", "kaar://plans", "kaar://plans/{id}", "kaar://plans/{id}/audit"}
+	want := []string{"kaar://incidents", "kaar://incidents/{id}", "kaar://plans", "kaar://plans/{id}", "kaar://plans/{id}/audit", "kaar://warnings"}
 	if !slices.Equal(uris, want) {
 		t.Errorf("resources and templates = %v, want %v", uris, want)
 	}

@@ -48,11 +48,14 @@ func render(t *thread, now time.Time) (text string, blocks []Block) {
 	var title string
 	switch {
 	case in != nil:
-		title = fmt.Sprintf("%s: %s %s/%s", in.Type, in.Owner.Kind, in.Namespace, in.Owner.Name)
+		title = fmt.Sprintf("%s: %s", in.Type, events.DisplayObject(in.Owner.Kind, in.Namespace, in.Owner.Name))
 	case p != nil:
-		title = fmt.Sprintf("%s: %s %s/%s", p.Type, p.Target.Kind, p.Namespace, p.Target.Name)
+		title = fmt.Sprintf("%s: %s", p.Type, events.DisplayObject(p.Target.Kind, p.Namespace, p.Target.Name))
 	}
 	icon := ":rotating_light:"
+	if t.warning() {
+		icon = ":warning:"
+	}
 	if t.Transition == events.TransitionResolved {
 		icon, title = ":white_check_mark:", "Resolved: "+title
 	}

@@ -18,6 +18,8 @@ const (
 	DefaultStreamMaxAge    = 7 * 24 * time.Hour
 	DefaultStateMaxAge     = 30 * 24 * time.Hour
 	DefaultSlackAPIURL     = "https://slack.com/api/"
+	DefaultDigestEvery     = 24 * time.Hour
+	DefaultDigestMaxLines  = 20
 )
 
 // Config is the notifier's configuration.
@@ -58,6 +60,22 @@ type Config struct {
 	StreamMaxAge time.Duration
 	// StateMaxAge is how long Slack message state is kept.
 	StateMaxAge time.Duration
+	// Digest schedules the digest of open warnings (off when not
+	// Enabled).
+	Digest DigestConfig
+}
+
+// DigestConfig schedules the digest of open warnings
+// (notify.warning_digest): periods start at At after midnight in
+// Location and follow each other Every (a divisor of a day, or whole
+// days counted from Monday 2024-01-01).
+type DigestConfig struct {
+	Enabled  bool
+	Every    time.Duration
+	At       time.Duration
+	Location *time.Location
+	// MaxLines bounds the warnings listed; the rest are counted.
+	MaxLines int
 }
 
 // SlackConfig configures the Slack notifier; it is on when Token is set.
@@ -167,6 +185,14 @@ func ConfigFrom(c config.Config) Config {
 	for _, w := range n.Webhooks {
 		out.Webhooks = append(out.Webhooks, WebhookConfig{Name: w.Name, URL: w.URL, Secret: w.Secret, Subjects: w.Subjects})
 	}
+	if d := n.WarningDigest; d.Enabled {
+		at, _ := config.ParseClock(d.At) // validated by config.Validate
+		loc, err := time.LoadLocation(d.Timezone)
+		if err != nil {
+			loc = time.UTC
+		}
+		out.Digest = DigestConfig{Enabled: true, Every: d.Every.Duration, At: at, Location: loc, MaxLines: d.MaxLines}
+	}
 	for _, snd := range n.Inbound.Senders {
 		out.InboundSenders = append(out.InboundSenders, InboundSender{Name: snd.Name, Secret: snd.Secret})
 	}
@@ -205,6 +231,13 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.StateMaxAge, DefaultStateMaxAge)
 	if c.Slack.APIURL == "" {
 		c.Slack.APIURL = DefaultSlackAPIURL
+	}
+	def(&c.Digest.Every, DefaultDigestEvery)
+	if c.Digest.MaxLines <= 0 {
+		c.Digest.MaxLines = DefaultDigestMaxLines
+	}
+	if c.Digest.Location == nil {
+		c.Digest.Location = time.UTC
 	}
 	return c, nil
 }

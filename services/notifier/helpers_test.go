@@ -78,6 +78,10 @@ func newFakeSlack(t *testing.T) *fakeSlack {
 			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "invalid_auth"})
 			return
 		}
+		if method == "auth.test" {
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "bot_id": testBotID, "user_id": "U0KAAR"})
+			return
+		}
 		var m SlackMessage
 		var raw map[string]any
 		_ = json.Unmarshal(b, &m)

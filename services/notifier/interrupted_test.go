@@ -19,6 +19,9 @@ import (
 // chat.postMessage (HTTP 503 after posting it), as when the notifier
 // dies mid-call or the call times out; conversations.history lists the
 // posted messages with their metadata, newest first.
+// testBotID is the fake workspace's id of kaar's bot.
+const testBotID = "B0KAAR"
+
 type lossySlack struct {
 	mu      sync.Mutex
 	posts   []SlackMessage
@@ -48,6 +51,8 @@ func (f *lossySlack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(b, &m)
 		f.updates = append(f.updates, m)
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS})
+	case "auth.test":
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "bot_id": testBotID, "user_id": "U0KAAR"})
 	case "conversations.history":
 		f.history++
 		_ = r.ParseForm()
@@ -57,7 +62,7 @@ func (f *lossySlack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p.ThreadTS != "" || p.Channel != r.Form.Get("channel") {
 				continue
 			}
-			m := map[string]any{"type": "message", "ts": p.TS, "text": p.Text}
+			m := map[string]any{"type": "message", "ts": p.TS, "text": p.Text, "bot_id": testBotID}
 			if r.Form.Get("include_all_metadata") == "true" && p.Metadata != nil {
 				m["metadata"] = p.Metadata
 			}
@@ -114,22 +119,34 @@ func TestAPostWhoseAnswerWasLostIsFoundNotRepeated(t *testing.T) {
 	}
 }
 
-// The form the client sends conversations.history is what Slack reads.
+// The form the client sends conversations.history is what Slack reads,
+// and only the bot's own message (auth.test's bot_id) is adopted: another
+// app in the channel may post the same metadata.
 func TestFindPostedReadsTheHistoryWithMetadata(t *testing.T) {
 	var form url.Values
+	authTests := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/auth.test") {
+			authTests++
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "bot_id": testBotID})
+			return
+		}
 		_ = r.ParseForm()
 		form = r.PostForm
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": []map[string]any{
-			{"ts": "1.1", "metadata": map[string]any{"event_type": "other", "event_payload": map[string]string{"post": "a"}}},
-			{"ts": "1.2", "metadata": map[string]any{"event_type": postMetadataType, "event_payload": map[string]string{"post": "a"}}},
+			{"ts": "1.0", "bot_id": "B0OTHER", "metadata": map[string]any{"event_type": postMetadataType, "event_payload": map[string]string{"post": "a"}}},
+			{"ts": "1.1", "bot_id": testBotID, "metadata": map[string]any{"event_type": "other", "event_payload": map[string]string{"post": "a"}}},
+			{"ts": "1.2", "bot_id": testBotID, "metadata": map[string]any{"event_type": postMetadataType, "event_payload": map[string]string{"post": "a"}}},
 		}})
 	}))
 	t.Cleanup(srv.Close)
 	c := newSlackClient(srv.URL+"/api/", "xoxb-test", srv.Client())
 	ts, err := c.FindPosted(t.Context(), "C1", time.Unix(1700000000, 0), postMetadataType, "post", "a")
 	if err != nil || ts != "1.2" {
-		t.Fatalf("FindPosted = %q, %v; want 1.2", ts, err)
+		t.Fatalf("FindPosted = %q, %v; want 1.2 (1.0 is another bot's)", ts, err)
+	}
+	if _, err := c.FindPosted(t.Context(), "C1", time.Unix(1700000000, 0), postMetadataType, "post", "a"); err != nil || authTests != 1 {
+		t.Errorf("second FindPosted: %v, auth.test asked %d times, want once", err, authTests)
 	}
 	for k, want := range map[string]string{"channel": "C1", "oldest": "1700000000", "include_all_metadata": "true"} {
 		if form.Get(k) != want {

@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		slackCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kaar_notifier_slack_calls_total",
 			Help: "Slack Web API calls by method and result."}, []string{"method", "result"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kaar_notifier_webhook_deliveries_total",
-			Help: "Webhook delivery attempts by receiver and result (ok, retry, dropped)."}, []string{"receiver", "result"}),
+			Help: "Webhook delivery attempts by receiver and result (ok, retry, dropped; warning_skipped: a warning transition kept for the digest)."}, []string{"receiver", "result"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kaar_notifier_decisions_total",
 			Help: "Decisions published by channel and decision."}, []string{"via", "decision"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kaar_notifier_refused_requests_total",

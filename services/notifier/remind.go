@@ -58,10 +58,8 @@ func (s *Service) tick(ctx context.Context) error {
 			if r := incidentReply(t); r != "" {
 				return change{dirty: true, reply: r}
 			}
-			if iv := s.cfg.Slack.RepeatInterval; iv > 0 && t.open() && s.now().Sub(t.LastNotified) >= iv {
-				in := t.Incident
-				return change{dirty: true, reply: fmt.Sprintf(":repeat: Still failing: %s %s/%s (`%s`), %d pod(s), seen %d times.%s",
-					in.Owner.Kind, in.Namespace, in.Owner.Name, in.Reason, in.PodCount, in.Count, waiting(t))}
+			if iv := s.cfg.Slack.RepeatInterval; iv > 0 && t.open() && !t.warning() && s.now().Sub(t.LastNotified) >= iv {
+				return change{dirty: true, reply: stillFailing(t)}
 			}
 			return change{}
 		})
@@ -72,9 +70,20 @@ func (s *Service) tick(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// warning reports a thread about a warning (one that exists because
+// someone asked for its plan): it is never repeated.
+func (t *thread) warning() bool { return t.Incident != nil && t.Incident.Type.IsWarning() }
+
 func waiting(t *thread) string {
 	if t.Plan != nil && t.Status == StatusProposed && !t.Plan.DiagnosticOnly && t.Plan.State == events.PlanProposed {
 		return " A plan is waiting for approval above."
 	}
 	return ""
+}
+
+// stillFailing is the repeated notification of an incident still open.
+func stillFailing(t *thread) string {
+	in := t.Incident
+	return fmt.Sprintf(":repeat: Still failing: %s (`%s`), %d pod(s), seen %d times.%s",
+		events.DisplayObject(in.Owner.Kind, in.Namespace, in.Owner.Name), in.Reason, in.PodCount, in.Count, waiting(t))
 }

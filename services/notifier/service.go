@@ -59,9 +59,11 @@ type Service struct {
 	metrics *metrics
 
 	// mu serialises changes to Slack threads (events, clicks, reminders).
-	mu    sync.Mutex
-	state jetstream.KeyValue
-	plans *bus.PlanStore
+	mu sync.Mutex
+	// warnMu serialises changes to the set of open warnings (digest.go).
+	warnMu sync.Mutex
+	state  jetstream.KeyValue
+	plans  *bus.PlanStore
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -176,6 +178,9 @@ func (s *Service) runLeader(ctx context.Context, up chan struct{}) error {
 	}
 	if s.cfg.Slack.SocketMode() {
 		g.Go(func() error { return s.runSocket(gctx) })
+	}
+	if s.cfg.Digest.Enabled && (s.cfg.Slack.Enabled() || len(s.cfg.Webhooks) > 0) {
+		g.Go(func() error { return s.digestLoop(gctx) })
 	}
 	for _, w := range s.cfg.Webhooks {
 		subjects := w.Subjects

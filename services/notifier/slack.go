@@ -232,6 +232,14 @@ func (s *Service) onEvent(ctx context.Context, env events.Envelope) error {
 		if err != nil {
 			return err
 		}
+		if ev.Incident.Type.IsWarning() {
+			// No message of its own (the digest lists it); a thread that
+			// exists because someone asked for its plan shows it.
+			if err := s.recordWarning(ctx, ev); err != nil {
+				return err
+			}
+			return s.updateThread(ctx, ev.Incident.ID, func(t *thread) change { return applyWarning(t, ev) })
+		}
 		return s.updateThread(ctx, ev.Incident.ID, func(t *thread) change { return applyIncident(t, ev) })
 	case strings.HasPrefix(env.Type, "dev.kaar.plan."):
 		p, err := events.DecodeData[events.Plan](env)
@@ -271,10 +279,24 @@ func applyIncident(t *thread, ev events.IncidentEvent) change {
 	return change{dirty: true, reply: incidentReply(t)}
 }
 
+// applyWarning records a warning's transition in the thread of a plan
+// someone asked for, and only there: a warning alone gets no message,
+// and its changes no reply (warnings never page).
+func applyWarning(t *thread, ev events.IncidentEvent) change {
+	if t.Plan == nil || (t.Incident != nil && ev.Observation <= t.Observation) {
+		return change{}
+	}
+	in := ev.Incident
+	t.Incident, t.Transition, t.Observation = &in, ev.Transition, ev.Observation
+	t.NotifiedHash = incidentHash(t.Incident, t.Transition)
+	return change{dirty: true}
+}
+
 // incidentReply is the re-notification due for a posted thread whose
-// incident changed in a way people were not told yet.
+// incident changed in a way people were not told yet (never for a
+// warning: warnings never page).
 func incidentReply(t *thread) string {
-	if !t.posted() || t.Incident == nil || incidentHash(t.Incident, t.Transition) == t.NotifiedHash {
+	if !t.posted() || t.Incident == nil || incidentHash(t.Incident, t.Transition) == t.NotifiedHash || t.Incident.Type.IsWarning() {
 		return ""
 	}
 	if t.NotifiedHash == "" {
@@ -285,7 +307,7 @@ func incidentReply(t *thread) string {
 	}
 	in := t.Incident
 	if t.Transition == events.TransitionResolved {
-		return fmt.Sprintf(":white_check_mark: Resolved: %s %s/%s is healthy again.", in.Owner.Kind, in.Namespace, in.Owner.Name)
+		return fmt.Sprintf(":white_check_mark: Resolved: %s is healthy again.", events.DisplayObject(in.Owner.Kind, in.Namespace, in.Owner.Name))
 	}
 	return fmt.Sprintf(":warning: Changed: %s (`%s`), %d pod(s), severity %s.", in.Type, in.Reason, in.PodCount, in.Severity)
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -59,6 +60,11 @@ type slackClient struct {
 	base  string
 	token string
 	hc    *http.Client
+
+	// botID is this token's bot (auth.test), learnt on the first
+	// FindPosted: only the bot's own messages are adopted.
+	botMu sync.Mutex
+	botID string
 }
 
 func newSlackClient(base, token string, hc *http.Client) *slackClient {
@@ -119,6 +125,27 @@ func (c *slackClient) do(ctx context.Context, method, contentType string, body [
 	return nil
 }
 
+// bot returns the token's bot id (auth.test), asked once.
+func (c *slackClient) bot(ctx context.Context) (string, error) {
+	c.botMu.Lock()
+	defer c.botMu.Unlock()
+	if c.botID != "" {
+		return c.botID, nil
+	}
+	var r struct {
+		slackResponse
+		BotID string `json:"bot_id"`
+	}
+	if err := c.do(ctx, "auth.test", "application/x-www-form-urlencoded", nil, &r); err != nil {
+		return "", err
+	}
+	if r.BotID == "" {
+		return "", fmt.Errorf("slack auth.test: the token is not a bot token (no bot_id): %w", ErrSlackPermanent)
+	}
+	c.botID = r.BotID
+	return c.botID, nil
+}
+
 // historyPages bounds how far FindPosted pages back (200 messages a page).
 const historyPages = 5
 
@@ -126,6 +153,10 @@ const historyPages = 5
 // with the messages' metadata, and returns the ts of the first message
 // whose metadata matches.
 func (c *slackClient) FindPosted(ctx context.Context, channel string, oldest time.Time, eventType, key, value string) (string, error) {
+	bot, err := c.bot(ctx)
+	if err != nil {
+		return "", err
+	}
 	cursor := ""
 	for range historyPages {
 		form := url.Values{"channel": {channel}, "oldest": {strconv.FormatInt(oldest.Unix(), 10)}, "limit": {"200"}, "include_all_metadata": {"true"}}
@@ -135,6 +166,7 @@ func (c *slackClient) FindPosted(ctx context.Context, channel string, oldest tim
 		var page struct {
 			Messages []struct {
 				TS       string        `json:"ts"`
+				BotID    string        `json:"bot_id"`
 				Metadata SlackMetadata `json:"metadata"`
 			} `json:"messages"`
 			ResponseMetadata struct {
@@ -145,7 +177,9 @@ func (c *slackClient) FindPosted(ctx context.Context, channel string, oldest tim
 			return "", err
 		}
 		for _, m := range page.Messages {
-			if m.Metadata.EventType == eventType && m.Metadata.EventPayload[key] == value {
+			// Another app in the channel may post the same metadata:
+			// only this bot's message is the one it posted.
+			if m.BotID == bot && m.Metadata.EventType == eventType && m.Metadata.EventPayload[key] == value {
 				return m.TS, nil
 			}
 		}

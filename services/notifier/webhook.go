@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -45,6 +46,16 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
+	if skip, err := r.warning(ctx, env); skip || err != nil {
+		if err != nil {
+			s.log.Warn("webhook: recording a warning failed: will retry", slog.String("receiver", r.cfg.Name), slog.Any("error", err))
+			_ = m.NakWithDelay(backoff(s.cfg.RetryBase, s.cfg.RetryMax, 1))
+			return
+		}
+		s.metrics.deliveries.WithLabelValues(r.cfg.Name, "warning_skipped").Inc()
+		_ = m.Ack()
+		return
+	}
 	attempt := uint64(1)
 	if md, err := m.Metadata(); err == nil {
 		attempt = md.NumDelivered
@@ -68,6 +79,21 @@ func (r *receiver) handle(ctx context.Context, m jetstream.Msg) {
 		log.Warn("webhook delivery failed: will retry", slog.Duration("in", d), slog.Any("error", err))
 		_ = m.NakWithDelay(d)
 	}
+}
+
+// warning reports a warning's transition, which is recorded for the
+// digest instead of delivered: a receiver gets warnings once per digest
+// period (TypeWarningDigest), never one delivery per warning. Plans of
+// warnings (made only when someone asks) are delivered like any plan.
+func (r *receiver) warning(ctx context.Context, env events.Envelope) (bool, error) {
+	if !strings.HasPrefix(env.Type, "dev.kaar.incident.") {
+		return false, nil
+	}
+	ev, err := events.DecodeData[events.IncidentEvent](env)
+	if err != nil || !ev.Incident.Type.IsWarning() {
+		return false, nil // delivered as it is, as before
+	}
+	return true, r.s.recordWarning(ctx, ev)
 }
 
 // deliver POSTs one event; permanent reports a refusal not worth

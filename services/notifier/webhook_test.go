@@ -23,6 +23,9 @@ type recvServer struct {
 	types    []string
 	badSigs  int
 	received chan struct{}
+	// clock, when set, is the notifier's test clock, which signatures
+	// are checked against (default the real time).
+	clock *clock
 }
 
 func (r *recvServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -35,7 +38,11 @@ func (r *recvServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		default:
 		}
 	}()
-	if err := VerifySignature("receiver-secret-123", req.Header.Get(HeaderTimestamp), req.Header.Get(HeaderSignature), body, time.Now(), 5*time.Minute); err != nil {
+	now := time.Now()
+	if r.clock != nil {
+		now = r.clock.Now()
+	}
+	if err := VerifySignature("receiver-secret-123", req.Header.Get(HeaderTimestamp), req.Header.Get(HeaderSignature), body, now, 5*time.Minute); err != nil {
 		r.badSigs++
 		w.WriteHeader(http.StatusUnauthorized)
 		return

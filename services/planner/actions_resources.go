@@ -16,7 +16,10 @@ import (
 const mebibyte = 1 << 20
 
 // increaseMemory raises the memory limit (and a lower request) of the
-// OOMKilled container by the memory factor, capped at the maximum.
+// OOMKilled container by the memory factor, capped at the maximum. For a
+// MemoryNearLimit warning (planned on request) the same step raises the
+// limit before the OOM, by what the forecast needs (forecastLimit in
+// warning.go), never more than the memory factor allows.
 func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
 	w := b.in.Owner
 	if w.BarePod {
@@ -42,7 +45,16 @@ func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
 		return nil, fmt.Sprintf("the memory limit of container %s (%s) is already at remediation.max_memory_limit (%s): raise it by hand if the workload needs more, or look for a leak or wrong heap settings",
 			c.Name, limitQ.String(), formatBytes(maxBytes))
 	}
+	warning := b.in.Incident.Type == events.IssueMemoryNearLimit
 	newLimit := roundUpMiB(float64(limit) * factor)
+	var notes []string
+	if warning {
+		nl, why, fnotes := b.forecastLimit(st, c, limit, factor)
+		if why != "" {
+			return nil, why
+		}
+		newLimit, notes = nl, fnotes
+	}
 	// A limit that a healthy revision ran with is evidence of what the app
 	// needs: when the failing rollout lowered it, go back at least that far.
 	healthyRev, healthyLimit := b.healthyMemoryLimit(c.Name)
@@ -50,6 +62,10 @@ func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
 		newLimit = healthyLimit
 	}
 	newLimit = min(newLimit, maxBytes)
+	reqFactor := factor
+	if warning {
+		reqFactor = float64(newLimit) / float64(limit) // the request grows with the limit
+	}
 	path := w.containerPath(idx, init) + "/resources"
 	nameTest := patchOp{Op: "test", Path: w.containerPath(idx, init) + "/name", Value: c.Name}
 	o := ownerStep{
@@ -63,9 +79,15 @@ func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
 		preconditions: []string{fmt.Sprintf("container %d of the pod spec is still named %s", idx, c.Name)},
 		successCheck:  fmt.Sprintf("%s rolls out and container %s is not OOMKilled again for the verify window", w.ref(), c.Name),
 	}
+	summary := fmt.Sprintf("%s at its %s memory limit; raise it to %s.", problem(b.in), limitQ.String(), formatBytes(newLimit))
+	if warning {
+		o.title += " before it is reached"
+		o.successCheck = fmt.Sprintf("%s rolls out and container %s runs ready with the new limit for the verify window (the watcher's next forecast is against it)", w.ref(), c.Name)
+		summary = fmt.Sprintf("%s: %s; raise the %s limit to %s before the OOM.", problem(b.in), forecastClause(b.in), limitQ.String(), formatBytes(newLimit))
+	}
 	kubectlArgs := []string{"set", "resources", w.ref(), "-c", c.Name, "--limits=memory=" + formatBytes(newLimit)}
 	if reqQ, ok := c.Resources.Requests[corev1.ResourceMemory]; ok && reqQ.Value() > 0 {
-		newReq := min(roundUpMiB(float64(reqQ.Value())*factor), newLimit)
+		newReq := min(roundUpMiB(float64(reqQ.Value())*reqFactor), newLimit)
 		if newReq > reqQ.Value() {
 			o.ops = append(o.ops, patchOp{Op: "replace", Path: path + "/requests/memory", Value: formatBytes(newReq)})
 			o.undoOps = append(o.undoOps, patchOp{Op: "replace", Path: path + "/requests/memory", Value: reqQ.String()})
@@ -75,14 +97,13 @@ func (b *builder) increaseMemory(st Strategy) (*candidate, string) {
 		}
 	}
 	o.kubectl = b.kubectl(kubectlArgs...)
-	var notes []string
 	if healthyLimit > limit {
 		notes = append(notes, fmt.Sprintf("increase_memory: revision %d ran healthy with a %s limit; the new limit is at least that", healthyRev, formatBytes(healthyLimit)))
 	}
 	if newLimit == maxBytes {
 		notes = append(notes, fmt.Sprintf("increase_memory: the new limit is capped at remediation.max_memory_limit (%s)", formatBytes(maxBytes)))
 	}
-	return b.propose(o, fmt.Sprintf("%s at its %s memory limit; raise it to %s.", problem(b.in), limitQ.String(), formatBytes(newLimit)), notes...), ""
+	return b.propose(o, summary, notes...), ""
 }
 
 // memoryBounds are the factor a memory limit is raised by and the most it

@@ -92,9 +92,11 @@ func keepInProgress(msg jetstream.Msg, every time.Duration) (stop func()) {
 }
 
 // handleIssue handles one IncidentEvent: plan on detected/changed,
-// obsolete the proposed plans on resolved. Invalid messages are
-// terminated (never retried); transient failures are retried with a
-// growing delay.
+// obsolete the proposed plans on resolved. A warning (class warning) is
+// not planned on detection or change: it is planned only when someone
+// asks (the plan endpoint), and its resolution obsoletes the plans that
+// were asked for. Invalid messages are terminated (never retried);
+// transient failures are retried with a growing delay.
 func (s *Service) handleIssue(ctx context.Context, msg jetstream.Msg) {
 	log := s.log.With(slog.String("cluster", s.cfg.Cluster), slog.String("subject", msg.Subject()))
 	term := func(reason string, err error) {
@@ -133,9 +135,12 @@ func (s *Service) handleIssue(ctx context.Context, msg jetstream.Msg) {
 		s.ack(msg, log)
 		return
 	}
-	switch ev.Transition {
-	case events.TransitionResolved:
+	switch {
+	case ev.Transition == events.TransitionResolved:
 		err = s.obsoleteLocked(ctx, inc, ev.ObservedAt)
+	case inc.Type.IsWarning():
+		s.metrics.plans.WithLabelValues(string(inc.Type), outcomeWarning).Inc()
+		log.Debug("a warning: planned only on request")
 	default:
 		_, err = s.planLocked(ctx, inc, sourceIssue, "")
 	}

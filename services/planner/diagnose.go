@@ -241,6 +241,11 @@ func humanSteps(in planInput) []events.Step {
 		return nodeSteps(in)
 	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:
 		return hpaSteps(in, b, step)
+	case events.IssueMemoryNearLimit, events.IssueRecurringRestarts, events.IssueReadyReplicasDipping,
+		events.IssueQuotaNearLimit, events.IssueNodeNearlyFull, events.IssueLimitRangeExceedsQuota,
+		events.IssueMissingResources, events.IssueMissingProbes, events.IssueMutableImageTag,
+		events.IssuePDBBlocksDrain, events.IssueSingleNodeRisk, events.IssueCertificateExpiring:
+		return warningSteps(in, b, step) // warning.go
 	case events.IssueStuckTerminating:
 		return []events.Step{
 			step("Check the pod's finalizers and whether its node is still reachable", "get", "pod", pod, "-o", "jsonpath={.metadata.finalizers}"),

@@ -159,7 +159,7 @@ func designedDiagnostic(t events.IssueType) string {
 	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:
 		return "kaar does not change HorizontalPodAutoscalers or choose requests (the requests a container needs and the replicas a workload may use are capacity decisions; set_resource_requests replaces a request, it does not add one a container lacks): diagnostic steps only"
 	}
-	return ""
+	return warningDiagnostic(t) // warning.go
 }
 
 // stepFunc builds one diagnostic step with its kubectl command.

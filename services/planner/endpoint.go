@@ -182,22 +182,17 @@ func (s *Service) findIncident(ctx context.Context, r events.PlanRequest, kind s
 		return events.Incident{}, err
 	}
 	areq := events.AnalyzeRequest{Namespace: r.Namespace, Type: r.IssueType, Owner: ownerKind + "/" + ownerName, Limit: events.MaxAnalyzeLimit}
-	var found []events.Incident
-	for range maxAnalyzePages {
-		resp, err := s.analyze(ctx, subject, areq)
-		if err != nil {
+	found, err := s.ownerIncidents(ctx, subject, areq, r, ownerKind, ownerName)
+	if err != nil {
+		return events.Incident{}, err
+	}
+	if len(found) == 0 && r.IssueType == "" {
+		// Without a type the watcher lists failures only and counts the
+		// warnings: a workload with no failure may have a warning to plan.
+		areq.Class = events.ClassWarning
+		if found, err = s.ownerIncidents(ctx, subject, areq, r, ownerKind, ownerName); err != nil {
 			return events.Incident{}, err
 		}
-		for _, in := range resp.Incidents {
-			if in.Namespace == r.Namespace && in.Owner.Kind == ownerKind && in.Owner.Name == ownerName &&
-				(r.IssueType == "" || in.Type == r.IssueType) {
-				found = append(found, in)
-			}
-		}
-		if resp.NextCursor == "" {
-			break
-		}
-		areq.Cursor = resp.NextCursor
 	}
 	what := fmt.Sprintf("%s %s/%s", strings.ToLower(ownerKind), r.Namespace, ownerName)
 	if ownerKind != kind || ownerName != r.Name {
@@ -219,6 +214,29 @@ func (s *Service) findIncident(ctx context.Context, r events.PlanRequest, kind s
 		}
 	}
 	return found[0], nil
+}
+
+// ownerIncidents reads every page of the watcher's answer to areq and
+// keeps the incidents of the requested owner (and type).
+func (s *Service) ownerIncidents(ctx context.Context, subject string, areq events.AnalyzeRequest, r events.PlanRequest, ownerKind, ownerName string) ([]events.Incident, error) {
+	var found []events.Incident
+	for range maxAnalyzePages {
+		resp, err := s.analyze(ctx, subject, areq)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range resp.Incidents {
+			if in.Namespace == r.Namespace && in.Owner.Kind == ownerKind && in.Owner.Name == ownerName &&
+				(r.IssueType == "" || in.Type == r.IssueType) {
+				found = append(found, in)
+			}
+		}
+		if resp.NextCursor == "" {
+			break
+		}
+		areq.Cursor = resp.NextCursor
+	}
+	return found, nil
 }
 
 // analyze makes one analyze request to the watcher.

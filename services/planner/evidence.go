@@ -95,6 +95,8 @@ func collectEvidence(in planInput) []events.Evidence {
 		}
 		out = append(out, e)
 	}
+	addFound(add)(warningEvidence(in)) // warning.go: the warning's numbers first
+	addFound(add)(policyObjectEvidence(in))
 	if e, ok := ownerChainEvidence(in); ok {
 		add(e)
 	}
@@ -147,7 +149,7 @@ func collectEvidence(in planInput) []events.Evidence {
 		if in.Ingress != nil && in.Ingress.Ingress != nil {
 			add(ingressEvidence(in))
 		}
-	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
+	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned, events.IssueNodeNearlyFull:
 		if in.Node != nil {
 			add(nodeEvidence(in))
 		}

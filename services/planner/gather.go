@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
 	appsv1 "k8s.io/api/apps/v1"
@@ -58,8 +59,11 @@ func (r reader) getOwner(ctx context.Context, ref events.ObjectRef) (any, error)
 	case KindHPA:
 		obj, err = r.kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, name, opts)
 	default:
-		return nil, fmt.Errorf("get %s: unsupported owner kind %q (supported: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, Service, Node, HorizontalPodAutoscaler): %w",
-			ref, ref.Kind, events.ErrInvalid)
+		var ok bool
+		if obj, ok, err = r.getWarningOwner(ctx, ref); !ok {
+			return nil, fmt.Errorf("get %s: unsupported owner kind %q (supported: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, Service, Node, HorizontalPodAutoscaler, ResourceQuota, LimitRange, PodDisruptionBudget, Certificate): %w",
+				ref, ref.Kind, events.ErrInvalid)
+		}
 	}
 	if apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("get %s: %w", ref, ErrTargetGone)
@@ -130,7 +134,7 @@ func (r reader) gather(ctx context.Context, inc events.Incident) (planInput, err
 		in.Traffic = r.traffic(ctx, in)
 	case events.IssueIngressUnavailable:
 		in.Ingress = r.ingress(ctx, in)
-	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned:
+	case events.IssueNodeNotReady, events.IssueNodePressure, events.IssueNodeCordoned, events.IssueNodeNearlyFull:
 		in.Node = r.node(ctx, in)
 	case events.IssueHPAMetricsUnavailable, events.IssueHPAAtMaxReplicas:
 		in.HPA = r.hpa(ctx, in)
@@ -233,9 +237,23 @@ func (r reader) containerLogs(ctx context.Context, pod *corev1.Pod, inc events.I
 	}
 	res := &logsResult{Pod: pod.Name, Container: container, Current: !previous}
 	tail, limit := r.cfg.LogTailLines, r.cfg.LogLimitBytes
-	raw, err := r.kube.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{
-		Container: container, Previous: previous, TailLines: &tail, LimitBytes: &limit,
-	}).DoRaw(ctx)
+	var raw []byte
+	var err error
+	// A log read that fails for a reason other than not found or not
+	// allowed is tried again, logAttempts times at most: the container
+	// may have ended a moment ago and its log not be served yet.
+	for attempt := 1; ; attempt++ {
+		raw, err = r.kube.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{
+			Container: container, Previous: previous, TailLines: &tail, LimitBytes: &limit,
+		}).DoRaw(ctx)
+		if err == nil || attempt == logAttempts || apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * logRetryDelay):
+		}
+	}
 	if err != nil {
 		var status apierrors.APIStatus
 		msg := err.Error()
@@ -249,6 +267,12 @@ func (r reader) containerLogs(ctx context.Context, pod *corev1.Pod, inc events.I
 	res.Lines = splitLogs(raw, int(tail), limit)
 	return res
 }
+
+// Attempts at a container's log, logRetryDelay and then twice that apart.
+const (
+	logAttempts   = 3
+	logRetryDelay = 300 * time.Millisecond
+)
 
 // evictedPods lists the owner's pods that were evicted.
 func (r reader) evictedPods(ctx context.Context, in planInput) ([]corev1.Pod, error) {

@@ -120,6 +120,10 @@ func ingressInput(t *testing.T, cfg Config, reason string) planInput {
 	case ingressClassNotFound:
 		class = "nginx-internal"
 		msg = `ingress shop: ingressClassName "nginx-internal" names no IngressClass (the cluster has: nginx), so no ingress controller serves it`
+	case ingressNoController:
+		read.Classes[0].Spec.Controller = "k8s.io/ingress-nginx"
+		msg = `ingress shop: IngressClass "nginx" (spec.controller k8s.io/ingress-nginx) exists, but no Ingress of that class has an address ` +
+			`(status.loadBalancer) and this one has had none for 20m0s, so its controller does not seem to run (or it does not publish addresses)`
 	default:
 		t.Fatalf("no ingress input for reason %q", reason)
 	}

@@ -168,6 +168,8 @@ func workloadInput(t *testing.T, cfg Config, c planCase) (planInput, bool) {
 		in = hpaInput(t, cfg, reason)
 	case "probe":
 		in = probeInput(t, cfg, reason)
+	case "warning":
+		in = warningInput(t, cfg, reason) // golden_warning_test.go
 	default:
 		return planInput{}, false
 	}

@@ -16,7 +16,8 @@ import (
 
 // An Ingress that routes nowhere (IngressUnavailable): a backend Service
 // or service port that does not exist, an ingressClassName naming no
-// IngressClass, or no class and no default one. The plans are
+// IngressClass, no class and no default one, or a class whose controller
+// does not seem to run (ingresscontroller.go). The plans are
 // diagnostic: the executor's catalogue has no step that changes an
 // Ingress or a Service, and which of the two is wrong is a person's call.
 
@@ -149,6 +150,8 @@ func ingressSteps(in planInput, b *builder, step stepFunc) []events.Step {
 			"get", "ingressclasses")))
 		out = append(out, b.onOwner(step(fmt.Sprintf("Set spec.ingressClassName of %s to the class of the controller that should serve it (one of the above), or install that controller: by hand, kaar does not change Ingresses", ref),
 			"edit", "ingress", name)))
+	case ingressNoController:
+		out = append(out, ingressControllerSteps(in, b, t)...)
 	case ingressServiceNotFound, ingressPortNotFound:
 		for _, bk := range ingressBackends(ing) {
 			svc := t.Services[bk.Service]
@@ -198,6 +201,9 @@ func ingressEvidence(in planInput) events.Evidence {
 	lines := []string{quote(fmt.Sprintf("ingress/%s ingressClassName %s", ing.Name, cmp.Or(class, "(none)")))}
 	if t.Classes != nil {
 		lines = append(lines, quote("ingressclasses: "+t.classNames()))
+	}
+	if in.Incident.Reason == ingressNoController {
+		lines = append(lines, ingressControllerEvidence(t)...)
 	}
 	for _, bk := range ingressBackends(ing) {
 		state := "service not found"

@@ -331,7 +331,17 @@ func (h *harness) startFakeWatcher(incidents ...events.Incident) *fakeWatcher {
 		w.requests = append(w.requests, r)
 		var out []events.Incident
 		for _, in := range w.incidents {
-			if (r.Namespace == "" || in.Namespace == r.Namespace) && (r.Owner == "" || r.Owner == in.Owner.Kind+"/"+in.Owner.Name) {
+			// As the watcher: a type implies its class, and without
+			// either only failures are listed (warnings are counted).
+			class := r.Class
+			if r.Type != "" {
+				class = r.Type.Class()
+			}
+			if class == "" {
+				class = events.ClassFailure
+			}
+			if (r.Namespace == "" || in.Namespace == r.Namespace) && (r.Owner == "" || r.Owner == in.Owner.Kind+"/"+in.Owner.Name) &&
+				in.Type.Class() == class {
 				out = append(out, in)
 			}
 		}

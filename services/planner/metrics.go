@@ -20,6 +20,9 @@ const (
 	outcomeExpired = "expired"
 	// outcomeFailed: planning failed (the message is retried).
 	outcomeFailed = "failed"
+	// outcomeWarning: a warning arrived on the issue stream and was not
+	// planned (warnings are planned only on request).
+	outcomeWarning = "warning_not_planned"
 )
 
 // Sources of a planning, the label of the latency histogram.
@@ -39,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		plans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kaar_planner_plans_total",
-			Help: "Plans handled by the planner, by issue type and outcome (proposed, diagnostic, unchanged, superseded, expired, failed).",
+			Help: "Plans handled by the planner, by issue type and outcome (proposed, diagnostic, unchanged, superseded, expired, failed, warning_not_planned).",
 		}, []string{"type", "outcome"}),
 		dryRunFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kaar_planner_dryrun_failures_total",

@@ -144,6 +144,9 @@ func wrap(obj any) (*workload, error) {
 			Labels: o.Labels, Annotations: o.Annotations, Spec: &o.Spec, SpecPath: "/spec",
 			BarePod: metav1.GetControllerOf(o) == nil}, nil
 	}
+	if w, ok := wrapWarningOwner(obj); ok {
+		return w, nil
+	}
 	return nil, fmt.Errorf("unsupported owner type %T", obj)
 }
 

@@ -49,6 +49,8 @@ func (s *Service) analyzeBody(data []byte) ([]byte, string) {
 
 // query filters, sorts and pages the present incidents: worst severity
 // first, then most pods, then by namespace, owner, container and type.
+// Unless the request asks for warnings (by class or type), it lists the
+// failures and counts the warnings by type.
 func query(t *tracker, req events.AnalyzeRequest, cluster string, now time.Time) (events.AnalyzeResponse, error) {
 	var after *cursor
 	if req.Cursor != "" {
@@ -67,6 +69,7 @@ func query(t *tracker, req events.AnalyzeRequest, cluster string, now time.Time)
 	if !hasKind {
 		ownerName = req.Owner
 	}
+	warnings := map[events.IssueType]int{}
 	matches := t.Snapshot(func(in *events.Incident) bool {
 		switch {
 		case req.Namespace != "" && in.Namespace != req.Namespace,
@@ -75,9 +78,16 @@ func query(t *tracker, req events.AnalyzeRequest, cluster string, now time.Time)
 			hasKind && !strings.EqualFold(in.Owner.Kind, ownerKind):
 			return false
 		}
-		return true
+		listed, counted := req.ListsClass(in.Type)
+		if counted {
+			warnings[in.Type]++
+		}
+		return listed
 	})
 	resp := events.AnalyzeResponse{Cluster: cluster, Total: len(matches), GeneratedAt: now.UTC(), Incidents: []events.Incident{}}
+	if len(warnings) > 0 {
+		resp.Warnings = warnings
+	}
 	if len(matches) > 0 {
 		resp.ByType = map[events.IssueType]int{}
 		resp.BySeverity = map[events.Severity]int{}

@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -203,5 +204,52 @@ func BenchmarkAnalyze10k(b *testing.B) {
 	body, _ := s.analyzeBody([]byte(`{"limit":20}`))
 	if err := json.Unmarshal(body, &resp); err != nil || len(resp.Incidents) != 20 || resp.Total != 250 {
 		b.Fatalf("reply: %d incidents of %d (%v)", len(resp.Incidents), resp.Total, err)
+	}
+}
+
+// Warnings are counted, not listed, unless asked for by class or type.
+func TestQueryClasses(t *testing.T) {
+	tr := newTracker("prod", Timing{GroupInterval: time.Minute, ResolveWait: time.Minute}, nil)
+	fillTracker(t, tr, []ownerSpec{{"shop", "Deployment", "payments-api", events.IssueCrashLoopBackOff, 2}})
+	// An owner's observations are complete: all of web's warnings at once.
+	observe := func(ns, name string, issues ...ControllerIssue) {
+		owner := events.ObjectRef{Kind: "Deployment", Namespace: ns, Name: name}
+		tr.ObserveOwner(owner, nil, []ctrlObs{{Chain: []events.ObjectRef{owner}, Issues: issues}}, t0)
+	}
+	observe("shop", "web", ControllerIssue{Type: events.IssueMissingProbes, Reason: "no_probes", Container: "app", Message: "m"},
+		ControllerIssue{Type: events.IssueMutableImageTag, Reason: "latest_tag", Container: "app", Message: "m"},
+		ControllerIssue{Type: events.IssueMissingProbes, Reason: "no_probes", Container: "sidecar", Message: "m"})
+	observe("ops", "batch", ControllerIssue{Type: events.IssueMissingProbes, Reason: "no_probes", Container: "worker", Message: "m"})
+	for name, tc := range map[string]struct {
+		req      events.AnalyzeRequest
+		total    int
+		warnings map[events.IssueType]int
+	}{
+		"default: failures listed, warnings counted": {events.AnalyzeRequest{}, 1,
+			map[events.IssueType]int{events.IssueMissingProbes: 3, events.IssueMutableImageTag: 1}},
+		"namespace filter applies to the counts": {events.AnalyzeRequest{Namespace: "ops"}, 0,
+			map[events.IssueType]int{events.IssueMissingProbes: 1}},
+		"class warning lists them":   {events.AnalyzeRequest{Class: events.ClassWarning}, 4, nil},
+		"a warning type lists it":    {events.AnalyzeRequest{Type: events.IssueMissingProbes}, 3, nil},
+		"class failure counts none":  {events.AnalyzeRequest{Class: events.ClassFailure}, 1, nil},
+		"a failure type counts none": {events.AnalyzeRequest{Type: events.IssueCrashLoopBackOff}, 1, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := query(tr, tc.req, "prod", t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Total != tc.total || len(resp.Incidents) != tc.total {
+				t.Errorf("total %d, listed %d, want %d", resp.Total, len(resp.Incidents), tc.total)
+			}
+			if fmt.Sprint(resp.Warnings) != fmt.Sprint(tc.warnings) {
+				t.Errorf("warnings %v, want %v", resp.Warnings, tc.warnings)
+			}
+			for _, in := range resp.Incidents {
+				if want := cmp.Or(tc.req.Class, tc.req.Type.Class()); in.Type.Class() != want {
+					t.Errorf("listed %s of class %s, want class %s", in.Type, in.Type.Class(), want)
+				}
+			}
+		})
 	}
 }

@@ -60,6 +60,12 @@ type Config struct {
 	// HPAs tunes HorizontalPodAutoscaler detection (watcher.hpa_grace,
 	// watcher.hpa_at_max_after); zero durations take their defaults.
 	HPAs HPAOptions
+	// Ingresses tunes Ingress detection (watcher.ingress_grace); a zero
+	// duration takes its default.
+	Ingresses IngressOptions
+	// Warnings tunes the warning class (watcher.warnings); off in the
+	// zero Config, on by default in kaar's configuration.
+	Warnings WarningOptions
 	// Timing of announcements (group wait, group interval, resolve wait);
 	// zero GroupInterval and ResolveWait take their defaults, a zero
 	// GroupWait announces a new incident at once.
@@ -86,6 +92,9 @@ type Config struct {
 	rolloutStall time.Duration
 	// cronGrace replaces CronJobGrace in this package's tests.
 	cronGrace time.Duration
+	// certDiscovery replaces certDiscoveryInterval in this package's
+	// tests.
+	certDiscovery time.Duration
 }
 
 // ConfigFrom derives the watcher's configuration from kaar's.
@@ -104,8 +113,11 @@ func ConfigFrom(c config.Config) Config {
 			NotReadyAfter:         c.Watcher.NotReadyAfter.Duration,
 			StuckTerminatingAfter: c.Watcher.StuckTerminatingAfter.Duration,
 		},
-		Nodes: NodeOptions{Grace: c.Watcher.NodeGrace.Duration, CordonedAfter: c.Watcher.NodeCordonedAfter.Duration},
-		HPAs:  HPAOptions{Grace: c.Watcher.HPAGrace.Duration, AtMaxAfter: c.Watcher.HPAAtMaxAfter.Duration},
+		Nodes:     NodeOptions{Grace: c.Watcher.NodeGrace.Duration, CordonedAfter: c.Watcher.NodeCordonedAfter.Duration},
+		HPAs:      HPAOptions{Grace: c.Watcher.HPAGrace.Duration, AtMaxAfter: c.Watcher.HPAAtMaxAfter.Duration},
+		Ingresses: IngressOptions{AddressGrace: c.Watcher.IngressGrace.Duration},
+		Warnings: WarningOptions{Enabled: c.Watcher.Warnings.Enabled == nil || *c.Watcher.Warnings.Enabled,
+			Config: c.Watcher.Warnings},
 		Timing: Timing{
 			GroupWait:     c.Watcher.GroupWait.Duration,
 			GroupInterval: c.Watcher.GroupInterval.Duration,
@@ -137,6 +149,8 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.PublishTimeout, DefaultPublishTimeout)
 	def(&c.serviceGrace, ServiceGrace)
 	c.Nodes, c.HPAs = c.Nodes.withDefaults(), c.HPAs.withDefaults()
+	c.Ingresses = c.Ingresses.withDefaults()
+	c.Warnings = c.Warnings.withDefaults()
 	def(&c.rolloutStall, RolloutStallAfter)
 	def(&c.cronGrace, CronJobGrace)
 	if c.Workers == 0 {

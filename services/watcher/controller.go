@@ -36,6 +36,12 @@ type ControllerIssue struct {
 	// Severity, when set, replaces the type's default severity (a
 	// cordoned node is low while it is drained, medium when left so).
 	Severity events.Severity
+	// Container names the container a warning is about (a container
+	// without limits, a memory trend); its incident's identity includes
+	// it. Empty for the failures of a controller.
+	Container string
+	// Warning is the evidence of a warning (types of class warning).
+	Warning *events.WarningEvidence
 }
 
 // controllerTypes are the issue types the controller classifiers report;

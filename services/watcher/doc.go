@@ -83,6 +83,10 @@
 // seen; ingresses, ingressclasses and cronjobs, optional too: without
 // them those failures are not detected, and a CronJob's failed runs are
 // still seen from its Jobs; horizontalpodautoscalers and, for a watcher of
-// the whole cluster, nodes, optional too). Node incidents are
+// the whole cluster, nodes, optional too; with warnings on,
+// poddisruptionbudgets and limitranges, optional too: without them
+// PDBBlocksDrain and MissingResources are off; get and list on pods of
+// metrics.k8s.io, optional too: without them MemoryNearLimit is off, and
+// the trends' history is kept in the kaar_usage bucket). Node incidents are
 // cluster-scoped: their namespace is events.ClusterScopeNamespace.
 package watcher

@@ -98,12 +98,25 @@ func ClassifyHPA(h *autoscalingv2.HorizontalPodAutoscaler, now time.Time, o HPAO
 	if c := hpaCondition(h, autoscalingv2.ScalingLimited); c != nil && c.Status == corev1.ConditionTrue &&
 		c.Reason == hpaReasonTooManyReplicas && due(c, o.AtMaxAfter) {
 		out = append(out, ControllerIssue{Type: events.IssueHPAAtMaxReplicas, Reason: reasonAtMaxReplicas,
-			PodCount: int(h.Status.CurrentReplicas),
+			PodCount: int(h.Status.CurrentReplicas), Warning: atMaxEvidence(h, c, now),
 			Message: fmt.Sprintf("horizontalpodautoscaler %s has wanted more than its maxReplicas %d for %s since %s (%s): %s; %s runs %s",
 				h.Name, h.Spec.MaxReplicas, target, sinceText(c.LastTransitionTime.Time), c.Reason, cmp.Or(c.Message, "no message"),
 				target, plural(int(h.Status.CurrentReplicas), "replica"))})
 	}
 	return out, recheck
+}
+
+// atMaxEvidence is an HPA's current replicas against its maximum, over
+// the time it has wanted more (its desired replicas are capped at the
+// maximum: the controller does not say how many more it wants).
+func atMaxEvidence(h *autoscalingv2.HorizontalPodAutoscaler, c *autoscalingv2.HorizontalPodAutoscalerCondition, now time.Time) *events.WarningEvidence {
+	var window int64
+	if !c.LastTransitionTime.IsZero() && now.After(c.LastTransitionTime.Time) {
+		window = int64(now.Sub(c.LastTransitionTime.Time) / time.Second)
+	}
+	return &events.WarningEvidence{Measurements: []events.Measurement{
+		{Name: "current_replicas", Value: float64(h.Status.CurrentReplicas), Limit: float64(h.Spec.MaxReplicas), Unit: events.UnitCount, WindowSeconds: window},
+	}}
 }
 
 // failedCondition is the condition that says the HPA cannot compute its
@@ -126,13 +139,14 @@ func hpaMetricReason(c *autoscalingv2.HorizontalPodAutoscalerCondition) string {
 	switch {
 	case strings.Contains(m, "missing request for"):
 		return reasonMissingRequest
-	case c.Reason == "InvalidSelector" || c.Reason == "FailedGetScale" || c.Reason == "FailedUpdateScale":
+	case c.Reason == "InvalidSelector" || c.Reason == "FailedGetScale" || c.Reason == "FailedUpdateScale" ||
+		c.Reason == "AmbiguousSelector": // another HPA scales the same pods
 		return reasonInvalidTarget
 	case c.Reason == "InvalidMetricSourceType":
 		return reasonInvalidMetric
 	case strings.Contains(m, "unable to fetch metrics from") && containsAny(m,
 		"could not find the requested resource", "currently unable to handle the request", "service unavailable",
-		"no such host", "connection refused"):
+		"no such host", "connection refused", "no custom metrics api"):
 		return reasonMetricsAPIUnavailable
 	}
 	return reasonMetricUnavailable

@@ -12,12 +12,14 @@ import (
 
 // The HPA fixtures: metrics-api-unavailable and
 // above-max-metrics-api-unavailable are recorded from the sandbox's real
-// kube-controller-manager (no metrics API is served there); the others
-// are those objects with the conditions the controller writes in the
-// other cases, in its own words: missing-request (metrics-server up, a
+// kube-controller-manager before it served a metrics API (a cluster
+// without metrics-server, which the shared sandbox no longer is); the
+// others are those objects with the conditions the controller writes in
+// the other cases, in its own words: missing-request (metrics-server up, a
 // container without a cpu request), at-max (a computed metric above
 // maxReplicas: ScalingLimited TooManyReplicas), scaled-to-zero
-// (ScalingDisabled).
+// (ScalingDisabled). hpa_e2e_test.go sees these on the sandbox's real
+// metrics.
 var hpaNow = time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 
 func loadHPA(t testing.TB, name string) *autoscalingv2.HorizontalPodAutoscaler {
@@ -83,7 +85,15 @@ func TestHPAMetricReason(t *testing.T) {
 		{"FailedGetResourceMetric", "the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API", "metric_unavailable"},
 		{"FailedGetExternalMetric", "the HPA was unable to compute the replica count: unable to get external metric ns/queue/nil: unable to fetch metrics from external metrics API: the server could not find the requested resource (get queue.external.metrics.k8s.io)", "metrics_api_unavailable"},
 		{"FailedGetPodsMetric", "the HPA was unable to compute the replica count: unable to get metric requests_per_second: unable to fetch metrics from custom metrics API: the server is currently unable to handle the request", "metrics_api_unavailable"},
+		// No custom metrics adapter at all (the sandbox): client-go's
+		// discovery of custom.metrics.k8s.io says so in its own words.
+		{"FailedGetPodsMetric", "the HPA was unable to compute the replica count: unable to get metric requests_per_second: unable to fetch metrics from custom metrics API: no custom metrics API (custom.metrics.k8s.io) registered", "metrics_api_unavailable"},
+		{"FailedGetObjectMetric", "the HPA was unable to compute the replica count: unable to get metric hits on Service ns/x: unable to fetch metrics from custom metrics API: no custom metrics API (custom.metrics.k8s.io) registered", "metrics_api_unavailable"},
+		{"FailedGetContainerResourceMetric", "the HPA was unable to compute the replica count: failed to get cpu usage: did not receive metrics for targeted pods (pods might be unready)", "metric_unavailable"},
 		{"InvalidSelector", "the HPA target's scale is missing a selector", "invalid_target"},
+		// Two HPAs on one target (seen on the sandbox): the target is at
+		// fault, not a metric.
+		{"AmbiguousSelector", "pods by selector app=web are controlled by multiple HPAs: [ns/web ns/web-2]", "invalid_target"},
 		{"FailedGetScale", `the HPA controller was unable to get the target's current scale: deployments/scale.apps "gone" not found`, "invalid_target"},
 		{"InvalidMetricSourceType", "the HPA was unable to compute the replica count: invalid metric source type", "invalid_metric"},
 	} {

@@ -119,8 +119,9 @@ func newTracker(cluster string, timing Timing, protected func(string) bool) *tra
 }
 
 // group is the pods of one owner sharing a container and an issue type,
-// or the controllers of one owner sharing an issue type (a controller's
-// issue types are never a pod's).
+// or the controllers of one owner sharing a container (empty but for
+// warnings) and an issue type (a controller's issue types are never a
+// pod's).
 type group struct {
 	container string
 	typ       events.IssueType
@@ -256,6 +257,7 @@ func (t *tracker) updateController(st *incidentState, id string, owner events.Ob
 		Namespace:  keyOf(owner).Namespace,
 		Owner:      owner,
 		OwnerChain: rep.chain,
+		Container:  g.container,
 		Type:       g.typ,
 		Reason:     rep.issue.Reason,
 		Message:    incidentMessage(rep.issue.Message + g.note),
@@ -265,6 +267,7 @@ func (t *tracker) updateController(st *incidentState, id string, owner events.Ob
 		Count:      max(st.cur.Count, 1),
 		Severity:   cmp.Or(rep.issue.Severity, g.typ.DefaultSeverity()),
 		Protected:  t.protected(owner.Namespace),
+		Warning:    rep.issue.Warning,
 	}
 }
 
@@ -375,9 +378,10 @@ func (t *tracker) decide(st *incidentState, now time.Time) (*announcement, time.
 
 // changed reports a change worth announcing: the cause class, the pod
 // count, the exit code or the severity. Restart counts, messages and
-// timestamps alone are not.
+// timestamps alone are not, nor a warning's pod count (the pods on a
+// nearly full node, a PDB's pods: its numbers, read when asked, not news).
 func changed(a, b events.Incident) bool {
-	return a.Reason != b.Reason || a.PodCount != b.PodCount || a.Severity != b.Severity ||
+	return a.Reason != b.Reason || a.PodCount != b.PodCount && !b.Type.IsWarning() || a.Severity != b.Severity ||
 		!equalPtr(a.ExitCode, b.ExitCode) || a.Protected != b.Protected
 }
 
@@ -474,14 +478,34 @@ func (t *tracker) Counts() map[events.IssueType]int {
 	return out
 }
 
-// Open reports whether owner k has an incident that is present or
-// announced and not resolved: a new failing pod of k can then only change
-// an incident, not be the first news of one.
+// Open reports whether owner k has a failure incident that is present
+// or announced and not resolved: a new failing pod of k can then only
+// change an incident, not be the first news of one. Warnings do not
+// count: a failure of an owner with only warnings open is news (most
+// workloads carry a warning, such as MissingProbes, and would otherwise
+// wait for the debounce).
 func (t *tracker) Open(k ownerKey) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, st := range t.byOwner[k] {
+		if st.cur.Type.IsWarning() {
+			continue
+		}
 		if st.present || st.last.open() {
+			return true
+		}
+	}
+	return false
+}
+
+// OpenOf reports whether owner k has an incident of type typ that is
+// present or announced and not resolved (a warning already given, which
+// a capacity threshold then holds with slack).
+func (t *tracker) OpenOf(k ownerKey, typ events.IssueType) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, st := range t.byOwner[k] {
+		if st.cur.Type == typ && (st.present || st.last.open()) {
 			return true
 		}
 	}
@@ -501,14 +525,15 @@ func (t *tracker) Has(k ownerKey) bool {
 // the pod incidents of the ReplicaSet it waits for.
 func groupObs(pods []podObs, ctrls []ctrlObs) []group {
 	groups := groupPods(pods)
-	idx := map[events.IssueType]int{}
+	idx := map[[2]string]int{}
 	for _, c := range ctrls {
 		for _, iss := range c.Issues {
-			i, ok := idx[iss.Type]
+			k := [2]string{iss.Container, string(iss.Type)}
+			i, ok := idx[k]
 			if !ok {
 				i = len(groups)
-				idx[iss.Type] = i
-				groups = append(groups, group{typ: iss.Type})
+				idx[k] = i
+				groups = append(groups, group{container: iss.Container, typ: iss.Type})
 			}
 			groups[i].ctrls = append(groups[i].ctrls, ctrlIssue{chain: c.Chain, issue: iss})
 		}

@@ -203,8 +203,9 @@ func (c *cluster) podsOf(k ownerKey) []*corev1.Pod {
 // managedFields always go (nil-safe), pods keep their identity, labels,
 // owner references, deletion state, restart policy, container names, ports
 // and status, workload controllers their identity, owner references,
-// replica counts, conditions, pod template labels and (Deployments,
-// ReplicaSets) revision, Services their type, selector and ports,
+// replica counts, conditions, a summary of their pod template (its labels
+// and what the configuration risks read: templateSummary) and
+// (Deployments, ReplicaSets) revision, Services their type, selector and ports,
 // EndpointSlices their Service and endpoints' readiness, and events their
 // subject, reason, message and times. It returns new objects, so it is
 // idempotent.
@@ -267,7 +268,7 @@ func trimJob(o *batchv1.Job) *batchv1.Job {
 func trimDeployment(o *appsv1.Deployment) *appsv1.Deployment {
 	return &appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: withRevision(o.ObjectMeta),
 		Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Paused: o.Spec.Paused,
-			ProgressDeadlineSeconds: o.Spec.ProgressDeadlineSeconds, Template: templateLabels(o.Spec.Template)},
+			ProgressDeadlineSeconds: o.Spec.ProgressDeadlineSeconds, Template: templateSummary(o.Spec.Template)},
 		Status: appsv1.DeploymentStatus{ObservedGeneration: o.Status.ObservedGeneration, Replicas: o.Status.Replicas,
 			UpdatedReplicas: o.Status.UpdatedReplicas, ReadyReplicas: o.Status.ReadyReplicas,
 			AvailableReplicas: o.Status.AvailableReplicas, UnavailableReplicas: o.Status.UnavailableReplicas,
@@ -276,7 +277,7 @@ func trimDeployment(o *appsv1.Deployment) *appsv1.Deployment {
 
 func trimStatefulSet(o *appsv1.StatefulSet) *appsv1.StatefulSet {
 	return &appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
-		Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Template: templateLabels(o.Spec.Template),
+		Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Template: templateSummary(o.Spec.Template),
 			UpdateStrategy: o.Spec.UpdateStrategy},
 		Status: appsv1.StatefulSetStatus{ObservedGeneration: o.Status.ObservedGeneration, Replicas: o.Status.Replicas,
 			ReadyReplicas: o.Status.ReadyReplicas, UpdatedReplicas: o.Status.UpdatedReplicas,
@@ -285,7 +286,7 @@ func trimStatefulSet(o *appsv1.StatefulSet) *appsv1.StatefulSet {
 
 func trimDaemonSet(o *appsv1.DaemonSet) *appsv1.DaemonSet {
 	return &appsv1.DaemonSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
-		Spec: appsv1.DaemonSetSpec{Selector: o.Spec.Selector, Template: templateLabels(o.Spec.Template),
+		Spec: appsv1.DaemonSetSpec{Selector: o.Spec.Selector, Template: templateSummary(o.Spec.Template),
 			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: o.Spec.UpdateStrategy.Type}},
 		Status: appsv1.DaemonSetStatus{ObservedGeneration: o.Status.ObservedGeneration,
 			DesiredNumberScheduled: o.Status.DesiredNumberScheduled, CurrentNumberScheduled: o.Status.CurrentNumberScheduled,
@@ -341,17 +342,25 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	out.Spec.RestartPolicy = p.Spec.RestartPolicy
 	out.Spec.NodeName = intern(p.Spec.NodeName)
 	out.Spec.Volumes = claimVolumes(p) // the claims it waits for
+	// The cpu and memory requests (of the containers, shared by the
+	// pods of a template, and of the pod): what a node's pods request
+	// (NodeNearlyFull, podRequests).
+	out.Spec.Resources = podLevelRequests(p.Spec.Resources)
+	out.Spec.Overhead = p.Spec.Overhead
 	if n := len(p.Spec.InitContainers); n > 0 {
 		out.Spec.InitContainers = make([]corev1.Container, n)
 		for i, c := range p.Spec.InitContainers {
-			out.Spec.InitContainers[i] = corev1.Container{Name: c.Name, Image: c.Image, RestartPolicy: c.RestartPolicy}
+			out.Spec.InitContainers[i] = corev1.Container{Name: c.Name, Image: c.Image, RestartPolicy: c.RestartPolicy,
+				Resources: requestsOnly(c.Resources)}
 		}
 		out.Spec.InitContainers = internSlice(out.Spec.InitContainers) // one copy per pod template
 	}
 	if n := len(p.Spec.Containers); n > 0 {
 		out.Spec.Containers = make([]corev1.Container, n)
 		for i, c := range p.Spec.Containers {
-			out.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Ports: trimPorts(c.Ports)}
+			out.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Ports: trimPorts(c.Ports),
+				Resources: requestsOnly(c.Resources)}
+			out.Spec.Containers[i].Resources.Limits = memoryLimitOnly(c.Resources) // what a memory trend runs into
 		}
 		out.Spec.Containers = internSlice(out.Spec.Containers) // one copy per pod template
 	}

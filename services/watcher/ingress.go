@@ -49,6 +49,10 @@ type IngressClasses struct {
 	Known   bool
 	Names   []string
 	Default bool
+	// DefaultName is the default class ("" for none); Controllers the
+	// spec.controller of each class, by name (ingresscontroller.go).
+	DefaultName string
+	Controllers map[string]string
 }
 
 // ingressBackend is one Service an Ingress routes to, and where.
@@ -226,22 +230,25 @@ func (iw *ingressWatch) classInfo() IngressClasses {
 	if !iw.classes.HasSynced() {
 		return IngressClasses{}
 	}
-	out := IngressClasses{Known: true}
+	out := IngressClasses{Known: true, Controllers: map[string]string{}}
 	for _, o := range iw.classes.GetStore().List() {
 		c, ok := o.(*networkingv1.IngressClass)
 		if !ok {
 			continue
 		}
 		out.Names = append(out.Names, c.Name)
+		out.Controllers[c.Name] = c.Spec.Controller
 		if c.Annotations[annotationDefaultClass] == "true" {
 			out.Default = true
+			out.DefaultName = c.Name
 		}
 	}
 	return out
 }
 
-// ingressTransform trims Ingresses to their class and Service backends,
-// IngressClasses to their name and default annotation.
+// ingressTransform trims Ingresses to their class, Service backends and
+// first address, IngressClasses to their name, default annotation and
+// controller.
 func ingressTransform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *networkingv1.Ingress:
@@ -250,7 +257,8 @@ func ingressTransform(obj any) (any, error) {
 		if o == nil {
 			return obj, nil
 		}
-		out := &networkingv1.IngressClass{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}
+		out := &networkingv1.IngressClass{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta),
+			Spec: networkingv1.IngressClassSpec{Controller: o.Spec.Controller}}
 		if v, ok := o.Annotations[annotationDefaultClass]; ok {
 			out.Annotations = map[string]string{annotationDefaultClass: v}
 		}
@@ -268,6 +276,12 @@ func trimIngress(o *networkingv1.Ingress) *networkingv1.Ingress {
 		out.Annotations = map[string]string{annotationIngressClass: v}
 	}
 	out.Spec.IngressClassName = o.Spec.IngressClassName
+	for _, a := range o.Status.LoadBalancer.Ingress {
+		if a.IP != "" || a.Hostname != "" { // one is enough: served
+			out.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{IP: a.IP, Hostname: a.Hostname}}
+			break
+		}
+	}
 	if b := o.Spec.DefaultBackend; b != nil && b.Service != nil {
 		out.Spec.DefaultBackend = &networkingv1.IngressBackend{Service: b.Service}
 	}
@@ -306,8 +320,11 @@ func (s *Service) watchIngresses(cs kubernetes.Interface) error {
 			}
 		}
 		return keys, nil
-	}}); err != nil {
+	}, indexIngressClass: indexByIngressClass}); err != nil {
 		return fmt.Errorf("watcher: add ingresses indexer: %w", err)
+	}
+	if _, err := iw.ingresses.AddEventHandler(s.ingressAddressHandler()); err != nil {
+		return fmt.Errorf("watcher: ingress address handler: %w", err)
 	}
 	for _, h := range []struct {
 		what string
@@ -368,7 +385,16 @@ func (s *Service) ingressObs(k ownerKey, now time.Time) []ctrlObs {
 			services[b.service] = svc
 		}
 	}
-	issues, recheck := ClassifyIngress(ing, services, s.ingress.classInfo(), now, s.cfg.serviceGrace)
+	classes := s.ingress.classInfo()
+	issues, recheck := ClassifyIngress(ing, services, classes, now, s.cfg.serviceGrace)
+	if len(issues) == 0 {
+		// Its spec is sound: is its class served at all?
+		var due time.Time
+		issues, due = ClassifyIngressController(ing, s.ingressClassState(ing, classes), now, s.cfg.Ingresses.AddressGrace)
+		if recheck.IsZero() || !due.IsZero() && due.Before(recheck) {
+			recheck = due
+		}
+	}
 	if !recheck.IsZero() {
 		s.queue.AddAfter(k, recheck.Sub(now)+10*time.Millisecond)
 	}

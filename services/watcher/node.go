@@ -498,10 +498,19 @@ func refusedFor(p *corev1.Pod, causes []nodeCause) bool {
 }
 
 // trimNode keeps what ClassifyNode reads: identity, whether the node is
-// cordoned, its taints and its conditions.
+// cordoned, its taints and its conditions; and what
+// ClassifyNodeCapacity reads: its allocatable cpu, memory and pods.
 func trimNode(o *corev1.Node) *corev1.Node {
 	out := &corev1.Node{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}
 	out.Spec = corev1.NodeSpec{Unschedulable: o.Spec.Unschedulable, Taints: o.Spec.Taints}
 	out.Status.Conditions = o.Status.Conditions
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourcePods} {
+		if q, ok := o.Status.Allocatable[name]; ok {
+			if out.Status.Allocatable == nil {
+				out.Status.Allocatable = make(corev1.ResourceList, 3)
+			}
+			out.Status.Allocatable[name] = q
+		}
+	}
 	return out
 }

@@ -30,8 +30,9 @@ import (
 // tainted so that only the test's pods run there), made NotReady,
 // unreachable, pressured or cordoned through the sandbox's node
 // annotations; the HPAs run under the sandbox's real
-// kube-controller-manager, which serves no metrics API. A real planner on
-// the same bus plans each incident, so the tests check the plan kind too.
+// kube-controller-manager (the HPA scenarios on metrics are in
+// hpa_e2e_test.go). A real planner on the same bus plans each incident,
+// so the tests check the plan kind too.
 
 const (
 	e2eNodeGrace = 5 * time.Second
@@ -88,9 +89,13 @@ func (h *harness) startNodeWatcher(t *testing.T, grace, cordonedAfter time.Durat
 		}
 		return err == nil, fmt.Sprint(err)
 	})
+	more := h.configure // a test's own settings (warnings) apply too
 	h.configure = func(c *Config) {
 		c.Namespace, c.IncludeNamespaces = "", []string{h.ns}
 		c.Nodes = NodeOptions{Grace: grace, CordonedAfter: cordonedAfter}
+		if more != nil {
+			more(c)
+		}
 	}
 	h.startWatcher(t)
 }
@@ -401,40 +406,6 @@ func TestHealthyAndBrieflyNotReadyNodesAreNoIncident(t *testing.T) {
 			t.Errorf("incident on the control node: %+v", r.event)
 		}
 	}
-}
-
-// An HPA whose target declares no cpu request: on the sandbox (no
-// metrics API, like a cluster without metrics-server) the controller
-// says it cannot fetch metrics; the plan names the container without a
-// request too. Deleting the HPA resolves it.
-func TestHPAThatCannotComputeItsMetricIsAnIncidentOnTheHPA(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	h.configure = func(c *Config) { c.HPAs = HPAOptions{Grace: e2eHPAGrace} }
-	h.startWatcher(t)
-	store := h.startPlanner(t)
-	h.create(t, testDeployment("web", 1, nil, corev1.Container{Name: "app", Image: "nginx:1.27"}))
-	h.createHPA(t, "web", "web", 1, 3)
-
-	id := h.incidentID(kindHPA, "web", events.IssueHPAMetricsUnavailable)
-	in := h.waitEvent(t, 3*time.Minute, id, events.TransitionDetected).event.Incident
-	if in.Owner.Kind != kindHPA || in.Owner.Name != "web" || in.Reason != "metrics_api_unavailable" || in.Severity != events.SeverityMedium ||
-		!strings.Contains(in.Message, "horizontalpodautoscaler web cannot compute the replica count of deployment/web") ||
-		!strings.Contains(in.Message, "(FailedGetResourceMetric)") || !strings.Contains(in.Message, "unable to fetch metrics from resource metrics API") {
-		t.Errorf("incident = %+v", in)
-	}
-	p := waitPlan(t, store, id, events.IssueHPAMetricsUnavailable)
-	if !p.DiagnosticOnly || p.Target.Kind != kindHPA ||
-		!slices.ContainsFunc(p.Steps, func(s events.Step) bool {
-			return strings.Contains(s.Title, "In deployment/web, container app has no cpu request")
-		}) ||
-		!slices.ContainsFunc(p.Steps, func(s events.Step) bool { return strings.Contains(s.Title, "The metrics API it reads is not served") }) {
-		t.Errorf("plan = %+v", p)
-	}
-	if err := h.admin.AutoscalingV2().HorizontalPodAutoscalers(h.ns).Delete(ctx30(t), "web", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	h.waitEvent(t, 2*time.Minute, id, events.TransitionResolved)
 }
 
 // Control: an HPA whose target is scaled to zero on purpose (the

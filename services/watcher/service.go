@@ -31,12 +31,14 @@ import (
 // Deps are the watcher's connections and instruments.
 type Deps struct {
 	// NATS is the bus connection (required). The ISSUES stream and the
-	// kaar_incidents bucket must exist (bus.Provision).
+	// kaar_incidents bucket must exist (bus.Provision), and kaar_usage
+	// when the trend warnings are on.
 	NATS *nats.Conn
 	// Kube reads pods, ReplicaSets, Jobs, Deployments, StatefulSets,
 	// DaemonSets, Services, EndpointSlices and events (required; get,
 	// list and watch are the only verbs used; events are optional
-	// evidence).
+	// evidence), and the pod metrics of metrics.k8s.io (optional: the
+	// memory trends).
 	Kube kubernetes.Interface
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -49,19 +51,22 @@ type Deps struct {
 // Service is the watcher: informers, classifier, incident tracker,
 // publisher and the analyze endpoint.
 type Service struct {
-	cfg     Config
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	log     *slog.Logger
-	now     func() time.Time
-	cl      *cluster
-	tracker *tracker
-	filter  nsFilter
-	queue   workqueue.TypedRateLimitingInterface[ownerKey]
-	metrics *metrics
-	store   *stateStore
-	pulls   *pullMemory
-	creates *createMemory
+	cfg Config
+	// warningSources are the warning families (warn.go), set up by Run
+	// when warnings are enabled.
+	warningSources []warningSource
+	nc             *nats.Conn
+	js             jetstream.JetStream
+	log            *slog.Logger
+	now            func() time.Time
+	cl             *cluster
+	tracker        *tracker
+	filter         nsFilter
+	queue          workqueue.TypedRateLimitingInterface[ownerKey]
+	metrics        *metrics
+	store          *stateStore
+	pulls          *pullMemory
+	creates        *createMemory
 	// cordons is since when each node is cordoned.
 	cordons *cordonMemory
 	storage *storageWatch // claims, StorageClasses, storage events
@@ -69,10 +74,13 @@ type Service struct {
 	// rollouts is since when each StatefulSet and DaemonSet rollout has
 	// not advanced.
 	rollouts *rolloutMemory
-	ingress  *ingressWatch // Ingresses and IngressClasses
-	nodes    *nodeWatch    // Nodes (cluster-wide watcher) and HPAs
-	cron     *cronWatch    // CronJobs
-	ready    chan struct{} // closed once the caches are synced
+	ingress  *ingressWatch  // Ingresses and IngressClasses
+	nodes    *nodeWatch     // Nodes (cluster-wide watcher) and HPAs
+	cron     *cronWatch     // CronJobs
+	trends   *trendWatch    // usage history and the trend warnings (warn_trend.go)
+	capacity *capacityWatch // quotas, LimitRanges, node requests, Certificates
+	risks    *riskWatch     // configuration risks: PDBs, LimitRanges (nil with warnings off)
+	ready    chan struct{}  // closed once the caches are synced
 	ran      atomic.Bool
 }
 
@@ -157,6 +165,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := s.watchNodesAndHPAs(deps.Kube); err != nil {
 		return nil, err
 	}
+	if err := s.watchTrends(deps.Kube, deps.Registerer); err != nil {
+		return nil, err
+	}
+	if err := s.watchConfigRisks(deps.Kube); err != nil {
+		return nil, err
+	}
 	if _, err := cl.events.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    s.eventChanged,
 		UpdateFunc: func(_, obj any) { s.eventChanged(obj) },
@@ -197,6 +211,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := s.watchCronJobs(deps.Kube); err != nil {
 		return nil, err
 	}
+	if err := s.watchCapacity(deps.Kube); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -224,7 +241,11 @@ func (s *Service) Run(ctx context.Context) error {
 	recs = slices.DeleteFunc(recs, func(r record) bool {
 		return s.cfg.Namespace != "" && r.Incident.Namespace != s.cfg.Namespace
 	})
+	recs = s.withUnrecorded(ctx, recs)
 	restored := s.tracker.Restore(recs)
+	if err := s.loadTrends(ctx); err != nil {
+		return err
+	}
 	s.log.Info("watcher starting", slog.Int("announced_incidents", len(restored)), slog.Int("records", len(recs)),
 		slog.String("namespace", s.cfg.Namespace))
 
@@ -248,12 +269,16 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.ingress.shutdown()
 	s.nodes.factory.StartWithContext(gctx) // optional too
 	defer s.nodes.factory.Shutdown()
+	s.startConfigRisks(gctx) // optional too
+	defer s.risks.shutdown()
 	s.cron.start(gctx)
 	defer s.cron.shutdown()
 	s.storage.start(gctx) // optional too
 	defer s.storage.shutdown()
 	s.probes.factory.StartWithContext(gctx) // optional too
 	defer s.probes.factory.Shutdown()
+	s.capacity.start(gctx, s) // optional too
+	defer s.capacity.shutdown()
 	g.Go(func() error {
 		<-gctx.Done()
 		s.queue.ShutDown() // workers finish the item in hand, then return
@@ -272,6 +297,8 @@ func (s *Service) Run(ctx context.Context) error {
 	ectx, ecancel := context.WithTimeout(gctx, eventSyncWait)
 	cache.WaitForCacheSync(ectx.Done(), append(s.storage.synced(), s.cl.events.HasSynced, s.cl.createEvents.HasSynced, s.probes.events.HasSynced)...)
 	cache.WaitForCacheSync(ectx.Done(), append(s.ingress.synced(), append(s.cron.synced(), s.nodes.synced()...)...)...)
+	cache.WaitForCacheSync(ectx.Done(), s.capacity.synced()...)
+	cache.WaitForCacheSync(ectx.Done(), s.risks.synced()...)
 	ecancel()
 	releaseSyncGarbage()
 	close(s.ready)
@@ -287,6 +314,7 @@ func (s *Service) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return s.expireLoop(gctx) })
+	g.Go(func() error { return s.trendLoop(gctx) })
 	err = g.Wait()
 	s.log.Info("watcher stopped")
 	return err
@@ -593,6 +621,9 @@ func (s *Service) reconcile(ctx context.Context, k ownerKey) error {
 	}
 	ctrls, rc := s.ownerObs(k, now)
 	recheck = earliest(recheck, rc)
+	warns, rc := s.warningObs(k, now)
+	recheck = earliest(recheck, rc)
+	ctrls = s.keepOn(append(ctrls, warns...))
 	if len(pods) == 0 && len(ctrls) > 0 {
 		chain := ctrls[0].Chain
 		owner = chain[len(chain)-1]

@@ -197,21 +197,7 @@ func TestAnnouncementPublishedButNotRecordedIsNotRepeated(t *testing.T) {
 	ctx := t.Context()
 	pod := barePod(t, "sandbox-crash-exit-1", "shop", "api")
 
-	// What the first watcher published before it died.
-	id := events.IncidentID("unit", "shop", "Pod", "api", "app", events.IssueCrashLoopBackOff)
-	iss := Classify(pod, nil, time.Now(), DefaultClassifyOptions())[0]
-	in := events.Incident{ID: id, Cluster: "unit", Namespace: "shop", Owner: events.ObjectRef{Kind: "Pod", Namespace: "shop", Name: "api"},
-		Container: "app", Type: iss.Type, Reason: iss.Reason, Message: iss.Message, ExitCode: iss.ExitCode, Pods: []string{"api"}, PodCount: 1,
-		FirstSeen: time.Now().UTC(), LastSeen: time.Now().UTC(), Count: 1, Severity: iss.Type.DefaultSeverity()}
-	env, err := events.New(events.TransitionDetected.EventType(), events.SourceWatcher, "unit", id,
-		events.IncidentEvent{Transition: events.TransitionDetected, Incident: in, ObservedAt: time.Now().UTC(), Observation: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	subject, _ := events.IssueSubject("unit", "shop", events.IssueCrashLoopBackOff)
-	if _, err := bus.Publish(ctx, js, subject, env, events.IncidentMsgID(id, 1)); err != nil {
-		t.Fatal(err)
-	}
+	id := publishUnrecorded(t, js, pod) // what the first watcher published before it died
 
 	kube := fake.NewClientset(pod)
 	r := runUnit(t, nc, kube, Config{})
@@ -245,6 +231,54 @@ func TestAnnouncementPublishedButNotRecordedIsNotRepeated(t *testing.T) {
 	if got := metricValue(t, r.reg, "kaar_watcher_detections_total", "CrashLoopBackOff"); got != 0 {
 		t.Errorf("kaar_watcher_detections_total = %v, want 0 (the stream said duplicate)", got)
 	}
+}
+
+// TestAnnouncementPublishedButNotRecordedIsResolvedOnceHealed: a watcher
+// died between publishing "detected" and recording it, and the failure
+// healed (the pod is gone) before its successor looked. The successor
+// reads the announcement back from the ISSUES stream, takes it as its
+// record, and resolves it: the incident does not stay open for every
+// consumer while no watcher knows it. (The HA failover test met this on
+// the sandbox: its kill lands right after the last detection.)
+func TestAnnouncementPublishedButNotRecordedIsResolvedOnceHealed(t *testing.T) {
+	t.Parallel()
+	nc := embeddedBus(t, true)
+	js, _ := jetstream.New(nc)
+	pod := barePod(t, "sandbox-crash-exit-1", "shop", "api")
+	id := publishUnrecorded(t, js, pod) // what the first watcher published before it died
+
+	// The pod is gone: the successor never sees the failure.
+	r := runUnit(t, nc, fake.NewClientset(), Config{})
+	if ev := r.next(t, "the first watcher's detected"); ev.Observation != 1 {
+		t.Fatalf("first message: observation %d", ev.Observation)
+	}
+	ev := r.next(t, "the successor's resolution")
+	if ev.Transition != events.TransitionResolved || ev.Incident.ID != id || ev.Observation != 2 {
+		t.Fatalf("after the failover: %s of %s, observation %d; want resolved %s, observation 2", ev.Transition, ev.Incident.ID, ev.Observation, id)
+	}
+	r.none(t, 2*unitTiming.GroupInterval)
+}
+
+// publishUnrecorded publishes the detection of bare pod api's
+// CrashLoopBackOff (observation 1) as a watcher that died before
+// recording it did, and returns the incident's id.
+func publishUnrecorded(t *testing.T, js jetstream.JetStream, pod *corev1.Pod) string {
+	t.Helper()
+	id := events.IncidentID("unit", "shop", "Pod", "api", "app", events.IssueCrashLoopBackOff)
+	iss := Classify(pod, nil, time.Now(), DefaultClassifyOptions())[0]
+	in := events.Incident{ID: id, Cluster: "unit", Namespace: "shop", Owner: events.ObjectRef{Kind: "Pod", Namespace: "shop", Name: "api"},
+		Container: "app", Type: iss.Type, Reason: iss.Reason, Message: iss.Message, ExitCode: iss.ExitCode, Pods: []string{"api"}, PodCount: 1,
+		FirstSeen: time.Now().UTC(), LastSeen: time.Now().UTC(), Count: 1, Severity: iss.Type.DefaultSeverity()}
+	env, err := events.New(events.TransitionDetected.EventType(), events.SourceWatcher, "unit", id,
+		events.IncidentEvent{Transition: events.TransitionDetected, Incident: in, ObservedAt: time.Now().UTC(), Observation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, _ := events.IssueSubject("unit", "shop", events.IssueCrashLoopBackOff)
+	if _, err := bus.Publish(t.Context(), js, subject, env, events.IncidentMsgID(id, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // TestReplicasFailingOneByOneAreOneDetectedThenChanged runs the whole

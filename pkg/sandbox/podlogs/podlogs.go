@@ -25,6 +25,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -40,6 +41,23 @@ import (
 // terminated (a crash loop) it is the log of that last run, which is what
 // a kubelet returns both for `kubectl logs` and `kubectl logs --previous`.
 const Annotation = "sandbox.kaar.dev/log"
+
+// The sandbox's annotations (pkg/sandbox, stages.go, which takes its
+// constants from here) of a pod whose first container will end and be
+// restarted: its previous run's log is served from the pod's creation,
+// so that a reader that sees the container's first termination finds the
+// log at once. Without this the previous log appeared only after the
+// writer saw the termination and kwok saw the updated Logs object, a
+// second or more under load after the status said the container ended.
+const (
+	// AnnotationCrashExitCode: the first container exits with this code.
+	AnnotationCrashExitCode = "sandbox.kaar.dev/crash-exit-code"
+	// AnnotationMemoryUsage: the memory the first container uses; above
+	// its memory limit, it is OOMKilled.
+	AnnotationMemoryUsage = "sandbox.kaar.dev/memory-usage"
+	// AnnotationLiveness "fail": the kubelet kills the first container.
+	AnnotationLiveness = "sandbox.kaar.dev/liveness"
+)
 
 // EmptyLog is the name, under the writer's directory, of the empty log
 // every container without a text of its own shows.
@@ -176,6 +194,9 @@ func (w *Writer) Sync(ctx context.Context, namespace, name string, pod *corev1.P
 func (w *Writer) ensureLogsObject(ctx context.Context, pod *corev1.Pod, file string) error {
 	c0 := pod.Spec.Containers[0].Name
 	previous := ""
+	if willRestart(pod) {
+		previous = file
+	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		if cs.Name == c0 && cs.LastTerminationState.Terminated != nil {
 			previous = file // a kubelet has the last run's log only once it ended
@@ -225,6 +246,22 @@ func (w *Writer) ensureLogsObject(ctx context.Context, pod *corev1.Pod, file str
 		return fmt.Errorf("update logs object: %w", err)
 	}
 	return nil
+}
+
+// willRestart says whether the sandbox's stages will end and restart
+// pod's first container: it crashes, fails its liveness probe, or uses
+// more memory than its limit.
+func willRestart(pod *corev1.Pod) bool {
+	a := pod.Annotations
+	if _, ok := a[AnnotationCrashExitCode]; ok || a[AnnotationLiveness] == "fail" {
+		return true
+	}
+	usage, err := resource.ParseQuantity(a[AnnotationMemoryUsage])
+	if err != nil {
+		return false
+	}
+	limit, ok := pod.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]
+	return ok && usage.Cmp(limit) > 0
 }
 
 func ownerUID(refs []any) string {
@@ -291,11 +328,22 @@ func strip(obj any) (any, error) {
 		Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
 		CreationTimestamp: pod.CreationTimestamp, DeletionTimestamp: pod.DeletionTimestamp,
 	}}
-	if text, ok := pod.Annotations[Annotation]; ok {
-		out.Annotations = map[string]string{Annotation: text}
+	for _, k := range []string{Annotation, AnnotationCrashExitCode, AnnotationMemoryUsage, AnnotationLiveness} {
+		if v, ok := pod.Annotations[k]; ok {
+			if out.Annotations == nil {
+				out.Annotations = map[string]string{}
+			}
+			out.Annotations[k] = v
+		}
 	}
-	for _, c := range pod.Spec.Containers {
-		out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name})
+	for i, c := range pod.Spec.Containers {
+		keep := corev1.Container{Name: c.Name}
+		if i == 0 {
+			if m, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+				keep.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: m}
+			}
+		}
+		out.Spec.Containers = append(out.Spec.Containers, keep)
 	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		out.Status.ContainerStatuses = append(out.Status.ContainerStatuses,

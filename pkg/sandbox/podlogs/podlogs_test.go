@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -76,5 +77,56 @@ func TestSyncWritesTheLogAndTheLogsObject(t *testing.T) {
 	}
 	if _, err := dyn.Resource(LogsGVR).Namespace("ns").Get(ctx, "p", metav1.GetOptions{}); err == nil {
 		t.Error("Logs object left")
+	}
+}
+
+// A pod annotated to crash, to fail its liveness probe, or to use more
+// memory than its limit has its previous log from the start: a reader that
+// sees the first termination must not wait for the writer and kwok to
+// catch up. Pods that will run (memory within the limit, no limit, a
+// readiness failure only) have none until a container of theirs ends.
+func TestPodsThatWillRestartHaveTheirPreviousLogFromTheStart(t *testing.T) {
+	limited := func(limit string) corev1.PodSpec {
+		return corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{
+			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(limit)}}}}}
+	}
+	plain := corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}
+	for _, c := range []struct {
+		name     string
+		ann      map[string]string
+		spec     corev1.PodSpec
+		previous bool
+	}{
+		{"crash", map[string]string{AnnotationCrashExitCode: "1"}, plain, true},
+		{"liveness", map[string]string{AnnotationLiveness: "fail"}, plain, true},
+		{"oom", map[string]string{AnnotationMemoryUsage: "200Mi"}, limited("128Mi"), true},
+		{"within-limit", map[string]string{AnnotationMemoryUsage: "100Mi"}, limited("128Mi"), false},
+		{"no-limit", map[string]string{AnnotationMemoryUsage: "200Mi"}, plain, false},
+		{"readiness", map[string]string{"sandbox.kaar.dev/readiness": "fail"}, plain, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{LogsGVR: "LogsList"})
+			w := &Writer{Dir: dir, Dynamic: dyn}
+			c.ann[Annotation] = "Error: boom"
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u1", Annotations: c.ann}, Spec: c.spec}
+			// What the informer keeps must be enough to decide.
+			stripped, err := strip(pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Sync(ctx, "ns", "p", stripped.(*corev1.Pod)); err != nil {
+				t.Fatal(err)
+			}
+			obj, err := dyn.Resource(LogsGVR).Namespace("ns").Get(ctx, "p", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := obj.Object["spec"].(map[string]any)["logs"].([]any)[0].(map[string]any)
+			if got := first["previousLogsFile"] != nil; got != c.previous {
+				t.Errorf("previousLogsFile %v; want one: %v", first["previousLogsFile"], c.previous)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +16,10 @@ import (
 )
 
 const incidentsHelp = `Lists the cluster's open incidents from the bus (the last transition of each
-incident on the ISSUES stream); --all includes resolved ones.`
+incident on the ISSUES stream), worst first; --all includes resolved ones.
+Failures are listed and warnings (what is about to fail: trends, capacity,
+configuration risks) counted; --warnings lists the warnings with their
+evidence instead.`
 
 const auditHelp = `Prints the audit trail of one plan from the AUDIT stream: proposal, decisions
 (who, via which channel), claim, every step, verification.`
@@ -58,6 +62,7 @@ func runIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var cf commonFlags
 	cf.register(fs)
 	all := fs.Bool("all", false, "include resolved incidents")
+	warnings := fs.Bool("warnings", false, "list the warnings (nothing failed yet) with their evidence instead of the failures")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,10 +89,18 @@ func runIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	list := make([]events.IncidentEvent, 0, len(latest))
+	unlisted := 0
 	for _, ev := range latest {
-		if *all || ev.Transition != events.TransitionResolved {
-			list = append(list, ev)
+		if !*all && ev.Transition == events.TransitionResolved {
+			continue
 		}
+		if ev.Incident.Type.IsWarning() != *warnings {
+			if !*warnings && ev.Transition != events.TransitionResolved {
+				unlisted++
+			}
+			continue
+		}
+		list = append(list, ev)
 	}
 	sort.Slice(list, func(i, j int) bool {
 		a, b := list[i].Incident, list[j].Incident
@@ -97,17 +110,33 @@ func runIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return a.LastSeen.After(b.LastSeen)
 	})
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INCIDENT\tSTATE\tSEVERITY\tTYPE\tWORKLOAD\tREASON\tPODS\tCOUNT\tLAST SEEN")
+	if *warnings {
+		fmt.Fprintln(tw, "WARNING\tSTATE\tTYPE\tOBJECT\tCONTAINER\tREASON\tSINCE\tEVIDENCE")
+	} else {
+		fmt.Fprintln(tw, "INCIDENT\tSTATE\tSEVERITY\tTYPE\tWORKLOAD\tREASON\tPODS\tCOUNT\tLAST SEEN")
+	}
 	for _, ev := range list {
 		in := ev.Incident
+		if *warnings {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, ev.Transition, in.Type,
+				events.DisplayRef(in.Owner.Kind, in.Namespace, in.Owner.Name), oneLine(cmp.Or(in.Container, "-"), 40),
+				oneLine(in.Reason, 60), in.FirstSeen.Local().Format(time.RFC3339), cmp.Or(in.Warning.Summary(), "-"))
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", in.ID, ev.Transition, in.Severity, in.Type,
-			in.Owner.Kind+"/"+in.Namespace+"/"+in.Owner.Name, oneLine(in.Reason, 60), in.PodCount, in.Count, in.LastSeen.Local().Format(time.RFC3339))
+			events.DisplayRef(in.Owner.Kind, in.Namespace, in.Owner.Name), oneLine(in.Reason, 60), in.PodCount, in.Count, in.LastSeen.Local().Format(time.RFC3339))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(list) == 0 {
+	switch {
+	case len(list) == 0 && *warnings:
+		fmt.Fprintln(stdout, "(no open warnings)")
+	case len(list) == 0:
 		fmt.Fprintln(stdout, "(no open incidents)")
+	}
+	if unlisted > 0 {
+		fmt.Fprintf(stdout, "%d open warning(s), nothing failed yet: kaar incidents --warnings\n", unlisted)
 	}
 	return nil
 }

@@ -17,7 +17,8 @@ import (
 const usage = `kaar-sandbox runs a local Kubernetes control plane with simulated nodes.
 
 Usage:
-  kaar-sandbox up [--demo] [--nodes N] [--state-dir D]   start it (first run builds it: ~12 min on 2 cores)
+  kaar-sandbox up [--demo] [--nodes N] [--state-dir D]   start it (first run builds it: ~15 min on 2 cores;
+                                                          --no-metrics: without the metrics API)
   kaar-sandbox status [--state-dir D]                     what runs, on which ports, healthy or not
   kaar-sandbox kubeconfig [--state-dir D]                 print the admin kubeconfig path
   kaar-sandbox down [--state-dir D]                       stop it and delete its state
@@ -38,6 +39,7 @@ func main() {
 	opts := sandbox.Options{Detached: true, Progress: os.Stderr}
 	fs.IntVar(&opts.Nodes, "nodes", sandbox.DefaultNodes, "number of kwok nodes")
 	fs.StringVar(&opts.StateDir, "state-dir", "", "state directory")
+	fs.BoolVar(&opts.NoMetrics, "no-metrics", false, "no resource metrics API (no metrics-server, no simulated usage): for benchmarks at scale")
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		fs.Usage()
 		if len(os.Args) < 2 {

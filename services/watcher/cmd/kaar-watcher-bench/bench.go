@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
+	"github.com/kaar-dev/kaar/pkg/config"
 	"github.com/kaar-dev/kaar/pkg/events"
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 	"github.com/nats-io/nats.go"
@@ -37,7 +38,13 @@ type results struct {
 	rss, hwm       uint64
 	rssAnon        uint64 // anonymous resident memory (the Go runtime's, mostly)
 	rssFile        uint64 // file-backed resident memory (the binary's pages)
-	heap           heapReport
+	mem            goMemory
+	binary         string // how the measured kaar-watcher was made
+	binarySize     int64
+	memoryLimit    string // server.memory_limit of its configuration
+	warnings       bool   // watcher.warnings.enabled of its configuration
+	loadStart      string // load averages: at the start, at the steady-state measurement
+	loadSteady     string
 	stormSend      time.Duration // time to send the storm's patches
 	stormWindow    time.Duration // first to last storm pod seen failing
 	stormSeen      int           // storm pods seen failing
@@ -48,6 +55,9 @@ type results struct {
 	stormDetect    []time.Duration
 	stormRSS       uint64
 	stormHWM       uint64
+	stormAnon      uint64
+	stormFile      uint64
+	stormMem       goMemory
 	notes          []string
 }
 
@@ -67,9 +77,10 @@ type benchRun struct {
 	nc      *nats.Conn
 	col     *collector
 	obs     *podObserver
-	want    int // pods running at steady state
-	child   *exec.Cmd
-	stats   *childStats
+	want    int    // pods running at steady state
+	scratch string // the watcher's binary, configuration and log
+	seed    string // the watcher's NATS credential
+	watcher *watcherProc
 }
 
 // cleanups are deferred steps, run last in, first out, as defer would.
@@ -89,11 +100,17 @@ func bench(ctx context.Context, f flags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b := &benchRun{f: f, out: out, sh: sh, r: &results{shape: sh, nodes: f.nodes}}
+	if err := config.ValidateMemoryLimit(f.memoryLimit); err != nil {
+		return err
+	}
+	b := &benchRun{f: f, out: out, sh: sh, r: &results{shape: sh, nodes: f.nodes, memoryLimit: f.memoryLimit, warnings: f.warnings, loadStart: loadAverage()}}
 	defer b.cleanup.run()
 	logf(out, "load: %d healthy Deployments x %d, %d failing Deployments x %d, %d storm pods (%d pods)",
 		sh.HealthyDeployments, sh.HealthyReplicas, sh.FailingDeployments, sh.FailingReplicas, sh.StormPods, sh.total())
 
+	if err := b.prepareWatcher(ctx); err != nil {
+		return err
+	}
 	if err := b.startCluster(ctx); err != nil {
 		return err
 	}
@@ -113,16 +130,59 @@ func bench(ctx context.Context, f flags, out io.Writer) error {
 		return err
 	}
 	b.measureAnalyze()
-	if m, err := procStatus(b.child.Process.Pid); err == nil {
+	if err := b.watcher.exited(); err != nil {
+		return err
+	}
+	b.r.loadSteady = loadAverage()
+	if m, err := procStatus(b.watcher.pid()); err == nil {
 		b.r.rss, b.r.hwm, b.r.rssAnon, b.r.rssFile = m["VmRSS"], m["VmHWM"], m["RssAnon"], m["RssFile"]
 	}
-	b.r.heap = b.stats.heap()
+	if b.r.mem, err = scrapeGoMemory(b.watcher.metricsURL); err != nil {
+		return fmt.Errorf("watcher metrics: %w", err)
+	}
 	if sh.StormPods > 0 {
 		if err := b.measureStorm(ctx); err != nil {
 			return err
 		}
 	}
 	return b.report()
+}
+
+// prepareWatcher makes the scratch directory of the watcher and builds
+// kaar-watcher there (or takes -watcher-binary).
+func (b *benchRun) prepareWatcher(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "kaar-watcher-bench-watcher-")
+	if err != nil {
+		return err
+	}
+	b.scratch = dir
+	b.cleanup.add(func() { _ = os.RemoveAll(dir) }) // scratch space; a leftover does no harm
+	if b.f.watcherBinary != "" {
+		b.r.binary = b.f.watcherBinary + " (-watcher-binary)"
+	} else {
+		logf(b.out, "building kaar-watcher: CGO_ENABLED=0 GOWORK=off go build %s", strings.Join(quoted(buildFlags), " "))
+		if b.f.watcherBinary, err = buildWatcher(ctx, dir); err != nil {
+			return err
+		}
+		b.r.binary = "kaar-watcher built by the bench with CGO_ENABLED=0 go build " + strings.Join(quoted(buildFlags), " ") + " (as the images)"
+	}
+	fi, err := os.Stat(b.f.watcherBinary)
+	if err != nil {
+		return err
+	}
+	b.r.binarySize = fi.Size()
+	return nil
+}
+
+func quoted(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if strings.Contains(a, " ") {
+			out[i] = `"` + a + `"`
+		}
+	}
+	return out
 }
 
 // startCluster attaches to the sandbox of -kubeconfig, or starts a
@@ -180,9 +240,9 @@ func (b *benchRun) createNamespace(ctx context.Context) error {
 	return waitServiceAccount(ctx, cs, ns)
 }
 
-// startBus starts an embedded NATS JetStream on a TCP port, for the
-// child, which logs in with the watcher's seed (KAAR_NATS_NKEY_FILE),
-// and subscribes the collector to the incidents.
+// startBus starts an embedded NATS JetStream on a TCP port, declares the
+// bus for the cluster (kaar bus provision) and subscribes the collector
+// to the incidents. The watcher logs in with its role's seed (--creds).
 func (b *benchRun) startBus(ctx context.Context) error {
 	credDir, err := os.MkdirTemp("", "kaar-bench-creds-")
 	if err != nil {
@@ -193,9 +253,7 @@ func (b *benchRun) startBus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Setenv("KAAR_NATS_NKEY_FILE", creds.SeedFile(bus.RoleWatcher)); err != nil {
-		return err
-	}
+	b.seed = creds.SeedFile(bus.RoleWatcher)
 	if b.emb, err = bus.StartEmbedded(ctx, bus.EmbeddedOptions{Port: bus.RandomPort, Credentials: creds}); err != nil {
 		return err
 	}
@@ -219,7 +277,11 @@ func (b *benchRun) startBus(ctx context.Context) error {
 // and waits for it to run.
 func (b *benchRun) createLoad(ctx context.Context) error {
 	sh := b.sh
-	obs, err := newPodObserver(b.cs, b.ns, b.f.cluster, watcherConfig(b.f.cluster).Classify)
+	opts, err := benchClassify(b.f.cluster, b.f.memoryLimit)
+	if err != nil {
+		return err
+	}
+	obs, err := newPodObserver(b.cs, b.ns, b.f.cluster, opts)
 	if err != nil {
 		return err
 	}
@@ -245,28 +307,34 @@ func (b *benchRun) createLoad(ctx context.Context) error {
 	return nil
 }
 
-// startWatcher runs the watcher in its own process and waits until it
-// answers analyze, its caches synced.
+// startWatcher runs kaar-watcher and waits until it answers analyze,
+// its caches synced.
 func (b *benchRun) startWatcher(ctx context.Context) error {
 	kc, err := b.cluster.KubeconfigFor(sandbox.AdminUser)
 	if err != nil {
 		return err
 	}
-	b.stats = &childStats{}
-	cctx, stopChild := context.WithCancel(ctx)
-	b.cleanup.add(stopChild)
-	child, err := startChild(cctx, b.emb.ClientURL(), kc, b.f.cluster, b.f.memoryLimit, b.stats)
+	wctx, stopWatcher := context.WithCancel(ctx)
+	b.cleanup.add(stopWatcher)
+	w, err := startWatcherProc(wctx, b.f.watcherBinary, b.scratch, b.emb.ClientURL(), b.seed, kc, b.f.cluster, b.f.memoryLimit, b.f.warnings)
 	if err != nil {
 		return err
 	}
-	b.child = child
-	b.cleanup.add(func() { stopChild(); _ = child.Wait() })
+	b.watcher = w
+	b.cleanup.add(func() { stopWatcher(); w.wait() })
 	t0 := time.Now()
+	var exited error
 	if err := poll(ctx, 10*time.Minute, 5*time.Second, func() (bool, string) {
+		if exited = w.exited(); exited != nil {
+			return true, ""
+		}
 		_, err := analyze(b.nc, b.f.cluster, events.AnalyzeRequest{Limit: 1})
 		return err == nil, fmt.Sprint(err)
 	}, b.out); err != nil {
 		return fmt.Errorf("watcher sync: %w", err)
+	}
+	if exited != nil {
+		return exited
 	}
 	b.r.syncTime = time.Since(t0)
 	logf(b.out, "watcher synced %d pods in %s", b.want, b.r.syncTime.Round(10*time.Millisecond))
@@ -359,7 +427,16 @@ func (b *benchRun) measureStorm(ctx context.Context) error {
 		slices.SortFunc(seen, func(x, y time.Time) int { return x.Compare(y) })
 		b.r.stormWindow = seen[len(seen)-1].Sub(seen[0])
 	}
-	b.r.stormRSS, b.r.stormHWM, _ = procMemory(b.child.Process.Pid)
+	if err := b.watcher.exited(); err != nil {
+		return err
+	}
+	if m, err := procStatus(b.watcher.pid()); err == nil {
+		b.r.stormRSS, b.r.stormHWM, b.r.stormAnon, b.r.stormFile = m["VmRSS"], m["VmHWM"], m["RssAnon"], m["RssFile"]
+	}
+	var err error
+	if b.r.stormMem, err = scrapeGoMemory(b.watcher.metricsURL); err != nil {
+		return fmt.Errorf("watcher metrics: %w", err)
+	}
 	return nil
 }
 
@@ -535,10 +612,17 @@ func (r *results) table() string {
 		fmt.Sprintf("%s / %s over %d incidents (%d not detected)", ms(percentile(r.detect, .5)), ms(percentile(r.detect, .99)), len(r.detect), r.detectMissing))
 	row("analyze latency p50 / p99 (NATS request/reply)",
 		fmt.Sprintf("%s / %s over %d requests (%d errors)", ms(percentile(r.analyze, .5)), ms(percentile(r.analyze, .99)), len(r.analyze), r.analyzeErrors))
-	row("watcher RSS / peak RSS (steady state)", fmt.Sprintf("%s / %s", mib(r.rss), mib(r.hwm)))
+	row("watcher program", fmt.Sprintf("%s, %s", r.binary, mib(uint64(max(r.binarySize, 0)))))
+	row("watcher soft memory limit", r.limitText())
+	row("warnings (watcher.warnings.enabled)", map[bool]string{true: "on (kaar's default)", false: "off"}[r.warnings])
+	row("load average (1, 5, 15 min) at the start / at the steady-state measurement", fmt.Sprintf("%s / %s", r.loadStart, r.loadSteady))
+	row("watcher RSS / peak RSS (steady state, /proc/<pid>/status)", fmt.Sprintf("%s / %s", mib(r.rss), mib(r.hwm)))
 	row("watcher RSS anonymous / file-backed (the binary's pages)", fmt.Sprintf("%s / %s", mib(r.rssAnon), mib(r.rssFile)))
-	row("watcher Go runtime memory held (mapped, not released)", mib(r.heap.GoMapped))
-	row("watcher Go heap live / objects", fmt.Sprintf("%s / %d", mib(r.heap.HeapLive), r.heap.HeapObjects))
+	row("watcher Go runtime memory held (go_memstats_sys_bytes - heap_released)", mib(r.mem.Held))
+	row("of which heap in use / free heap not yet returned / stacks / runtime metadata", fmt.Sprintf("%s / %s / %s / %s",
+		mib(r.mem.HeapInuse), mib(r.mem.HeapFree), mib(r.mem.Stacks), mib(r.mem.Runtime)))
+	row("watcher CPU time since its start (process_cpu_seconds_total)", r.mem.CPU.Round(100*time.Millisecond).String())
+	row("watcher Go heap allocated (live + not yet collected) / objects / next GC goal", fmt.Sprintf("%s / %d / %s", mib(r.mem.HeapAlloc), r.mem.HeapObjects, mib(r.mem.NextGC)))
 	if s.StormPods > 0 {
 		row("storm: patches sent (API server accepted them) in", r.stormSend.Round(100*time.Millisecond).String())
 		row("storm: pods seen failing, first to last", fmt.Sprintf("%d in %s", r.stormSeen, r.stormWindow.Round(100*time.Millisecond)))
@@ -546,8 +630,24 @@ func (r *results) table() string {
 		row("storm: detected events per second (first to last detected)", fmt.Sprintf("%.0f", r.stormRate))
 		row("storm: detection latency p50 / p99", fmt.Sprintf("%s / %s", ms(percentile(r.stormDetect, .5)), ms(percentile(r.stormDetect, .99))))
 		row("watcher RSS / peak RSS after the storm", fmt.Sprintf("%s / %s", mib(r.stormRSS), mib(r.stormHWM)))
+		row("watcher RSS anonymous / file-backed, Go memory held after the storm", fmt.Sprintf("%s / %s, %s", mib(r.stormAnon), mib(r.stormFile), mib(r.stormMem.Held)))
+		row("watcher CPU time since its start, after the storm", r.stormMem.CPU.Round(100*time.Millisecond).String())
 	}
 	return b.String()
+}
+
+// limitText says which soft memory limit the watcher ran under, as its
+// runtime reports it (go_gc_gomemlimit_bytes), and why.
+func (r *results) limitText() string {
+	gogc := fmt.Sprintf("GOGC %d", r.mem.GOGC)
+	if r.mem.Limit == 0 {
+		why := "no container memory limit here"
+		if r.memoryLimit == config.MemoryLimitOff {
+			why = "off"
+		}
+		return fmt.Sprintf("none (server.memory_limit: %s: %s), %s", r.memoryLimit, why, gogc)
+	}
+	return fmt.Sprintf("%s (server.memory_limit: %s), %s", mib(r.mem.Limit), r.memoryLimit, gogc)
 }
 
 func appendResults(path, table string, r *results) error {
@@ -558,9 +658,9 @@ func appendResults(path, table string, r *results) error {
 	}
 	fmt.Fprintf(&b, "\n## Watcher at scale (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Machine: %s\n\n", machine())
-	fmt.Fprintf(&b, "Command: `%s`\n\n", commandLine())
+	fmt.Fprintf(&b, "Command: `%s`, tree at %s\n\n", commandLine(), treeCommit())
 	b.WriteString(table)
-	b.WriteString("\nMethod: the watcher runs alone in a child process (RSS read from /proc/<pid>/status) with the default timing (no group wait) and pending_grace 0 (so that a Pending pod is classifiable at its status write like the other types; the grace is a policy delay, not detection latency). Detection latency is, per incident, the arrival of its detected event on an ISSUES consumer minus the moment the bench's own pod watch first saw one of its pods failing (both in the bench process, same clock). The storm makes bare pods crash (one incident each), paced evenly over the window.\n")
+	b.WriteString("\nMethod: the bench runs the kaar-watcher program in its own process, configured as a user would (a config file with the defaults but watcher.pending_grace 0s, server.memory_limit as said above, server.metrics_addr; --nats-url, --creds with the watcher's seed, --kubeconfig of the sandbox's admin), against the bench's own NATS server. RSS comes from /proc/<pid>/status, the Go figures from its /metrics. pending_grace 0 makes a Pending pod classifiable at its status write like the other types (the grace is a policy delay, not detection latency). Detection latency is, per incident, the arrival of its detected event on an ISSUES consumer minus the moment the bench's own pod watch first saw one of its pods failing (both in the bench process, same clock). The storm makes bare pods crash (one incident each), paced evenly over the window.\n")
 	for _, n := range r.notes {
 		b.WriteString("\nNote: " + n + "\n")
 	}

@@ -1,10 +1,12 @@
-// Command kaar-watcher-bench measures the watcher on a real control plane
-// (pkg/sandbox with kwok nodes): detection latency from a pod's status
-// write to the incident on the bus, analyze latency over NATS
-// request/reply, the watcher's resident memory, and a storm of pods
+// Command kaar-watcher-bench measures the kaar-watcher program on a real
+// control plane (pkg/sandbox with kwok nodes): detection latency from a
+// pod's status write to the incident on the bus, analyze latency over
+// NATS request/reply, the watcher's resident memory, and a storm of pods
 // failing within seconds (throughput, lost and duplicate incidents). It
-// prints a table and appends it to BENCHMARKS.md. Numbers are measured,
-// never asserted.
+// builds kaar-watcher as the images do and runs it as a user would (a
+// config file, --nats-url, --creds, --kubeconfig), against its own NATS
+// server. It prints a table and appends it to BENCHMARKS.md. Numbers are
+// measured, never asserted.
 package main
 
 import (
@@ -13,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -24,9 +25,8 @@ type flags struct {
 	pods, nodes, failPercent, storm, analyze int
 	stormWindow, loadTimeout                 time.Duration
 	kubeconfig, stateDir, out                string
-	runWatcher                               bool
-	natsURL, cluster                         string
-	memoryLimit                              string
+	cluster, memoryLimit, watcherBinary      string
+	warnings                                 bool
 }
 
 func main() {
@@ -41,45 +41,18 @@ func main() {
 	flag.StringVar(&f.kubeconfig, "kubeconfig", "", "admin kubeconfig of a running sandbox to use instead of starting a private one")
 	flag.StringVar(&f.stateDir, "state-dir", "", "state directory of the private sandbox (default: a temporary directory)")
 	flag.StringVar(&f.out, "out", "BENCHMARKS.md", "file the results are appended to (empty: none)")
-	flag.BoolVar(&f.runWatcher, "run-watcher", false, "internal: run the watcher (the child process)")
-	flag.StringVar(&f.natsURL, "nats-url", "", "internal: NATS URL of the child watcher")
-	flag.StringVar(&f.cluster, "cluster", "bench", "cluster name on the bus")
-	flag.StringVar(&f.memoryLimit, "memory-limit", "auto", "the watcher's server.memory_limit (auto, off or a size such as 96Mi), applied as kaar applies it")
+	flag.StringVar(&f.cluster, "cluster", "bench", "cluster name on the bus (kubernetes.cluster_name)")
+	flag.StringVar(&f.memoryLimit, "memory-limit", "auto", "the watcher's server.memory_limit (auto, off or a size such as 96Mi); auto is kaar's default")
+	flag.BoolVar(&f.warnings, "warnings", true, "the watcher's watcher.warnings.enabled (kaar's default: on); -warnings=false measures what the warnings cost")
+	flag.StringVar(&f.watcherBinary, "watcher-binary", "", "kaar-watcher to measure (default: built from this tree as the images build it)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
-	if f.runWatcher {
-		err = runWatcherChild(ctx, f.natsURL, f.kubeconfig, f.cluster, f.memoryLimit)
-	} else {
-		err = bench(ctx, f, os.Stdout)
-	}
-	if err != nil {
+	if err := bench(ctx, f, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "kaar-watcher-bench:", err)
 		os.Exit(1)
 	}
-}
-
-// startChild runs this binary as the watcher.
-func startChild(ctx context.Context, natsURL, kubeconfig, cluster, memoryLimit string, stats *childStats) (*exec.Cmd, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, self, "-run-watcher", "-nats-url", natsURL, "-kubeconfig", kubeconfig, "-cluster", cluster, "-memory-limit", memoryLimit)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 30 * time.Second
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	go stats.follow(out)
-	return cmd, nil
 }
 
 func commandLine() string {

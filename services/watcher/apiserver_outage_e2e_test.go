@@ -28,6 +28,11 @@ import (
 // revision moved on while it was down). It runs on a private sandbox,
 // because it stops the API server.
 //
+// It is the package's longest test (about 2 minutes), and go test starts
+// parallel tests roughly in the order of their files: its file's name
+// sorts first among the sandbox tests, so that it does not start last
+// and end the package's run a minute after every other test.
+//
 // While the API server is down the watcher keeps answering analyze from
 // memory. Afterwards it re-lists: an incident announced before the outage
 // is not announced again (nor resolved), and workloads that start failing
