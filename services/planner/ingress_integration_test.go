@@ -12,43 +12,9 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 )
-
-// asLeastPrivilegedPlanner makes the planner read the cluster as the
-// sandbox's kaar-planner user bound to RBACRules only.
-func (h *harness) asLeastPrivilegedPlanner(t *testing.T) {
-	t.Helper()
-	ctx := h.ctx(time.Minute)
-	name := "kaar-planner-" + h.ns
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: RBACRules()}
-	if _, err := h.kube.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "kaar-planner"}}}
-	if _, err := h.kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx := h.ctx(30 * time.Second)
-		_ = h.kube.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
-		_ = h.kube.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
-	})
-	rc, err := sandbox.ForTest(t).RESTConfigFor("kaar-planner")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.plannerKube = kubernetes.NewForConfigOrDie(rc)
-	eventually(t, 30*time.Second, "the planner's role to take effect", func() (bool, string) {
-		_, err := h.plannerKube.NetworkingV1().IngressClasses().List(ctx, metav1.ListOptions{})
-		return err == nil, fmt.Sprint(err)
-	})
-}
 
 // noPodIncidentOn is the incident the watcher announces on an object of
 // the harness's namespace with no failing pod.

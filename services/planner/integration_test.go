@@ -478,34 +478,8 @@ func TestInvalidIssueMessagesAreDropped(t *testing.T) {
 // kaar-planner user, and that user cannot read Secrets.
 func TestPlannerWorksWithLeastPrivilege(t *testing.T) {
 	h := newHarness(t, true)
-	c := sandbox.ForTest(t)
+	h.asLeastPrivilegedPlanner(t)
 	ctx := h.ctx(time.Minute)
-	name := "kaar-planner-" + h.ns
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: RBACRules()}
-	if _, err := h.kube.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "kaar-planner"}}}
-	if _, err := h.kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = h.kube.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
-		_ = h.kube.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
-	})
-	rc, err := c.RESTConfigFor("kaar-planner")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.plannerKube = kubernetes.NewForConfigOrDie(rc)
-	eventually(t, 30*time.Second, "the planner's role to take effect", func() (bool, string) {
-		_, err := h.plannerKube.AppsV1().Deployments(h.ns).List(ctx, metav1.ListOptions{})
-		return err == nil, fmt.Sprint(err)
-	})
 	if _, err := h.plannerKube.CoreV1().Secrets(h.ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the planner's role can list secrets: %v", err)
 	}
@@ -608,5 +582,41 @@ func TestEvictedPendingAndConfigErrorPlans(t *testing.T) {
 			!strings.Contains(p.Steps[0].Title, "container app env WEBHOOK_URL") {
 			t.Errorf("plan %s", mustJSON(p))
 		}
+	})
+}
+
+// asLeastPrivilegedPlanner makes the harness's planner read the cluster
+// as the sandbox's kaar-planner user, bound to RBACRules only (a
+// ClusterRole and binding of this test's own, removed when it ends), and
+// waits until the API server's authorizer has seen them.
+func (h *harness) asLeastPrivilegedPlanner(t *testing.T) {
+	t.Helper()
+	ctx := h.ctx(time.Minute)
+	name := "kaar-planner-" + h.ns
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: RBACRules()}
+	if _, err := h.kube.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "kaar-planner"}}}
+	if _, err := h.kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := h.ctx(30 * time.Second)
+		_ = h.kube.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
+		_ = h.kube.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
+	})
+	rc, err := sandbox.ForTest(t).RESTConfigFor("kaar-planner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.plannerKube = kubernetes.NewForConfigOrDie(rc)
+	// The role and its binding reach the authorizer together or not at
+	// all for this user: one read the role allows shows both arrived.
+	eventually(t, 30*time.Second, "the planner's role to take effect", func() (bool, string) {
+		_, err := h.plannerKube.AppsV1().Deployments(h.ns).List(ctx, metav1.ListOptions{})
+		return err == nil, fmt.Sprint(err)
 	})
 }

@@ -11,10 +11,8 @@ import (
 	"github.com/kaar-dev/kaar/pkg/sandbox"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Storage plans on the sandbox's real PV controller, scheduler and kwok
@@ -24,33 +22,7 @@ import (
 // read.
 func TestStoragePlansWithLeastPrivilege(t *testing.T) {
 	h := newHarness(t, true)
-	c := sandbox.ForTest(t)
-	ctx := h.ctx(time.Minute)
-	name := "kaar-planner-storage-" + h.ns
-	if _, err := h.kube.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: RBACRules()},
-		metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "kaar-planner"}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = h.kube.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
-		_ = h.kube.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
-	})
-	rc, err := c.RESTConfigFor("kaar-planner")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.plannerKube = kubernetes.NewForConfigOrDie(rc)
-	eventually(t, 30*time.Second, "the planner's role to take effect", func() (bool, string) {
-		_, err := h.plannerKube.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{})
-		return err == nil, fmt.Sprint(err)
-	})
+	h.asLeastPrivilegedPlanner(t)
 	h.startPlanner(nil)
 
 	noForbidden := func(t *testing.T, p events.Plan) {

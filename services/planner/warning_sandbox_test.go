@@ -1,56 +1,17 @@
 package planner
 
 import (
-	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kaar-dev/kaar/pkg/events"
-	"github.com/kaar-dev/kaar/pkg/sandbox"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 )
-
-// asPlannerRole makes the harness's planner the sandbox's kaar-planner
-// user, bound to RBACRules only (a ClusterRole of this test's own).
-func (h *harness) asPlannerRole() {
-	h.t.Helper()
-	t := h.t
-	ctx := h.ctx(time.Minute)
-	name := "kaar-planner-" + h.ns
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: RBACRules()}
-	if _, err := h.kube.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "kaar-planner"}}}
-	if _, err := h.kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = h.kube.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
-		_ = h.kube.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
-	})
-	rc, err := sandbox.ForTest(t).RESTConfigFor("kaar-planner")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.plannerKube = kubernetes.NewForConfigOrDie(rc)
-	eventually(t, 30*time.Second, "the planner's role to take effect", func() (bool, string) {
-		_, err := h.plannerKube.PolicyV1().PodDisruptionBudgets(h.ns).Get(ctx, "none", metav1.GetOptions{})
-		return err == nil || !strings.Contains(err.Error(), "forbidden"), fmt.Sprint(err)
-	})
-}
 
 // On the sandbox, as the planner's least-privilege role: a MemoryNearLimit
 // warning asked for gets the limit raise, accepted by the API server in a
@@ -60,7 +21,7 @@ func (h *harness) asPlannerRole() {
 func TestWarningPlansOnTheSandbox(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, true)
-	h.asPlannerRole()
+	h.asLeastPrivilegedPlanner(t)
 	h.startPlanner(nil)
 	ctx := h.ctx(3 * time.Minute)
 
