@@ -240,9 +240,22 @@ loop:
 				continue
 			}
 			if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
-				c.log.Warn("lease lost: another candidate holds it", slog.Any("error", err))
-				lost = true
-				break loop
+				// The revision moved. An earlier renewal whose reply
+				// was lost (it timed out here but the server applied
+				// it) moves it too: only another holder's record
+				// means the lease is lost.
+				held, nrev, renewed, gerr := c.heldByThis(ctx, acquired)
+				switch {
+				case gerr == nil && held:
+					c.log.Debug("lease renewal found its own earlier write applied", slog.Uint64("revision", nrev))
+					rev, lastRenew = nrev, renewed
+					continue
+				case gerr == nil:
+					c.log.Warn("lease lost: another candidate holds it", slog.Any("error", err))
+					lost = true
+					break loop
+				}
+				err = gerr
 			}
 			if now.Sub(lastRenew) >= c.cfg.RenewDeadline {
 				c.log.Warn("lease lost: not renewed within the renew deadline", slog.Duration("renew_deadline", c.cfg.RenewDeadline), slog.Any("error", err))
@@ -274,6 +287,28 @@ loop:
 		leadErr = nil
 	}
 	return leadErr
+}
+
+// heldByThis reads the lease record after a renewal found its revision
+// moved: held is true when the record is this holder's of this term (the
+// same acquisition time), which a renewal applied by the server whose
+// reply never arrived leaves; then rev is its revision and renewed when
+// it was written. An error means the record could not be read.
+func (c *candidate) heldByThis(ctx context.Context, acquired time.Time) (held bool, rev uint64, renewed time.Time, err error) {
+	gctx, cancel := context.WithTimeout(ctx, c.cfg.RetryPeriod)
+	defer cancel()
+	e, err := c.cfg.KV.Get(gctx, c.cfg.Key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, 0, time.Time{}, nil
+	}
+	if err != nil {
+		return false, 0, time.Time{}, err
+	}
+	var r Record
+	if json.Unmarshal(e.Value(), &r) != nil || r.Holder != c.cfg.Holder || !r.AcquiredAt.Equal(acquired.UTC()) {
+		return false, 0, time.Time{}, nil
+	}
+	return true, e.Revision(), r.RenewedAt, nil
 }
 
 // isWrongSequence reports the error of an update whose expected revision

@@ -275,3 +275,69 @@ func TestARestartedHolderTakesItsLeaseBackAtOnce(t *testing.T) {
 		t.Error("another holder took a live lease")
 	}
 }
+
+// lostReplyKV applies every update but, when told, answers one of them
+// with a timeout, as a client whose reply did not arrive in time sees it.
+type lostReplyKV struct {
+	jetstream.KeyValue
+	mu       sync.Mutex
+	loseNext bool
+	lost     int
+}
+
+func (k *lostReplyKV) Update(ctx context.Context, key string, value []byte, last uint64) (uint64, error) {
+	rev, err := k.KeyValue.Update(ctx, key, value, last)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil && k.loseNext {
+		k.loseNext = false
+		k.lost++
+		return 0, context.DeadlineExceeded
+	}
+	return rev, err
+}
+
+// TestARenewalWhoseReplyWasLostKeepsTheLease: a renewal the server
+// applied but whose reply the leader never got moves the record's
+// revision; the next renewal must find its own write there and go on
+// leading, not take the moved revision for another holder and step down.
+func TestARenewalWhoseReplyWasLostKeepsTheLease(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	l := newLeaders(t)
+	_, inner := s.kv(t)
+	kv := &lostReplyKV{KeyValue: inner}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	cfg := Config{KV: kv, Key: "watcher.prod", Holder: "a", Duration: testDuration, RenewDeadline: testDeadline, RetryPeriod: testRetry,
+		Logger: slog.New(slog.DiscardHandler)}
+	go func() { done <- Run(ctx, cfg, l.lead("a")) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	l.waitLeader(t, "", 5*time.Second)
+	for range 3 {
+		kv.mu.Lock()
+		kv.loseNext = true
+		kv.mu.Unlock()
+		time.Sleep(3 * testRetry)
+	}
+	kv.mu.Lock()
+	lostReplies := kv.lost
+	kv.mu.Unlock()
+	if lostReplies != 3 {
+		t.Fatalf("%d renewal replies lost, want 3 (the leader stopped renewing?)", lostReplies)
+	}
+	if cur, hist := l.now(); cur != "a" || len(hist) != 1 {
+		t.Errorf("after renewals whose replies were lost: current %q, history %v; want a leading since it started", cur, hist)
+	}
+	e, err := inner.Get(context.Background(), "watcher.prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Record
+	if err := json.Unmarshal(e.Value(), &r); err != nil || r.Holder != "a" || time.Since(r.RenewedAt) > testDeadline {
+		t.Errorf("lease record %s (err %v), want a's, renewed within the renew deadline", e.Value(), err)
+	}
+}
