@@ -255,6 +255,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer func() { _ = svc.Stop() }()
 
+	s.reportForbiddenReads()
 	g, gctx := errgroup.WithContext(ctx)
 	s.cl.factory.StartWithContext(gctx)
 	defer s.cl.factory.Shutdown()
