@@ -16,9 +16,14 @@ import (
 	"github.com/kaar-dev/kaar/pkg/bus"
 )
 
+// The tests' lease timing, short for quick tests. The renew deadline is
+// how long a leader may go without a successful renewal before it steps
+// down; at 1 s a stall of the test process on a loaded 2-core machine
+// (the whole make test under -race) could end a healthy leadership, which
+// the tests take for a bug. 2 s leaves ten renewal attempts.
 const (
-	testDuration = 1500 * time.Millisecond
-	testDeadline = 1000 * time.Millisecond
+	testDuration = 3 * time.Second
+	testDeadline = 2 * time.Second
 	testRetry    = 200 * time.Millisecond
 )
 
