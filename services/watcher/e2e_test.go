@@ -165,24 +165,7 @@ func (h *harness) startWatcher(t *testing.T) (stop func(), reg *prometheus.Regis
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v, want nil on shutdown", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("Run did not return 30s after cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop = runService(t, svc)
 	waitFor(t, time.Minute, "the watcher's cache to sync", func() (bool, string) {
 		_, err := h.analyze(events.AnalyzeRequest{})
 		return err == nil, fmt.Sprint(err)

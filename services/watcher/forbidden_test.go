@@ -1,7 +1,6 @@
 package watcher
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -33,15 +32,7 @@ func TestForbiddenReadIsSaidOnceAndRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runService(t, svc)
 	waitFor(t, 30*time.Second, "the informer to retry the forbidden list", func() (bool, string) {
 		return lists.Load() >= 3, logs.String()
 	})

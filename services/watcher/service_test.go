@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,15 +167,7 @@ func TestPodStormIsCoalesced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runService(t, svc)
 
 	js, _ := jetstream.New(nc)
 	filter, _ := events.IssueFilter("unit")
@@ -286,4 +279,29 @@ func TestNamespacePolicy(t *testing.T) {
 	if !f.isProtected("kube-system") || f.isProtected("shop") || !f.watched("kube-system") {
 		t.Errorf("protected namespaces are watched and flagged, others are not flagged")
 	}
+}
+
+// runService runs svc until the test ends or stop is called, whichever
+// comes first; Run must then return nil within 30 s.
+func runService(t *testing.T, svc *Service) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run returned %v, want nil on shutdown", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("Run did not return 30s after cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }

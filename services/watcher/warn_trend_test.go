@@ -664,15 +664,7 @@ func TestTrendsWithoutMetricsAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runService(t, svc)
 	waitFor(t, 10*time.Second, "MemoryNearLimit reported off", func() (bool, string) {
 		return strings.Contains(buf.String(), "warnings off: the metrics API is not available"), buf.String()
 	})
