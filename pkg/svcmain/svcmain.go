@@ -148,6 +148,8 @@ func Instances(ctx context.Context, specs []Spec, cfg config.Config, connect Con
 // build connects one service to the bus, checks its bindings and
 // constructs it.
 func build(ctx context.Context, spec Spec, cfg config.Config, connect Connector, holder string, logger *slog.Logger, reg prometheus.Registerer, gather prometheus.Gatherer) (Instance, error) {
+	// The one place a service's log lines get their service and cluster:
+	// the services do not tag themselves (slog would repeat the keys).
 	logger = logger.With(slog.String("service", spec.Name), slog.String("cluster", cfg.Kubernetes.ClusterName))
 	nc, err := connect(ctx, "kaar-"+spec.Name, logger)
 	if err != nil {

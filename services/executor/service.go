@@ -280,7 +280,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg:      cfg,
 		nc:       deps.NATS,
 		kube:     deps.Kube,
-		log:      deps.Logger.With(slog.String("service", "executor"), slog.String("cluster", cfg.Cluster)),
+		log:      deps.Logger,
 		now:      deps.Now,
 		metrics:  m,
 		trust:    trust,

@@ -115,7 +115,7 @@ func (s *Service) decide(ctx context.Context, c *call, a decideArgs, kind events
 	if !dup {
 		s.metrics.decisions.WithLabelValues(string(kind), string(d.Via)).Inc()
 	}
-	s.log.Info("decision published", slog.String("cluster", s.cfg.Cluster), slog.String("namespace", p.Namespace),
+	s.log.Info("decision published", slog.String("namespace", p.Namespace),
 		slog.String("owner", p.Target.Kind+"/"+p.Target.Name), slog.String("plan", p.ID), slog.String("digest", d.Digest),
 		slog.String("decision", string(kind)), slog.String("decided_by", d.DecidedBy), slog.String("via", string(d.Via)), slog.Bool("duplicate", dup))
 	out := DecisionOut{PlanID: p.ID, Digest: d.Digest, Decision: string(kind), DecidedBy: d.DecidedBy,

@@ -124,7 +124,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("mcpgateway: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, log: deps.Logger.With(slog.String("component", "mcpgateway"), slog.String("cluster", cfg.Cluster)),
+		cfg: cfg, log: deps.Logger,
 		nc: deps.NATS, js: js, now: deps.Now, metrics: m, gather: deps.Gatherer,
 		byName: map[string]*tool{}, draining: make(chan struct{}), ready: make(chan struct{}),
 		auth: newAuthenticator(tokens, deps.TokenVerifier), stateKey: stateKey, tls: tlsConfig,

@@ -54,7 +54,7 @@ func (s *Service) setPause(ctx context.Context, c *call, paused bool, reason str
 	if err := bus.SetPause(ctx, s.js, s.cfg.Cluster, p); err != nil {
 		return PauseOut{}, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	s.log.Warn("kill switch set", slog.String("cluster", s.cfg.Cluster), slog.Bool("paused", paused), slog.String("by", p.By), slog.String("via", string(p.Via)), slog.String("reason", reason))
+	s.log.Warn("kill switch set", slog.Bool("paused", paused), slog.String("by", p.By), slog.String("via", string(p.Via)), slog.String("reason", reason))
 	out := PauseOut{Cluster: s.cfg.Cluster, Paused: paused, By: p.By, Via: string(p.Via), Reason: reason, At: p.At}
 	if paused {
 		out.Message = fmt.Sprintf("Remediation in cluster %s is paused by %s: no new plan is executed until resume_remediation.", s.cfg.Cluster, p.By)

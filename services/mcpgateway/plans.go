@@ -52,7 +52,7 @@ func (s *Service) generatePlan(ctx context.Context, c *call, a generatePlanArgs)
 		return PlanOut{}, "", fmt.Errorf("planner answered with a plan for cluster %q, not %q", resp.Plan.Cluster, s.cfg.Cluster)
 	}
 	out := s.planOut(resp.Plan)
-	s.log.Info("plan generated", slog.String("cluster", s.cfg.Cluster), slog.String("namespace", out.Namespace),
+	s.log.Info("plan generated", slog.String("namespace", out.Namespace),
 		slog.String("owner", out.Target.Kind+"/"+out.Target.Name), slog.String("plan", out.PlanID), slog.String("digest", out.Digest))
 	return out, planText(out), nil
 }

@@ -65,7 +65,7 @@ func (s *Service) decide(ctx context.Context, d events.Decision) (plan events.Pl
 	if !dup {
 		s.metrics.decisions.WithLabelValues(string(d.Via), string(d.Decision)).Inc()
 	}
-	s.log.Info("decision published", slog.String("cluster", s.cfg.Cluster), slog.String("namespace", p.Namespace), slog.String("plan", p.ID),
+	s.log.Info("decision published", slog.String("namespace", p.Namespace), slog.String("plan", p.ID),
 		slog.String("decision", string(d.Decision)), slog.String("decided_by", d.DecidedBy), slog.String("via", string(d.Via)), slog.Bool("duplicate", dup))
 	return p, dup, nil
 }

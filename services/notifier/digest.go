@@ -484,7 +484,7 @@ func (s *Service) startPeriod(ctx context.Context, period time.Time) (*digestSta
 		st.Parts["webhook:"+w.Name] = &digestPart{Digest: buildDigest(s.cfg.Cluster, period, mine, s.cfg.Digest.MaxLines), EventID: id.String()}
 	}
 	st.Done = len(st.Parts) == 0
-	s.log.Info("warning digest period", slog.String("cluster", s.cfg.Cluster), slog.Time("period", period),
+	s.log.Info("warning digest period", slog.Time("period", period),
 		slog.Int("open_warnings", len(open)), slog.Int("destinations", len(st.Parts)))
 	return st, nil
 }
@@ -523,7 +523,7 @@ func subjectMatches(filter, subject string) bool {
 // recorded first, and an attempt whose answer was lost is looked for in
 // the channel's history before posting again.
 func (s *Service) postDigest(ctx context.Context, st *digestState, part *digestPart, rev *uint64) error {
-	log := s.log.With(slog.String("cluster", s.cfg.Cluster), slog.Time("period", st.Period))
+	log := s.log.With(slog.Time("period", st.Period))
 	if part.Posting != "" {
 		if f, ok := s.slack.(postFinder); ok {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DeliveryTimeout)

@@ -232,7 +232,7 @@ func (s *Service) runEndpoints(ctx context.Context, up chan struct{}) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
-	s.log.Info("notifier endpoints listening", slog.String("addr", s.addr), slog.String("cluster", s.cfg.Cluster))
+	s.log.Info("notifier endpoints listening", slog.String("addr", s.addr))
 	close(up)
 	return g.Wait()
 }

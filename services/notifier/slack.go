@@ -145,7 +145,7 @@ func (s *Service) findInterruptedPost(ctx context.Context, t *thread, now time.T
 	if t.Posting == "" {
 		return nil
 	}
-	log := s.log.With(slog.String("cluster", s.cfg.Cluster), slog.String("thread", t.Key), slog.String("post", t.Posting))
+	log := s.log.With(slog.String("thread", t.Key), slog.String("post", t.Posting))
 	f, ok := s.slack.(postFinder)
 	if !ok {
 		t.Posting = ""

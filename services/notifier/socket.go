@@ -158,7 +158,7 @@ func (s *Service) socketSession(ctx context.Context, dispatch func(socketEnvelop
 		switch env.Type {
 		case "hello":
 			if !hello {
-				s.log.Info("slack socket mode connected", slog.String("cluster", s.cfg.Cluster))
+				s.log.Info("slack socket mode connected")
 			}
 			hello = true
 			s.metrics.socketUp.Set(1)

@@ -98,7 +98,7 @@ func keepInProgress(msg jetstream.Msg, every time.Duration) (stop func()) {
 // were asked for. Invalid messages are terminated (never retried);
 // transient failures are retried with a growing delay.
 func (s *Service) handleIssue(ctx context.Context, msg jetstream.Msg) {
-	log := s.log.With(slog.String("cluster", s.cfg.Cluster), slog.String("subject", msg.Subject()))
+	log := s.log.With(slog.String("subject", msg.Subject()))
 	term := func(reason string, err error) {
 		log.Warn("dropping invalid issue message", slog.String("reason", reason), slog.Any("error", err))
 		if terr := msg.TermWithReason(reason); terr != nil {

@@ -77,7 +77,7 @@ func (s *Service) planIncident(ctx context.Context, inc events.Incident, source,
 func (s *Service) planLocked(ctx context.Context, inc events.Incident, source, requestedBy string) (events.Plan, error) {
 	start := time.Now()
 	defer func() { s.metrics.latency.WithLabelValues(source).Observe(time.Since(start).Seconds()) }()
-	log := s.log.With(slog.String("cluster", s.cfg.Cluster), slog.String("namespace", inc.Namespace),
+	log := s.log.With(slog.String("namespace", inc.Namespace),
 		slog.String("owner", inc.Owner.Kind+"/"+inc.Owner.Name), slog.String("incident", inc.ID))
 	p, out, err := s.buildPlan(ctx, inc, requestedBy)
 	if err != nil {

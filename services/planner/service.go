@@ -92,7 +92,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	return &Service{
 		cfg: cfg, nc: deps.NATS, js: js, kube: deps.Kube,
-		log:     deps.Logger.With(slog.String("service", ServiceName)),
+		log:     deps.Logger,
 		now:     deps.Now,
 		metrics: m,
 		reader:  reader{kube: deps.Kube, cfg: cfg},
@@ -178,7 +178,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.consume(gctx, cons) })
 	g.Go(func() error { return s.watchExpiry(gctx) })
-	s.log.Info("planner running", slog.String("cluster", s.cfg.Cluster), slog.String("consumer", name),
+	s.log.Info("planner running", slog.String("consumer", name),
 		slog.String("endpoint", subject), slog.Duration("approval_window", s.cfg.ApprovalWindow))
 	err = g.Wait()
 	if serr := svc.Stop(); serr != nil {

@@ -261,7 +261,7 @@ func (s *Service) announce(ctx context.Context, p events.Plan, ev events.PlanEve
 	if dup {
 		level = slog.LevelDebug // announced before (a retry, or another replica)
 	}
-	s.log.Log(ctx, level, "plan "+string(ev), slog.String("cluster", s.cfg.Cluster), slog.String("namespace", p.Namespace),
+	s.log.Log(ctx, level, "plan "+string(ev), slog.String("namespace", p.Namespace),
 		slog.String("owner", p.Target.Kind+"/"+p.Target.Name), slog.String("incident", p.IncidentID), slog.String("plan", p.ID),
 		slog.Bool("duplicate", dup))
 	return nil

@@ -121,7 +121,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg:      cfg,
 		nc:       deps.NATS,
 		js:       js,
-		log:      deps.Logger.With(slog.String("service", events.ServiceWatcher), slog.String("cluster", cfg.Cluster)),
+		log:      deps.Logger,
 		now:      deps.Now,
 		cl:       cl,
 		filter:   newNSFilter(cfg),

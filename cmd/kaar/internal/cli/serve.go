@@ -137,7 +137,7 @@ func startEmbeddedNATS(ctx context.Context, cfg config.Config, logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("bus credentials: %w", err)
 	}
-	opts := bus.EmbeddedOptions{StoreDir: cfg.NATS.StoreDir, DontListen: cfg.NATS.Listen == "", Logger: logger.With(slog.String("component", "nats")),
+	opts := bus.EmbeddedOptions{StoreDir: cfg.NATS.StoreDir, DontListen: cfg.NATS.Listen == "", Logger: logger,
 		Credentials: creds}
 	opts.TLS, opts.VerifyClients = embeddedTLS(cfg)
 	if opts.StoreDir == "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 
 	"github.com/kaar-dev/kaar/pkg/bus"
@@ -101,7 +102,10 @@ func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err != nil {
 		return err
 	}
-	gw, err := mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: logger, Signer: signer})
+	// Tagged as svcmain tags the services it builds (they do not tag
+	// themselves).
+	gwLog := logger.With(slog.String("service", "mcpgateway"), slog.String("cluster", cfg.Kubernetes.ClusterName))
+	gw, err := mcpgateway.New(mcpgateway.ConfigFrom(cfg), mcpgateway.Deps{NATS: nc, Logger: gwLog, Signer: signer})
 	if err != nil {
 		return err
 	}
