@@ -167,6 +167,39 @@ func TestEveryServiceBinaryIsTheComposedService(t *testing.T) {
 	}
 }
 
+// TestServicesDoNotTagTheirOwnLogs: svcmain, the composition root,
+// gives each service a logger tagged with service and cluster; a service
+// that adds either again makes every line carry the key twice (slog does
+// not merge attributes; a JSON log then has duplicate keys).
+func TestServicesDoNotTagTheirOwnLogs(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	files, err := filepath.Glob(filepath.Join(root, "services", "*", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, tag := range []string{`slog.String("service"`, `slog.String("cluster"`, `slog.String("component"`} {
+				if strings.Contains(line, tag) {
+					rel, _ := filepath.Rel(root, f)
+					t.Errorf("%s:%d: %s: svcmain tags a service's logger already", rel, i+1, tag)
+				}
+			}
+		}
+	}
+	if len(files) < 50 {
+		t.Errorf("read %d service files; the glob found too few", len(files))
+	}
+}
+
 // TestGoInstallFromAModuleProxy: a user's ordinary install,
 // `go install github.com/kaar-dev/kaar/cmd/kaar@version`, refuses a main
 // module with replace directives; it works from a module proxy holding
