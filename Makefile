@@ -86,13 +86,13 @@ fmt: ## gofmt the tree
 	gofmt -w cmd pkg services deploy test hack
 
 sandbox: ## start the local sandbox cluster with the demo failures (idempotent); prints KUBECONFIG
-	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox up --demo --state-dir $(ROOT)/.sandbox
+	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox up --demo
 
 sandbox-down: ## stop the sandbox
-	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox down --state-dir $(ROOT)/.sandbox
+	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox down
 
 sandbox-status: ## show what the sandbox runs
-	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox status --state-dir $(ROOT)/.sandbox
+	cd pkg/sandbox && $(GO) run ./cmd/kaar-sandbox status
 
 compose-up: ## the compose demo in Docker: builds the images (FROM scratch, no registry), starts NATS, the demo cluster and the five services, prints the MCP endpoint and token
 	./hack/compose.sh up
